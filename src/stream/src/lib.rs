@@ -1,0 +1,1 @@
+//! peaqos_stream (skeleton)
