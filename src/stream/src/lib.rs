@@ -7,5 +7,9 @@ pub mod chain;
 pub mod crypto;
 pub mod envelope;
 pub mod error;
+pub mod keys;
+pub mod store;
+pub mod verify;
+pub mod writer;
 
 pub use error::{Result, StreamError};

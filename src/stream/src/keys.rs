@@ -1,0 +1,189 @@
+//! The machine's stream keys, derived deterministically from its secp256k1 secret (the same
+//! 32-byte key that signs data packages and chain transactions), so no extra key file has to be
+//! provisioned or backed up:
+//!
+//! ```text
+//! prk          = HKDF-SHA256-Extract(salt = "peaqos-stream-keys-v1", ikm = secp256k1 secret)
+//! ed25519 seed = HKDF-Expand(prk, info = "peaqos/stream/ed25519-chunk-signing/v1", 32)
+//! x25519 sk    = HKDF-Expand(prk, info = "peaqos/stream/x25519-key-wrapping/v1", 32)
+//! ```
+//!
+//! The Ed25519 key signs chunk envelopes (`signature.public_key_hex`); the X25519 key is the
+//! `machine` key recipient of every chunk, which is how the machine keeps per-chunk keys for
+//! later grants without ever storing them in plaintext. Secret material is zeroized on drop and
+//! never logged (`Debug` prints public keys only).
+//!
+//! The secp256k1 key also yields the machine's EVM address and signs dataset manifests with
+//! EIP-191 `personal_sign` ([`eip191_sign`]); [`eip191_recover`] is the verifier.
+
+use hkdf::Hkdf;
+use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use sha2::Sha256;
+use sha3::{Digest, Keccak256};
+use zeroize::Zeroizing;
+
+use crate::chain::ChunkSigner;
+use crate::crypto;
+use crate::error::{Result, StreamError};
+
+/// HKDF salt.
+pub const HKDF_SALT: &[u8] = b"peaqos-stream-keys-v1";
+/// HKDF info of the Ed25519 chunk signing seed.
+pub const INFO_ED25519: &[u8] = b"peaqos/stream/ed25519-chunk-signing/v1";
+/// HKDF info of the X25519 key wrapping secret.
+pub const INFO_X25519: &[u8] = b"peaqos/stream/x25519-key-wrapping/v1";
+
+/// Ed25519 + X25519 stream keys of one machine.
+pub struct MachineStreamKeys {
+    secp_secret: Zeroizing<[u8; 32]>,
+    ed25519_seed: Zeroizing<[u8; 32]>,
+    x25519_secret: Zeroizing<[u8; 32]>,
+    /// Ed25519 public key (chunk signatures).
+    pub ed25519_public: [u8; 32],
+    /// X25519 public key (machine key recipient).
+    pub x25519_public: [u8; 32],
+    /// EVM address of the secp256k1 key.
+    pub address: [u8; 20],
+}
+
+impl std::fmt::Debug for MachineStreamKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MachineStreamKeys")
+            .field("ed25519_public", &hex::encode(self.ed25519_public))
+            .field("x25519_public", &hex::encode(self.x25519_public))
+            .field("address", &checksum_address(&self.address))
+            .finish_non_exhaustive()
+    }
+}
+
+impl MachineStreamKeys {
+    /// Derive from the 32-byte secp256k1 secret (must be a valid non-zero scalar).
+    pub fn from_secp256k1_secret(secret: &[u8; 32]) -> Result<Self> {
+        let sk = SigningKey::from_slice(secret)
+            .map_err(|_| StreamError::invalid("machine secp256k1 secret", "not a valid secp256k1 private key"))?;
+        let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret);
+        let mut ed = Zeroizing::new([0u8; 32]);
+        let mut x = Zeroizing::new([0u8; 32]);
+        hk.expand(INFO_ED25519, ed.as_mut()).map_err(|_| StreamError::invalid("hkdf", "expand failed"))?;
+        hk.expand(INFO_X25519, x.as_mut()).map_err(|_| StreamError::invalid("hkdf", "expand failed"))?;
+        let ed25519_public = crypto::ed25519_public(&ed);
+        let x25519_public = crypto::x25519_public(&x);
+        let address = address_of(sk.verifying_key());
+        Ok(Self { secp_secret: Zeroizing::new(*secret), ed25519_seed: ed, x25519_secret: x, ed25519_public, x25519_public, address })
+    }
+
+    /// Parse a hex secret (optional `0x`), as in `PEAQOS_PRIVATE_KEY`.
+    pub fn from_secret_hex(hex_secret: &str) -> Result<Self> {
+        let s = Zeroizing::new(crypto::parse_hex_n::<32>(hex_secret.trim(), "machine private key")?);
+        Self::from_secp256k1_secret(&s)
+    }
+
+    /// Chunk signer with the given DID and key id.
+    pub fn signer(&self, machine_did: &str, key_id: &str) -> Result<ChunkSigner> {
+        ChunkSigner::new(*self.ed25519_seed, machine_did, key_id)
+    }
+
+    /// `did:peaq:0x<EIP-55 address>` (the gen-1 / SDK package DID form).
+    pub fn default_did(&self) -> String {
+        format!("did:peaq:{}", checksum_address(&self.address))
+    }
+
+    /// The X25519 secret (for unwrapping the machine recipient entries).
+    pub fn x25519_secret(&self) -> &[u8; 32] {
+        &self.x25519_secret
+    }
+
+    /// EIP-191 `personal_sign` of `message` with the machine's secp256k1 key.
+    pub fn eip191_sign(&self, message: &[u8]) -> Result<[u8; 65]> {
+        eip191_sign(&self.secp_secret, message)
+    }
+}
+
+fn address_of(vk: &VerifyingKey) -> [u8; 20] {
+    let p = vk.to_encoded_point(false);
+    let h = Keccak256::digest(&p.as_bytes()[1..]);
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&h[12..]);
+    a
+}
+
+/// EIP-55 checksummed `0x` address.
+pub fn checksum_address(a: &[u8; 20]) -> String {
+    let lower = hex::encode(a);
+    let h = Keccak256::digest(lower.as_bytes());
+    let mut out = String::from("0x");
+    for (i, c) in lower.chars().enumerate() {
+        let nib = (h[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0xf;
+        out.push(if c.is_ascii_alphabetic() && nib >= 8 { c.to_ascii_uppercase() } else { c });
+    }
+    out
+}
+
+fn eip191_digest(message: &[u8]) -> [u8; 32] {
+    let mut h = Keccak256::new();
+    h.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
+    h.update(message);
+    h.finalize().into()
+}
+
+/// EIP-191 `personal_sign`: 65 bytes `r || s || v` with `v` in {27, 28}.
+pub fn eip191_sign(secret: &[u8; 32], message: &[u8]) -> Result<[u8; 65]> {
+    let sk = SigningKey::from_slice(secret)
+        .map_err(|_| StreamError::invalid("secp256k1 secret", "not a valid secp256k1 private key"))?;
+    let (sig, rid) = sk
+        .sign_prehash_recoverable(&eip191_digest(message))
+        .map_err(|_| StreamError::invalid("eip191 signature", "signing failed"))?;
+    let mut out = [0u8; 65];
+    out[..64].copy_from_slice(&sig.to_bytes());
+    out[64] = 27 + rid.to_byte();
+    Ok(out)
+}
+
+/// Recover the signer address of an EIP-191 signature (`v` 27/28 or 0/1).
+pub fn eip191_recover(message: &[u8], sig: &[u8; 65]) -> Result<[u8; 20]> {
+    let v = match sig[64] {
+        27 | 28 => sig[64] - 27,
+        0 | 1 => sig[64],
+        _ => return Err(StreamError::invalid("signature", "recovery id v must be 27/28")),
+    };
+    let s = Signature::from_slice(&sig[..64]).map_err(|_| StreamError::invalid("signature", "malformed r||s"))?;
+    let rid = RecoveryId::from_byte(v).ok_or_else(|| StreamError::invalid("signature", "bad recovery id"))?;
+    let vk = VerifyingKey::recover_from_prehash(&eip191_digest(message), &s, rid)
+        .map_err(|_| StreamError::invalid("signature", "public key recovery failed"))?;
+    Ok(address_of(&vk))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Hardhat/anvil account 0: address 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266.
+    const ANVIL0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+    #[test]
+    fn derivation_is_deterministic_and_distinct() {
+        let a = MachineStreamKeys::from_secret_hex(ANVIL0).unwrap();
+        let b = MachineStreamKeys::from_secret_hex(&format!("0x{ANVIL0}")).unwrap();
+        assert_eq!(a.ed25519_public, b.ed25519_public);
+        assert_eq!(a.x25519_public, b.x25519_public);
+        assert_ne!(a.ed25519_seed.as_ref(), a.x25519_secret.as_ref());
+        assert_eq!(a.default_did(), "did:peaq:0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+        assert!(!format!("{a:?}").contains(ANVIL0));
+        assert!(MachineStreamKeys::from_secp256k1_secret(&[0u8; 32]).is_err());
+    }
+
+    #[test]
+    fn eip191_matches_sdk_data_package_vector() {
+        // SPEC §8.6: signature of the canonical package bytes with anvil key 0.
+        let v: serde_json::Value = serde_json::from_str(include_str!("../tests/data/sdk_stream_vectors.json")).unwrap();
+        let signed = v["data_package"]["signable_bytes_utf8"].as_str().map(str::to_string);
+        let expect = v["data_package"]["package"]["signature"].as_str().unwrap();
+        let k = MachineStreamKeys::from_secret_hex(ANVIL0).unwrap();
+        if let Some(signed) = signed {
+            assert_eq!(format!("0x{}", hex::encode(k.eip191_sign(signed.as_bytes()).unwrap())), expect);
+        }
+        let sig = k.eip191_sign(b"hello").unwrap();
+        assert_eq!(eip191_recover(b"hello", &sig).unwrap(), k.address);
+        assert_ne!(eip191_recover(b"hellO", &sig).unwrap(), k.address);
+    }
+}
