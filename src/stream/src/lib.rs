@@ -7,6 +7,7 @@ pub mod chain;
 pub mod crypto;
 pub mod envelope;
 pub mod error;
+pub mod grant;
 pub mod keys;
 pub mod store;
 pub mod verify;
