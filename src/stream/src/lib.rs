@@ -5,6 +5,7 @@
 //! * [`keys`]: the machine's Ed25519 / X25519 stream keys, derived from its secp256k1 secret.
 pub mod chain;
 pub mod crypto;
+pub mod dataset;
 pub mod envelope;
 pub mod error;
 pub mod grant;
