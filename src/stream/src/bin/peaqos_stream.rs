@@ -1,1 +1,272 @@
-fn main() {}
+//! `peaqos-stream`: offline tool for peaqOS stream chunk directories.
+//!
+//! ```text
+//! peaqos-stream verify <dir> [--signer-pk HEX]
+//!     <dir> is a topic directory or a data directory holding topic directories.
+//! peaqos-stream decrypt --grant F [--grant F…] --secret-key-file F <topic_dir> [--out DIR]
+//! peaqos-stream grant --data-dir D --topic T --buyer-pk HEX --range A..B|t:MS..MS
+//!                     [--buyer-id ID] [--out DIR] [--max-file-size BYTES] [--key-file F]
+//! peaqos-stream dataset --data-dir D --topic T --range A..B [--did DID] [--key-file F] [--out F]
+//! peaqos-stream prove --dataset F --chunk ID [--out F]
+//! peaqos-stream verify-proof --proof F [--dataset F]
+//! peaqos-stream keys [--key-file F]
+//! ```
+//! The machine key (grant, dataset, keys) is the secp256k1 secret in hex, from `--key-file` or
+//! the `PEAQOS_PRIVATE_KEY` environment variable. Secret key files hold hex (optional `0x`).
+//! Exit codes: 0 success, 1 a check or operation failed (the message names the chunk and the
+//! check), 2 usage error.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use peaqos_stream::dataset::{build_dataset, verify_dataset, verify_proof, write_dataset, DatasetManifest, InclusionProof};
+use peaqos_stream::grant::{build_buyer_access_files, decrypt_with_grants, grant, load_grant_file, write_buyer_access_files, GrantRange, DEFAULT_BUYER_RECIPIENT_ID};
+use peaqos_stream::keys::MachineStreamKeys;
+use peaqos_stream::verify::verify_dir;
+use peaqos_stream::{crypto, store, StreamError};
+use zeroize::Zeroizing;
+
+enum CliError {
+    Usage(String),
+    Failed(String),
+}
+
+impl From<StreamError> for CliError {
+    fn from(e: StreamError) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+type R<T> = Result<T, CliError>;
+
+struct Args {
+    pos: Vec<String>,
+    opts: HashMap<String, Vec<String>>,
+}
+
+impl Args {
+    fn parse(raw: &[String], flags_with_value: &[&str]) -> R<Args> {
+        let mut pos = Vec::new();
+        let mut opts: HashMap<String, Vec<String>> = HashMap::new();
+        let mut it = raw.iter();
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                let (name, inline) = match name.split_once('=') {
+                    Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                    None => (name.to_string(), None),
+                };
+                if !flags_with_value.contains(&name.as_str()) {
+                    return Err(CliError::Usage(format!("unknown option --{name}")));
+                }
+                let v = match inline {
+                    Some(v) => v,
+                    None => it.next().cloned().ok_or_else(|| CliError::Usage(format!("--{name} needs a value")))?,
+                };
+                opts.entry(name).or_default().push(v);
+            } else {
+                pos.push(a.clone());
+            }
+        }
+        Ok(Args { pos, opts })
+    }
+    fn one(&self, n: &str) -> Option<&str> {
+        self.opts.get(n).and_then(|v| v.last()).map(String::as_str)
+    }
+    fn req(&self, n: &str) -> R<&str> {
+        self.one(n).ok_or_else(|| CliError::Usage(format!("missing --{n}")))
+    }
+    fn all(&self, n: &str) -> Vec<&str> {
+        self.opts.get(n).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default()
+    }
+}
+
+fn machine_keys(a: &Args) -> R<MachineStreamKeys> {
+    let secret = Zeroizing::new(match a.one("key-file") {
+        Some(f) => std::fs::read_to_string(f).map_err(|e| CliError::Failed(format!("read key file {f}: {e}")))?,
+        None => std::env::var("PEAQOS_PRIVATE_KEY")
+            .map_err(|_| CliError::Usage("machine key: set PEAQOS_PRIVATE_KEY or pass --key-file".into()))?,
+    });
+    Ok(MachineStreamKeys::from_secret_hex(secret.trim())?)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn is_topic_dir(d: &Path) -> bool {
+    d.join(store::HEAD_FILE).exists() || d.join("0.json").exists() || d.join(store::OPEN_FILE).exists()
+}
+
+fn cmd_verify(a: &Args) -> R<()> {
+    let dir = PathBuf::from(a.pos.first().ok_or_else(|| CliError::Usage("verify <dir>".into()))?);
+    let dirs: Vec<PathBuf> = if is_topic_dir(&dir) {
+        vec![dir.clone()]
+    } else {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| CliError::Failed(format!("list {}: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && is_topic_dir(p))
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            return Err(CliError::Failed(format!("{}: no chunk chain found", dir.display())));
+        }
+        v
+    };
+    let mut out = Vec::new();
+    for d in dirs {
+        let r = verify_dir(&d, a.one("signer-pk"))?;
+        out.push(serde_json::json!({"dir": d, "valid": true, "chunks": r.chunks, "lastChunkId": r.last_chunk_id, "signerPublicKeyHex": r.signer_public_key_hex}));
+    }
+    print_json(&serde_json::Value::Array(out));
+    Ok(())
+}
+
+fn cmd_decrypt(a: &Args) -> R<()> {
+    let dir = PathBuf::from(a.pos.first().ok_or_else(|| CliError::Usage("decrypt <topic_dir>".into()))?);
+    let skf = a.req("secret-key-file")?;
+    let sk_txt = Zeroizing::new(std::fs::read_to_string(skf).map_err(|e| CliError::Failed(format!("read {skf}: {e}")))?);
+    let sk = Zeroizing::new(crypto::parse_hex_n::<32>(sk_txt.trim(), "secret key file")?);
+    let grants = a.all("grant");
+    if grants.is_empty() {
+        return Err(CliError::Usage("missing --grant".into()));
+    }
+    let mut entries = Vec::new();
+    for g in grants {
+        entries.extend(load_grant_file(Path::new(g))?.entries);
+    }
+    let pts = decrypt_with_grants(&dir, &entries, &sk)?;
+    match a.one("out") {
+        Some(o) => {
+            std::fs::create_dir_all(o).map_err(|e| CliError::Failed(format!("create {o}: {e}")))?;
+            for (i, p) in &pts {
+                let f = Path::new(o).join(format!("{i}.jsonl"));
+                std::fs::write(&f, p.as_slice()).map_err(|e| CliError::Failed(format!("write {}: {e}", f.display())))?;
+            }
+            eprintln!("decrypted {} chunks into {o}", pts.len());
+        }
+        None => {
+            use std::io::Write;
+            let mut so = std::io::stdout().lock();
+            for (_, p) in &pts {
+                so.write_all(p).map_err(|e| CliError::Failed(format!("stdout: {e}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_grant(a: &Args) -> R<()> {
+    let keys = machine_keys(a)?;
+    let data = PathBuf::from(a.req("data-dir")?);
+    let topic = a.req("topic")?;
+    let buyer = crypto::parse_hex_n::<32>(a.req("buyer-pk")?, "--buyer-pk")?;
+    let range = GrantRange::parse(a.req("range")?)?;
+    let max = match a.one("max-file-size") {
+        Some(s) => s.parse().map_err(|_| CliError::Usage("--max-file-size must be a number".into()))?,
+        None => peaqos_stream::envelope::DEFAULT_BUYER_ACCESS_FILE_SIZE,
+    };
+    let entries = grant(&data, topic, &range, &keys, &buyer, a.one("buyer-id").unwrap_or(DEFAULT_BUYER_RECIPIENT_ID))?;
+    let files = build_buyer_access_files(entries, &hex::encode(buyer), max)?;
+    let paths = write_buyer_access_files(Path::new(a.one("out").unwrap_or(".")), &files)?;
+    print_json(&serde_json::json!({"files": paths, "entries": files.iter().map(|f| f.entries.len()).sum::<usize>()}));
+    Ok(())
+}
+
+fn cmd_dataset(a: &Args) -> R<()> {
+    let keys = machine_keys(a)?;
+    let data = PathBuf::from(a.req("data-dir")?);
+    let topic = a.req("topic")?;
+    let (first, last) = match GrantRange::parse(a.req("range")?)? {
+        GrantRange::Indices { first, last } => (first, last),
+        GrantRange::TimeMs { .. } => return Err(CliError::Usage("dataset --range takes chunk indices A..B".into())),
+    };
+    let did = a.one("did").map(str::to_string).unwrap_or_else(|| keys.default_did());
+    let now = store::unix_ms(std::time::SystemTime::now());
+    let signer = |m: &[u8]| keys.eip191_sign(m);
+    let m = build_dataset(&data, topic, first, last, &did, now, &signer)?;
+    let p = match a.one("out") {
+        Some(o) => {
+            store::write_atomic(Path::new(o), &store::to_json_bytes(&m, "dataset")?)?;
+            PathBuf::from(o)
+        }
+        None => write_dataset(&data, &m)?,
+    };
+    print_json(&serde_json::json!({"dataset": p, "merkleRoot": m.merkle_root, "chunks": m.chunk_ids.len()}));
+    Ok(())
+}
+
+fn cmd_prove(a: &Args) -> R<()> {
+    let m: DatasetManifest = store::load_json(Path::new(a.req("dataset")?))?;
+    verify_dataset(&m)?;
+    let p = m.prove(a.req("chunk")?)?;
+    let v = serde_json::to_value(&p).map_err(|e| CliError::Failed(e.to_string()))?;
+    match a.one("out") {
+        Some(o) => store::write_atomic(Path::new(o), &store::to_json_bytes(&v, "proof")?)?,
+        None => print_json(&v),
+    }
+    Ok(())
+}
+
+fn cmd_verify_proof(a: &Args) -> R<()> {
+    let p: InclusionProof = store::load_json(Path::new(a.req("proof")?))?;
+    let mut signer = None;
+    let root = match a.one("dataset") {
+        Some(d) => {
+            let m: DatasetManifest = store::load_json(Path::new(d))?;
+            signer = Some(verify_dataset(&m)?);
+            Some(m.merkle_root)
+        }
+        None => None,
+    };
+    verify_proof(&p, root.as_deref())?;
+    print_json(&serde_json::json!({"valid": true, "chunkId": p.chunk_id, "leafIndex": p.leaf_index, "merkleRoot": p.merkle_root, "datasetSigner": signer}));
+    Ok(())
+}
+
+fn cmd_keys(a: &Args) -> R<()> {
+    let k = machine_keys(a)?;
+    print_json(&serde_json::json!({
+        "did": k.default_did(),
+        "ed25519PublicKeyHex": hex::encode(k.ed25519_public),
+        "x25519PublicKeyHex": hex::encode(k.x25519_public),
+    }));
+    Ok(())
+}
+
+const USAGE: &str = "usage: peaqos-stream <verify|decrypt|grant|dataset|prove|verify-proof|keys> … (see --help)";
+
+fn run(argv: &[String]) -> R<()> {
+    let (cmd, rest) = argv.split_first().ok_or_else(|| CliError::Usage(USAGE.into()))?;
+    let f = |flags: &[&str]| Args::parse(rest, flags);
+    match cmd.as_str() {
+        "verify" => cmd_verify(&f(&["signer-pk"])?),
+        "decrypt" => cmd_decrypt(&f(&["grant", "secret-key-file", "out"])?),
+        "grant" => cmd_grant(&f(&["data-dir", "topic", "buyer-pk", "range", "buyer-id", "out", "max-file-size", "key-file"])?),
+        "dataset" => cmd_dataset(&f(&["data-dir", "topic", "range", "did", "key-file", "out"])?),
+        "prove" => cmd_prove(&f(&["dataset", "chunk", "out"])?),
+        "verify-proof" => cmd_verify_proof(&f(&["proof", "dataset"])?),
+        "keys" => cmd_keys(&f(&["key-file"])?),
+        "-h" | "--help" | "help" => {
+            println!("{}", include_str!("peaqos_stream.rs").lines().skip(2).take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or("")).collect::<Vec<_>>().join("\n"));
+            Ok(())
+        }
+        other => Err(CliError::Usage(format!("unknown command {other:?}; {USAGE}"))),
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match run(&argv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(m)) => {
+            eprintln!("peaqos-stream: {m}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(m)) => {
+            eprintln!("peaqos-stream: FAILED: {m}");
+            ExitCode::from(1)
+        }
+    }
+}

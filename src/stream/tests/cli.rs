@@ -1,0 +1,104 @@
+//! End-to-end tests of the `peaqos-stream` binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use peaqos_stream::crypto::x25519_public;
+use peaqos_stream::keys::MachineStreamKeys;
+use peaqos_stream::writer::{ChunkPolicy, ChunkWriter, Recipients};
+
+const SECRET: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peaqos-stream")).args(args).env("PEAQOS_PRIVATE_KEY", SECRET).output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn fails(o: &Output, code: i32, needle: &str) {
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "stderr: {e}");
+    assert!(e.contains(needle), "stderr {e:?} should contain {needle:?}");
+}
+
+#[test]
+fn grant_decrypt_dataset_prove_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let k = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
+    let did = k.default_did();
+    let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(60) };
+    let (mut w, _) = ChunkWriter::open(&data, "/cam/info", policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default()).unwrap();
+    let lines: Vec<String> = (0..18).map(|i| format!("{{\"sequenceNumber\":{i}}}")).collect();
+    for l in &lines {
+        w.append(l.as_bytes()).unwrap();
+    }
+    w.close_now().unwrap();
+    let tdir = w.dir().to_path_buf();
+    drop(w);
+    let tdir_s = tdir.to_str().unwrap();
+    let data_s = data.to_str().unwrap();
+
+    let v = ok(&cli(&["verify", data_s, "--signer-pk", &hex::encode(k.ed25519_public)]));
+    assert!(v.contains("\"chunks\": 5"), "{v}");
+
+    // grant chunks 1..3 to a buyer, decrypt them with the buyer key
+    let buyer_sk = [0x42u8; 32];
+    let skf = tmp.path().join("buyer.key");
+    std::fs::write(&skf, format!("0x{}\n", hex::encode(buyer_sk))).unwrap();
+    let gout = tmp.path().join("grants");
+    ok(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &hex::encode(x25519_public(&buyer_sk)), "--range", "1..3", "--out", gout.to_str().unwrap()]));
+    let gfile = gout.join(format!("{}-1.json", hex::encode(x25519_public(&buyer_sk))));
+    assert!(gfile.exists());
+    let pt = ok(&cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", skf.to_str().unwrap(), tdir_s]));
+    assert_eq!(pt.lines().collect::<Vec<_>>(), lines[4..16].iter().map(String::as_str).collect::<Vec<_>>());
+    // grant for another key
+    let other = tmp.path().join("other.key");
+    std::fs::write(&other, hex::encode([7u8; 32])).unwrap();
+    fails(&cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", other.to_str().unwrap(), tdir_s]), 1, "grant is for another key");
+    // range beyond the chain
+    fails(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &"11".repeat(32), "--range", "3..9"]), 1, "not found");
+
+    // dataset over 0..4, proof for chunk 2
+    let ds = tmp.path().join("ds.json");
+    ok(&cli(&["dataset", "--data-dir", data_s, "--topic", "/cam/info", "--range", "0..4", "--out", ds.to_str().unwrap()]));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&ds).unwrap()).unwrap();
+    let c2 = m["chunkIds"][2].as_str().unwrap().to_string();
+    let proof = tmp.path().join("proof.json");
+    ok(&cli(&["prove", "--dataset", ds.to_str().unwrap(), "--chunk", &c2, "--out", proof.to_str().unwrap()]));
+    let r = ok(&cli(&["verify-proof", "--proof", proof.to_str().unwrap(), "--dataset", ds.to_str().unwrap()]));
+    assert!(r.contains("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"), "{r}");
+    // tampered proof / dataset
+    let mut p: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
+    p["leafIndex"] = 3.into();
+    let bad = tmp.path().join("bad-proof.json");
+    std::fs::write(&bad, serde_json::to_vec(&p).unwrap()).unwrap();
+    fails(&cli(&["verify-proof", "--proof", bad.to_str().unwrap()]), 1, "audit path does not lead to merkleRoot");
+    let mut md = m.clone();
+    md["topic"] = "/other".into();
+    let badds = tmp.path().join("bad-ds.json");
+    std::fs::write(&badds, serde_json::to_vec(&md).unwrap()).unwrap();
+    fails(&cli(&["verify-proof", "--proof", proof.to_str().unwrap(), "--dataset", badds.to_str().unwrap()]), 1, "signature");
+
+    // tampered chunk → verify names chunk and check
+    let mut b = std::fs::read(tdir.join("3.bin")).unwrap();
+    b[1] ^= 4;
+    std::fs::write(tdir.join("3.bin"), b).unwrap();
+    fails(&cli(&["verify", tdir_s]), 1, "chunk index 3");
+    fails(&cli(&["verify", tdir_s]), 1, "hash_mismatch");
+    // usage errors
+    fails(&cli(&["grant", "--data-dir", data_s]), 2, "missing --topic");
+    fails(&cli(&["frobnicate"]), 2, "unknown command");
+    let _ = Path::new("");
+}
+
+#[test]
+fn keys_prints_public_keys_only() {
+    let out = ok(&cli(&["keys"]));
+    assert!(out.contains("x25519PublicKeyHex"));
+    assert!(!out.contains(&SECRET[2..]));
+}
