@@ -13,6 +13,7 @@ pub mod canonical_json;
 pub mod field_rules;
 pub mod keys;
 pub mod package;
+pub mod policy;
 pub mod value;
 
 pub use b64::{decode as base64_decode, encode as base64_encode};
