@@ -22,6 +22,13 @@ pub mod encoding;
 pub mod error;
 pub mod revert;
 pub mod validation;
+pub mod rpc;
+pub mod journal;
+pub mod limits;
+pub mod outbox;
+pub mod client;
 
 pub use config::{ChainConfig, Generation, Network, OperationalLimits, ResolvedConfig};
 pub use error::{ChainError, Result};
+pub use client::ChainClient;
+pub use outbox::{IntentState, TxStatus};

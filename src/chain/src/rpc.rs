@@ -1,0 +1,232 @@
+//! Minimal Ethereum JSON-RPC client over HTTP(S) with ordered URL fallback.
+//!
+//! Why not an alloy provider: the outbox must control nonces, keep the exact signed bytes, and
+//! distinguish "every URL is down" (keep the intent queued, back off) from "a node answered with
+//! an error" (decide per error). So this layer returns [`RpcFailure::Transport`] only when no
+//! configured URL produced a JSON-RPC answer, and [`RpcFailure::Node`] for JSON-RPC error objects
+//! (with revert data when the node supplied it).
+//!
+//! URLs are tried in configured order starting at the last one that worked. Error strings carry
+//! only `scheme://host` of a URL (see [`crate::error::redact_url`]).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use alloy::primitives::{Address, Bytes, B256, U256, U64};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{redact_url, ChainError};
+
+/// Install ring as rustls' process-wide crypto provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Failure of one RPC call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RpcFailure {
+    /// No URL answered (connection refused, timeout, HTTP 5xx/429, unparsable body).
+    Transport(String),
+    /// A node answered with a JSON-RPC error.
+    Node { code: i64, message: String, data: Option<Bytes> },
+}
+
+impl RpcFailure {
+    /// The node reported an EVM revert (revert data may still be empty).
+    pub fn is_revert(&self) -> bool {
+        match self {
+            RpcFailure::Node { code, message, data } => {
+                *code == 3 || data.is_some() || message.to_ascii_lowercase().contains("revert")
+            }
+            RpcFailure::Transport(_) => false,
+        }
+    }
+    pub fn message(&self) -> String {
+        match self {
+            RpcFailure::Transport(m) => m.clone(),
+            RpcFailure::Node { message, .. } => message.clone(),
+        }
+    }
+    pub fn into_error(self) -> ChainError {
+        match self {
+            RpcFailure::Transport(m) => ChainError::rpc("RPC_UNAVAILABLE", m),
+            RpcFailure::Node { code, message, .. } => {
+                let c = if code == -32005 || message.contains("rate limit") { "RPC_RATE_LIMITED" } else { "RPC_ERROR" };
+                ChainError::rpc(c, format!("RPC error {code}: {message}"))
+            }
+        }
+    }
+}
+
+/// A log in a receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct RpcLog {
+    pub address: Address,
+    pub topics: Vec<B256>,
+    pub data: Bytes,
+}
+
+/// The receipt fields we use.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcReceipt {
+    pub transaction_hash: B256,
+    pub block_number: Option<U64>,
+    pub gas_used: U64,
+    pub status: Option<U64>,
+    #[serde(default)]
+    pub logs: Vec<RpcLog>,
+    #[serde(default)]
+    pub effective_gas_price: Option<U256>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RpcBlock {
+    base_fee_per_gas: Option<U256>,
+}
+
+/// Call parameters for `eth_call` / `eth_estimateGas`.
+#[derive(Debug, Clone, Default)]
+pub struct CallRequest {
+    pub from: Option<Address>,
+    pub to: Address,
+    pub value: U256,
+    pub data: Bytes,
+}
+
+impl CallRequest {
+    fn to_json(&self) -> Value {
+        let mut o = json!({"to": self.to, "data": self.data, "value": format!("{:#x}", self.value)});
+        if let Some(f) = self.from {
+            o["from"] = json!(f);
+        }
+        o
+    }
+}
+
+/// JSON-RPC client.
+#[derive(Debug)]
+pub struct Rpc {
+    urls: Vec<String>,
+    http: reqwest::Client,
+    next_id: AtomicU64,
+    preferred: AtomicUsize,
+}
+
+fn revert_data(v: Option<&Value>) -> Option<Bytes> {
+    match v? {
+        Value::String(s) => s.parse::<Bytes>().ok(),
+        Value::Object(o) => revert_data(o.get("data")),
+        _ => None,
+    }
+}
+
+impl Rpc {
+    pub fn new(urls: Vec<String>, request_timeout: Duration) -> Result<Self, ChainError> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| ChainError::rpc("RPC_UNAVAILABLE", format!("cannot build HTTP client: {e}")))?;
+        Ok(Rpc { urls, http, next_id: AtomicU64::new(1), preferred: AtomicUsize::new(0) })
+    }
+
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// Raw JSON-RPC request with fallback over the URLs.
+    pub async fn request_value(&self, method: &str, params: Value) -> Result<Value, RpcFailure> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let n = self.urls.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let url = &self.urls[i];
+            let resp = match self.http.post(url).json(&body).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let kind = if e.is_timeout() { "timeout" } else if e.is_connect() { "connect failed" } else { "request failed" };
+                    errors.push(format!("{}: {kind}", redact_url(url)));
+                    continue;
+                }
+            };
+            let status = resp.status();
+            if status.as_u16() == 429 || status.is_server_error() {
+                errors.push(format!("{}: HTTP {}", redact_url(url), status.as_u16()));
+                continue;
+            }
+            let v: Value = match resp.json().await {
+                Ok(v) => v,
+                Err(_) => {
+                    errors.push(format!("{}: HTTP {} with non-JSON body", redact_url(url), status.as_u16()));
+                    continue;
+                }
+            };
+            self.preferred.store(i, Ordering::Relaxed);
+            if let Some(err) = v.get("error") {
+                return Err(RpcFailure::Node {
+                    code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                    message: err.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+                    data: revert_data(err.get("data")),
+                });
+            }
+            return Ok(v.get("result").cloned().unwrap_or(Value::Null));
+        }
+        Err(RpcFailure::Transport(format!("{method}: no RPC URL answered ({})", errors.join("; "))))
+    }
+
+    pub async fn request<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, RpcFailure> {
+        let v = self.request_value(method, params).await?;
+        serde_json::from_value(v).map_err(|e| RpcFailure::Transport(format!("{method}: unexpected result shape: {e}")))
+    }
+
+    pub async fn chain_id(&self) -> Result<u64, RpcFailure> {
+        Ok(self.request::<U64>("eth_chainId", json!([])).await?.to::<u64>())
+    }
+    pub async fn transaction_count(&self, a: Address, tag: &str) -> Result<u64, RpcFailure> {
+        Ok(self.request::<U64>("eth_getTransactionCount", json!([a, tag])).await?.to::<u64>())
+    }
+    pub async fn balance(&self, a: Address) -> Result<U256, RpcFailure> {
+        self.request("eth_getBalance", json!([a, "latest"])).await
+    }
+    pub async fn code(&self, a: Address) -> Result<Bytes, RpcFailure> {
+        self.request("eth_getCode", json!([a, "latest"])).await
+    }
+    pub async fn call(&self, req: &CallRequest) -> Result<Bytes, RpcFailure> {
+        self.request("eth_call", json!([req.to_json(), "latest"])).await
+    }
+    pub async fn call_at(&self, req: &CallRequest, block: u64) -> Result<Bytes, RpcFailure> {
+        self.request("eth_call", json!([req.to_json(), format!("{block:#x}")])).await
+    }
+    pub async fn estimate_gas(&self, req: &CallRequest) -> Result<u64, RpcFailure> {
+        Ok(self.request::<U64>("eth_estimateGas", json!([req.to_json()])).await?.to::<u64>())
+    }
+    pub async fn send_raw(&self, raw: &Bytes) -> Result<B256, RpcFailure> {
+        self.request("eth_sendRawTransaction", json!([raw])).await
+    }
+    pub async fn receipt(&self, h: B256) -> Result<Option<RpcReceipt>, RpcFailure> {
+        self.request("eth_getTransactionReceipt", json!([h])).await
+    }
+    /// `Some(block_number_or_none)` when the node knows the transaction.
+    pub async fn transaction_known(&self, h: B256) -> Result<bool, RpcFailure> {
+        let v = self.request_value("eth_getTransactionByHash", json!([h])).await?;
+        Ok(!v.is_null())
+    }
+    pub async fn base_fee(&self) -> Result<Option<u128>, RpcFailure> {
+        let b: Option<RpcBlock> = self.request("eth_getBlockByNumber", json!(["latest", false])).await?;
+        Ok(b.and_then(|b| b.base_fee_per_gas).map(|f| f.saturating_to::<u128>()))
+    }
+    pub async fn max_priority_fee(&self) -> Result<u128, RpcFailure> {
+        Ok(self.request::<U256>("eth_maxPriorityFeePerGas", json!([])).await?.saturating_to::<u128>())
+    }
+    pub async fn gas_price(&self) -> Result<u128, RpcFailure> {
+        Ok(self.request::<U256>("eth_gasPrice", json!([])).await?.saturating_to::<u128>())
+    }
+}
