@@ -1,0 +1,306 @@
+//! Outbox exactly-once tests against a bare anvil (fresh per test, 127.0.0.1, stopped at the end)
+//! with counter stand-ins at the gen-2 EventRegistry and Batch precompile addresses:
+//! the EventRegistry counter counts calls, the Batch counter adds len(to) per batchAll, so the
+//! counters equal the number of events that reached the chain. Skips if no anvil binary is found.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use alloy::primitives::{address, Address, U256};
+use common::*;
+use peaqos_chain::config::BATCH_PRECOMPILE;
+use peaqos_chain::outbox::IntentState;
+use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
+use peaqos_chain::ChainClient;
+
+const REGISTRY: Address = address!("A1e7F1d7B24dAb55Dc92491e6d9B89F6E925Ad1e");
+const SIGNER0: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+
+fn ev(i: u64) -> SubmitEventParams {
+    SubmitEventParams {
+        machine_id: MachineIdInput(U256::from(42)),
+        event_type: 1,
+        value: ValueInput::from_u128(i as u128),
+        timestamp: 1_735_000_000 + i as i64,
+        raw_data: Some(format!("reading {i}").into_bytes()),
+        trust_level: 0,
+        source_chain_id: 0,
+        source_tx_hash: None,
+        metadata: br#"{"k":1}"#.to_vec(),
+        currency: Currency::Omitted,
+    }
+}
+
+async fn setup(no_mining: bool, state: Option<&Path>) -> Option<Anvil> {
+    let bin = find_anvil().or_else(|| {
+        eprintln!("NOTE: no anvil binary (ANVIL_BIN, test/chain/node_modules, /tmp/anvil-npm): test skipped");
+        None
+    })?;
+    let a = Anvil::spawn(&bin, free_port(), state, no_mining);
+    set_code(&a.url(), REGISTRY, COUNTER_CODE).await;
+    set_code(&a.url(), BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
+    Some(a)
+}
+
+async fn wait_until(client: &ChainClient, pred: impl Fn(&ChainClient) -> bool, secs: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !pred(client) {
+        assert!(tokio::time::Instant::now() < deadline, "condition not reached in {secs}s: {:?}", client.outbox().pending());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_and_batch_exactly_once() {
+    let Some(anvil) = setup(false, None).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&anvil.url(), dir.path()).resolve_with(|_| None).unwrap();
+    let client = ChainClient::start(cfg, vec![signer(KEY0)]).unwrap();
+    let mut status = client.subscribe_status();
+    let r = client.submit_event(&ev(1)).await.unwrap();
+    assert!(r.block_number > 0 && r.gas_used > 0);
+    assert_eq!(r.data_hash, alloy::primitives::keccak256(b"reading 1"));
+    let mut items: Vec<_> = (2..5).map(ev).collect();
+    for i in items.iter_mut() {
+        i.currency = Currency::Code(String::new());
+    }
+    let b = client.batch_submit_events(&items).await.unwrap();
+    assert_eq!(b.data_hashes.len(), 3);
+    assert_eq!(storage0(&anvil.url(), REGISTRY).await, U256::from(1));
+    assert_eq!(storage0(&anvil.url(), BATCH_PRECOMPILE).await, U256::from(3));
+    assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 2);
+    // status stream: queued → signed → broadcast → included for the first intent
+    let mut seen = vec![];
+    while let Ok(s) = status.try_recv() {
+        if s.intent_id == r.intent_id {
+            seen.push(s.state);
+        }
+    }
+    assert_eq!(seen, vec![IntentState::Queued, IntentState::Signed, IntentState::Broadcast, IntentState::Included]);
+    // batch items need an explicit currency
+    let err = client.batch_submit_events(&[ev(9)]).await.unwrap_err();
+    assert_eq!(err.field(), "currency");
+    // journal: pending then confirmed, same hash
+    let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
+    let h = format!("{:#x}", r.tx_hash);
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(&h)).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains(r#""status": "pending""#) && lines[1].contains(r#""status": "confirmed""#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_before_store_or_send() {
+    let Some(anvil) = setup(false, None).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&anvil.url(), dir.path());
+    c.limits.rate_limit_max_events = 2;
+    c.limits.rate_limit_window_seconds = 3600;
+    c.limits.max_value_per_tx = 1000;
+    let client = ChainClient::start(c.resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    client.submit_event(&ev(1)).await.unwrap();
+    let mut big = ev(2);
+    big.value = ValueInput::from_u128(1001);
+    let e = client.submit_event(&big).await.unwrap_err();
+    assert_eq!((e.code(), e.field()), ("VALUE_CAP_EXCEEDED", "value"));
+    client.submit_event(&ev(3)).await.unwrap();
+    let e = client.submit_event(&ev(4)).await.unwrap_err();
+    assert_eq!(e.code(), "RATE_LIMITED");
+    assert_eq!(e.to_string(), "Machine 42: 2/2 events in 3600s");
+    let mut other = ev(5);
+    other.machine_id = MachineIdInput(U256::from(43));
+    client.submit_event(&other).await.unwrap();
+    // refused ones were never stored nor sent
+    assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 3);
+    assert_eq!(std::fs::read_dir(dir.path().join("chain/done")).unwrap().count(), 3);
+    assert_eq!(std::fs::read_dir(dir.path().join("chain/intents")).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_is_decoded_before_signing() {
+    let Some(anvil) = setup(false, None).await else { return };
+    // EventRegistry that always reverts NotOwnerOrController() (0xfce354b2)
+    set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = ChainClient::start(config(&anvil.url(), dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let e = client.submit_event(&ev(1)).await.unwrap_err();
+    assert_eq!(e.code(), "NOT_OWNER_OR_CONTROLLER");
+    assert_eq!(e.to_string(), "Caller is neither the owner nor the DID controller of machine 42");
+    assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 0);
+    // a later good transaction uses nonce 0 (nothing was consumed)
+    set_code(&anvil.url(), REGISTRY, COUNTER_CODE).await;
+    client.submit_event(&ev(2)).await.unwrap();
+    assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_down_then_anvil_restarted_with_state() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("anvil-state.json");
+    let Some(mut anvil) = setup(false, Some(&state)).await else { return };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    // two URLs: the first is never up, fallback order is exercised on every call
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut c = config(&url, dir.path());
+    c.rpc_urls = vec![dead, url.clone()];
+    let client = ChainClient::start(c.resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    for i in 0..3 {
+        client.submit_event(&ev(i)).await.unwrap();
+    }
+    anvil.stop(); // SIGTERM: anvil dumps its state
+    let mut ids = vec![];
+    for i in 3..6 {
+        ids.push(client.enqueue_event(&ev(i)).unwrap().0);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pend = client.outbox().pending();
+    assert_eq!(pend.len(), 3);
+    assert!(pend.iter().all(|i| i.state == IntentState::Queued), "{pend:?}");
+    assert_eq!(std::fs::read_dir(dir.path().join("chain/intents")).unwrap().count(), 3);
+    let _anvil2 = Anvil::spawn(&anvil.bin, anvil.port, Some(&state), false);
+    wait_until(&client, |c| c.outbox().pending().is_empty(), 30).await;
+    for id in &ids {
+        assert_eq!(client.outbox().get(id).unwrap().state, IntentState::Included);
+    }
+    assert_eq!(nonce_of(&url, SIGNER0).await, 6);
+    assert_eq!(storage0(&url, REGISTRY).await, U256::from(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_lost_rebroadcasts_same_raw_transaction() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("anvil-state.json");
+    let Some(mut anvil) = setup(true, Some(&state)).await else { return };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let client = ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let ids: Vec<String> = (0..2).map(|i| client.enqueue_event(&ev(i)).unwrap().0).collect();
+    wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
+    let hashes: Vec<_> = ids.iter().map(|id| client.outbox().get(id).unwrap().attempts[0].tx_hash).collect();
+    anvil.stop(); // the pool (holding both transactions) is lost; chain state is kept
+    let _anvil2 = Anvil::spawn(&anvil.bin, anvil.port, Some(&state), false);
+    wait_until(&client, |c| c.outbox().pending().is_empty(), 30).await;
+    for (id, h) in ids.iter().zip(&hashes) {
+        let i = client.outbox().get(id).unwrap();
+        assert_eq!(i.state, IntentState::Included);
+        assert_eq!(i.attempts.len(), 1, "same raw transaction, no replacement");
+        assert_eq!(i.receipt.unwrap().tx_hash, *h);
+    }
+    assert_eq!(nonce_of(&url, SIGNER0).await, 2);
+    assert_eq!(storage0(&url, REGISTRY).await, U256::from(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nonce_consumed_elsewhere_is_conflicting_not_resent() {
+    let Some(anvil) = setup(true, None).await else { return };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let client = ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+        client.enqueue_event(&ev(0)).unwrap();
+        wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // old worker exits, lock released
+    // Drop the pooled tx and consume nonce 0 with another transaction from the same key.
+    rpc_value(&url, "anvil_dropAllTransactions", serde_json::json!([])).await;
+    rpc_value(&url, "anvil_setNonce", serde_json::json!([SIGNER0, "0x1"])).await;
+    rpc_value(&url, "evm_mine", serde_json::json!([])).await;
+    let client = ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let mut rx = client.subscribe_status();
+    wait_until(&client, |c| c.outbox().pending().is_empty(), 20).await;
+    let s = loop {
+        let s = rx.recv().await.unwrap();
+        if s.state.is_terminal() {
+            break s;
+        }
+    };
+    assert_eq!(s.state, IntentState::Conflicting);
+    assert_eq!(s.code, "NONCE_CONFLICT");
+    assert_eq!(storage0(&url, REGISTRY).await, U256::ZERO);
+}
+
+/// Child half of the abort tests: runs only when re-executed by the parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_abort_process() {
+    let (Ok(url), Ok(dir)) = (std::env::var("PEAQOS_TEST_CHILD_RPC"), std::env::var("PEAQOS_TEST_CHILD_DIR")) else { return };
+    let client = ChainClient::start(config(&url, Path::new(&dir)).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    client.enqueue_event(&ev(7)).unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    panic!("fault injection did not abort");
+}
+
+async fn abort_then_restart(fault: &str, expect_state: IntentState) {
+    let Some(anvil) = setup(false, None).await else { return };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_abort_process", "--nocapture", "--test-threads=1"])
+        .env("PEAQOS_CHAIN_FAULT", fault)
+        .env("PEAQOS_TEST_CHILD_RPC", &url)
+        .env("PEAQOS_TEST_CHILD_DIR", dir.path())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "child must have aborted");
+    // The stored record is in the state the child died in.
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("chain/intents")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1);
+    let rec: peaqos_chain::outbox::Intent = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(rec.state, expect_state);
+    let stored_hash = rec.attempts[0].tx_hash;
+    let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
+    assert!(log.contains(&format!("{stored_hash:#x}")), "pending hash journaled before the crash");
+    // Restart in this process: reconcile ⇒ included exactly once, same hash.
+    let client = ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let o = client.outbox().wait(&rec.id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(o.tx_hash, stored_hash);
+    assert_eq!(nonce_of(&url, SIGNER0).await, 1);
+    assert_eq!(storage0(&url, REGISTRY).await, U256::from(1));
+    // one more event goes out at the next nonce
+    client.submit_event(&ev(8)).await.unwrap();
+    assert_eq!(nonce_of(&url, SIGNER0).await, 2);
+    assert_eq!(storage0(&url, REGISTRY).await, U256::from(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_sign_then_restart_exactly_once() {
+    abort_then_restart("abort_after_sign", IntentState::Signed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_broadcast_then_restart_exactly_once() {
+    abort_then_restart("abort_after_broadcast", IntentState::Broadcast).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_material_in_journal_store_or_errors() {
+    let Some(anvil) = setup(false, None).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let client = ChainClient::start(config(&anvil.url(), dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    client.submit_event(&ev(1)).await.unwrap();
+    let mut errors = vec![];
+    errors.push(client.submit_event(&SubmitEventParams { trust_level: 1, ..ev(2) }).await.unwrap_err().to_string());
+    set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
+    errors.push(client.submit_event(&ev(3)).await.unwrap_err().to_string());
+    let mut all = errors.join("\n");
+    for e in walk(dir.path()) {
+        all.push_str(&String::from_utf8_lossy(&std::fs::read(e).unwrap()));
+    }
+    assert!(!all.to_lowercase().contains(KEY0), "key material leaked");
+    assert!(all.contains("peaqos") || all.contains("submit_event"));
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap().path();
+        if e.is_dir() {
+            out.extend(walk(&e));
+        } else {
+            out.push(e);
+        }
+    }
+    out
+}
