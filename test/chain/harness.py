@@ -22,8 +22,12 @@ What it does
 
 Interfaces
 ----------
-* ``python harness.py serve [--chain-id N] [--port P]`` prints ONE JSON line
-  (see :meth:`TestChain.describe`) and runs until SIGTERM/SIGINT.
+* ``python harness.py serve [--chain-id N] [--port P] [--block-time S] [--stdin-control]``
+  prints ONE JSON line (see :meth:`TestChain.describe`) and runs until SIGTERM/SIGINT.
+  While serving, SIGUSR1 stops anvil keeping its state and SIGUSR2 brings it back on the same
+  port (each answered by a JSON line ``{"event": "stopped"|"restarted", ...}``); with
+  ``--stdin-control`` the same is done by the stdin lines ``stop``/``restart``/``describe``/
+  ``quit``, and stdin EOF quits (so the harness dies with the process that spawned it).
 * Python: ``with TestChain() as chain: chain.w3 …``; ``chain.stop()`` / ``chain.restart()``
   keep the whole chain state (``anvil_dumpState`` before stopping, ``anvil_loadState`` after
   starting again on the same port), so a test can take the RPC down and bring it back.
@@ -38,6 +42,7 @@ import argparse
 import ctypes
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -183,10 +188,13 @@ class TestChain:
         port: int | None = None,
         anvil_bin: Path | str | None = None,
         workdir: Path | str | None = None,
+        block_time: int | None = None,
     ) -> None:
         if chain_id not in (MAINNET_CHAIN_ID, AGUNG_CHAIN_ID):
             raise HarnessError(f"chain_id {chain_id} unsupported: use {MAINNET_CHAIN_ID} or {AGUNG_CHAIN_ID}")
         self.chain_id = chain_id
+        self.block_time = block_time
+        self.stopped_on_request = False
         self.port = port or _free_port()
         self.anvil_bin = Path(anvil_bin) if anvil_bin else ANVIL_BIN
         if not self.anvil_bin.exists():
@@ -219,7 +227,14 @@ class TestChain:
         self._place_code()
         self._setup_contracts()
         self._fund_accounts()
+        self._apply_mining_mode()
         return self
+
+    def _apply_mining_mode(self) -> None:
+        """Setup always runs with automine; ``block_time`` switches to interval mining after."""
+        if self.block_time is not None:
+            self._rpc("evm_setAutomine", [False])
+            self._rpc("evm_setIntervalMining", [self.block_time])
 
     def stop(self, keep_state: bool = True) -> None:
         """Stop anvil; with ``keep_state`` the chain state is saved for :meth:`restart`."""
@@ -231,6 +246,7 @@ class TestChain:
                 raise HarnessError(f"anvil_dumpState failed: {dump.get('error')}")
             self.state_path.write_text(dump["result"])
         self._terminate()
+        self.stopped_on_request = True
 
     def restart(self) -> "TestChain":
         """Start anvil again on the same port and load the state saved by :meth:`stop`."""
@@ -239,9 +255,11 @@ class TestChain:
         if not self.state_path.exists():
             raise HarnessError(f"no saved state at {self.state_path}: call stop() first")
         self._spawn()
+        self.stopped_on_request = False
         loaded = self.w3.provider.make_request(RPCEndpoint("anvil_loadState"), [self.state_path.read_text()])
         if loaded.get("result") is not True:
             raise HarnessError(f"anvil_loadState failed: {loaded.get('error')}")
+        self._apply_mining_mode()
         return self
 
     def close(self) -> None:
@@ -270,6 +288,7 @@ class TestChain:
             "--accounts", "10",
             "--balance", "10000",
         ]
+
         self._log_file = open(self.log_path, "ab")
         self._proc = subprocess.Popen(
             cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -468,24 +487,54 @@ if pytest is not None:
 
 
 # ---------------------------------------------------------------------- CLI
+def _emit(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, sort_keys=True), flush=True)
+
+
 def _serve(args: argparse.Namespace) -> int:
-    chain = TestChain(chain_id=args.chain_id, port=args.port)
-    stop = threading.Event()
+    """``serve``: see the module docstring and README.md ("Control while serving")."""
+    chain = TestChain(chain_id=args.chain_id, port=args.port, block_time=args.block_time)
+    requests: "queue.Queue[str]" = queue.Queue()
 
-    def _on_signal(signum: int, _frame: object) -> None:
-        stop.set()
+    signal.signal(signal.SIGTERM, lambda *_: requests.put("quit"))
+    signal.signal(signal.SIGINT, lambda *_: requests.put("quit"))
+    signal.signal(signal.SIGUSR1, lambda *_: requests.put("stop"))
+    signal.signal(signal.SIGUSR2, lambda *_: requests.put("restart"))
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    def _read_stdin() -> None:
+        for line in sys.stdin:
+            if line.strip():
+                requests.put(line.strip())
+        requests.put("quit")  # the controlling process went away
+
     try:
         chain.start()
-        print(json.dumps(chain.describe(), sort_keys=True), flush=True)
-        while not stop.is_set():
-            if not chain.running:
-                print(f"harness: anvil exited unexpectedly; see {chain.log_path}", file=sys.stderr)
-                return 1
-            stop.wait(0.5)
-        return 0
+        _emit(chain.describe())
+        if args.stdin_control:
+            threading.Thread(target=_read_stdin, daemon=True).start()
+        while True:
+            try:
+                command = requests.get(timeout=0.5)
+            except queue.Empty:
+                if not chain.running and not chain.stopped_on_request:
+                    print(f"harness: anvil exited unexpectedly; see {chain.log_path}", file=sys.stderr)
+                    return 1
+                continue
+            if command == "quit":
+                return 0
+            try:
+                if command == "stop":
+                    chain.stop(keep_state=True)
+                    _emit({"event": "stopped", "rpc_url": chain.rpc_url})
+                elif command == "restart":
+                    chain.restart()
+                    _emit({"event": "restarted", "rpc_url": chain.rpc_url, "block_number": chain.w3.eth.block_number})
+                elif command == "describe":
+                    _emit(chain.describe())
+                else:
+                    _emit({"event": "error", "message": f"unknown command {command!r} (stop|restart|describe|quit)"})
+            except HarnessError as err:
+                _emit({"event": "error", "message": str(err)})
     except HarnessError as err:
         print(f"harness: {err}", file=sys.stderr)
         return 1
@@ -499,6 +548,10 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="start the chain, print its JSON description, run until SIGTERM/SIGINT")
     serve.add_argument("--chain-id", type=int, default=MAINNET_CHAIN_ID, choices=(MAINNET_CHAIN_ID, AGUNG_CHAIN_ID))
     serve.add_argument("--port", type=int, default=None, help="default: a free port")
+    serve.add_argument("--block-time", type=int, default=None,
+                       help="whole seconds between blocks (default: anvil automine, one block per transaction)")
+    serve.add_argument("--stdin-control", action="store_true",
+                       help="read commands stop|restart|describe|quit from stdin, one per line; EOF = quit")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)

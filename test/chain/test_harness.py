@@ -192,3 +192,28 @@ def test_appended_sender_is_ignored_unless_the_caller_is_the_batch(chain):
     payload = _add_call(chain, me, b"spoof", b"1") + bytes.fromhex(me[2:])
     with pytest.raises(ContractLogicError, match="AttributeAuthorizationFailed"):
         chain.w3.eth.call({"from": stranger, "to": did.address, "data": "0x" + payload.hex()})
+
+
+def test_serve_control_stop_restart_and_stdin_eof():
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "harness.py"), "serve", "--stdin-control"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        info = json.loads(proc.stdout.readline())
+        w3 = Web3(Web3.HTTPProvider(info["rpc_url"], request_kwargs={"timeout": 2}))
+        block = w3.eth.block_number
+        proc.send_signal(signal.SIGUSR1)
+        assert json.loads(proc.stdout.readline())["event"] == "stopped"
+        with pytest.raises(Exception):
+            w3.eth.block_number
+        proc.stdin.write("restart\n")
+        proc.stdin.flush()
+        restarted = json.loads(proc.stdout.readline())
+        assert restarted["event"] == "restarted" and restarted["block_number"] == block
+        assert w3.eth.get_code(info["gen2"]["event_registry"])
+        proc.stdin.close()  # the controlling process went away
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
