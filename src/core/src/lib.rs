@@ -13,6 +13,7 @@ pub mod canonical_json;
 pub mod field_rules;
 pub mod keys;
 pub mod package;
+pub mod package_log;
 pub mod policy;
 pub mod value;
 
