@@ -28,8 +28,12 @@ if [ -z "${ROS_DISTRO:-}" ] || [ "${PEAQOS_VENV_ROS:-}" = 1 ]; then
   fi
 fi
 if [ -f "$_peaqos_root/install/peaqos_node/share/peaqos_node/local_setup.bash" ] && [ -n "${BASH_VERSION:-}" ]; then
+  # ament's setup files read unset variables: source them without `set -u`.
+  case $- in *u*) _peaqos_nounset=1; set +u ;; *) _peaqos_nounset= ;; esac
   # shellcheck disable=SC1091
   . "$_peaqos_root/install/peaqos_node/share/peaqos_node/local_setup.bash"
+  [ -n "$_peaqos_nounset" ] && set -u
+  unset _peaqos_nounset
 fi
 if [ -d "$_peaqos_root/install/peaqos_node" ]; then
   case ":${AMENT_PREFIX_PATH:-}:" in

@@ -1,17 +1,158 @@
-use rclrs::*;
+//! peaqos_node: the peaqOS Edge Agent ROS 2 node.
+//!
+//! This layer only converts messages, declares parameters and maps ROS primitives onto the
+//! ROS-free core (`peaqos_core`): subscriptions hand converted messages to the core's
+//! packaging pipeline through bounded queues and never block or sign; the pipeline signs,
+//! writes each package durably, then calls back here to publish it.
+mod convert;
+mod params;
+mod qos;
+mod ros_log;
+mod status;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use peaqos_core::keys::{FieldKey, MachineKey};
+use peaqos_pipeline::{Pipeline, PipelineConfig, Published, RawMessage};
+use peaqos_core::policy::{self, DataEventMap};
+use rclrs::{Context, CreateBasicExecutor, DynamicMessage, IntoPrimitiveOptions, MessageInfo, SpinOptions};
 use ros_env::peaqos_node::msg::DataPackage;
-fn main() -> Result<(), RclrsError> {
+
+/// The policy used when `policy_file` is empty: the demo robot's battery topic.
+const DEFAULT_POLICY: &str = include_str!("../../../config/data_event_map.yaml");
+
+/// Why the node could not start. Each names the parameter, file or topic concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("ROS: {0}")]
+    Ros(#[from] rclrs::RclrsError),
+    #[error("parameter `{name}`: {reason}")]
+    Parameter { name: String, reason: String },
+    #[error("{0}")]
+    Policy(#[from] policy::PolicyError),
+    #[error("machine key: {0}")]
+    Key(#[from] peaqos_core::keys::KeyError),
+    #[error("package pipeline: {0}")]
+    Pipeline(#[from] peaqos_pipeline::PipelineError),
+    #[error("topic `{topic}`: message type `{type_name}` {reason}")]
+    TopicType { topic: String, type_name: String, reason: String },
+}
+
+fn main() -> ExitCode {
+    ros_log::init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("peaqos_node cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_policy(params: &params::Params) -> Result<DataEventMap, StartError> {
+    if params.policy_file.is_empty() {
+        Ok(DataEventMap::from_yaml_str(DEFAULT_POLICY, std::path::Path::new("<embedded default policy>"))?)
+    } else {
+        Ok(policy::load(std::path::Path::new(&params.policy_file))?)
+    }
+}
+
+fn run() -> Result<(), StartError> {
     let context = Context::default_from_env()?;
     let mut executor = context.create_basic_executor();
     let node = executor.create_node("peaqos_node")?;
-    let publisher = node.create_publisher::<DataPackage>("~/data_packages")?;
-    let _sub = node.create_dynamic_subscription(
-        "std_msgs/msg/String".try_into().unwrap(),
-        "chatter",
-        move |msg: DynamicMessage, _info: MessageInfo| {
-            println!("got {:?}", msg.get("data"));
-            let _ = publisher.publish(DataPackage { topic: "chatter".into(), sequence_number: 1, package_json: "{}".into() });
+    ros_log::attach(node.logger().name());
+
+    let params = params::Params::declare(&node)?;
+    let map = load_policy(&params)?;
+    let key = MachineKey::load(params.key_file.as_deref())?;
+    let field_key = FieldKey::load(&params.data_dir)?;
+    tracing::info!(
+        "machine {} ({}); data_dir {}; {} topic(s)",
+        key.address(),
+        key.did(),
+        params.data_dir.display(),
+        map.topics.len()
+    );
+
+    // Resolve every topic's type before anything starts: an unknown type is a start error.
+    let mut types = Vec::with_capacity(map.topics.len());
+    for t in &map.topics {
+        let type_name: rclrs::MessageTypeName = t.msg_type.as_str().try_into().map_err(|e| {
+            StartError::TopicType { topic: t.topic.clone(), type_name: t.msg_type.clone(), reason: format!("{e}") }
+        })?;
+        if let Err(e) = rclrs::DynamicMessageMetadata::new(type_name.clone()) {
+            return Err(StartError::TopicType {
+                topic: t.topic.clone(),
+                type_name: t.msg_type.clone(),
+                reason: format!("is not installed on this machine ({e}); source the workspace that provides it"),
+            });
+        }
+        types.push(type_name);
+    }
+
+    let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(1000))?;
+    let sink = Box::new(move |batch: Vec<Published>| {
+        for p in batch {
+            let msg = DataPackage {
+                topic: p.topic,
+                sequence_number: p.sequence_number,
+                package_json: p.package_json,
+            };
+            if let Err(e) = publisher.publish(msg) {
+                tracing::warn!("publishing a data package failed: {e}");
+            }
+        }
+    });
+    let pipeline = Arc::new(Pipeline::start(
+        PipelineConfig {
+            data_dir: params.data_dir.clone(),
+            batch_max: params.batch_max,
+            batch_max_wait: Duration::from_millis(2),
         },
-    )?;
-    executor.spin(SpinOptions::default()).first_error()
+        key,
+        field_key,
+        &map,
+        sink,
+    )?);
+
+    let mut subscriptions = Vec::new();
+    for (i, (t, type_name)) in map.topics.iter().zip(types).enumerate() {
+        let submitter = pipeline.submitter(i);
+        let options = t.topic.as_str().qos(qos::profile(&t.qos));
+        let sub = node.create_dynamic_subscription(type_name, options, move |msg: DynamicMessage, _info: MessageInfo| {
+            let received = SystemTime::now();
+            let fields = convert::message_to_map(&msg);
+            let stamp = convert::header_stamp(&fields);
+            // Never blocks: a full queue is counted as a drop for this topic.
+            submitter.try_submit(RawMessage { fields, stamp, received });
+        })?;
+        tracing::info!("subscribed to {} ({})", t.topic, t.msg_type);
+        subscriptions.push(sub);
+    }
+
+    let _status = status::serve(&node, Arc::clone(&pipeline), &params, &map)?;
+
+    // SIGINT/SIGTERM: stop spinning, then drain and flush the pipeline.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+    }
+    while !stop.load(Ordering::Relaxed) && context.ok() {
+        for e in executor.spin(SpinOptions::default().timeout(Duration::from_millis(100))) {
+            if !matches!(e, rclrs::RclrsError::RclError { code: rclrs::RclReturnCode::Timeout, .. }) {
+                tracing::warn!("executor: {e}");
+            }
+        }
+    }
+    drop(subscriptions);
+    tracing::info!("shutting down: flushing the package log");
+    match Arc::try_unwrap(pipeline) {
+        Ok(p) => p.shutdown(),
+        Err(p) => p.flush(),
+    }
+    Ok(())
 }

@@ -1,0 +1,104 @@
+//! `~/status` (peaqos_node/srv/GetStatus) and the 1 Hz `/diagnostics` report.
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use peaqos_pipeline::{Pipeline, TopicStats};
+use peaqos_core::policy::DataEventMap;
+use rclrs::{Node, Service, Timer};
+use ros_env::builtin_interfaces::msg::Time;
+use ros_env::diagnostic_msgs::msg::{DiagnosticArray, DiagnosticStatus, KeyValue};
+use ros_env::peaqos_node::msg::TopicStatus;
+use ros_env::peaqos_node::srv::{GetStatus, GetStatus_Request, GetStatus_Response};
+use ros_env::std_msgs::msg::Header;
+
+use crate::params::Params;
+use crate::StartError;
+
+/// Keeps the service and the diagnostics timer alive.
+pub struct StatusHandles {
+    _service: Service<GetStatus>,
+    _timer: Timer,
+}
+
+fn topic_status(s: &TopicStats, type_name: &str) -> TopicStatus {
+    TopicStatus {
+        topic: s.topic.clone(),
+        type_: type_name.to_owned(),
+        received: s.received,
+        packaged: s.packaged,
+        dropped: s.dropped,
+        errors: s.errors,
+        queue_depth: s.queue_depth,
+        last_sequence: s.last_sequence.map(|n| n as i64).unwrap_or(-1),
+    }
+}
+
+fn now() -> Time {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Time { sec: d.as_secs() as i32, nanosec: d.subsec_nanos() }
+}
+
+fn kv(key: &str, value: impl ToString) -> KeyValue {
+    KeyValue { key: key.to_owned(), value: value.to_string() }
+}
+
+/// One DiagnosticStatus per topic: OK, or WARN while drops or errors are being counted.
+fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticArray {
+    let status = pipeline
+        .stats()
+        .iter()
+        .zip(types)
+        .map(|(s, t)| {
+            let (level, message) = if s.dropped > 0 || s.errors > 0 {
+                (DiagnosticStatus::WARN, format!("{} dropped, {} failed", s.dropped, s.errors))
+            } else {
+                (DiagnosticStatus::OK, "packaging".to_owned())
+            };
+            DiagnosticStatus {
+                level,
+                name: format!("peaqos_node: {}", s.topic),
+                message,
+                hardware_id: did.to_owned(),
+                values: vec![
+                    kv("type", t),
+                    kv("received", s.received),
+                    kv("packaged", s.packaged),
+                    kv("dropped", s.dropped),
+                    kv("errors", s.errors),
+                    kv("queue_depth", s.queue_depth),
+                    kv("last_sequence", s.last_sequence.map(|n| n as i64).unwrap_or(-1)),
+                ],
+            }
+        })
+        .collect();
+    DiagnosticArray { header: Header { stamp: now(), frame_id: String::new() }, status }
+}
+
+pub fn serve(
+    node: &Node,
+    pipeline: Arc<Pipeline>,
+    params: &Params,
+    map: &DataEventMap,
+) -> Result<StatusHandles, StartError> {
+    let types: Arc<Vec<String>> = Arc::new(map.topics.iter().map(|t| t.msg_type.clone()).collect());
+    let data_dir = params.data_dir.display().to_string();
+
+    let (p, ty) = (Arc::clone(&pipeline), Arc::clone(&types));
+    let service = node.create_service::<GetStatus, _>("~/status", move |_req: GetStatus_Request| {
+        GetStatus_Response {
+            address: p.address(),
+            did: p.did(),
+            data_dir: data_dir.clone(),
+            topics: p.stats().iter().zip(ty.iter()).map(|(s, t)| topic_status(s, t)).collect(),
+        }
+    })?;
+
+    let diag = node.create_publisher::<DiagnosticArray>("/diagnostics")?;
+    let did = pipeline.did();
+    let timer = node.create_timer_repeating(Duration::from_secs_f64(params.diagnostics_period), move || {
+        if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did)) {
+            tracing::warn!("publishing /diagnostics failed: {e}");
+        }
+    })?;
+    Ok(StatusHandles { _service: service, _timer: timer })
+}

@@ -1,0 +1,121 @@
+"""Shared helpers for the end-to-end tests: start the real node, talk to it with rclpy,
+check packages with the real peaq SDK."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Hardhat/anvil account #0: a public test key, never a real machine's.
+DEMO_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DEMO_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+DEMO_DID = f"did:peaq:{DEMO_ADDRESS}"
+
+
+def node_executable() -> str:
+    exe = shutil.which("peaqos_node")
+    if exe:
+        return exe
+    exe = ROOT / "install" / "peaqos_node" / "lib" / "peaqos_node" / "peaqos_node"
+    if not exe.exists():
+        raise RuntimeError("peaqos_node is not built: run scripts/setup (or colcon build)")
+    return str(exe)
+
+
+class NodeProcess:
+    """The peaqos_node executable started the way the launch file starts it."""
+
+    def __init__(self, tmp: Path, params: dict[str, str], env: dict[str, str] | None = None, name: str = "node"):
+        self.tmp = Path(tmp)
+        self.params = params
+        self.env = dict(os.environ)
+        self.env.setdefault("PEAQOS_PRIVATE_KEY", DEMO_KEY)
+        self.env["RUST_BACKTRACE"] = "1"
+        if env:
+            self.env.update(env)
+        self.log_path = self.tmp / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def argv(self) -> list[str]:
+        args = [node_executable(), "--ros-args"]
+        for k, v in self.params.items():
+            args += ["-p", f"{k}:={v}"]
+        return args
+
+    def start(self) -> "NodeProcess":
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        return self
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"node exited ({self.proc.returncode}) before logging {text!r}:\n{self.output()}")
+            time.sleep(0.05)
+        raise AssertionError(f"node did not log {text!r} in {timeout}s:\n{self.output()}")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        assert self.proc
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        assert self.proc
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+
+def run_node_expecting_failure(tmp: Path, params: dict[str, str], env: dict[str, str] | None = None,
+                               timeout: float = 20.0) -> tuple[int, str]:
+    """Run the node until it exits by itself; return (exit code, output)."""
+    n = NodeProcess(tmp, params, env, name="failing")
+    proc = subprocess.run(n.argv(), env=n.env, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def sdk_verify(package_json: str):
+    """The SDK's verdict on one package."""
+    from peaq_os_sdk.stream.types.data_package import DataPackage
+    from peaq_os_sdk.stream.verification import verify_data_package
+
+    p = json.loads(package_json)
+    pkg = DataPackage(
+        did=p["did"],
+        timestamp=p["timestamp"],
+        schema_version=p["schemaVersion"],
+        sequence_number=p["sequenceNumber"],
+        payload=p["payload"],
+        signature=p["signature"],
+        signing_key_id=p["signingKeyId"],
+    )
+    return verify_data_package(pkg)
+
+
+def logged_package_lines(data_dir: Path) -> set[str]:
+    """Every package line in the node's package log, whatever its segment layout."""
+    lines: set[str] = set()
+    for f in (Path(data_dir) / "packages").rglob("*"):
+        if f.is_file() and f.suffix in (".jsonl", ".log"):
+            for line in f.read_text().splitlines():
+                if line.strip():
+                    lines.add(line.strip())
+    return lines
