@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod grant;
 pub mod keys;
+pub mod storage;
 pub mod store;
 pub mod verify;
 pub mod writer;
