@@ -510,16 +510,24 @@ impl ChainClient {
         }
     }
 
-    async fn write_did_batch(&self, kind: &str, signer: Address, pairs: &[(&'static str, String)], probe: &str, mut j: Map<String, Value>) -> Result<StepResult> {
+    /// Write the attributes of `pairs` that are not yet on chain (all of them in one atomic
+    /// `batchAll`); skipped when every attribute already exists.
+    async fn write_did_batch(&self, kind: &str, signer: Address, pairs: &[(&'static str, String)], mut j: Map<String, Value>) -> Result<StepResult> {
         self.inner.cfg.require_generation(Generation::Legacy, kind)?;
-        if self.read_did_attribute(signer, probe).await?.is_some() {
+        let mut missing: Vec<(&'static str, String)> = vec![];
+        for (n, v) in pairs {
+            if self.read_did_attribute(signer, n).await?.is_none() {
+                missing.push((n, v.clone()));
+            }
+        }
+        if missing.is_empty() {
             j.insert("status".into(), json!("skipped"));
             j.insert("recovered_from".into(), json!("AttributeAlreadyOnChain"));
             self.journal_line(j);
             return Ok(StepResult { tx_hash: None, intent_id: None, skipped: true });
         }
         let did = self.inner.cfg.gen1.did;
-        let input = encoding::did_attributes_batch(did, signer, pairs);
+        let input = encoding::did_attributes_batch(did, signer, &missing);
         j.insert("method".into(), json!("batchAll"));
         let id = self.enqueue(kind, signer, self.inner.cfg.gen1.batch, U256::ZERO, input, RevertScope::Legacy, j)?;
         match self.wait(&id).await {
@@ -530,7 +538,8 @@ impl ChainClient {
     }
 
     /// Six machine-DID attributes in one `batchAll`, didAccount = `signer` (default signer when
-    /// `None`; in proxy mode the machine key). Skipped when `machineId` is already on chain.
+    /// `None`; in proxy mode the machine key). Attributes already on chain are not rewritten
+    /// (`addAttribute` is add-only); skipped when all six exist.
     pub async fn write_machine_did_attributes(&self, signer: Option<Address>, attrs: &MachineDidAttributes) -> Result<StepResult> {
         let pairs = attrs.pairs()?;
         let signer = signer.unwrap_or(self.inner.default_signer);
@@ -541,11 +550,13 @@ impl ChainClient {
         j.insert("token_id".into(), jnum(attrs.nft_token_id));
         j.insert("operator_did".into(), json!(pairs[2].1));
         j.insert("machine_did_tx_count".into(), json!(6));
-        self.write_did_batch("machine_did", signer, &pairs, "machineId", j).await
+        self.write_did_batch("machine_did", signer, &pairs, j).await
     }
 
     /// Proxy DID (`machineId`, `machines` = `"[42, 43, 44]"`) signed by `signer` (the operator;
-    /// default signer when `None`). Skipped when `machines` is already on chain.
+    /// default signer when `None`). Attributes already on chain are not rewritten (an operator that
+    /// self-activated already has `machineId`); skipped when both exist. Adding machines to an
+    /// existing `machines` list is not implemented (as in the SDK).
     pub async fn write_proxy_did_attributes(&self, signer: Option<Address>, proxy_machine_id: U256, machine_ids: &[U256]) -> Result<StepResult> {
         let pairs = encoding::proxy_did_pairs(proxy_machine_id, machine_ids)?;
         let signer = signer.unwrap_or(self.inner.default_signer);
@@ -554,7 +565,7 @@ impl ChainClient {
         j.insert("proxy_machine_id".into(), jnum(proxy_machine_id));
         j.insert("machine_ids".into(), Value::Array(machine_ids.iter().map(|m| jnum(*m)).collect()));
         j.insert("proxy_did_tx_count".into(), json!(2));
-        self.write_did_batch("proxy_did", signer, &pairs, "machines", j).await
+        self.write_did_batch("proxy_did", signer, &pairs, j).await
     }
 
     /// Gen-1 activation as CLI 0.0.5 (steps 4–6; funding is out of scope): register (or
@@ -665,6 +676,12 @@ impl ChainClient {
         let paused = self.view_call(g2.machine_state_and_sync, IMachineStateAndSync::isTechnicalPausedCall { machineId: machine_id }, RevertScope::Activation).await?;
         if paused {
             return Err(act("TECHNICALLY_PAUSED", "machine_id", format!("machine {machine_id} is technically paused")));
+        }
+        // Already active: refuse before any approval is spent (the simulation would revert
+        // AlreadyActivated anyway).
+        let st0 = self.view_call(g2.machine_subscription, IMachineSubscription::subscriptionStatusCall { machineId: machine_id }, RevertScope::Activation).await?;
+        if st0 != 0 {
+            return Err(act("ALREADY_ACTIVATED", "machine_id", format!("machine {machine_id} is already activated (subscription status {st0})")));
         }
         // 4. quote
         let quote = |s: Self| async move {
