@@ -245,3 +245,14 @@ def test_submit_event_legacy_errors(chain):
     with pytest.raises(RpcError) as info:
         owner.submit_event(**_event(chain, machine_id))
     assert info.value.code == "MachineNotBonded"
+
+    # A deactivated machine (owner's own call) is refused.
+    other = _client(chain, 5)
+    deactivated = other.register_machine()
+    registry = _c(chain, "IdentityRegistry", "identity_registry")
+    tx = registry.functions.deactivateMachine(deactivated).transact({"from": chain.accounts[5].address})
+    chain.w3.eth.wait_for_transaction_receipt(tx)
+    assert registry.functions.getMachineStatus(deactivated).call() == 4
+    with pytest.raises(RpcError) as info:
+        other.submit_event(**_event(chain, deactivated))
+    assert info.value.code == "MachineDeactivated"

@@ -235,9 +235,22 @@ def test_currency_shape_and_missing_machine_map_through_the_sdk_send_path(chain)
     with pytest.raises(RpcError) as info:
         send(12345, "USD")
     assert info.value.code == "MACHINE_NOT_FOUND"
+    for index, bad_value, code in ((1, 2, "InvalidEventType"), (6, 3, "InvalidTrustLevel")):
+        args = [mid, 0, 1, "USD", ts, ZERO32, 0, 0, ZERO32, b""]
+        args[index] = bad_value
+        with pytest.raises(RpcError) as info:
+            send_and_await(client.web3, client.account, client.event_registry, "submitEvent", args=args)
+        assert info.value.code == code
 
     # Raw revert data, for clients that decode it themselves.
     events = chain.contract("EventRegistryV2", chain.gen2["event_registry"])
     with pytest.raises(ContractCustomError) as raw:
         events.functions.submitEvent(12345, 0, 1, "USD", ts, ZERO32, 0, 0, ZERO32, b"").call({"from": chain.accounts[0].address})
     assert raw.value.data == "0x7e273289" + encode(["uint256"], [12345]).hex()
+
+    # The owner can pause the registry: EnforcedPause comes first.
+    chain.admin_call("EventRegistryV2", chain.gen2["event_registry"], "pause")
+    with pytest.raises(RpcError) as info:
+        send(mid, "USD")
+    # EnforcedPause is not in the SDK's code table: TX_REVERTED carrying the selector.
+    assert info.value.code == "TX_REVERTED" and "0xd93c0665" in str(info.value)
