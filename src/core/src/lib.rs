@@ -14,6 +14,7 @@ pub mod field_rules;
 pub mod keys;
 pub mod package;
 pub mod package_log;
+pub mod pipeline;
 pub mod policy;
 pub mod value;
 

@@ -68,7 +68,7 @@ fn open_modes_refused() {
 fn malformed_keys_refused_without_echo() {
     let dir = tempfile::tempdir().unwrap();
     let bad = [
-        format!("{}", &SK[..63]),
+        SK[..63].to_owned(),
         format!("{SK}00"),
         format!("{}zz{}", &SK[..30], &SK[32..]),
         format!("0x0x{SK}"),

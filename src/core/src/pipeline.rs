@@ -1,0 +1,464 @@
+//! The packaging pipeline between the node's subscription callbacks and the package log.
+//!
+//! ```text
+//! callback ──try_submit──▶ [bounded queue per topic] ──▶ worker thread:
+//!     drain a batch (≤ batch_max, waiting ≤ batch_max_wait for more)
+//!     per message: field rules → timestamp (header stamp, else receive time)
+//!                  → next sequence → EIP-191 sign → append to the log
+//!     one fdatasync per batch (PackageLog::commit)
+//!     sink(batch of Published)        ← only after the batch is on disk
+//! ```
+//!
+//! `try_submit` never blocks on I/O or signing: it takes a short mutex, and returns `false`
+//! when the topic's queue is full (counted in `dropped`). A message whose rules or signing
+//! fail is counted in `errors` and logged with its topic and field; the worker never panics
+//! on input. If a commit fails, that batch is counted in `errors`, nothing of it is
+//! published, and its sequence numbers are reused by the next batch (the log stays gap-free).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Map, Value};
+
+use crate::field_rules::{self, FieldCipher, TopicRules};
+use crate::keys::{FieldKey, MachineKey};
+use crate::package::build_signed_package_json;
+use crate::package_log::{LogError, LogOptions, PackageLog};
+use crate::policy::DataEventMap;
+use crate::value::{iso8601_utc, Timestamp};
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Data directory (the log lives in `<data_dir>/packages/`).
+    pub data_dir: PathBuf,
+    /// Most messages per batch (one fdatasync per batch).
+    pub batch_max: usize,
+    /// How long the worker waits for a batch to fill once it has a message (0 = never).
+    pub batch_max_wait: Duration,
+    /// Segment size of the log.
+    pub segment_max_bytes: u64,
+}
+
+impl PipelineConfig {
+    /// Defaults: batch of ≤ 256, no extra wait, 16 MiB segments.
+    pub fn new(data_dir: PathBuf) -> PipelineConfig {
+        PipelineConfig {
+            data_dir,
+            batch_max: 256,
+            batch_max_wait: Duration::ZERO,
+            segment_max_bytes: crate::package_log::DEFAULT_SEGMENT_MAX_BYTES,
+        }
+    }
+}
+
+/// Pipeline start errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The log could not be opened.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Bad configuration.
+    #[error("pipeline config: {0}")]
+    Config(String),
+    /// The worker thread could not be started.
+    #[error("pipeline: cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// One incoming message as the node hands it over.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// Top-level fields (see `value` for the conversions).
+    pub fields: Map<String, Value>,
+    /// `header.stamp` when the message has one.
+    pub stamp: Option<Timestamp>,
+    /// When the callback received it.
+    pub received: SystemTime,
+}
+
+/// A package that is on disk, ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Topic it came from.
+    pub topic: Arc<str>,
+    /// Its sequence number.
+    pub sequence_number: u64,
+    /// Its canonical wire JSON.
+    pub package_json: String,
+}
+
+/// Counters of one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicStats {
+    /// Topic.
+    pub topic: String,
+    /// Messages accepted by `try_submit`.
+    pub received: u64,
+    /// Packages durably logged (and handed to the sink).
+    pub packaged: u64,
+    /// Messages refused because the queue was full.
+    pub dropped: u64,
+    /// Messages currently queued.
+    pub queue_depth: usize,
+    /// Last logged sequence number.
+    pub last_sequence: Option<u64>,
+    /// Messages that failed rules/signing/logging.
+    pub errors: u64,
+}
+
+const NO_SEQ: u64 = u64::MAX;
+
+struct TopicShared {
+    topic: Arc<str>,
+    queue: Mutex<VecDeque<RawMessage>>,
+    capacity: usize,
+    received: AtomicU64,
+    packaged: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+    last_sequence: AtomicU64,
+}
+
+struct Shared {
+    topics: Vec<TopicShared>,
+    /// Messages queued in total (the worker's wake-up condition). Signed: a submitter
+    /// increments it after pushing, so the worker may briefly see it below zero.
+    pending: Mutex<isize>,
+    wake: Condvar,
+    shutdown: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data inconsistent (plain
+    // queue/counter updates), so recover from poisoning.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Handle for one topic's callback: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Submitter {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl Submitter {
+    /// Queue a message; `false` when the topic's queue is full (counted as dropped) or the
+    /// pipeline is shutting down.
+    pub fn try_submit(&self, msg: RawMessage) -> bool {
+        let t = &self.shared.topics[self.index];
+        if self.shared.shutdown.load(Ordering::Relaxed) {
+            t.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        {
+            let mut q = lock(&t.queue);
+            if q.len() >= t.capacity {
+                drop(q);
+                t.dropped.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            q.push_back(msg);
+        }
+        t.received.fetch_add(1, Ordering::Relaxed);
+        let mut p = lock(&self.shared.pending);
+        *p += 1;
+        if *p == 1 {
+            self.shared.wake.notify_one();
+        }
+        true
+    }
+
+    /// The topic this submitter feeds.
+    pub fn topic(&self) -> &str {
+        &self.shared.topics[self.index].topic
+    }
+}
+
+/// The running pipeline.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+    address: String,
+    did: String,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    key: MachineKey,
+    cipher: FieldCipher,
+    rules: Vec<TopicRules>,
+    schema_version: String,
+    log: PackageLog,
+    sink: Box<dyn FnMut(Vec<Published>) + Send>,
+    batch_max: usize,
+    batch_max_wait: Duration,
+}
+
+impl Pipeline {
+    /// Open the log, recover sequence numbers and start the worker thread.
+    pub fn start(
+        cfg: PipelineConfig,
+        key: MachineKey,
+        field_key: FieldKey,
+        map: &DataEventMap,
+        sink: Box<dyn FnMut(Vec<Published>) + Send>,
+    ) -> Result<Pipeline, PipelineError> {
+        if cfg.batch_max == 0 {
+            return Err(PipelineError::Config("batch_max must be at least 1".into()));
+        }
+        let log = PackageLog::open(&cfg.data_dir, LogOptions { segment_max_bytes: cfg.segment_max_bytes })?;
+        let topics = map
+            .topics
+            .iter()
+            .map(|t| TopicShared {
+                topic: Arc::from(t.topic.as_str()),
+                queue: Mutex::new(VecDeque::new()),
+                capacity: t.queue_size.max(1),
+                received: AtomicU64::new(0),
+                packaged: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                last_sequence: AtomicU64::new(log.last_sequence(&t.topic).unwrap_or(NO_SEQ)),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            topics,
+            pending: Mutex::new(0),
+            wake: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        });
+        let address = key.address().to_owned();
+        let did = key.did().to_owned();
+        let worker = Worker {
+            shared: shared.clone(),
+            cipher: FieldCipher::new(&field_key),
+            key,
+            rules: map.topics.iter().map(|t| t.field_rules()).collect(),
+            schema_version: map.package_schema_version.clone(),
+            log,
+            sink,
+            batch_max: cfg.batch_max,
+            batch_max_wait: cfg.batch_max_wait,
+        };
+        let handle = std::thread::Builder::new()
+            .name("peaqos-packager".into())
+            .spawn(move || worker.run())
+            .map_err(PipelineError::Thread)?;
+        tracing::info!(did = %did, topics = map.topics.len(), "packaging pipeline started");
+        Ok(Pipeline { shared, worker: Some(handle), address, did })
+    }
+
+    /// Submitter for `topics[topic_index]` of the Data Event Map; `None` if out of range.
+    pub fn submitter(&self, topic_index: usize) -> Option<Submitter> {
+        (topic_index < self.shared.topics.len()).then(|| Submitter { shared: self.shared.clone(), index: topic_index })
+    }
+
+    /// Counters per topic, in Data Event Map order.
+    pub fn stats(&self) -> Vec<TopicStats> {
+        self.shared
+            .topics
+            .iter()
+            .map(|t| {
+                let last = t.last_sequence.load(Ordering::Relaxed);
+                TopicStats {
+                    topic: t.topic.to_string(),
+                    received: t.received.load(Ordering::Relaxed),
+                    packaged: t.packaged.load(Ordering::Relaxed),
+                    dropped: t.dropped.load(Ordering::Relaxed),
+                    queue_depth: lock(&t.queue).len(),
+                    last_sequence: (last != NO_SEQ).then_some(last),
+                    errors: t.errors.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Signer address (EIP-55).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Signer DID.
+    pub fn did(&self) -> &str {
+        &self.did
+    }
+
+    /// Stop accepting, package and flush everything queued, stop the worker.
+    pub fn shutdown(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _p = lock(&self.shared.pending);
+            self.shared.wake.notify_all();
+        }
+        if let Some(h) = self.worker.take() {
+            if h.join().is_err() {
+                tracing::error!("packaging worker panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Item {
+    topic: usize,
+    msg: RawMessage,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut batch: Vec<Item> = Vec::with_capacity(self.batch_max);
+        let mut rr = 0usize;
+        loop {
+            // Wait for work or shutdown.
+            {
+                let mut p = lock(&self.shared.pending);
+                while *p <= 0 && !self.shared.shutdown.load(Ordering::SeqCst) {
+                    p = self.shared.wake.wait(p).unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                if *p <= 0 {
+                    break; // shutdown with nothing queued
+                }
+            }
+            let deadline = Instant::now() + self.batch_max_wait;
+            loop {
+                self.drain(&mut batch, &mut rr);
+                if batch.len() >= self.batch_max || self.batch_max_wait.is_zero() {
+                    break;
+                }
+                let now = Instant::now();
+                if now >= deadline || self.shared.shutdown.load(Ordering::SeqCst) {
+                    break;
+                }
+                let p = lock(&self.shared.pending);
+                if *p <= 0 {
+                    let _ = self.shared.wake.wait_timeout(p, deadline - now);
+                }
+            }
+            if !batch.is_empty() {
+                self.process(&mut batch);
+            }
+        }
+        // Shutdown: package whatever is still queued (including messages whose submitter had
+        // not yet counted them when the worker last looked).
+        loop {
+            self.drain(&mut batch, &mut rr);
+            if batch.is_empty() {
+                break;
+            }
+            self.process(&mut batch);
+        }
+        tracing::info!("packaging worker stopped");
+    }
+
+    /// Move up to `batch_max - batch.len()` messages from the queues, round robin.
+    fn drain(&mut self, batch: &mut Vec<Item>, rr: &mut usize) {
+        let n = self.shared.topics.len();
+        let mut taken = 0usize;
+        let mut progress = true;
+        while batch.len() < self.batch_max && progress {
+            progress = false;
+            for k in 0..n {
+                let i = (*rr + k) % n;
+                let t = &self.shared.topics[i];
+                let mut q = lock(&t.queue);
+                let room = self.batch_max - batch.len();
+                // Take a fair share per pass so one busy topic cannot starve the others.
+                let share = (room / n).max(1).min(room);
+                for _ in 0..share {
+                    match q.pop_front() {
+                        Some(msg) => {
+                            batch.push(Item { topic: i, msg });
+                            taken += 1;
+                            progress = true;
+                        }
+                        None => break,
+                    }
+                }
+                if batch.len() >= self.batch_max {
+                    break;
+                }
+            }
+        }
+        *rr = (*rr + 1) % n.max(1);
+        if taken > 0 {
+            let mut p = lock(&self.shared.pending);
+            *p -= taken as isize;
+        }
+    }
+
+    fn process(&mut self, batch: &mut Vec<Item>) {
+        let mut out: Vec<Published> = Vec::with_capacity(batch.len());
+        for item in batch.drain(..) {
+            let t = &self.shared.topics[item.topic];
+            let topic = t.topic.clone();
+            let seq = self.log.next_sequence(&topic);
+            let payload = match field_rules::apply(&item.msg.fields, &self.rules[item.topic], &self.cipher) {
+                Ok(p) => p,
+                Err(e) => {
+                    t.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(topic = %topic, error = %e, "message dropped: field rules failed");
+                    continue;
+                }
+            };
+            let ts = item.msg.stamp.unwrap_or_else(|| Timestamp::from_system_time(item.msg.received));
+            let signed = match build_signed_package_json(
+                self.key.did(),
+                &self.key,
+                &iso8601_utc(ts),
+                &self.schema_version,
+                seq,
+                payload,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    t.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(topic = %topic, error = %e, "message dropped: signing failed");
+                    continue;
+                }
+            };
+            if let Err(e) = self.log.append(&topic, seq, &signed.json) {
+                t.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic = %topic, error = %e, "message dropped: log append failed");
+                continue;
+            }
+            out.push(Published { topic, sequence_number: seq, package_json: signed.json });
+        }
+        if out.is_empty() {
+            return;
+        }
+        if let Err(e) = self.log.commit() {
+            tracing::error!(error = %e, packages = out.len(), "batch not durable, not published");
+            // The log discarded the failing topics' pending lines; count those as errors
+            // and publish what did get committed.
+            let mut kept = Vec::with_capacity(out.len());
+            for p in out {
+                let committed = self.log.last_sequence(&p.topic).is_some_and(|s| s >= p.sequence_number);
+                if committed {
+                    kept.push(p);
+                } else if let Some(t) = self.shared.topics.iter().find(|t| t.topic == p.topic) {
+                    t.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            out = kept;
+        }
+        for p in &out {
+            if let Some(t) = self.shared.topics.iter().find(|t| t.topic == p.topic) {
+                t.packaged.fetch_add(1, Ordering::Relaxed);
+                t.last_sequence.store(p.sequence_number, Ordering::Relaxed);
+            }
+        }
+        if !out.is_empty() {
+            (self.sink)(out);
+        }
+    }
+}
