@@ -206,3 +206,43 @@ fn packages_match_and_verify_with_sdk() {
     }
     assert!(ours.len() > 200);
 }
+
+#[test]
+fn floats_and_all_bmp_characters_match_sdk() {
+    let Some(py) = sdk_python() else { return };
+    let mut r = Rng(0xdead_beef_cafe_f00d);
+    let mut values: Vec<Value> = Vec::new();
+    for _ in 0..20_000 {
+        values.push(Value::Number(serde_json::Number::from_f64(common::random_f64(&mut r)).unwrap()));
+    }
+    for _ in 0..5_000 {
+        let f = f32::from_bits(r.next() as u32);
+        if f.is_finite() {
+            values.push(peaqos_core::value::float32(f));
+        }
+    }
+    for e in -330..=310 {
+        for m in [1.0, 2.5, 9.999999999999999, 1.7976931348623157] {
+            if let Some(n) = serde_json::Number::from_f64(format!("{m}e{e}").parse::<f64>().unwrap()) {
+                values.push(Value::Number(n));
+            }
+        }
+    }
+    let bmp: String = (0u32..0x10000).filter_map(char::from_u32).collect();
+    values.push(Value::String(bmp));
+    let astral: String = (0x10000u32..0x110000).step_by(97).filter_map(char::from_u32).collect();
+    values.push(Value::String(astral));
+    let inputs: Vec<String> = values.iter().map(|v| serde_json::to_string(v).unwrap()).collect();
+    let res = run_oracle(&py, &json!({ "canonical": inputs }));
+    let outs = res["canonical"].as_array().unwrap();
+    assert_eq!(outs.len(), values.len());
+    let mut failures = Vec::new();
+    for (v, o) in values.iter().zip(outs) {
+        let ours = to_canonical_string(v).unwrap();
+        let theirs = o["ok"].as_str().unwrap();
+        if ours != theirs {
+            failures.push(format!("ours {} theirs {}", &ours[..ours.len().min(80)], &theirs[..theirs.len().min(80)]));
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches, first:\n{}", failures.len(), failures[..failures.len().min(5)].join("\n"));
+}
