@@ -14,7 +14,11 @@ use thiserror::Error;
 pub enum ChainError {
     /// SDK `ValidationError(field, constraint, message)`.
     #[error("{message}")]
-    Validation { field: String, constraint: String, message: String },
+    Validation {
+        field: String,
+        constraint: String,
+        message: String,
+    },
     /// SDK `TypeError` of the value type guard (field `value`).
     #[error("{message}")]
     Type { field: String, message: String },
@@ -23,29 +27,59 @@ pub enum ChainError {
     ValueCapExceeded { value: String, cap: String },
     /// SDK `RateLimitExceeded(machine_id, count, max_events, window_seconds)`: refused before anything was stored or sent.
     #[error("Machine {machine_id}: {count}/{max_events} events in {window_seconds}s")]
-    RateLimited { machine_id: String, count: u64, max_events: u64, window_seconds: u64 },
+    RateLimited {
+        machine_id: String,
+        count: u64,
+        max_events: u64,
+        window_seconds: u64,
+    },
     /// Configuration problem (`CONFIG_INVALID`, `DEPLOYMENT_UNAVAILABLE`, `DEPLOYMENT_UNKNOWN`).
     #[error("{message}")]
-    Config { code: String, field: String, message: String },
+    Config {
+        code: String,
+        field: String,
+        message: String,
+    },
     /// A contract revert decoded by [`crate::revert`] (code = SDK code or Solidity error name).
     #[error("{message}")]
-    Revert { code: String, message: String, data: String },
+    Revert {
+        code: String,
+        message: String,
+        data: String,
+    },
     /// Transport/RPC failure (`RPC_UNAVAILABLE`, `RPC_ERROR`, `RPC_RATE_LIMITED`, `BAD_RPC_RESPONSE`).
     #[error("{message}")]
     Rpc { code: String, message: String },
     /// Outcome of a submitted transaction (`TX_REVERTED`, `RECEIPT_AWAIT_FAILED`, `NONCE_CONFLICT`,
     /// `REGISTERED_EVENT_MISSING`, ...). `intent_id`/`tx_hash` let the caller follow up.
     #[error("{message}")]
-    Tx { code: String, message: String, intent_id: String, tx_hash: String },
+    Tx {
+        code: String,
+        message: String,
+        intent_id: String,
+        tx_hash: String,
+    },
     /// Gen-2 activation step failure (SDK `ActivationError.code`).
     #[error("{message}")]
-    Activation { code: String, field: String, message: String },
+    Activation {
+        code: String,
+        field: String,
+        message: String,
+    },
     /// Durable store problem (`STORE_IO`, `STORE_CORRUPT`, `STORE_LOCKED`), names the path.
     #[error("{message}")]
-    Store { code: String, path: String, message: String },
+    Store {
+        code: String,
+        path: String,
+        message: String,
+    },
     /// MCR API error (SDK `ApiError.code`).
     #[error("{message}")]
-    Api { code: String, status: u16, message: String },
+    Api {
+        code: String,
+        status: u16,
+        message: String,
+    },
 }
 
 impl ChainError {
@@ -82,24 +116,47 @@ impl ChainError {
 
     /// SDK-style validation error.
     pub fn validation(field: &str, constraint: &str, message: impl Into<String>) -> Self {
-        ChainError::Validation { field: field.into(), constraint: constraint.into(), message: message.into() }
+        ChainError::Validation {
+            field: field.into(),
+            constraint: constraint.into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn config(code: &str, field: &str, message: impl Into<String>) -> Self {
-        ChainError::Config { code: code.into(), field: field.into(), message: message.into() }
+        ChainError::Config {
+            code: code.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn rpc(code: &str, message: impl Into<String>) -> Self {
-        ChainError::Rpc { code: code.into(), message: message.into() }
+        ChainError::Rpc {
+            code: code.into(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn activation(code: &str, field: &str, message: impl Into<String>) -> Self {
-        ChainError::Activation { code: code.into(), field: field.into(), message: message.into() }
+        ChainError::Activation {
+            code: code.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
-    pub(crate) fn store(code: &str, path: &std::path::Path, message: impl std::fmt::Display) -> Self {
+    pub(crate) fn store(
+        code: &str,
+        path: &std::path::Path,
+        message: impl std::fmt::Display,
+    ) -> Self {
         let p = path.display().to_string();
-        ChainError::Store { code: code.into(), message: format!("{p}: {message}"), path: p }
+        ChainError::Store {
+            code: code.into(),
+            message: format!("{p}: {message}"),
+            path: p,
+        }
     }
 }
 
@@ -124,17 +181,29 @@ mod tests {
 
     #[test]
     fn redacts_paths_and_userinfo() {
-        assert_eq!(redact_url("https://user:pw@rpc.example.com/v1/SECRETKEY?x=1"), "https://rpc.example.com");
+        assert_eq!(
+            redact_url("https://user:pw@rpc.example.com/v1/SECRETKEY?x=1"),
+            "https://rpc.example.com"
+        );
         assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
         assert_eq!(redact_url("nonsense"), "<invalid url>");
     }
 
     #[test]
     fn codes_and_fields() {
-        let e = ChainError::validation("currency", "must be \"\"", "activity events require an empty currency string");
+        let e = ChainError::validation(
+            "currency",
+            "must be \"\"",
+            "activity events require an empty currency string",
+        );
         assert_eq!(e.code(), "VALIDATION_ERROR");
         assert_eq!(e.field(), "currency");
-        let e = ChainError::RateLimited { machine_id: "42".into(), count: 2, max_events: 2, window_seconds: 60 };
+        let e = ChainError::RateLimited {
+            machine_id: "42".into(),
+            count: 2,
+            max_events: 2,
+            window_seconds: 60,
+        };
         assert_eq!(e.code(), "RATE_LIMITED");
         assert_eq!(e.to_string(), "Machine 42: 2/2 events in 60s");
     }

@@ -17,18 +17,19 @@
 //! * [`error`] — [`ChainError`] with `code()`/`field()`.
 
 pub mod bindings;
+pub mod client;
 pub mod config;
 pub mod encoding;
 pub mod error;
-pub mod revert;
-pub mod validation;
-pub mod rpc;
 pub mod journal;
 pub mod limits;
+pub mod mcr;
 pub mod outbox;
-pub mod client;
+pub mod revert;
+pub mod rpc;
+pub mod validation;
 
+pub use client::ChainClient;
 pub use config::{ChainConfig, Generation, Network, OperationalLimits, ResolvedConfig};
 pub use error::{ChainError, Result};
-pub use client::ChainClient;
 pub use outbox::{IntentState, TxStatus};

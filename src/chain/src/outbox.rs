@@ -86,7 +86,10 @@ pub enum IntentState {
 
 impl IntentState {
     pub fn is_terminal(self) -> bool {
-        matches!(self, IntentState::Included | IntentState::Failed | IntentState::Conflicting)
+        matches!(
+            self,
+            IntentState::Included | IntentState::Failed | IntentState::Conflicting
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -219,7 +222,11 @@ enum Fault {
 
 fn fault_point(p: Fault) {
     if let Ok(v) = std::env::var("PEAQOS_CHAIN_FAULT") {
-        let hit = matches!((p, v.as_str()), (Fault::AfterSign, "abort_after_sign") | (Fault::AfterBroadcast, "abort_after_broadcast"));
+        let hit = matches!(
+            (p, v.as_str()),
+            (Fault::AfterSign, "abort_after_sign")
+                | (Fault::AfterBroadcast, "abort_after_broadcast")
+        );
         if hit {
             eprintln!("PEAQOS_CHAIN_FAULT={v}: aborting");
             std::process::abort();
@@ -250,14 +257,23 @@ impl Store {
             fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
         }
         let lp = root.join("outbox.lock");
-        let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lp).map_err(|e| io_err(&lp, e))?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lp)
+            .map_err(|e| io_err(&lp, e))?;
         #[cfg(unix)]
         {
             use std::os::fd::AsRawFd;
             // SAFETY: flock on a valid, owned file descriptor.
             let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc != 0 {
-                return Err(ChainError::store("STORE_LOCKED", &lp, "another process holds the outbox lock"));
+                return Err(ChainError::store(
+                    "STORE_LOCKED",
+                    &lp,
+                    "another process holds the outbox lock",
+                ));
             }
         }
         Ok(Store { root, _lock: f })
@@ -309,7 +325,8 @@ impl Store {
                 continue;
             }
             let s = fs::read(&p).map_err(|e| io_err(&p, e))?;
-            let i: Intent = serde_json::from_slice(&s).map_err(|e| ChainError::store("STORE_CORRUPT", &p, e))?;
+            let i: Intent = serde_json::from_slice(&s)
+                .map_err(|e| ChainError::store("STORE_CORRUPT", &p, e))?;
             out.push(i);
         }
         out.sort_by_key(|i| i.seq);
@@ -339,7 +356,8 @@ impl Store {
         let p = self.nonce_path(signer);
         match fs::read(&p) {
             Ok(s) => {
-                let v: Value = serde_json::from_slice(&s).map_err(|e| ChainError::store("STORE_CORRUPT", &p, e))?;
+                let v: Value = serde_json::from_slice(&s)
+                    .map_err(|e| ChainError::store("STORE_CORRUPT", &p, e))?;
                 Ok(v.get("next_nonce").and_then(Value::as_u64))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -349,7 +367,12 @@ impl Store {
 
     fn write_nonce(&self, signer: Address, next: u64) -> Result<()> {
         let p = self.nonce_path(signer);
-        self.write_atomic(&p, json!({"signer": signer, "next_nonce": next}).to_string().as_bytes())
+        self.write_atomic(
+            &p,
+            json!({"signer": signer, "next_nonce": next})
+                .to_string()
+                .as_bytes(),
+        )
     }
 }
 
@@ -391,7 +414,9 @@ pub struct Outbox {
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("root", &self.inner.store.root).finish()
+        f.debug_struct("Outbox")
+            .field("root", &self.inner.store.root)
+            .finish()
     }
 }
 
@@ -404,12 +429,19 @@ enum Step {
 
 fn fee_refusal(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    m.contains("underpriced") || m.contains("fee too low") || m.contains("less than block base fee") || m.contains("max fee per gas less than")
-        || m.contains("feecap") || m.contains("fee cap")
+    m.contains("underpriced")
+        || m.contains("fee too low")
+        || m.contains("less than block base fee")
+        || m.contains("max fee per gas less than")
+        || m.contains("feecap")
+        || m.contains("fee cap")
 }
 fn already_known(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
-    m.contains("already known") || m.contains("already imported") || m.contains("known transaction") || m.contains("already exists")
+    m.contains("already known")
+        || m.contains("already imported")
+        || m.contains("known transaction")
+        || m.contains("already exists")
 }
 fn nonce_too_low(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
@@ -439,7 +471,13 @@ impl Outbox {
         let (tx, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
             store,
-            state: Mutex::new(State { live, by_id, done: HashMap::new(), done_order: VecDeque::new(), next_seq }),
+            state: Mutex::new(State {
+                live,
+                by_id,
+                done: HashMap::new(),
+                done_order: VecDeque::new(),
+                next_seq,
+            }),
             rpc,
             signers: signers.into_iter().map(|s| (s.address(), s)).collect(),
             journal,
@@ -465,7 +503,11 @@ impl Outbox {
     /// Durably store a new intent and return its id.
     pub fn enqueue(&self, req: TxRequest) -> Result<String> {
         if !self.inner.signers.contains_key(&req.signer) {
-            return Err(ChainError::config("SIGNER_UNAVAILABLE", "signer", format!("no key configured for signer {:#x}", req.signer)));
+            return Err(ChainError::config(
+                "SIGNER_UNAVAILABLE",
+                "signer",
+                format!("no key configured for signer {:#x}", req.signer),
+            ));
         }
         let intent = {
             let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -530,13 +572,22 @@ impl Outbox {
                     return outcome_of(&i);
                 }
             } else {
-                return Err(ChainError::Tx { code: "INTENT_UNKNOWN".into(), message: format!("unknown intent {id}"), intent_id: id.into(), tx_hash: String::new() });
+                return Err(ChainError::Tx {
+                    code: "INTENT_UNKNOWN".into(),
+                    message: format!("unknown intent {id}"),
+                    intent_id: id.into(),
+                    tx_hash: String::new(),
+                });
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Ok(s)) if s.intent_id != id || !s.state.is_terminal() => continue,
                 Ok(_) => continue, // terminal for us, or lagged/closed: re-read the record
                 Err(_) => {
-                    let h = self.get(id).and_then(|i| i.latest_hash()).map(|h| format!("{h:#x}")).unwrap_or_default();
+                    let h = self
+                        .get(id)
+                        .and_then(|i| i.latest_hash())
+                        .map(|h| format!("{h:#x}"))
+                        .unwrap_or_default();
                     return Err(ChainError::Tx {
                         code: "RECEIPT_AWAIT_FAILED".into(),
                         message: format!("Transaction submitted but receipt could not be retrieved within {timeout:?} (intent {id} is still tracked)"),
@@ -550,13 +601,32 @@ impl Outbox {
 }
 
 fn outcome_of(i: &Intent) -> Result<Outcome> {
-    let h = i.latest_hash().map(|h| format!("{h:#x}")).unwrap_or_default();
+    let h = i
+        .latest_hash()
+        .map(|h| format!("{h:#x}"))
+        .unwrap_or_default();
     match (i.state, &i.receipt) {
-        (IntentState::Included, Some(r)) => Ok(Outcome { intent_id: i.id.clone(), tx_hash: r.tx_hash, receipt: r.clone() }),
+        (IntentState::Included, Some(r)) => Ok(Outcome {
+            intent_id: i.id.clone(),
+            tx_hash: r.tx_hash,
+            receipt: r.clone(),
+        }),
         _ => {
-            let e = i.error.clone().unwrap_or(ErrorInfo { code: "TX_FAILED".into(), message: "transaction failed".into() });
-            let tx_hash = i.receipt.as_ref().map(|r| format!("{:#x}", r.tx_hash)).unwrap_or(h);
-            Err(ChainError::Tx { code: e.code, message: e.message, intent_id: i.id.clone(), tx_hash })
+            let e = i.error.clone().unwrap_or(ErrorInfo {
+                code: "TX_FAILED".into(),
+                message: "transaction failed".into(),
+            });
+            let tx_hash = i
+                .receipt
+                .as_ref()
+                .map(|r| format!("{:#x}", r.tx_hash))
+                .unwrap_or(h);
+            Err(ChainError::Tx {
+                code: e.code,
+                message: e.message,
+                intent_id: i.id.clone(),
+                tx_hash,
+            })
         }
     }
 }
@@ -573,7 +643,11 @@ impl Inner {
             block_number: i.receipt.as_ref().map(|r| r.block_number),
             gas_used: i.receipt.as_ref().map(|r| r.gas_used),
             code: i.error.as_ref().map(|e| e.code.clone()).unwrap_or_default(),
-            message: i.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+            message: i
+                .error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_default(),
         };
         debug!(intent = %s.intent_id, state = s.state.as_str(), "outbox status");
         let _ = self.tx.send(s);
@@ -633,7 +707,10 @@ impl Inner {
     fn fail(&self, mut i: Intent, state: IntentState, code: &str, message: String) -> Result<()> {
         warn!(intent = %i.id, code, %message, "outbox: intent {}", state.as_str());
         i.state = state;
-        i.error = Some(ErrorInfo { code: code.into(), message });
+        i.error = Some(ErrorInfo {
+            code: code.into(),
+            message,
+        });
         self.journal(&i, state.as_str());
         self.commit(i)
     }
@@ -643,14 +720,31 @@ impl Inner {
         let file = self.store.read_nonce(signer).ok().flatten().unwrap_or(0);
         let inflight = {
             let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.live.values().filter(|i| i.signer == signer).filter_map(|i| i.nonce).map(|n| n + 1).max().unwrap_or(0)
+            st.live
+                .values()
+                .filter(|i| i.signer == signer)
+                .filter_map(|i| i.nonce)
+                .map(|n| n + 1)
+                .max()
+                .unwrap_or(0)
         };
         Ok(chain.max(file).max(inflight))
     }
 
-    fn sign(&self, i: &Intent, nonce: u64, gas_limit: u64, max_fee: u128, prio: u128) -> Result<Attempt> {
+    fn sign(
+        &self,
+        i: &Intent,
+        nonce: u64,
+        gas_limit: u64,
+        max_fee: u128,
+        prio: u128,
+    ) -> Result<Attempt> {
         let signer = self.signers.get(&i.signer).ok_or_else(|| {
-            ChainError::config("SIGNER_UNAVAILABLE", "signer", format!("no key configured for signer {:#x}", i.signer))
+            ChainError::config(
+                "SIGNER_UNAVAILABLE",
+                "signer",
+                format!("no key configured for signer {:#x}", i.signer),
+            )
         })?;
         let tx = TxEip1559 {
             chain_id: i.chain_id,
@@ -692,18 +786,28 @@ impl Inner {
     }
 
     async fn revert_reason(&self, i: &Intent, block: u64) -> (String, String) {
-        let req = CallRequest { from: Some(i.signer), to: i.to, value: i.value, data: i.input.clone() };
+        let req = CallRequest {
+            from: Some(i.signer),
+            to: i.to,
+            value: i.value,
+            data: i.input.clone(),
+        };
         let at = block.saturating_sub(1);
         match self.rpc.call_at(&req, at).await {
             Err(RpcFailure::Node { data: Some(d), .. }) if !d.is_empty() => {
                 let r = revert::decode(i.scope(), &d);
                 (r.code, r.message)
             }
-            Err(RpcFailure::Node { message, .. }) if message.contains("revert") && message.len() > "execution reverted".len() => {
+            Err(RpcFailure::Node { message, .. })
+                if message.contains("revert") && message.len() > "execution reverted".len() =>
+            {
                 let r = revert::decode_reason(i.scope(), &message);
                 (r.code, r.message)
             }
-            _ => ("TX_REVERTED".into(), "Transaction reverted on-chain after submission".into()),
+            _ => (
+                "TX_REVERTED".into(),
+                "Transaction reverted on-chain after submission".into(),
+            ),
         }
     }
 
@@ -730,7 +834,10 @@ impl Inner {
     }
 
     /// Look for a receipt of any attempt.
-    async fn find_receipt(&self, i: &Intent) -> std::result::Result<Option<RpcReceipt>, RpcFailure> {
+    async fn find_receipt(
+        &self,
+        i: &Intent,
+    ) -> std::result::Result<Option<RpcReceipt>, RpcFailure> {
         for a in i.attempts.iter().rev() {
             if let Some(r) = self.rpc.receipt(a.tx_hash).await? {
                 if r.block_number.is_some() {
@@ -741,13 +848,20 @@ impl Inner {
         Ok(None)
     }
 
-    async fn replace_with_bumped_fees(&self, mut i: Intent) -> std::result::Result<Step, RpcFailure> {
-        let (Some(nonce), Some(gas), Some(last)) = (i.nonce, i.gas_limit, i.attempts.last().cloned()) else {
+    async fn replace_with_bumped_fees(
+        &self,
+        mut i: Intent,
+    ) -> std::result::Result<Step, RpcFailure> {
+        let (Some(nonce), Some(gas), Some(last)) =
+            (i.nonce, i.gas_limit, i.attempts.last().cloned())
+        else {
             return Ok(Step::Blocked);
         };
         let (cur_max, cur_prio) = self.fees().await?;
         let max_fee = (last.max_fee_per_gas.saturating_mul(5) / 4 + 1).max(cur_max);
-        let prio = (last.max_priority_fee_per_gas.saturating_mul(5) / 4 + 1).max(cur_prio).min(max_fee);
+        let prio = (last.max_priority_fee_per_gas.saturating_mul(5) / 4 + 1)
+            .max(cur_prio)
+            .min(max_fee);
         let a = match self.sign(&i, nonce, gas, max_fee, prio) {
             Ok(a) => a,
             Err(e) => {
@@ -774,7 +888,9 @@ impl Inner {
                 let _ = self.commit(i);
             }
             Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
-            Err(f) => warn!(intent = %i.id, error = %f.message(), "replacement refused; will reconcile"),
+            Err(f) => {
+                warn!(intent = %i.id, error = %f.message(), "replacement refused; will reconcile")
+            }
         }
         Ok(Step::Blocked)
     }
@@ -787,7 +903,9 @@ impl Inner {
             }
             return Ok(Step::Continue);
         }
-        let (Some(nonce), Some(hash)) = (i.nonce, i.latest_hash()) else { return Ok(Step::Blocked) };
+        let (Some(nonce), Some(hash)) = (i.nonce, i.latest_hash()) else {
+            return Ok(Step::Blocked);
+        };
         let mut known = false;
         for a in i.attempts.iter().rev() {
             if self.rpc.transaction_known(a.tx_hash).await? {
@@ -836,7 +954,9 @@ impl Inner {
                 Ok(Step::Continue)
             }
             Err(RpcFailure::Node { message, .. }) if already_known(&message) => Ok(Step::Continue),
-            Err(RpcFailure::Node { message, .. }) if fee_refusal(&message) => self.replace_with_bumped_fees(i).await,
+            Err(RpcFailure::Node { message, .. }) if fee_refusal(&message) => {
+                self.replace_with_bumped_fees(i).await
+            }
             Err(RpcFailure::Node { message, .. }) if nonce_too_low(&message) => Ok(Step::Blocked),
             Err(RpcFailure::Transport(m)) => Err(RpcFailure::Transport(m)),
             Err(f) => {
@@ -848,7 +968,12 @@ impl Inner {
 
     /// First signing + broadcast of a queued intent.
     async fn send_new(&self, mut i: Intent) -> std::result::Result<Step, RpcFailure> {
-        let req = CallRequest { from: Some(i.signer), to: i.to, value: i.value, data: i.input.clone() };
+        let req = CallRequest {
+            from: Some(i.signer),
+            to: i.to,
+            value: i.value,
+            data: i.input.clone(),
+        };
         let gas = match self.rpc.estimate_gas(&req).await {
             Ok(g) => g,
             Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
@@ -901,7 +1026,9 @@ impl Inner {
             Ok(_) => {}
             Err(RpcFailure::Node { message, .. }) if already_known(&message) => {}
             Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
-            Err(RpcFailure::Node { message, .. }) if nonce_too_low(&message) || fee_refusal(&message) => {
+            Err(RpcFailure::Node { message, .. })
+                if nonce_too_low(&message) || fee_refusal(&message) =>
+            {
                 // Reconcile decides (consumed nonce ⇒ conflicting; fees ⇒ replacement).
                 return Ok(Step::Blocked);
             }
@@ -991,7 +1118,9 @@ async fn worker(weak: std::sync::Weak<Inner>) {
                 None
             }
             Err(f) => {
-                let b = backoff.map(|b| (b * 2).min(inner.settings.max_backoff)).unwrap_or(inner.settings.poll_interval);
+                let b = backoff
+                    .map(|b| (b * 2).min(inner.settings.max_backoff))
+                    .unwrap_or(inner.settings.poll_interval);
                 backoff = Some(b);
                 warn!(error = %f.message(), retry_in_ms = b.as_millis() as u64, "outbox: RPC unavailable, intents stay queued");
                 Some(b)

@@ -49,20 +49,49 @@ pub fn declared_error_signatures() -> Vec<&'static str> {
     use IMachineStateAndSync as S;
     use IMachineSubscription as U;
     sigs!(
-        E::FutureTimestamp, E::InvalidCurrencyShape, E::InvalidEventType, E::InvalidTrustLevel,
-        E::MetadataTooLarge, E::OffsetOutOfBounds, E::EnforcedPause, E::InvalidAddress,
-        E::MachineDeactivated, E::MachineNotBonded, E::MachineNotFound, E::NotAuthorizedSubmitter,
-        E::NotOwnerOrController, E::SubscriptionNotEligible, E::NotMachineStateAndSync,
-        R::AlreadyRegistered, R::BondBelowFloor, R::BondNotRequired, R::IncorrectBondAmount,
-        R::InvalidMachineAddress, R::WalletAlreadyBound, R::IdentityNFTSoulbound, R::ContractNotConfigured,
+        E::FutureTimestamp,
+        E::InvalidCurrencyShape,
+        E::InvalidEventType,
+        E::InvalidTrustLevel,
+        E::MetadataTooLarge,
+        E::OffsetOutOfBounds,
+        E::EnforcedPause,
+        E::InvalidAddress,
+        E::MachineDeactivated,
+        E::MachineNotBonded,
+        E::MachineNotFound,
+        E::NotAuthorizedSubmitter,
+        E::NotOwnerOrController,
+        E::SubscriptionNotEligible,
+        E::NotMachineStateAndSync,
+        R::AlreadyRegistered,
+        R::BondBelowFloor,
+        R::BondNotRequired,
+        R::IncorrectBondAmount,
+        R::InvalidMachineAddress,
+        R::WalletAlreadyBound,
+        R::IdentityNFTSoulbound,
+        R::ContractNotConfigured,
         R::NotMachineOwner,
-        IIdentityStaking::AlreadyStaked, IIdentityStaking::AmountZero, IIdentityStaking::NotAuthorized,
-        N::AlreadyMinted, N::RecipientMustBeMachineOwner,
-        S::MachineRelocating, S::NotActive, S::NotSuspended, S::TierChosenOnSubscriptionChain,
-        M::CredentialSubjectMismatch, M::InvalidAuthenticationIndex, M::InvalidDIDFormat,
+        IIdentityStaking::AlreadyStaked,
+        IIdentityStaking::AmountZero,
+        IIdentityStaking::NotAuthorized,
+        N::AlreadyMinted,
+        N::RecipientMustBeMachineOwner,
+        S::MachineRelocating,
+        S::NotActive,
+        S::NotSuspended,
+        S::TierChosenOnSubscriptionChain,
+        M::CredentialSubjectMismatch,
+        M::InvalidAuthenticationIndex,
+        M::InvalidDIDFormat,
         M::ERC721NonexistentToken,
-        U::AlreadyActivated, U::InvalidTier, U::PriceNotAvailable, U::TechnicallyPaused,
-        U::TierChangeWhileActive, U::NotActivated,
+        U::AlreadyActivated,
+        U::InvalidTier,
+        U::PriceNotAvailable,
+        U::TechnicallyPaused,
+        U::TierChangeWhileActive,
+        U::NotActivated,
         IDid::EntryNotFound,
     )
 }
@@ -86,30 +115,63 @@ const GEN2_CODES: &[(&str, &str)] = &[
 ];
 
 const GEN2_MESSAGES: &[(&str, &str)] = &[
-    ("NotOwnerOrController", "Caller is neither the owner nor the DID controller of the machine"),
-    ("SubscriptionNotEligible", "Machine subscription is not Active or Grace"),
-    ("MetadataTooLarge", "Event metadata exceeds the EventRegistry limit"),
-    ("InvalidCurrencyShape", "Currency code has the wrong length or characters for this event type"),
-    ("FutureTimestamp", "Event timestamp is later than the block timestamp"),
-    ("ERC721NonexistentToken", "Machine does not exist on this deployment"),
-    ("InvalidAddress", "Invalid address (zero address not allowed)"),
+    (
+        "NotOwnerOrController",
+        "Caller is neither the owner nor the DID controller of the machine",
+    ),
+    (
+        "SubscriptionNotEligible",
+        "Machine subscription is not Active or Grace",
+    ),
+    (
+        "MetadataTooLarge",
+        "Event metadata exceeds the EventRegistry limit",
+    ),
+    (
+        "InvalidCurrencyShape",
+        "Currency code has the wrong length or characters for this event type",
+    ),
+    (
+        "FutureTimestamp",
+        "Event timestamp is later than the block timestamp",
+    ),
+    (
+        "ERC721NonexistentToken",
+        "Machine does not exist on this deployment",
+    ),
+    (
+        "InvalidAddress",
+        "Invalid address (zero address not allowed)",
+    ),
     ("InvalidEventType", "Invalid event type"),
     ("InvalidTrustLevel", "Invalid trust level"),
 ];
 
 const GEN1_MESSAGES: &[(&str, &str)] = &[
     ("AlreadyRegistered", "Machine address is already registered"),
-    ("InvalidMachineAddress", "Invalid machine address (zero address not allowed)"),
+    (
+        "InvalidMachineAddress",
+        "Invalid machine address (zero address not allowed)",
+    ),
     ("AmountZero", "Bond amount must be greater than zero"),
     ("AlreadyStaked", "Machine is already bonded/staked"),
     ("MachineNotBonded", "Machine is not bonded"),
     ("MachineNotFound", "Machine not found in the registry"),
     ("AlreadyMinted", "NFT already minted for this machine"),
     ("NotMachineOwner", "Caller is not the machine owner"),
-    ("RecipientMustBeMachineOwner", "Operator mint requires recipient to be the machine owner"),
-    ("InvalidAddress", "Invalid address (zero address not allowed)"),
+    (
+        "RecipientMustBeMachineOwner",
+        "Operator mint requires recipient to be the machine owner",
+    ),
+    (
+        "InvalidAddress",
+        "Invalid address (zero address not allowed)",
+    ),
     ("MachineDeactivated", "Machine is deactivated"),
-    ("NotAuthorizedSubmitter", "Caller is not authorized submitter"),
+    (
+        "NotAuthorizedSubmitter",
+        "Caller is not authorized submitter",
+    ),
     ("InvalidEventType", "Invalid event type"),
     ("InvalidTrustLevel", "Invalid trust level"),
 ];
@@ -139,18 +201,28 @@ fn from_name(scope: RevertScope, name: &str) -> DecodedRevert {
     let (code, message) = match scope {
         RevertScope::EventsGen2 => (
             lookup(GEN2_CODES, name).unwrap_or(name).to_string(),
-            lookup(GEN2_MESSAGES, name).map(str::to_string).unwrap_or_else(|| format!("Transaction reverted: {name}")),
+            lookup(GEN2_MESSAGES, name)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("Transaction reverted: {name}")),
         ),
         RevertScope::Legacy => (
             name.to_string(),
-            lookup(GEN1_MESSAGES, name).map(str::to_string).unwrap_or_else(|| format!("Transaction reverted: {name}")),
+            lookup(GEN1_MESSAGES, name)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("Transaction reverted: {name}")),
         ),
         RevertScope::Activation => (
-            lookup(ACTIVATION_CODES, name).unwrap_or("CONTRACT_REVERTED").to_string(),
+            lookup(ACTIVATION_CODES, name)
+                .unwrap_or("CONTRACT_REVERTED")
+                .to_string(),
             format!("Contract reverted with {name}"),
         ),
     };
-    DecodedRevert { name: name.to_string(), code, message }
+    DecodedRevert {
+        name: name.to_string(),
+        code,
+        message,
+    }
 }
 
 fn known_names(scope: RevertScope) -> Vec<&'static str> {
@@ -164,17 +236,32 @@ fn known_names(scope: RevertScope) -> Vec<&'static str> {
 /// Classify a free-text revert reason (an `Error(string)` payload or a node's error message).
 pub fn decode_reason(scope: RevertScope, reason: &str) -> DecodedRevert {
     if reason.contains("Cannot find the item") {
-        return DecodedRevert { name: "Error".into(), code: "ATTRIBUTE_NOT_FOUND".into(), message: reason.to_string() };
+        return DecodedRevert {
+            name: "Error".into(),
+            code: "ATTRIBUTE_NOT_FOUND".into(),
+            message: reason.to_string(),
+        };
     }
-    if ["AlreadyExists", "AttributeExists", "AttributeAlreadyExist"].iter().any(|m| reason.contains(m)) {
-        return DecodedRevert { name: "Error".into(), code: "ATTRIBUTE_ALREADY_EXISTS".into(), message: reason.to_string() };
+    if ["AlreadyExists", "AttributeExists", "AttributeAlreadyExist"]
+        .iter()
+        .any(|m| reason.contains(m))
+    {
+        return DecodedRevert {
+            name: "Error".into(),
+            code: "ATTRIBUTE_ALREADY_EXISTS".into(),
+            message: reason.to_string(),
+        };
     }
     for n in known_names(scope) {
         if reason.contains(n) {
             return from_name(scope, n);
         }
     }
-    DecodedRevert { name: "Error".into(), code: "TX_REVERTED".into(), message: format!("Transaction reverted: {reason}") }
+    DecodedRevert {
+        name: "Error".into(),
+        code: "TX_REVERTED".into(),
+        message: format!("Transaction reverted: {reason}"),
+    }
 }
 
 /// Decode raw revert data.
@@ -183,14 +270,23 @@ pub fn decode(scope: RevertScope, data: &[u8]) -> DecodedRevert {
         return decode_reason(scope, &e.message);
     }
     if let Ok(p) = IBuiltinErrors::Panic::abi_decode(data) {
-        return DecodedRevert { name: "Panic".into(), code: "TX_REVERTED".into(), message: format!("Transaction reverted: panic code {}", p.code) };
+        return DecodedRevert {
+            name: "Panic".into(),
+            code: "TX_REVERTED".into(),
+            message: format!("Transaction reverted: panic code {}", p.code),
+        };
     }
     if let Some(name) = error_name(data) {
         return from_name(scope, name);
     }
     DecodedRevert {
         name: String::new(),
-        code: if scope == RevertScope::Activation { "CONTRACT_REVERTED" } else { "TX_REVERTED" }.into(),
+        code: if scope == RevertScope::Activation {
+            "CONTRACT_REVERTED"
+        } else {
+            "TX_REVERTED"
+        }
+        .into(),
         message: format!("Transaction reverted: 0x{}", hex::encode(data)),
     }
 }
@@ -198,5 +294,9 @@ pub fn decode(scope: RevertScope, data: &[u8]) -> DecodedRevert {
 /// As a [`ChainError::Revert`].
 pub fn to_error(scope: RevertScope, data: &[u8]) -> ChainError {
     let d = decode(scope, data);
-    ChainError::Revert { code: d.code, message: d.message, data: format!("0x{}", hex::encode(data)) }
+    ChainError::Revert {
+        code: d.code,
+        message: d.message,
+        data: format!("0x{}", hex::encode(data)),
+    }
 }

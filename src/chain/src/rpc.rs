@@ -30,16 +30,22 @@ pub enum RpcFailure {
     /// No URL answered (connection refused, timeout, HTTP 5xx/429, unparsable body).
     Transport(String),
     /// A node answered with a JSON-RPC error.
-    Node { code: i64, message: String, data: Option<Bytes> },
+    Node {
+        code: i64,
+        message: String,
+        data: Option<Bytes>,
+    },
 }
 
 impl RpcFailure {
     /// The node reported an EVM revert (revert data may still be empty).
     pub fn is_revert(&self) -> bool {
         match self {
-            RpcFailure::Node { code, message, data } => {
-                *code == 3 || data.is_some() || message.to_ascii_lowercase().contains("revert")
-            }
+            RpcFailure::Node {
+                code,
+                message,
+                data,
+            } => *code == 3 || data.is_some() || message.to_ascii_lowercase().contains("revert"),
             RpcFailure::Transport(_) => false,
         }
     }
@@ -53,7 +59,11 @@ impl RpcFailure {
         match self {
             RpcFailure::Transport(m) => ChainError::rpc("RPC_UNAVAILABLE", m),
             RpcFailure::Node { code, message, .. } => {
-                let c = if code == -32005 || message.contains("rate limit") { "RPC_RATE_LIMITED" } else { "RPC_ERROR" };
+                let c = if code == -32005 || message.contains("rate limit") {
+                    "RPC_RATE_LIMITED"
+                } else {
+                    "RPC_ERROR"
+                };
                 ChainError::rpc(c, format!("RPC error {code}: {message}"))
             }
         }
@@ -99,7 +109,8 @@ pub struct CallRequest {
 
 impl CallRequest {
     fn to_json(&self) -> Value {
-        let mut o = json!({"to": self.to, "data": self.data, "value": format!("{:#x}", self.value)});
+        let mut o =
+            json!({"to": self.to, "data": self.data, "value": format!("{:#x}", self.value)});
         if let Some(f) = self.from {
             o["from"] = json!(f);
         }
@@ -131,8 +142,15 @@ impl Rpc {
             .timeout(request_timeout)
             .connect_timeout(request_timeout.min(Duration::from_secs(5)))
             .build()
-            .map_err(|e| ChainError::rpc("RPC_UNAVAILABLE", format!("cannot build HTTP client: {e}")))?;
-        Ok(Rpc { urls, http, next_id: AtomicU64::new(1), preferred: AtomicUsize::new(0) })
+            .map_err(|e| {
+                ChainError::rpc("RPC_UNAVAILABLE", format!("cannot build HTTP client: {e}"))
+            })?;
+        Ok(Rpc {
+            urls,
+            http,
+            next_id: AtomicU64::new(1),
+            preferred: AtomicUsize::new(0),
+        })
     }
 
     pub fn urls(&self) -> &[String] {
@@ -152,7 +170,13 @@ impl Rpc {
             let resp = match self.http.post(url).json(&body).send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    let kind = if e.is_timeout() { "timeout" } else if e.is_connect() { "connect failed" } else { "request failed" };
+                    let kind = if e.is_timeout() {
+                        "timeout"
+                    } else if e.is_connect() {
+                        "connect failed"
+                    } else {
+                        "request failed"
+                    };
                     errors.push(format!("{}: {kind}", redact_url(url)));
                     continue;
                 }
@@ -165,7 +189,11 @@ impl Rpc {
             let v: Value = match resp.json().await {
                 Ok(v) => v,
                 Err(_) => {
-                    errors.push(format!("{}: HTTP {} with non-JSON body", redact_url(url), status.as_u16()));
+                    errors.push(format!(
+                        "{}: HTTP {} with non-JSON body",
+                        redact_url(url),
+                        status.as_u16()
+                    ));
                     continue;
                 }
             };
@@ -173,25 +201,43 @@ impl Rpc {
             if let Some(err) = v.get("error") {
                 return Err(RpcFailure::Node {
                     code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                    message: err.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
+                    message: err
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     data: revert_data(err.get("data")),
                 });
             }
             return Ok(v.get("result").cloned().unwrap_or(Value::Null));
         }
-        Err(RpcFailure::Transport(format!("{method}: no RPC URL answered ({})", errors.join("; "))))
+        Err(RpcFailure::Transport(format!(
+            "{method}: no RPC URL answered ({})",
+            errors.join("; ")
+        )))
     }
 
-    pub async fn request<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, RpcFailure> {
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<T, RpcFailure> {
         let v = self.request_value(method, params).await?;
-        serde_json::from_value(v).map_err(|e| RpcFailure::Transport(format!("{method}: unexpected result shape: {e}")))
+        serde_json::from_value(v)
+            .map_err(|e| RpcFailure::Transport(format!("{method}: unexpected result shape: {e}")))
     }
 
     pub async fn chain_id(&self) -> Result<u64, RpcFailure> {
-        Ok(self.request::<U64>("eth_chainId", json!([])).await?.to::<u64>())
+        Ok(self
+            .request::<U64>("eth_chainId", json!([]))
+            .await?
+            .to::<u64>())
     }
     pub async fn transaction_count(&self, a: Address, tag: &str) -> Result<u64, RpcFailure> {
-        Ok(self.request::<U64>("eth_getTransactionCount", json!([a, tag])).await?.to::<u64>())
+        Ok(self
+            .request::<U64>("eth_getTransactionCount", json!([a, tag]))
+            .await?
+            .to::<u64>())
     }
     pub async fn balance(&self, a: Address) -> Result<U256, RpcFailure> {
         self.request("eth_getBalance", json!([a, "latest"])).await
@@ -200,13 +246,18 @@ impl Rpc {
         self.request("eth_getCode", json!([a, "latest"])).await
     }
     pub async fn call(&self, req: &CallRequest) -> Result<Bytes, RpcFailure> {
-        self.request("eth_call", json!([req.to_json(), "latest"])).await
+        self.request("eth_call", json!([req.to_json(), "latest"]))
+            .await
     }
     pub async fn call_at(&self, req: &CallRequest, block: u64) -> Result<Bytes, RpcFailure> {
-        self.request("eth_call", json!([req.to_json(), format!("{block:#x}")])).await
+        self.request("eth_call", json!([req.to_json(), format!("{block:#x}")]))
+            .await
     }
     pub async fn estimate_gas(&self, req: &CallRequest) -> Result<u64, RpcFailure> {
-        Ok(self.request::<U64>("eth_estimateGas", json!([req.to_json()])).await?.to::<u64>())
+        Ok(self
+            .request::<U64>("eth_estimateGas", json!([req.to_json()]))
+            .await?
+            .to::<u64>())
     }
     pub async fn send_raw(&self, raw: &Bytes) -> Result<B256, RpcFailure> {
         self.request("eth_sendRawTransaction", json!([raw])).await
@@ -216,17 +267,28 @@ impl Rpc {
     }
     /// `Some(block_number_or_none)` when the node knows the transaction.
     pub async fn transaction_known(&self, h: B256) -> Result<bool, RpcFailure> {
-        let v = self.request_value("eth_getTransactionByHash", json!([h])).await?;
+        let v = self
+            .request_value("eth_getTransactionByHash", json!([h]))
+            .await?;
         Ok(!v.is_null())
     }
     pub async fn base_fee(&self) -> Result<Option<u128>, RpcFailure> {
-        let b: Option<RpcBlock> = self.request("eth_getBlockByNumber", json!(["latest", false])).await?;
-        Ok(b.and_then(|b| b.base_fee_per_gas).map(|f| f.saturating_to::<u128>()))
+        let b: Option<RpcBlock> = self
+            .request("eth_getBlockByNumber", json!(["latest", false]))
+            .await?;
+        Ok(b.and_then(|b| b.base_fee_per_gas)
+            .map(|f| f.saturating_to::<u128>()))
     }
     pub async fn max_priority_fee(&self) -> Result<u128, RpcFailure> {
-        Ok(self.request::<U256>("eth_maxPriorityFeePerGas", json!([])).await?.saturating_to::<u128>())
+        Ok(self
+            .request::<U256>("eth_maxPriorityFeePerGas", json!([]))
+            .await?
+            .saturating_to::<u128>())
     }
     pub async fn gas_price(&self) -> Result<u128, RpcFailure> {
-        Ok(self.request::<U256>("eth_gasPrice", json!([])).await?.saturating_to::<u128>())
+        Ok(self
+            .request::<U256>("eth_gasPrice", json!([]))
+            .await?
+            .saturating_to::<u128>())
     }
 }

@@ -35,9 +35,15 @@ impl MachineIdInput {
                 format!("{field} must be a canonical uint256 decimal string"),
             ));
         }
-        U256::from_str_radix(s, 10).map(MachineIdInput).map_err(|_| {
-            ChainError::validation(field, "0 <= value < 2**256", format!("{field} must be between 0 and 2**256 - 1"))
-        })
+        U256::from_str_radix(s, 10)
+            .map(MachineIdInput)
+            .map_err(|_| {
+                ChainError::validation(
+                    field,
+                    "0 <= value < 2**256",
+                    format!("{field} must be between 0 and 2**256 - 1"),
+                )
+            })
     }
 }
 
@@ -52,10 +58,16 @@ pub enum ValueInput {
 
 impl ValueInput {
     pub fn from_u128(v: u128) -> Self {
-        ValueInput::Int { negative: false, magnitude: U256::from(v) }
+        ValueInput::Int {
+            negative: false,
+            magnitude: U256::from(v),
+        }
     }
     pub fn from_i128(v: i128) -> Self {
-        ValueInput::Int { negative: v < 0, magnitude: U256::from(v.unsigned_abs()) }
+        ValueInput::Int {
+            negative: v < 0,
+            magnitude: U256::from(v.unsigned_abs()),
+        }
     }
     /// Parse text from a ROS field: `"123"`, `"-1"` are ints; `"1.5"`, `"1e3"` are `float`;
     /// anything else is `str`.
@@ -67,13 +79,20 @@ impl ValueInput {
         };
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             if let Ok(m) = U256::from_str_radix(digits, 10) {
-                return ValueInput::Int { negative: neg && !m.is_zero(), magnitude: m };
+                return ValueInput::Int {
+                    negative: neg && !m.is_zero(),
+                    magnitude: m,
+                };
             }
         }
         if t.parse::<f64>().is_ok() {
-            return ValueInput::NotInt { type_name: "float".into() };
+            return ValueInput::NotInt {
+                type_name: "float".into(),
+            };
         }
-        ValueInput::NotInt { type_name: "str".into() }
+        ValueInput::NotInt {
+            type_name: "str".into(),
+        }
     }
 }
 
@@ -124,16 +143,26 @@ pub fn data_hash(raw_data: Option<&[u8]>) -> B256 {
 
 fn currency_shape_ok(c: &str) -> bool {
     // Python `\A[A-Z0-9]{3,10}\Z`: no trailing newline accepted.
-    (3..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    (3..=10).contains(&c.len())
+        && c.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// `validate_submit_event_params` (currency `Omitted` passes, as the SDK sentinel does).
 pub fn validate(p: &SubmitEventParams) -> Result<()> {
     if p.machine_id.0.is_zero() {
-        return Err(ChainError::validation("machine_id", "> 0", "machine_id must be a positive integer"));
+        return Err(ChainError::validation(
+            "machine_id",
+            "> 0",
+            "machine_id must be a positive integer",
+        ));
     }
     if !(0..=1).contains(&p.event_type) {
-        return Err(ChainError::validation("event_type", "0 or 1", "event_type must be 0 or 1"));
+        return Err(ChainError::validation(
+            "event_type",
+            "0 or 1",
+            "event_type must be 0 or 1",
+        ));
     }
     match &p.value {
         ValueInput::NotInt { type_name } => {
@@ -150,7 +179,11 @@ pub fn validate(p: &SubmitEventParams) -> Result<()> {
         ValueInput::Int { .. } => {}
     }
     if !(0..=2).contains(&p.trust_level) {
-        return Err(ChainError::validation("trust_level", "0, 1, or 2", "trust_level must be 0, 1, or 2"));
+        return Err(ChainError::validation(
+            "trust_level",
+            "0, 1, or 2",
+            "trust_level must be 0, 1, or 2",
+        ));
     }
     if !VALID_SOURCE_CHAIN_IDS.contains(&p.source_chain_id) {
         return Err(ChainError::validation(
@@ -160,7 +193,11 @@ pub fn validate(p: &SubmitEventParams) -> Result<()> {
         ));
     }
     if matches!(&p.raw_data, Some(d) if d.is_empty()) {
-        return Err(ChainError::validation("raw_data", "non-empty", "raw_data must not be empty when provided"));
+        return Err(ChainError::validation(
+            "raw_data",
+            "non-empty",
+            "raw_data must not be empty when provided",
+        ));
     }
     if let Some(h) = &p.source_tx_hash {
         // Python len() counts code points.
@@ -173,7 +210,11 @@ pub fn validate(p: &SubmitEventParams) -> Result<()> {
         }
     }
     if p.timestamp <= 0 {
-        return Err(ChainError::validation("timestamp", "> 0", "timestamp must be a positive integer"));
+        return Err(ChainError::validation(
+            "timestamp",
+            "> 0",
+            "timestamp must be a positive integer",
+        ));
     }
     if p.trust_level == 1 && p.source_tx_hash.is_none() {
         return Err(ChainError::validation(
@@ -247,7 +288,13 @@ pub fn resolve_single(p: &SubmitEventParams) -> Result<ValidEvent> {
     validate(p)?;
     let currency = match &p.currency {
         Currency::Code(c) => c.clone(),
-        _ => if p.event_type == 0 { "USD".to_string() } else { String::new() },
+        _ => {
+            if p.event_type == 0 {
+                "USD".to_string()
+            } else {
+                String::new()
+            }
+        }
     };
     finish(p, currency)
 }
@@ -263,14 +310,20 @@ pub fn resolve_batch_item(p: &SubmitEventParams) -> Result<ValidEvent> {
         ));
     }
     validate(p)?;
-    let Currency::Code(c) = &p.currency else { unreachable!("validated") };
+    let Currency::Code(c) = &p.currency else {
+        unreachable!("validated")
+    };
     finish(p, c.clone())
 }
 
 /// Validate a whole batch (non-empty; every item before anything is sent).
 pub fn resolve_batch(items: &[SubmitEventParams]) -> Result<Vec<ValidEvent>> {
     if items.is_empty() {
-        return Err(ChainError::validation("events", "non-empty list", "events must contain at least one item"));
+        return Err(ChainError::validation(
+            "events",
+            "non-empty list",
+            "events must contain at least one item",
+        ));
     }
     items.iter().map(resolve_batch_item).collect()
 }

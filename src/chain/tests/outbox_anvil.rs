@@ -48,16 +48,24 @@ async fn setup(no_mining: bool, state: Option<&Path>) -> Option<Anvil> {
 async fn wait_until(client: &ChainClient, pred: impl Fn(&ChainClient) -> bool, secs: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !pred(client) {
-        assert!(tokio::time::Instant::now() < deadline, "condition not reached in {secs}s: {:?}", client.outbox().pending());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in {secs}s: {:?}",
+            client.outbox().pending()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_and_batch_exactly_once() {
-    let Some(anvil) = setup(false, None).await else { return };
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&anvil.url(), dir.path()).resolve_with(|_| None).unwrap();
+    let cfg = config(&anvil.url(), dir.path())
+        .resolve_with(|_| None)
+        .unwrap();
     let client = ChainClient::start(cfg, vec![signer(KEY0)]).unwrap();
     let mut status = client.subscribe_status();
     let r = client.submit_event(&ev(1)).await.unwrap();
@@ -70,7 +78,10 @@ async fn submit_and_batch_exactly_once() {
     let b = client.batch_submit_events(&items).await.unwrap();
     assert_eq!(b.data_hashes.len(), 3);
     assert_eq!(storage0(&anvil.url(), REGISTRY).await, U256::from(1));
-    assert_eq!(storage0(&anvil.url(), BATCH_PRECOMPILE).await, U256::from(3));
+    assert_eq!(
+        storage0(&anvil.url(), BATCH_PRECOMPILE).await,
+        U256::from(3)
+    );
     assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 2);
     // status stream: queued → signed → broadcast → included for the first intent
     let mut seen = vec![];
@@ -79,7 +90,15 @@ async fn submit_and_batch_exactly_once() {
             seen.push(s.state);
         }
     }
-    assert_eq!(seen, vec![IntentState::Queued, IntentState::Signed, IntentState::Broadcast, IntentState::Included]);
+    assert_eq!(
+        seen,
+        vec![
+            IntentState::Queued,
+            IntentState::Signed,
+            IntentState::Broadcast,
+            IntentState::Included
+        ]
+    );
     // batch items need an explicit currency
     let err = client.batch_submit_events(&[ev(9)]).await.unwrap_err();
     assert_eq!(err.field(), "currency");
@@ -88,12 +107,17 @@ async fn submit_and_batch_exactly_once() {
     let h = format!("{:#x}", r.tx_hash);
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(&h)).collect();
     assert_eq!(lines.len(), 2, "{log}");
-    assert!(lines[0].contains(r#""status": "pending""#) && lines[1].contains(r#""status": "confirmed""#));
+    assert!(
+        lines[0].contains(r#""status": "pending""#)
+            && lines[1].contains(r#""status": "confirmed""#)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_refuse_before_store_or_send() {
-    let Some(anvil) = setup(false, None).await else { return };
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&anvil.url(), dir.path());
     c.limits.rate_limit_max_events = 2;
@@ -114,20 +138,41 @@ async fn limits_refuse_before_store_or_send() {
     client.submit_event(&other).await.unwrap();
     // refused ones were never stored nor sent
     assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 3);
-    assert_eq!(std::fs::read_dir(dir.path().join("chain/done")).unwrap().count(), 3);
-    assert_eq!(std::fs::read_dir(dir.path().join("chain/intents")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("chain/done"))
+            .unwrap()
+            .count(),
+        3
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("chain/intents"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revert_is_decoded_before_signing() {
-    let Some(anvil) = setup(false, None).await else { return };
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
     // EventRegistry that always reverts NotOwnerOrController() (0xfce354b2)
     set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(config(&anvil.url(), dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let client = ChainClient::start(
+        config(&anvil.url(), dir.path())
+            .resolve_with(|_| None)
+            .unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
     let e = client.submit_event(&ev(1)).await.unwrap_err();
     assert_eq!(e.code(), "NOT_OWNER_OR_CONTROLLER");
-    assert_eq!(e.to_string(), "Caller is neither the owner nor the DID controller of machine 42");
+    assert_eq!(
+        e.to_string(),
+        "Caller is neither the owner nor the DID controller of machine 42"
+    );
     assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 0);
     // a later good transaction uses nonce 0 (nothing was consumed)
     set_code(&anvil.url(), REGISTRY, COUNTER_CODE).await;
@@ -139,7 +184,9 @@ async fn revert_is_decoded_before_signing() {
 async fn rpc_down_then_anvil_restarted_with_state() {
     let state_dir = tempfile::tempdir().unwrap();
     let state = state_dir.path().join("anvil-state.json");
-    let Some(mut anvil) = setup(false, Some(&state)).await else { return };
+    let Some(mut anvil) = setup(false, Some(&state)).await else {
+        return;
+    };
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     // two URLs: the first is never up, fallback order is exercised on every call
@@ -158,12 +205,23 @@ async fn rpc_down_then_anvil_restarted_with_state() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let pend = client.outbox().pending();
     assert_eq!(pend.len(), 3);
-    assert!(pend.iter().all(|i| i.state == IntentState::Queued), "{pend:?}");
-    assert_eq!(std::fs::read_dir(dir.path().join("chain/intents")).unwrap().count(), 3);
+    assert!(
+        pend.iter().all(|i| i.state == IntentState::Queued),
+        "{pend:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("chain/intents"))
+            .unwrap()
+            .count(),
+        3
+    );
     let _anvil2 = Anvil::spawn(&anvil.bin, anvil.port, Some(&state), false);
     wait_until(&client, |c| c.outbox().pending().is_empty(), 30).await;
     for id in &ids {
-        assert_eq!(client.outbox().get(id).unwrap().state, IntentState::Included);
+        assert_eq!(
+            client.outbox().get(id).unwrap().state,
+            IntentState::Included
+        );
     }
     assert_eq!(nonce_of(&url, SIGNER0).await, 6);
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(6));
@@ -173,13 +231,34 @@ async fn rpc_down_then_anvil_restarted_with_state() {
 async fn pool_lost_rebroadcasts_same_raw_transaction() {
     let state_dir = tempfile::tempdir().unwrap();
     let state = state_dir.path().join("anvil-state.json");
-    let Some(mut anvil) = setup(true, Some(&state)).await else { return };
+    let Some(mut anvil) = setup(true, Some(&state)).await else {
+        return;
+    };
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
-    let ids: Vec<String> = (0..2).map(|i| client.enqueue_event(&ev(i)).unwrap().0).collect();
-    wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
-    let hashes: Vec<_> = ids.iter().map(|id| client.outbox().get(id).unwrap().attempts[0].tx_hash).collect();
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    let ids: Vec<String> = (0..2)
+        .map(|i| client.enqueue_event(&ev(i)).unwrap().0)
+        .collect();
+    wait_until(
+        &client,
+        |c| {
+            c.outbox()
+                .pending()
+                .iter()
+                .all(|i| i.state == IntentState::Broadcast)
+        },
+        20,
+    )
+    .await;
+    let hashes: Vec<_> = ids
+        .iter()
+        .map(|id| client.outbox().get(id).unwrap().attempts[0].tx_hash)
+        .collect();
     anvil.stop(); // the pool (holding both transactions) is lost; chain state is kept
     let _anvil2 = Anvil::spawn(&anvil.bin, anvil.port, Some(&state), false);
     wait_until(&client, |c| c.outbox().pending().is_empty(), 30).await;
@@ -195,20 +274,40 @@ async fn pool_lost_rebroadcasts_same_raw_transaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nonce_consumed_elsewhere_is_conflicting_not_resent() {
-    let Some(anvil) = setup(true, None).await else { return };
+    let Some(anvil) = setup(true, None).await else {
+        return;
+    };
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     {
-        let client = ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+        let client = ChainClient::start(
+            config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+            vec![signer(KEY0)],
+        )
+        .unwrap();
         client.enqueue_event(&ev(0)).unwrap();
-        wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
+        wait_until(
+            &client,
+            |c| {
+                c.outbox()
+                    .pending()
+                    .iter()
+                    .all(|i| i.state == IntentState::Broadcast)
+            },
+            20,
+        )
+        .await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await; // old worker exits, lock released
-    // Drop the pooled tx and consume nonce 0 with another transaction from the same key.
+                                                           // Drop the pooled tx and consume nonce 0 with another transaction from the same key.
     rpc_value(&url, "anvil_dropAllTransactions", serde_json::json!([])).await;
     rpc_value(&url, "anvil_setNonce", serde_json::json!([SIGNER0, "0x1"])).await;
     rpc_value(&url, "evm_mine", serde_json::json!([])).await;
-    let client = ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
     let mut rx = client.subscribe_status();
     wait_until(&client, |c| c.outbox().pending().is_empty(), 20).await;
     let s = loop {
@@ -225,19 +324,37 @@ async fn nonce_consumed_elsewhere_is_conflicting_not_resent() {
 /// Child half of the abort tests: runs only when re-executed by the parent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_abort_process() {
-    let (Ok(url), Ok(dir)) = (std::env::var("PEAQOS_TEST_CHILD_RPC"), std::env::var("PEAQOS_TEST_CHILD_DIR")) else { return };
-    let client = ChainClient::start(config(&url, Path::new(&dir)).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let (Ok(url), Ok(dir)) = (
+        std::env::var("PEAQOS_TEST_CHILD_RPC"),
+        std::env::var("PEAQOS_TEST_CHILD_DIR"),
+    ) else {
+        return;
+    };
+    let client = ChainClient::start(
+        config(&url, Path::new(&dir))
+            .resolve_with(|_| None)
+            .unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
     client.enqueue_event(&ev(7)).unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     panic!("fault injection did not abort");
 }
 
 async fn abort_then_restart(fault: &str, expect_state: IntentState) {
-    let Some(anvil) = setup(false, None).await else { return };
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_abort_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_abort_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("PEAQOS_CHAIN_FAULT", fault)
         .env("PEAQOS_TEST_CHILD_RPC", &url)
         .env("PEAQOS_TEST_CHILD_DIR", dir.path())
@@ -245,16 +362,31 @@ async fn abort_then_restart(fault: &str, expect_state: IntentState) {
         .unwrap();
     assert!(!status.success(), "child must have aborted");
     // The stored record is in the state the child died in.
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("chain/intents")).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("chain/intents"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1);
-    let rec: peaqos_chain::outbox::Intent = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let rec: peaqos_chain::outbox::Intent =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
     assert_eq!(rec.state, expect_state);
     let stored_hash = rec.attempts[0].tx_hash;
     let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
-    assert!(log.contains(&format!("{stored_hash:#x}")), "pending hash journaled before the crash");
+    assert!(
+        log.contains(&format!("{stored_hash:#x}")),
+        "pending hash journaled before the crash"
+    );
     // Restart in this process: reconcile ⇒ included exactly once, same hash.
-    let client = ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
-    let o = client.outbox().wait(&rec.id, Duration::from_secs(20)).await.unwrap();
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    let o = client
+        .outbox()
+        .wait(&rec.id, Duration::from_secs(20))
+        .await
+        .unwrap();
     assert_eq!(o.tx_hash, stored_hash);
     assert_eq!(nonce_of(&url, SIGNER0).await, 1);
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(1));
@@ -276,12 +408,29 @@ async fn abort_after_broadcast_then_restart_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_material_in_journal_store_or_errors() {
-    let Some(anvil) = setup(false, None).await else { return };
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(config(&anvil.url(), dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let client = ChainClient::start(
+        config(&anvil.url(), dir.path())
+            .resolve_with(|_| None)
+            .unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
     client.submit_event(&ev(1)).await.unwrap();
     let mut errors = vec![];
-    errors.push(client.submit_event(&SubmitEventParams { trust_level: 1, ..ev(2) }).await.unwrap_err().to_string());
+    errors.push(
+        client
+            .submit_event(&SubmitEventParams {
+                trust_level: 1,
+                ..ev(2)
+            })
+            .await
+            .unwrap_err()
+            .to_string(),
+    );
     set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
     errors.push(client.submit_event(&ev(3)).await.unwrap_err().to_string());
     let mut all = errors.join("\n");

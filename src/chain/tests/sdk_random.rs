@@ -19,8 +19,17 @@ fn oracle(seed: u64, count: usize) -> Option<Value> {
         eprintln!("NOTE: {} absent: SDK oracle test skipped", py.display());
         return None;
     }
-    let out = Command::new(py).arg(root.join("tests/sdk_oracle/random_cases.py")).arg(seed.to_string()).arg(count.to_string()).output().unwrap();
-    assert!(out.status.success(), "oracle failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(py)
+        .arg(root.join("tests/sdk_oracle/random_cases.py"))
+        .arg(seed.to_string())
+        .arg(count.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
@@ -32,7 +41,9 @@ fn params(p: &Value) -> SubmitEventParams {
     let value = if p.get("value_type").map(s) == Some("int") || p.get("value_type").is_none() {
         ValueInput::parse(s(&p["value"]))
     } else {
-        ValueInput::NotInt { type_name: s(&p["value_type"]).to_string() }
+        ValueInput::NotInt {
+            type_name: s(&p["value_type"]).to_string(),
+        }
     };
     SubmitEventParams {
         machine_id: MachineIdInput::from_decimal("machine_id", s(&p["machine_id"])).unwrap(),
@@ -55,40 +66,79 @@ fn params(p: &Value) -> SubmitEventParams {
 
 #[test]
 fn matches_sdk_on_random_cases() {
-    let count: usize = std::env::var("PEAQOS_SDK_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let count: usize = std::env::var("PEAQOS_SDK_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let Some(o) = oracle(seed, count) else { return };
     eprintln!("SDK oracle seed {seed}, {count} cases");
 
     let mut events = vec![];
     for c in o["submit"].as_array().unwrap() {
-        let e = validation::resolve_single(&params(c)).unwrap_or_else(|e| panic!("seed {seed}: {c}: {e}"));
-        assert_eq!(format!("{:#x}", e.data_hash), s(&c["data_hash"]), "seed {seed}");
-        assert_eq!(format!("{}", encoding::submit_event(&e)), s(&c["calldata"]), "seed {seed}: {c}");
+        let e = validation::resolve_single(&params(c))
+            .unwrap_or_else(|e| panic!("seed {seed}: {c}: {e}"));
+        assert_eq!(
+            format!("{:#x}", e.data_hash),
+            s(&c["data_hash"]),
+            "seed {seed}"
+        );
+        assert_eq!(
+            format!("{}", encoding::submit_event(&e)),
+            s(&c["calldata"]),
+            "seed {seed}: {c}"
+        );
         events.push(e);
     }
     let b = &o["batch"];
-    let picked: Vec<_> = b["indices"].as_array().unwrap().iter().map(|i| events[i.as_u64().unwrap() as usize].clone()).collect();
+    let picked: Vec<_> = b["indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| events[i.as_u64().unwrap() as usize].clone())
+        .collect();
     let reg: Address = s(&b["registry"]).parse().unwrap();
-    assert_eq!(format!("{}", encoding::batch_submit_events(reg, &picked)), s(&b["calldata"]), "seed {seed}");
+    assert_eq!(
+        format!("{}", encoding::batch_submit_events(reg, &picked)),
+        s(&b["calldata"]),
+        "seed {seed}"
+    );
 
     for c in o["activate"].as_array().unwrap() {
         let d = &c["doc"];
         let doc = DIDDocument {
             id: String::new(),
             controller: s(&d["controller"]).parse().unwrap(),
-            verificationMethods: d["verificationMethods"].as_array().unwrap().iter().map(|v| VerificationMethod {
-                id: s(&v["id"]).into(),
-                methodType: s(&v["methodType"]).into(),
-                controller: s(&v["controller"]).parse().unwrap(),
-                publicKeyMultibase: s(&v["publicKeyMultibase"]).into(),
-            }).collect(),
-            authentication: d["authentication"].as_array().unwrap().iter().map(|a| U256::from(a.as_u64().unwrap())).collect(),
-            serviceEndpoints: d["serviceEndpoints"].as_array().unwrap().iter().map(|v| ServiceEndpoint {
-                id: s(&v["id"]).into(),
-                serviceType: s(&v["serviceType"]).into(),
-                serviceEndpoint: s(&v["serviceEndpoint"]).into(),
-            }).collect(),
+            verificationMethods: d["verificationMethods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| VerificationMethod {
+                    id: s(&v["id"]).into(),
+                    methodType: s(&v["methodType"]).into(),
+                    controller: s(&v["controller"]).parse().unwrap(),
+                    publicKeyMultibase: s(&v["publicKeyMultibase"]).into(),
+                })
+                .collect(),
+            authentication: d["authentication"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| U256::from(a.as_u64().unwrap()))
+                .collect(),
+            serviceEndpoints: d["serviceEndpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| ServiceEndpoint {
+                    id: s(&v["id"]).into(),
+                    serviceType: s(&v["serviceType"]).into(),
+                    serviceEndpoint: s(&v["serviceEndpoint"]).into(),
+                })
+                .collect(),
         };
         let args = encoding::ActivateArgs {
             doc,
@@ -97,8 +147,16 @@ fn matches_sdk_on_random_cases() {
             manufacturer: s(&c["manufacturer"]).parse().unwrap(),
             tier: c["tier"].as_u64().unwrap() as u8,
         };
-        assert_eq!(format!("{}", encoding::activate_machine(&args)), s(&c["calldata"]), "seed {seed}");
-        assert_eq!(encoding::compute_machine_id(&args.machine_type, &args.credential_subject).to_string(), s(&c["machine_id"]), "seed {seed}");
+        assert_eq!(
+            format!("{}", encoding::activate_machine(&args)),
+            s(&c["calldata"]),
+            "seed {seed}"
+        );
+        assert_eq!(
+            encoding::compute_machine_id(&args.machine_type, &args.credential_subject).to_string(),
+            s(&c["machine_id"]),
+            "seed {seed}"
+        );
     }
 
     for c in o["validate"].as_array().unwrap() {
@@ -106,9 +164,20 @@ fn matches_sdk_on_random_cases() {
         let exp = &c["outcome"];
         match (exp["ok"].as_bool().unwrap(), got) {
             (true, Ok(())) => {}
-            (false, Err(ChainError::Validation { field, constraint, message })) => {
+            (
+                false,
+                Err(ChainError::Validation {
+                    field,
+                    constraint,
+                    message,
+                }),
+            ) => {
                 assert_eq!(s(&exp["error"]), "ValidationError", "seed {seed}: {c}");
-                assert_eq!((field.as_str(), constraint.as_str(), message.as_str()), (s(&exp["field"]), s(&exp["constraint"]), s(&exp["message"])), "seed {seed}: {c}");
+                assert_eq!(
+                    (field.as_str(), constraint.as_str(), message.as_str()),
+                    (s(&exp["field"]), s(&exp["constraint"]), s(&exp["message"])),
+                    "seed {seed}: {c}"
+                );
             }
             (false, Err(ChainError::Type { message, .. })) => {
                 assert_eq!(s(&exp["error"]), "TypeError", "seed {seed}: {c}");

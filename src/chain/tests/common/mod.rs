@@ -29,18 +29,26 @@ pub fn find_anvil() -> Option<PathBuf> {
         c.push(PathBuf::from(p));
     }
     c.push(repo_root().join("test/chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"));
-    c.push(PathBuf::from("/tmp/anvil-npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"));
+    c.push(PathBuf::from(
+        "/tmp/anvil-npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
+    ));
     c.into_iter().find(|p| p.exists())
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Raw JSON-RPC helper for assertions.
 pub async fn rpc_value(url: &str, method: &str, params: Value) -> Value {
     let rpc = Rpc::new(vec![url.to_string()], Duration::from_secs(10)).unwrap();
-    rpc.request_value(method, params).await.unwrap_or_else(|e| panic!("{method}: {e:?}"))
+    rpc.request_value(method, params)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e:?}"))
 }
 
 pub async fn nonce_of(url: &str, a: Address) -> u64 {
@@ -83,16 +91,29 @@ impl Anvil {
 
     pub fn spawn(bin: &Path, port: u16, state: Option<&Path>, no_mining: bool) -> Anvil {
         let mut cmd = Command::new(bin);
-        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chain-id", "3338"]);
+        cmd.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--chain-id",
+            "3338",
+        ]);
         if let Some(s) = state {
             cmd.arg("--state").arg(s);
         }
         if no_mining {
             cmd.arg("--no-mining");
         }
-        cmd.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null());
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
         let child = cmd.spawn().expect("spawn anvil");
-        let a = Anvil { port, child: Some(child), bin: bin.to_path_buf() };
+        let a = Anvil {
+            port,
+            child: Some(child),
+            bin: bin.to_path_buf(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -171,7 +192,11 @@ impl Harness {
         self.desc["rpc_url"].as_str().unwrap().to_string()
     }
     pub fn key(&self, i: usize) -> String {
-        self.desc["accounts"][i]["private_key"].as_str().unwrap().trim_start_matches("0x").to_string()
+        self.desc["accounts"][i]["private_key"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x")
+            .to_string()
     }
 }
 
