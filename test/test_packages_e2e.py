@@ -272,10 +272,13 @@ def test_kill_9_loses_no_published_package(tmp_path, policy_file, ros_node):
     assert robot.packages[-1].sequence_number > last_logged
 
 
-def test_status_service_reports_address_and_counts(tmp_path, policy_file, ros_node):
+def test_status_service_and_diagnostics_report_address_and_counts(tmp_path, policy_file, ros_node):
+    from diagnostic_msgs.msg import DiagnosticArray
     from peaqos_node.srv import GetStatus
     node = NodeProcess(tmp_path, {"policy_file": str(policy_file), "data_dir": str(tmp_path / "d")}).start()
     try:
+        diags = []
+        ros_node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         robot = Robot(ros_node)
         robot.wait_matched()
         robot.pubs["/t/chatter"].publish(String(data="x"))
@@ -291,6 +294,14 @@ def test_status_service_reports_address_and_counts(tmp_path, policy_file, ros_no
         assert topics["/t/chatter"].packaged >= 1 and topics["/t/chatter"].last_sequence == 0
         assert topics["/t/battery"].type == "sensor_msgs/msg/BatteryState"
         assert topics["/t/fix"].last_sequence == -1
+        # /diagnostics: one status per topic, OK, with the counters as key/values
+        assert robot.spin_until(lambda: any(
+            any(st.name.endswith("/t/chatter") and dict((kv.key, kv.value) for kv in st.values).get("packaged") == "1"
+                for st in d.status) for d in diags), timeout=5), diags[-1:]
+        last = diags[-1]
+        assert {st.name for st in last.status} == {f"peaqos_node: {t}" for t in topics}
+        assert all(st.level == b"\x00" or st.level == 0 for st in last.status)
+        assert all(st.hardware_id == DEMO_DID for st in last.status)
     finally:
         node.stop()
     assert "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80" not in node.output()
