@@ -288,7 +288,8 @@ impl Pipeline {
         &self.did
     }
 
-    /// Stop accepting, package and flush everything queued, stop the worker.
+    /// Stop accepting, package and flush everything queued, stop the worker. Blocks until
+    /// the sink has returned for the last batch.
     pub fn shutdown(&mut self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         {
@@ -458,7 +459,11 @@ impl Worker {
             }
         }
         if !out.is_empty() {
-            (self.sink)(out);
+            // A panicking sink must not take the worker (and every later package) down.
+            let sink = &mut self.sink;
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || sink(out))).is_err() {
+                tracing::error!("package sink panicked; the batch is on disk but was not fully published");
+            }
         }
     }
 }

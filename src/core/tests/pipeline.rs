@@ -180,3 +180,35 @@ fn full_queue_drops_and_bad_messages_count_as_errors() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["payload"]["i"], json!(2));
 }
+
+#[test]
+fn handles_are_thread_safe_and_sink_panics_are_contained() {
+    fn assert_traits<T: Send + Sync + Clone + 'static>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_traits::<peaqos_core::pipeline::Submitter>();
+    assert_send_sync::<Pipeline>();
+
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Mutex::new(0usize));
+    let c2 = calls.clone();
+    let mut p = Pipeline::start(
+        PipelineConfig { batch_max: 1, ..PipelineConfig::new(dir.path().to_owned()) },
+        MachineKey::from_hex(SK).unwrap(),
+        FieldKey::from_bytes([1; 32]),
+        &map(),
+        Box::new(move |_batch| {
+            *c2.lock().unwrap() += 1;
+            panic!("sink failure");
+        }),
+    )
+    .unwrap();
+    let s = p.submitter(1).unwrap();
+    for _ in 0..3 {
+        while !s.try_submit(RawMessage { fields: Map::new(), stamp: None, received: SystemTime::now() }) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    p.shutdown();
+    assert_eq!(*calls.lock().unwrap(), 3);
+    assert_eq!(p.stats()[1].packaged, 3);
+}
