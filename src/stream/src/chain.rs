@@ -144,7 +144,7 @@ pub fn seal_chunk(
     let mut nonce = [0u8; XCHACHA_NONCE_LEN];
     rng.fill(RandomPurpose::Nonce, &mut nonce)?;
 
-    let encrypted = crypto::xchacha_encrypt(&key, &nonce, plaintext);
+    let encrypted = crypto::xchacha_encrypt(&key, &nonce, plaintext)?;
     let encrypted_data_hash = crypto::hash_hex0x(&encrypted);
     let plaintext_hash = crypto::hash_hex0x(plaintext);
     let key_commitment = crypto::key_commitment(key.as_ref());

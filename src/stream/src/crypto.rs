@@ -12,12 +12,12 @@
 //!   nonce = BLAKE2b-192(ephemeral_pk || recipient_pk). Opens with PyNaCl's `SealedBox`.
 //! * Chunk signature: Ed25519 over the UTF-8 bytes of the `encrypted_data_hash` *string*
 //!   (including its `0x`), hex-encoded (no `0x`).
+//!
 //! Hex inputs accept an optional `0x` prefix (as the SDK's `parse_hex_bytes`).
 
 use blake2::digest::consts::U24;
 use blake2::{Blake2b, Digest as _};
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::XChaCha20Poly1305;
+use crypto_box::aead::Aead;
 use crypto_box::SalsaBox;
 use ed25519_dalek::{Signer as _, Verifier as _};
 use sha2::Sha256;
@@ -34,8 +34,16 @@ pub const TAG_LEN: usize = 16;
 /// Length of a sealed-box wrapped 32-byte key: 32 (ephemeral pk) + 16 (tag) + 32.
 pub const WRAPPED_KEY_LEN: usize = 80;
 
-/// Raw SHA-256.
+/// Raw SHA-256 (ring's assembly implementation; SHA-NI where available).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// SHA-256 with the pure-Rust `sha2` crate (cross-check).
+pub fn sha256_portable(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
@@ -71,11 +79,29 @@ pub fn parse_hex_n<const N: usize>(value: &str, field: &str) -> Result<[u8; N]> 
         .map_err(|_| StreamError::invalid(field, format!("expected {N} bytes, got {}", bytes.len())))
 }
 
-/// XChaCha20-Poly1305 encrypt; returns `ct || tag`.
-pub fn xchacha_encrypt(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = XChaCha20Poly1305::new(key.into());
-    // Encryption with a valid key/nonce cannot fail except on absurd (> 256 GiB) inputs.
-    cipher.encrypt(nonce.into(), plaintext).unwrap_or_default()
+/// XChaCha20 → ChaCha20-Poly1305 (IETF) key and nonce: subkey = HChaCha20(key, nonce[..16]),
+/// nonce12 = 0u32 || nonce[16..24] (draft-irtf-cfrg-xchacha §2.3; what pycryptodome and
+/// libsodium do).
+fn xchacha_ring_key(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN]) -> Result<(ring::aead::LessSafeKey, ring::aead::Nonce)> {
+    use chacha20::cipher::consts::U10;
+    let sub = Zeroizing::new(chacha20::hchacha::<U10>(key.into(), nonce[..16].into()));
+    let mut n12 = [0u8; 12];
+    n12[4..].copy_from_slice(&nonce[16..]);
+    let ub = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &sub[..])
+        .map_err(|_| StreamError::invalid("chunk key", "rejected by ChaCha20-Poly1305"))?;
+    Ok((ring::aead::LessSafeKey::new(ub), ring::aead::Nonce::assume_unique_for_key(n12)))
+}
+
+/// XChaCha20-Poly1305 encrypt, no AAD; returns `ct || tag16`.
+pub fn xchacha_encrypt(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN], plaintext: &[u8]) -> Result<Vec<u8>> {
+    let (k, n) = xchacha_ring_key(key, nonce)?;
+    let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    buf.extend_from_slice(plaintext);
+    let tag = k
+        .seal_in_place_separate_tag(n, ring::aead::Aad::empty(), &mut buf)
+        .map_err(|_| StreamError::invalid("chunk plaintext", "too large for ChaCha20-Poly1305"))?;
+    buf.extend_from_slice(tag.as_ref());
+    Ok(buf)
 }
 
 /// XChaCha20-Poly1305 decrypt of `ct || tag`; `None` if the tag does not verify.
@@ -83,7 +109,11 @@ pub fn xchacha_decrypt(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN
     if data.len() < TAG_LEN {
         return None;
     }
-    XChaCha20Poly1305::new(key.into()).decrypt(nonce.into(), data).ok()
+    let (k, n) = xchacha_ring_key(key, nonce).ok()?;
+    let mut buf = data.to_vec();
+    let len = k.open_in_place(n, ring::aead::Aad::empty(), &mut buf).ok()?.len();
+    buf.truncate(len);
+    Some(buf)
 }
 
 /// X25519 public key of a secret key.
@@ -170,6 +200,24 @@ mod tests {
             key_commitment(&[0x41; 32]),
             "sha256:22a48051594c1949deed7040850c1f0f8764537f5191be56732d16a54c1d8153"
         );
+    }
+
+    #[test]
+    fn xchacha_matches_rustcrypto_and_detects_tampering() {
+        use chacha20poly1305::aead::{Aead as _, KeyInit};
+        for len in [0usize, 1, 63, 64, 65, 1000, 70_000] {
+            let pt: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let key = [0x41u8; 32];
+            let nonce = [0x42u8; 24];
+            let ours = xchacha_encrypt(&key, &nonce, &pt).unwrap();
+            let rc = chacha20poly1305::XChaCha20Poly1305::new(&key.into()).encrypt(&nonce.into(), pt.as_slice()).unwrap();
+            assert_eq!(ours, rc, "len {len}");
+            assert_eq!(xchacha_decrypt(&key, &nonce, &ours).unwrap(), pt);
+            let mut bad = ours.clone();
+            bad[0] ^= 1;
+            assert!(xchacha_decrypt(&key, &nonce, &bad).is_none());
+            assert_eq!(sha256(&pt), sha256_portable(&pt));
+        }
     }
 
     #[test]

@@ -289,6 +289,7 @@ impl S3Destination {
         }
     }
 
+    #[allow(clippy::result_large_err)]
     fn request(&self, method: &str, key: &str, body: &[u8]) -> std::result::Result<ureq::Response, ureq::Error> {
         let path = format!("/{}/{}", uri_encode(&self.bucket, false), uri_encode(key, true));
         let url = format!("{}{}", self.endpoint, path);

@@ -331,10 +331,7 @@ impl ChunkWriter {
         let open_path = self.dir.join(OPEN_FILE);
         if open_path.exists() {
             let bytes = store::read(&open_path)?;
-            match self.recover_open(&open_path, &bytes, &mut actions)? {
-                Some(s) => sealed = Some(s),
-                None => {}
-            }
+            sealed = self.recover_open(&open_path, &bytes, &mut actions)?;
         }
         let report = RecoveryReport {
             topic: self.topic.clone(),
