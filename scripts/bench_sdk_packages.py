@@ -26,7 +26,7 @@ FIELDS = {
     "power_supply_health": 1,
     "power_supply_technology": 2,
     "present": True,
-    "cell_voltage": [3.15, 3.16, 3.14, 3.15],
+    "cell_voltage": [3.15, 3.16, 3.13, 3.15],
     "cell_temperature": [30.5, 31.0, 31.5, 30.0],
     "location": "warehouse-7/bay-12",
     "serial_number": "BAT-2026-000123",

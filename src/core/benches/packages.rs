@@ -1,6 +1,6 @@
 //! Packages per second on one thread: a sensor_msgs/BatteryState-sized message (16 fields
-//! incl. two float arrays and strings) through field rules (one encrypt, one anonymize/hash)
-//! + canonical JSON + EIP-191 signing. Same message and rules as
+//! incl. two float arrays and strings) through field rules (one encrypt, one anonymize/hash),
+//! canonical JSON and EIP-191 signing. Same message and rules as
 //! `scripts/bench_sdk_packages.py` (the SDK side). Run: `cargo bench -p peaqos_core`.
 
 use std::hint::black_box;
@@ -26,7 +26,7 @@ fn battery_state() -> Map<String, Value> {
     m.insert("power_supply_health".into(), json!(1));
     m.insert("power_supply_technology".into(), json!(2));
     m.insert("present".into(), json!(true));
-    m.insert("cell_voltage".into(), Value::Array([3.15f32, 3.16, 3.14, 3.15].iter().map(|&v| value::float32(v)).collect()));
+    m.insert("cell_voltage".into(), Value::Array([3.15f32, 3.16, 3.13, 3.15].iter().map(|&v| value::float32(v)).collect()));
     m.insert("cell_temperature".into(), Value::Array([30.5f32, 31.0, 31.5, 30.0].iter().map(|&v| value::float32(v)).collect()));
     m.insert("location".into(), json!("warehouse-7/bay-12"));
     m.insert("serial_number".into(), json!("BAT-2026-000123"));
