@@ -420,6 +420,13 @@ impl std::fmt::Debug for Outbox {
     }
 }
 
+/// Values read once per tick (fees, next nonce per signer).
+#[derive(Default)]
+struct TickCache {
+    fees: Option<(u128, u128)>,
+    next_nonce: HashMap<Address, u64>,
+}
+
 enum Step {
     /// Keep going with this signer.
     Continue,
@@ -967,7 +974,7 @@ impl Inner {
     }
 
     /// First signing + broadcast of a queued intent.
-    async fn send_new(&self, mut i: Intent) -> std::result::Result<Step, RpcFailure> {
+    async fn send_new(&self, mut i: Intent, cache: &mut TickCache) -> std::result::Result<Step, RpcFailure> {
         let req = CallRequest {
             from: Some(i.signer),
             to: i.to,
@@ -998,8 +1005,21 @@ impl Inner {
             }
         };
         let gas_limit = gas.saturating_mul(6) / 5 + 10_000;
-        let (max_fee, prio) = self.fees().await?;
-        let nonce = self.next_nonce(i.signer).await?;
+        let (max_fee, prio) = match cache.fees {
+            Some(f) => f,
+            None => {
+                let f = self.fees().await?;
+                cache.fees = Some(f);
+                f
+            }
+        };
+        // One pending-count read per signer and tick; later intents of the same tick continue
+        // from it (the in-flight term of next_nonce covers them after this one is stored).
+        let nonce = match cache.next_nonce.get(&i.signer) {
+            Some(n) => *n,
+            None => self.next_nonce(i.signer).await?,
+        };
+        cache.next_nonce.insert(i.signer, nonce + 1);
         let a = match self.sign(&i, nonce, gas_limit, max_fee, prio) {
             Ok(a) => a,
             Err(e) => {
@@ -1052,6 +1072,7 @@ impl Inner {
                 let signer = i.signer;
                 let _ = self.fail(i, IntentState::Failed, &code, message);
                 let _ = self.store.write_nonce(signer, nonce);
+                cache.next_nonce.insert(signer, nonce);
                 return Ok(Step::Continue);
             }
         }
@@ -1075,6 +1096,7 @@ impl Inner {
             st.live.values().cloned().collect()
         };
         let mut blocked: Vec<Address> = vec![];
+        let mut cache = TickCache::default();
         for i in intents {
             if blocked.contains(&i.signer) {
                 continue;
@@ -1091,7 +1113,7 @@ impl Inner {
             }
             let signer = i.signer;
             let step = match i.state {
-                IntentState::Queued => self.send_new(i).await?,
+                IntentState::Queued => self.send_new(i, &mut cache).await?,
                 IntentState::Signed | IntentState::Broadcast => self.reconcile(i).await?,
                 _ => Step::Continue,
             };
