@@ -10,6 +10,11 @@
 //! peaqos-stream prove --dataset F --chunk ID [--out F]
 //! peaqos-stream verify-proof --proof F [--dataset F]
 //! peaqos-stream keys [--key-file F]
+//! peaqos-stream append --data-dir D --topic T [--did DID] [--key-id ID] [--owner-pk HEX]
+//!                      [--operator-pk HEX] [--max-messages N] [--max-bytes N] [--key-file F]
+//!     reads signed package lines from stdin into the topic's chain, seals the rest at EOF
+//! peaqos-stream upload --data-dir D --topic T --destination F.json
+//!     uploads pending sealed chunks (F = a DestinationConfig JSON, e.g. {"kind":"local"})
 //! ```
 //! The machine key (grant, dataset, keys) is the secp256k1 secret in hex, from `--key-file` or
 //! the `PEAQOS_PRIVATE_KEY` environment variable. Secret key files hold hex (optional `0x`).
@@ -23,7 +28,9 @@ use std::process::ExitCode;
 use peaqos_stream::dataset::{build_dataset, verify_dataset, verify_proof, write_dataset, DatasetManifest, InclusionProof};
 use peaqos_stream::grant::{build_buyer_access_files, decrypt_with_grants, grant, load_grant_file, write_buyer_access_files, GrantRange, DEFAULT_BUYER_RECIPIENT_ID};
 use peaqos_stream::keys::MachineStreamKeys;
+use peaqos_stream::storage::{destination, upload_pending, DestinationConfig};
 use peaqos_stream::verify::verify_dir;
+use peaqos_stream::writer::{ChunkPolicy, ChunkWriter, Recipients};
 use peaqos_stream::{crypto, store, StreamError};
 use zeroize::Zeroizing;
 
@@ -235,7 +242,51 @@ fn cmd_keys(a: &Args) -> R<()> {
     Ok(())
 }
 
-const USAGE: &str = "usage: peaqos-stream <verify|decrypt|grant|dataset|prove|verify-proof|keys> … (see --help)";
+fn cmd_append(a: &Args) -> R<()> {
+    use std::io::BufRead;
+    let keys = machine_keys(a)?;
+    let data = PathBuf::from(a.req("data-dir")?);
+    let topic = a.req("topic")?;
+    let did = a.one("did").map(str::to_string).unwrap_or_else(|| keys.default_did());
+    let key_id = a.one("key-id").map(str::to_string).unwrap_or_else(|| format!("{did}#keys-1"));
+    let pk = |n: &str| -> R<Option<[u8; 32]>> { a.one(n).map(|h| crypto::parse_hex_n::<32>(h, &format!("--{n}"))).transpose().map_err(Into::into) };
+    let num = |n: &str, d: usize| -> R<usize> {
+        a.one(n).map_or(Ok(d), |v| v.parse().map_err(|_| CliError::Usage(format!("--{n} must be a number"))))
+    };
+    let defaults = ChunkPolicy::default();
+    let policy = ChunkPolicy { max_bytes: num("max-bytes", defaults.max_bytes)?, max_messages: num("max-messages", defaults.max_messages)?, max_age: defaults.max_age };
+    let rec = Recipients { owner: pk("owner-pk")?, operator: pk("operator-pk")? };
+    let (mut w, rep) = ChunkWriter::open(&data, topic, policy, &keys, &did, &key_id, &rec)?;
+    let mut sealed: Vec<u64> = rep.sealed.iter().map(|s| s.chunk.index).collect();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| CliError::Failed(format!("stdin: {e}")))?;
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(s) = w.append(line.as_bytes())? {
+            sealed.push(s.chunk.index);
+        }
+    }
+    if let Some(s) = w.close_now()? {
+        sealed.push(s.chunk.index);
+    }
+    print_json(&serde_json::json!({"dir": w.dir(), "sealed": sealed, "nextIndex": w.next_index(), "recovery": format!("{:?}", rep.actions)}));
+    Ok(())
+}
+
+fn cmd_upload(a: &Args) -> R<()> {
+    let data = PathBuf::from(a.req("data-dir")?);
+    let dir = store::topic_dir(&data, a.req("topic")?)?;
+    let cfg: DestinationConfig = store::load_json(Path::new(a.req("destination")?))?;
+    let r = upload_pending(&dir, destination(&cfg).as_ref(), usize::MAX)?;
+    print_json(&serde_json::json!({"stored": r.stored, "pending": r.pending}));
+    match r.failed {
+        Some((i, e)) => Err(CliError::Failed(format!("chunk index {i} not stored (stays queued): {e}"))),
+        None => Ok(()),
+    }
+}
+
+const USAGE: &str = "usage: peaqos-stream <verify|decrypt|grant|dataset|prove|verify-proof|keys|append|upload> … (see --help)";
 
 fn run(argv: &[String]) -> R<()> {
     let (cmd, rest) = argv.split_first().ok_or_else(|| CliError::Usage(USAGE.into()))?;
@@ -248,6 +299,8 @@ fn run(argv: &[String]) -> R<()> {
         "prove" => cmd_prove(&f(&["dataset", "chunk", "out"])?),
         "verify-proof" => cmd_verify_proof(&f(&["proof", "dataset"])?),
         "keys" => cmd_keys(&f(&["key-file"])?),
+        "append" => cmd_append(&f(&["data-dir", "topic", "did", "key-id", "owner-pk", "operator-pk", "max-messages", "max-bytes", "key-file"])?),
+        "upload" => cmd_upload(&f(&["data-dir", "topic", "destination"])?),
         "-h" | "--help" | "help" => {
             println!("{}", include_str!("peaqos_stream.rs").lines().skip(2).take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or("")).collect::<Vec<_>>().join("\n"));
             Ok(())
