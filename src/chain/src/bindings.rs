@@ -143,6 +143,7 @@ sol! {
         function requiredPeaqAmount(uint8 tier) external view returns (uint256 amount);
         function pendingVoucherCredit(address operator) external view returns (uint256 credit);
         function subscriptionStatus(uint256 machineId) external view returns (uint8 status);
+        function isEconomicAuthority() external view returns (bool authority);
         event Activated(uint256 indexed machineId, address indexed operator, uint8 tier, uint256 bondedAmount, uint64 periodStart, uint64 periodEnd);
         event VoucherRedeemed(uint256 indexed machineId, address indexed operator, uint256 amount);
         error AlreadyActivated();
@@ -158,6 +159,7 @@ sol! {
     #[derive(Debug)]
     interface IInfoDesk {
         function peaqToken() external view returns (address token);
+        function peer(bytes32 key) external view returns (address peerAddress);
     }
 
     /// PEAQ as ERC-20 (precompile `0x…0809`).

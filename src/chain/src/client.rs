@@ -1032,6 +1032,62 @@ impl ChainClient {
                 ));
             }
         }
+        // every peer matches InfoDesk.peer(keccak256(ROLE)) (SDK preflight)
+        for (role, key_name, expected) in [
+            ("machine_registry", "MACHINE_REGISTRY", g2.machine_registry),
+            (
+                "machine_subscription",
+                "MACHINE_SUBSCRIPTION",
+                g2.machine_subscription,
+            ),
+            (
+                "machine_state_and_sync",
+                "MACHINE_STATE_AND_SYNC",
+                g2.machine_state_and_sync,
+            ),
+            (
+                "cross_chain_mirror",
+                "CROSS_CHAIN_MIRROR",
+                g2.cross_chain_mirror,
+            ),
+            (
+                "machine_bridge_adapter",
+                "MACHINE_BRIDGE_ADAPTER",
+                g2.machine_bridge_adapter,
+            ),
+            (
+                "subscription_token_provision_pool",
+                "SUBSCRIPTION_TOKEN_PROVISION_POOL",
+                g2.subscription_token_provision_pool,
+            ),
+        ] {
+            let key = alloy::primitives::keccak256(key_name.as_bytes());
+            let actual = self
+                .view_call(
+                    g2.info_desk,
+                    IInfoDesk::peerCall { key },
+                    RevertScope::Activation,
+                )
+                .await
+                .map_err(|e| as_activation(e, "READ_FAILED"))?;
+            if actual == Address::ZERO {
+                return Err(act("PEER_UNSET", role, format!("InfoDesk registers no address for {role}: the peer was cleared or never set")));
+            }
+            if actual != expected {
+                return Err(act("PEER_MISMATCH", role, format!("InfoDesk registers {actual:#x} for {role}, but the configuration uses {expected:#x}")));
+            }
+        }
+        let authority = self
+            .view_call(
+                g2.machine_subscription,
+                IMachineSubscription::isEconomicAuthorityCall {},
+                RevertScope::Activation,
+            )
+            .await
+            .map_err(|e| as_activation(e, "READ_FAILED"))?;
+        if !authority {
+            return Err(act("NOT_ECONOMIC_AUTHORITY", "machine_subscription", format!("MachineSubscription at {:#x} is not the economic authority, so onboarding is not offered on this chain", g2.machine_subscription)));
+        }
         // 3. machine id + technical pause
         let machine_id = self
             .view_call(

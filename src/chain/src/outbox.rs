@@ -558,7 +558,24 @@ impl Outbox {
         if let Some(seq) = st.by_id.get(id) {
             return st.live.get(seq).cloned();
         }
-        st.done.get(id).cloned()
+        if let Some(i) = st.done.get(id) {
+            return Some(i.clone());
+        }
+        drop(st);
+        // Older terminal intents: read the final record from done/ (ids are file names, so only
+        // accept the id shape we generate).
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || id.is_empty() {
+            return None;
+        }
+        let p = self
+            .inner
+            .store
+            .root
+            .join("done")
+            .join(format!("{id}.json"));
+        std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
     }
 
     /// Non-terminal intents, in order.
@@ -974,7 +991,11 @@ impl Inner {
     }
 
     /// First signing + broadcast of a queued intent.
-    async fn send_new(&self, mut i: Intent, cache: &mut TickCache) -> std::result::Result<Step, RpcFailure> {
+    async fn send_new(
+        &self,
+        mut i: Intent,
+        cache: &mut TickCache,
+    ) -> std::result::Result<Step, RpcFailure> {
         let req = CallRequest {
             from: Some(i.signer),
             to: i.to,

@@ -77,11 +77,16 @@ async fn bench_latency_and_batch_throughput() {
     let mut hs = vec![];
     for i in 0..k {
         let c = client.clone();
-        hs.push(tokio::spawn(async move { c.submit_event(&ev(10_000 + i)).await.unwrap() }));
+        hs.push(tokio::spawn(async move {
+            c.submit_event(&ev(10_000 + i)).await.unwrap()
+        }));
     }
     for h in hs {
         h.await.unwrap();
     }
-    println!("BENCH {k} concurrent submit_event: {:.0} events/s", k as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "BENCH {k} concurrent submit_event: {:.0} events/s",
+        k as f64 / t.elapsed().as_secs_f64()
+    );
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(n + k));
 }

@@ -92,6 +92,18 @@ async fn gen2_activate_submit_batch() {
         expected_machine_id: Some(expected),
         max_net_peaq_amount: None,
     };
+    // a configured address that InfoDesk does not register is refused in preflight
+    let dir_bad = tempfile::tempdir().unwrap();
+    let mut cb = config(&h.url(), dir_bad.path());
+    cb.addresses.machine_bridge_adapter =
+        Some(address!("4444444444444444444444444444444444444444"));
+    let bad_client =
+        ChainClient::start(cb.resolve_with(|_| None).unwrap(), vec![signer(&h.key(0))]).unwrap();
+    let pm = bad_client.activate(&params).await.unwrap_err();
+    assert_eq!(
+        (pm.code(), pm.field()),
+        ("PEER_MISMATCH", "machine_bridge_adapter")
+    );
     // bad auth index is refused locally
     let mut bad = params.clone();
     bad.authentication = vec![U256::from(1)];
