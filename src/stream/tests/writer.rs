@@ -273,3 +273,29 @@ fn kill_9_loses_no_acknowledged_line() {
 fn unsafe_kill(pid: u32) {
     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
 }
+
+#[test]
+fn grant_by_time_range_and_range_parsing() {
+    use peaqos_stream::grant::{decrypt_with_grants, grant, GrantRange};
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 2, max_age: Duration::from_secs(60) };
+    let (mut w, _) = open(tmp.path(), policy);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    // chunk k holds messages at t0 + 10k s and t0 + 10k + 1 s
+    for k in 0..4u64 {
+        w.append_at(&line(2 * k), t0 + Duration::from_secs(10 * k)).unwrap();
+        w.append_at(&line(2 * k + 1), t0 + Duration::from_secs(10 * k + 1)).unwrap().unwrap();
+    }
+    let ms = |s: u64| 1_700_000_000_000 + s * 1000;
+    let k = keys();
+    let buyer = [9u8; 32];
+    let range = GrantRange::TimeMs { from: ms(11), to: ms(20) };
+    let g = grant(tmp.path(), TOPIC, &range, &k, &peaqos_stream::crypto::x25519_public(&buyer), "buyer-1").unwrap();
+    let pts = decrypt_with_grants(w.dir(), &g, &buyer).unwrap();
+    assert_eq!(pts.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(GrantRange::parse("t:5..9").unwrap(), GrantRange::TimeMs { from: 5, to: 9 });
+    assert_eq!(GrantRange::parse("3").unwrap(), GrantRange::Indices { first: 3, last: 3 });
+    assert_eq!(GrantRange::parse("2..=4").unwrap(), GrantRange::Indices { first: 2, last: 4 });
+    assert!(GrantRange::parse("4..2").is_err());
+    assert!(GrantRange::parse("x").is_err());
+}
