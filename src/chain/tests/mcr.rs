@@ -169,8 +169,14 @@ async fn shapes_errors_and_correlation() {
 #[tokio::test]
 #[ignore]
 async fn tls_smoke() {
-    let rpc = peaqos_chain::rpc::Rpc::new(vec!["https://index.crates.io/config.json".into()], Duration::from_secs(10)).unwrap();
-    let r = rpc.request_value("eth_chainId", serde_json::json!([])).await;
+    let rpc = peaqos_chain::rpc::Rpc::new(
+        vec!["https://index.crates.io/config.json".into()],
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let r = rpc
+        .request_value("eth_chainId", serde_json::json!([]))
+        .await;
     eprintln!("{r:?}");
     // Any HTTP answer (even a non-JSON-RPC one) proves the TLS handshake worked.
     match r {

@@ -453,3 +453,55 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_for_fees_is_replaced_at_same_nonce() {
+    let Some(anvil) = setup(true, None).await else {
+        return;
+    };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    let (id, _) = client.enqueue_event(&ev(0)).unwrap();
+    wait_until(
+        &client,
+        |c| {
+            c.outbox()
+                .pending()
+                .iter()
+                .all(|i| i.state == IntentState::Broadcast)
+        },
+        20,
+    )
+    .await;
+    let first = client.outbox().get(&id).unwrap().attempts[0].clone();
+    // The pool drops it and the base fee jumps far above its max fee.
+    rpc_value(&url, "anvil_dropAllTransactions", serde_json::json!([])).await;
+    rpc_value(
+        &url,
+        "anvil_setNextBlockBaseFeePerGas",
+        serde_json::json!(["0x174876e800"]),
+    )
+    .await; // 100 gwei
+    rpc_value(&url, "evm_setAutomine", serde_json::json!([true])).await;
+    let o = client
+        .outbox()
+        .wait(&id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let rec = client.outbox().get(&id).unwrap();
+    assert!(
+        rec.attempts.len() >= 2,
+        "replacement attempt stored: {rec:?}"
+    );
+    assert_eq!(o.tx_hash, rec.attempts.last().unwrap().tx_hash);
+    assert_ne!(o.tx_hash, first.tx_hash);
+    assert!(rec.attempts.last().unwrap().max_fee_per_gas >= 100_000_000_000);
+    assert_eq!(rec.nonce, Some(0));
+    assert_eq!(nonce_of(&url, SIGNER0).await, 1);
+    assert_eq!(storage0(&url, REGISTRY).await, U256::from(1));
+}
