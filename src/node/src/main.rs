@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use peaqos_core::keys::{FieldKey, MachineKey};
-use peaqos_pipeline::{Pipeline, PipelineConfig, Published, RawMessage};
+use peaqos_core::pipeline::{Pipeline, PipelineConfig, Published, RawMessage};
 use peaqos_core::policy::{self, DataEventMap};
 use rclrs::{Context, CreateBasicExecutor, DynamicMessage, IntoPrimitiveOptions, MessageInfo, SpinOptions};
 use ros_env::peaqos_node::msg::DataPackage;
@@ -36,7 +36,7 @@ pub enum StartError {
     #[error("machine key: {0}")]
     Key(#[from] peaqos_core::keys::KeyError),
     #[error("package pipeline: {0}")]
-    Pipeline(#[from] peaqos_pipeline::PipelineError),
+    Pipeline(#[from] peaqos_core::pipeline::PipelineError),
     #[error("topic `{topic}`: message type `{type_name}` {reason}")]
     TopicType { topic: String, type_name: String, reason: String },
 }
@@ -98,7 +98,7 @@ fn run() -> Result<(), StartError> {
     let sink = Box::new(move |batch: Vec<Published>| {
         for p in batch {
             let msg = DataPackage {
-                topic: p.topic,
+                topic: p.topic.to_string(),
                 sequence_number: p.sequence_number,
                 package_json: p.package_json,
             };
@@ -109,9 +109,9 @@ fn run() -> Result<(), StartError> {
     });
     let pipeline = Arc::new(Pipeline::start(
         PipelineConfig {
-            data_dir: params.data_dir.clone(),
             batch_max: params.batch_max,
             batch_max_wait: Duration::from_millis(2),
+            ..PipelineConfig::new(params.data_dir.clone())
         },
         key,
         field_key,
@@ -121,7 +121,13 @@ fn run() -> Result<(), StartError> {
 
     let mut subscriptions = Vec::new();
     for (i, (t, type_name)) in map.topics.iter().zip(types).enumerate() {
-        let submitter = pipeline.submitter(i);
+        let Some(submitter) = pipeline.submitter(i) else {
+            return Err(StartError::TopicType {
+                topic: t.topic.clone(),
+                type_name: t.msg_type.clone(),
+                reason: "has no packaging queue".into(),
+            });
+        };
         let options = t.topic.as_str().qos(qos::profile(&t.qos));
         let sub = node.create_dynamic_subscription(type_name, options, move |msg: DynamicMessage, _info: MessageInfo| {
             let received = SystemTime::now();
@@ -134,7 +140,7 @@ fn run() -> Result<(), StartError> {
         subscriptions.push(sub);
     }
 
-    let _status = status::serve(&node, Arc::clone(&pipeline), &params, &map)?;
+    let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map)?;
 
     // SIGINT/SIGTERM: stop spinning, then drain and flush the pipeline.
     let stop = Arc::new(AtomicBool::new(false));
@@ -149,10 +155,12 @@ fn run() -> Result<(), StartError> {
         }
     }
     drop(subscriptions);
-    tracing::info!("shutting down: flushing the package log");
-    match Arc::try_unwrap(pipeline) {
-        Ok(p) => p.shutdown(),
-        Err(p) => p.flush(),
+    drop(status);
+    tracing::info!("shutting down: packaging what was accepted and flushing the package log");
+    // The status handlers only hold weak references, so this is the last one; dropping the
+    // pipeline also drains and flushes it.
+    if let Ok(mut p) = Arc::try_unwrap(pipeline) {
+        p.shutdown();
     }
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! `~/status` (peaqos_node/srv/GetStatus) and the 1 Hz `/diagnostics` report.
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use peaqos_pipeline::{Pipeline, TopicStats};
+use peaqos_core::pipeline::{Pipeline, TopicStats};
 use peaqos_core::policy::DataEventMap;
 use rclrs::{Node, Service, Timer};
 use ros_env::builtin_interfaces::msg::Time;
@@ -28,7 +28,7 @@ fn topic_status(s: &TopicStats, type_name: &str) -> TopicStatus {
         packaged: s.packaged,
         dropped: s.dropped,
         errors: s.errors,
-        queue_depth: s.queue_depth,
+        queue_depth: s.queue_depth as u64,
         last_sequence: s.last_sequence.map(|n| n as i64).unwrap_or(-1),
     }
 }
@@ -76,26 +76,30 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
 
 pub fn serve(
     node: &Node,
-    pipeline: Arc<Pipeline>,
+    pipeline: Weak<Pipeline>,
     params: &Params,
     map: &DataEventMap,
 ) -> Result<StatusHandles, StartError> {
     let types: Arc<Vec<String>> = Arc::new(map.topics.iter().map(|t| t.msg_type.clone()).collect());
     let data_dir = params.data_dir.display().to_string();
 
-    let (p, ty) = (Arc::clone(&pipeline), Arc::clone(&types));
+    let (p, ty) = (Weak::clone(&pipeline), Arc::clone(&types));
     let service = node.create_service::<GetStatus, _>("~/status", move |_req: GetStatus_Request| {
+        let Some(p) = p.upgrade() else {
+            return GetStatus_Response::default();
+        };
         GetStatus_Response {
-            address: p.address(),
-            did: p.did(),
+            address: p.address().to_owned(),
+            did: p.did().to_owned(),
             data_dir: data_dir.clone(),
             topics: p.stats().iter().zip(ty.iter()).map(|(s, t)| topic_status(s, t)).collect(),
         }
     })?;
 
     let diag = node.create_publisher::<DiagnosticArray>("/diagnostics")?;
-    let did = pipeline.did();
+    let did = pipeline.upgrade().map(|p| p.did().to_owned()).unwrap_or_default();
     let timer = node.create_timer_repeating(Duration::from_secs_f64(params.diagnostics_period), move || {
+        let Some(pipeline) = pipeline.upgrade() else { return };
         if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did)) {
             tracing::warn!("publishing /diagnostics failed: {e}");
         }
