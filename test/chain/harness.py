@@ -195,6 +195,7 @@ class TestChain:
         self.chain_id = chain_id
         self.block_time = block_time
         self.stopped_on_request = False
+        self._fixed_port = port is not None
         self.port = port or _free_port()
         self.anvil_bin = Path(anvil_bin) if anvil_bin else ANVIL_BIN
         if not self.anvil_bin.exists():
@@ -223,7 +224,16 @@ class TestChain:
 
     def start(self) -> "TestChain":
         """Start anvil and place + set up every contract. Returns self."""
-        self._spawn()
+        for attempt in range(3):
+            try:
+                self._spawn()
+                break
+            except HarnessError:
+                # A free port picked by us can be taken by someone else before anvil binds it.
+                if self._fixed_port or attempt == 2:
+                    raise
+                self.port = _free_port()
+                self.w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
         self._place_code()
         self._setup_contracts()
         self._fund_accounts()
@@ -294,14 +304,15 @@ class TestChain:
             cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
+        probe = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 1}, exception_retry_configuration=None))
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise HarnessError(
-                    f"anvil exited with {self._proc.returncode} on port {self.port}; see {self.log_path}"
-                )
+                code = self._proc.returncode
+                self._terminate()
+                raise HarnessError(f"anvil exited with {code} on port {self.port}; see {self.log_path}")
             try:
-                if int(self.w3.eth.chain_id) == self.chain_id:
+                if int(probe.eth.chain_id) == self.chain_id:
                     return
             except Exception:  # not listening yet
                 time.sleep(0.05)
