@@ -165,6 +165,30 @@ pub fn grant(
     Ok(out)
 }
 
+/// One call for the node's `~/grant_access`: [`grant`], batch with the SDK's rule
+/// (`max_file_size`, default [`crate::envelope::DEFAULT_BUYER_ACCESS_FILE_SIZE`]) and write the
+/// files into `out_dir`. Returns the file paths and the files.
+#[allow(clippy::too_many_arguments)]
+pub fn grant_to_files(
+    data_dir: &Path,
+    topic: &str,
+    range: &GrantRange,
+    keys: &MachineStreamKeys,
+    buyer_public_key: &[u8; 32],
+    buyer_recipient_id: &str,
+    out_dir: &Path,
+    max_file_size: Option<usize>,
+) -> Result<(Vec<PathBuf>, Vec<BuyerAccessFile>)> {
+    let entries = grant(data_dir, topic, range, keys, buyer_public_key, buyer_recipient_id)?;
+    let files = build_buyer_access_files(
+        entries,
+        &hex::encode(buyer_public_key),
+        max_file_size.unwrap_or(crate::envelope::DEFAULT_BUYER_ACCESS_FILE_SIZE),
+    )?;
+    let paths = write_buyer_access_files(out_dir, &files)?;
+    Ok((paths, files))
+}
+
 /// Write buyer access files (wire form) into `out_dir`; returns their paths.
 pub fn write_buyer_access_files(out_dir: &Path, files: &[BuyerAccessFile]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out_dir).map_err(|e| StreamError::io("create directory", out_dir, e))?;

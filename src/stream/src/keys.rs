@@ -168,6 +168,9 @@ mod tests {
         assert_eq!(a.x25519_public, b.x25519_public);
         assert_ne!(a.ed25519_seed.as_ref(), a.x25519_secret.as_ref());
         assert_eq!(a.default_did(), "did:peaq:0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+        // Pinned; computed independently with Python `cryptography` HKDF + PyNaCl / Ed25519.
+        assert_eq!(hex::encode(a.ed25519_public), "afa197f5ba85507d3b80cbb02a357823b833b1d327a6416a86d3c5988972a1c6");
+        assert_eq!(hex::encode(a.x25519_public), "cff2a4191e9a3b0431cad71e7b3f9c5116f203c61185d3e7b0b9bac060f8d71b");
         assert!(!format!("{a:?}").contains(ANVIL0));
         assert!(MachineStreamKeys::from_secp256k1_secret(&[0u8; 32]).is_err());
     }

@@ -6,7 +6,7 @@
 //! * `s3` — any S3-compatible endpoint, path-style `PUT/GET {endpoint}/{bucket}/{key}` signed
 //!   with AWS Signature V4 (key `{prefix}/{topic_dir}/chunk-{index}.bin`); reference
 //!   `s3://{bucket}/{key}` (the SDK CLI's form).
-//! * `walrus` — `PUT {publisher}/v1/blobs?epochs=N` with the ciphertext as body (optional
+//! * `walrus` — `PUT {publisher}/v1/blobs?epochs=N[&permanent=true|&deletable=true]` with the ciphertext as body (optional
 //!   `Authorization: Bearer`), blob id from `newlyCreated.blobObject.blobId` or
 //!   `alreadyCertified.blobId`; read back with `GET {aggregator}/v1/blobs/{id}`; reference
 //!   `walrus://{blobId}`.
@@ -82,6 +82,10 @@ pub enum DestinationConfig {
         aggregator_url: String,
         #[serde(default = "default_epochs")]
         epochs: u32,
+        /// `Some(true)` adds `&permanent=true`, `Some(false)` adds `&deletable=true`, `None`
+        /// leaves the publisher's default.
+        #[serde(default)]
+        permanent: Option<bool>,
         #[serde(default)]
         publisher_token: Option<Secret>,
         #[serde(default = "default_timeout")]
@@ -121,10 +125,11 @@ pub fn destination(cfg: &DestinationConfig) -> Box<dyn Destination> {
                 agent: agent(*timeout_secs),
             })
         }
-        DestinationConfig::Walrus { publisher_url, aggregator_url, epochs, publisher_token, timeout_secs } => Box::new(WalrusDestination {
+        DestinationConfig::Walrus { publisher_url, aggregator_url, epochs, permanent, publisher_token, timeout_secs } => Box::new(WalrusDestination {
             publisher: publisher_url.trim_end_matches('/').to_string(),
             aggregator: aggregator_url.trim_end_matches('/').to_string(),
             epochs: *epochs,
+            permanent: *permanent,
             token: publisher_token.clone(),
             agent: agent(*timeout_secs),
         }),
@@ -192,6 +197,7 @@ pub struct WalrusDestination {
     publisher: String,
     aggregator: String,
     epochs: u32,
+    permanent: Option<bool>,
     token: Option<Secret>,
     agent: ureq::Agent,
 }
@@ -209,7 +215,12 @@ impl Destination for WalrusDestination {
         "walrus".into()
     }
     fn put(&self, _topic_dir: &Path, _chunk: &Chunk, ciphertext: &[u8]) -> Result<String> {
-        let url = format!("{}/v1/blobs?epochs={}", self.publisher, self.epochs);
+        let mut url = format!("{}/v1/blobs?epochs={}", self.publisher, self.epochs);
+        match self.permanent {
+            Some(true) => url.push_str("&permanent=true"),
+            Some(false) => url.push_str("&deletable=true"),
+            None => {}
+        }
         let mut req = self.agent.put(&url).set("content-type", "application/octet-stream");
         if let Some(t) = &self.token {
             req = req.set("authorization", &format!("Bearer {}", t.0));

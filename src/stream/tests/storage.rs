@@ -116,6 +116,7 @@ fn walrus_down_delays_never_loses_then_stores_in_order() {
         publisher_url: wal.url.clone(),
         aggregator_url: wal.url.clone(),
         epochs: 3,
+        permanent: None,
         publisher_token: Some(Secret("tok".into())),
         timeout_secs: 5,
     });
