@@ -498,8 +498,14 @@ if pytest is not None:
 
 
 # ---------------------------------------------------------------------- CLI
-def _emit(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj, sort_keys=True), flush=True)
+def _emit(obj: dict[str, Any]) -> bool:
+    """Print one JSON line; False when nobody reads stdout any more."""
+    try:
+        print(json.dumps(obj, sort_keys=True), flush=True)
+        return True
+    except BrokenPipeError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return False
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -520,7 +526,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         chain.start()
-        _emit(chain.describe())
+        if not _emit(chain.describe()):
+            return 0
         if args.stdin_control:
             threading.Thread(target=_read_stdin, daemon=True).start()
         while True:
