@@ -15,7 +15,8 @@
 //!   [`ChainClient::activate_legacy`] (CLI 0.0.5 steps register → mint → DID, each checked on
 //!   chain first so a rerun finishes a half-done activation and repeats nothing).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::{Address, Bytes, B256, U256};
@@ -30,8 +31,8 @@ use crate::config::{Generation, ResolvedConfig};
 use crate::encoding::{self, ActivateArgs, MachineDidAttributes};
 use crate::error::{ChainError, Result};
 use crate::journal::Journal;
-use crate::limits::RateLimiter;
-use crate::outbox::{Outbox, OutboxSettings, Outcome, TxRequest, TxStatus};
+use crate::limits::{RateLimiter, Reservation};
+use crate::outbox::{IntentState, Outbox, OutboxSettings, Outcome, TxRequest, TxStatus};
 use crate::revert::{self, RevertScope};
 use crate::rpc::{CallRequest, Rpc, RpcFailure, RpcLog};
 use crate::validation::{self, SubmitEventParams, ValidEvent};
@@ -140,6 +141,8 @@ struct Inner {
     rpc: Arc<Rpc>,
     outbox: Outbox,
     limiter: RateLimiter,
+    /// Rate-limit reservations of intents not yet terminal (released if they fail).
+    reservations: Mutex<HashMap<String, Reservation>>,
     journal: Arc<Journal>,
     default_signer: Address,
 }
@@ -212,16 +215,40 @@ impl ChainClient {
             },
         )?;
         let limiter = RateLimiter::new(cfg.limits, cfg.deployment_id());
-        Ok(ChainClient {
-            inner: Arc::new(Inner {
-                cfg,
-                rpc,
-                outbox,
-                limiter,
-                journal,
-                default_signer,
-            }),
-        })
+        let mut status = outbox.subscribe();
+        let inner = Arc::new(Inner {
+            cfg,
+            rpc,
+            outbox,
+            limiter,
+            reservations: Mutex::new(HashMap::new()),
+            journal,
+            default_signer,
+        });
+        // Release the rate-limit slots of intents that end failed/conflicting (SDK: reservation
+        // released on failure, committed on success). Missed messages only delay the release
+        // until the window expires.
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            loop {
+                match status.recv().await {
+                    Ok(s) if s.state.is_terminal() => {
+                        let Some(inner) = weak.upgrade() else { return };
+                        let r = inner
+                            .reservations
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&s.intent_id);
+                        if let (Some(r), false) = (r, s.state == IntentState::Included) {
+                            inner.limiter.release(r);
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(ChainClient { inner })
     }
 
     pub fn config(&self) -> &ResolvedConfig {
@@ -365,26 +392,58 @@ impl ChainClient {
         validation::validate_event(p)
     }
 
-    /// Validate, check limits and durably enqueue a single event; returns (intent id, data hash)
-    /// without waiting.
-    pub fn enqueue_event(&self, p: &SubmitEventParams) -> Result<(String, B256)> {
-        let e = validation::resolve_single(p)?;
+    /// Remember a rate-limit reservation until its intent is terminal; released if it fails.
+    fn track_reservation(&self, id: &str, r: Reservation) {
+        if r.is_empty() {
+            return;
+        }
+        let mut m = self
+            .inner
+            .reservations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Checked under the map lock: a terminal status published before this point is visible
+        // in the outbox record; one published after finds the entry (see `start`).
+        match self.inner.outbox.get(id).map(|i| i.state) {
+            Some(IntentState::Included) => {}
+            Some(IntentState::Failed | IntentState::Conflicting) => self.inner.limiter.release(r),
+            _ => {
+                m.insert(id.to_string(), r);
+            }
+        }
+    }
+
+    /// Limits + durable enqueue of validated events as `kind` (one `submitEvent`, or `batchAll`).
+    fn enqueue_events(&self, kind: &str, events: &[ValidEvent]) -> Result<String> {
         let registry = self.inner.cfg.event_registry()?;
-        let reservation = self.inner.limiter.reserve(std::slice::from_ref(&e))?;
+        let reservation = self.inner.limiter.reserve(events)?;
         let mut j = Map::new();
-        j.insert("step".into(), json!("submit_event"));
-        j.insert("machine_id".into(), json!(e.machine_id.to_string()));
-        j.insert("method".into(), json!("submitEvent"));
+        j.insert("step".into(), json!(kind));
+        let (to, input) = if kind == "submit_event" {
+            j.insert("machine_id".into(), json!(events[0].machine_id.to_string()));
+            j.insert("method".into(), json!("submitEvent"));
+            (registry, encoding::submit_event(&events[0]))
+        } else {
+            j.insert("event_count".into(), json!(events.len()));
+            j.insert("method".into(), json!("batchAll"));
+            (
+                self.inner.cfg.batch(),
+                encoding::batch_submit_events(registry, events),
+            )
+        };
         match self.enqueue(
-            "submit_event",
+            kind,
             self.inner.default_signer,
-            registry,
+            to,
             U256::ZERO,
-            encoding::submit_event(&e),
+            input,
             self.events_scope(),
             j,
         ) {
-            Ok(id) => Ok((id, e.data_hash)),
+            Ok(id) => {
+                self.track_reservation(&id, reservation);
+                Ok(id)
+            }
             Err(err) => {
                 self.inner.limiter.release(reservation);
                 Err(err)
@@ -392,30 +451,25 @@ impl ChainClient {
         }
     }
 
+    /// Validate, check limits and durably enqueue a single event without waiting; returns
+    /// (intent id, data hash). The outcome arrives on the status stream.
+    pub fn enqueue_event(&self, p: &SubmitEventParams) -> Result<(String, B256)> {
+        let e = validation::resolve_single(p)?;
+        let id = self.enqueue_events("submit_event", std::slice::from_ref(&e))?;
+        Ok((id, e.data_hash))
+    }
+
+    /// Batch variant of [`ChainClient::enqueue_event`]; returns (intent id, data hashes).
+    pub fn enqueue_batch(&self, items: &[SubmitEventParams]) -> Result<(String, Vec<B256>)> {
+        let events = validation::resolve_batch(items)?;
+        let id = self.enqueue_events("batch_submit_events", &events)?;
+        Ok((id, events.iter().map(|e| e.data_hash).collect()))
+    }
+
     /// `submit_event` (SDK semantics, smart currency default). Returns after inclusion.
     pub async fn submit_event(&self, p: &SubmitEventParams) -> Result<EventReceipt> {
         let e = validation::resolve_single(p)?;
-        let registry = self.inner.cfg.event_registry()?;
-        let reservation = self.inner.limiter.reserve(std::slice::from_ref(&e))?;
-        let mut j = Map::new();
-        j.insert("step".into(), json!("submit_event"));
-        j.insert("machine_id".into(), json!(e.machine_id.to_string()));
-        j.insert("method".into(), json!("submitEvent"));
-        let id = match self.enqueue(
-            "submit_event",
-            self.inner.default_signer,
-            registry,
-            U256::ZERO,
-            encoding::submit_event(&e),
-            self.events_scope(),
-            j,
-        ) {
-            Ok(id) => id,
-            Err(err) => {
-                self.inner.limiter.release(reservation);
-                return Err(err);
-            }
-        };
+        let id = self.enqueue_events("submit_event", std::slice::from_ref(&e))?;
         match self.wait(&id).await {
             Ok(o) => Ok(EventReceipt {
                 intent_id: id,
@@ -424,12 +478,7 @@ impl ChainClient {
                 block_number: o.receipt.block_number,
                 gas_used: o.receipt.gas_used,
             }),
-            Err(err) => {
-                if err.code() != "RECEIPT_AWAIT_FAILED" {
-                    self.inner.limiter.release(reservation);
-                }
-                Err(map_event_error(err, &e))
-            }
+            Err(err) => Err(map_event_error(err, &e)),
         }
     }
 
@@ -443,43 +492,15 @@ impl ChainClient {
                 "batch_submit_events: batches above 100 may exceed block gas limits"
             );
         }
-        let registry = self.inner.cfg.event_registry()?;
-        let reservation = self.inner.limiter.reserve(&events)?;
-        let mut j = Map::new();
-        j.insert("step".into(), json!("batch_submit_events"));
-        j.insert("event_count".into(), json!(events.len()));
-        j.insert("method".into(), json!("batchAll"));
-        let input = encoding::batch_submit_events(registry, &events);
-        let id = match self.enqueue(
-            "batch_submit_events",
-            self.inner.default_signer,
-            self.inner.cfg.batch(),
-            U256::ZERO,
-            input,
-            self.events_scope(),
-            j,
-        ) {
-            Ok(id) => id,
-            Err(err) => {
-                self.inner.limiter.release(reservation);
-                return Err(err);
-            }
-        };
-        match self.wait(&id).await {
-            Ok(o) => Ok(BatchReceipt {
-                intent_id: id,
-                tx_hash: o.tx_hash,
-                data_hashes: events.iter().map(|e| e.data_hash).collect(),
-                block_number: o.receipt.block_number,
-                gas_used: o.receipt.gas_used,
-            }),
-            Err(err) => {
-                if err.code() != "RECEIPT_AWAIT_FAILED" {
-                    self.inner.limiter.release(reservation);
-                }
-                Err(err)
-            }
-        }
+        let id = self.enqueue_events("batch_submit_events", &events)?;
+        let o = self.wait(&id).await?;
+        Ok(BatchReceipt {
+            intent_id: id,
+            tx_hash: o.tx_hash,
+            data_hashes: events.iter().map(|e| e.data_hash).collect(),
+            block_number: o.receipt.block_number,
+            gas_used: o.receipt.gas_used,
+        })
     }
 
     /// `EventRegistry.getEventCount(machineId)` of the configured generation.

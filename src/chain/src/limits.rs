@@ -21,6 +21,13 @@ pub struct Reservation {
     slots: Vec<(String, U256, Instant)>,
 }
 
+impl Reservation {
+    /// No slot reserved (limits disabled or no window configured).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
 #[derive(Debug)]
 pub struct RateLimiter {
     limits: OperationalLimits,

@@ -505,3 +505,34 @@ async fn dropped_for_fees_is_replaced_at_same_nonce() {
     assert_eq!(nonce_of(&url, SIGNER0).await, 1);
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_intent_gives_its_rate_slot_back() {
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
+    set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&anvil.url(), dir.path());
+    c.limits.rate_limit_max_events = 1;
+    c.limits.rate_limit_window_seconds = 3600;
+    let client = ChainClient::start(c.resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    // fire-and-forget path: the failure is observed on the status stream, the slot released
+    let (id, _) = client.enqueue_event(&ev(1)).unwrap();
+    assert_eq!(
+        client
+            .outbox()
+            .wait(&id, Duration::from_secs(10))
+            .await
+            .unwrap_err()
+            .code(),
+        "NOT_OWNER_OR_CONTROLLER"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    set_code(&anvil.url(), REGISTRY, COUNTER_CODE).await;
+    client.submit_event(&ev(2)).await.unwrap();
+    assert_eq!(
+        client.submit_event(&ev(3)).await.unwrap_err().code(),
+        "RATE_LIMITED"
+    );
+}
