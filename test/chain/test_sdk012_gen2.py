@@ -254,3 +254,23 @@ def test_currency_shape_and_missing_machine_map_through_the_sdk_send_path(chain)
         send(mid, "USD")
     # EnforcedPause is not in the SDK's code table: TX_REVERTED carrying the selector.
     assert info.value.code == "TX_REVERTED" and "0xd93c0665" in str(info.value)
+
+
+def test_subscription_ages_into_grace_then_runoff(chain):
+    client, result = _activate(chain)
+    mid = result.machine_id
+    _, subscription, _, _ = _contracts(chain)
+    period_end = subscription.functions.subscriptions(mid).call()[2]
+
+    def travel_to(ts: int) -> None:
+        chain.w3.provider.make_request("evm_setNextBlockTimestamp", [ts])
+        chain.w3.provider.make_request("evm_mine", [])
+
+    travel_to(period_end + 1)
+    assert subscription.functions.subscriptionStatus(mid).call() == 2  # Grace: still eligible
+    client.submit_event(**_event(chain, mid))
+    travel_to(period_end + 7 * 24 * 3600 + 1)
+    assert subscription.functions.subscriptionStatus(mid).call() == 3  # Runoff
+    with pytest.raises(RpcError) as info:
+        client.submit_event(**_event(chain, mid))
+    assert info.value.code == "SUBSCRIPTION_NOT_ELIGIBLE"

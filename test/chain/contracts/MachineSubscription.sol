@@ -16,8 +16,10 @@ import {
 /// is pulled with `transferFrom(operator, address(this), net)` on `InfoDesk.peaqToken()`
 /// (skipped when 0). Emits `VoucherRedeemed` (only when credit > 0) and `Activated` with the
 /// full bond; stores `Subscription{tier, now, now + period, bond, 0}` and status 1 (Active).
-/// Status values: 0 not activated, 1 active, 2 grace, 3 runoff, 4 terminated; no time-based
-/// transitions run here: tests move a machine with `harnessSetStatus`.
+/// Status values: 0 not activated, 1 active, 2 grace, 3 runoff, 4 terminated. An active
+/// subscription reads as 2 (Grace) once `block.timestamp > periodEnd` and as 3 (Runoff) after
+/// `periodEnd + graceDuration` (default 7 days; the live grace duration is an InfoDesk parameter,
+/// value not known here). `harnessSetStatus` stores any status directly (a stored 1 still ages).
 contract MachineSubscription is Gen2Peer {
     error AlreadyActivated();
     error InvalidTier();
@@ -40,6 +42,7 @@ contract MachineSubscription is Gen2Peer {
     mapping(uint8 => uint256) private _requiredPeaq;
     mapping(address => uint256) private _voucherCredit;
     uint64 private _periodLength;
+    uint64 private _graceDuration;
     uint256 private _totalBonded;
     uint256 private _activeCount;
 
@@ -64,6 +67,11 @@ contract MachineSubscription is Gen2Peer {
         _periodLength = seconds_;
     }
 
+    /// @notice Harness only: grace duration in seconds after periodEnd (default 7 days).
+    function harnessSetGraceDuration(uint64 seconds_) external onlyOwner {
+        _graceDuration = seconds_;
+    }
+
     function isEconomicAuthority() external view returns (bool) {
         return _infoDesk != address(0);
     }
@@ -82,8 +90,14 @@ contract MachineSubscription is Gen2Peer {
         return _voucherCredit[operator];
     }
 
-    function subscriptionStatus(uint256 machineId) external view returns (uint8) {
-        return _status[machineId];
+    function subscriptionStatus(uint256 machineId) external view returns (uint8 status) {
+        status = _status[machineId];
+        if (status == 1) {
+            uint64 periodEnd = _subscriptions[machineId].periodEnd;
+            uint64 grace = _graceDuration == 0 ? 7 days : _graceDuration;
+            if (block.timestamp > uint256(periodEnd) + grace) status = 3;
+            else if (block.timestamp > periodEnd) status = 2;
+        }
     }
 
     function subscriptions(uint256 machineId) external view returns (Subscription memory) {
