@@ -581,6 +581,7 @@ impl ChainClient {
         };
         let mut j = Map::new();
         j.insert("step".into(), json!("register"));
+        j.insert("phase".into(), json!("transaction"));
         j.insert("mode".into(), json!(mode));
         j.insert("address".into(), json!(target.to_checksum(None)));
         let id = self.enqueue(
@@ -639,6 +640,15 @@ impl ChainClient {
             });
         }
         info!(%machine_id, "registered");
+        // CLI 0.0.5 step line (the per-transaction lines above carry "phase": "transaction").
+        let mut m = Map::new();
+        m.insert("step".into(), json!("register"));
+        m.insert("status".into(), json!("confirmed"));
+        m.insert("mode".into(), json!(mode));
+        m.insert("address".into(), json!(target.to_checksum(None)));
+        m.insert("machine_id".into(), jnum(machine_id));
+        m.insert("tx_hash".into(), json!(format!("{:#x}", o.tx_hash)));
+        self.journal_line(m);
         Ok(RegisterResult {
             machine_id,
             step: StepResult {
@@ -741,6 +751,7 @@ impl ChainClient {
         }
         let mut j = Map::new();
         j.insert("step".into(), json!("mint_nft"));
+        j.insert("phase".into(), json!("transaction"));
         j.insert("machine_id".into(), jnum(machine_id));
         j.insert("recipient".into(), json!(recipient.to_checksum(None)));
         let id = self.enqueue(
@@ -758,6 +769,21 @@ impl ChainClient {
             Err(e) => return Err(e),
         };
         let token_id = self.token_id_of(machine_id).await?;
+        let mut m = Map::new();
+        m.insert("step".into(), json!("mint_nft"));
+        m.insert(
+            "status".into(),
+            json!(if skipped { "skipped" } else { "confirmed" }),
+        );
+        m.insert("machine_id".into(), jnum(machine_id));
+        m.insert("recipient".into(), json!(recipient.to_checksum(None)));
+        m.insert("token_id".into(), jnum(token_id));
+        if let Some(h) = tx {
+            m.insert("tx_hash".into(), json!(format!("{h:#x}")));
+        } else {
+            m.insert("recovered_from".into(), json!("AlreadyMinted"));
+        }
+        self.journal_line(m);
         Ok(MintResult {
             token_id,
             step: StepResult {
