@@ -12,7 +12,7 @@
 //! * `Error(string)`: the DID precompile's "Cannot find the item" → `ATTRIBUTE_NOT_FOUND`;
 //!   "AlreadyExists"/"AttributeExists"/"AttributeAlreadyExist" → `ATTRIBUTE_ALREADY_EXISTS`;
 //!   a reason naming a known error → that error's code (SDK substring fallback); otherwise
-//!   `TX_REVERTED` with "Transaction reverted: <reason>".
+//!   `TX_REVERTED` with `"Transaction reverted: <reason>"`.
 
 use alloy::primitives::{hex, keccak256};
 use alloy::sol_types::SolError;
