@@ -15,6 +15,9 @@ use alloy::primitives::{keccak256, B256, U256};
 
 use crate::error::{ChainError, Result};
 
+/// Batch precompile array limit (2^9).
+pub const MAX_BATCH_EVENTS: usize = 512;
+
 /// `SUPPORTED_CHAINS` values of SDK `constants.py` plus 0.
 pub const VALID_SOURCE_CHAIN_IDS: [i128; 7] = [0, 3338, 1, 8453, 137, 42161, 10];
 

@@ -536,3 +536,57 @@ async fn failed_intent_gives_its_rate_slot_back() {
         "RATE_LIMITED"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverted_on_chain_after_submission_is_failed_with_receipt() {
+    let Some(anvil) = setup(true, None).await else {
+        return;
+    };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    let (id, _) = client.enqueue_event(&ev(0)).unwrap();
+    wait_until(
+        &client,
+        |c| {
+            c.outbox()
+                .pending()
+                .iter()
+                .all(|i| i.state == IntentState::Broadcast)
+        },
+        20,
+    )
+    .await;
+    // state changes between estimation and inclusion: the registry now reverts
+    set_code(&url, REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
+    rpc_value(&url, "evm_mine", serde_json::json!([])).await;
+    let e = client
+        .outbox()
+        .wait(&id, Duration::from_secs(20))
+        .await
+        .unwrap_err();
+    assert!(
+        ["NOT_OWNER_OR_CONTROLLER", "TX_REVERTED"].contains(&e.code()),
+        "{e:?}"
+    );
+    let rec = client.outbox().get(&id).unwrap();
+    assert_eq!(rec.state, IntentState::Failed);
+    assert!(!rec.receipt.as_ref().unwrap().success);
+    assert_eq!(
+        nonce_of(&url, SIGNER0).await,
+        1,
+        "a reverted tx still consumed its nonce"
+    );
+    let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
+    assert!(
+        log.lines()
+            .last()
+            .unwrap()
+            .contains(r#""status": "failed""#),
+        "{log}"
+    );
+}
