@@ -144,9 +144,9 @@ pub fn seal_chunk(
     let mut nonce = [0u8; XCHACHA_NONCE_LEN];
     rng.fill(RandomPurpose::Nonce, &mut nonce)?;
 
-    let encrypted = crypto::xchacha_encrypt(&key, &nonce, plaintext)?;
+    let (encrypted, pt_digest) = crypto::xchacha_encrypt_and_hash(&key, &nonce, plaintext)?;
     let encrypted_data_hash = crypto::hash_hex0x(&encrypted);
-    let plaintext_hash = crypto::hash_hex0x(plaintext);
+    let plaintext_hash = format!("0x{}", hex::encode(pt_digest));
     let key_commitment = crypto::key_commitment(key.as_ref());
     let value = signer.sign(&encrypted_data_hash);
     let chunk_id = crypto::compute_chunk_id(previous_chunk_id, &encrypted_data_hash, index);

@@ -104,6 +104,29 @@ pub fn xchacha_encrypt(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN
     Ok(buf)
 }
 
+/// [`xchacha_encrypt`] that also returns `sha256(plaintext)`, hashing each block while it is
+/// copied into the output buffer (one pass over the plaintext instead of two).
+pub fn xchacha_encrypt_and_hash(
+    key: &[u8; CHUNK_KEY_LEN],
+    nonce: &[u8; XCHACHA_NONCE_LEN],
+    plaintext: &[u8],
+) -> Result<(Vec<u8>, [u8; 32])> {
+    let (k, n) = xchacha_ring_key(key, nonce)?;
+    let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    for block in plaintext.chunks(16 * 1024) {
+        h.update(block);
+        buf.extend_from_slice(block);
+    }
+    let tag = k
+        .seal_in_place_separate_tag(n, ring::aead::Aad::empty(), &mut buf)
+        .map_err(|_| StreamError::invalid("chunk plaintext", "too large for ChaCha20-Poly1305"))?;
+    buf.extend_from_slice(tag.as_ref());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(h.finish().as_ref());
+    Ok((buf, out))
+}
+
 /// XChaCha20-Poly1305 decrypt of `ct || tag`; `None` if the tag does not verify.
 pub fn xchacha_decrypt(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN], data: &[u8]) -> Option<Vec<u8>> {
     if data.len() < TAG_LEN {
@@ -217,6 +240,7 @@ mod tests {
             bad[0] ^= 1;
             assert!(xchacha_decrypt(&key, &nonce, &bad).is_none());
             assert_eq!(sha256(&pt), sha256_portable(&pt));
+            assert_eq!(xchacha_encrypt_and_hash(&key, &nonce, &pt).unwrap(), (ours.clone(), sha256(&pt)));
         }
     }
 

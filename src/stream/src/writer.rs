@@ -112,6 +112,14 @@ pub struct SealedChunk {
     pub ciphertext_path: PathBuf,
 }
 
+impl SealedChunk {
+    /// The chunk envelope as compact camelCase JSON (the SDK CLI / P2P wire form) — what the
+    /// node publishes as the sealed-chunk manifest.
+    pub fn manifest_json(&self) -> Result<String> {
+        serde_json::to_string(&self.chunk.to_wire_json()?).map_err(|e| StreamError::json("chunk manifest", e))
+    }
+}
+
 /// What recovery did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]

@@ -60,6 +60,9 @@ fn seals_by_messages_bytes_age_and_continues_across_restart() {
     assert_eq!(s.meta.close_reason, CloseReason::MaxMessages);
     assert_eq!(s.chunk.index, 0);
     assert!(s.chunk.previous_chunk_id.is_none());
+    let m = s.manifest_json().unwrap();
+    assert!(m.starts_with("{\"schemaVersion\":\"peaq.stream.chunks.v1\",\"chunkId\""), "{m}");
+    assert_eq!(peaqos_stream::envelope::Chunk::from_json_bytes(m.as_bytes(), "m").unwrap(), s.chunk);
     // age
     w.append_at(&line(3), t0).unwrap();
     assert!(w.poll(t0 + Duration::from_secs(4)).unwrap().is_none());
