@@ -254,7 +254,14 @@ impl Store {
         let root = data_dir.join("chain");
         for d in ["intents", "done", "nonces"] {
             let p = root.join(d);
-            fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+            let mut b = fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                b.mode(0o700);
+            }
+            b.create(&p).map_err(|e| io_err(&p, e))?;
         }
         let lp = root.join("outbox.lock");
         let f = fs::OpenOptions::new()
