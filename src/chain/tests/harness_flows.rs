@@ -121,6 +121,45 @@ async fn gen2_activate_submit_batch() {
     assert_eq!(r.subscription_status, 1);
     let again = c.activate(&params).await.unwrap_err();
     assert_eq!(again.code(), "ALREADY_ACTIVATED");
+    // journal: CLI 0.1.1 activate_machine record shape, pending written before confirmed
+    let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
+    let recs: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["phase"] == "activation")
+        .collect();
+    assert_eq!(
+        recs.iter()
+            .map(|v| v["status"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["pending", "confirmed"]
+    );
+    for k in [
+        "ts",
+        "step",
+        "phase",
+        "deployment_id",
+        "chain_id",
+        "machine_id",
+        "signer",
+        "tx_hash",
+        "sender_nonce",
+        "owner",
+        "controller",
+        "tier",
+        "contract",
+        "method",
+        "status",
+    ] {
+        assert!(
+            recs[0].get(k).is_some(),
+            "journal record lacks {k}: {}",
+            recs[0]
+        );
+    }
+    assert_eq!(recs[0]["deployment_id"], "peaq-mainnet");
+    assert_eq!(recs[0]["machine_id"], expected.to_string());
+    assert_eq!(recs[1]["tx_hash"], format!("{:#x}", r.transaction_hash));
 
     let ts = now_ts(&url).await;
     let e = c.submit_event(&event(r.machine_id, ts)).await.unwrap();

@@ -590,3 +590,21 @@ async fn reverted_on_chain_after_submission_is_failed_with_receipt() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_client_on_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let _a = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    let e = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "STORE_LOCKED");
+    assert!(e.field().ends_with("outbox.lock"));
+}
