@@ -18,6 +18,7 @@
 //!   proofs.
 //! * [`storage`] — local / S3 / Walrus destinations and the in-order durable upload queue.
 //! * [`verify`] — whole-directory verification (`peaqos-stream verify`).
+//! * [`streams`] — [`streams::StreamSet`]: all topics of a machine from one [`streams::StreamConfig`].
 //!
 //! Typical node usage (per topic):
 //! ```no_run
@@ -46,6 +47,7 @@ pub mod grant;
 pub mod keys;
 pub mod storage;
 pub mod store;
+pub mod streams;
 pub mod verify;
 pub mod writer;
 
