@@ -48,8 +48,9 @@ use crate::keys::MachineStreamKeys;
 use crate::store::{self, ChunkMeta, CloseReason, Head, HEAD_FILE, HEAD_SCHEMA, META_SCHEMA, OPEN_FILE};
 
 /// When to close a chunk.
+/// Missing fields take the defaults (1 MiB, 10 000 messages, 60 s); `max_age` is in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ChunkPolicy {
     /// Seal once the plaintext reaches this many bytes.
     pub max_bytes: usize,

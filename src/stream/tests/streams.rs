@@ -25,6 +25,8 @@ fn cfg(dir: &std::path::Path) -> StreamConfig {
 fn stream_set_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(serde_json::from_value::<StreamConfig>(serde_json::json!({"data_dir": "/x", "polcy": {}})).is_err());
+    let partial: StreamConfig = serde_json::from_value(serde_json::json!({"data_dir": "/x", "policy": {"max_messages": 5}})).unwrap();
+    assert_eq!((partial.policy.max_messages, partial.policy.max_bytes), (5, 1 << 20));
     let keys = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
     let did = keys.default_did();
     let mut s = StreamSet::new(cfg(tmp.path()), keys, &did).unwrap();
