@@ -493,7 +493,10 @@ impl ChainClient {
             );
         }
         let id = self.enqueue_events("batch_submit_events", &events)?;
-        let o = self.wait(&id).await?;
+        let o = self
+            .wait(&id)
+            .await
+            .map_err(|e| map_batch_error(e, &events))?;
         Ok(BatchReceipt {
             intent_id: id,
             tx_hash: o.tx_hash,
@@ -1461,6 +1464,41 @@ fn as_activation(e: ChainError, fallback: &str) -> ChainError {
                 code,
                 field: String::new(),
                 message,
+            }
+        }
+        other => other,
+    }
+}
+
+/// SDK `_map_batch_error` messages (single machine ⇒ its id; several ⇒ "one or more").
+fn map_batch_error(err: ChainError, events: &[ValidEvent]) -> ChainError {
+    let mut ids: Vec<U256> = events.iter().map(|e| e.machine_id).collect();
+    ids.sort();
+    ids.dedup();
+    let single = if ids.len() == 1 { Some(ids[0]) } else { None };
+    match err {
+        ChainError::Tx {
+            code,
+            message,
+            intent_id,
+            tx_hash,
+        } => {
+            let message = match (code.as_str(), single) {
+                ("NOT_OWNER_OR_CONTROLLER", Some(m)) => format!("Caller is neither the owner nor the DID controller of machine {m}"),
+                ("NOT_OWNER_OR_CONTROLLER", None) => {
+                    "Caller is neither the owner nor the DID controller of one or more machines in this batch".to_string()
+                }
+                ("SUBSCRIPTION_NOT_ELIGIBLE", Some(m)) => format!("Machine {m} subscription is not Active or Grace"),
+                ("SUBSCRIPTION_NOT_ELIGIBLE", None) => "One or more machines in this batch are not Active or Grace".to_string(),
+                ("MACHINE_NOT_FOUND", Some(m)) => format!("Machine ID {m} does not exist on this deployment"),
+                ("MACHINE_NOT_FOUND", None) => "One or more machine IDs in this batch do not exist on this deployment".to_string(),
+                _ => message,
+            };
+            ChainError::Tx {
+                code,
+                message,
+                intent_id,
+                tx_hash,
             }
         }
         other => other,
