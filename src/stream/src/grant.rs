@@ -111,6 +111,13 @@ pub fn build_buyer_access_files(entries: Vec<BuyerAccessEntry>, buyer_public_key
 
 /// Select the sealed chunk indices of a topic directory matching `range`.
 pub fn select_indices(topic_dir: &Path, range: &GrantRange) -> Result<Vec<u64>> {
+    match *range {
+        GrantRange::Indices { first, last } if last < first => {
+            return Err(StreamError::invalid("range", format!("{first}..{last} is empty")))
+        }
+        GrantRange::TimeMs { from, to } if to < from => return Err(StreamError::invalid("range", format!("t:{from}..{to} is empty"))),
+        _ => {}
+    }
     let all = store::sealed_indices(topic_dir)?;
     let mut out = Vec::new();
     for i in all {
