@@ -90,3 +90,116 @@ async fn bench_latency_and_batch_throughput() {
     );
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(n + k));
 }
+
+/// Same chain (the team harness, gen-2 stand-ins, automine), same calls: peaqos_chain vs
+/// peaq-os-sdk 0.12.1. Prints both and the ratio measured in this one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_vs_sdk_on_harness() {
+    use alloy::primitives::address;
+    use peaqos_chain::bindings::{ServiceEndpoint, VerificationMethod};
+    use peaqos_chain::client::ActivateParams;
+    let Some(h) = Harness::spawn() else { return };
+    let url = h.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&url, dir.path());
+    c.poll_interval_ms = 20;
+    let client =
+        ChainClient::start(c.resolve_with(|_| None).unwrap(), vec![signer(&h.key(0))]).unwrap();
+    let me = client.signer_address();
+    let r = client
+        .activate(&ActivateParams {
+            controller: me,
+            verification_methods: vec![VerificationMethod {
+                id: "#k".into(),
+                methodType: "X".into(),
+                controller: me,
+                publicKeyMultibase: "z".into(),
+            }],
+            authentication: vec![U256::ZERO],
+            service_endpoints: vec![ServiceEndpoint {
+                id: "#d".into(),
+                serviceType: "DataAPI".into(),
+                serviceEndpoint: "https://x".into(),
+            }],
+            machine_type: "bench".into(),
+            credential_subject: b"bench".to_vec(),
+            manufacturer: address!("3333333333333333333333333333333333333333"),
+            tier: 0,
+            expected_machine_id: None,
+            max_net_peaq_amount: None,
+        })
+        .await
+        .unwrap();
+    let b = rpc_value(
+        &url,
+        "eth_getBlockByNumber",
+        serde_json::json!(["latest", false]),
+    )
+    .await;
+    let ts = i64::from_str_radix(
+        b["timestamp"].as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let (n_single, n_batches, size) = (30u64, 5u64, 50u64);
+    let mk = |i: u64| SubmitEventParams {
+        machine_id: MachineIdInput(r.machine_id),
+        timestamp: ts,
+        ..ev(i)
+    };
+
+    let mut lat = vec![];
+    for i in 0..n_single {
+        let t = Instant::now();
+        client.submit_event(&mk(i)).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let t = Instant::now();
+    for bi in 0..n_batches {
+        let items: Vec<_> = (0..size).map(|i| mk(bi * 1000 + i)).collect();
+        client.batch_submit_events(&items).await.unwrap();
+    }
+    let ours_batch = t.elapsed().as_secs_f64();
+    let (o50, o99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+
+    let out = std::process::Command::new(repo_root().join(".venv/bin/python"))
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_oracle/bench_sdk.py"))
+        .args([
+            &url,
+            &format!("0x{}", h.key(0)),
+            &r.machine_id.to_string(),
+            &ts.to_string(),
+            &n_single.to_string(),
+            &n_batches.to_string(),
+            &size.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sdk: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut slat: Vec<Duration> = sdk["single_latencies_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| Duration::from_secs_f64(v.as_f64().unwrap()))
+        .collect();
+    let (s50, s99) = (pct(&mut slat, 0.5), pct(&mut slat, 0.99));
+    let sdk_batch = sdk["batch_seconds"].as_f64().unwrap();
+    let ev_total = (n_batches * size) as f64;
+    println!("BENCH harness single submit_event latency: ours p50 {o50:?} p99 {o99:?} | SDK p50 {s50:?} p99 {s99:?} | p50 ratio SDK/ours {:.1}x", s50.as_secs_f64() / o50.as_secs_f64());
+    println!(
+        "BENCH harness batch_submit_events {n_batches}x{size}: ours {:.0} events/s | SDK {:.0} events/s | ratio ours/SDK {:.1}x",
+        ev_total / ours_batch,
+        ev_total / sdk_batch,
+        sdk_batch / ours_batch
+    );
+    assert_eq!(
+        client.event_count(r.machine_id).await.unwrap(),
+        U256::from(2 * (n_single + n_batches * size))
+    );
+}
