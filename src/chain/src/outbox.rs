@@ -614,14 +614,23 @@ impl Outbox {
                 Ok(Ok(s)) if s.intent_id != id || !s.state.is_terminal() => continue,
                 Ok(_) => continue, // terminal for us, or lagged/closed: re-read the record
                 Err(_) => {
-                    let h = self
-                        .get(id)
+                    let rec = self.get(id);
+                    let h = rec
+                        .as_ref()
                         .and_then(|i| i.latest_hash())
                         .map(|h| format!("{h:#x}"))
                         .unwrap_or_default();
+                    let message = match rec.map(|i| i.state) {
+                        Some(IntentState::Queued) => format!(
+                            "Transaction not sent yet within {timeout:?} (no RPC URL reachable?); intent {id} stays queued on disk and will be sent"
+                        ),
+                        _ => format!(
+                            "Transaction submitted but receipt could not be retrieved within {timeout:?} (intent {id} is still tracked)"
+                        ),
+                    };
                     return Err(ChainError::Tx {
                         code: "RECEIPT_AWAIT_FAILED".into(),
-                        message: format!("Transaction submitted but receipt could not be retrieved within {timeout:?} (intent {id} is still tracked)"),
+                        message,
                         intent_id: id.into(),
                         tx_hash: h,
                     });
