@@ -215,6 +215,13 @@ async fn rpc_down_then_anvil_restarted_with_state() {
             .count(),
         3
     );
+    let w = client
+        .outbox()
+        .wait(&ids[0], Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(w.code(), "RECEIPT_AWAIT_FAILED");
+    assert!(w.to_string().contains("stays queued"), "{w}");
     let _anvil2 = Anvil::spawn(&anvil.bin, anvil.port, Some(&state), false);
     wait_until(&client, |c| c.outbox().pending().is_empty(), 30).await;
     for id in &ids {
