@@ -273,6 +273,12 @@ impl MachineKey {
         &self.key_id
     }
 
+    /// The 32 secret bytes, for handing the same key to another signer implementation (the
+    /// chain client's). Zeroized when dropped; never log or display them.
+    pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.secret.secret_bytes())
+    }
+
     /// EIP-191 `personal_sign` of `msg`: `r ‖ s ‖ v`, v = 27/28.
     pub fn sign_eip191(&self, msg: &[u8]) -> [u8; 65] {
         self.sign_digest(eip191_hash(msg))

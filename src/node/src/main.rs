@@ -4,6 +4,7 @@
 //! ROS-free core (`peaqos_core`): subscriptions hand converted messages to the core's
 //! packaging pipeline through bounded queues and never block or sign; the pipeline signs,
 //! writes each package durably, then calls back here to publish it.
+mod chain;
 mod convert;
 mod params;
 mod qos;
@@ -69,6 +70,8 @@ fn run() -> Result<(), StartError> {
     let params = params::Params::declare(&node)?;
     let map = load_policy(&params)?;
     let key = MachineKey::load(params.key_file.as_deref())?;
+    // The pipeline takes the key; the chain client gets its own signer from the same secret.
+    let chain_key = MachineKey::load(params.key_file.as_deref())?;
     let field_key = FieldKey::load(&params.data_dir)?;
     tracing::info!(
         "machine {} ({}); data_dir {}; {} topic(s)",
@@ -141,6 +144,8 @@ fn run() -> Result<(), StartError> {
     }
 
     let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map)?;
+    let chain_params = chain::ChainParams::declare(&node, &params.data_dir)?;
+    let chain_services = chain::serve(&node, chain_params, &chain_key)?;
 
     // SIGINT/SIGTERM: stop spinning, then drain and flush the pipeline.
     let stop = Arc::new(AtomicBool::new(false));
@@ -156,6 +161,7 @@ fn run() -> Result<(), StartError> {
     }
     drop(subscriptions);
     drop(status);
+    drop(chain_services);
     tracing::info!("shutting down: packaging what was accepted and flushing the package log");
     // The status handlers only hold weak references, so this is the last one; dropping the
     // pipeline also drains and flushes it.

@@ -1,0 +1,717 @@
+//! The chain services: ROS requests → `peaqos_chain::ChainClient` calls → ROS responses.
+//!
+//! The chain client is async (tokio); the node's executor is not. Each service is an rclrs
+//! async service whose future only awaits a task spawned on the node's tokio runtime, so a
+//! slow chain never blocks subscriptions. Every response carries `success`, `error_code`,
+//! `error_field` and `message`; error codes are the SDK's (`VALIDATION_ERROR`,
+//! `FUTURE_TIMESTAMP`, `RATE_LIMITED`, ...). Keys never cross ROS: the machine key (and, for
+//! legacy proxy flows, an operator key) are loaded from the environment or files.
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
+use peaqos_chain::bindings::{ServiceEndpoint, VerificationMethod};
+use peaqos_chain::client::{ActivateParams, LegacyActivateParams};
+use peaqos_chain::config::AddressOverrides;
+use peaqos_chain::encoding::MachineDidAttributes;
+use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
+use peaqos_chain::{ChainClient, ChainConfig, ChainError, Generation, Network, OperationalLimits, TxStatus};
+use peaqos_core::keys::MachineKey;
+use rclrs::{IntoPrimitiveOptions, Node, Publisher, Service};
+use ros_env::peaqos_node::msg::{Event, TxStatus as TxStatusMsg};
+use ros_env::peaqos_node::srv::*;
+use tokio::runtime::Runtime;
+
+use crate::StartError;
+
+/// Environment variable of the optional operator (proxy) key for legacy proxy flows.
+pub const OPERATOR_KEY_ENV: &str = "PEAQOS_OPERATOR_PRIVATE_KEY";
+
+/// Chain parameters, declared under `chain.`.
+pub struct ChainParams {
+    pub enabled: bool,
+    pub config: ChainConfig,
+    pub operator_key_file: Option<PathBuf>,
+}
+
+fn param_err(name: &str, reason: impl std::fmt::Display) -> StartError {
+    StartError::Parameter { name: name.to_owned(), reason: reason.to_string() }
+}
+
+fn declare_str(node: &Node, name: &str, default: &str, description: &str) -> Result<String, StartError> {
+    node.declare_parameter::<Arc<str>>(name)
+        .default(Arc::from(default))
+        .description(description)
+        .read_only()
+        .map(|p| p.get().to_string())
+        .map_err(|e| param_err(name, format!("{e:?}")))
+}
+
+fn declare_int(node: &Node, name: &str, default: i64, description: &str) -> Result<i64, StartError> {
+    node.declare_parameter::<i64>(name)
+        .default(default)
+        .description(description)
+        .read_only()
+        .map(|p| p.get())
+        .map_err(|e| param_err(name, format!("{e:?}")))
+}
+
+fn non_negative(name: &str, v: i64) -> Result<u64, StartError> {
+    u64::try_from(v).map_err(|_| param_err(name, format!("must be >= 0, got {v}")))
+}
+
+const CONTRACT_PARAMS: &[&str] = &[
+    "identity_registry",
+    "identity_staking",
+    "event_registry",
+    "machine_nft",
+    "did_registry",
+    "batch_precompile",
+    "machine_account_factory",
+    "machine_nft_adapter",
+    "info_desk",
+    "machine_registry",
+    "machine_state_and_sync",
+    "machine_subscription",
+    "cross_chain_mirror",
+    "machine_bridge_adapter",
+    "subscription_token_provision_pool",
+    "peaq_token",
+];
+
+fn set_override(o: &mut AddressOverrides, name: &str, a: Address) {
+    let slot = match name {
+        "identity_registry" => &mut o.identity_registry,
+        "identity_staking" => &mut o.identity_staking,
+        "event_registry" => &mut o.event_registry,
+        "machine_nft" => &mut o.machine_nft,
+        "did_registry" => &mut o.did_registry,
+        "batch_precompile" => &mut o.batch_precompile,
+        "machine_account_factory" => &mut o.machine_account_factory,
+        "machine_nft_adapter" => &mut o.machine_nft_adapter,
+        "info_desk" => &mut o.info_desk,
+        "machine_registry" => &mut o.machine_registry,
+        "machine_state_and_sync" => &mut o.machine_state_and_sync,
+        "machine_subscription" => &mut o.machine_subscription,
+        "cross_chain_mirror" => &mut o.cross_chain_mirror,
+        "machine_bridge_adapter" => &mut o.machine_bridge_adapter,
+        "subscription_token_provision_pool" => &mut o.subscription_token_provision_pool,
+        _ => &mut o.peaq_token,
+    };
+    *slot = Some(a);
+}
+
+impl ChainParams {
+    pub fn declare(node: &Node, data_dir: &std::path::Path) -> Result<ChainParams, StartError> {
+        let enabled = node
+            .declare_parameter::<bool>("chain.enabled")
+            .default(true)
+            .description("Start the embedded chain client and its services.")
+            .read_only()
+            .map(|p| p.get())
+            .map_err(|e| param_err("chain.enabled", format!("{e:?}")))?;
+        let generation = declare_str(
+            node,
+            "chain.generation",
+            "economics2",
+            "peaqOS contract generation: economics2 (current mainnet) or legacy (IdentityRegistry).",
+        )?;
+        let network = declare_str(node, "chain.network", "peaq", "Network preset: peaq (3338) or agung (9990).")?;
+        let chain_id = declare_int(node, "chain.chain_id", 0, "Chain id override for a dev chain; 0 = the preset's.")?;
+        let rpc_urls: Vec<String> = node
+            .declare_parameter::<Arc<[Arc<str>]>>("chain.rpc_urls")
+            .default_string_array(["http://127.0.0.1:8545"])
+            .description(
+                "JSON-RPC URLs in fallback order. Default: a local chain. PEAQOS_RPC_URL overrides when this is empty.",
+            )
+            .read_only()
+            .map(|p| p.get().iter().map(|s| s.to_string()).filter(|s| !s.is_empty()).collect())
+            .map_err(|e| param_err("chain.rpc_urls", format!("{e:?}")))?;
+        let mcr = declare_str(node, "chain.mcr_api_url", "", "MCR API base URL; empty = the preset's.")?;
+        let max_value = declare_int(node, "chain.max_value_per_tx", 0, "Largest event value per transaction; 0 = no cap.")?;
+        let rate_max =
+            declare_int(node, "chain.rate_limit_max_events", 0, "Events allowed per window and machine; 0 = no limit.")?;
+        let rate_window = declare_int(node, "chain.rate_limit_window_seconds", 0, "Rate limit window, seconds.")?;
+        let receipt_timeout = node
+            .declare_parameter::<f64>("chain.receipt_timeout")
+            .default(120.0)
+            .description("Seconds a service call waits for inclusion before answering (the intent stays tracked).")
+            .read_only()
+            .map(|p| p.get())
+            .map_err(|e| param_err("chain.receipt_timeout", format!("{e:?}")))?;
+        let operator_key_file = declare_str(
+            node,
+            "chain.operator_key_file",
+            "",
+            "Legacy proxy flows: the operator's key file (mode 0600); empty = PEAQOS_OPERATOR_PRIVATE_KEY if set.",
+        )?;
+        let mut addresses = AddressOverrides::default();
+        for name in CONTRACT_PARAMS {
+            let full = format!("chain.contracts.{name}");
+            let v = declare_str(node, &full, "", "Contract address override; empty = preset or environment.")?;
+            if !v.is_empty() {
+                let a: Address = v.parse().map_err(|_| param_err(&full, format!("not an address: {v:?}")))?;
+                set_override(&mut addresses, name, a);
+            }
+        }
+
+        let generation = match generation.trim().to_ascii_lowercase().as_str() {
+            "economics2" | "gen2" => Generation::Economics2,
+            "legacy" | "gen1" => Generation::Legacy,
+            other => return Err(param_err("chain.generation", format!("economics2 or legacy, got {other:?}"))),
+        };
+        let network: Network = network.parse().map_err(|e: ChainError| param_err("chain.network", e))?;
+        if !(receipt_timeout > 0.0 && receipt_timeout.is_finite()) {
+            return Err(param_err("chain.receipt_timeout", format!("must be a positive number, got {receipt_timeout}")));
+        }
+        let mut config = ChainConfig::new(network, generation, data_dir.to_path_buf());
+        config.chain_id = match non_negative("chain.chain_id", chain_id)? {
+            0 => None,
+            id => Some(id),
+        };
+        config.rpc_urls = rpc_urls;
+        config.addresses = addresses;
+        config.mcr_api_url = (!mcr.is_empty()).then_some(mcr);
+        config.limits = OperationalLimits {
+            max_value_per_tx: u128::from(non_negative("chain.max_value_per_tx", max_value)?),
+            rate_limit_max_events: non_negative("chain.rate_limit_max_events", rate_max)?,
+            rate_limit_window_seconds: non_negative("chain.rate_limit_window_seconds", rate_window)?,
+        };
+        config.receipt_timeout_ms = (receipt_timeout * 1000.0) as u64;
+        Ok(ChainParams {
+            enabled,
+            config,
+            operator_key_file: (!operator_key_file.is_empty()).then(|| PathBuf::from(operator_key_file)),
+        })
+    }
+}
+
+fn signer_of(key: &MachineKey) -> Result<PrivateKeySigner, StartError> {
+    let secret = key.secret_bytes();
+    PrivateKeySigner::from_slice(&secret[..])
+        .map_err(|_| param_err("key_file", "the machine key is not a valid secp256k1 key"))
+}
+
+/// Keeps the services, the status forwarder and the runtime alive.
+pub struct ChainServices {
+    _services: Vec<Box<dyn std::any::Any>>,
+    _runtime: Arc<Runtime>,
+}
+
+/// What each response type needs to report a failure.
+trait Fail: Default {
+    fn fail(e: &ChainError) -> Self;
+}
+
+macro_rules! impl_fail {
+    ($($t:ty),* $(,)?) => {$(
+        impl Fail for $t {
+            fn fail(e: &ChainError) -> Self {
+                Self {
+                    success: false,
+                    error_code: e.code().to_owned(),
+                    error_field: e.field().to_owned(),
+                    message: e.to_string(),
+                    ..Default::default()
+                }
+            }
+        }
+    )*};
+}
+
+impl_fail!(
+    SubmitEvent_Response,
+    BatchSubmitEvents_Response,
+    ValidateEvent_Response,
+    Activate_Response,
+    Register_Response,
+    RegisterFor_Response,
+    MintNft_Response,
+    TokenIdOf_Response,
+    WriteMachineDidAttributes_Response,
+    WriteProxyDidAttributes_Response,
+    ReadDidAttribute_Response,
+    QueryMcr_Response,
+    QueryMachine_Response,
+    QueryOperatorMachines_Response,
+);
+
+/// Run `f` on the tokio runtime; the returned future can be awaited by rclrs's executor.
+fn on_runtime<R, F>(rt: &Arc<Runtime>, f: F) -> impl Future<Output = R> + Send + 'static
+where
+    R: Fail + Send + 'static,
+    F: Future<Output = Result<R, ChainError>> + Send + 'static,
+{
+    let handle = rt.spawn(f);
+    async move {
+        match handle.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => R::fail(&e),
+            Err(e) => R::fail(&ChainError::validation("", "internal", format!("the request task failed: {e}"))),
+        }
+    }
+}
+
+fn u256(field: &str, s: &str) -> Result<U256, ChainError> {
+    MachineIdInput::from_decimal(field, s.trim()).map(|m| m.0)
+}
+
+fn address(field: &str, s: &str) -> Result<Address, ChainError> {
+    s.trim()
+        .parse::<Address>()
+        .map_err(|_| ChainError::validation(field, "address", format!("{field} must be a 0x-prefixed 20-byte address")))
+}
+
+fn opt_address(field: &str, s: &str) -> Result<Option<Address>, ChainError> {
+    if s.trim().is_empty() {
+        Ok(None)
+    } else {
+        address(field, s).map(Some)
+    }
+}
+
+fn hex_bytes(field: &str, s: &str) -> Result<Vec<u8>, ChainError> {
+    let t = s.trim();
+    let t = t.strip_prefix("0x").unwrap_or(t);
+    hex::decode(t).map_err(|_| ChainError::validation(field, "hex", format!("{field} must be 0x-prefixed hex")))
+}
+
+fn hx<T: std::fmt::LowerHex>(v: T) -> String {
+    format!("{v:#x}")
+}
+
+fn event_params(e: &Event, currency: Currency) -> Result<SubmitEventParams, ChainError> {
+    Ok(SubmitEventParams {
+        machine_id: MachineIdInput::from_decimal("machine_id", e.machine_id.trim())?,
+        event_type: i64::from(e.event_type),
+        value: ValueInput::parse(&e.value),
+        timestamp: i64::try_from(e.timestamp).unwrap_or(i64::MAX),
+        raw_data: (!e.raw_data.is_empty()).then(|| e.raw_data.clone()),
+        trust_level: i64::from(e.trust_level),
+        source_chain_id: i128::from(e.source_chain_id),
+        source_tx_hash: (!e.source_tx_hash.is_empty()).then(|| e.source_tx_hash.clone()),
+        metadata: e.metadata.clone(),
+        currency,
+    })
+}
+
+fn single_currency(c: &str) -> Currency {
+    if c.is_empty() {
+        Currency::Omitted
+    } else {
+        Currency::Code(c.to_owned())
+    }
+}
+
+/// Parse the `did_document_json` of Activate: `{verificationMethods, authentication,
+/// serviceEndpoints}` exactly (the CLI's `--did-document` rules: `id`/`controller` forbidden).
+fn did_document(json: &str, controller: Address) -> Result<(Vec<VerificationMethod>, Vec<U256>, Vec<ServiceEndpoint>), ChainError> {
+    const F: &str = "did_document_json";
+    if json.trim().is_empty() {
+        return Ok((Vec::new(), Vec::new(), Vec::new()));
+    }
+    let bad = |m: String| ChainError::validation(F, "did document", m);
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(format!("{F}: not JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| bad(format!("{F}: must be a JSON object")))?;
+    for k in obj.keys() {
+        if !["verificationMethods", "authentication", "serviceEndpoints"].contains(&k.as_str()) {
+            return Err(bad(format!("{F}: unknown key {k:?} (allowed: verificationMethods, authentication, serviceEndpoints)")));
+        }
+    }
+    let s = |o: &serde_json::Value, k: &str, at: &str| -> Result<String, ChainError> {
+        o.get(k).and_then(|x| x.as_str()).map(str::to_owned).ok_or_else(|| bad(format!("{F}: {at}.{k} must be a string")))
+    };
+    let mut vms = Vec::new();
+    for (i, vm) in obj.get("verificationMethods").and_then(|x| x.as_array()).into_iter().flatten().enumerate() {
+        let at = format!("verificationMethods[{i}]");
+        let c = match vm.get("controller").and_then(|x| x.as_str()) {
+            Some(c) => address(&format!("{F}.{at}.controller"), c)?,
+            None => controller,
+        };
+        vms.push(VerificationMethod {
+            id: s(vm, "id", &at)?,
+            methodType: s(vm, "methodType", &at)?,
+            controller: c,
+            publicKeyMultibase: s(vm, "publicKeyMultibase", &at)?,
+        });
+    }
+    let mut auth = Vec::new();
+    for (i, a) in obj.get("authentication").and_then(|x| x.as_array()).into_iter().flatten().enumerate() {
+        let n = a.as_u64().ok_or_else(|| bad(format!("{F}: authentication[{i}] must be a non-negative integer")))?;
+        auth.push(U256::from(n));
+    }
+    let mut ses = Vec::new();
+    for (i, se) in obj.get("serviceEndpoints").and_then(|x| x.as_array()).into_iter().flatten().enumerate() {
+        let at = format!("serviceEndpoints[{i}]");
+        ses.push(ServiceEndpoint {
+            id: s(se, "id", &at)?,
+            serviceType: s(se, "serviceType", &at)?,
+            serviceEndpoint: s(se, "serviceEndpoint", &at)?,
+        });
+    }
+    Ok((vms, auth, ses))
+}
+
+fn tx_status_msg(s: &TxStatus) -> TxStatusMsg {
+    TxStatusMsg {
+        intent_id: s.intent_id.clone(),
+        kind: s.kind.clone(),
+        state: format!("{:?}", s.state).to_ascii_lowercase(),
+        signer: s.signer.to_checksum(None),
+        nonce: s.nonce.map(|n| n as i64).unwrap_or(-1),
+        tx_hash: s.tx_hash.map(hx).unwrap_or_default(),
+        block_number: s.block_number.unwrap_or(0),
+        gas_used: s.gas_used.unwrap_or(0),
+        error_code: s.code.clone(),
+        message: s.message.clone(),
+    }
+}
+
+/// Start the chain client and create its services and the `~/tx_status` topic.
+pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Result<Option<ChainServices>, StartError> {
+    if !params.enabled {
+        tracing::info!("chain client disabled (chain.enabled = false)");
+        return Ok(None);
+    }
+    let mut signers = vec![signer_of(machine_key)?];
+    let operator_env = std::env::var(OPERATOR_KEY_ENV).ok().filter(|v| !v.trim().is_empty());
+    if operator_env.is_some() || params.operator_key_file.is_some() {
+        let op = MachineKey::load_from(operator_env.as_deref(), params.operator_key_file.as_deref())
+            .map_err(|e| param_err("chain.operator_key_file", e))?;
+        tracing::info!("operator key {} loaded for legacy proxy flows", op.address());
+        signers.push(signer_of(&op)?);
+    }
+    let operator = signers.get(1).map(|s| s.address());
+    let resolved = params.config.resolve().map_err(|e| param_err(&format!("chain.{}", e.field()), e))?;
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("peaqos-chain")
+            .enable_all()
+            .build()
+            .map_err(|e| param_err("chain", format!("cannot start the chain runtime: {e}")))?,
+    );
+    let client = {
+        let _guard = runtime.enter();
+        ChainClient::start(resolved, signers).map_err(|e| param_err("chain", e))?
+    };
+    tracing::info!("chain client: {:?}", client);
+
+    let mut services: Vec<Box<dyn std::any::Any>> = Vec::new();
+
+    // ~/tx_status: every intent state change, transient local so late joiners see the latest.
+    let status_pub: Publisher<TxStatusMsg> =
+        node.create_publisher("~/tx_status".reliable().transient_local().keep_last(100))?;
+    let mut rx = client.subscribe_status();
+    runtime.spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(s) => {
+                    if let Err(e) = status_pub.publish(tx_status_msg(&s)) {
+                        tracing::warn!("publishing ~/tx_status failed: {e}");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("~/tx_status lagged: {n} state changes not published");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+
+    macro_rules! service {
+        ($name:literal, $srv:ty, |$c:ident, $req:ident| $body:expr) => {{
+            let (client, rt) = (client.clone(), Arc::clone(&runtime));
+            let s: Service<$srv> = node.create_async_service::<$srv, _>($name, move |$req: <$srv as rosidl_runtime_rs::Service>::Request| {
+                let $c = client.clone();
+                on_runtime(&rt, async move { $body })
+            })?;
+            services.push(Box::new(s));
+        }};
+    }
+
+    service!("~/submit_event", SubmitEvent, |c, req| {
+        let e = Event {
+            machine_id: req.machine_id,
+            event_type: req.event_type,
+            value: req.value,
+            currency: req.currency.clone(),
+            timestamp: req.timestamp,
+            raw_data: req.raw_data,
+            trust_level: req.trust_level,
+            source_chain_id: req.source_chain_id,
+            source_tx_hash: req.source_tx_hash,
+            metadata: req.metadata,
+        };
+        let p = event_params(&e, single_currency(&req.currency))?;
+        if req.no_wait {
+            let (intent_id, data_hash) = c.enqueue_event(&p)?;
+            return Ok(SubmitEvent_Response {
+                success: true,
+                message: "queued".into(),
+                intent_id,
+                data_hash: hx(data_hash),
+                ..Default::default()
+            });
+        }
+        let r = c.submit_event(&p).await?;
+        Ok(SubmitEvent_Response {
+            success: true,
+            message: "included".into(),
+            intent_id: r.intent_id,
+            tx_hash: hx(r.tx_hash),
+            data_hash: hx(r.data_hash),
+            block_number: r.block_number,
+            ..Default::default()
+        })
+    });
+
+    service!("~/batch_submit_events", BatchSubmitEvents, |c, req| {
+        let mut items = Vec::with_capacity(req.events.len());
+        for (i, e) in req.events.iter().enumerate() {
+            items.push(event_params(e, Currency::Code(e.currency.clone())).map_err(|err| prefix_field(err, i))?);
+        }
+        if req.no_wait {
+            let (intent_id, hashes) = c.enqueue_batch(&items)?;
+            return Ok(BatchSubmitEvents_Response {
+                success: true,
+                message: "queued".into(),
+                intent_id,
+                data_hashes: hashes.into_iter().map(hx).collect(),
+                ..Default::default()
+            });
+        }
+        let r = c.batch_submit_events(&items).await?;
+        Ok(BatchSubmitEvents_Response {
+            success: true,
+            message: "included".into(),
+            intent_id: r.intent_id,
+            tx_hash: hx(r.tx_hash),
+            data_hashes: r.data_hashes.into_iter().map(hx).collect(),
+            block_number: r.block_number,
+            ..Default::default()
+        })
+    });
+
+    service!("~/validate_event", ValidateEvent, |c, req| {
+        let currency =
+            if req.currency_omitted { Currency::Omitted } else { Currency::Code(req.event.currency.clone()) };
+        let h = c.validate_event(&event_params(&req.event, currency)?)?;
+        Ok(ValidateEvent_Response { success: true, message: "valid".into(), data_hash: hx(h), ..Default::default() })
+    });
+
+    service!("~/activate", Activate, |c, req| {
+        let signer = c.signer_address();
+        if c.config().generation == Generation::Legacy {
+            let r = c
+                .activate_legacy(&LegacyActivateParams {
+                    machine: signer,
+                    operator: opt_address("operator_address", &req.operator_address)?,
+                    documentation_url: req.documentation_url,
+                    data_api: req.data_api,
+                    data_visibility: if req.data_visibility.is_empty() { "public".into() } else { req.data_visibility },
+                })
+                .await?;
+            let last = [Some(&r.machine_did_step), Some(&r.mint), Some(&r.register)]
+                .into_iter()
+                .flatten()
+                .find_map(|s| s.tx_hash)
+                .map(hx)
+                .unwrap_or_default();
+            return Ok(Activate_Response {
+                success: true,
+                message: "activated (legacy)".into(),
+                machine_id: r.machine_id.to_string(),
+                did: r.machine_did.clone(),
+                token_id: r.token_id.to_string(),
+                tx_hash: last,
+                result_json: format!("{r:?}"),
+                ..Default::default()
+            });
+        }
+        let controller = opt_address("controller", &req.controller)?.unwrap_or(signer);
+        let (verification_methods, authentication, service_endpoints) =
+            did_document(&req.did_document_json, controller)?;
+        let p = ActivateParams {
+            controller,
+            verification_methods,
+            authentication,
+            service_endpoints,
+            machine_type: req.machine_type,
+            credential_subject: hex_bytes("credential_subject_hex", &req.credential_subject_hex)?,
+            manufacturer: address("manufacturer", &req.manufacturer)?,
+            tier: req.tier,
+            expected_machine_id: if req.expected_machine_id.is_empty() {
+                None
+            } else {
+                Some(u256("expected_machine_id", &req.expected_machine_id)?)
+            },
+            max_net_peaq_amount: if req.max_net_peaq_amount.is_empty() {
+                None
+            } else {
+                Some(u256("max_net_peaq_amount", &req.max_net_peaq_amount)?)
+            },
+        };
+        let r = c.activate(&p).await?;
+        Ok(Activate_Response {
+            success: true,
+            message: "activated".into(),
+            machine_id: r.machine_id.to_string(),
+            did: format!("did:peaq:{}", r.machine_id),
+            tx_hash: hx(r.transaction_hash),
+            result_json: serde_json::json!({
+                "machine_id": r.machine_id.to_string(),
+                "owner": r.owner.to_checksum(None),
+                "controller": r.controller.to_checksum(None),
+                "tier": r.tier,
+                "bond_amount": r.bond_amount.to_string(),
+                "voucher_credit_applied": r.voucher_credit_applied.to_string(),
+                "net_peaq_amount": r.net_peaq_amount.to_string(),
+                "approval_tx_hash": r.approval_tx_hash.map(hx),
+                "transaction_hash": hx(r.transaction_hash),
+                "intent_id": r.intent_id,
+                "chain_id": r.chain_id,
+                "subscription_status": r.subscription_status,
+            })
+            .to_string(),
+            ..Default::default()
+        })
+    });
+
+    service!("~/register", Register, |c, _req| {
+        let r = c.register().await?;
+        Ok(Register_Response {
+            success: true,
+            message: if r.step.skipped { "already registered".into() } else { "registered".into() },
+            machine_id: r.machine_id.to_string(),
+            tx_hash: r.step.tx_hash.map(hx).unwrap_or_default(),
+            skipped: r.step.skipped,
+            ..Default::default()
+        })
+    });
+
+    service!("~/register_for", RegisterFor, |c, req| {
+        let proxy = match opt_address("proxy_address", &req.proxy_address)? {
+            Some(p) => p,
+            None => operator.ok_or_else(|| {
+                ChainError::validation(
+                    "proxy_address",
+                    "operator key",
+                    format!("no operator key is configured: set {OPERATOR_KEY_ENV} or chain.operator_key_file"),
+                )
+            })?,
+        };
+        let r = c.register_for(proxy, address("machine_address", &req.machine_address)?).await?;
+        Ok(RegisterFor_Response {
+            success: true,
+            message: if r.step.skipped { "already registered".into() } else { "registered".into() },
+            machine_id: r.machine_id.to_string(),
+            tx_hash: r.step.tx_hash.map(hx).unwrap_or_default(),
+            skipped: r.step.skipped,
+            ..Default::default()
+        })
+    });
+
+    service!("~/mint_nft", MintNft, |c, req| {
+        let signer = opt_address("signer_address", &req.signer_address)?;
+        let recipient = opt_address("recipient", &req.recipient)?.unwrap_or(signer.unwrap_or(c.signer_address()));
+        let r = c.mint_nft(signer, u256("machine_id", &req.machine_id)?, recipient).await?;
+        Ok(MintNft_Response {
+            success: true,
+            message: if r.step.skipped { "already minted".into() } else { "minted".into() },
+            token_id: r.token_id.to_string(),
+            tx_hash: r.step.tx_hash.map(hx).unwrap_or_default(),
+            skipped: r.step.skipped,
+            ..Default::default()
+        })
+    });
+
+    service!("~/token_id_of", TokenIdOf, |c, req| {
+        let t = c.token_id_of(u256("machine_id", &req.machine_id)?).await?;
+        Ok(TokenIdOf_Response { success: true, token_id: t.to_string(), ..Default::default() })
+    });
+
+    service!("~/write_machine_did_attributes", WriteMachineDidAttributes, |c, req| {
+        let operator = match req.operator_did.trim() {
+            "" => None,
+            did => Some(address("operator_did", did.strip_prefix("did:peaq:").unwrap_or(did))?),
+        };
+        let attrs = MachineDidAttributes {
+            machine_id: u256("machine_id", &req.machine_id)?,
+            nft_token_id: u256("nft_token_id", &req.nft_token_id)?,
+            operator,
+            documentation_url: req.documentation_url,
+            data_api: req.data_api,
+            data_visibility: req.data_visibility,
+        };
+        let r = c.write_machine_did_attributes(None, &attrs).await?;
+        Ok(WriteMachineDidAttributes_Response {
+            success: true,
+            message: if r.skipped { "already on chain".into() } else { "written".into() },
+            tx_hash: r.tx_hash.map(hx).unwrap_or_default(),
+            skipped: r.skipped,
+            ..Default::default()
+        })
+    });
+
+    service!("~/write_proxy_did_attributes", WriteProxyDidAttributes, |c, req| {
+        let signer = match opt_address("signer_address", &req.signer_address)? {
+            Some(s) => Some(s),
+            None => operator,
+        };
+        let mut ids = Vec::with_capacity(req.machine_ids.len());
+        for (i, m) in req.machine_ids.iter().enumerate() {
+            ids.push(u256(&format!("machine_ids[{i}]"), m)?);
+        }
+        let r = c.write_proxy_did_attributes(signer, u256("proxy_machine_id", &req.proxy_machine_id)?, &ids).await?;
+        Ok(WriteProxyDidAttributes_Response {
+            success: true,
+            message: if r.skipped { "already on chain".into() } else { "written".into() },
+            tx_hash: r.tx_hash.map(hx).unwrap_or_default(),
+            skipped: r.skipped,
+            ..Default::default()
+        })
+    });
+
+    service!("~/read_did_attribute", ReadDidAttribute, |c, req| {
+        let did = req.did_address.trim();
+        let account = address("did_address", did.strip_prefix("did:peaq:").unwrap_or(did))?;
+        let v = c.read_did_attribute(account, &req.name).await?;
+        Ok(ReadDidAttribute_Response {
+            success: true,
+            found: v.is_some(),
+            value: v.unwrap_or_default(),
+            message: "read".into(),
+            ..Default::default()
+        })
+    });
+
+    service!("~/query_mcr", QueryMcr, |c, req| {
+        let v = c.mcr()?.query_mcr(&req.did).await?;
+        Ok(QueryMcr_Response { success: true, result_json: v.to_string(), ..Default::default() })
+    });
+    service!("~/query_machine", QueryMachine, |c, req| {
+        let v = c.mcr()?.query_machine(&req.did).await?;
+        Ok(QueryMachine_Response { success: true, result_json: v.to_string(), ..Default::default() })
+    });
+    service!("~/query_operator_machines", QueryOperatorMachines, |c, req| {
+        let v = c.mcr()?.query_operator_machines(&req.did).await?;
+        Ok(QueryOperatorMachines_Response { success: true, result_json: v.to_string(), ..Default::default() })
+    });
+
+    Ok(Some(ChainServices { _services: services, _runtime: runtime }))
+}
+
+/// Name the event of a batch a validation error is about: `events[2].currency`.
+fn prefix_field(e: ChainError, index: usize) -> ChainError {
+    match e {
+        ChainError::Validation { field, constraint, message } => ChainError::Validation {
+            field: format!("events[{index}].{field}"),
+            constraint,
+            message: format!("events[{index}]: {message}"),
+        },
+        other => other,
+    }
+}
