@@ -89,6 +89,14 @@ pub struct TopicPolicy {
     /// Action for fields no rule governs.
     #[serde(default)]
     pub default_action: Option<Action>,
+    /// Encrypted chunk stream of this topic's packages (`peaqos_stream`); the node checks and
+    /// interprets this block, naming `topics[i].stream.<key>` in its errors. Absent: no stream.
+    #[serde(default)]
+    pub stream: Option<serde_yaml_ng::Value>,
+    /// Event rules: how this topic's messages become peaqOS events. Checked and interpreted by
+    /// the event rule engine, naming `topics[i].events[j].<key>` in its errors.
+    #[serde(default)]
+    pub events: Vec<serde_yaml_ng::Value>,
 }
 
 impl TopicPolicy {
