@@ -97,17 +97,31 @@ fn run() -> Result<(), StartError> {
         types.push(type_name);
     }
 
+    // The chain client comes first: the subsystems fed by packages may submit through it.
+    let chain_params = chain::ChainParams::declare(&node, &params.data_dir)?;
+    let chain_services = chain::serve(&node, chain_params, &chain_key)?;
+
+    // Taps: subsystems that consume every durable package batch after it is published (the
+    // chunk stream, the event rules). Each must return at once (hand the batch to its own
+    // thread): taps run on the packaging thread.
+    #[allow(unused_mut)]
+    let mut taps: Vec<Box<dyn FnMut(&[Published]) + Send>> = Vec::new();
+    // -- tap registration: new subsystems push their tap here --
+
     let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(1000))?;
     let sink = Box::new(move |batch: Vec<Published>| {
-        for p in batch {
+        for p in &batch {
             let msg = DataPackage {
                 topic: p.topic.to_string(),
                 sequence_number: p.sequence_number,
-                package_json: p.package_json,
+                package_json: p.package_json.clone(),
             };
             if let Err(e) = publisher.publish(msg) {
                 tracing::warn!("publishing a data package failed: {e}");
             }
+        }
+        for tap in taps.iter_mut() {
+            tap(&batch);
         }
     });
     let pipeline = Arc::new(Pipeline::start(
@@ -144,8 +158,6 @@ fn run() -> Result<(), StartError> {
     }
 
     let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map)?;
-    let chain_params = chain::ChainParams::declare(&node, &params.data_dir)?;
-    let chain_services = chain::serve(&node, chain_params, &chain_key)?;
 
     // SIGINT/SIGTERM: stop spinning, then drain and flush the pipeline.
     let stop = Arc::new(AtomicBool::new(false));
@@ -161,12 +173,13 @@ fn run() -> Result<(), StartError> {
     }
     drop(subscriptions);
     drop(status);
-    drop(chain_services);
     tracing::info!("shutting down: packaging what was accepted and flushing the package log");
     // The status handlers only hold weak references, so this is the last one; dropping the
-    // pipeline also drains and flushes it.
+    // pipeline also drains and flushes it (and runs the taps on the last batches).
     if let Ok(mut p) = Arc::try_unwrap(pipeline) {
         p.shutdown();
     }
+    // -- subsystem shutdown: flush what the taps were handed --
+    drop(chain_services);
     Ok(())
 }
