@@ -19,6 +19,9 @@
 //! * [`storage`] — local / S3 / Walrus destinations and the in-order durable upload queue.
 //! * [`verify`] — whole-directory verification (`peaqos-stream verify`).
 //! * [`streams`] — [`streams::StreamSet`]: all topics of a machine from one [`streams::StreamConfig`].
+//! * [`topic_config`] — the Data Event Map's per-topic `stream:` block; [`feed`] —
+//!   [`feed::TopicFeed`]: a topic's chain fed from the core's package log, nothing lost, nothing
+//!   twice (what the node runs).
 //!
 //! Typical node usage (per topic):
 //! ```no_run
@@ -43,11 +46,13 @@ pub mod crypto;
 pub mod dataset;
 pub mod envelope;
 pub mod error;
+pub mod feed;
 pub mod grant;
 pub mod keys;
 pub mod storage;
 pub mod store;
 pub mod streams;
+pub mod topic_config;
 pub mod verify;
 pub mod writer;
 

@@ -404,8 +404,37 @@ pub struct UploadReport {
 }
 
 /// Upload, in index order, every sealed chunk of `topic_dir` not yet stored (at most `max`).
+/// The primary destination: its reference goes into the envelope's `storageRef`.
 pub fn upload_pending(topic_dir: &Path, dest: &dyn Destination, max: usize) -> Result<UploadReport> {
-    let cpath = topic_dir.join(UPLOAD_FILE);
+    upload_pending_slot(topic_dir, dest, max, 0)
+}
+
+/// Name of the sidecar of chunk `index` listing every destination's storage reference.
+pub fn refs_path(topic_dir: &Path, index: u64) -> PathBuf {
+    topic_dir.join(format!("{index}.refs.json"))
+}
+
+/// `<index>.refs.json`: `{"schema":"peaqos.stream.refs.v1","refs":{"<slot>:<destination>":"<ref>"}}`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkRefs {
+    pub schema: String,
+    pub refs: std::collections::BTreeMap<String, String>,
+}
+
+fn record_ref(topic_dir: &Path, index: u64, slot: usize, dest: &str, r: &str) -> Result<()> {
+    let p = refs_path(topic_dir, index);
+    let mut refs: ChunkRefs = if p.exists() { store::load_json(&p)? } else { ChunkRefs { schema: "peaqos.stream.refs.v1".into(), ..Default::default() } };
+    refs.refs.insert(format!("{slot}:{dest}"), r.to_string());
+    store::write_atomic(&p, &store::to_json_bytes(&refs, "chunk storage refs")?)
+}
+
+/// [`upload_pending`] for destination number `slot` of a topic (several at once): slot 0 is the
+/// primary (cursor `upload.json`, reference in the envelope's `storageRef`); slot `k > 0` has
+/// its own cursor `upload-<k>.json`. Every slot records its reference in `<index>.refs.json`.
+/// Each slot's queue is independent: a destination that is down delays only its own uploads.
+pub fn upload_pending_slot(topic_dir: &Path, dest: &dyn Destination, max: usize, slot: usize) -> Result<UploadReport> {
+    let cpath = if slot == 0 { topic_dir.join(UPLOAD_FILE) } else { topic_dir.join(format!("upload-{slot}.json")) };
     let mut cursor: UploadCursor = if cpath.exists() {
         store::load_json(&cpath)?
     } else {
@@ -419,12 +448,15 @@ pub fn upload_pending(topic_dir: &Path, dest: &dyn Destination, max: usize) -> R
             break;
         }
         let mut c = store::load_chunk(topic_dir, i)?;
-        if c.storage_ref.is_none() {
+        if slot > 0 || c.storage_ref.is_none() {
             let ct = store::read(&store::chunk_paths(topic_dir, i).1)?;
             match dest.put(topic_dir, &c, &ct) {
                 Ok(r) => {
-                    c.storage_ref = Some(r.clone());
-                    store::store_chunk_envelope(topic_dir, &c)?;
+                    record_ref(topic_dir, i, slot, &dest.name(), &r)?;
+                    if slot == 0 {
+                        c.storage_ref = Some(r.clone());
+                        store::store_chunk_envelope(topic_dir, &c)?;
+                    }
                     info!(index = i, chunk_id = %c.chunk_id, storage_ref = %r, "chunk stored");
                     rep.stored.push((i, r));
                 }

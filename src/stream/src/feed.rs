@@ -1,0 +1,242 @@
+//! [`TopicFeed`]: one topic's chunk chain fed from the core's package log — *nothing lost,
+//! nothing twice* between the package log and the chunk chain.
+//!
+//! The package log (`peaqos_core::package_log`) is the source of truth: a package is
+//! acknowledged once it is fsynced there, and only then handed to the stream (the node's tap).
+//! The hand-over is not atomic with the chunk append (a crash can fall between the two, and the
+//! node's channel to the stream thread may drop under memory pressure), so the chain is kept a
+//! gap-free, duplicate-free prefix of the log by sequence number:
+//!
+//! * The feed knows `last_sequence`, the `sequenceNumber` of the newest package in the chain.
+//!   At open it is read from the chain itself: [`ChunkWriter::open`] first seals whatever the
+//!   previous run left in `open.jsonl` (recovery), then the last sealed chunk is decrypted with
+//!   the machine's own X25519 key entry and the `sequenceNumber` of its last line is taken.
+//! * At open, every package of the topic in the log with a sequence above `last_sequence` is
+//!   appended (replay) and group-committed — packages that were logged but never reached the
+//!   chain before a crash.
+//! * [`TopicFeed::push`] of sequence `s`: `s <= last_sequence` is a duplicate (already in the
+//!   chain through replay) and skipped; `s > last_sequence + 1` means packages were missed (a
+//!   dropped hand-over): they are read from the log first. So the chain holds every logged
+//!   package exactly once, in sequence order.
+//!
+//! Reading the log uses its documented layout (`<data_dir>/packages/<topic dir>/seg-<first
+//! sequence, 20 digits>.jsonl`, one package per line) and starts at the segment holding
+//! `last_sequence + 1`; a torn last line (being written) is never read.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::chain::decrypt_chunk;
+use crate::envelope::RecipientType;
+use crate::error::{Result, StreamError};
+use crate::keys::MachineStreamKeys;
+use crate::store;
+use crate::writer::{ChunkPolicy, ChunkWriter, RecoveryReport, Recipients, SealedChunk};
+
+#[derive(Deserialize)]
+struct SeqOnly {
+    #[serde(rename = "sequenceNumber")]
+    sequence_number: u64,
+}
+
+/// `sequenceNumber` of one package line.
+pub fn line_sequence(line: &[u8], what: &str) -> Result<u64> {
+    serde_json::from_slice::<SeqOnly>(line).map(|s| s.sequence_number).map_err(|e| StreamError::json(what.to_string(), e))
+}
+
+/// Directory of a topic in the core's package log.
+pub fn package_log_dir(package_data_dir: &Path, topic: &str) -> PathBuf {
+    package_data_dir.join("packages").join(peaqos_core::package_log::topic_dir_name(topic))
+}
+
+/// Call `f(sequence, line)` for every complete package line of `topic` in the package log with
+/// `after < sequence < before` (`after = None`: from the first), in log order.
+pub fn replay_log(
+    package_data_dir: &Path,
+    topic: &str,
+    after: Option<u64>,
+    before: Option<u64>,
+    f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<u64> {
+    let dir = package_log_dir(package_data_dir, topic);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut segs: Vec<(u64, PathBuf)> = Vec::new();
+    for e in fs::read_dir(&dir).map_err(|e| StreamError::io("list", &dir, e))? {
+        let e = e.map_err(|e| StreamError::io("list", &dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("seg-").and_then(|r| r.strip_suffix(".jsonl")).and_then(|n| n.parse().ok()) {
+            segs.push((n, e.path()));
+        }
+    }
+    segs.sort();
+    let want = after.map_or(0, |a| a + 1);
+    // The last segment starting at or below `want` holds it; earlier ones are skipped.
+    let start = segs.iter().rposition(|(first, _)| *first <= want).unwrap_or(0);
+    let mut n = 0;
+    for (_, path) in &segs[start..] {
+        let file = fs::File::open(path).map_err(|e| StreamError::io("open", path, e))?;
+        let mut r = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let got = r.read_until(b'\n', &mut line).map_err(|e| StreamError::io("read", path, e))?;
+            if got == 0 || line.last() != Some(&b'\n') {
+                break; // end, or a torn tail that was never acknowledged
+            }
+            line.pop();
+            let seq = line_sequence(&line, &format!("package log {}", path.display()))?;
+            if seq < want {
+                continue;
+            }
+            if before.is_some_and(|b| seq >= b) {
+                return Ok(n);
+            }
+            f(seq, &line)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Sequence number of the newest package in the sealed chain of `w` (decrypting its last chunk
+/// with the machine's key entry), `None` for an empty chain.
+pub fn chain_last_sequence(w: &ChunkWriter, keys: &MachineStreamKeys) -> Result<Option<u64>> {
+    let Some(last) = w.next_index().checked_sub(1) else { return Ok(None) };
+    let c = store::load_chunk(w.dir(), last)?;
+    let machine_pk = hex::encode(keys.x25519_public);
+    let entry = c
+        .encryption
+        .key_recipients
+        .iter()
+        .find(|r| r.recipient_type == RecipientType::Machine && r.public_key_hex.eq_ignore_ascii_case(&machine_pk))
+        .ok_or_else(|| StreamError::check(&c.chunk_id, "resume", "last chunk has no key entry for this machine's X25519 key"))?;
+    let ct = store::read(&store::chunk_paths(w.dir(), last).1)?;
+    let pt = decrypt_chunk(&c, entry, keys.x25519_secret(), &ct)?;
+    let body = pt.strip_suffix(b"\n").unwrap_or(&pt);
+    let line = body.rsplit(|&b| b == b'\n').next().unwrap_or(body);
+    line_sequence(line, &format!("last package of chunk {}", c.chunk_id)).map(Some)
+}
+
+/// What [`TopicFeed::open`] did.
+#[derive(Debug)]
+pub struct FeedOpened {
+    pub recovery: RecoveryReport,
+    /// Packages replayed from the package log.
+    pub replayed: u64,
+    /// Every chunk sealed while opening (recovery first, then by replay).
+    pub sealed: Vec<SealedChunk>,
+}
+
+/// One topic's chain fed by sequence-numbered package lines.
+pub struct TopicFeed {
+    writer: ChunkWriter,
+    package_data_dir: PathBuf,
+    last_sequence: Option<u64>,
+    /// Packages skipped as already in the chain.
+    pub duplicates: u64,
+    /// Packages read from the log to fill gaps after open.
+    pub gap_filled: u64,
+}
+
+impl std::fmt::Debug for TopicFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicFeed").field("writer", &self.writer).field("last_sequence", &self.last_sequence).finish_non_exhaustive()
+    }
+}
+
+impl TopicFeed {
+    /// Open the chain of `topic` under `stream_dir` (recovery), find where it ends, and replay
+    /// the package log of `package_data_dir` from there.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        stream_dir: &Path,
+        package_data_dir: &Path,
+        topic: &str,
+        policy: ChunkPolicy,
+        keys: &MachineStreamKeys,
+        machine_did: &str,
+        key_id: &str,
+        recipients: &Recipients,
+    ) -> Result<(TopicFeed, FeedOpened)> {
+        let (writer, recovery) = ChunkWriter::open(stream_dir, topic, policy, keys, machine_did, key_id, recipients)?;
+        let last_sequence = chain_last_sequence(&writer, keys)?;
+        let mut feed =
+            TopicFeed { writer, package_data_dir: package_data_dir.to_owned(), last_sequence, duplicates: 0, gap_filled: 0 };
+        let mut sealed: Vec<SealedChunk> = recovery.sealed.iter().cloned().collect();
+        let replayed = feed.fill(None, &mut sealed)?;
+        feed.writer.sync()?;
+        if replayed > 0 {
+            info!(topic, replayed, last_sequence = ?feed.last_sequence, "stream: replayed packages from the package log");
+        }
+        Ok((feed, FeedOpened { recovery, replayed, sealed }))
+    }
+
+    /// Append log packages after `last_sequence` and below `before`.
+    fn fill(&mut self, before: Option<u64>, sealed: &mut Vec<SealedChunk>) -> Result<u64> {
+        let (dir, topic) = (self.package_data_dir.clone(), self.writer.topic().to_owned());
+        let after = self.last_sequence;
+        let writer = &mut self.writer;
+        let last = &mut self.last_sequence;
+        replay_log(&dir, &topic, after, before, &mut |seq, line| {
+            sealed.extend(writer.append(line)?);
+            *last = Some(seq);
+            Ok(())
+        })
+    }
+
+    /// Append package `sequence` (its canonical line). Returns chunks sealed by it (and by a gap
+    /// fill before it). Not durable until [`sync`](Self::sync).
+    pub fn push(&mut self, sequence: u64, line: &[u8]) -> Result<Vec<SealedChunk>> {
+        let mut sealed = Vec::new();
+        if self.last_sequence.is_some_and(|l| sequence <= l) {
+            self.duplicates += 1;
+            return Ok(sealed);
+        }
+        let expected = self.last_sequence.map_or(0, |l| l + 1);
+        if sequence > expected {
+            let n = self.fill(Some(sequence), &mut sealed)?;
+            self.gap_filled += n;
+            if n > 0 {
+                info!(topic = %self.writer.topic(), filled = n, "stream: filled a gap from the package log");
+            }
+            if self.last_sequence.map_or(0, |l| l + 1) != sequence && self.last_sequence.is_some() {
+                warn!(topic = %self.writer.topic(), sequence, last = ?self.last_sequence, "stream: packages missing from the package log");
+            }
+        }
+        sealed.extend(self.writer.append(line)?);
+        self.last_sequence = Some(sequence);
+        Ok(sealed)
+    }
+
+    /// Group commit.
+    pub fn sync(&mut self) -> Result<()> {
+        self.writer.sync()
+    }
+
+    /// Age-based sealing.
+    pub fn poll(&mut self, now: SystemTime) -> Result<Option<SealedChunk>> {
+        self.writer.poll(now)
+    }
+
+    /// Seal the open chunk now.
+    pub fn close_now(&mut self) -> Result<Option<SealedChunk>> {
+        self.writer.close_now()
+    }
+
+    /// The chain writer.
+    pub fn writer(&self) -> &ChunkWriter {
+        &self.writer
+    }
+
+    /// Newest sequence number in the chain (sealed or open).
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last_sequence
+    }
+}

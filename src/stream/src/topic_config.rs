@@ -1,0 +1,172 @@
+//! [`TopicStreamConfig`]: the schema of a topic's `stream:` block in the Data Event Map.
+//!
+//! The core keeps the block as a raw value; the node hands it here (as JSON) and reports any
+//! error as `<file>: topics[i].stream.<key>: <reason>`. Unknown keys are rejected; every key is
+//! optional (an empty block `stream: {}` streams the topic with the defaults).
+//!
+//! ```yaml
+//! stream:
+//!   chunk:                       # when a chunk is sealed (first limit reached wins)
+//!     max_bytes: 1048576         # plaintext bytes (default 1 MiB)
+//!     max_messages: 10000        # packages (default 10 000)
+//!     max_age: 60                # seconds since the chunk's first package (default 60)
+//!   recipients:                  # X25519 public keys (64 hex) the chunk key is wrapped to,
+//!     owner: "…"                 # besides the machine's own key (always a recipient)
+//!     operator: "…"
+//!   destinations:                # where ciphertexts are uploaded; default [{kind: local}]
+//!     - {kind: local}            # keep in the chain directory (or `dir:` to copy)
+//!     - {kind: s3, endpoint: "http://127.0.0.1:9000", bucket: chunks, access_key_id: …, secret_access_key: …}
+//!     - {kind: walrus, publisher_url: …, aggregator_url: …}
+//! ```
+//!
+//! The first destination's storage reference is written into the chunk envelope's
+//! `storageRef`; every destination has its own durable upload queue (see [`crate::storage`]).
+
+use serde::Deserialize;
+
+use crate::crypto;
+use crate::storage::DestinationConfig;
+use crate::writer::{ChunkPolicy, Recipients};
+
+/// Owner / operator X25519 public keys (hex, optional `0x`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsConfig {
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub operator: Option<String>,
+}
+
+fn default_destinations() -> Vec<DestinationConfig> {
+    vec![DestinationConfig::default()]
+}
+
+/// One topic's `stream:` block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicStreamConfig {
+    #[serde(default)]
+    pub chunk: ChunkPolicy,
+    #[serde(default)]
+    pub recipients: RecipientsConfig,
+    #[serde(default = "default_destinations")]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+impl Default for TopicStreamConfig {
+    fn default() -> Self {
+        Self { chunk: ChunkPolicy::default(), recipients: RecipientsConfig::default(), destinations: default_destinations() }
+    }
+}
+
+/// A `stream:` block error: the key path below `stream` (e.g. `chunk.max_bytes`) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    /// Key path below the block, e.g. `destinations[1].bucket`; empty for the block itself.
+    pub key: String,
+    pub reason: String,
+}
+
+impl TopicStreamConfig {
+    /// Parse and check a block (JSON form of the YAML value). `null` means defaults.
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, ConfigError> {
+        if v.is_null() {
+            return Ok(Self::default());
+        }
+        let cfg: TopicStreamConfig = serde_path_to_error::deserialize(v).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError { key: if key == "." { String::new() } else { key }, reason: e.into_inner().to_string() }
+        })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, reason: &str| ConfigError { key: key.into(), reason: reason.into() };
+        if self.chunk.max_bytes == 0 {
+            return Err(err("chunk.max_bytes", "must be at least 1"));
+        }
+        if self.chunk.max_messages == 0 {
+            return Err(err("chunk.max_messages", "must be at least 1"));
+        }
+        if self.chunk.max_age.is_zero() {
+            return Err(err("chunk.max_age", "must be more than 0 seconds"));
+        }
+        self.recipients().map_err(|(k, r)| err(&k, &r))?;
+        if self.destinations.is_empty() {
+            return Err(err("destinations", "at least one destination is required (omit the key for local storage)"));
+        }
+        for (i, d) in self.destinations.iter().enumerate() {
+            match d {
+                DestinationConfig::S3 { endpoint, bucket, .. } => {
+                    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                        return Err(err(&format!("destinations[{i}].endpoint"), "must be an http:// or https:// URL"));
+                    }
+                    if bucket.is_empty() {
+                        return Err(err(&format!("destinations[{i}].bucket"), "must not be empty"));
+                    }
+                }
+                DestinationConfig::Walrus { publisher_url, aggregator_url, .. } => {
+                    for (k, u) in [("publisher_url", publisher_url), ("aggregator_url", aggregator_url)] {
+                        if !(u.starts_with("http://") || u.starts_with("https://")) {
+                            return Err(err(&format!("destinations[{i}].{k}"), "must be an http:// or https:// URL"));
+                        }
+                    }
+                }
+                DestinationConfig::Local { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Parsed recipients; an error names `recipients.<owner|operator>`.
+    pub fn recipients(&self) -> Result<Recipients, (String, String)> {
+        let p = |v: &Option<String>, k: &str| {
+            v.as_deref()
+                .map(|h| crypto::parse_hex_n::<32>(h, k))
+                .transpose()
+                .map_err(|e| (format!("recipients.{k}"), format!("expected a 32-byte X25519 public key in hex: {e}")))
+        };
+        Ok(Recipients { owner: p(&self.recipients.owner, "owner")?, operator: p(&self.recipients.operator, "operator")? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_and_full_block() {
+        let d = TopicStreamConfig::from_value(&json!({})).unwrap();
+        assert_eq!(d, TopicStreamConfig::default());
+        let c = TopicStreamConfig::from_value(&json!({
+            "chunk": {"max_bytes": 10, "max_messages": 3, "max_age": 0.5},
+            "recipients": {"owner": "11".repeat(32)},
+            "destinations": [{"kind": "local"}, {"kind": "s3", "endpoint": "http://127.0.0.1:1", "bucket": "b",
+                              "access_key_id": "a", "secret_access_key": "s"}]
+        }))
+        .unwrap();
+        assert_eq!(c.chunk.max_messages, 3);
+        assert_eq!(c.destinations.len(), 2);
+        assert_eq!(c.recipients().unwrap().owner, Some([0x11; 32]));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = |v| TopicStreamConfig::from_value(&v).unwrap_err();
+        assert_eq!(e(json!({"chunk": {"max_byte": 1}})).key, "chunk.max_byte");
+        assert!(e(json!({"chunk": {"max_byte": 1}})).reason.contains("max_byte"));
+        assert_eq!(e(json!({"chunk": {"max_bytes": "x"}})).key, "chunk.max_bytes");
+        assert_eq!(e(json!({"chunk": {"max_messages": 0}})).key, "chunk.max_messages");
+        assert_eq!(e(json!({"recipients": {"owner": "zz"}})).key, "recipients.owner");
+        assert_eq!(e(json!({"destinations": []})).key, "destinations");
+        assert!(e(json!({"destinations": [{"kind": "ftp"}]})).key.starts_with("destinations[0]"));
+        assert_eq!(e(json!({"destinations": [{"kind": "s3", "endpoint": "x", "bucket": "b", "access_key_id": "a", "secret_access_key": "s"}]})).key, "destinations[0].endpoint");
+        let b = e(json!({"bogus": 1}));
+        assert!(b.key == "bogus" || b.key.is_empty(), "{b:?}");
+        assert!(b.reason.contains("bogus"));
+    }
+}
