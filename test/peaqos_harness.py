@@ -30,9 +30,11 @@ def node_executable() -> str:
 class NodeProcess:
     """The peaqos_node executable started the way the launch file starts it."""
 
-    def __init__(self, tmp: Path, params: dict[str, str], env: dict[str, str] | None = None, name: str = "node"):
+    def __init__(self, tmp: Path, params: dict[str, str], env: dict[str, str] | None = None, name: str = "node",
+                 node_name: str | None = None):
         self.tmp = Path(tmp)
         self.params = params
+        self.node_name = node_name
         self.env = dict(os.environ)
         self.env.setdefault("PEAQOS_PRIVATE_KEY", DEMO_KEY)
         self.env["RUST_BACKTRACE"] = "1"
@@ -43,6 +45,8 @@ class NodeProcess:
 
     def argv(self) -> list[str]:
         args = [node_executable(), "--ros-args"]
+        if self.node_name:
+            args += ["-r", f"__node:={self.node_name}"]
         for k, v in self.params.items():
             args += ["-p", f"{k}:={v}"]
         return args

@@ -221,9 +221,33 @@ macro_rules! impl_fail {
     )*};
 }
 
+/// Responses that also report the intent and transaction a failure is about (a receipt wait
+/// that timed out leaves the intent queued and tracked).
+macro_rules! impl_fail_with_intent {
+    ($($t:ty),* $(,)?) => {$(
+        impl Fail for $t {
+            fn fail(e: &ChainError) -> Self {
+                let (intent_id, tx_hash) = match e {
+                    ChainError::Tx { intent_id, tx_hash, .. } => (intent_id.clone(), tx_hash.clone()),
+                    _ => (String::new(), String::new()),
+                };
+                Self {
+                    success: false,
+                    error_code: e.code().to_owned(),
+                    error_field: e.field().to_owned(),
+                    message: e.to_string(),
+                    intent_id,
+                    tx_hash,
+                    ..Default::default()
+                }
+            }
+        }
+    )*};
+}
+
+impl_fail_with_intent!(SubmitEvent_Response, BatchSubmitEvents_Response);
+
 impl_fail!(
-    SubmitEvent_Response,
-    BatchSubmitEvents_Response,
     ValidateEvent_Response,
     Activate_Response,
     Register_Response,
@@ -471,7 +495,10 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
     service!("~/batch_submit_events", BatchSubmitEvents, |c, req| {
         let mut items = Vec::with_capacity(req.events.len());
         for (i, e) in req.events.iter().enumerate() {
-            items.push(event_params(e, Currency::Code(e.currency.clone())).map_err(|err| prefix_field(err, i))?);
+            // Validate each event on its own first so the answer says which one failed.
+            let p = event_params(e, Currency::Code(e.currency.clone())).map_err(|err| name_event(err, i))?;
+            c.validate_event(&p).map_err(|err| name_event(err, i))?;
+            items.push(p);
         }
         if req.no_wait {
             let (intent_id, hashes) = c.enqueue_batch(&items)?;
@@ -704,14 +731,14 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
     Ok(Some(ChainServices { _services: services, _runtime: runtime }))
 }
 
-/// Name the event of a batch a validation error is about: `events[2].currency`.
-fn prefix_field(e: ChainError, index: usize) -> ChainError {
+/// Say which event of a batch an error is about. `error_field` stays the SDK's field name
+/// (`currency`); the message starts with `events[2]: `.
+fn name_event(e: ChainError, index: usize) -> ChainError {
     match e {
-        ChainError::Validation { field, constraint, message } => ChainError::Validation {
-            field: format!("events[{index}].{field}"),
-            constraint,
-            message: format!("events[{index}]: {message}"),
-        },
+        ChainError::Validation { field, constraint, message } => {
+            ChainError::Validation { field, constraint, message: format!("events[{index}]: {message}") }
+        }
+        ChainError::Type { field, message } => ChainError::Type { field, message: format!("events[{index}]: {message}") },
         other => other,
     }
 }

@@ -1,0 +1,384 @@
+"""The chain services end to end: rclpy clients call peaqos_node's services, the node's
+embedded chain client talks to a real anvil running contracts that implement the peaqOS ABIs,
+and the results are read back from the chain with web3, independently of the node."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
+
+from peaqos_harness import DEMO_ADDRESS, DEMO_KEY, NodeProcess  # noqa: E402
+
+rclpy = pytest.importorskip("rclpy")
+harness = pytest.importorskip("harness")
+from eth_abi import encode as abi_encode  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from web3 import Web3  # noqa: E402
+
+from peaqos_node.msg import Event, TxStatus  # noqa: E402
+from peaqos_node.srv import (  # noqa: E402
+    Activate,
+    BatchSubmitEvents,
+    MintNft,
+    ReadDidAttribute,
+    Register,
+    SubmitEvent,
+    TokenIdOf,
+    ValidateEvent,
+)
+
+CRED = b'{"serial":"SN-0001"}'
+SN_MACHINE_ID = 68123071818652871610609668041857058707577683891190389007676586470311462177609  # SPEC 8.4
+
+
+def node_params(tmp: Path, chain, **extra) -> dict[str, str]:
+    policy = tmp / "map.yaml"
+    policy.write_text("schema_version: 1\ntopics:\n  - topic: /t/unused\n    type: std_msgs/msg/String\n")
+    p = {
+        "policy_file": str(policy),
+        "data_dir": str(tmp / "data"),
+        "chain.rpc_urls": f"['{chain.rpc_url}']",
+        "chain.receipt_timeout": "30.0",
+    }
+    p.update({k: str(v) for k, v in extra.items()})
+    return p
+
+
+class Caller:
+    """Synchronous service calls from an rclpy node."""
+
+    def __init__(self, node, node_name: str = "peaqos_node"):
+        self.node = node
+        self.prefix = f"/{node_name}"
+        self.clients = {}
+        self.statuses: list[TxStatus] = []
+        q = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(TxStatus, f"{self.prefix}/tx_status", self.statuses.append, q)
+
+    def call(self, srv, service: str, /, timeout: float = 60.0, **fields):
+        name = service
+        if name not in self.clients:
+            self.clients[name] = self.node.create_client(srv, f"{self.prefix}/{name}")
+        cli = self.clients[name]
+        assert cli.wait_for_service(timeout_sec=20), f"service {name} not available"
+        req = srv.Request()
+        for k, v in fields.items():
+            setattr(req, k, v)
+        fut = cli.call_async(req)
+        deadline = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < deadline:
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        assert fut.done(), f"{name} did not answer in {timeout}s"
+        return fut.result()
+
+    def spin_until(self, pred, timeout=30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not pred():
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return pred()
+
+
+def event_registry(chain):
+    return chain.contract("EventRegistryV2", chain.gen2["event_registry"])
+
+
+def activate_gen2(c: Caller, **over):
+    fields = dict(
+        machine_type="robot",
+        credential_subject_hex="0x" + CRED.hex(),
+        manufacturer="0x3333333333333333333333333333333333333333",
+        tier=0,
+        did_document_json=json.dumps({
+            "verificationMethods": [{"id": "#key-1", "methodType": "EcdsaSecp256k1RecoveryMethod2020",
+                                     "controller": DEMO_ADDRESS, "publicKeyMultibase": "zTest"}],
+            "authentication": [0],
+            "serviceEndpoints": [{"id": "#data", "serviceType": "DataAPI",
+                                  "serviceEndpoint": "https://api.example.com/robot-001"}],
+        }),
+    )
+    fields.update(over)
+    return c.call(Activate, "activate", timeout=120, **fields)
+
+
+@pytest.fixture(scope="module")
+def gen2_chain():
+    with harness.TestChain() as chain:
+        yield chain
+
+
+@pytest.fixture(scope="module")
+def gen2_node(gen2_chain, tmp_path_factory, rclpy_ctx):
+    tmp = tmp_path_factory.mktemp("gen2")
+    node = NodeProcess(tmp, node_params(tmp, gen2_chain)).start()
+    node.wait_for_log("subscribed to /t/unused")
+    rnode = rclpy_ctx.create_node("chain_caller")
+    c = Caller(rnode)
+    r = activate_gen2(c)
+    assert r.success, (r.error_code, r.error_field, r.message, node.output())
+    yield node, c, int(r.machine_id), tmp
+    rnode.destroy_node()
+    node.stop()
+
+
+def test_activate_economics2_reads_back_on_chain(gen2_chain, gen2_node):
+    node, c, machine_id, _ = gen2_node
+    assert machine_id == SN_MACHINE_ID
+    reg = gen2_chain.contract("MachineRegistry", gen2_chain.gen2["machine_registry"])
+    sub = gen2_chain.contract("MachineSubscription", gen2_chain.gen2["machine_subscription"])
+    assert reg.functions.ownerOf(machine_id).call() == DEMO_ADDRESS
+    assert reg.functions.controllerOf(machine_id).call() == DEMO_ADDRESS
+    assert sub.functions.subscriptionStatus(machine_id).call() == 1  # active
+    # A second activation is refused with the SDK's code and nothing is sent.
+    again = activate_gen2(c)
+    assert not again.success and again.error_code == "ALREADY_ACTIVATED", again
+
+
+def test_submit_event_is_included_and_matches_the_request(gen2_chain, gen2_node):
+    node, c, machine_id, _ = gen2_node
+    reg = event_registry(gen2_chain)
+    before = reg.functions.getEventCount(machine_id).call()
+    ts = gen2_chain.latest_timestamp() - 5
+    r = c.call(SubmitEvent, "submit_event", machine_id=str(machine_id), event_type=0, value="123",
+               currency="EUR", timestamp=ts, raw_data=list(b"sensor:ok"), trust_level=0,
+               source_chain_id=3338, metadata=list(b'{"mode":"self"}'))
+    assert r.success, (r.error_code, r.error_field, r.message)
+    assert r.data_hash == "0xa924b78ada90bc8221efa167de474b1948bde9aab673a7951f7ab4cf1608130d"  # SPEC 8.1
+    assert r.block_number > 0 and r.tx_hash.startswith("0x") and len(r.tx_hash) == 66
+    assert reg.functions.getEventCount(machine_id).call() == before + 1
+    e = reg.functions.getEventAt(machine_id, before).call()
+    # MachineEvent: machineId, eventType, value, timestamp, dataHash, trustLevel, sourceChainId, sourceTxHash, metadata, currency
+    assert (e[0], e[1], e[2], e[3]) == (machine_id, 0, 123, ts)
+    assert "0x" + e[4].hex() == r.data_hash
+    assert (e[5], e[6], e[8], e[9]) == (0, 3338, b'{"mode":"self"}', "EUR")
+    receipt = gen2_chain.w3.eth.get_transaction_receipt(r.tx_hash)
+    assert receipt.status == 1 and receipt["from"] == DEMO_ADDRESS
+    # ~/tx_status reported the intent through to inclusion
+    assert c.spin_until(lambda: any(s.intent_id == r.intent_id and s.state == "included" for s in c.statuses))
+
+
+def test_revenue_currency_defaults_to_usd_and_activity_to_empty(gen2_chain, gen2_node):
+    node, c, machine_id, _ = gen2_node
+    reg = event_registry(gen2_chain)
+    n = reg.functions.getEventCount(machine_id).call()
+    ts = gen2_chain.latest_timestamp() - 1
+    r1 = c.call(SubmitEvent, "submit_event", machine_id=str(machine_id), event_type=0, value="5", timestamp=ts)
+    r2 = c.call(SubmitEvent, "submit_event", machine_id=str(machine_id), event_type=1, value="7", timestamp=ts)
+    assert r1.success and r2.success, (r1.message, r2.message)
+    assert reg.functions.getEventAt(machine_id, n).call()[9] == "USD"
+    assert reg.functions.getEventAt(machine_id, n + 1).call()[9] == ""
+    assert reg.functions.getEventAt(machine_id, n).call()[4] == b"\0" * 32  # no raw data: zero hash
+
+
+def test_batch_submit_events_is_one_transaction(gen2_chain, gen2_node):
+    node, c, machine_id, _ = gen2_node
+    reg = event_registry(gen2_chain)
+    n = reg.functions.getEventCount(machine_id).call()
+    ts = gen2_chain.latest_timestamp() - 1
+    events = [Event(machine_id=str(machine_id), event_type=0, value=str(100 + i), currency="USD", timestamp=ts,
+                    raw_data=list(f"fare {i}".encode())) for i in range(3)]
+    events.append(Event(machine_id=str(machine_id), event_type=1, value="1", currency="", timestamp=ts))
+    r = c.call(BatchSubmitEvents, "batch_submit_events", events=events)
+    assert r.success, (r.error_code, r.error_field, r.message)
+    assert len(r.data_hashes) == 4
+    assert reg.functions.getEventCount(machine_id).call() == n + 4
+    for i in range(3):
+        got = reg.functions.getEventAt(machine_id, n + i).call()
+        assert got[2] == 100 + i
+        assert bytes(got[4]) == bytes(Web3.keccak(f"fare {i}".encode()))
+    receipt = gen2_chain.w3.eth.get_transaction_receipt(r.tx_hash)
+    assert receipt["to"] == "0x0000000000000000000000000000000000000805"  # one batchAll
+
+
+def test_batch_requires_currency_per_event_and_names_the_event(gen2_chain, gen2_node):
+    node, c, machine_id, _ = gen2_node
+    ts = gen2_chain.latest_timestamp() - 1
+    ok = Event(machine_id=str(machine_id), event_type=0, value="1", currency="USD", timestamp=ts)
+    bad = Event(machine_id=str(machine_id), event_type=0, value="1", currency="usd", timestamp=ts)
+    r = c.call(BatchSubmitEvents, "batch_submit_events", events=[ok, bad])
+    assert not r.success and r.error_code == "VALIDATION_ERROR" and r.error_field == "currency", r
+    assert r.message.startswith("events[1]: "), r.message
+
+
+@pytest.mark.parametrize("fields,code,field", [
+    (dict(currency="usd"), "VALIDATION_ERROR", "currency"),
+    (dict(currency="US"), "VALIDATION_ERROR", "currency"),
+    (dict(event_type=1, currency="USD"), "VALIDATION_ERROR", "currency"),
+    (dict(trust_level=1), "VALIDATION_ERROR", "source_tx_hash"),
+    (dict(source_chain_id=9990), "VALIDATION_ERROR", "source_chain_id"),
+    (dict(value="1.5"), "TYPE_ERROR", "value"),
+    (dict(machine_id="0"), "VALIDATION_ERROR", "machine_id"),
+    (dict(event_type=2), "VALIDATION_ERROR", "event_type"),
+    (dict(trust_level=3), "VALIDATION_ERROR", "trust_level"),
+    (dict(source_tx_hash="0x1234"), "VALIDATION_ERROR", "source_tx_hash"),
+    (dict(timestamp=0), "VALIDATION_ERROR", "timestamp"),
+])
+def test_validation_errors_carry_the_sdk_field(gen2_node, fields, code, field):
+    node, c, machine_id, _ = gen2_node
+    e = dict(machine_id=str(machine_id), event_type=0, value="1", currency="USD", timestamp=1_735_000_000)
+    e.update(fields)
+    r = c.call(ValidateEvent, "validate_event", event=Event(**e))
+    assert not r.success and (r.error_code, r.error_field) == (code, field), (r.error_code, r.error_field, r.message)
+    # the same through submit_event: refused before anything is stored or sent
+    r2 = c.call(SubmitEvent, "submit_event", **e)
+    assert not r2.success and (r2.error_code, r2.error_field) == (code, field)
+    assert r2.intent_id == ""
+
+
+def test_validate_event_returns_the_data_hash_without_sending(gen2_chain, gen2_node):
+    node, c, machine_id, _ = gen2_node
+    n = event_registry(gen2_chain).functions.getEventCount(machine_id).call()
+    r = c.call(ValidateEvent, "validate_event", event=Event(machine_id=str(machine_id), event_type=0, value="1",
+                                                            timestamp=4102444800, raw_data=list(b"hello peaqOS")),
+               currency_omitted=True)
+    assert r.success and r.data_hash == "0xd9771f07f13da8413d2f699f91bbb3564fcf23f633aec7f54775b47f73511ab9"
+    assert event_registry(gen2_chain).functions.getEventCount(machine_id).call() == n
+
+
+def test_chain_reverts_are_decoded_to_sdk_codes(gen2_chain, gen2_node):
+    node, c, machine_id, _ = gen2_node
+    future = gen2_chain.latest_timestamp() + 3600
+    r = c.call(SubmitEvent, "submit_event", machine_id=str(machine_id), event_type=0, value="1", currency="USD",
+               timestamp=future)
+    assert not r.success and r.error_code == "FUTURE_TIMESTAMP", (r.error_code, r.message)
+    r = c.call(SubmitEvent, "submit_event", machine_id="424242", event_type=0, value="1", currency="USD",
+               timestamp=gen2_chain.latest_timestamp() - 1)
+    assert not r.success and r.error_code == "MACHINE_NOT_FOUND", (r.error_code, r.message)
+    r = c.call(SubmitEvent, "submit_event", machine_id=str(machine_id), event_type=0, value="1", currency="USD",
+               timestamp=gen2_chain.latest_timestamp() - 1, metadata=list(b"x" * 2000))
+    assert not r.success and r.error_code == "METADATA_TOO_LARGE", (r.error_code, r.message)
+
+
+def test_no_key_material_anywhere(gen2_node):
+    node, c, machine_id, tmp = gen2_node
+    secret = DEMO_KEY[2:].lower()
+    assert secret not in node.output().lower()
+    for f in (tmp / "data").rglob("*"):
+        if f.is_file() and "keys" not in f.parts:
+            assert secret not in f.read_bytes().decode("latin-1").lower(), f
+    journal = tmp / "data" / "peaqos.log"
+    assert journal.exists() and (journal.stat().st_mode & 0o777) == 0o600
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert any(line.get("status") == "pending" and line.get("tx_hash") for line in lines)
+    assert any(line.get("status") == "confirmed" for line in lines)
+    for s in c.statuses:
+        assert secret not in repr(s).lower()
+
+
+def test_rate_limit_refuses_and_sends_nothing(tmp_path, rclpy_ctx):
+    with harness.TestChain() as chain:
+        node = NodeProcess(tmp_path, node_params(tmp_path, chain, **{
+            "chain.rate_limit_max_events": 2, "chain.rate_limit_window_seconds": 3600}), node_name="agent_rate").start()
+        rnode = rclpy_ctx.create_node("rate_caller")
+        try:
+            node.wait_for_log("subscribed to /t/unused")
+            c = Caller(rnode, "agent_rate")
+            r = activate_gen2(c)
+            assert r.success, r.message
+            mid = r.machine_id
+            reg = event_registry(chain)
+            ts = chain.latest_timestamp() - 1
+            results = [c.call(SubmitEvent, "submit_event", machine_id=mid, event_type=1, value="1", timestamp=ts)
+                       for _ in range(3)]
+            assert [x.success for x in results] == [True, True, False]
+            assert results[2].error_code == "RATE_LIMITED" and results[2].intent_id == ""
+            assert reg.functions.getEventCount(int(mid)).call() == 2
+        finally:
+            rnode.destroy_node()
+            node.stop()
+
+
+def test_rpc_outage_and_kill_9_deliver_each_event_exactly_once(tmp_path, rclpy_ctx):
+    """Intents accepted while the RPC is down survive a kill -9 of the node and are included
+    exactly once when both come back."""
+    with harness.TestChain() as chain:
+        params = node_params(tmp_path, chain, **{"chain.receipt_timeout": "2.0"})
+        node = NodeProcess(tmp_path, params, node_name="agent_outage").start()
+        rnode = rclpy_ctx.create_node("outage_caller")
+        try:
+            node.wait_for_log("subscribed to /t/unused")
+            c = Caller(rnode, "agent_outage")
+            r = activate_gen2(c)
+            assert r.success, r.message
+            mid = int(r.machine_id)
+            reg = event_registry(chain)
+            ts = chain.latest_timestamp() - 1
+            chain.stop()
+            ids = []
+            for i in range(5):
+                q = c.call(SubmitEvent, "submit_event", machine_id=str(mid), event_type=1, value=str(i),
+                           timestamp=ts, no_wait=True)
+                assert q.success and q.intent_id, (q.error_code, q.message)
+                ids.append(q.intent_id)
+            # one more that waits: answered with a clear code while the chain is down, still tracked
+            w = c.call(SubmitEvent, "submit_event", machine_id=str(mid), event_type=1, value="5", timestamp=ts)
+            assert not w.success and w.error_code == "RECEIPT_AWAIT_FAILED" and w.intent_id, (w.error_code, w.message)
+            node.kill9()
+            chain.restart()
+            node2 = NodeProcess(tmp_path, params, name="after", node_name="agent_outage").start()
+            try:
+                node2.wait_for_log("subscribed to /t/unused")
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and reg.functions.getEventCount(mid).call() < 6:
+                    time.sleep(0.5)
+                time.sleep(3)  # anything sent twice would land by now
+                values = sorted(reg.functions.getEventAt(mid, i).call()[2]
+                                for i in range(reg.functions.getEventCount(mid).call()))
+                assert values == [0, 1, 2, 3, 4, 5], (values, node2.output())
+            finally:
+                node2.stop()
+        finally:
+            rnode.destroy_node()
+            if node.proc.poll() is None:
+                node.stop()
+
+
+def test_legacy_activation_register_mint_did_and_rerun(tmp_path, rclpy_ctx):
+    with harness.TestChain() as chain:
+        node = NodeProcess(tmp_path, node_params(tmp_path, chain, **{"chain.generation": "legacy"}),
+                           node_name="agent_legacy").start()
+        rnode = rclpy_ctx.create_node("legacy_caller")
+        try:
+            node.wait_for_log("subscribed to /t/unused")
+            c = Caller(rnode, "agent_legacy")
+            r = c.call(Activate, "activate", timeout=120, documentation_url="https://docs.example.com",
+                       data_api="https://api.example.com/robot", data_visibility="public")
+            assert r.success, (r.error_code, r.error_field, r.message, node.output())
+            ident = chain.contract("IdentityRegistry", chain.gen1["identity_registry"])
+            nft = chain.contract("MachineNFT", chain.gen1["machine_nft"])
+            mid = ident.functions.machineIdOfOwner(DEMO_ADDRESS).call()
+            assert str(mid) == r.machine_id and mid > 0
+            assert str(nft.functions.tokenIdOf(mid).call()) == r.token_id
+            assert r.did == f"did:peaq:{DEMO_ADDRESS}"
+            attr = c.call(ReadDidAttribute, "read_did_attribute", did_address=r.did, name="machineId")
+            assert attr.success and attr.found and attr.value == r.machine_id
+            attr = c.call(ReadDidAttribute, "read_did_attribute", did_address=DEMO_ADDRESS, name="nope")
+            assert attr.success and not attr.found
+            nonce = chain.w3.eth.get_transaction_count(DEMO_ADDRESS)
+            again = c.call(Activate, "activate", timeout=120, documentation_url="https://docs.example.com",
+                           data_api="https://api.example.com/robot", data_visibility="public")
+            assert again.success and again.machine_id == r.machine_id, again.message
+            assert chain.w3.eth.get_transaction_count(DEMO_ADDRESS) == nonce  # nothing repeated
+            reg = c.call(Register, "register")
+            assert reg.success and reg.skipped and reg.machine_id == r.machine_id
+            tok = c.call(TokenIdOf, "token_id_of", machine_id=r.machine_id)
+            assert tok.success and tok.token_id == r.token_id
+            mint = c.call(MintNft, "mint_nft", machine_id=r.machine_id)
+            assert mint.success and mint.skipped
+            # events go to the gen-1 registry
+            ev = c.call(SubmitEvent, "submit_event", machine_id=r.machine_id, event_type=1, value="1",
+                        timestamp=chain.latest_timestamp() - 1)
+            assert ev.success, (ev.error_code, ev.message)
+            reg1 = chain.contract("EventRegistryV1", chain.gen1["event_registry"])
+            assert reg1.functions.getEventCount(mid).call() == 1
+        finally:
+            rnode.destroy_node()
+            node.stop()
+
+
+def test_machine_id_is_the_sdk_off_chain_id():
+    assert int.from_bytes(Web3.keccak(abi_encode(["string", "bytes"], ["robot", CRED])), "big") == SN_MACHINE_ID
