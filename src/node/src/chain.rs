@@ -141,6 +141,13 @@ impl ChainParams {
             .read_only()
             .map(|p| p.get())
             .map_err(|e| param_err("chain.receipt_timeout", format!("{e:?}")))?;
+        let poll_interval = node
+            .declare_parameter::<f64>("chain.poll_interval")
+            .default(0.25)
+            .description("Seconds between receipt polls of a broadcast transaction (lower it for a local chain).")
+            .read_only()
+            .map(|p| p.get())
+            .map_err(|e| param_err("chain.poll_interval", format!("{e:?}")))?;
         let operator_key_file = declare_str(
             node,
             "chain.operator_key_file",
@@ -180,6 +187,10 @@ impl ChainParams {
             rate_limit_window_seconds: non_negative("chain.rate_limit_window_seconds", rate_window)?,
         };
         config.receipt_timeout_ms = (receipt_timeout * 1000.0) as u64;
+        if !(poll_interval > 0.0 && poll_interval.is_finite()) {
+            return Err(param_err("chain.poll_interval", format!("must be a positive number, got {poll_interval}")));
+        }
+        config.poll_interval_ms = ((poll_interval * 1000.0) as u64).max(1);
         Ok(ChainParams {
             enabled,
             config,
