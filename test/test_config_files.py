@@ -1,0 +1,32 @@
+"""The shipped configuration files load: the default parameters file and the commented example
+Data Event Map."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from peaqos_harness import ROOT, NodeProcess
+
+pytest.importorskip("rclpy")
+
+
+def test_default_params_file_and_embedded_policy_start(tmp_path):
+    node = NodeProcess(tmp_path, {"data_dir": str(tmp_path / "d")})
+    node.argv_extra = ["--params-file", str(ROOT / "config" / "peaqos_node.yaml")]
+    argv = node.argv
+    node.argv = lambda: argv()[:2] + node.argv_extra + argv()[2:]  # params file first, -p overrides after
+    node.start()
+    try:
+        node.wait_for_log("subscribed to /battery_state (sensor_msgs/msg/BatteryState)")
+    finally:
+        assert node.stop() == 0, node.output()
+
+
+def test_example_policy_loads(tmp_path):
+    node = NodeProcess(tmp_path, {"policy_file": str(ROOT / "config" / "data_event_map.example.yaml"),
+                                  "data_dir": str(tmp_path / "d"), "chain.enabled": "false"}).start()
+    try:
+        node.wait_for_log("subscribed to /fix (sensor_msgs/msg/NavSatFix)")
+    finally:
+        assert node.stop() == 0, node.output()
