@@ -382,3 +382,39 @@ def test_legacy_activation_register_mint_did_and_rerun(tmp_path, rclpy_ctx):
 
 def test_machine_id_is_the_sdk_off_chain_id():
     assert int.from_bytes(Web3.keccak(abi_encode(["string", "bytes"], ["robot", CRED])), "big") == SN_MACHINE_ID
+
+
+def test_legacy_proxy_activation_with_the_operator_key(tmp_path, rclpy_ctx):
+    """Proxy mode: the operator (its key configured on the node, never sent over ROS) registers
+    the machine for it, mints its NFT to it and records it in the operator's DID; the machine
+    key writes the machine DID."""
+    with harness.TestChain() as chain:
+        op_acct = chain.accounts[1]
+        # The operator registered itself beforehand (with its own tools).
+        ident = chain.contract("IdentityRegistry", chain.gen1["identity_registry"])
+        tx = ident.functions.register().transact({"from": op_acct.address, "value": 10**18})
+        assert chain.w3.eth.wait_for_transaction_receipt(tx).status == 1
+        op_id = ident.functions.machineIdOfOwner(op_acct.address).call()
+        node = NodeProcess(tmp_path, node_params(tmp_path, chain, **{"chain.generation": "legacy"}),
+                           env={"PEAQOS_OPERATOR_PRIVATE_KEY": harness.ANVIL_KEYS[1]}, node_name="agent_proxy").start()
+        rnode = rclpy_ctx.create_node("proxy_caller")
+        try:
+            node.wait_for_log("subscribed to /t/unused")
+            c = Caller(rnode, "agent_proxy")
+            r = c.call(Activate, "activate", timeout=120, operator_address=op_acct.address,
+                       documentation_url="https://docs.example.com", data_api="https://api.example.com/robot",
+                       data_visibility="private")
+            assert r.success, (r.error_code, r.error_field, r.message, node.output())
+            mid = ident.functions.machineIdOfOwner(DEMO_ADDRESS).call()
+            assert str(mid) == r.machine_id and mid != op_id
+            assert ident.functions.operatorOf(mid).call() == op_acct.address
+            nft = chain.contract("MachineNFT", chain.gen1["machine_nft"])
+            assert nft.functions.ownerOf(int(r.token_id)).call() == DEMO_ADDRESS
+            a = c.call(ReadDidAttribute, "read_did_attribute", did_address=DEMO_ADDRESS, name="operator")
+            assert a.found and a.value == f"did:peaq:{op_acct.address}"
+            a = c.call(ReadDidAttribute, "read_did_attribute", did_address=op_acct.address, name="machines")
+            assert a.found and a.value == f"[{mid}]"
+            assert harness.ANVIL_KEYS[1][2:].lower() not in node.output().lower()
+        finally:
+            rnode.destroy_node()
+            node.stop()
