@@ -418,3 +418,57 @@ def test_legacy_proxy_activation_with_the_operator_key(tmp_path, rclpy_ctx):
         finally:
             rnode.destroy_node()
             node.stop()
+
+
+def test_legacy_identity_services_one_by_one(tmp_path, rclpy_ctx):
+    """register_for (operator key), mint_nft to the machine, write_proxy_did_attributes
+    (operator), register + write_machine_did_attributes (machine key), each read back."""
+    from peaqos_node.srv import RegisterFor, WriteMachineDidAttributes, WriteProxyDidAttributes
+    with harness.TestChain() as chain:
+        op = chain.accounts[1]
+        other = chain.accounts[2]          # a machine without a node of its own
+        ident = chain.contract("IdentityRegistry", chain.gen1["identity_registry"])
+        nft = chain.contract("MachineNFT", chain.gen1["machine_nft"])
+        tx = ident.functions.register().transact({"from": op.address, "value": 10**18})
+        chain.w3.eth.wait_for_transaction_receipt(tx)
+        op_id = ident.functions.machineIdOfOwner(op.address).call()
+        node = NodeProcess(tmp_path, node_params(tmp_path, chain, **{"chain.generation": "legacy"}),
+                           env={"PEAQOS_OPERATOR_PRIVATE_KEY": harness.ANVIL_KEYS[1]}, node_name="agent_steps").start()
+        rnode = rclpy_ctx.create_node("steps_caller")
+        try:
+            node.wait_for_log("subscribed to /t/unused")
+            c = Caller(rnode, "agent_steps")
+            r = c.call(RegisterFor, "register_for", machine_address=other.address)
+            assert r.success and not r.skipped, (r.error_code, r.message)
+            mid = ident.functions.machineIdOfOwner(other.address).call()
+            assert str(mid) == r.machine_id and ident.functions.operatorOf(mid).call() == op.address
+            again = c.call(RegisterFor, "register_for", machine_address=other.address)
+            assert again.success and again.skipped and again.machine_id == r.machine_id
+            m = c.call(MintNft, "mint_nft", machine_id=r.machine_id, recipient=other.address, signer_address=op.address)
+            assert m.success and not m.skipped, (m.error_code, m.message)
+            assert nft.functions.ownerOf(int(m.token_id)).call() == other.address
+            p = c.call(WriteProxyDidAttributes, "write_proxy_did_attributes", proxy_machine_id=str(op_id),
+                       machine_ids=[r.machine_id])
+            assert p.success, (p.error_code, p.message)
+            a = c.call(ReadDidAttribute, "read_did_attribute", did_address=op.address, name="machines")
+            assert a.found and a.value == f"[{mid}]"
+            # the node's own machine: register, mint, machine DID with the machine key
+            own = c.call(Register, "register")
+            assert own.success and not own.skipped
+            own_nft = c.call(MintNft, "mint_nft", machine_id=own.machine_id)
+            assert own_nft.success
+            w = c.call(WriteMachineDidAttributes, "write_machine_did_attributes", machine_id=own.machine_id,
+                       nft_token_id=own_nft.token_id, documentation_url="https://d.example", data_api="https://a.example",
+                       data_visibility="onchain")
+            assert w.success and not w.skipped, (w.error_code, w.message)
+            for name, want in (("machineId", own.machine_id), ("nftTokenId", own_nft.token_id), ("operator", ""),
+                               ("data_visibility", "onchain")):
+                a = c.call(ReadDidAttribute, "read_did_attribute", did_address=DEMO_ADDRESS, name=name)
+                assert a.found and a.value == want, (name, a.value)
+            bad = c.call(WriteMachineDidAttributes, "write_machine_did_attributes", machine_id=own.machine_id,
+                         nft_token_id=own_nft.token_id, documentation_url="https://d", data_api="https://a",
+                         data_visibility="secret")
+            assert not bad.success and bad.error_field == "data_visibility", (bad.error_code, bad.error_field, bad.message)
+        finally:
+            rnode.destroy_node()
+            node.stop()
