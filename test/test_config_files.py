@@ -43,3 +43,26 @@ def test_launch_file_arguments_mirror_the_parameters():
                 if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"}
     assert declared == {"params_file", "policy_file", "data_dir", "namespace", "log_level"}
     assert '"config", "peaqos_node.yaml"' in src and 'executable="peaqos_node"' in src
+
+
+def test_logs_reach_rosout(tmp_path, ros_node):
+    import time
+
+    import rclpy
+    from rcl_interfaces.msg import Log
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    logs = []
+    q = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    ros_node.create_subscription(Log, "/rosout", logs.append, q)
+    node = NodeProcess(tmp_path, {"data_dir": str(tmp_path / "d"), "chain.enabled": "false"},
+                       node_name="agent_rosout").start()
+    try:
+        node.wait_for_log("subscribed to /battery_state")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                m.name == "agent_rosout" and "subscribed to /battery_state" in m.msg for m in logs):
+            rclpy.spin_once(ros_node, timeout_sec=0.1)
+        assert any(m.name == "agent_rosout" and m.level == Log.INFO and "subscribed to /battery_state" in m.msg
+                   for m in logs), [(m.name, m.msg) for m in logs][-5:]
+    finally:
+        node.stop()
