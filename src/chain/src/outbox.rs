@@ -1128,22 +1128,24 @@ impl Inner {
 
     /// One pass over all live intents. `Err` = every RPC URL is down.
     async fn tick(&self) -> std::result::Result<bool, RpcFailure> {
-        let intents: Vec<Intent> = {
+        // Only the keys: cloning every live intent on each pass made enqueueing O(n) while
+        // thousands wait for an RPC; each intent is read when its turn comes.
+        let seqs: Vec<u64> = {
             let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.live.values().cloned().collect()
+            st.live.keys().copied().collect()
         };
         let mut blocked: Vec<Address> = vec![];
         let mut cache = TickCache::default();
-        for i in intents {
+        for seq in seqs {
+            // Read now: an earlier step may have changed it.
+            let current = {
+                let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.live.get(&seq).cloned()
+            };
+            let Some(i) = current else { continue };
             if blocked.contains(&i.signer) {
                 continue;
             }
-            // Re-read: an earlier step may have changed it.
-            let current = {
-                let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.live.get(&i.seq).cloned()
-            };
-            let Some(i) = current else { continue };
             if !self.signers.contains_key(&i.signer) {
                 blocked.push(i.signer);
                 continue;
