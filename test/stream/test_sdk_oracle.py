@@ -18,7 +18,9 @@ import sdk_oracle  # noqa: E402
 from peaq_os_sdk.stream.chunking import decrypt_chunk, verify_chunk_chain  # noqa: E402
 from peaq_os_sdk.stream.types.chunk import ChunkChain  # noqa: E402
 
-BIN = os.environ.get("PEAQOS_STREAM_BIN", "/tmp/target-stream/debug/peaqos-stream")
+_REPO_BIN = os.path.join(os.path.dirname(__file__), "..", "..", "target", "debug", "peaqos-stream")
+BIN = os.environ.get("PEAQOS_STREAM_BIN") or (
+    _REPO_BIN if os.path.exists(_REPO_BIN) else "/tmp/target-stream/debug/peaqos-stream")
 SECRET = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 OWNER_SK = "11" * 32
 BUYER_SK = "22" * 32
