@@ -10,6 +10,7 @@ mod params;
 mod qos;
 mod ros_log;
 mod status;
+mod stream;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +108,10 @@ fn run() -> Result<(), StartError> {
     #[allow(unused_mut)]
     let mut taps: Vec<Box<dyn FnMut(&[Published]) + Send>> = Vec::new();
     // -- tap registration: new subsystems push their tap here --
+    let mut stream = stream::start(&node, &params, &map)?;
+    if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
+        taps.push(tap);
+    }
 
     let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(1000))?;
     let sink = Box::new(move |batch: Vec<Published>| {
@@ -180,6 +185,9 @@ fn run() -> Result<(), StartError> {
         p.shutdown();
     }
     // -- subsystem shutdown: flush what the taps were handed --
+    if let Some(s) = stream {
+        s.shutdown();
+    }
     drop(chain_services);
     Ok(())
 }

@@ -93,6 +93,9 @@ pub fn serve(
             did: p.did().to_owned(),
             data_dir: data_dir.clone(),
             topics: p.stats().iter().zip(ty.iter()).map(|(s, t)| topic_status(s, t)).collect(),
+            ed25519_public_key_hex: crate::stream::status_view().map(|v| v.ed25519_public_key_hex.clone()).unwrap_or_default(),
+            x25519_public_key_hex: crate::stream::status_view().map(|v| v.x25519_public_key_hex.clone()).unwrap_or_default(),
+            streams: crate::stream::status_view().map(|v| v.streams()).unwrap_or_default(),
         }
     })?;
 

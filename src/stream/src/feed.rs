@@ -215,6 +215,14 @@ impl TopicFeed {
         Ok(sealed)
     }
 
+    /// Append every log package after `last_sequence` (after hand-overs were dropped and no
+    /// newer package arrived to reveal the gap). Returns the chunks sealed.
+    pub fn catch_up(&mut self) -> Result<Vec<SealedChunk>> {
+        let mut sealed = Vec::new();
+        self.gap_filled += self.fill(None, &mut sealed)?;
+        Ok(sealed)
+    }
+
     /// Group commit.
     pub fn sync(&mut self) -> Result<()> {
         self.writer.sync()
