@@ -20,7 +20,7 @@ import pytest
 from web3 import Web3
 
 HERE = Path(__file__).resolve().parent
-ABI_ROOT = Path(os.environ.get("PEAQOS_ABI_DIR", "/work/shared/peaqos/abi"))
+ABI_ROOT = Path(os.environ.get("PEAQOS_ABI_DIR", Path(__file__).resolve().parents[3] / "shared" / "peaqos" / "abi"))
 GEN1 = ABI_ROOT / "gen1-sdk-0.11.2"
 GEN2 = ABI_ROOT / "gen2-sdk-0.12.1"
 

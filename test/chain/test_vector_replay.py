@@ -18,7 +18,7 @@ from web3 import Web3
 
 import harness
 
-VECTORS = Path(os.environ.get("PEAQOS_VECTORS_DIR", "/work/shared/peaqos/vectors"))
+VECTORS = Path(os.environ.get("PEAQOS_VECTORS_DIR", Path(__file__).resolve().parents[3] / "shared" / "peaqos" / "vectors"))
 
 
 def _load(name: str) -> dict:

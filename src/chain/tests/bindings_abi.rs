@@ -9,7 +9,7 @@ use alloy::primitives::keccak256;
 use peaqos_chain::bindings::*;
 use serde_json::Value;
 
-const ABI: &str = "/work/shared/peaqos/abi";
+const ABI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/peaqos/abi");
 
 fn canonical_type(p: &Value) -> String {
     let t = p["type"].as_str().unwrap();

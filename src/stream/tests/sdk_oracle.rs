@@ -22,7 +22,7 @@ const OPERATOR_SK: [u8; 32] = [0x12; 32];
 const BUYER_SK: [u8; 32] = [0x22; 32];
 
 fn python() -> Option<PathBuf> {
-    let p = std::env::var("PEAQOS_SDK_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/work/main/.venv/bin/python"));
+    let p = std::env::var("PEAQOS_SDK_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python")));
     if p.exists() {
         Some(p)
     } else {

@@ -171,7 +171,7 @@ fn local_destination_copy_and_in_place() {
 }
 
 fn python() -> Option<PathBuf> {
-    let p = std::env::var("PEAQOS_SDK_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/work/main/.venv/bin/python"));
+    let p = std::env::var("PEAQOS_SDK_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python")));
     p.exists().then_some(p)
 }
 
@@ -225,7 +225,7 @@ impl Drop for Moto {
 
 #[test]
 fn s3_against_moto_server() {
-    let moto = PathBuf::from("/work/main/.venv/bin/moto_server");
+    let moto = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server"));
     if !moto.exists() {
         eprintln!("NOTE: moto_server absent (pip install 'moto[server]'); skipping S3 test");
         return;
