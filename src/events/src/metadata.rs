@@ -1,0 +1,160 @@
+//! Metadata templates: `{"order":"${order_id}","n":${$count}}` → bytes of at most
+//! [`crate::rules::MAX_METADATA_SIZE`].
+//!
+//! `${path}` is a field of the window's last package payload; `${$rule}`, `${$topic}`,
+//! `${$count}`, `${$first_seq}`, `${$last_seq}` describe the event; `$$` is a literal `$`.
+//! Strings are inserted with JSON string escaping (without the quotes), numbers and bools as
+//! their JSON text, so a JSON template stays JSON.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Field(String),
+    Rule,
+    Topic,
+    Count,
+    FirstSeq,
+    LastSeq,
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// What fills the `$` placeholders.
+pub struct EventFacts<'a> {
+    pub rule: &'a str,
+    pub topic: &'a str,
+    pub count: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+fn escape_into(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+}
+
+impl Template {
+    pub fn parse(t: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut rest = t;
+        while let Some(i) = rest.find('$') {
+            text.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            if let Some(r) = rest.strip_prefix('$') {
+                text.push('$');
+                rest = r;
+                continue;
+            }
+            let Some(r) = rest.strip_prefix('{') else {
+                return Err("a `$` must start a placeholder `${...}` (write `$$` for a literal `$`)".into());
+            };
+            let end = r.find('}').ok_or("unclosed `${`")?;
+            let name = &r[..end];
+            rest = &r[end + 1..];
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut text)));
+            }
+            parts.push(match name {
+                "$rule" => Part::Rule,
+                "$topic" => Part::Topic,
+                "$count" => Part::Count,
+                "$first_seq" => Part::FirstSeq,
+                "$last_seq" => Part::LastSeq,
+                n if n.starts_with('$') => {
+                    return Err(format!("unknown placeholder ${{{n}}} (known: $rule, $topic, $count, $first_seq, $last_seq)"))
+                }
+                "" => return Err("empty placeholder `${}`".into()),
+                n => Part::Field(n.to_owned()),
+            });
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            parts.push(Part::Text(text));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Field paths the template reads.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Field(f) => Some(f.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Bytes of the template without its placeholders.
+    pub fn static_len(&self) -> usize {
+        self.parts.iter().map(|p| if let Part::Text(t) = p { t.len() } else { 0 }).sum()
+    }
+
+    /// Fill the template. `Err(path)` when a field is missing from the payload.
+    pub fn render(&self, payload: &Map<String, Value>, facts: &EventFacts) -> Result<Vec<u8>, String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Rule => escape_into(facts.rule, &mut out),
+                Part::Topic => escape_into(facts.topic, &mut out),
+                Part::Count => out.push_str(&facts.count.to_string()),
+                Part::FirstSeq => out.push_str(&facts.first_seq.to_string()),
+                Part::LastSeq => out.push_str(&facts.last_seq.to_string()),
+                Part::Field(f) => {
+                    let mut v = None;
+                    for (i, seg) in f.split('.').enumerate() {
+                        v = if i == 0 { payload.get(seg) } else { v.and_then(Value::as_object).and_then(|o| o.get(seg)) };
+                    }
+                    match v {
+                        Some(Value::String(s)) => escape_into(s, &mut out),
+                        Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
+                        _ => return Err(f.clone()),
+                    }
+                }
+            }
+        }
+        Ok(out.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_json_safely() {
+        let t = Template::parse(r#"{"order":"${order.id}","n":${$count},"r":"${$rule}","p":"$$5"}"#).unwrap();
+        let payload = json!({"order": {"id": "A\"1"}}).as_object().unwrap().clone();
+        let facts = EventFacts { rule: "fare", topic: "/t", count: 3, first_seq: 1, last_seq: 3 };
+        let out = String::from_utf8(t.render(&payload, &facts).unwrap()).unwrap();
+        assert_eq!(out, r#"{"order":"A\"1","n":3,"r":"fare","p":"$5"}"#);
+        serde_json::from_str::<Value>(&out).unwrap();
+        assert_eq!(t.fields().collect::<Vec<_>>(), vec!["order.id"]);
+    }
+
+    #[test]
+    fn bad_templates() {
+        assert!(Template::parse("a $ b").is_err());
+        assert!(Template::parse("${x").is_err());
+        assert!(Template::parse("${$nope}").is_err());
+        assert!(Template::parse("${}").is_err());
+        let t = Template::parse("${missing}").unwrap();
+        let facts = EventFacts { rule: "r", topic: "/t", count: 1, first_seq: 0, last_seq: 0 };
+        assert_eq!(t.render(&Map::new(), &facts), Err("missing".into()));
+    }
+}

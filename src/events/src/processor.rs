@@ -1,0 +1,140 @@
+//! Engine + store + counters: what the node's event thread runs.
+//!
+//! [`Processor::open`] loads the checkpoints, starts new rules at the end of the existing
+//! package log, and replays every topic's log after its checkpoint so windows that were open
+//! at the last stop are rebuilt (and events produced but not persisted before a crash are
+//! produced again, with the same ids). [`Processor::handle`] persists each produced event
+//! before [`Processor::flush`] moves the checkpoints past it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::counters::Counters;
+use crate::engine::{Engine, Outcome};
+use crate::rules::Rule;
+use crate::store::{EventStore, StoreError};
+
+pub struct Processor {
+    engine: Engine,
+    store: Arc<EventStore>,
+    counters: Arc<Counters>,
+    data_dir: PathBuf,
+    out: Vec<Outcome>,
+    /// Events persisted since the last flush.
+    pub new_events: usize,
+    /// An event could not be persisted: checkpoints stay where they are until restart.
+    frozen: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] crate::log_reader::ReadError),
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Processor {
+    pub fn open(data_dir: &Path, rules: Vec<Rule>, store: Arc<EventStore>, counters: Arc<Counters>) -> Result<Processor, OpenError> {
+        let cps = store.load_checkpoints()?;
+        let mut engine = Engine::new(rules, &cps);
+        let topics: Vec<String> = engine.topics().map(str::to_owned).collect();
+        for t in &topics {
+            let last = crate::log_reader::last_sequence(data_dir, t)?;
+            engine.start_fresh_rules_after(t, last);
+        }
+        let mut p = Processor { engine, store, counters, data_dir: data_dir.to_owned(), out: Vec::new(), new_events: 0, frozen: false };
+        p.replay()?;
+        Ok(p)
+    }
+
+    fn replay(&mut self) -> Result<(), OpenError> {
+        let topics: Vec<String> = self.engine.topics().map(str::to_owned).collect();
+        for t in topics {
+            let Some(from) = self.engine.replay_from(&t) else { continue };
+            let mut lines = Vec::new();
+            crate::log_reader::for_each_from(&self.data_dir, &t, from, |seq, line| lines.push((seq, line.to_owned())))?;
+            if !lines.is_empty() {
+                tracing::info!("events: replaying {} package(s) of {t} from #{from}", lines.len());
+            }
+            for (seq, line) in lines {
+                self.handle(&t, seq, &line);
+            }
+        }
+        self.flush();
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Evaluate one durable package.
+    pub fn handle(&mut self, topic: &str, seq: u64, package_json: &str) {
+        let mut out = std::mem::take(&mut self.out);
+        self.engine.on_package(topic, seq, package_json, &mut out);
+        self.apply(&mut out);
+        self.out = out;
+    }
+
+    /// Close quiet time windows.
+    pub fn tick(&mut self, now_secs: i64) {
+        let mut out = std::mem::take(&mut self.out);
+        self.engine.tick(now_secs, &mut out);
+        self.apply(&mut out);
+        self.out = out;
+    }
+
+    fn apply(&mut self, out: &mut Vec<Outcome>) {
+        for o in out.drain(..) {
+            match o {
+                Outcome::Event(ev, raw) => match self.store.persist(&ev, &raw, now_ms()) {
+                    Ok(true) => {
+                        self.new_events += 1;
+                        self.counters.update(&ev.rule, |c| c.produced += 1);
+                        tracing::info!(rule = %ev.rule, id = %ev.id, value = %ev.value, "event produced");
+                    }
+                    Ok(false) => tracing::debug!(id = %ev.id, "event already produced (replay)"),
+                    Err(e) => {
+                        // Not persisted: the checkpoints must not move past it any more; the
+                        // replay at the next start produces it again (same id).
+                        tracing::error!("events: cannot persist {} (checkpoints frozen until restart): {e}", ev.id);
+                        self.frozen = true;
+                    }
+                },
+                Outcome::Skip(s) => {
+                    let name = &self.engine.rules()[s.rule].name;
+                    tracing::warn!(rule = %name, reason = s.reason, seq = s.seq, "event skipped: {}", s.detail);
+                    self.counters.skip(name, s.reason);
+                }
+                Outcome::Deferred { rule } => self.counters.update(&self.engine.rules()[rule].name, |c| c.deferred += 1),
+                Outcome::CounterReset { rule, seq } => {
+                    let name = &self.engine.rules()[rule].name;
+                    tracing::info!(rule = %name, seq, "counter reset: counting its new value from 0");
+                    self.counters.update(name, |c| c.resets += 1);
+                }
+            }
+        }
+    }
+
+    /// Make the checkpoints durable (after the events they cover) and save the counters.
+    pub fn flush(&mut self) {
+        if self.frozen {
+            self.counters.save();
+            return;
+        }
+        if let Some(cps) = self.engine.take_checkpoints() {
+            if let Err(e) = self.store.save_checkpoints(&cps) {
+                // Replay covers it: the next start re-evaluates from the older checkpoint.
+                tracing::warn!("events: checkpoint not saved: {e}");
+            }
+        }
+        self.counters.save();
+        self.new_events = 0;
+    }
+}
