@@ -450,7 +450,10 @@ fn upload_loop(
     counters: Arc<Mutex<Vec<(String, Counters)>>>,
     publisher: Publisher<ChunkManifest>,
 ) {
+    // Per destination: consecutive failures and when to try again (backoff 2, 4, … 30 s).
+    let mut retry: Vec<Vec<(u32, Instant)>> = topics.iter().map(|(_, _, d)| vec![(0, Instant::now()); d.len()]).collect();
     while !stop.load(Ordering::Relaxed) {
+        let mut busy = false;
         for (t, (topic, dir, dests)) in topics.iter().enumerate() {
             let mut backlog = 0;
             let mut error = String::new();
@@ -458,10 +461,19 @@ fn upload_loop(
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                if !dir.exists() {
+                if !dir.exists() || Instant::now() < retry[t][slot].1 {
                     continue;
                 }
-                match upload_pending_slot(dir, d.as_ref(), 8, slot) {
+                let r = upload_pending_slot(dir, d.as_ref(), 8, slot);
+                let failed = !matches!(&r, Ok(r) if r.failed.is_none());
+                let (fails, next) = &mut retry[t][slot];
+                if failed {
+                    *fails = fails.saturating_add(1);
+                    *next = Instant::now() + Duration::from_secs(2u64.saturating_pow(*fails).min(30));
+                } else {
+                    *fails = 0;
+                }
+                match r {
                     Ok(r) => {
                         if slot == 0 {
                             for (i, _) in &r.stored {
@@ -482,12 +494,14 @@ fn upload_loop(
                             error = format!("{}: chunk {i}: {e}", d.name());
                         }
                         backlog = backlog.max(r.pending);
+                        busy |= r.failed.is_none() && r.pending > 0;
                     }
                     Err(e) => error = format!("{}: {e}", d.name()),
                 }
             }
             if let Ok(mut c) = counters.lock() {
-                c[t].1.upload_backlog = backlog;
+                // A destination skipped while backing off keeps its last backlog figure.
+                c[t].1.upload_backlog = if retry[t].iter().any(|(f, _)| *f > 0) { c[t].1.upload_backlog.max(backlog) } else { backlog };
                 if !error.is_empty() {
                     c[t].1.last_error = error;
                 } else if c[t].1.last_error.contains(": chunk ") {
@@ -495,8 +509,11 @@ fn upload_loop(
                 }
             }
         }
-        // Sleep until something is sealed or the retry interval passed.
-        let _ = wake.recv_timeout(UPLOAD_RETRY);
+        // Sleep until something is sealed or the retry interval passed (not while a healthy
+        // destination still has a backlog).
+        if !busy {
+            let _ = wake.recv_timeout(UPLOAD_RETRY);
+        }
         while wake.try_recv().is_ok() {}
     }
 }
