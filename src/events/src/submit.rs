@@ -423,3 +423,8 @@ impl Submitter {
         let _ = self.store.set_inflight(None);
     }
 }
+
+/// Wait (from outside the runtime) up to `limit` for the submit task to end after its stop signal.
+pub fn join_with_timeout(h: &tokio::runtime::Handle, task: tokio::task::JoinHandle<()>, limit: Duration) {
+    let _ = h.block_on(async { tokio::time::timeout(limit, task).await });
+}

@@ -209,6 +209,31 @@ fn signer_of(key: &MachineKey) -> Result<PrivateKeySigner, StartError> {
 pub struct ChainServices {
     _services: Vec<Box<dyn std::any::Any>>,
     _runtime: Arc<Runtime>,
+    client: ChainClient,
+}
+
+impl ChainServices {
+    /// The chain client, for subsystems that submit through it (the event rules).
+    pub fn client(&self) -> &ChainClient {
+        &self.client
+    }
+    /// The tokio runtime the client runs on.
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self._runtime.handle().clone()
+    }
+}
+
+/// Remember the machine id a successful activation answered (`<data_dir>/machine_id`), so the
+/// event rules can submit without `chain.machine_id`. Written atomically; failures are logged.
+fn persist_machine_id(c: &ChainClient, machine_id: &str) {
+    let path = c.config().data_dir.join("machine_id");
+    let tmp = path.with_extension("tmp");
+    let r = std::fs::write(&tmp, format!("{machine_id}\n"))
+        .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = r {
+        tracing::warn!("cannot persist the machine id to {}: {e}", path.display());
+    }
 }
 
 /// What each response type needs to report a failure.
@@ -552,6 +577,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
                     data_visibility: if req.data_visibility.is_empty() { "public".into() } else { req.data_visibility },
                 })
                 .await?;
+            persist_machine_id(&c, &r.machine_id.to_string());
             let last = [Some(&r.machine_did_step), Some(&r.mint), Some(&r.register)]
                 .into_iter()
                 .flatten()
@@ -593,6 +619,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
             },
         };
         let r = c.activate(&p).await?;
+        persist_machine_id(&c, &r.machine_id.to_string());
         Ok(Activate_Response {
             success: true,
             message: "activated".into(),
@@ -739,7 +766,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         Ok(QueryOperatorMachines_Response { success: true, result_json: v.to_string(), ..Default::default() })
     });
 
-    Ok(Some(ChainServices { _services: services, _runtime: runtime }))
+    Ok(Some(ChainServices { _services: services, _runtime: runtime, client }))
 }
 
 /// Say which event of a batch an error is about. `error_field` stays the SDK's field name

@@ -6,6 +6,7 @@
 //! writes each package durably, then calls back here to publish it.
 mod chain;
 mod convert;
+mod events;
 mod params;
 mod qos;
 mod ros_log;
@@ -112,6 +113,10 @@ fn run() -> Result<(), StartError> {
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
+    let mut events = events::start(&node, &params, &map, chain_services.as_ref())?;
+    if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
+        taps.push(tap);
+    }
 
     let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(1000))?;
     let sink = Box::new(move |batch: Vec<Published>| {
@@ -187,6 +192,9 @@ fn run() -> Result<(), StartError> {
     // -- subsystem shutdown: flush what the taps were handed --
     if let Some(s) = stream {
         s.shutdown();
+    }
+    if let Some(e) = events {
+        e.shutdown();
     }
     drop(chain_services);
     Ok(())

@@ -96,6 +96,8 @@ pub fn serve(
             ed25519_public_key_hex: crate::stream::status_view().map(|v| v.ed25519_public_key_hex.clone()).unwrap_or_default(),
             x25519_public_key_hex: crate::stream::status_view().map(|v| v.x25519_public_key_hex.clone()).unwrap_or_default(),
             streams: crate::stream::status_view().map(|v| v.streams()).unwrap_or_default(),
+            event_rules: crate::events::status().0,
+            events_machine_id: crate::events::status().1,
         }
     })?;
 

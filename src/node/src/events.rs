@@ -1,0 +1,299 @@
+//! Event rules on the node: the Data Event Map's `topics[i].events` → `peaqos_events`.
+//!
+//! At start: each topic's field paths are listed from the rclrs `DynamicMessageMetadata`
+//! structure, the rules are loaded and checked against them (a bad rule stops the node with
+//! `<file>: topics[i].events[j].<key>: rule "<name>": <reason>`), the event store is opened and
+//! the package log replayed after the rules' checkpoints. The tap hands each durable batch to the
+//! events thread (never blocks); the thread evaluates, persists events, moves checkpoints and
+//! wakes the submit loop, which runs on the chain client's tokio runtime.
+//!
+//! Parameters: `chain.machine_id` (decimal; empty = the id `~/activate` persisted),
+//! `events.batch_max` (events per batchAll, default 50), `events.max_age` (seconds an event
+//! waits to be coalesced, default 2.0).
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use peaqos_core::pipeline::Published;
+use peaqos_core::policy::{DataEventMap, PolicyError};
+use peaqos_events::counters::Counters;
+use peaqos_events::processor::Processor;
+use peaqos_events::rules::{FieldCatalog, FieldKind};
+use peaqos_events::store::EventStore;
+use peaqos_events::submit::{machine_id_file, SubmitConfig, Submitter};
+use rclrs::{BaseType, MessageStructure, Node, ValueKind};
+use ros_env::peaqos_node::msg::EventRuleStatus;
+use tokio::sync::watch;
+
+use crate::chain::ChainServices;
+use crate::params::Params;
+use crate::StartError;
+
+type Tap = Box<dyn FnMut(&[Published]) + Send>;
+type Batch = Vec<(Arc<str>, u64, String)>;
+
+/// Rules (name, topic, event type) and their counters, for `~/status`.
+struct StatusView {
+    rules: Vec<(String, String, &'static str)>,
+    counters: Arc<Counters>,
+    machine_id: Option<String>,
+    machine_id_file: PathBuf,
+}
+
+static STATUS: OnceLock<StatusView> = OnceLock::new();
+
+/// The events part of `~/status` (empty without event rules).
+pub fn status() -> (Vec<EventRuleStatus>, String) {
+    let Some(v) = STATUS.get() else { return (Vec::new(), String::new()) };
+    let snap = v.counters.snapshot();
+    let rules = v
+        .rules
+        .iter()
+        .map(|(name, topic, ty)| {
+            let c = snap.get(name).cloned().unwrap_or_default();
+            EventRuleStatus {
+                rule: name.clone(),
+                topic: topic.clone(),
+                event_type: (*ty).to_owned(),
+                produced: c.produced,
+                submitted: c.submitted,
+                included: c.included,
+                failed: c.failed,
+                pending: c.pending,
+                held_reason: c.held_reason,
+                resets: c.resets,
+                deferred: c.deferred,
+                skip_reasons: c.skipped.keys().cloned().collect(),
+                skip_counts: c.skipped.values().copied().collect(),
+            }
+        })
+        .collect();
+    let mid = v.machine_id.clone().unwrap_or_else(|| {
+        std::fs::read_to_string(&v.machine_id_file).map(|s| s.trim().to_owned()).unwrap_or_default()
+    });
+    (rules, mid)
+}
+
+/// Every dot path of a message structure (nested messages included) and its kind.
+fn catalog_of(s: &MessageStructure, prefix: &str, out: &mut FieldCatalog) {
+    for f in &s.fields {
+        let path = if prefix.is_empty() { f.name.clone() } else { format!("{prefix}.{}", f.name) };
+        let kind = match (&f.value_kind, &f.base_type) {
+            (ValueKind::Simple, BaseType::Message(inner)) => {
+                catalog_of(inner, &path, out);
+                FieldKind::Message
+            }
+            (ValueKind::Simple, b) => base_kind(b),
+            _ => FieldKind::Other,
+        };
+        out.insert(path, kind);
+    }
+}
+
+fn base_kind(b: &BaseType) -> FieldKind {
+    match b {
+        BaseType::Float | BaseType::Double => FieldKind::Float,
+        BaseType::LongDouble => FieldKind::Other,
+        BaseType::Boolean => FieldKind::Bool,
+        BaseType::String | BaseType::BoundedString { .. } | BaseType::WString | BaseType::BoundedWString { .. } => FieldKind::Text,
+        BaseType::Message(_) => FieldKind::Message,
+        _ => FieldKind::Integer, // char, wchar, octet, (u)int8..64 map to JSON integers
+    }
+}
+
+fn catalogs(map: &DataEventMap) -> HashMap<String, FieldCatalog> {
+    let mut m = HashMap::new();
+    for t in map.topics.iter().filter(|t| !t.events.is_empty()) {
+        let Ok(name) = rclrs::MessageTypeName::try_from(t.msg_type.as_str()) else { continue };
+        if let Ok(meta) = rclrs::DynamicMessageMetadata::new(name) {
+            let mut c = FieldCatalog::new();
+            catalog_of(meta.structure(), "", &mut c);
+            m.insert(t.topic.clone(), c);
+        }
+    }
+    m
+}
+
+fn param_err(name: &str, reason: impl std::fmt::Display) -> StartError {
+    StartError::Parameter { name: name.to_owned(), reason: reason.to_string() }
+}
+
+/// The running event subsystem.
+pub struct EventsSubsystem {
+    tap: Option<Tap>,
+    tx: Option<mpsc::Sender<Option<Batch>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    submit: Option<(tokio::runtime::Handle, tokio::task::JoinHandle<()>)>,
+}
+
+/// Load the rules and start the subsystem (`None` when the policy has no event rules).
+pub fn start(node: &Node, params: &Params, map: &DataEventMap, chain: Option<&ChainServices>) -> Result<Option<EventsSubsystem>, StartError> {
+    let machine_id: String = node
+        .declare_parameter::<Arc<str>>("chain.machine_id")
+        .default(Arc::from(""))
+        .description("Machine id (decimal) events are submitted for; empty = the id ~/activate answered.")
+        .read_only()
+        .map(|p| p.get().trim().to_string())
+        .map_err(|e| param_err("chain.machine_id", format!("{e:?}")))?;
+    let batch_max = node
+        .declare_parameter::<i64>("events.batch_max")
+        .default(50)
+        .description("Events coalesced into one batchAll (1..512).")
+        .read_only()
+        .map(|p| p.get())
+        .map_err(|e| param_err("events.batch_max", format!("{e:?}")))?;
+    let max_age = node
+        .declare_parameter::<f64>("events.max_age")
+        .default(2.0)
+        .description("Seconds a produced event waits to be coalesced with others before its batch is sent.")
+        .read_only()
+        .map(|p| p.get())
+        .map_err(|e| param_err("events.max_age", format!("{e:?}")))?;
+    if !(1..=512).contains(&batch_max) {
+        return Err(param_err("events.batch_max", format!("must be 1..512, got {batch_max}")));
+    }
+    if !(max_age >= 0.0 && max_age.is_finite()) {
+        return Err(param_err("events.max_age", format!("must be a number of seconds >= 0, got {max_age}")));
+    }
+    if !machine_id.is_empty() {
+        peaqos_chain::validation::MachineIdInput::from_decimal("chain.machine_id", &machine_id)
+            .map_err(|e| param_err("chain.machine_id", e))?;
+    }
+    if map.topics.iter().all(|t| t.events.is_empty()) {
+        return Ok(None);
+    }
+    let file = if params.policy_file.is_empty() { PathBuf::from("<embedded default policy>") } else { PathBuf::from(&params.policy_file) };
+    let rules = peaqos_events::load_rules(map, &file, &catalogs(map))
+        .map_err(|e| StartError::Policy(PolicyError { file: e.file, path: e.path, reason: format!("rule {:?}: {}", e.rule, e.reason) }))?;
+    let store = Arc::new(EventStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?);
+    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+    let counters = Arc::new(Counters::load(store.dir().join("counters.json"), &names));
+    let _ = STATUS.set(StatusView {
+        rules: rules
+            .iter()
+            .map(|r| (r.name.clone(), r.topic.clone(), if r.event_type.code() == 0 { "revenue" } else { "activity" }))
+            .collect(),
+        counters: Arc::clone(&counters),
+        machine_id: (!machine_id.is_empty()).then(|| machine_id.clone()),
+        machine_id_file: machine_id_file(&params.data_dir),
+    });
+    let n_rules = rules.len();
+    let topics: Vec<String> = rules.iter().map(|r| r.topic.clone()).collect();
+    let mut processor = Processor::open(&params.data_dir, rules, Arc::clone(&store), Arc::clone(&counters))
+        .map_err(|e| param_err("data_dir", format!("events: {e}")))?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let mut waker = None;
+    let submit = match chain {
+        Some(c) => {
+            let s = Submitter::new(
+                c.client().clone(),
+                Arc::clone(&store),
+                Arc::clone(&counters),
+                SubmitConfig {
+                    batch_max: batch_max as usize,
+                    max_age: Duration::from_secs_f64(max_age),
+                    machine_id: (!machine_id.is_empty()).then_some(machine_id),
+                    machine_id_file: machine_id_file(&params.data_dir),
+                    retry: Duration::from_millis(500),
+                },
+            );
+            waker = Some(s.waker());
+            let h = c.runtime();
+            let task = h.spawn(s.run(stop_rx));
+            Some((h, task))
+        }
+        None => {
+            tracing::warn!("events: the chain client is disabled; events are produced and kept pending");
+            None
+        }
+    };
+
+    // `None` asks the thread to flush and stop.
+    let (tx, rx) = mpsc::channel::<Option<Batch>>();
+    let thread = std::thread::Builder::new()
+        .name("peaqos-events".into())
+        .spawn(move || {
+            loop {
+                let mut stopping = false;
+                match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(Some(batch)) => {
+                        for (topic, seq, json) in &batch {
+                            processor.handle(topic, *seq, json);
+                        }
+                        // Drain what queued meanwhile before the (fsync'ing) flush.
+                        while let Ok(more) = rx.try_recv() {
+                            match more {
+                                Some(more) => {
+                                    for (topic, seq, json) in &more {
+                                        processor.handle(topic, *seq, json);
+                                    }
+                                }
+                                None => stopping = true,
+                            }
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
+                }
+                if stopping {
+                    processor.flush();
+                    return;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                processor.tick(now);
+                let new = processor.new_events;
+                processor.flush();
+                if new > 0 {
+                    if let Some(w) = &waker {
+                        w.notify_one();
+                    }
+                }
+            }
+        })
+        .map_err(|e| param_err("events", format!("cannot start the events thread: {e}")))?;
+
+    let tap_tx = tx.clone();
+    let tap: Tap = Box::new(move |batch: &[Published]| {
+        let v: Batch = batch
+            .iter()
+            .filter(|p| topics.iter().any(|t| **t == *p.topic))
+            .map(|p| (Arc::clone(&p.topic), p.sequence_number, p.package_json.clone()))
+            .collect();
+        if !v.is_empty() {
+            // Unbounded: never blocks the packaging thread (evaluation is far faster than signing).
+            let _ = tap_tx.send(Some(v));
+        }
+    });
+    tracing::info!("events: {n_rules} rule(s) loaded");
+    Ok(Some(EventsSubsystem { tap: Some(tap), tx: Some(tx), thread: Some(thread), stop, submit }))
+}
+
+impl EventsSubsystem {
+    /// The package tap (taken once, for `main.rs`'s tap list).
+    pub fn take_tap(&mut self) -> Option<Tap> {
+        self.tap.take()
+    }
+
+    /// After the pipeline has shut down: evaluate what the tap handed over, flush, stop the
+    /// submit loop (pending events stay on disk for the next start).
+    pub fn shutdown(mut self) {
+        drop(self.tap.take());
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(None);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.stop.send(true);
+        if let Some((h, task)) = self.submit.take() {
+            peaqos_events::submit::join_with_timeout(&h, task, Duration::from_secs(5));
+        }
+    }
+}
