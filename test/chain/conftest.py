@@ -10,4 +10,6 @@ os.environ.setdefault("PEAQOS_TELEMETRY", "0")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-pytest_plugins = ("harness",)
+# Re-export the harness fixtures here: `pytest_plugins` is only allowed in the rootdir's
+# conftest, and the repository's test run (scripts/test) has the repository as rootdir.
+from harness import chain, fresh_chain, test_chain  # noqa: E402,F401
