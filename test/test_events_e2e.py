@@ -184,11 +184,11 @@ def test_robot_topics_become_events_on_chain(tmp_path, rclpy_ctx):
             robot.send_beacon(int(time.time()) + 3600)
             wait_for(lambda: len(chain_events(chain, mid)) == 5, what="odom + beacon events")
 
-            # 5. Restart in the middle of a window: 3 messages, stop, start, 2 more.
+            # 5. kill -9 in the middle of a window: 3 messages, kill, start, 2 more.
             for i, x in enumerate([7, 8, 9]):
                 robot.send_odom(t0 + 5 + i, 0.25, x)
             time.sleep(1.0)
-            assert node.stop() == 0
+            node.kill9()
             node2 = NodeProcess(tmp_path, p, name="after").start()
             node2.wait_for_log("events: replaying 3 package(s) of /odom")
             node2.wait_for_log("subscribed to /beacon")
