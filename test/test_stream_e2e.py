@@ -187,7 +187,7 @@ schema_version: 1
 topics:
   - topic: /s/cam
     type: sensor_msgs/msg/Image
-    qos: reliable
+    qos: {{reliability: reliable, durability: volatile, depth: 50}}
     queue_size: 100
     stream:
       chunk: {{max_bytes: 4000000, max_age: 2}}
@@ -195,7 +195,8 @@ topics:
 {cam_dest}
   - topic: /s/imu
     type: sensor_msgs/msg/Imu
-    qos: reliable
+    # depth 1000: the executor also converts 1 MiB images; 100 Hz IMU must not overrun the history
+    qos: {{reliability: reliable, durability: volatile, depth: 1000}}
     stream:
       chunk: {imu_chunk}
       recipients: {{owner: "{OWNER_PK_HEX}"}}
@@ -265,6 +266,10 @@ def test_camera_and_imu_stream_verify_grant_dataset(tmp_path, ros_node):
                     GrantAccess.Request(topic="/s/imu", buyer_public_key_hex=buyer_pk, dataset=f"0-{last_imu}"))
         assert rd.success, rd.message
         assert [e["chunk_id"] for f in json.loads(rd.access_files_json) for e in f["entries"]] == manifest["chunkIds"]
+        # A time range covering the whole run grants every IMU chunk.
+        rt = g.call(GrantAccess, "/peaqos_node/grant_access",
+                    GrantAccess.Request(topic="/s/imu", buyer_public_key_hex=buyer_pk, from_ms=1, to_ms=int(time.time() * 1000) + 60_000))
+        assert rt.success and list(rt.chunk_indices) == list(range(last_imu + 1)), rt.message
         bad = g.call(SealDataset, "/peaqos_node/seal_dataset", SealDataset.Request(topic="/s/imu", first_index=5, last_index=1))
         assert (bad.success, bad.error_code, bad.error_field) == (False, "INVALID_ARGUMENT", "last_index")
     finally:
@@ -418,6 +423,27 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
         assert plaintext_lines(topic_dir(data, t)) == logged(data, t)
     seqs = [json.loads(x)["sequenceNumber"] for x in plaintext_lines(d)]
     assert seqs == list(range(total))
+
+
+def test_dropped_handovers_are_read_back_from_the_package_log(tmp_path, ros_node):
+    """With a 1-byte hand-over budget every batch the tap sees is dropped: the stream thread
+    still gets every package into the chain, from the package log, once and in order."""
+    data = tmp_path / "data"
+    node = NodeProcess(tmp_path, {"policy_file": str(policy(tmp_path)), "data_dir": str(data),
+                                  "stream.queue_max_bytes": "1"}).start()
+    g = Graph(ros_node)
+    try:
+        node.wait_for_log("subscribed to /s/imu")
+        g.wait_matched()
+        g.publish(cam_n=10, imu_hz_per_cam=10, image_bytes=1 << 12)
+        imu_n = g.settle("/s/imu")
+        s = g.stream("/s/imu")
+        assert s.handover_dropped == imu_n and s.last_sequence == imu_n - 1, brief(g.status())
+    finally:
+        assert node.stop() == 0, node.output()[-3000:]
+    for t in ("/s/imu", "/s/cam"):
+        assert plaintext_lines(topic_dir(data, t)) == logged(data, t)
+    assert len(logged(data, "/s/imu")) == imu_n
 
 
 def test_bad_stream_block_stops_the_node_naming_the_key(tmp_path):

@@ -27,7 +27,7 @@
 //! `success, error_code, error_field, message`.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -68,7 +68,6 @@ struct Counters {
     open_messages: u64,
     upload_backlog: u64,
     replayed: u64,
-    handover_dropped: u64,
     last_error: String,
 }
 
@@ -94,13 +93,15 @@ pub struct StatusView {
     pub ed25519_public_key_hex: String,
     pub x25519_public_key_hex: String,
     counters: Arc<Mutex<Vec<(String, Counters)>>>,
+    dropped: Arc<Vec<AtomicU64>>,
 }
 
 impl StatusView {
     pub fn streams(&self) -> Vec<StreamStatus> {
         let c = self.counters.lock().map(|c| c.clone()).unwrap_or_default();
         c.into_iter()
-            .map(|(topic, c)| StreamStatus {
+            .zip(self.dropped.iter())
+            .map(|((topic, c), d)| StreamStatus {
                 topic,
                 chunks_sealed: c.chunks_sealed,
                 last_chunk_index: c.last_chunk_index.map_or(-1, |i| i as i64),
@@ -108,7 +109,7 @@ impl StatusView {
                 open_messages: c.open_messages,
                 upload_backlog: c.upload_backlog,
                 replayed: c.replayed,
-                handover_dropped: c.handover_dropped,
+                handover_dropped: d.load(Ordering::Relaxed),
                 last_error: c.last_error,
             })
             .collect()
@@ -202,6 +203,8 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap) -> Result<Option<
 
     let chunks_pub: Publisher<ChunkManifest> = node.create_publisher::<ChunkManifest>("~/chunks".reliable().keep_last(1000))?;
     let counters = Arc::new(Mutex::new(specs.iter().map(|s| (s.topic.clone(), Counters::default())).collect::<Vec<_>>()));
+    // Hand-overs the tap dropped, per topic (atomics: the tap never waits for a lock).
+    let dropped: Arc<Vec<AtomicU64>> = Arc::new(specs.iter().map(|_| AtomicU64::new(0)).collect());
 
     // Open every topic now: recovery, resume point, replay from the package log. Errors stop
     // the node at start, naming the topic.
@@ -257,35 +260,28 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap) -> Result<Option<
 
     // Stream thread.
     let stream_thread = {
-        let (counters, queued) = (Arc::clone(&counters), Arc::clone(&queued));
+        let (counters, queued, dropped) = (Arc::clone(&counters), Arc::clone(&queued), Arc::clone(&dropped));
         std::thread::Builder::new()
             .name("peaqos-stream".into())
-            .spawn(move || stream_loop(feeds, rx, queued, counters, chunks_pub, upload_tx))
+            .spawn(move || stream_loop(feeds, rx, queued, counters, dropped, chunks_pub, upload_tx))
             .map_err(|e| stream_err("stream thread", e))?
     };
 
     // The tap: copy the streamed packages of a batch into the channel, never block.
     let index: HashMap<String, usize> = specs.iter().enumerate().map(|(i, s)| (s.topic.clone(), i)).collect();
-    let (tap_tx, tap_counters) = (tx.clone(), Arc::clone(&counters));
+    let (tap_tx, tap_dropped) = (tx.clone(), Arc::clone(&dropped));
     let tap: Tap = Box::new(move |batch: &[Published]| {
         let mut items = Vec::new();
-        let mut dropped: Vec<usize> = Vec::new();
         for p in batch {
             let Some(&t) = index.get(&*p.topic) else { continue };
             let n = p.package_json.len();
             if queued.load(Ordering::Relaxed) + n > queue_max_bytes {
-                dropped.push(t);
+                // Never lost: the stream thread reads it back from the package log.
+                tap_dropped[t].fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             queued.fetch_add(n, Ordering::Relaxed);
             items.push(Item { topic: t, sequence: p.sequence_number, line: p.package_json.clone() });
-        }
-        if !dropped.is_empty() {
-            if let Ok(mut c) = tap_counters.try_lock() {
-                for t in dropped {
-                    c[t].1.handover_dropped += 1;
-                }
-            }
         }
         if !items.is_empty() {
             let _ = tap_tx.send(Cmd::Batch(items));
@@ -297,6 +293,7 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap) -> Result<Option<
         ed25519_public_key_hex: hex::encode(keys.ed25519_public),
         x25519_public_key_hex: hex::encode(keys.x25519_public),
         counters,
+        dropped,
     });
     Ok(Some(StreamSubsystem {
         tx,
@@ -350,11 +347,13 @@ fn stream_loop(
     rx: Receiver<Cmd>,
     queued: Arc<AtomicUsize>,
     counters: Arc<Mutex<Vec<(String, Counters)>>>,
+    dropped: Arc<Vec<AtomicU64>>,
     publisher: Publisher<ChunkManifest>,
     upload_tx: Sender<()>,
 ) {
     let mut stopping = false;
     let mut last_catch_up = Instant::now();
+    let mut caught_up_to = vec![0u64; feeds.len()];
     let _ = upload_tx.send(());
     while !stopping {
         let mut cmds = Vec::new();
@@ -390,10 +389,14 @@ fn stream_loop(
             }
         }
         // Dropped hand-overs with nothing newer arriving: read them back from the log.
-        let dropped_any = counters.lock().map(|c| c.iter().any(|(_, c)| c.handover_dropped > 0)).unwrap_or(false);
-        if dropped_any && last_catch_up.elapsed() >= Duration::from_secs(1) && queued.load(Ordering::Relaxed) == 0 {
+        let behind: Vec<usize> = (0..feeds.len()).filter(|&t| dropped[t].load(Ordering::Relaxed) > caught_up_to[t]).collect();
+        if !behind.is_empty() && last_catch_up.elapsed() >= Duration::from_secs(1) && queued.load(Ordering::Relaxed) == 0 {
             last_catch_up = Instant::now();
-            for (t, f) in feeds.iter_mut().enumerate() {
+            for t in behind {
+                // Drops counted before this read are in the log by now (the tap runs after the
+                // log's commit), so one catch-up covers them.
+                caught_up_to[t] = dropped[t].load(Ordering::Relaxed);
+                let f = &mut feeds[t];
                 match f.catch_up() {
                     Ok(s) => sealed.extend(s.into_iter().map(|s| (t, s))),
                     Err(e) => set_error(&counters, t, &e),
