@@ -334,3 +334,25 @@ def test_a_field_the_field_rules_encrypt_can_never_fire(tmp_path):
     assert code != 0
     assert (f'{f}: topics[0].events[0].value.sum: rule "dist": field "twist.twist.linear.x" is encrypted by the '
             "topic's field rules") in out, out
+
+
+def test_with_the_chain_client_disabled_events_are_kept_pending(tmp_path, rclpy_ctx):
+    f = tmp_path / "map.yaml"
+    f.write_text(POLICY)
+    node = NodeProcess(tmp_path, {"policy_file": str(f), "data_dir": str(tmp_path / "data"), "chain.enabled": "false"},
+                       node_name="agent_nochain").start()
+    rnode = rclpy_ctx.create_node("nochain_robot")
+    robot = Robot(rnode)
+    c = Caller(rnode, "agent_nochain")
+    try:
+        node.wait_for_log("events: 4 rule(s) loaded")
+        robot.wait_matched()
+        robot.send_fare(1.05)
+        wait_for(lambda: status(c)[1]["fare"].pending == 1, what="pending fare")
+        fare = status(c)[1]["fare"]
+        assert fare.produced == 1 and "chain client disabled" in fare.held_reason, fare
+        pending = list((tmp_path / "data" / "events" / "pending").glob("*.json"))
+        assert len(pending) == 1 and json.loads(pending[0].read_text())["event"]["value"] == "105"
+    finally:
+        rnode.destroy_node()
+        node.stop()

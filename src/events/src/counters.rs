@@ -32,31 +32,40 @@ pub struct RuleCounters {
     pub held_reason: String,
 }
 
+/// What is persisted: the counters, and per topic the last sequence number whose skips,
+/// resets and deferrals were counted (so a replay after a restart does not count them again).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Persisted {
+    rules: BTreeMap<String, RuleCounters>,
+    counted_upto: BTreeMap<String, u64>,
+}
+
 pub struct Counters {
     path: PathBuf,
-    state: Mutex<(BTreeMap<String, RuleCounters>, bool)>,
+    state: Mutex<(Persisted, bool)>,
 }
 
 impl Counters {
     /// Load from `path` (missing or unreadable: start at zero, with a warning).
     pub fn load(path: PathBuf, rules: &[String]) -> Counters {
-        let mut m: BTreeMap<String, RuleCounters> = match std::fs::read(&path) {
+        let mut p: Persisted = match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
                 tracing::warn!("event counters {}: unreadable ({e}); starting from zero", path.display());
-                BTreeMap::new()
+                Persisted::default()
             }),
-            Err(_) => BTreeMap::new(),
+            Err(_) => Persisted::default(),
         };
-        m.retain(|k, _| rules.contains(k));
+        p.rules.retain(|k, _| rules.contains(k));
         for r in rules {
-            m.entry(r.clone()).or_default();
+            p.rules.entry(r.clone()).or_default();
         }
-        Counters { path, state: Mutex::new((m, false)) }
+        Counters { path, state: Mutex::new((p, false)) }
     }
 
     pub fn update(&self, rule: &str, f: impl FnOnce(&mut RuleCounters)) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = s.0.get_mut(rule) {
+        if let Some(c) = s.0.rules.get_mut(rule) {
             f(c);
             s.1 = true;
         }
@@ -67,7 +76,23 @@ impl Counters {
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, RuleCounters> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0.rules.clone()
+    }
+
+    /// Was package `seq` of `topic` already counted before a restart?
+    pub fn counted(&self, topic: &str, seq: u64) -> bool {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0.counted_upto.get(topic).is_some_and(|c| seq <= *c)
+    }
+
+    /// Packages of `topic` up to `seq` have been counted.
+    pub fn mark_counted(&self, topic: &str, seq: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let e = s.0.counted_upto.entry(topic.to_owned()).or_insert(seq);
+        if seq > *e {
+            *e = seq;
+        }
+        s.1 = true;
     }
 
     /// Write the counters if they changed.

@@ -67,7 +67,7 @@ pub enum Outcome {
     Event(Box<EventOut>, Vec<u8>),
     Skip(Skip),
     /// A close postponed by `min_interval` (counted, not a loss).
-    Deferred { rule: usize },
+    Deferred { rule: usize, seq: u64 },
     /// A counter went down: counted as a reset (its new value counts from 0).
     CounterReset { rule: usize, seq: u64 },
 }
@@ -398,7 +398,7 @@ impl Engine {
         if let Some(last) = st.cp.last_event_ts {
             let since = Dec::from_i128(i128::from(ts) - i128::from(last));
             if since.cmp_num(rule.min_interval) == Some(std::cmp::Ordering::Less) {
-                out.push(Outcome::Deferred { rule: i });
+                out.push(Outcome::Deferred { rule: i, seq: st.open.last_seq });
                 return;
             }
         }

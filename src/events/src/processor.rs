@@ -80,6 +80,7 @@ impl Processor {
         self.engine.on_package(topic, seq, package_json, &mut out);
         self.apply(&mut out);
         self.out = out;
+        self.counters.mark_counted(topic, seq);
     }
 
     /// Close quiet time windows.
@@ -107,16 +108,27 @@ impl Processor {
                         self.frozen = true;
                     }
                 },
+                // Skips, deferrals and resets of packages counted before a restart are not
+                // counted again when the package log is replayed.
                 Outcome::Skip(s) => {
-                    let name = &self.engine.rules()[s.rule].name;
-                    tracing::warn!(rule = %name, reason = s.reason, seq = s.seq, "event skipped: {}", s.detail);
-                    self.counters.skip(name, s.reason);
+                    let r = &self.engine.rules()[s.rule];
+                    if !self.counters.counted(&r.topic, s.seq) {
+                        tracing::warn!(rule = %r.name, reason = s.reason, seq = s.seq, "event skipped: {}", s.detail);
+                        self.counters.skip(&r.name, s.reason);
+                    }
                 }
-                Outcome::Deferred { rule } => self.counters.update(&self.engine.rules()[rule].name, |c| c.deferred += 1),
+                Outcome::Deferred { rule, seq } => {
+                    let r = &self.engine.rules()[rule];
+                    if !self.counters.counted(&r.topic, seq) {
+                        self.counters.update(&r.name, |c| c.deferred += 1);
+                    }
+                }
                 Outcome::CounterReset { rule, seq } => {
-                    let name = &self.engine.rules()[rule].name;
-                    tracing::info!(rule = %name, seq, "counter reset: counting its new value from 0");
-                    self.counters.update(name, |c| c.resets += 1);
+                    let r = &self.engine.rules()[rule];
+                    if !self.counters.counted(&r.topic, seq) {
+                        tracing::info!(rule = %r.name, seq, "counter reset: counting its new value from 0");
+                        self.counters.update(&r.name, |c| c.resets += 1);
+                    }
                 }
             }
         }

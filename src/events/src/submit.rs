@@ -428,3 +428,19 @@ impl Submitter {
 pub fn join_with_timeout(h: &tokio::runtime::Handle, task: tokio::task::JoinHandle<()>, limit: Duration) {
     let _ = h.block_on(async { tokio::time::timeout(limit, task).await });
 }
+
+/// Without a submit loop (chain client disabled): report every pending event as held for `reason`.
+pub fn report_held(store: &EventStore, counters: &Counters, reason: &str) {
+    let Ok(pending) = store.pending() else { return };
+    let mut per: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &pending {
+        *per.entry(p.event.rule.clone()).or_default() += 1;
+    }
+    for (rule, _) in counters.snapshot() {
+        let n = per.get(&rule).copied().unwrap_or(0);
+        counters.update(&rule, |c| {
+            c.pending = n;
+            c.held_reason = if n > 0 { reason.to_owned() } else { String::new() };
+        });
+    }
+}

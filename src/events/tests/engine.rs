@@ -377,3 +377,32 @@ fn replay_reproduces_an_event_lost_before_its_checkpoint() {
     drop(p);
     assert_eq!(store.pending().unwrap().len(), 1);
 }
+
+#[test]
+fn replayed_skips_and_resets_are_not_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = policy(FARE, "      - {name: odo, event_type: activity, value: {increase: total}, scale: 1, rounding: down, window: {messages: 4}}");
+    let rules = load(&yaml).unwrap();
+    let store = Arc::new(EventStore::open(d).unwrap());
+    let counters_path = store.dir().join("counters.json");
+    let counters = Arc::new(Counters::load(counters_path.clone(), &names(&rules)));
+    // 10, NaN, 5 (reset) — the window stays open across the restart.
+    let pk: Vec<(u64, String)> =
+        [json!(10), json!("NaN"), json!(5), json!(8)].into_iter().enumerate().map(|(i, v)| (i as u64, package(i as u64, i as i64, json!({"total": v})))).collect();
+    let mut p = Processor::open(d, rules.clone(), Arc::clone(&store), Arc::clone(&counters)).unwrap();
+    write_log(d, "/odom", &pk[..3]);
+    for (s, j) in &pk[..3] {
+        p.handle("/odom", *s, j);
+    }
+    p.flush();
+    drop(p);
+    let counters = Arc::new(Counters::load(counters_path, &names(&rules)));
+    let mut p = Processor::open(d, rules, Arc::clone(&store), Arc::clone(&counters)).unwrap();
+    write_log(d, "/odom", &pk[3..]);
+    p.handle("/odom", 3, &pk[3].1);
+    p.flush();
+    let c = &counters.snapshot()["odo"];
+    assert_eq!((c.skipped.get("not_finite").copied(), c.resets, c.produced), (Some(1), 1, 1));
+    assert_eq!(store.pending().unwrap()[0].event.value, "8"); // 10 → reset to 5 (+5) → 8 (+3)
+}

@@ -212,6 +212,11 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap, chain: Option<&Ch
         }
     };
 
+    const DISABLED: &str = "chain client disabled (chain.enabled = false)";
+    let held_store = (waker.is_none()).then(|| (Arc::clone(&store), Arc::clone(&counters)));
+    if let Some((st, c)) = &held_store {
+        peaqos_events::submit::report_held(st, c, DISABLED);
+    }
     // `None` asks the thread to flush and stop.
     let (tx, rx) = mpsc::channel::<Option<Batch>>();
     let thread = std::thread::Builder::new()
@@ -253,6 +258,9 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap, chain: Option<&Ch
                 if new > 0 {
                     if let Some(w) = &waker {
                         w.notify_one();
+                    }
+                    if let Some((st, c)) = &held_store {
+                        peaqos_events::submit::report_held(st, c, DISABLED);
                     }
                 }
             }
