@@ -20,7 +20,7 @@ import pytest
 from peaqos_harness import DEMO_DID, NodeProcess, ROOT, sdk_verify
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, Imu  # noqa: E402
 
 from peaqos_node.msg import ChunkManifest, DataPackage  # noqa: E402
@@ -92,7 +92,8 @@ class Graph:
         self.packages: list = []
         self.manifests: list = []
         node.create_subscription(DataPackage, "/peaqos_node/data_packages", self.packages.append, q)
-        node.create_subscription(ChunkManifest, "/peaqos_node/chunks", self.manifests.append, q)
+        node.create_subscription(ChunkManifest, "/peaqos_node/chunks", self.manifests.append,
+                                 QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.cam = node.create_publisher(Image, "/s/cam", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self.imu = node.create_publisher(Imu, "/s/imu", QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE))
         self.clients = {}
@@ -353,11 +354,12 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
     boto3 = pytest.importorskip("boto3")
     port = free_port()
     s3 = (f'      destinations: [{{kind: s3, endpoint: "http://127.0.0.1:{port}", bucket: peaq-chunks, prefix: robot1,'
-          f' access_key_id: testing, secret_access_key: testing, timeout_secs: 2}}, {{kind: local}}]')
+          f' access_key_id: testing, secret_access_key: "env:STREAM_TEST_S3_SECRET", timeout_secs: 2}}, {{kind: local}}]')
     pol = policy(tmp_path, imu_dest=s3, imu_chunk="{max_messages: 100, max_age: 600}")
     data = tmp_path / "data"
     g = Graph(ros_node)
-    node = NodeProcess(tmp_path, {"policy_file": str(pol), "data_dir": str(data)}, name="run1").start()
+    env = {"STREAM_TEST_S3_SECRET": "testing"}
+    node = NodeProcess(tmp_path, {"policy_file": str(pol), "data_dir": str(data)}, env, name="run1").start()
     try:
         node.wait_for_log("subscribed to /s/imu")
         g.wait_matched()
@@ -380,7 +382,7 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
     try:
         boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="testing",
                      aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="peaq-chunks")
-        node = NodeProcess(tmp_path, {"policy_file": str(pol), "data_dir": str(data)}, name="run2").start()
+        node = NodeProcess(tmp_path, {"policy_file": str(pol), "data_dir": str(data)}, env, name="run2").start()
         try:
             node.wait_for_log("subscribed to /s/imu")
             assert "recover" in node.output()
@@ -389,7 +391,9 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
             total = imu_n + g.settle("/s/imu")
             s = g.stream("/s/imu")
             assert s.replayed >= 20, s
-            assert any(m.event == "recovered" and m.topic == "/s/imu" for m in g.manifests) or s.chunks_sealed >= 1
+            # ~/chunks is transient-local: the recovered chunk's manifest (published at start)
+            # reaches this late subscriber too.
+            assert g.spin_until(lambda: any(m.event == "recovered" and m.topic == "/s/imu" and m.index == 2 for m in g.manifests), 10)
             sealed = s.last_chunk_index + 1
             assert g.spin_until(lambda: g.stream("/s/imu").upload_backlog == 0
                                 and all(json.loads((d / f"{i}.json").read_text()).get("storageRef") for i in range(sealed)), 30), (
@@ -462,3 +466,8 @@ topics:
     p.write_text(p.read_text().replace("chunk: {max_messages: 0}", 'recipients: {owner: "xyz"}'))
     code, out = run_node_expecting_failure(tmp_path, {"policy_file": str(p), "data_dir": str(tmp_path / "d")})
     assert code != 0 and f"{p}: topics[0].stream.recipients.owner:" in out, out
+    p.write_text(p.read_text().replace('recipients: {owner: "xyz"}', 'destinations: [{kind: s3, endpoint: "http://127.0.0.1:1", '
+                                       'bucket: b, access_key_id: a, secret_access_key: "env:PEAQOS_TEST_UNSET_SECRET"}]'))
+    code, out = run_node_expecting_failure(tmp_path, {"policy_file": str(p), "data_dir": str(tmp_path / "d")})
+    assert code != 0 and (f"{p}: topics[0].stream.destinations[0].secret_access_key: environment variable "
+                          "PEAQOS_TEST_UNSET_SECRET is not set") in out, out

@@ -141,10 +141,12 @@ fn topic_specs(map: &DataEventMap, policy_file: &Path) -> Result<Vec<TopicSpec>,
         let Some(block) = &t.stream else { continue };
         let json = serde_json::to_value(block)
             .map_err(|e| policy_err(policy_file, format!("topics[{i}].stream"), format!("not a plain mapping: {e}")))?;
-        let cfg = TopicStreamConfig::from_value(&json).map_err(|e| {
+        let key_err = |e: peaqos_stream::topic_config::ConfigError| {
             let path = if e.key.is_empty() { format!("topics[{i}].stream") } else { format!("topics[{i}].stream.{}", e.key) };
             policy_err(policy_file, path, e.reason)
-        })?;
+        };
+        let mut cfg = TopicStreamConfig::from_value(&json).map_err(key_err)?;
+        cfg.resolve_env_secrets(&|name| std::env::var(name).ok()).map_err(key_err)?;
         out.push(TopicSpec { topic: t.topic.clone(), cfg });
     }
     Ok(out)
@@ -201,7 +203,7 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap) -> Result<Option<
         hex::encode(keys.x25519_public)
     );
 
-    let chunks_pub: Publisher<ChunkManifest> = node.create_publisher::<ChunkManifest>("~/chunks".reliable().keep_last(1000))?;
+    let chunks_pub: Publisher<ChunkManifest> = node.create_publisher::<ChunkManifest>("~/chunks".reliable().transient_local().keep_last(1000))?;
     let counters = Arc::new(Mutex::new(specs.iter().map(|s| (s.topic.clone(), Counters::default())).collect::<Vec<_>>()));
     // Hand-overs the tap dropped, per topic (atomics: the tap never waits for a lock).
     let dropped: Arc<Vec<AtomicU64>> = Arc::new(specs.iter().map(|_| AtomicU64::new(0)).collect());

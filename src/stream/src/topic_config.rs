@@ -21,6 +21,10 @@
 //!
 //! The first destination's storage reference is written into the chunk envelope's
 //! `storageRef`; every destination has its own durable upload queue (see [`crate::storage`]).
+//!
+//! Credentials (`secret_access_key`, `session_token`, `publisher_token`) written as
+//! `env:NAME` are read from the environment variable `NAME` at start (so the policy file need
+//! not hold secrets); a missing variable is an error naming the key.
 
 use serde::Deserialize;
 
@@ -81,6 +85,34 @@ impl TopicStreamConfig {
         })?;
         cfg.check()?;
         Ok(cfg)
+    }
+
+    /// Replace `env:NAME` credentials by the value of the environment variable `NAME`.
+    pub fn resolve_env_secrets(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        use crate::storage::Secret;
+        let resolve = |s: &mut Secret, key: String| -> Result<(), ConfigError> {
+            if let Some(name) = s.0.strip_prefix("env:") {
+                let v = env(name).filter(|v| !v.is_empty()).ok_or_else(|| ConfigError {
+                    key: key.clone(),
+                    reason: format!("environment variable {name} is not set"),
+                })?;
+                *s = Secret(v);
+            }
+            Ok(())
+        };
+        for (i, d) in self.destinations.iter_mut().enumerate() {
+            match d {
+                DestinationConfig::S3 { secret_access_key, session_token, .. } => {
+                    resolve(secret_access_key, format!("destinations[{i}].secret_access_key"))?;
+                    if let Some(t) = session_token {
+                        resolve(t, format!("destinations[{i}].session_token"))?;
+                    }
+                }
+                DestinationConfig::Walrus { publisher_token: Some(t), .. } => resolve(t, format!("destinations[{i}].publisher_token"))?,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -152,6 +184,20 @@ mod tests {
         assert_eq!(c.chunk.max_messages, 3);
         assert_eq!(c.destinations.len(), 2);
         assert_eq!(c.recipients().unwrap().owner, Some([0x11; 32]));
+    }
+
+    #[test]
+    fn env_secrets() {
+        let mut c = TopicStreamConfig::from_value(&json!({"destinations": [{"kind": "s3", "endpoint": "http://h", "bucket": "b",
+            "access_key_id": "a", "secret_access_key": "env:S3_SECRET"}]}))
+        .unwrap();
+        let e = c.clone().resolve_env_secrets(&|_| None).unwrap_err();
+        assert_eq!(e.key, "destinations[0].secret_access_key");
+        c.resolve_env_secrets(&|n| (n == "S3_SECRET").then(|| "xyz".to_string())).unwrap();
+        match &c.destinations[0] {
+            DestinationConfig::S3 { secret_access_key, .. } => assert_eq!(secret_access_key.0, "xyz"),
+            _ => unreachable!(),
+        }
     }
 
     #[test]
