@@ -356,3 +356,32 @@ def test_with_the_chain_client_disabled_events_are_kept_pending(tmp_path, rclpy_
     finally:
         rnode.destroy_node()
         node.stop()
+
+
+def test_a_machine_id_parameter_and_a_chain_refusal_are_reported(tmp_path, rclpy_ctx):
+    """`chain.machine_id` is used as given; a machine the registry does not know makes the batch
+    fail on chain: the event is counted as failed with the SDK's code, never resubmitted."""
+    with harness.TestChain() as chain:
+        p = params(tmp_path, chain, **{"chain.machine_id": "12345"})
+        node = NodeProcess(tmp_path, p, node_name="agent_unknown").start()
+        rnode = rclpy_ctx.create_node("unknown_robot")
+        robot = Robot(rnode)
+        c = Caller(rnode, "agent_unknown")
+        try:
+            node.wait_for_log("events: 4 rule(s) loaded")
+            robot.wait_matched()
+            robot.send_fare(2.0)
+            wait_for(lambda: status(c)[1]["fare"].failed == 1, what="failed fare")
+            r, st = status(c)
+            assert r.events_machine_id == "12345"
+            fare = st["fare"]
+            assert (fare.produced, fare.submitted, fare.included, fare.pending) == (1, 1, 0, 0), fare
+            reasons = dict(zip(fare.skip_reasons, fare.skip_counts))
+            assert any(k.startswith("chain_") for k in reasons), reasons
+            rec = json.loads(next((tmp_path / "data" / "events" / "submitted").glob("fare-*.json")).read_text())
+            assert rec["machine_id"] == "12345" and rec["state"] == "failed" and rec["code"], rec
+            time.sleep(3)
+            assert status(c)[1]["fare"].submitted == 1  # not resubmitted
+        finally:
+            rnode.destroy_node()
+            node.stop()

@@ -130,7 +130,11 @@ impl Submitter {
             tokio::select! {
                 _ = me.wake.notified() => {}
                 _ = tokio::time::sleep(me.cfg.retry) => {}
-                _ = stop.changed() => {}
+                r = stop.changed() => {
+                    if r.is_err() {
+                        break; // the subsystem is gone
+                    }
+                }
             }
             if *stop.borrow() {
                 break;

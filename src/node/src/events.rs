@@ -131,13 +131,19 @@ pub struct EventsSubsystem {
 
 /// Load the rules and start the subsystem (`None` when the policy has no event rules).
 pub fn start(node: &Node, params: &Params, map: &DataEventMap, chain: Option<&ChainServices>) -> Result<Option<EventsSubsystem>, StartError> {
-    let machine_id: String = node
-        .declare_parameter::<Arc<str>>("chain.machine_id")
-        .default(Arc::from(""))
-        .description("Machine id (decimal) events are submitted for; empty = the id ~/activate answered.")
+    // Dynamic: `-p chain.machine_id:=42` arrives as an integer, a uint256 beyond i64 as a string.
+    let machine_id: String = match node
+        .declare_parameter::<rclrs::ParameterValue>("chain.machine_id")
+        .default(rclrs::ParameterValue::String(Arc::from("")))
+        .description("Machine id (decimal, integer or string) events are submitted for; empty = the id ~/activate answered.")
         .read_only()
-        .map(|p| p.get().trim().to_string())
-        .map_err(|e| param_err("chain.machine_id", format!("{e:?}")))?;
+        .map(|p| p.get())
+        .map_err(|e| param_err("chain.machine_id", format!("{e:?}")))?
+    {
+        rclrs::ParameterValue::String(s) => s.trim().to_string(),
+        rclrs::ParameterValue::Integer(i) if i > 0 => i.to_string(),
+        other => return Err(param_err("chain.machine_id", format!("a positive decimal machine id, got {other:?}"))),
+    };
     let batch_max = node
         .declare_parameter::<i64>("events.batch_max")
         .default(50)
