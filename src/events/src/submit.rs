@@ -68,6 +68,21 @@ pub struct Submitter {
 /// intent id → (event id, rule name) of the events it carries.
 type Tracked = HashMap<String, Vec<(String, String)>>;
 
+/// The SDK parameters of a produced event for `machine_id` at timestamp `ts` (clamped already).
+pub fn event_params(ev: &EventOut, machine_id: MachineIdInput, ts: i64, raw: Vec<u8>) -> SubmitEventParams {
+    let mut p = params(ev, machine_id, ts);
+    p.raw_data = Some(raw);
+    p
+}
+
+/// keccak256 of the `batchAll` calldata the client builds for `items` (matches the outbox intent's input).
+pub fn calldata_hash(client: &ChainClient, items: &[SubmitEventParams]) -> Result<String, ChainError> {
+    let events = validation::resolve_batch(items)?;
+    let registry = client.config().event_registry()?;
+    let input = peaqos_chain::encoding::batch_submit_events(registry, &events);
+    Ok(format!("{:#x}", validation::data_hash(Some(&input))))
+}
+
 fn params(ev: &EventOut, machine_id: MachineIdInput, ts: i64) -> SubmitEventParams {
     SubmitEventParams {
         machine_id,
@@ -264,8 +279,7 @@ impl Submitter {
                     continue;
                 }
             };
-            let mut p = params(&r.event, machine_id, ts);
-            p.raw_data = Some(raw);
+            let p = event_params(&r.event, machine_id, ts, raw);
             if let Err(e) = validation::resolve_batch_item(&p) {
                 tracing::warn!(rule = %r.event.rule, id = %r.event.id, "event dropped by SDK validation: {} {}: {e}", e.code(), e.field());
                 let _ = self.store.drop_pending(&r.event, &format!("{} {}: {e}", e.code(), e.field()));
@@ -282,7 +296,7 @@ impl Submitter {
             ids: kept.iter().map(|(r, _)| r.event.id.clone()).collect(),
             machine_id: machine_id.0.to_string(),
             timestamps: kept.iter().map(|(_, t)| *t).collect(),
-            calldata_hash: self.calldata_hash(&items)?,
+            calldata_hash: calldata_hash(&self.client, &items)?,
         };
         self.store
             .set_inflight(Some(&inflight))
@@ -302,12 +316,6 @@ impl Submitter {
         }
     }
 
-    fn calldata_hash(&self, items: &[SubmitEventParams]) -> Result<String, ChainError> {
-        let events = validation::resolve_batch(items)?;
-        let registry = self.client.config().event_registry()?;
-        let input = peaqos_chain::encoding::batch_submit_events(registry, &events);
-        Ok(format!("{:#x}", validation::data_hash(Some(&input))))
-    }
 
     fn record_submitted(&self, evs: &[(EventOut, i64)], machine_id: &str, intent: &str) {
         let recs: Vec<SubmittedRecord> = evs
