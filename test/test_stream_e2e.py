@@ -50,7 +50,11 @@ def free_port() -> int:
 
 
 def stream_cli() -> str:
-    """The peaqos-stream CLI of this package, built next to the node when missing."""
+    """The peaqos-stream CLI of this package: $PEAQOS_STREAM_BIN (scripts/test), else built
+    next to the node when missing."""
+    env_bin = os.environ.get("PEAQOS_STREAM_BIN")
+    if env_bin and Path(env_bin).exists():
+        return env_bin
     target = ROOT / "build" / "peaqos_node" / "cargo"
     exe = target / "release" / "peaqos-stream"
     if not exe.exists():
