@@ -198,13 +198,16 @@ def test_robot_topics_become_events_on_chain(tmp_path, rclpy_ctx):
                 robot.send_odom(t0 + 8 + i, 0.25, x)
             wait_for(lambda: len(chain_events(chain, mid)) == 7, what="second odom window")
 
-            # 6. Anvil down for a while: the event waits, then arrives exactly once.
+            # 6. Anvil down for a minute: the event waits, then arrives exactly once.
             chain.stop()
+            down = time.monotonic()
             robot.send_fare(3.335)
             wait_for(lambda: status(c)[1]["fare"].produced == 3, what="fare produced while chain down")
             time.sleep(3)
             _, st = status(c)
             assert st["fare"].pending == 1 and "unreachable" in st["fare"].held_reason, st["fare"]
+            time.sleep(max(0.0, 60 - (time.monotonic() - down)))
+            assert status(c)[1]["fare"].pending == 1
             chain.restart()
             wait_for(lambda: len(chain_events(chain, mid)) == 8, what="fare after outage")
             time.sleep(4)  # anything sent twice would land by now
@@ -270,7 +273,8 @@ topics:
 """
     with harness.TestChain() as chain:
         p = params(tmp_path, chain, policy, **{
-            "chain.rate_limit_max_events": 3, "chain.rate_limit_window_seconds": 8, "events.max_age": "0.2"})
+            "chain.rate_limit_max_events": 3, "chain.rate_limit_window_seconds": 8, "events.max_age": "0.2",
+            "chain.max_value_per_tx": 100})
         node = NodeProcess(tmp_path, p, node_name="agent_burst").start()
         rnode = rclpy_ctx.create_node("burst_robot")
         c = Caller(rnode, "agent_burst")
@@ -286,20 +290,24 @@ topics:
                 rclpy.spin_once(rnode, timeout_sec=0.05)
             time.sleep(1.0)
             ts = chain.latest_timestamp() - 50
-            for i in range(7):
+            for i in range(8):
                 m = Temperature()
                 m.header.stamp.sec = ts + i
-                m.temperature = float(i + 1)
+                m.temperature = float(i + 1) if i < 7 else 500.0  # the last one is over max_value_per_tx
                 pub.publish(m)
             wait_for(lambda: len(chain_events(chain, mid)) == 3, timeout=30, what="first 3 events")
             _, st = status(c)
             assert st["beacon"].pending == 4 and "RATE_LIMITED" in st["beacon"].held_reason, st["beacon"]
+            assert st["beacon"].produced == 8
             wait_for(lambda: len(chain_events(chain, mid)) == 7, timeout=60, what="all 7 events")
             time.sleep(3)
             values = sorted(e[2] for e in chain_events(chain, mid))
             assert values == [1, 2, 3, 4, 5, 6, 7], values
             _, st = status(c)
-            assert (st["beacon"].submitted, st["beacon"].included, st["beacon"].pending) == (7, 7, 0)
+            assert (st["beacon"].produced, st["beacon"].submitted, st["beacon"].included, st["beacon"].pending) == (8, 7, 7, 0)
+            assert dict(zip(st["beacon"].skip_reasons, st["beacon"].skip_counts)) == {"value_cap": 1}
+            dropped = json.loads(next((tmp_path / "data" / "events" / "dropped").glob("*.json")).read_text())
+            assert dropped["event"]["value"] == "500" and "VALUE_CAP_EXCEEDED" in dropped["reason"]
         finally:
             rnode.destroy_node()
             node.stop()
