@@ -337,6 +337,56 @@ def brief(st):
              for s in st.streams], [(t.topic, t.received, t.packaged, t.dropped, t.errors) for t in st.topics])
 
 
+class WalrusServer:
+    """A local publisher + aggregator speaking the documented Walrus shapes (SPEC.md §5.4):
+    `PUT /v1/blobs?epochs=N` → `{"newlyCreated": {"blobObject": {"blobId": …}}}`,
+    `GET /v1/blobs/{id}` → the bytes."""
+
+    def __init__(self):
+        import hashlib as _h
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        blobs = self.blobs = {}
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_PUT(self):
+                if not self.path.startswith("/v1/blobs?epochs="):
+                    self.send_error(404)
+                    return
+                body = self.rfile.read(int(self.headers["content-length"]))
+                bid = _h.sha256(body).hexdigest()[:43]
+                known = bid in blobs
+                blobs[bid] = body
+                out = json.dumps({"alreadyCertified": {"blobId": bid}} if known
+                                 else {"newlyCreated": {"blobObject": {"blobId": bid, "size": len(body)}}}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def do_GET(self):
+                bid = self.path.removeprefix("/v1/blobs/")
+                if bid not in blobs:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("content-length", str(len(blobs[bid])))
+                self.end_headers()
+                self.wfile.write(blobs[bid])
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def start_moto(port: int) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("moto_server")
     p = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -357,8 +407,10 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
     receives the ciphertexts and the manifests record the storage references."""
     boto3 = pytest.importorskip("boto3")
     port = free_port()
+    walrus = WalrusServer()
     s3 = (f'      destinations: [{{kind: s3, endpoint: "http://127.0.0.1:{port}", bucket: peaq-chunks, prefix: robot1,'
-          f' access_key_id: testing, secret_access_key: "env:STREAM_TEST_S3_SECRET", timeout_secs: 2}}, {{kind: local}}]')
+          f' access_key_id: testing, secret_access_key: "env:STREAM_TEST_S3_SECRET", timeout_secs: 2}}, {{kind: local}},'
+          f' {{kind: walrus, publisher_url: "{walrus.url}", aggregator_url: "{walrus.url}", epochs: 3}}]')
     pol = policy(tmp_path, imu_dest=s3, imu_chunk="{max_messages: 100, max_age: 600}")
     data = tmp_path / "data"
     g = Graph(ros_node)
@@ -372,6 +424,8 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
         s = g.stream("/s/imu")
         assert imu_n >= 220 and s.open_messages == imu_n - 200 and s.last_chunk_index == 1 and s.upload_backlog >= 1, s
         assert "peaq-chunks" in s.last_error or "127.0.0.1" in s.last_error, s
+        # Each destination has its own queue: Walrus stores the sealed chunks while S3 is down.
+        assert g.spin_until(lambda: len(walrus.blobs) >= 2, 15), walrus.blobs.keys()
     finally:
         node.kill9()
     d = topic_dir(data, "/s/imu")
@@ -418,9 +472,13 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
             assert body == (d / f"{i}.bin").read_bytes()
             refs = json.loads((d / f"{i}.refs.json").read_text())["refs"]
             assert refs[next(k for k in refs if k.startswith("0:"))] == ref and any(k.startswith("1:") for k in refs)
+            # The Walrus destination, uploaded from the first run on (it was never down).
+            wref = refs["2:walrus"]
+            assert wref.startswith("walrus://") and walrus.blobs[wref.removeprefix("walrus://")] == body
     finally:
         moto.kill()
         moto.wait()
+        walrus.close()
 
     # The chain verifies (SDK + CLI) and holds every logged package exactly once, in order.
     for t in ("/s/imu", "/s/cam"):
