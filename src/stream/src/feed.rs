@@ -18,6 +18,9 @@
 //!   chain through replay) and skipped; `s > last_sequence + 1` means packages were missed (a
 //!   dropped hand-over): they are read from the log first. So the chain holds every logged
 //!   package exactly once, in sequence order.
+//! * The chain's newest package must still be in the log; if it is not, the log was reset
+//!   (numbering restarted) and [`TopicFeed::open`] refuses, naming both directories, instead
+//!   of skipping the new packages as already streamed.
 //!
 //! Reading the log uses its documented layout (`<data_dir>/packages/<topic dir>/seg-<first
 //! sequence, 20 digits>.jsonl`, one package per line) and starts at the segment holding
@@ -167,6 +170,22 @@ impl TopicFeed {
     ) -> Result<(TopicFeed, FeedOpened)> {
         let (writer, recovery) = ChunkWriter::open(stream_dir, topic, policy, keys, machine_did, key_id, recipients)?;
         let last_sequence = chain_last_sequence(&writer, keys)?;
+        // The chain is a prefix of the log, so the log holds the chain's newest package. If it
+        // does not, the log was reset (numbering restarted): new packages would be skipped as
+        // already streamed, so refuse to start rather than lose them silently.
+        if let Some(last) = last_sequence {
+            let found = replay_log(package_data_dir, topic, last.checked_sub(1), Some(last + 1), &mut |_, _| Ok(()))?;
+            if found == 0 {
+                return Err(StreamError::invalid(
+                    package_log_dir(package_data_dir, topic).display().to_string(),
+                    format!(
+                        "the package log does not hold package {last}, the newest one in the chunk chain {}: \
+                         the package log was reset; move the chain aside to start a new one",
+                        writer.dir().display()
+                    ),
+                ));
+            }
+        }
         let mut feed =
             TopicFeed { writer, package_data_dir: package_data_dir.to_owned(), last_sequence, duplicates: 0, gap_filled: 0 };
         let mut sealed: Vec<SealedChunk> = recovery.sealed.iter().cloned().collect();

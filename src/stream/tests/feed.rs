@@ -86,7 +86,8 @@ fn nothing_lost_nothing_twice() {
     f.push(13, line(13).as_bytes()).unwrap();
     f.push(14, line(14).as_bytes()).unwrap();
     assert_eq!(f.duplicates, 2);
-    f.push(15, line(15).as_bytes()).unwrap(); // not in the log: live only
+    log_packages(data, 15..16);
+    f.push(15, line(15).as_bytes()).unwrap(); // the live hand-over, no gap
     f.sync().unwrap();
     f.close_now().unwrap();
     drop(f);
@@ -97,4 +98,21 @@ fn nothing_lost_nothing_twice() {
     assert_eq!(chain_sequences(data, &keys), (0..16).collect::<Vec<_>>());
     let rep = peaqos_stream::verify::verify_dir(&store::topic_dir(&data.join("stream"), TOPIC).unwrap(), None).unwrap();
     assert_eq!(rep.chunks, 5);
+}
+
+#[test]
+fn a_reset_package_log_is_refused_not_silently_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let keys = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
+    log_packages(data, 0..6);
+    let (mut f, _) = open(data, &keys);
+    f.close_now().unwrap();
+    drop(f);
+    std::fs::remove_dir_all(data.join("packages")).unwrap();
+    log_packages(data, 0..2);
+    let did = keys.default_did();
+    let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(3600) };
+    let e = TopicFeed::open(&data.join("stream"), data, TOPIC, policy, &keys, &did, "k", &Recipients::default()).unwrap_err();
+    assert!(e.to_string().contains("does not hold package 5"), "{e}");
 }
