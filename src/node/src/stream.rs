@@ -213,7 +213,7 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap) -> Result<Option<
     let mut feeds = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         let recipients = s.cfg.recipients().map_err(|(k, r)| policy_err(&policy_file, format!("stream.{k}"), r))?;
-        let (feed, opened) = TopicFeed::open(&stream_dir, &params.data_dir, &s.topic, s.cfg.chunk, &keys, &did, &key_id, &recipients)
+        let (feed, opened) = TopicFeed::open(&stream_dir, &params.data_dir, &s.topic, s.cfg.chunk, &keys, &did, &key_id, &recipients, s.cfg.backfill)
             .map_err(|e| stream_err(&format!("topic {}", s.topic), e))?;
         if !opened.recovery.is_clean() {
             tracing::warn!("stream {}: recovery at start: {:?}", s.topic, opened.recovery.actions);

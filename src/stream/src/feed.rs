@@ -108,6 +108,45 @@ pub fn replay_log(
     Ok(n)
 }
 
+/// Sequence number the package log of `topic` will give its next package (0 for an empty log).
+pub fn log_next_sequence(package_data_dir: &Path, topic: &str) -> Result<u64> {
+    let dir = package_log_dir(package_data_dir, topic);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let mut segs: Vec<(u64, PathBuf)> = Vec::new();
+    for e in fs::read_dir(&dir).map_err(|e| StreamError::io("list", &dir, e))? {
+        let e = e.map_err(|e| StreamError::io("list", &dir, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name.strip_prefix("seg-").and_then(|r| r.strip_suffix(".jsonl")).and_then(|n| n.parse().ok()) {
+            segs.push((n, e.path()));
+        }
+    }
+    segs.sort();
+    for (_, path) in segs.iter().rev() {
+        let bytes = store::read(path)?;
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        if complete == 0 {
+            continue;
+        }
+        let body = &bytes[..complete - 1];
+        let line = body.rsplit(|&b| b == b'\n').next().unwrap_or(body);
+        return Ok(line_sequence(line, &format!("package log {}", path.display()))? + 1);
+    }
+    Ok(0)
+}
+
+/// `origin.json` of a chain: the first package sequence it streams (written when the chain is
+/// created; 0 with `backfill`, else where the package log stood).
+#[derive(Debug, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Origin {
+    schema: String,
+    topic: String,
+    from_sequence: u64,
+}
+const ORIGIN_FILE: &str = "origin.json";
+
 /// Sequence number of the newest package in the sealed chain of `w` (decrypting its last chunk
 /// with the machine's key entry), `None` for an empty chain.
 pub fn chain_last_sequence(w: &ChunkWriter, keys: &MachineStreamKeys) -> Result<Option<u64>> {
@@ -156,7 +195,9 @@ impl std::fmt::Debug for TopicFeed {
 
 impl TopicFeed {
     /// Open the chain of `topic` under `stream_dir` (recovery), find where it ends, and replay
-    /// the package log of `package_data_dir` from there.
+    /// the package log of `package_data_dir` from there. A new chain starts at the log's first
+    /// package with `backfill`, else at the log's next package (history logged before the
+    /// stream was configured is not streamed); that start is kept in `origin.json`.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         stream_dir: &Path,
@@ -167,6 +208,7 @@ impl TopicFeed {
         machine_did: &str,
         key_id: &str,
         recipients: &Recipients,
+        backfill: bool,
     ) -> Result<(TopicFeed, FeedOpened)> {
         let (writer, recovery) = ChunkWriter::open(stream_dir, topic, policy, keys, machine_did, key_id, recipients)?;
         let last_sequence = chain_last_sequence(&writer, keys)?;
@@ -186,6 +228,25 @@ impl TopicFeed {
                 ));
             }
         }
+        let origin_path = writer.dir().join(ORIGIN_FILE);
+        let origin: Origin = if origin_path.exists() {
+            store::load_json(&origin_path)?
+        } else {
+            let from_sequence = match last_sequence {
+                Some(_) => 0, // a chain from before origin files: it started at its first package
+                None if backfill => 0,
+                None => log_next_sequence(package_data_dir, topic)?,
+            };
+            let o = Origin { schema: "peaqos.stream.origin.v1".into(), topic: topic.into(), from_sequence };
+            store::write_atomic(&origin_path, &store::to_json_bytes(&o, "stream origin")?)?;
+            store::sync_dir(writer.dir())?;
+            if from_sequence > 0 {
+                info!(topic, from_sequence, "stream: new chain starts at the package log's end (backfill: false)");
+            }
+            o
+        };
+        // An empty chain continues from its origin.
+        let last_sequence = last_sequence.or(origin.from_sequence.checked_sub(1));
         let mut feed =
             TopicFeed { writer, package_data_dir: package_data_dir.to_owned(), last_sequence, duplicates: 0, gap_filled: 0 };
         let mut sealed: Vec<SealedChunk> = recovery.sealed.iter().cloned().collect();

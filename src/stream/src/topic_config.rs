@@ -17,6 +17,8 @@
 //!     - {kind: local}            # keep in the chain directory (or `dir:` to copy)
 //!     - {kind: s3, endpoint: "http://127.0.0.1:9000", bucket: chunks, access_key_id: …, secret_access_key: …}
 //!     - {kind: walrus, publisher_url: …, aggregator_url: …}
+//!   backfill: true               # a new chain also streams the packages logged before it
+//!                                # (default); false: it starts with the next package
 //! ```
 //!
 //! The first destination's storage reference is written into the chunk envelope's
@@ -56,11 +58,19 @@ pub struct TopicStreamConfig {
     pub recipients: RecipientsConfig,
     #[serde(default = "default_destinations")]
     pub destinations: Vec<DestinationConfig>,
+    /// A new chain also streams the packages logged before it was configured (default true);
+    /// false: it starts with the next package.
+    #[serde(default = "default_true")]
+    pub backfill: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for TopicStreamConfig {
     fn default() -> Self {
-        Self { chunk: ChunkPolicy::default(), recipients: RecipientsConfig::default(), destinations: default_destinations() }
+        Self { chunk: ChunkPolicy::default(), recipients: RecipientsConfig::default(), destinations: default_destinations(), backfill: true }
     }
 }
 

@@ -30,7 +30,7 @@ fn log_packages(data: &Path, seqs: std::ops::Range<u64>) {
 fn open(data: &Path, keys: &MachineStreamKeys) -> (TopicFeed, peaqos_stream::feed::FeedOpened) {
     let did = keys.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(3600) };
-    TopicFeed::open(&data.join("stream"), data, TOPIC, policy, keys, &did, &format!("{did}#stream-ed25519"), &Recipients::default()).unwrap()
+    TopicFeed::open(&data.join("stream"), data, TOPIC, policy, keys, &did, &format!("{did}#stream-ed25519"), &Recipients::default(), true).unwrap()
 }
 
 /// Every package sequence in the chain, in order (decrypting with the machine's key).
@@ -113,6 +113,27 @@ fn a_reset_package_log_is_refused_not_silently_skipped() {
     log_packages(data, 0..2);
     let did = keys.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(3600) };
-    let e = TopicFeed::open(&data.join("stream"), data, TOPIC, policy, &keys, &did, "k", &Recipients::default()).unwrap_err();
+    let e = TopicFeed::open(&data.join("stream"), data, TOPIC, policy, &keys, &did, "k", &Recipients::default(), true).unwrap_err();
     assert!(e.to_string().contains("does not hold package 5"), "{e}");
+}
+
+#[test]
+fn without_backfill_a_new_chain_starts_at_the_log_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let keys = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
+    log_packages(data, 0..7);
+    let did = keys.default_did();
+    let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(3600) };
+    let open = || TopicFeed::open(&data.join("stream"), data, TOPIC, policy, &keys, &did, "k", &Recipients::default(), false).unwrap();
+    let (f, o) = open();
+    assert_eq!((o.replayed, f.last_sequence()), (0, Some(6)));
+    drop(f);
+    // Logged while the node was down, after the stream was configured: replayed.
+    log_packages(data, 7..9);
+    let (mut f, o) = open();
+    assert_eq!((o.replayed, f.last_sequence()), (2, Some(8)));
+    f.close_now().unwrap();
+    drop(f);
+    assert_eq!(chain_sequences(data, &keys), vec![7, 8]);
 }
