@@ -190,7 +190,7 @@ def test_robot_topics_become_events_on_chain(tmp_path, rclpy_ctx):
             time.sleep(1.0)
             node.kill9()
             node2 = NodeProcess(tmp_path, p, name="after").start()
-            node2.wait_for_log("events: replaying 3 package(s) of /odom")
+            node2.wait_for_log("events: replayed 3 package(s) of /odom")
             node2.wait_for_log("subscribed to /beacon")
             time.sleep(1.0)
             robot.wait_matched()

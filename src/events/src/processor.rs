@@ -57,13 +57,11 @@ impl Processor {
         let topics: Vec<String> = self.engine.topics().map(str::to_owned).collect();
         for t in topics {
             let Some(from) = self.engine.replay_from(&t) else { continue };
-            let mut lines = Vec::new();
-            crate::log_reader::for_each_from(&self.data_dir, &t, from, |seq, line| lines.push((seq, line.to_owned())))?;
-            if !lines.is_empty() {
-                tracing::info!("events: replaying {} package(s) of {t} from #{from}", lines.len());
-            }
-            for (seq, line) in lines {
-                self.handle(&t, seq, &line);
+            // Streamed: a long backlog is never held in memory (open windows keep their packages).
+            let dir = self.data_dir.clone();
+            let n = crate::log_reader::for_each_from(&dir, &t, from, |seq, line| self.handle(&t, seq, line))?;
+            if n > 0 {
+                tracing::info!("events: replayed {n} package(s) of {t} from #{from}");
             }
         }
         self.flush();

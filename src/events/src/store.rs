@@ -200,6 +200,11 @@ impl EventStore {
         write_atomic(&p, &b)
     }
 
+    /// One submitted record by event id.
+    pub fn submitted_record(&self, id: &str) -> Result<Option<SubmittedRecord>, StoreError> {
+        read_json(&self.file("submitted", id))
+    }
+
     pub fn submitted(&self) -> Result<Vec<SubmittedRecord>, StoreError> {
         list_json(&self.dir.join("submitted"))
     }

@@ -373,9 +373,8 @@ impl Submitter {
 
     fn finalize(&self, intent: &str, state: IntentState, code: &str) {
         let Some(evs) = self.tracked.lock().unwrap_or_else(|p| p.into_inner()).remove(intent) else { return };
-        let Ok(recs) = self.store.submitted() else { return };
         for (id, rule) in evs {
-            if let Some(mut r) = recs.iter().find(|r| r.event.id == id).cloned() {
+            if let Ok(Some(mut r)) = self.store.submitted_record(&id) {
                 if r.state != "submitted" {
                     continue;
                 }
