@@ -33,7 +33,7 @@
 //! Every decision is in the returned [`RecoveryReport`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -174,6 +174,8 @@ const OPEN_SCHEMA: &str = "peaqos.stream.open.v1";
 
 struct OpenChunk {
     file: File,
+    /// Length of the header line (the file is `header_len + buf.len()` bytes).
+    header_len: u64,
     buf: Vec<u8>,
     messages: u64,
     first_append: SystemTime,
@@ -466,7 +468,12 @@ impl ChunkWriter {
         let mut rec = Vec::with_capacity(line.len() + 1);
         rec.extend_from_slice(line);
         rec.push(b'\n');
-        o.file.write_all(&rec).map_err(|e| StreamError::io("append", &path, e))?;
+        if let Err(e) = o.file.write_all(&rec) {
+            // A short write (disk full) must not leave a partial line for the next one to follow.
+            let good = o.header_len + o.buf.len() as u64;
+            let _ = o.file.set_len(good).and_then(|_| o.file.seek(std::io::SeekFrom::Start(good)));
+            return Err(StreamError::io("append", &path, e));
+        }
         o.buf.extend_from_slice(&rec);
         o.messages += 1;
         o.last_append = now;
@@ -502,7 +509,15 @@ impl ChunkWriter {
             .map_err(|e| StreamError::io("create", &path, e))?;
         file.write_all(&h).map_err(|e| StreamError::io("write", &path, e))?;
         self.dir_needs_sync = true;
-        self.open = Some(OpenChunk { file, buf: Vec::new(), messages: 0, first_append: now, last_append: now, dirty: true });
+        self.open = Some(OpenChunk {
+            file,
+            header_len: h.len() as u64,
+            buf: Vec::new(),
+            messages: 0,
+            first_append: now,
+            last_append: now,
+            dirty: true,
+        });
         Ok(())
     }
 
