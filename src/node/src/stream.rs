@@ -656,6 +656,23 @@ impl Ctx {
     }
 }
 
+/// Run `f` on its own thread; the returned future resolves with its answer (or the default
+/// response, marked failed by `success: false`, if the thread could not run).
+fn off_executor<R, F>(ctx: Arc<Ctx>, f: F) -> impl std::future::Future<Output = R> + Send + 'static
+where
+    R: Default + Send + 'static,
+    F: FnOnce(&Ctx) -> R + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("peaqos-stream-svc".into()).spawn(move || {
+        let _ = tx.send(f(&ctx));
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a stream service thread: {e}");
+    }
+    async move { rx.await.unwrap_or_default() }
+}
+
 fn serve(
     node: &Node,
     stream_dir: &Path,
@@ -664,18 +681,24 @@ fn serve(
     key: Arc<MachineKey>,
 ) -> Result<(Service<GrantAccess>, Service<SealDataset>), StartError> {
     let ctx = Arc::new(Ctx { stream_dir: stream_dir.to_owned(), topics: specs.iter().map(|s| s.topic.clone()).collect(), keys, key });
+    // Grants and datasets read, unwrap and re-wrap whole ranges of chunks: run them on a thread
+    // of their own so a large range never stalls the executor (and with it the subscriptions).
     let c = Arc::clone(&ctx);
-    let grant = node.create_service::<GrantAccess, _>("~/grant_access", move |r: GrantAccess_Request| {
-        c.grant(&r).unwrap_or_else(|e| {
-            tracing::warn!("~/grant_access {}: {} {}: {}", r.topic, e.code, e.field, e.message);
-            GrantAccess_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
+    let grant = node.create_async_service::<GrantAccess, _>("~/grant_access", move |r: GrantAccess_Request| {
+        off_executor(Arc::clone(&c), move |c| {
+            c.grant(&r).unwrap_or_else(|e| {
+                tracing::warn!("~/grant_access {}: {} {}: {}", r.topic, e.code, e.field, e.message);
+                GrantAccess_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
+            })
         })
     })?;
     let c = Arc::clone(&ctx);
-    let seal = node.create_service::<SealDataset, _>("~/seal_dataset", move |r: SealDataset_Request| {
-        c.seal(&r).unwrap_or_else(|e| {
-            tracing::warn!("~/seal_dataset {}: {} {}: {}", r.topic, e.code, e.field, e.message);
-            SealDataset_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
+    let seal = node.create_async_service::<SealDataset, _>("~/seal_dataset", move |r: SealDataset_Request| {
+        off_executor(Arc::clone(&c), move |c| {
+            c.seal(&r).unwrap_or_else(|e| {
+                tracing::warn!("~/seal_dataset {}: {} {}: {}", r.topic, e.code, e.field, e.message);
+                SealDataset_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
+            })
         })
     })?;
     Ok((grant, seal))
