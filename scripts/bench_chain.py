@@ -50,11 +50,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--latency", type=int, default=200)
     ap.add_argument("--queued", type=int, default=10000)
+    ap.add_argument("--block-time", type=int, default=None,
+                    help="seconds between blocks (interval mining, like a real chain); default: automine")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="peaqos-bench-chain-"))
     rclpy.init()
     rnode = rclpy.create_node("bench_chain")
-    with harness.TestChain() as chain:
+    with harness.TestChain(block_time=args.block_time) as chain:
         fast = {"chain.receipt_timeout": "60.0", "chain.poll_interval": "0.02"}
         node = NodeProcess(tmp, node_params(tmp, chain, **fast)).start()
         try:
@@ -127,6 +129,7 @@ def main() -> None:
         "batch_events_per_s_node": round(node_rate, 1),
         "batch_events_per_s_sdk": round(sdk_rate, 1),
         "ratio": round(node_rate / sdk_rate, 1),
+        "mining": f"{args.block_time} s blocks" if args.block_time else "automine",
         "submit_latency_ms_p50": round(p50, 1),
         "submit_latency_ms_p99": round(p99, 1),
         "queued_intents": args.queued,
