@@ -645,17 +645,22 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         })
     });
 
-    service!("~/register", Register, |c, _req| {
-        let r = c.register().await?;
-        Ok(Register_Response {
-            success: true,
-            message: if r.step.skipped { "already registered".into() } else { "registered".into() },
-            machine_id: r.machine_id.to_string(),
-            tx_hash: r.step.tx_hash.map(hx).unwrap_or_default(),
-            skipped: r.step.skipped,
-            ..Default::default()
-        })
-    });
+    /// The answer of both registration services.
+    macro_rules! registered {
+        ($resp:ident, $r:expr) => {{
+            let r = $r;
+            Ok($resp {
+                success: true,
+                message: if r.step.skipped { "already registered".into() } else { "registered".into() },
+                machine_id: r.machine_id.to_string(),
+                tx_hash: r.step.tx_hash.map(hx).unwrap_or_default(),
+                skipped: r.step.skipped,
+                ..Default::default()
+            })
+        }};
+    }
+
+    service!("~/register", Register, |c, _req| registered!(Register_Response, c.register().await?));
 
     service!("~/register_for", RegisterFor, |c, req| {
         let proxy = match opt_address("proxy_address", &req.proxy_address)? {
@@ -668,15 +673,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
                 )
             })?,
         };
-        let r = c.register_for(proxy, address("machine_address", &req.machine_address)?).await?;
-        Ok(RegisterFor_Response {
-            success: true,
-            message: if r.step.skipped { "already registered".into() } else { "registered".into() },
-            machine_id: r.machine_id.to_string(),
-            tx_hash: r.step.tx_hash.map(hx).unwrap_or_default(),
-            skipped: r.step.skipped,
-            ..Default::default()
-        })
+        registered!(RegisterFor_Response, c.register_for(proxy, address("machine_address", &req.machine_address)?).await?)
     });
 
     service!("~/mint_nft", MintNft, |c, req| {
