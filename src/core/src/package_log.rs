@@ -414,6 +414,65 @@ fn last_line_sequence(f: &mut File, path: &Path, len: u64) -> Result<Option<u64>
     }
 }
 
+/// `(sequence number, line)` of every complete package line of `topic` with a sequence number
+/// of at least `from`, oldest first. Segments that end before `from` are not read. A torn last
+/// line (a write in progress, or one a crash cut short) is not returned. This is the one reader
+/// of the log's layout for the subsystems that replay it (stream, event rules).
+pub fn iter_topic_from(data_dir: &Path, topic: &str, from: u64) -> Result<SequencedLines, LogError> {
+    let dir = data_dir.join("packages").join(topic_dir_name(topic));
+    let segs = if dir.exists() { list_segments(&dir)? } else { Vec::new() };
+    // The last segment that starts at or below `from` holds it; earlier ones end before it.
+    let start = segs.iter().rposition(|(first, _)| *first <= from).unwrap_or(0);
+    let paths = segs.into_iter().skip(start).map(|(_, p)| p).collect();
+    Ok(SequencedLines { lines: TopicIter { segs: paths, current: None }, from })
+}
+
+/// Iterator of [`iter_topic_from`].
+pub struct SequencedLines {
+    lines: TopicIter,
+    from: u64,
+}
+
+impl Iterator for SequencedLines {
+    type Item = Result<(u64, String), LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = match self.lines.next()? {
+                Ok(l) => l,
+                Err(e) => return Some(Err(e)),
+            };
+            match serde_json::from_str::<SeqOnly>(&line) {
+                Ok(s) if s.sequence_number < self.from => continue,
+                Ok(s) => return Some(Ok((s.sequence_number, line))),
+                Err(e) => {
+                    let path = self.lines.current.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
+                    return Some(Err(LogError::Corrupt { path, reason: format!("line without a sequenceNumber: {e}") }));
+                }
+            }
+        }
+    }
+}
+
+/// Sequence number of the last complete package line of `topic`, without opening the log for
+/// writing (a torn tail is skipped, not truncated).
+pub fn last_logged_sequence(data_dir: &Path, topic: &str) -> Result<Option<u64>, LogError> {
+    let dir = data_dir.join("packages").join(topic_dir_name(topic));
+    if !dir.exists() {
+        return Ok(None);
+    }
+    for (_, path) in list_segments(&dir)?.iter().rev() {
+        let mut f = File::open(path).map_err(io_err(path))?;
+        let len = f.metadata().map_err(io_err(path))?.len();
+        // End of the last complete line: everything after its `\n` is a torn tail.
+        let Some(nl) = find_last_newline_before(&mut f, path, len)? else { continue };
+        if let Some(seq) = last_line_sequence(&mut f, path, nl + 1)? {
+            return Ok(Some(seq));
+        }
+    }
+    Ok(None)
+}
+
 /// All package lines of a topic, oldest first (for tools and tests).
 pub fn iter_topic(data_dir: &Path, topic: &str) -> Result<TopicIter, LogError> {
     let dir = data_dir.join("packages").join(topic_dir_name(topic));

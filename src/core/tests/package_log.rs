@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 
 use peaqos_core::keys::MachineKey;
 use peaqos_core::package::{build_signed_package_json, verify_package_json};
-use peaqos_core::package_log::{iter_topic, topic_dir_name, LogError, LogOptions, PackageLog};
+use peaqos_core::package_log::{
+    iter_topic, iter_topic_from, last_logged_sequence, topic_dir_name, LogError, LogOptions, PackageLog,
+};
 use serde_json::{json, Map, Value};
 
 const SK: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
@@ -108,6 +110,34 @@ fn segments_rotate() {
     log.append("/r", 20, &pkg(&key, 20, 300)).unwrap();
     log.commit().unwrap();
     assert_eq!(seqs(dir.path(), "/r"), (0..=20).collect::<Vec<_>>());
+}
+
+#[test]
+fn readers_from_a_sequence_skip_segments_and_torn_tails() {
+    let key = MachineKey::from_hex(SK).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(last_logged_sequence(dir.path(), "/r").unwrap(), None);
+    assert_eq!(iter_topic_from(dir.path(), "/r", 0).unwrap().count(), 0);
+    {
+        let mut log = PackageLog::open(dir.path(), LogOptions { segment_max_bytes: 2000 }).unwrap();
+        for s in 0..20 {
+            log.append("/r", s, &pkg(&key, s, 300)).unwrap();
+            log.commit().unwrap();
+        }
+    }
+    let got: Vec<u64> = iter_topic_from(dir.path(), "/r", 13).unwrap().map(|r| r.unwrap().0).collect();
+    assert_eq!(got, (13..20).collect::<Vec<_>>());
+    assert_eq!(last_logged_sequence(dir.path(), "/r").unwrap(), Some(19));
+    // A write in progress (or cut short by a crash): neither reader sees it.
+    let seg = fs::read_dir(dir.path().join("packages/r"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .max()
+        .unwrap();
+    OpenOptions::new().append(true).open(&seg).unwrap().write_all(b"{\"sequenceNumber\":20,\"did").unwrap();
+    assert_eq!(last_logged_sequence(dir.path(), "/r").unwrap(), Some(19));
+    assert_eq!(iter_topic_from(dir.path(), "/r", 19).unwrap().map(|r| r.unwrap().0).collect::<Vec<_>>(), vec![19]);
 }
 
 /// Child side of `kill_9_mid_write`: appends and commits forever, printing `ACK <seq>` after

@@ -26,8 +26,6 @@
 //! sequence, 20 digits>.jsonl`, one package per line) and starts at the segment holding
 //! `last_sequence + 1`; a torn last line (being written) is never read.
 
-use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -57,8 +55,13 @@ pub fn package_log_dir(package_data_dir: &Path, topic: &str) -> PathBuf {
     package_data_dir.join("packages").join(peaqos_core::package_log::topic_dir_name(topic))
 }
 
+fn log_err(e: peaqos_core::package_log::LogError) -> StreamError {
+    StreamError::Invalid { field: "package log".into(), reason: e.to_string() }
+}
+
 /// Call `f(sequence, line)` for every complete package line of `topic` in the package log with
-/// `after < sequence < before` (`after = None`: from the first), in log order.
+/// `after < sequence < before` (`after = None`: from the first), in log order. Reads through
+/// `peaqos_core::package_log`, the owner of the log's layout.
 pub fn replay_log(
     package_data_dir: &Path,
     topic: &str,
@@ -66,74 +69,22 @@ pub fn replay_log(
     before: Option<u64>,
     f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<u64> {
-    let dir = package_log_dir(package_data_dir, topic);
-    if !dir.exists() {
-        return Ok(0);
-    }
-    let mut segs: Vec<(u64, PathBuf)> = Vec::new();
-    for e in fs::read_dir(&dir).map_err(|e| StreamError::io("list", &dir, e))? {
-        let e = e.map_err(|e| StreamError::io("list", &dir, e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix("seg-").and_then(|r| r.strip_suffix(".jsonl")).and_then(|n| n.parse().ok()) {
-            segs.push((n, e.path()));
-        }
-    }
-    segs.sort();
-    let want = after.map_or(0, |a| a + 1);
-    // The last segment starting at or below `want` holds it; earlier ones are skipped.
-    let start = segs.iter().rposition(|(first, _)| *first <= want).unwrap_or(0);
+    let from = after.map_or(0, |a| a + 1);
     let mut n = 0;
-    for (_, path) in &segs[start..] {
-        let file = fs::File::open(path).map_err(|e| StreamError::io("open", path, e))?;
-        let mut r = BufReader::new(file);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let got = r.read_until(b'\n', &mut line).map_err(|e| StreamError::io("read", path, e))?;
-            if got == 0 || line.last() != Some(&b'\n') {
-                break; // end, or a torn tail that was never acknowledged
-            }
-            line.pop();
-            let seq = line_sequence(&line, &format!("package log {}", path.display()))?;
-            if seq < want {
-                continue;
-            }
-            if before.is_some_and(|b| seq >= b) {
-                return Ok(n);
-            }
-            f(seq, &line)?;
-            n += 1;
+    for item in peaqos_core::package_log::iter_topic_from(package_data_dir, topic, from).map_err(log_err)? {
+        let (seq, line) = item.map_err(log_err)?;
+        if before.is_some_and(|b| seq >= b) {
+            break;
         }
+        f(seq, line.as_bytes())?;
+        n += 1;
     }
     Ok(n)
 }
 
 /// Sequence number the package log of `topic` will give its next package (0 for an empty log).
 pub fn log_next_sequence(package_data_dir: &Path, topic: &str) -> Result<u64> {
-    let dir = package_log_dir(package_data_dir, topic);
-    if !dir.exists() {
-        return Ok(0);
-    }
-    let mut segs: Vec<(u64, PathBuf)> = Vec::new();
-    for e in fs::read_dir(&dir).map_err(|e| StreamError::io("list", &dir, e))? {
-        let e = e.map_err(|e| StreamError::io("list", &dir, e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name.strip_prefix("seg-").and_then(|r| r.strip_suffix(".jsonl")).and_then(|n| n.parse().ok()) {
-            segs.push((n, e.path()));
-        }
-    }
-    segs.sort();
-    for (_, path) in segs.iter().rev() {
-        let bytes = store::read(path)?;
-        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        if complete == 0 {
-            continue;
-        }
-        let body = &bytes[..complete - 1];
-        let line = body.rsplit(|&b| b == b'\n').next().unwrap_or(body);
-        return Ok(line_sequence(line, &format!("package log {}", path.display()))? + 1);
-    }
-    Ok(0)
+    Ok(peaqos_core::package_log::last_logged_sequence(package_data_dir, topic).map_err(log_err)?.map_or(0, |s| s + 1))
 }
 
 /// `origin.json` of a chain: the first package sequence it streams (written when the chain is
