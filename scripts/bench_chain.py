@@ -3,9 +3,11 @@
 
     . scripts/env.sh && python3 scripts/bench_chain.py [--batches 10] [--batch-size 50] [--latency 200] [--queued 10000]
 
-1. events/s through the node's ~/batch_submit_events (each call waits for inclusion), then the
-   same through the SDK's batch_submit_events (peaq-os-sdk 0.12.1) against the same chain and
-   machine, in the same run: the ratio;
+1. events/s through the SDK's batch_submit_events (peaq-os-sdk 0.12.1), then the same through
+   the node's ~/batch_submit_events (each call waits for inclusion) against the same chain and
+   machine, in the same run, each from the same chain state (evm_snapshot / evm_revert): the
+   ratio. The node sends what callers queue while a transaction is on its way as one merged
+   batchAll (chain.merge_max_events); the SDK sends one transaction per call and waits for it;
 2. latency from a ~/submit_event call to its included receipt: p50 and p99;
 3. the node's resident memory with N intents queued on disk while the RPC is down.
 """
@@ -29,6 +31,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PEAQOS_TELEMETRY", "0")
 
 import rclpy  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 import harness  # noqa: E402
 from peaqos_harness import DEMO_KEY, NodeProcess  # noqa: E402
@@ -66,19 +69,45 @@ def main() -> None:
             assert r.success, r.message
             mid = r.machine_id
             ts = chain.latest_timestamp() - 1
+        finally:
+            node.stop()
 
-            # 1a. the node: every batch call in flight at once (the outbox owns the nonces, so it
+        # 1a. the SDK first (the node is stopped: one nonce owner at a time), then the chain is
+        # reverted to the same snapshot so that the node starts from the very same state: anvil
+        # recomputes the whole state root of every block, so its cost per block grows with the
+        # events already stored (about 12 ms per 1,000 here) and whoever goes second would lose.
+        snapshot = chain._rpc("evm_snapshot", [])
+        from peaq_os_sdk import DeploymentConfig, PeaqosClient
+        sdk = PeaqosClient(rpc_url=chain.rpc_url, private_key=DEMO_KEY,
+                           deployment=DeploymentConfig(deployment_id="peaq-mainnet"))
+        t0 = time.perf_counter()
+        for b in range(args.batches):
+            events = [dict(machine_id=int(mid), event_type=0, value=i + 1, currency="USD", timestamp=ts,
+                           raw_data=f"s{b}e{i}".encode(), trust_level=0, source_chain_id=0,
+                           source_tx_hash=None, metadata=b"") for i in range(args.batch_size)]
+            sdk.batch_submit_events(events)
+        sdk_rate = args.batches * args.batch_size / (time.perf_counter() - t0)
+        assert chain._rpc("evm_revert", [snapshot]), "evm_revert refused"
+
+        node = NodeProcess(tmp, node_params(tmp, chain, **fast), name="batches").start()
+        try:
+            node.wait_for_log("subscribed to /t/unused")
+            # 1b. the node: every batch call in flight at once (the outbox owns the nonces, so it
             # need not wait for one receipt before sending the next transaction); each call
             # answers when its batch is included.
-            cli = rnode.create_client(BatchSubmitEvents, "/peaqos_node/batch_submit_events")
+            # A deep request queue: with ROS's default of 10, a burst of calls can overwrite requests
+            # the node has not acknowledged yet.
+            cli = rnode.create_client(BatchSubmitEvents, "/peaqos_node/batch_submit_events",
+                                      qos_profile=QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
             assert cli.wait_for_service(timeout_sec=20)
-            t0 = time.perf_counter()
-            futs = []
+            reqs = []
             for b in range(args.batches):
                 req = BatchSubmitEvents.Request()
                 req.events = [Event(machine_id=mid, event_type=0, value=str(i + 1), currency="USD", timestamp=ts,
                                     raw_data=list(f"b{b}e{i}".encode())) for i in range(args.batch_size)]
-                futs.append(cli.call_async(req))
+                reqs.append(req)
+            t0 = time.perf_counter()
+            futs = [cli.call_async(req) for req in reqs]
             while not all(f.done() for f in futs):
                 rclpy.spin_once(rnode, timeout_sec=0.01)
             node_rate = args.batches * args.batch_size / (time.perf_counter() - t0)
@@ -97,18 +126,6 @@ def main() -> None:
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         finally:
             node.stop()
-
-        # 1b. the SDK on the same chain and machine (the node is stopped: one nonce owner at a time)
-        from peaq_os_sdk import DeploymentConfig, PeaqosClient
-        sdk = PeaqosClient(rpc_url=chain.rpc_url, private_key=DEMO_KEY,
-                           deployment=DeploymentConfig(deployment_id="peaq-mainnet"))
-        t0 = time.perf_counter()
-        for b in range(args.batches):
-            events = [dict(machine_id=int(mid), event_type=0, value=i + 1, currency="USD", timestamp=ts,
-                           raw_data=f"s{b}e{i}".encode(), trust_level=0, source_chain_id=0,
-                           source_tx_hash=None, metadata=b"") for i in range(args.batch_size)]
-            sdk.batch_submit_events(events)
-        sdk_rate = args.batches * args.batch_size / (time.perf_counter() - t0)
 
         # 3. memory with intents queued while the RPC is down
         node = NodeProcess(tmp, node_params(tmp, chain, **fast), name="queued").start()

@@ -189,11 +189,13 @@ class TestChain:
         anvil_bin: Path | str | None = None,
         workdir: Path | str | None = None,
         block_time: int | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         if chain_id not in (MAINNET_CHAIN_ID, AGUNG_CHAIN_ID):
             raise HarnessError(f"chain_id {chain_id} unsupported: use {MAINNET_CHAIN_ID} or {AGUNG_CHAIN_ID}")
         self.chain_id = chain_id
         self.block_time = block_time
+        self.extra_args = list(extra_args or [])
         self.stopped_on_request = False
         self._fixed_port = port is not None
         self.port = port or _free_port()
@@ -297,6 +299,7 @@ class TestChain:
             "--chain-id", str(self.chain_id),
             "--accounts", "10",
             "--balance", "10000",
+            *self.extra_args,
         ]
 
         self._log_file = open(self.log_path, "ab")

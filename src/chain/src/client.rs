@@ -212,6 +212,7 @@ impl ChainClient {
                 deployment_id: cfg.deployment_id().into(),
                 poll_interval: cfg.poll_interval,
                 max_backoff: cfg.max_backoff,
+                merge_max_subcalls: cfg.merge_max_events,
             },
         )?;
         let limiter = RateLimiter::new(cfg.limits, cfg.deployment_id());
@@ -267,6 +268,23 @@ impl ChainClient {
     }
     pub fn rpc(&self) -> &Rpc {
         &self.inner.rpc
+    }
+
+    /// Timestamp of the latest block: the bound of an event's `timestamp` (the EventRegistry
+    /// reverts `FutureTimestamp` above it). Errors say why in one line.
+    pub async fn latest_block_time(&self) -> std::result::Result<i64, String> {
+        let v = self
+            .inner
+            .rpc
+            .request_value("eth_getBlockByNumber", json!(["latest", false]))
+            .await
+            .map_err(|e| format!("chain unreachable: {}", e.message()))?;
+        let ts = v
+            .get("timestamp")
+            .and_then(|t| t.as_str())
+            .ok_or("latest block without a timestamp")?;
+        i64::from_str_radix(ts.trim_start_matches("0x"), 16)
+            .map_err(|e| format!("block timestamp {ts:?}: {e}"))
     }
 
     /// MCR API client for the configured base URL (`DEPLOYMENT_UNAVAILABLE` when none, e.g.
@@ -367,6 +385,9 @@ impl ChainClient {
         journal: Map<String, Value>,
     ) -> Result<String> {
         self.inner.outbox.enqueue(TxRequest {
+            // Only the service's event batches share transactions: each is a batchAll of
+            // submitEvent calls, all-or-nothing on its own.
+            mergeable: kind == "batch_submit_events",
             kind: kind.into(),
             signer,
             to,

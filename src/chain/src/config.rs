@@ -274,6 +274,9 @@ fn default_poll_interval_ms() -> u64 {
 fn default_max_backoff_ms() -> u64 {
     5_000
 }
+fn default_merge_max_events() -> usize {
+    200
+}
 
 /// Serde configuration (e.g. a section of the node's YAML parameters).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,6 +309,10 @@ pub struct ChainConfig {
     /// Upper bound of the retry backoff while every RPC URL is down.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// Most events one merged `batchAll` carries when queued `batch_submit_events` calls of one
+    /// signer are sent together (0 or 1: every call is a transaction of its own; at most 512).
+    #[serde(default = "default_merge_max_events")]
+    pub merge_max_events: usize,
     /// Root of durable state: `<data_dir>/chain/` (outbox) and `<data_dir>/peaqos.log` (journal).
     pub data_dir: PathBuf,
 }
@@ -324,6 +331,7 @@ impl ChainConfig {
             receipt_timeout_ms: default_receipt_timeout_ms(),
             poll_interval_ms: default_poll_interval_ms(),
             max_backoff_ms: default_max_backoff_ms(),
+            merge_max_events: default_merge_max_events(),
             data_dir: data_dir.into(),
         }
     }
@@ -471,6 +479,16 @@ impl ChainConfig {
                 "poll_interval_ms must be > 0",
             ));
         }
+        if self.merge_max_events > 512 {
+            return Err(ChainError::config(
+                "CONFIG_INVALID",
+                "merge_max_events",
+                format!(
+                    "merge_max_events must be 0..512 (the batch precompile's limit), got {}",
+                    self.merge_max_events
+                ),
+            ));
+        }
         if self.receipt_timeout_ms == 0 {
             return Err(ChainError::config(
                 "CONFIG_INVALID",
@@ -492,6 +510,7 @@ impl ChainConfig {
             max_backoff: std::time::Duration::from_millis(
                 self.max_backoff_ms.max(self.poll_interval_ms),
             ),
+            merge_max_events: self.merge_max_events,
             data_dir: self.data_dir.clone(),
         })
     }
@@ -511,6 +530,7 @@ pub struct ResolvedConfig {
     pub receipt_timeout: std::time::Duration,
     pub poll_interval: std::time::Duration,
     pub max_backoff: std::time::Duration,
+    pub merge_max_events: usize,
     pub data_dir: PathBuf,
 }
 

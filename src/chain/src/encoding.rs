@@ -52,6 +52,20 @@ pub fn batch_all(calls: &[(Address, Bytes)]) -> Bytes {
     .into()
 }
 
+/// The subcalls of a `batchAll` calldata when every subcall carries value 0 and gasLimit 0 (the
+/// shape [`batch_all`] makes); `None` for anything else.
+pub fn batch_all_calls(input: &[u8]) -> Option<Vec<(Address, Bytes)>> {
+    let c = IBatch::batchAllCall::abi_decode(input).ok()?;
+    let n = c.to.len();
+    if c.value.len() != n || c.callData.len() != n || c.gasLimit.len() != n {
+        return None;
+    }
+    if c.value.iter().any(|v| !v.is_zero()) || c.gasLimit.iter().any(|g| *g != 0) {
+        return None;
+    }
+    Some(c.to.into_iter().zip(c.callData).collect())
+}
+
 pub fn batch_submit_events(registry: Address, events: &[ValidEvent]) -> Bytes {
     let calls: Vec<(Address, Bytes)> = events.iter().map(|e| (registry, submit_event(e))).collect();
     batch_all(&calls)

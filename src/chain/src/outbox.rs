@@ -38,6 +38,18 @@
 //!   if the node refuses it for fee reasons (underpriced / fee too low / below base fee) a
 //!   replacement with bumped fees at the same nonce is signed, stored, then sent.
 //!
+//! ## Merging
+//! Queued intents marked `mergeable` (the event batches of `batch_submit_events`: each a
+//! `batchAll` of value-0 subcalls) that follow each other for one signer are sent as one
+//! `batchAll` of up to `merge_max_subcalls` subcalls: one transaction, one nonce, one block slot
+//! instead of many — how the node keeps up when callers outpace blocks. The worker writes a new
+//! *carrier* intent holding the joined calldata and its members' ids (durable first), then marks
+//! each member `merged`. When the carrier is final its members follow: included with its receipt;
+//! if it failed (refused by the simulation or reverted on chain: nothing of it took effect) each
+//! member is queued again on its own, so a bad batch fails alone with its own decoded error and
+//! the others go through; conflicting stays conflicting. At start, members of a stored carrier
+//! not yet marked are marked, and members of a finished carrier follow it.
+//!
 //! While no RPC URL answers, intents stay on disk in their state and the worker retries with
 //! exponential backoff (poll interval … `max_backoff`).
 //!
@@ -47,8 +59,9 @@
 //! the node republishes on `~/tx_status`. [`Outbox::wait`] lets a flow await one intent.
 //!
 //! ## Fault injection (tests)
-//! `PEAQOS_CHAIN_FAULT=abort_after_sign` / `abort_after_broadcast` calls `std::process::abort()`
-//! right after the signed record (resp. the broadcast record) is durable.
+//! `PEAQOS_CHAIN_FAULT=abort_after_sign` / `abort_after_broadcast` / `abort_after_merge` calls
+//! `std::process::abort()` right after the signed record (resp. the broadcast record, a merged
+//! carrier whose members are not marked yet) is durable.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
@@ -67,6 +80,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, Notify};
 use tracing::{debug, info, warn};
 
+use crate::encoding;
 use crate::error::{ChainError, Result};
 use crate::journal::Journal;
 use crate::revert::{self, RevertScope};
@@ -82,6 +96,8 @@ pub enum IntentState {
     Included,
     Failed,
     Conflicting,
+    /// Carried by a merged transaction (`merged_into`); settles when that one does.
+    Merged,
 }
 
 impl IntentState {
@@ -99,6 +115,7 @@ impl IntentState {
             IntentState::Included => "included",
             IntentState::Failed => "failed",
             IntentState::Conflicting => "conflicting",
+            IntentState::Merged => "merged",
         }
     }
 }
@@ -156,6 +173,20 @@ pub struct Intent {
     pub error: Option<ErrorInfo>,
     pub created_at: String,
     pub updated_at: String,
+    /// A `batchAll` of value-0 subcalls that the worker may send together with the next queued
+    /// mergeable intents of the same signer (see [`Outbox`]'s "Merging").
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mergeable: bool,
+    /// The intents a merged transaction carries, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// The merged intent that carries this one (state `merged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Intent {
@@ -189,6 +220,9 @@ pub struct TxRequest {
     pub input: Bytes,
     pub scope: RevertScope,
     pub journal: Map<String, Value>,
+    /// May share a transaction with other mergeable intents (a `batchAll` of value-0 subcalls,
+    /// all-or-nothing on its own: a merged transaction that fails is split up again).
+    pub mergeable: bool,
 }
 
 /// A state change, published on the status stream.
@@ -218,6 +252,7 @@ pub struct Outcome {
 enum Fault {
     AfterSign,
     AfterBroadcast,
+    AfterMerge,
 }
 
 fn fault_point(p: Fault) {
@@ -226,6 +261,7 @@ fn fault_point(p: Fault) {
             (p, v.as_str()),
             (Fault::AfterSign, "abort_after_sign")
                 | (Fault::AfterBroadcast, "abort_after_broadcast")
+                | (Fault::AfterMerge, "abort_after_merge")
         );
         if hit {
             eprintln!("PEAQOS_CHAIN_FAULT={v}: aborting");
@@ -390,6 +426,8 @@ pub struct OutboxSettings {
     pub deployment_id: String,
     pub poll_interval: Duration,
     pub max_backoff: Duration,
+    /// Most subcalls in one merged `batchAll` (the precompile takes 512); below 2 = no merging.
+    pub merge_max_subcalls: usize,
 }
 
 struct State {
@@ -430,7 +468,8 @@ impl std::fmt::Debug for Outbox {
 /// Values read once per tick (fees, next nonce per signer).
 #[derive(Default)]
 struct TickCache {
-    fees: Option<(u128, u128)>,
+    /// (max fee, priority fee, latest block gas limit)
+    fees: Option<(u128, u128, Option<u64>)>,
     next_nonce: HashMap<Address, u64>,
 }
 
@@ -499,6 +538,7 @@ impl Outbox {
             notify: Notify::new(),
             settings,
         });
+        inner.recover_merges();
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move { worker(weak).await });
         Ok(Outbox { inner })
@@ -548,6 +588,9 @@ impl Outbox {
                 error: None,
                 created_at: now.clone(),
                 updated_at: now,
+                mergeable: req.mergeable,
+                members: vec![],
+                merged_into: None,
             };
             self.inner.store.save(&intent)?;
             st.by_id.insert(id, seq);
@@ -741,7 +784,185 @@ impl Inner {
             }
         }
         self.publish(&i);
+        if i.state.is_terminal() && !i.members.is_empty() {
+            self.settle_members(&i);
+        }
         Ok(())
+    }
+
+    /// Join `first` (queued, mergeable) with the queued mergeable intents of its signer that
+    /// directly follow it, up to `merge_max_subcalls` subcalls, into one new carrier intent.
+    /// The carrier is durable before any member is marked `merged`, so a crash in between
+    /// leaves a carrier whose members are re-marked at start, never two sends of one member.
+    fn merge_from(&self, first: &Intent) -> Result<Option<Intent>> {
+        let max = self.settings.merge_max_subcalls.min(512);
+        let Some(mut calls) = encoding::batch_all_calls(&first.input) else {
+            return Ok(None);
+        };
+        let mut members = vec![first.clone()];
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, j) in st.live.range(first.seq + 1..) {
+            if j.signer != first.signer || j.state == IntentState::Merged {
+                continue;
+            }
+            let joinable = j.state == IntentState::Queued
+                && j.mergeable
+                && j.to == first.to
+                && j.scope == first.scope
+                && j.value.is_zero()
+                && j.chain_id == first.chain_id;
+            if !joinable {
+                break; // keep the signer's order: never merge across an intent that is not joined
+            }
+            let Some(more) = encoding::batch_all_calls(&j.input) else {
+                break;
+            };
+            if calls.len() + more.len() > max {
+                break;
+            }
+            calls.extend(more);
+            members.push(j.clone());
+        }
+        if members.len() < 2 {
+            return Ok(None);
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let id = format!("{seq:012}-{:08x}", rand::random::<u32>());
+        let mut journal = first.journal.clone();
+        journal.insert("event_count".into(), json!(calls.len()));
+        journal.insert(
+            "merged_intents".into(),
+            json!(members.iter().map(|m| m.id.clone()).collect::<Vec<_>>()),
+        );
+        let now = now_str();
+        let carrier = Intent {
+            id: id.clone(),
+            seq,
+            kind: first.kind.clone(),
+            chain_id: first.chain_id,
+            signer: first.signer,
+            to: first.to,
+            value: U256::ZERO,
+            input: encoding::batch_all(&calls),
+            scope: first.scope.clone(),
+            journal,
+            state: IntentState::Queued,
+            nonce: None,
+            gas_limit: None,
+            attempts: vec![],
+            receipt: None,
+            error: None,
+            created_at: now.clone(),
+            updated_at: now,
+            mergeable: false,
+            members: members.iter().map(|m| m.id.clone()).collect(),
+            merged_into: None,
+        };
+        self.store.save(&carrier)?;
+        st.by_id.insert(id.clone(), seq);
+        st.live.insert(seq, carrier.clone());
+        drop(st);
+        info!(intent = %carrier.id, members = carrier.members.len(), subcalls = calls.len(), "outbox: merged queued batches into one transaction");
+        self.publish(&carrier);
+        fault_point(Fault::AfterMerge);
+        for mut m in members {
+            m.state = IntentState::Merged;
+            m.merged_into = Some(id.clone());
+            self.commit(m)?;
+        }
+        Ok(Some(carrier))
+    }
+
+    /// A carrier reached a final state: its members follow. Included ⇒ included with the
+    /// carrier's receipt; failed (refused before sending, or reverted: either way nothing of it
+    /// happened on chain) ⇒ each member is queued again on its own, so one bad batch fails
+    /// alone with its own error; conflicting ⇒ conflicting (never re-sent).
+    fn settle_members(&self, carrier: &Intent) {
+        for id in &carrier.members {
+            let m = {
+                let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.by_id.get(id).and_then(|s| st.live.get(s)).cloned()
+            };
+            let Some(m) = m else { continue };
+            if let Err(e) = self.settle_member(m, carrier) {
+                warn!(intent = %id, error = %e, "outbox: cannot settle a merged intent; retried at start");
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    fn settle_member(&self, mut m: Intent, carrier: &Intent) -> Result<()> {
+        if m.state != IntentState::Merged || m.merged_into.as_deref() != Some(carrier.id.as_str()) {
+            return Ok(());
+        }
+        match carrier.state {
+            IntentState::Included => {
+                m.state = IntentState::Included;
+                m.nonce = carrier.nonce;
+                m.receipt = carrier.receipt.clone();
+                self.journal(&m, "confirmed");
+            }
+            IntentState::Conflicting => {
+                m.state = IntentState::Conflicting;
+                m.nonce = carrier.nonce;
+                m.error = carrier.error.clone();
+                self.journal(&m, "conflicting");
+            }
+            _ => {
+                info!(intent = %m.id, carrier = %carrier.id, "outbox: merged transaction failed; sending this batch on its own");
+                m.state = IntentState::Queued;
+                m.mergeable = false;
+                m.merged_into = None;
+            }
+        }
+        self.commit(m)
+    }
+
+    /// After a restart: members of a stored carrier that were not yet marked are marked now;
+    /// members whose carrier already finished follow it.
+    fn recover_merges(&self) {
+        let live: Vec<Intent> = {
+            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.live.values().cloned().collect()
+        };
+        for c in live.iter().filter(|c| !c.members.is_empty()) {
+            for m in live.iter().filter(|m| c.members.contains(&m.id)) {
+                if m.state == IntentState::Queued {
+                    let mut m = m.clone();
+                    m.state = IntentState::Merged;
+                    m.merged_into = Some(c.id.clone());
+                    if let Err(e) = self.commit(m) {
+                        warn!(error = %e, "outbox: cannot re-mark a merged intent");
+                    }
+                }
+            }
+        }
+        for m in live.iter().filter(|m| m.state == IntentState::Merged) {
+            let Some(cid) = m.merged_into.clone() else {
+                continue;
+            };
+            let carrier = {
+                let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.by_id.get(&cid).and_then(|s| st.live.get(s)).cloned()
+            };
+            if carrier.is_some() {
+                continue; // still on its way
+            }
+            let done = self.store.root.join("done").join(format!("{cid}.json"));
+            let res = match fs::read(&done).ok().and_then(|b| serde_json::from_slice::<Intent>(&b).ok()) {
+                Some(c) => self.settle_member(m.clone(), &c),
+                None => self.fail(
+                    m.clone(),
+                    IntentState::Failed,
+                    "MERGE_RECORD_MISSING",
+                    format!("the record of merged transaction {cid} is missing; this batch is not re-sent (its transaction may have been sent)"),
+                ),
+            };
+            if let Err(e) = res {
+                warn!(error = %e, "outbox: cannot settle a merged intent");
+            }
+        }
     }
 
     fn fail(&self, mut i: Intent, state: IntentState, code: &str, message: String) -> Result<()> {
@@ -812,17 +1033,19 @@ impl Inner {
         })
     }
 
-    async fn fees(&self) -> std::result::Result<(u128, u128), RpcFailure> {
+    /// (max fee, priority fee, block gas limit) from the latest block.
+    async fn fees(&self) -> std::result::Result<(u128, u128, Option<u64>), RpcFailure> {
         let prio = match self.rpc.max_priority_fee().await {
             Ok(p) => p,
             Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
             Err(_) => 0,
         };
-        let max_fee = match self.rpc.base_fee().await? {
+        let (base, block_gas) = self.rpc.latest_block_limits().await?;
+        let max_fee = match base {
             Some(base) => base.saturating_mul(2).saturating_add(prio),
             None => self.rpc.gas_price().await?.saturating_mul(2).max(prio),
         };
-        Ok((max_fee.max(prio), prio))
+        Ok((max_fee.max(prio), prio, block_gas))
     }
 
     async fn revert_reason(&self, i: &Intent, block: u64) -> (String, String) {
@@ -897,7 +1120,7 @@ impl Inner {
         else {
             return Ok(Step::Blocked);
         };
-        let (cur_max, cur_prio) = self.fees().await?;
+        let (cur_max, cur_prio, _) = self.fees().await?;
         let max_fee = (last.max_fee_per_gas.saturating_mul(5) / 4 + 1).max(cur_max);
         let prio = (last.max_priority_fee_per_gas.saturating_mul(5) / 4 + 1)
             .max(cur_prio)
@@ -1012,13 +1235,32 @@ impl Inner {
         mut i: Intent,
         cache: &mut TickCache,
     ) -> std::result::Result<Step, RpcFailure> {
+        // Fees first: they are read once per tick anyway, and this way batches are only merged
+        // when an RPC answers, so that everything queued during an outage goes out together.
+        let (max_fee, prio, block_gas) = match cache.fees {
+            Some(f) => f,
+            None => {
+                let f = self.fees().await?;
+                cache.fees = Some(f);
+                f
+            }
+        };
+        if i.mergeable && self.settings.merge_max_subcalls > 1 {
+            match self.merge_from(&i) {
+                Ok(Some(carrier)) => i = carrier,
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %e, "outbox: cannot persist a merge; sending unmerged");
+                }
+            }
+        }
         let req = CallRequest {
             from: Some(i.signer),
             to: i.to,
             value: i.value,
             data: i.input.clone(),
         };
-        let gas = match self.rpc.estimate_gas(&req).await {
+        let gas = match self.rpc.gas_needed(&req).await {
             Ok(g) => g,
             Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
             Err(f) if f.is_revert() => {
@@ -1041,15 +1283,9 @@ impl Inner {
                 return Ok(Step::Continue);
             }
         };
-        let gas_limit = gas.saturating_mul(6) / 5 + 10_000;
-        let (max_fee, prio) = match cache.fees {
-            Some(f) => f,
-            None => {
-                let f = self.fees().await?;
-                cache.fees = Some(f);
-                f
-            }
-        };
+        // Headroom over the estimate, but never above what a block can hold (a transaction
+        // asking for more is refused by every node).
+        let gas_limit = (gas.saturating_mul(6) / 5 + 10_000).min(block_gas.unwrap_or(u64::MAX));
         // One pending-count read per signer and tick; later intents of the same tick continue
         // from it (the in-flight term of next_nonce covers them after this one is stored).
         let nonce = match cache.next_nonce.get(&i.signer) {
@@ -1154,6 +1390,7 @@ impl Inner {
             let step = match i.state {
                 IntentState::Queued => self.send_new(i, &mut cache).await?,
                 IntentState::Signed | IntentState::Broadcast => self.reconcile(i).await?,
+                // Merged: its carrier is a live intent of its own; terminal: nothing to do.
                 _ => Step::Continue,
             };
             if let Step::Blocked = step {

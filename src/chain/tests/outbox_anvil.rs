@@ -615,3 +615,257 @@ async fn second_client_on_same_data_dir_is_refused() {
     assert_eq!(e.code(), "STORE_LOCKED");
     assert!(e.field().ends_with("outbox.lock"));
 }
+
+/// Batch stand-in that reverts `NotOwnerOrController()` for a batchAll of more than 5 subcalls
+/// and otherwise adds len(to) to slot 0.
+const BATCH_AT_MOST_5_CODE: &str =
+    "0x600435600401358060051060165760005401600055005b63fce354b260e01b60005260046000fd";
+
+fn batch(first: u64, n: u64) -> Vec<SubmitEventParams> {
+    (first..first + n)
+        .map(|i| {
+            let mut e = ev(i);
+            e.currency = Currency::Code(String::new());
+            e
+        })
+        .collect()
+}
+
+/// Stop anvil (keeping its state), enqueue `batches` while the RPC is down, bring anvil back:
+/// the worker finds them all queued at once. Returns the intent ids and the new anvil.
+async fn queue_while_down(
+    anvil: &mut Anvil,
+    state: &Path,
+    client: &ChainClient,
+    batches: &[Vec<SubmitEventParams>],
+) -> (Vec<String>, Anvil) {
+    anvil.stop();
+    let ids: Vec<String> = batches
+        .iter()
+        .map(|b| client.enqueue_batch(b).unwrap().0)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(client
+        .outbox()
+        .pending()
+        .iter()
+        .all(|i| i.state == IntentState::Queued));
+    let back = Anvil::spawn(&anvil.bin, anvil.port, Some(state), false);
+    (ids, back)
+}
+
+fn done_records(dir: &Path) -> Vec<peaqos_chain::outbox::Intent> {
+    std::fs::read_dir(dir.join("chain/done"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_batches_share_one_transaction() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("anvil-state.json");
+    let Some(mut anvil) = setup(false, Some(&state)).await else {
+        return;
+    };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    let (ids, _anvil2) = queue_while_down(
+        &mut anvil,
+        &state,
+        &client,
+        &[batch(0, 2), batch(10, 3), batch(20, 4)],
+    )
+    .await;
+    let mut hashes = vec![];
+    for id in &ids {
+        let o = client
+            .outbox()
+            .wait(id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        hashes.push(o.tx_hash);
+    }
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    assert_eq!(nonce_of(&url, SIGNER0).await, 1, "one transaction");
+    assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(9));
+    let carriers: Vec<_> = done_records(dir.path())
+        .into_iter()
+        .filter(|i| !i.members.is_empty())
+        .collect();
+    assert_eq!(carriers.len(), 1);
+    assert_eq!(carriers[0].members, ids);
+    assert_eq!(carriers[0].journal["event_count"], 9);
+    // members are final with the carrier's receipt, and say so in the journal
+    for id in &ids {
+        let m = client.outbox().get(id).unwrap();
+        assert_eq!(m.state, IntentState::Included);
+        assert_eq!(m.merged_into.as_deref(), Some(carriers[0].id.as_str()));
+    }
+    let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
+    assert_eq!(log.matches(r#""status": "confirmed""#).count(), 4, "{log}");
+    // with merging off, the same three batches are three transactions
+    let dir2 = tempfile::tempdir().unwrap();
+    drop(client);
+    let mut c2 = config(&url, dir2.path());
+    c2.merge_max_events = 0;
+    let client2 =
+        ChainClient::start(c2.resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    for b in [batch(30, 2), batch(40, 2), batch(50, 2)] {
+        client2.batch_submit_events(&b).await.unwrap();
+    }
+    assert_eq!(nonce_of(&url, SIGNER0).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_merge_is_split_and_only_the_bad_batch_fails() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("anvil-state.json");
+    let Some(mut anvil) = setup(false, Some(&state)).await else {
+        return;
+    };
+    set_code(&anvil.url(), BATCH_PRECOMPILE, BATCH_AT_MOST_5_CODE).await;
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    // 2 + 3 + 7 subcalls: the merged 12 reverts; alone, the 7 reverts and the others pass
+    let (ids, _anvil2) = queue_while_down(
+        &mut anvil,
+        &state,
+        &client,
+        &[batch(0, 2), batch(10, 3), batch(20, 7)],
+    )
+    .await;
+    let a = client
+        .outbox()
+        .wait(&ids[0], Duration::from_secs(30))
+        .await
+        .unwrap();
+    let b = client
+        .outbox()
+        .wait(&ids[1], Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_ne!(a.tx_hash, b.tx_hash);
+    let c = client
+        .outbox()
+        .wait(&ids[2], Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert_eq!(c.code(), "NOT_OWNER_OR_CONTROLLER");
+    assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(5));
+    assert_eq!(
+        nonce_of(&url, SIGNER0).await,
+        2,
+        "the refused merge consumed no nonce"
+    );
+    let carrier = done_records(dir.path())
+        .into_iter()
+        .find(|i| !i.members.is_empty())
+        .expect("carrier record");
+    assert_eq!(carrier.state, IntentState::Failed);
+    assert_eq!(carrier.members, ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_merge_abort_process() {
+    let (Ok(url), Ok(dead), Ok(dir)) = (
+        std::env::var("PEAQOS_TEST_CHILD_RPC"),
+        std::env::var("PEAQOS_TEST_CHILD_DEAD_RPC"),
+        std::env::var("PEAQOS_TEST_CHILD_DIR"),
+    ) else {
+        return;
+    };
+    // Queue two batches while no RPC answers, then restart on the live RPC: the first tick
+    // merges them and the fault aborts right after the carrier is stored.
+    {
+        let client = ChainClient::start(
+            config(&dead, Path::new(&dir))
+                .resolve_with(|_| None)
+                .unwrap(),
+            vec![signer(KEY0)],
+        )
+        .unwrap();
+        client.enqueue_batch(&batch(0, 2)).unwrap();
+        client.enqueue_batch(&batch(10, 3)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the old worker lets go of the store
+    let _client = ChainClient::start(
+        config(&url, Path::new(&dir))
+            .resolve_with(|_| None)
+            .unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    panic!("fault injection did not abort");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_merge_then_restart_sends_each_batch_once() {
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_merge_abort_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PEAQOS_CHAIN_FAULT", "abort_after_merge")
+        .env("PEAQOS_TEST_CHILD_RPC", &url)
+        .env(
+            "PEAQOS_TEST_CHILD_DEAD_RPC",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env("PEAQOS_TEST_CHILD_DIR", dir.path())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "child must have aborted");
+    let stored: Vec<peaqos_chain::outbox::Intent> =
+        std::fs::read_dir(dir.path().join("chain/intents"))
+            .unwrap()
+            .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+            .collect();
+    assert_eq!(stored.len(), 3, "two members and their carrier");
+    let carrier = stored
+        .iter()
+        .find(|i| !i.members.is_empty())
+        .unwrap()
+        .clone();
+    assert!(
+        stored
+            .iter()
+            .filter(|i| i.members.is_empty())
+            .all(|i| i.state == IntentState::Queued),
+        "members were not marked before the abort"
+    );
+    assert_eq!(nonce_of(&url, SIGNER0).await, 0);
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    for id in &carrier.members {
+        let o = client
+            .outbox()
+            .wait(id, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(o.intent_id, *id);
+    }
+    assert_eq!(nonce_of(&url, SIGNER0).await, 1, "the carrier only");
+    assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(5));
+}

@@ -6,7 +6,10 @@ use peaqos_chain::encoding::{self, MachineDidAttributes};
 use peaqos_chain::validation::{self, Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/peaqos/vectors");
+const DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/peaqos/vectors"
+);
 
 fn load(name: &str) -> Option<Value> {
     let p = std::path::Path::new(DIR).join(name);

@@ -27,7 +27,6 @@ use std::time::Duration;
 use peaqos_chain::outbox::{Intent, IntentState};
 use peaqos_chain::validation::{self, Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use peaqos_chain::{ChainClient, ChainError};
-use serde_json::json;
 use tokio::sync::{watch, Notify};
 
 use crate::counters::Counters;
@@ -169,17 +168,6 @@ impl Submitter {
         MachineIdInput::from_decimal("machine_id", &text).ok().filter(|m| !m.0.is_zero())
     }
 
-    async fn latest_block_time(&self) -> Result<i64, String> {
-        let v = self
-            .client
-            .rpc()
-            .request_value("eth_getBlockByNumber", json!(["latest", false]))
-            .await
-            .map_err(|e| format!("chain unreachable: {}", e.message()))?;
-        let ts = v.get("timestamp").and_then(|t| t.as_str()).ok_or("latest block without a timestamp")?;
-        i64::from_str_radix(ts.trim_start_matches("0x"), 16).map_err(|e| format!("block timestamp {ts:?}: {e}"))
-    }
-
     fn set_gauges(&self, pending: &[PendingRecord], held: &Held) {
         let mut per: BTreeMap<&str, u64> = BTreeMap::new();
         for p in pending {
@@ -216,7 +204,7 @@ impl Submitter {
             self.set_gauges(&pending, &Held::Reason("no machine id (set chain.machine_id or call ~/activate)".into()));
             return;
         };
-        let block_ts = match self.latest_block_time().await {
+        let block_ts = match self.client.latest_block_time().await {
             Ok(t) => t,
             Err(e) => {
                 tracing::debug!("events held: {e}");

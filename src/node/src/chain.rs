@@ -148,6 +148,12 @@ impl ChainParams {
             .read_only()
             .map(|p| p.get())
             .map_err(|e| param_err("chain.poll_interval", format!("{e:?}")))?;
+        let merge_max = declare_int(
+            node,
+            "chain.merge_max_events",
+            200,
+            "Most events one transaction carries when queued ~/batch_submit_events calls are sent together (0 = never merge; at most 512).",
+        )?;
         let operator_key_file = declare_str(
             node,
             "chain.operator_key_file",
@@ -191,6 +197,10 @@ impl ChainParams {
             return Err(param_err("chain.poll_interval", format!("must be a positive number, got {poll_interval}")));
         }
         config.poll_interval_ms = ((poll_interval * 1000.0) as u64).max(1);
+        config.merge_max_events = match non_negative("chain.merge_max_events", merge_max)? {
+            n @ 0..=512 => n as usize,
+            n => return Err(param_err("chain.merge_max_events", format!("must be 0..512, got {n}"))),
+        };
         Ok(ChainParams {
             enabled,
             config,
@@ -198,6 +208,33 @@ impl ChainParams {
         })
     }
 }
+
+/// `chain.machine_id`: the machine events and dataset anchors are submitted for (decimal; empty =
+/// the id `~/activate` answered, persisted in `<data_dir>/machine_id`). Declared once, here.
+pub fn declare_machine_id(node: &Node) -> Result<String, StartError> {
+    // Dynamic: `-p chain.machine_id:=42` arrives as an integer, a uint256 beyond i64 as a string.
+    let machine_id: String = match node
+        .declare_parameter::<rclrs::ParameterValue>("chain.machine_id")
+        .default(rclrs::ParameterValue::String(Arc::from("")))
+        .description("Machine id (decimal, integer or string) events are submitted for; empty = the id ~/activate answered.")
+        .read_only()
+        .map(|p| p.get())
+        .map_err(|e| param_err("chain.machine_id", format!("{e:?}")))?
+    {
+        rclrs::ParameterValue::String(s) => s.trim().to_string(),
+        rclrs::ParameterValue::Integer(i) if i > 0 => i.to_string(),
+        other => return Err(param_err("chain.machine_id", format!("a positive decimal machine id, got {other:?}"))),
+    };
+    if !machine_id.is_empty() {
+        peaqos_chain::validation::MachineIdInput::from_decimal("chain.machine_id", &machine_id)
+            .map_err(|e| param_err("chain.machine_id", e))?;
+    }
+    Ok(machine_id)
+}
+
+/// Requests a chain service holds before the executor takes them: the ROS default of 10 loses
+/// requests when callers burst (twenty concurrent `~/batch_submit_events` calls lost one).
+pub const SERVICE_QUEUE_DEPTH: u32 = 1000;
 
 fn signer_of(key: &MachineKey) -> Result<PrivateKeySigner, StartError> {
     let secret = key.secret_bytes();
@@ -484,7 +521,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
     macro_rules! service {
         ($name:literal, $srv:ty, |$c:ident, $req:ident| $body:expr) => {{
             let (client, rt) = (client.clone(), Arc::clone(&runtime));
-            let s: Service<$srv> = node.create_async_service::<$srv, _>($name, move |$req: <$srv as rosidl_runtime_rs::Service>::Request| {
+            let s: Service<$srv> = node.create_async_service::<$srv, _>($name.reliable().keep_last(SERVICE_QUEUE_DEPTH), move |$req: <$srv as rosidl_runtime_rs::Service>::Request| {
                 let $c = client.clone();
                 on_runtime(&rt, async move { $body })
             })?;

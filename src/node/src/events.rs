@@ -130,20 +130,15 @@ pub struct EventsSubsystem {
 }
 
 /// Load the rules and start the subsystem (`None` when the policy has no event rules).
-pub fn start(node: &Node, params: &Params, map: &DataEventMap, chain: Option<&ChainServices>) -> Result<Option<EventsSubsystem>, StartError> {
-    // Dynamic: `-p chain.machine_id:=42` arrives as an integer, a uint256 beyond i64 as a string.
-    let machine_id: String = match node
-        .declare_parameter::<rclrs::ParameterValue>("chain.machine_id")
-        .default(rclrs::ParameterValue::String(Arc::from("")))
-        .description("Machine id (decimal, integer or string) events are submitted for; empty = the id ~/activate answered.")
-        .read_only()
-        .map(|p| p.get())
-        .map_err(|e| param_err("chain.machine_id", format!("{e:?}")))?
-    {
-        rclrs::ParameterValue::String(s) => s.trim().to_string(),
-        rclrs::ParameterValue::Integer(i) if i > 0 => i.to_string(),
-        other => return Err(param_err("chain.machine_id", format!("a positive decimal machine id, got {other:?}"))),
-    };
+/// `machine_id`: the `chain.machine_id` parameter ([`crate::chain::declare_machine_id`]).
+pub fn start(
+    node: &Node,
+    params: &Params,
+    map: &DataEventMap,
+    chain: Option<&ChainServices>,
+    machine_id: &str,
+) -> Result<Option<EventsSubsystem>, StartError> {
+    let machine_id = machine_id.to_owned();
     let batch_max = node
         .declare_parameter::<i64>("events.batch_max")
         .default(50)
@@ -163,10 +158,6 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap, chain: Option<&Ch
     }
     if !(max_age >= 0.0 && max_age.is_finite()) {
         return Err(param_err("events.max_age", format!("must be a number of seconds >= 0, got {max_age}")));
-    }
-    if !machine_id.is_empty() {
-        peaqos_chain::validation::MachineIdInput::from_decimal("chain.machine_id", &machine_id)
-            .map_err(|e| param_err("chain.machine_id", e))?;
     }
     if map.topics.iter().all(|t| t.events.is_empty()) {
         return Ok(None);

@@ -102,6 +102,7 @@ fn run() -> Result<(), StartError> {
     // The chain client comes first: the subsystems fed by packages may submit through it.
     let chain_params = chain::ChainParams::declare(&node, &params.data_dir)?;
     let chain_services = chain::serve(&node, chain_params, &chain_key)?;
+    let machine_id = chain::declare_machine_id(&node)?;
 
     // Taps: subsystems that consume every durable package batch after it is published (the
     // chunk stream, the event rules). Each must return at once (hand the batch to its own
@@ -109,11 +110,11 @@ fn run() -> Result<(), StartError> {
     #[allow(unused_mut)]
     let mut taps: Vec<Box<dyn FnMut(&[Published]) + Send>> = Vec::new();
     // -- tap registration: new subsystems push their tap here --
-    let mut stream = stream::start(&node, &params, &map)?;
+    let mut stream = stream::start(&node, &params, &map, chain_services.as_ref(), &machine_id)?;
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
-    let mut events = events::start(&node, &params, &map, chain_services.as_ref())?;
+    let mut events = events::start(&node, &params, &map, chain_services.as_ref(), &machine_id)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);
     }

@@ -48,8 +48,11 @@ use rclrs::{IntoPrimitiveOptions, Node, Publisher, Service};
 use ros_env::peaqos_node::msg::{ChunkManifest, StreamStatus};
 use ros_env::peaqos_node::srv::{GrantAccess, GrantAccess_Request, GrantAccess_Response, SealDataset, SealDataset_Request, SealDataset_Response};
 
+use crate::chain::ChainServices;
 use crate::params::Params;
 use crate::StartError;
+use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
+use peaqos_chain::{ChainClient, ChainError};
 
 /// Default byte budget of the tap → stream thread channel.
 const DEFAULT_QUEUE_MAX_BYTES: i64 = 64 * 1024 * 1024;
@@ -179,7 +182,14 @@ fn manifest_msg(s: &SealedChunk, event: &str) -> ChunkManifest {
 
 /// Start the stream subsystem when at least one topic has a `stream:` block. Must run before
 /// the package pipeline starts (the tap sees every batch). `None`: no topic is streamed.
-pub fn start(node: &Node, params: &Params, map: &DataEventMap) -> Result<Option<StreamSubsystem>, StartError> {
+/// `chain`: the chain client, for `~/seal_dataset`'s `anchor`; `machine_id`: `chain.machine_id`.
+pub fn start(
+    node: &Node,
+    params: &Params,
+    map: &DataEventMap,
+    chain: Option<&ChainServices>,
+    machine_id: &str,
+) -> Result<Option<StreamSubsystem>, StartError> {
     let policy_file =
         if params.policy_file.is_empty() { PathBuf::from("<embedded default policy>") } else { PathBuf::from(&params.policy_file) };
     let specs = topic_specs(map, &policy_file)?;
@@ -290,7 +300,13 @@ pub fn start(node: &Node, params: &Params, map: &DataEventMap) -> Result<Option<
         }
     });
 
-    let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key)?;
+    let anchor = chain.map(|c| Anchor {
+        client: c.client().clone(),
+        runtime: c.runtime(),
+        machine_id: machine_id.to_owned(),
+        machine_id_file: peaqos_events::submit::machine_id_file(&params.data_dir),
+    });
+    let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key, anchor)?;
     status_view_set(StatusView {
         ed25519_public_key_hex: hex::encode(keys.ed25519_public),
         x25519_public_key_hex: hex::encode(keys.x25519_public),
@@ -526,13 +542,13 @@ fn upload_loop(
 // ---- services ---------------------------------------------------------------------------
 
 struct SvcError {
-    code: &'static str,
+    code: String,
     field: String,
     message: String,
 }
 
 fn svc_err(code: &'static str, field: &str, message: impl Into<String>) -> SvcError {
-    SvcError { code, field: field.into(), message: message.into() }
+    SvcError { code: code.into(), field: field.into(), message: message.into() }
 }
 
 impl From<StreamError> for SvcError {
@@ -545,7 +561,7 @@ impl From<StreamError> for SvcError {
             StreamError::Json { .. } => ("INVALID_JSON", String::new()),
             StreamError::Storage { .. } => ("STORAGE_ERROR", String::new()),
         };
-        SvcError { code, field, message: e.to_string() }
+        SvcError { code: code.into(), field, message: e.to_string() }
     }
 }
 
@@ -554,6 +570,70 @@ struct Ctx {
     topics: Vec<String>,
     keys: Arc<MachineStreamKeys>,
     key: Arc<MachineKey>,
+    anchor: Option<Anchor>,
+}
+
+/// Anchors sealed datasets on chain through the chain client's durable outbox.
+struct Anchor {
+    client: ChainClient,
+    runtime: tokio::runtime::Handle,
+    /// `chain.machine_id`; empty = the id `~/activate` persisted in `machine_id_file`.
+    machine_id: String,
+    machine_id_file: PathBuf,
+}
+
+impl Anchor {
+    /// Queue an activity event (value 0) whose `raw_data` is the manifest file's bytes, so its
+    /// on-chain `dataHash` is keccak256 of that file and commits to every chunk id and the
+    /// Merkle root. Its timestamp is the seal time, capped at the latest block's (the registry
+    /// reverts `FutureTimestamp` above it). Returns (intent id, data hash).
+    fn submit(&self, m: &DatasetManifest, file: &[u8], sealed_ms: u64) -> Result<(String, String), SvcError> {
+        let mid = if self.machine_id.is_empty() {
+            std::fs::read_to_string(&self.machine_id_file).map(|s| s.trim().to_owned()).unwrap_or_default()
+        } else {
+            self.machine_id.clone()
+        };
+        if mid.is_empty() {
+            return Err(svc_err(
+                "MACHINE_ID_UNKNOWN",
+                "anchor",
+                "no machine id to anchor for: set chain.machine_id or activate the machine (~/activate) first",
+            ));
+        }
+        let machine_id = MachineIdInput::from_decimal("machine_id", &mid).map_err(chain_err)?;
+        let block_ts = self
+            .runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), self.client.latest_block_time()).await })
+            .unwrap_or_else(|_| Err("chain did not answer within 10 s".into()))
+            .map_err(|e| svc_err("RPC_UNAVAILABLE", "anchor", format!("dataset sealed but not anchored: {e}")))?;
+        let metadata = serde_json::json!({
+            "kind": "peaqos.stream.dataset.v1",
+            "topic": m.topic,
+            "first_index": m.first_index,
+            "last_index": m.last_index,
+            "merkle_root": m.merkle_root,
+        })
+        .to_string();
+        let p = SubmitEventParams {
+            machine_id,
+            event_type: 1,
+            value: ValueInput::from_u128(0),
+            timestamp: ((sealed_ms / 1000) as i64).min(block_ts),
+            raw_data: Some(file.to_vec()),
+            trust_level: 0,
+            source_chain_id: 0,
+            source_tx_hash: None,
+            metadata: if metadata.len() <= 1024 { metadata.into_bytes() } else { Vec::new() },
+            currency: Currency::Omitted,
+        };
+        let (intent, hash) = self.client.enqueue_event(&p).map_err(chain_err)?;
+        Ok((intent, format!("{hash:#x}")))
+    }
+}
+
+fn chain_err(e: ChainError) -> SvcError {
+    let field = if e.field().is_empty() { "anchor".to_owned() } else { e.field().to_owned() };
+    SvcError { code: e.code().to_owned(), field, message: e.to_string() }
 }
 
 impl Ctx {
@@ -635,24 +715,47 @@ impl Ctx {
         };
         let key = Arc::clone(&self.key);
         let signer = move |m: &[u8]| -> peaqos_stream::Result<[u8; 65]> { Ok(key.sign_eip191(m)) };
+        if r.anchor && self.anchor.is_none() {
+            return Err(svc_err("CHAIN_DISABLED", "anchor", "anchoring needs the chain client (chain.enabled)"));
+        }
+        let sealed_ms = store::unix_ms(SystemTime::now());
         let m = peaqos_stream::dataset::build_dataset(
             &self.stream_dir,
             &r.topic,
             first,
             last,
             self.key.did(),
-            store::unix_ms(SystemTime::now()),
+            sealed_ms,
             &signer,
         )?;
         let p = peaqos_stream::dataset::write_dataset(&self.stream_dir, &m)?;
-        Ok(SealDataset_Response {
+        let mut resp = SealDataset_Response {
             success: true,
             message: format!("dataset of chunks {first}..={last} of {} sealed", r.topic),
             manifest_json: serde_json::to_string(&m).unwrap_or_default(),
             path: p.display().to_string(),
             merkle_root: m.merkle_root.clone(),
             ..Default::default()
-        })
+        };
+        if let (true, Some(a)) = (r.anchor, &self.anchor) {
+            let file = std::fs::read(&p).map_err(|e| svc_err("IO_ERROR", "anchor", format!("{}: {e}", p.display())))?;
+            match a.submit(&m, &file, sealed_ms) {
+                Ok((intent, hash)) => {
+                    resp.message.push_str(&format!("; anchor queued as intent {intent}"));
+                    resp.anchor_intent_id = intent;
+                    resp.anchor_data_hash = hash;
+                }
+                // The dataset stands (answer carries it); only the anchor failed.
+                Err(e) => {
+                    tracing::warn!("~/seal_dataset {}: anchor: {} {}: {}", r.topic, e.code, e.field, e.message);
+                    resp.success = false;
+                    resp.error_code = e.code;
+                    resp.error_field = e.field;
+                    resp.message = format!("{}; not anchored: {}", resp.message, e.message);
+                }
+            }
+        }
+        Ok(resp)
     }
 }
 
@@ -679,12 +782,13 @@ fn serve(
     specs: &[TopicSpec],
     keys: Arc<MachineStreamKeys>,
     key: Arc<MachineKey>,
+    anchor: Option<Anchor>,
 ) -> Result<(Service<GrantAccess>, Service<SealDataset>), StartError> {
-    let ctx = Arc::new(Ctx { stream_dir: stream_dir.to_owned(), topics: specs.iter().map(|s| s.topic.clone()).collect(), keys, key });
+    let ctx = Arc::new(Ctx { stream_dir: stream_dir.to_owned(), topics: specs.iter().map(|s| s.topic.clone()).collect(), keys, key, anchor });
     // Grants and datasets read, unwrap and re-wrap whole ranges of chunks: run them on a thread
     // of their own so a large range never stalls the executor (and with it the subscriptions).
     let c = Arc::clone(&ctx);
-    let grant = node.create_async_service::<GrantAccess, _>("~/grant_access", move |r: GrantAccess_Request| {
+    let grant = node.create_async_service::<GrantAccess, _>("~/grant_access".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: GrantAccess_Request| {
         off_executor(Arc::clone(&c), move |c| {
             c.grant(&r).unwrap_or_else(|e| {
                 tracing::warn!("~/grant_access {}: {} {}: {}", r.topic, e.code, e.field, e.message);
@@ -693,7 +797,7 @@ fn serve(
         })
     })?;
     let c = Arc::clone(&ctx);
-    let seal = node.create_async_service::<SealDataset, _>("~/seal_dataset", move |r: SealDataset_Request| {
+    let seal = node.create_async_service::<SealDataset, _>("~/seal_dataset".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: SealDataset_Request| {
         off_executor(Arc::clone(&c), move |c| {
             c.seal(&r).unwrap_or_else(|e| {
                 tracing::warn!("~/seal_dataset {}: {} {}: {}", r.topic, e.code, e.field, e.message);
