@@ -8,8 +8,9 @@
 //!   crash leaves either the old or the new record, never a torn one.
 //! * `done/<id>.json` — the final record of terminal intents (moved there after the final state is
 //!   durable; kept for audit; not scanned at startup).
-//! * `nonces/<signer>.json` — `{"next_nonce": n}` per signer, written after the intent holding
-//!   `n-1` is durable (so it is never ahead of the intents).
+//! * `nonces/<signer>.json` — `{"next_nonce": n, "genesis": <block 0 hash>}` per signer, written
+//!   after the intent holding `n-1` is durable (so it is never ahead of the intents). A chain
+//!   whose genesis block differs (a dev chain started afresh) ignores it.
 //!
 //! ## Life of an intent
 //! 1. [`Outbox::enqueue`] writes the intent (`queued`: signer, to, value, calldata, revert scope,
@@ -395,27 +396,33 @@ impl Store {
         self.root.join("nonces").join(format!("{signer:#x}.json"))
     }
 
-    fn read_nonce(&self, signer: Address) -> Result<Option<u64>> {
+    /// (next nonce, genesis block hash of the chain it was used on, when recorded).
+    fn read_nonce(&self, signer: Address) -> Result<Option<(u64, Option<B256>)>> {
         let p = self.nonce_path(signer);
         match fs::read(&p) {
             Ok(s) => {
                 let v: Value = serde_json::from_slice(&s)
                     .map_err(|e| ChainError::store("STORE_CORRUPT", &p, e))?;
-                Ok(v.get("next_nonce").and_then(Value::as_u64))
+                let genesis = v
+                    .get("genesis")
+                    .and_then(Value::as_str)
+                    .and_then(|g| g.parse::<B256>().ok());
+                Ok(v.get("next_nonce")
+                    .and_then(Value::as_u64)
+                    .map(|n| (n, genesis)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&p, e)),
         }
     }
 
-    fn write_nonce(&self, signer: Address, next: u64) -> Result<()> {
+    fn write_nonce(&self, signer: Address, next: u64, genesis: Option<B256>) -> Result<()> {
         let p = self.nonce_path(signer);
-        self.write_atomic(
-            &p,
-            json!({"signer": signer, "next_nonce": next})
-                .to_string()
-                .as_bytes(),
-        )
+        let mut v = json!({"signer": signer, "next_nonce": next});
+        if let Some(g) = genesis {
+            v["genesis"] = json!(g);
+        }
+        self.write_atomic(&p, v.to_string().as_bytes())
     }
 }
 
@@ -449,6 +456,8 @@ struct Inner {
     tx: broadcast::Sender<TxStatus>,
     notify: Notify,
     settings: OutboxSettings,
+    /// The chain's genesis block hash, once read (recorded with the nonces file).
+    genesis: Mutex<Option<B256>>,
 }
 
 /// Cheap-to-clone handle to the outbox and its worker.
@@ -537,6 +546,7 @@ impl Outbox {
             tx,
             notify: Notify::new(),
             settings,
+            genesis: Mutex::new(None),
         });
         inner.recover_merges();
         let weak = Arc::downgrade(&inner);
@@ -976,9 +986,40 @@ impl Inner {
         self.commit(i)
     }
 
+    /// Hash of the chain's genesis block (read once; `None` when the node has no block 0).
+    async fn genesis(&self) -> std::result::Result<Option<B256>, RpcFailure> {
+        if let Some(g) = self.genesis_cached() {
+            return Ok(Some(g));
+        }
+        let v = self
+            .rpc
+            .request_value("eth_getBlockByNumber", json!(["0x0", false]))
+            .await?;
+        let g = v
+            .get("hash")
+            .and_then(Value::as_str)
+            .and_then(|h| h.parse::<B256>().ok());
+        *self.genesis.lock().unwrap_or_else(|p| p.into_inner()) = g;
+        Ok(g)
+    }
+
+    fn genesis_cached(&self) -> Option<B256> {
+        *self.genesis.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn next_nonce(&self, signer: Address) -> std::result::Result<u64, RpcFailure> {
         let chain = self.rpc.transaction_count(signer, "pending").await?;
-        let file = self.store.read_nonce(signer).ok().flatten().unwrap_or(0);
+        let genesis = self.genesis().await?;
+        let file = match self.store.read_nonce(signer).ok().flatten() {
+            // The file guards nonces this data dir used on this chain; a chain with another
+            // genesis block (a dev chain started afresh) never saw them.
+            Some((n, Some(g))) if genesis.is_some_and(|now| now != g) => {
+                warn!(signer = %signer, stored_next_nonce = n, "outbox: the chain's genesis block differs from the one this data dir sent to (a reset dev chain?); nonces continue from the chain's count");
+                0
+            }
+            Some((n, _)) => n,
+            None => 0,
+        };
         let inflight = {
             let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             st.live
@@ -1310,7 +1351,10 @@ impl Inner {
             warn!(error = %e, "outbox: cannot persist signed intent; not broadcasting");
             return Ok(Step::Blocked);
         }
-        if let Err(e) = self.store.write_nonce(i.signer, nonce + 1) {
+        if let Err(e) = self
+            .store
+            .write_nonce(i.signer, nonce + 1, self.genesis_cached())
+        {
             warn!(error = %e, "outbox: cannot persist nonce file");
         }
         self.journal(&i, "pending");
@@ -1344,7 +1388,7 @@ impl Inner {
                 };
                 let signer = i.signer;
                 let _ = self.fail(i, IntentState::Failed, &code, message);
-                let _ = self.store.write_nonce(signer, nonce);
+                let _ = self.store.write_nonce(signer, nonce, self.genesis_cached());
                 cache.next_nonce.insert(signer, nonce);
                 return Ok(Step::Continue);
             }

@@ -869,3 +869,46 @@ async fn abort_after_merge_then_restart_sends_each_batch_once() {
     assert_eq!(nonce_of(&url, SIGNER0).await, 1, "the carrier only");
     assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_chain_started_afresh_does_not_strand_the_nonce() {
+    let Some(mut anvil) = setup(false, None).await else {
+        return;
+    };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let client = ChainClient::start(
+            config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+            vec![signer(KEY0)],
+        )
+        .unwrap();
+        for i in 0..3 {
+            client.submit_event(&ev(i)).await.unwrap();
+        }
+    }
+    let stored: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("chain/nonces/{SIGNER0:#x}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored["next_nonce"], 3);
+    assert!(
+        stored["genesis"].as_str().is_some_and(|g| g.len() == 66),
+        "{stored}"
+    );
+    // A new dev chain on the same URL: nonce 0 again, another genesis block.
+    anvil.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // new genesis time; old worker gone
+    let fresh = Anvil::spawn(&anvil.bin, anvil.port, None, false);
+    set_code(&url, REGISTRY, COUNTER_CODE).await;
+    set_code(&url, BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    let r = client.submit_event(&ev(9)).await.unwrap();
+    assert!(r.block_number > 0);
+    assert_eq!(nonce_of(&url, SIGNER0).await, 1);
+    drop(fresh);
+}

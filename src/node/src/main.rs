@@ -65,6 +65,12 @@ fn load_policy(params: &params::Params) -> Result<DataEventMap, StartError> {
 
 fn run() -> Result<(), StartError> {
     let context = Context::default_from_env()?;
+    // SIGINT/SIGTERM from the first moment: a stop that arrives while the node is still starting
+    // must shut down cleanly too (drain and flush), not kill the process.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+    }
     let mut executor = context.create_basic_executor();
     let node = executor.create_node("peaqos_node")?;
     ros_log::attach(node.logger().name());
@@ -171,10 +177,6 @@ fn run() -> Result<(), StartError> {
     let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map)?;
 
     // SIGINT/SIGTERM: stop spinning, then drain and flush the pipeline.
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
-    }
     while !stop.load(Ordering::Relaxed) && context.ok() {
         for e in executor.spin(SpinOptions::default().timeout(Duration::from_millis(100))) {
             if !matches!(e, rclrs::RclrsError::RclError { code: rclrs::RclReturnCode::Timeout, .. }) {
