@@ -24,6 +24,7 @@ from web3 import Web3  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from peaqos_node.srv import GetStatus, SealDataset  # noqa: E402
 from test_chain_services_e2e import Caller, activate_gen2, event_registry  # noqa: E402
+from test_events_e2e import wait_for  # noqa: E402
 from test_stream_e2e import OWNER_PK_HEX  # noqa: E402
 
 POLICY = f"""\
@@ -36,15 +37,6 @@ topics:
       chunk: {{max_messages: 10, max_age: 1}}
       recipients: {{owner: "{OWNER_PK_HEX}"}}
 """
-
-
-def wait_for(pred, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):

@@ -577,31 +577,8 @@ impl Outbox {
             let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
             let seq = st.next_seq;
             st.next_seq += 1;
-            let id = format!("{seq:012}-{:08x}", rand::random::<u32>());
-            let now = now_str();
-            let intent = Intent {
-                id: id.clone(),
-                seq,
-                kind: req.kind,
-                chain_id: self.inner.settings.chain_id,
-                signer: req.signer,
-                to: req.to,
-                value: req.value,
-                input: req.input,
-                scope: scope_name(req.scope).into(),
-                journal: req.journal,
-                state: IntentState::Queued,
-                nonce: None,
-                gas_limit: None,
-                attempts: vec![],
-                receipt: None,
-                error: None,
-                created_at: now.clone(),
-                updated_at: now,
-                mergeable: req.mergeable,
-                members: vec![],
-                merged_into: None,
-            };
+            let intent = queued_intent(seq, self.inner.settings.chain_id, req);
+            let id = intent.id.clone();
             self.inner.store.save(&intent)?;
             st.by_id.insert(id, seq);
             st.live.insert(seq, intent.clone());
@@ -690,6 +667,34 @@ impl Outbox {
                 }
             }
         }
+    }
+}
+
+/// A new intent in state `queued` with a fresh id (`<seq>-<random>`).
+fn queued_intent(seq: u64, chain_id: u64, req: TxRequest) -> Intent {
+    let now = now_str();
+    Intent {
+        id: format!("{seq:012}-{:08x}", rand::random::<u32>()),
+        seq,
+        kind: req.kind,
+        chain_id,
+        signer: req.signer,
+        to: req.to,
+        value: req.value,
+        input: req.input,
+        scope: scope_name(req.scope).into(),
+        journal: req.journal,
+        state: IntentState::Queued,
+        nonce: None,
+        gas_limit: None,
+        attempts: vec![],
+        receipt: None,
+        error: None,
+        created_at: now.clone(),
+        updated_at: now,
+        mergeable: req.mergeable,
+        members: vec![],
+        merged_into: None,
     }
 }
 
@@ -838,37 +843,28 @@ impl Inner {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        let id = format!("{seq:012}-{:08x}", rand::random::<u32>());
         let mut journal = first.journal.clone();
         journal.insert("event_count".into(), json!(calls.len()));
         journal.insert(
             "merged_intents".into(),
             json!(members.iter().map(|m| m.id.clone()).collect::<Vec<_>>()),
         );
-        let now = now_str();
-        let carrier = Intent {
-            id: id.clone(),
+        let mut carrier = queued_intent(
             seq,
-            kind: first.kind.clone(),
-            chain_id: first.chain_id,
-            signer: first.signer,
-            to: first.to,
-            value: U256::ZERO,
-            input: encoding::batch_all(&calls),
-            scope: first.scope.clone(),
-            journal,
-            state: IntentState::Queued,
-            nonce: None,
-            gas_limit: None,
-            attempts: vec![],
-            receipt: None,
-            error: None,
-            created_at: now.clone(),
-            updated_at: now,
-            mergeable: false,
-            members: members.iter().map(|m| m.id.clone()).collect(),
-            merged_into: None,
-        };
+            first.chain_id,
+            TxRequest {
+                kind: first.kind.clone(),
+                signer: first.signer,
+                to: first.to,
+                value: U256::ZERO,
+                input: encoding::batch_all(&calls),
+                scope: first.scope(),
+                journal,
+                mergeable: false,
+            },
+        );
+        carrier.members = members.iter().map(|m| m.id.clone()).collect();
+        let id = carrier.id.clone();
         self.store.save(&carrier)?;
         st.by_id.insert(id.clone(), seq);
         st.live.insert(seq, carrier.clone());

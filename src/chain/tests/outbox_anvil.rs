@@ -190,7 +190,7 @@ async fn rpc_down_then_anvil_restarted_with_state() {
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     // two URLs: the first is never up, fallback order is exercised on every call
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let dead = "http://127.0.0.1:1".to_string(); // nothing listens on port 1
     let mut c = config(&url, dir.path());
     c.rpc_urls = vec![dead, url.clone()];
     let client = ChainClient::start(c.resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
@@ -827,8 +827,10 @@ async fn abort_after_merge_then_restart_sends_each_batch_once() {
         .env("PEAQOS_CHAIN_FAULT", "abort_after_merge")
         .env("PEAQOS_TEST_CHILD_RPC", &url)
         .env(
+            // Port 1: nothing listens there, and unlike a "free" port no anvil of a test
+            // running in parallel can take it in the meantime.
             "PEAQOS_TEST_CHILD_DEAD_RPC",
-            format!("http://127.0.0.1:{}", free_port()),
+            "http://127.0.0.1:1",
         )
         .env("PEAQOS_TEST_CHILD_DIR", dir.path())
         .status()
