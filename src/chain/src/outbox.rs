@@ -1125,6 +1125,7 @@ impl Inner {
         if ok {
             info!(intent = %i.id, block, "outbox: included");
             i.state = IntentState::Included;
+            i.error = None;
             self.journal(&i, "confirmed");
             self.commit(i)
         } else {
@@ -1246,6 +1247,7 @@ impl Inner {
         match self.rpc.send_raw(&raw).await {
             Ok(_) => {
                 i.state = IntentState::Broadcast;
+                i.error = None;
                 let _ = self.commit(i.clone());
                 fault_point(Fault::AfterBroadcast);
                 if let Some(r) = self.find_receipt(&i).await? {
@@ -1260,7 +1262,18 @@ impl Inner {
             Err(RpcFailure::Node { message, .. }) if nonce_too_low(&message) => Ok(Step::Blocked),
             Err(RpcFailure::Transport(m)) => Err(RpcFailure::Transport(m)),
             Err(f) => {
-                warn!(intent = %i.id, error = %f.message(), "re-broadcast refused; retrying later");
+                // E.g. insufficient funds: the stored transaction is neither re-signed nor given
+                // up (its nonce would leave a gap behind later intents); it waits, and the
+                // reason is on the record and the status stream until it goes through.
+                let message = f.message();
+                warn!(intent = %i.id, error = %message, "re-broadcast refused; retrying later");
+                if i.error.as_ref().map(|e| e.message.as_str()) != Some(message.as_str()) {
+                    i.error = Some(ErrorInfo {
+                        code: "REBROADCAST_REFUSED".into(),
+                        message,
+                    });
+                    let _ = self.commit(i);
+                }
                 Ok(Step::Blocked)
             }
         }

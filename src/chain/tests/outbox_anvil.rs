@@ -349,12 +349,8 @@ async fn child_abort_process() {
     panic!("fault injection did not abort");
 }
 
-async fn abort_then_restart(fault: &str, expect_state: IntentState) {
-    let Some(anvil) = setup(false, None).await else {
-        return;
-    };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
+/// Run `child_abort_process` with `fault`; returns its one stored intent record.
+fn run_aborting_child(fault: &str, url: &str, dir: &Path) -> peaqos_chain::outbox::Intent {
     let status = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -363,19 +359,27 @@ async fn abort_then_restart(fault: &str, expect_state: IntentState) {
             "--test-threads=1",
         ])
         .env("PEAQOS_CHAIN_FAULT", fault)
-        .env("PEAQOS_TEST_CHILD_RPC", &url)
-        .env("PEAQOS_TEST_CHILD_DIR", dir.path())
+        .env("PEAQOS_TEST_CHILD_RPC", url)
+        .env("PEAQOS_TEST_CHILD_DIR", dir)
         .status()
         .unwrap();
     assert!(!status.success(), "child must have aborted");
-    // The stored record is in the state the child died in.
-    let files: Vec<_> = std::fs::read_dir(dir.path().join("chain/intents"))
+    let files: Vec<_> = std::fs::read_dir(dir.join("chain/intents"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), 1);
-    let rec: peaqos_chain::outbox::Intent =
-        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap()
+}
+
+async fn abort_then_restart(fault: &str, expect_state: IntentState) {
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    // The stored record is in the state the child died in.
+    let rec = run_aborting_child(fault, &url, dir.path());
     assert_eq!(rec.state, expect_state);
     let stored_hash = rec.attempts[0].tx_hash;
     let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
@@ -913,4 +917,66 @@ async fn dev_chain_started_afresh_does_not_strand_the_nonce() {
     assert!(r.block_number > 0);
     assert_eq!(nonce_of(&url, SIGNER0).await, 1);
     drop(fresh);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_rebroadcast_waits_says_why_and_is_never_resigned() {
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = run_aborting_child("abort_after_sign", &url, dir.path());
+    let stored_hash = rec.attempts[0].tx_hash;
+    // The signer can no longer pay: the node refuses the stored transaction.
+    rpc_value(
+        &url,
+        "anvil_setBalance",
+        serde_json::json!([SIGNER0, "0x0"]),
+    )
+    .await;
+    let client = ChainClient::start(
+        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap();
+    let mut status = client.subscribe_status();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let s = tokio::time::timeout_at(deadline, status.recv())
+            .await
+            .expect("a REBROADCAST_REFUSED status")
+            .unwrap();
+        if s.intent_id == rec.id && s.code == "REBROADCAST_REFUSED" {
+            break s;
+        }
+    };
+    assert_eq!(refused.state, IntentState::Signed);
+    assert!(
+        refused
+            .message
+            .to_ascii_lowercase()
+            .contains("insufficient funds"),
+        "{refused:?}"
+    );
+    let now = client.outbox().get(&rec.id).unwrap();
+    assert_eq!(now.attempts.len(), 1, "never re-signed");
+    assert_eq!(now.error.unwrap().code, "REBROADCAST_REFUSED");
+    assert_eq!(nonce_of(&url, SIGNER0).await, 0);
+    // Funds back: the same stored transaction goes through, and the refusal is cleared.
+    rpc_value(
+        &url,
+        "anvil_setBalance",
+        serde_json::json!([SIGNER0, "0x3635c9adc5dea00000"]),
+    )
+    .await;
+    let o = client
+        .outbox()
+        .wait(&rec.id, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(o.tx_hash, stored_hash);
+    let done = client.outbox().get(&rec.id).unwrap();
+    assert!(done.error.is_none() && done.attempts.len() == 1);
+    assert_eq!(storage0(&url, REGISTRY).await, U256::from(1));
 }
