@@ -102,3 +102,28 @@ def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):
                      rclpy.spin_once(rnode, timeout_sec=0.05), what="tx_status included")
         finally:
             node.stop()
+
+
+def test_anchor_without_the_chain_client_is_refused_by_name(tmp_path, rclpy_ctx):
+    (tmp_path / "map.yaml").write_text(POLICY)
+    node = NodeProcess(tmp_path, {"policy_file": str(tmp_path / "map.yaml"), "data_dir": str(tmp_path / "data"),
+                                  "chain.enabled": "false"}).start()
+    rnode = rclpy_ctx.create_node("anchor_robot_offline")
+    c = Caller(rnode)
+    try:
+        node.wait_for_log("subscribed to /a/log")
+        pub = rnode.create_publisher(String, "/a/log", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        deadline = time.monotonic() + 20
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            rclpy.spin_once(rnode, timeout_sec=0.05)
+        for i in range(10):
+            pub.publish(String(data=f"line {i}"))
+            rclpy.spin_once(rnode, timeout_sec=0.01)
+        wait_for(lambda: next(s for s in c.call(GetStatus, "status").streams if s.topic == "/a/log").chunks_sealed >= 1,
+                 what="a sealed chunk")
+        r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=0, anchor=True)
+        assert not r.success and (r.error_code, r.error_field) == ("CHAIN_DISABLED", "anchor"), r
+        r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=0)
+        assert r.success and not r.anchor_intent_id, r
+    finally:
+        node.stop()
