@@ -337,6 +337,70 @@ def test_rpc_outage_and_kill_9_deliver_each_event_exactly_once(tmp_path, rclpy_c
                 node.stop()
 
 
+def test_batches_queued_in_an_outage_share_a_transaction_and_a_bad_one_fails_alone(tmp_path, rclpy_ctx):
+    """~/batch_submit_events calls that queue up while the RPC is down go out as one merged
+    batchAll when it is back; a merged transaction that would revert is split, so only the bad
+    call fails, with its own code, and the others are included."""
+    with harness.TestChain() as chain:
+        node = NodeProcess(tmp_path, node_params(tmp_path, chain, **{"chain.receipt_timeout": "90.0"}),
+                           node_name="agent_merge").start()
+        rnode = rclpy_ctx.create_node("merge_caller")
+        try:
+            node.wait_for_log("subscribed to /t/unused")
+            c = Caller(rnode, "agent_merge")
+            r = activate_gen2(c)
+            assert r.success, r.message
+            mid = int(r.machine_id)
+            reg = event_registry(chain)
+            ts = chain.latest_timestamp() - 1
+            cli = rnode.create_client(BatchSubmitEvents, "/agent_merge/batch_submit_events",
+                                      qos_profile=QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+            assert cli.wait_for_service(timeout_sec=20)
+
+            def batch(tag: str, n: int, timestamp: int) -> BatchSubmitEvents.Request:
+                req = BatchSubmitEvents.Request()
+                req.events = [Event(machine_id=str(mid), event_type=0, value=str(i + 1), currency="EUR",
+                                    timestamp=timestamp, raw_data=list(f"{tag}{i}".encode())) for i in range(n)]
+                return req
+
+            def during_outage(reqs):
+                """Send `reqs` while the chain is down, wait until each is queued, bring it back."""
+                chain.stop()
+                before = len(c.statuses)
+                futs = [cli.call_async(q) for q in reqs]
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and sum(s.state == "queued" for s in c.statuses[before:]) < len(reqs):
+                    rclpy.spin_once(rnode, timeout_sec=0.05)
+                chain.restart()
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline and not all(f.done() for f in futs):
+                    rclpy.spin_once(rnode, timeout_sec=0.05)
+                assert all(f.done() for f in futs), node.output()
+                return [f.result() for f in futs]
+
+            n0 = reg.functions.getEventCount(mid).call()
+            answers = during_outage([batch("a", 2, ts), batch("b", 3, ts), batch("c", 4, ts)])
+            assert all(a.success for a in answers), [(a.error_code, a.message) for a in answers]
+            assert len({a.tx_hash for a in answers}) == 1, "one transaction for the three calls"
+            assert [len(a.data_hashes) for a in answers] == [2, 3, 4]
+            assert reg.functions.getEventCount(mid).call() == n0 + 9
+            receipt = chain.w3.eth.get_transaction_receipt(answers[0].tx_hash)
+            assert receipt["to"] == "0x0000000000000000000000000000000000000805"
+            rclpy.spin_once(rnode, timeout_sec=0.2)
+            merged = {s.intent_id for s in c.statuses if s.state == "merged"}
+            assert {a.intent_id for a in answers} <= merged
+
+            # A batch from a clock far ahead reverts FutureTimestamp: only it fails.
+            good, bad = during_outage([batch("d", 2, ts), batch("e", 1, int(time.time()) + 10**6)])
+            assert good.success, (good.error_code, good.message)
+            assert not bad.success and bad.error_code == "FUTURE_TIMESTAMP", (bad.error_code, bad.message)
+            assert reg.functions.getEventCount(mid).call() == n0 + 11
+            assert good.tx_hash not in {a.tx_hash for a in answers}
+        finally:
+            rnode.destroy_node()
+            node.stop()
+
+
 def test_legacy_activation_register_mint_did_and_rerun(tmp_path, rclpy_ctx):
     with harness.TestChain() as chain:
         node = NodeProcess(tmp_path, node_params(tmp_path, chain, **{"chain.generation": "legacy"}),
