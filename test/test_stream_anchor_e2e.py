@@ -38,6 +38,20 @@ topics:
       recipients: {{owner: "{OWNER_PK_HEX}"}}
 """
 
+def publish_lines(rnode, n: int) -> None:
+    """Publish `n` lines on the streamed topic once the node subscribes (10 make one chunk)."""
+    pub = rnode.create_publisher(String, "/a/log", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    deadline = time.monotonic() + 20
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        rclpy.spin_once(rnode, timeout_sec=0.05)
+    for i in range(n):
+        pub.publish(String(data=f"line {i}"))
+        rclpy.spin_once(rnode, timeout_sec=0.01)
+
+
+def sealed(c: Caller) -> int:
+    return next(s for s in c.call(GetStatus, "status").streams if s.topic == "/a/log").chunks_sealed
+
 
 def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):
     with harness.TestChain() as chain:
@@ -54,19 +68,8 @@ def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):
         c = Caller(rnode)
         try:
             node.wait_for_log("subscribed to /a/log")
-            pub = rnode.create_publisher(String, "/a/log", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-            deadline = time.monotonic() + 20
-            while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-                rclpy.spin_once(rnode, timeout_sec=0.05)
-            for i in range(30):
-                pub.publish(String(data=f"line {i}"))
-                rclpy.spin_once(rnode, timeout_sec=0.01)
-
-            def sealed() -> int:
-                st = c.call(GetStatus, "status")
-                return next(s for s in st.streams if s.topic == "/a/log").chunks_sealed
-
-            wait_for(lambda: sealed() >= 3, what="3 sealed chunks")
+            publish_lines(rnode, 30)
+            wait_for(lambda: sealed(c) >= 3, what="3 sealed chunks")
 
             # Not activated yet: the dataset is sealed and returned, the anchor refused by name.
             r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=2, anchor=True)
@@ -112,15 +115,8 @@ def test_anchor_without_the_chain_client_is_refused_by_name(tmp_path, rclpy_ctx)
     c = Caller(rnode)
     try:
         node.wait_for_log("subscribed to /a/log")
-        pub = rnode.create_publisher(String, "/a/log", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        deadline = time.monotonic() + 20
-        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            rclpy.spin_once(rnode, timeout_sec=0.05)
-        for i in range(10):
-            pub.publish(String(data=f"line {i}"))
-            rclpy.spin_once(rnode, timeout_sec=0.01)
-        wait_for(lambda: next(s for s in c.call(GetStatus, "status").streams if s.topic == "/a/log").chunks_sealed >= 1,
-                 what="a sealed chunk")
+        publish_lines(rnode, 10)
+        wait_for(lambda: sealed(c) >= 1, what="a sealed chunk")
         r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=0, anchor=True)
         assert not r.success and (r.error_code, r.error_field) == ("CHAIN_DISABLED", "anchor"), r
         r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=0)

@@ -45,6 +45,15 @@ async fn setup(no_mining: bool, state: Option<&Path>) -> Option<Anvil> {
     Some(a)
 }
 
+/// A chain client on `url` with its store in `dir`, signing with anvil's key #0.
+fn client_at(url: &str, dir: &Path) -> ChainClient {
+    ChainClient::start(
+        config(url, dir).resolve_with(|_| None).unwrap(),
+        vec![signer(KEY0)],
+    )
+    .unwrap()
+}
+
 async fn wait_until(client: &ChainClient, pred: impl Fn(&ChainClient) -> bool, secs: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !pred(client) {
@@ -160,13 +169,7 @@ async fn revert_is_decoded_before_signing() {
     // EventRegistry that always reverts NotOwnerOrController() (0xfce354b2)
     set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(
-        config(&anvil.url(), dir.path())
-            .resolve_with(|_| None)
-            .unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&anvil.url(), dir.path());
     let e = client.submit_event(&ev(1)).await.unwrap_err();
     assert_eq!(e.code(), "NOT_OWNER_OR_CONTROLLER");
     assert_eq!(
@@ -243,11 +246,7 @@ async fn pool_lost_rebroadcasts_same_raw_transaction() {
     };
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     let ids: Vec<String> = (0..2)
         .map(|i| client.enqueue_event(&ev(i)).unwrap().0)
         .collect();
@@ -287,11 +286,7 @@ async fn nonce_consumed_elsewhere_is_conflicting_not_resent() {
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     {
-        let client = ChainClient::start(
-            config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-            vec![signer(KEY0)],
-        )
-        .unwrap();
+        let client = client_at(&url, dir.path());
         client.enqueue_event(&ev(0)).unwrap();
         wait_until(
             &client,
@@ -310,11 +305,7 @@ async fn nonce_consumed_elsewhere_is_conflicting_not_resent() {
     rpc_value(&url, "anvil_dropAllTransactions", serde_json::json!([])).await;
     rpc_value(&url, "anvil_setNonce", serde_json::json!([SIGNER0, "0x1"])).await;
     rpc_value(&url, "evm_mine", serde_json::json!([])).await;
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     let mut rx = client.subscribe_status();
     wait_until(&client, |c| c.outbox().pending().is_empty(), 20).await;
     let s = loop {
@@ -337,13 +328,7 @@ async fn child_abort_process() {
     ) else {
         return;
     };
-    let client = ChainClient::start(
-        config(&url, Path::new(&dir))
-            .resolve_with(|_| None)
-            .unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, Path::new(&dir));
     client.enqueue_event(&ev(7)).unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     panic!("fault injection did not abort");
@@ -388,11 +373,7 @@ async fn abort_then_restart(fault: &str, expect_state: IntentState) {
         "pending hash journaled before the crash"
     );
     // Restart in this process: reconcile ⇒ included exactly once, same hash.
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     let o = client
         .outbox()
         .wait(&rec.id, Duration::from_secs(20))
@@ -423,13 +404,7 @@ async fn no_key_material_in_journal_store_or_errors() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(
-        config(&anvil.url(), dir.path())
-            .resolve_with(|_| None)
-            .unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&anvil.url(), dir.path());
     client.submit_event(&ev(1)).await.unwrap();
     let mut errors = vec![];
     errors.push(
@@ -472,11 +447,7 @@ async fn dropped_for_fees_is_replaced_at_same_nonce() {
     };
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     let (id, _) = client.enqueue_event(&ev(0)).unwrap();
     wait_until(
         &client,
@@ -555,11 +526,7 @@ async fn reverted_on_chain_after_submission_is_failed_with_receipt() {
     };
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     let (id, _) = client.enqueue_event(&ev(0)).unwrap();
     wait_until(
         &client,
@@ -606,11 +573,7 @@ async fn reverted_on_chain_after_submission_is_failed_with_receipt() {
 async fn second_client_on_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}", free_port());
-    let _a = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let _a = client_at(&url, dir.path());
     let e = ChainClient::start(
         config(&url, dir.path()).resolve_with(|_| None).unwrap(),
         vec![signer(KEY0)],
@@ -674,11 +637,7 @@ async fn queued_batches_share_one_transaction() {
     };
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     let (ids, _anvil2) = queue_while_down(
         &mut anvil,
         &state,
@@ -736,11 +695,7 @@ async fn failed_merge_is_split_and_only_the_bad_batch_fails() {
     set_code(&anvil.url(), BATCH_PRECOMPILE, BATCH_AT_MOST_5_CODE).await;
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     // 2 + 3 + 7 subcalls: the merged 12 reverts; alone, the 7 reverts and the others pass
     let (ids, _anvil2) = queue_while_down(
         &mut anvil,
@@ -792,24 +747,12 @@ async fn child_merge_abort_process() {
     // Queue two batches while no RPC answers, then restart on the live RPC: the first tick
     // merges them and the fault aborts right after the carrier is stored.
     {
-        let client = ChainClient::start(
-            config(&dead, Path::new(&dir))
-                .resolve_with(|_| None)
-                .unwrap(),
-            vec![signer(KEY0)],
-        )
-        .unwrap();
+        let client = client_at(&dead, Path::new(&dir));
         client.enqueue_batch(&batch(0, 2)).unwrap();
         client.enqueue_batch(&batch(10, 3)).unwrap();
     }
     tokio::time::sleep(Duration::from_millis(1500)).await; // the old worker lets go of the store
-    let _client = ChainClient::start(
-        config(&url, Path::new(&dir))
-            .resolve_with(|_| None)
-            .unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let _client = client_at(&url, Path::new(&dir));
     tokio::time::sleep(Duration::from_secs(30)).await;
     panic!("fault injection did not abort");
 }
@@ -859,11 +802,7 @@ async fn abort_after_merge_then_restart_sends_each_batch_once() {
         "members were not marked before the abort"
     );
     assert_eq!(nonce_of(&url, SIGNER0).await, 0);
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     for id in &carrier.members {
         let o = client
             .outbox()
@@ -884,11 +823,7 @@ async fn dev_chain_started_afresh_does_not_strand_the_nonce() {
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     {
-        let client = ChainClient::start(
-            config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-            vec![signer(KEY0)],
-        )
-        .unwrap();
+        let client = client_at(&url, dir.path());
         for i in 0..3 {
             client.submit_event(&ev(i)).await.unwrap();
         }
@@ -908,11 +843,7 @@ async fn dev_chain_started_afresh_does_not_strand_the_nonce() {
     let fresh = Anvil::spawn(&anvil.bin, anvil.port, None, false);
     set_code(&url, REGISTRY, COUNTER_CODE).await;
     set_code(&url, BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     let r = client.submit_event(&ev(9)).await.unwrap();
     assert!(r.block_number > 0);
     assert_eq!(nonce_of(&url, SIGNER0).await, 1);
@@ -935,11 +866,7 @@ async fn refused_rebroadcast_waits_says_why_and_is_never_resigned() {
         serde_json::json!([SIGNER0, "0x0"]),
     )
     .await;
-    let client = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap();
+    let client = client_at(&url, dir.path());
     let mut status = client.subscribe_status();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let refused = loop {
