@@ -670,6 +670,20 @@ impl Outbox {
     }
 }
 
+/// What the in-memory cache of finished intents keeps: event submissions without their
+/// receipt logs (one per event; nothing reads them, and a busy node finishes thousands of
+/// batches an hour), everything else whole (the activation flows correlate logs). The record
+/// in `done/` is always complete.
+fn cache_copy(i: &Intent) -> Intent {
+    let mut c = i.clone();
+    if matches!(i.kind.as_str(), "submit_event" | "batch_submit_events") {
+        if let Some(r) = c.receipt.as_mut() {
+            r.logs = Vec::new();
+        }
+    }
+    c
+}
+
 /// A new intent in state `queued` with a fresh id (`<seq>-<random>`).
 fn queued_intent(seq: u64, chain_id: u64, req: TxRequest) -> Intent {
     let now = now_str();
@@ -788,7 +802,7 @@ impl Inner {
                 st.live.remove(&i.seq);
                 st.by_id.remove(&i.id);
                 st.done_order.push_back(i.id.clone());
-                st.done.insert(i.id.clone(), i.clone());
+                st.done.insert(i.id.clone(), cache_copy(&i));
                 while st.done_order.len() > DONE_CACHE {
                     if let Some(old) = st.done_order.pop_front() {
                         st.done.remove(&old);
@@ -906,7 +920,11 @@ impl Inner {
             IntentState::Included => {
                 m.state = IntentState::Included;
                 m.nonce = carrier.nonce;
-                m.receipt = carrier.receipt.clone();
+                // The carrier's record keeps the logs (up to one per event of every member).
+                m.receipt = carrier.receipt.clone().map(|mut r| {
+                    r.logs.clear();
+                    r
+                });
                 self.journal(&m, "confirmed");
             }
             IntentState::Conflicting => {
