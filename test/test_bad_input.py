@@ -65,3 +65,9 @@ def test_no_key_at_all(tmp_path):
     env = {"PEAQOS_PRIVATE_KEY": ""}
     code, out = run_node_expecting_failure(tmp_path, {"data_dir": str(tmp_path / "d")}, env)
     check_failure(code, out, "PEAQOS_PRIVATE_KEY")
+
+
+@pytest.mark.parametrize("value", ["513", "-1"])
+def test_merge_max_events_out_of_range_names_the_parameter(tmp_path, value):
+    code, out = run_node_expecting_failure(tmp_path, {"data_dir": str(tmp_path / "d"), "chain.merge_max_events": value})
+    check_failure(code, out, "chain.merge_max_events")

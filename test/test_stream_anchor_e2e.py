@@ -107,10 +107,15 @@ def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):
             node.stop()
 
 
-def test_anchor_without_the_chain_client_is_refused_by_name(tmp_path, rclpy_ctx):
+@pytest.mark.parametrize("chain_params, code", [
+    ({"chain.enabled": "false"}, "CHAIN_DISABLED"),
+    # a machine id is known, but no RPC answers (nothing listens on port 1)
+    ({"chain.rpc_urls": "['http://127.0.0.1:1']", "chain.machine_id": "42"}, "RPC_UNAVAILABLE"),
+])
+def test_anchor_that_cannot_be_queued_is_refused_by_name(tmp_path, rclpy_ctx, chain_params, code):
     (tmp_path / "map.yaml").write_text(POLICY)
     node = NodeProcess(tmp_path, {"policy_file": str(tmp_path / "map.yaml"), "data_dir": str(tmp_path / "data"),
-                                  "chain.enabled": "false"}).start()
+                                  **chain_params}).start()
     rnode = rclpy_ctx.create_node("anchor_robot_offline")
     c = Caller(rnode)
     try:
@@ -118,7 +123,8 @@ def test_anchor_without_the_chain_client_is_refused_by_name(tmp_path, rclpy_ctx)
         publish_lines(rnode, 10)
         wait_for(lambda: sealed(c) >= 1, what="a sealed chunk")
         r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=0, anchor=True)
-        assert not r.success and (r.error_code, r.error_field) == ("CHAIN_DISABLED", "anchor"), r
+        assert not r.success and (r.error_code, r.error_field) == (code, "anchor"), r
+        assert not r.anchor_intent_id
         r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=0)
         assert r.success and not r.anchor_intent_id, r
     finally:

@@ -674,6 +674,16 @@ mod tests {
     }
 
     #[test]
+    fn merge_max_events_above_the_precompile_limit_names_the_field() {
+        let mut c = ChainConfig::new(Network::Peaq, Generation::Economics2, "/tmp/x");
+        c.merge_max_events = 513;
+        let err = c.resolve_with(env(&[])).unwrap_err();
+        assert_eq!((err.code(), err.field()), ("CONFIG_INVALID", "merge_max_events"));
+        c.merge_max_events = 512;
+        assert_eq!(c.resolve_with(env(&[])).unwrap().merge_max_events, 512);
+    }
+
+    #[test]
     fn serde_denies_unknown_fields() {
         let ok: ChainConfig = serde_json::from_str(
             r#"{"generation":"legacy","network":"agung","data_dir":"/d","limits":{"max_value_per_tx":5},"addresses":{"machine_nft":"0x2222222222222222222222222222222222222222"}}"#,

@@ -362,11 +362,7 @@ impl Rpc {
         Ok(!v.is_null())
     }
     pub async fn base_fee(&self) -> Result<Option<u128>, RpcFailure> {
-        let b: Option<RpcBlock> = self
-            .request("eth_getBlockByNumber", json!(["latest", false]))
-            .await?;
-        Ok(b.and_then(|b| b.base_fee_per_gas)
-            .map(|f| f.saturating_to::<u128>()))
+        Ok(self.latest_block_limits().await?.0)
     }
     /// Base fee and gas limit of the latest block.
     pub async fn latest_block_limits(&self) -> Result<(Option<u128>, Option<u64>), RpcFailure> {

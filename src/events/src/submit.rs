@@ -54,6 +54,15 @@ pub fn machine_id_file(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("machine_id")
 }
 
+/// The machine id submissions are made for, as text: `chain.machine_id` when set, else the one
+/// `~/activate` persisted in `file` (`None` while there is neither).
+pub fn current_machine_id(param: Option<&str>, file: &std::path::Path) -> Option<String> {
+    match param {
+        Some(m) => Some(m.to_owned()),
+        None => std::fs::read_to_string(file).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
+    }
+}
+
 pub struct Submitter {
     client: ChainClient,
     store: Arc<EventStore>,
@@ -161,10 +170,7 @@ impl Submitter {
     }
 
     fn machine_id(&self) -> Option<MachineIdInput> {
-        let text = match &self.cfg.machine_id {
-            Some(m) => m.clone(),
-            None => std::fs::read_to_string(&self.cfg.machine_id_file).ok()?.trim().to_owned(),
-        };
+        let text = current_machine_id(self.cfg.machine_id.as_deref(), &self.cfg.machine_id_file)?;
         MachineIdInput::from_decimal("machine_id", &text).ok().filter(|m| !m.0.is_zero())
     }
 

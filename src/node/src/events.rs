@@ -22,7 +22,7 @@ use peaqos_events::counters::Counters;
 use peaqos_events::processor::Processor;
 use peaqos_events::rules::{FieldCatalog, FieldKind};
 use peaqos_events::store::EventStore;
-use peaqos_events::submit::{machine_id_file, SubmitConfig, Submitter};
+use peaqos_events::submit::{current_machine_id, machine_id_file, SubmitConfig, Submitter};
 use rclrs::{BaseType, MessageStructure, Node, ValueKind};
 use ros_env::peaqos_node::msg::EventRuleStatus;
 use tokio::sync::watch;
@@ -70,9 +70,7 @@ pub fn status() -> (Vec<EventRuleStatus>, String) {
             }
         })
         .collect();
-    let mid = v.machine_id.clone().unwrap_or_else(|| {
-        std::fs::read_to_string(&v.machine_id_file).map(|s| s.trim().to_owned()).unwrap_or_default()
-    });
+    let mid = current_machine_id(v.machine_id.as_deref(), &v.machine_id_file).unwrap_or_default();
     (rules, mid)
 }
 

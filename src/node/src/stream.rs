@@ -53,6 +53,7 @@ use crate::params::Params;
 use crate::StartError;
 use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use peaqos_chain::{ChainClient, ChainError};
+use peaqos_events::submit::{current_machine_id, machine_id_file};
 
 /// Default byte budget of the tap → stream thread channel.
 const DEFAULT_QUEUE_MAX_BYTES: i64 = 64 * 1024 * 1024;
@@ -303,8 +304,8 @@ pub fn start(
     let anchor = chain.map(|c| Anchor {
         client: c.client().clone(),
         runtime: c.runtime(),
-        machine_id: machine_id.to_owned(),
-        machine_id_file: peaqos_events::submit::machine_id_file(&params.data_dir),
+        machine_id: (!machine_id.is_empty()).then(|| machine_id.to_owned()),
+        machine_id_file: machine_id_file(&params.data_dir),
     });
     let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key, anchor)?;
     status_view_set(StatusView {
@@ -577,8 +578,8 @@ struct Ctx {
 struct Anchor {
     client: ChainClient,
     runtime: tokio::runtime::Handle,
-    /// `chain.machine_id`; empty = the id `~/activate` persisted in `machine_id_file`.
-    machine_id: String,
+    /// `chain.machine_id`; `None` = the id `~/activate` persisted in `machine_id_file`.
+    machine_id: Option<String>,
     machine_id_file: PathBuf,
 }
 
@@ -588,18 +589,13 @@ impl Anchor {
     /// Merkle root. Its timestamp is the seal time, capped at the latest block's (the registry
     /// reverts `FutureTimestamp` above it). Returns (intent id, data hash).
     fn submit(&self, m: &DatasetManifest, file: &[u8], sealed_ms: u64) -> Result<(String, String), SvcError> {
-        let mid = if self.machine_id.is_empty() {
-            std::fs::read_to_string(&self.machine_id_file).map(|s| s.trim().to_owned()).unwrap_or_default()
-        } else {
-            self.machine_id.clone()
-        };
-        if mid.is_empty() {
+        let Some(mid) = current_machine_id(self.machine_id.as_deref(), &self.machine_id_file) else {
             return Err(svc_err(
                 "MACHINE_ID_UNKNOWN",
                 "anchor",
                 "no machine id to anchor for: set chain.machine_id or activate the machine (~/activate) first",
             ));
-        }
+        };
         let machine_id = MachineIdInput::from_decimal("machine_id", &mid).map_err(chain_err)?;
         let block_ts = self
             .runtime
