@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,9 @@ class NodeProcess:
         self.env = dict(os.environ)
         self.env.setdefault("PEAQOS_PRIVATE_KEY", DEMO_KEY)
         self.env["RUST_BACKTRACE"] = "1"
+        # One debug line per service request (and nothing else at debug): lets call_service tell
+        # a request the middleware lost from a slow answer.
+        self.env.setdefault("RUST_LOG", "info,peaqos_edge::requests=debug")
         if env:
             self.env.update(env)
         self.log_path = self.tmp / f"{name}.log"
@@ -47,6 +51,7 @@ class NodeProcess:
         args = [node_executable(), "--ros-args"]
         if self.node_name:
             args += ["-r", f"__node:={self.node_name}"]
+        args += ["--log-level", f"{self.node_name or 'peaqos_node'}:=debug"]
         for k, v in self.params.items():
             args += ["-p", f"{k}:={v}"]
         return args
@@ -58,6 +63,10 @@ class NodeProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def requests_seen(self, service: str) -> int:
+        """How many requests to `service` (`~/activate`, ...) reached the node."""
+        return len(re.findall(rf"request {re.escape(service)}$", self.output(), re.M))
 
     def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -86,6 +95,36 @@ class NodeProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self.log.close()
+
+
+def call_service(ros_node, cli, req, *, timeout: float = 60.0, proc: NodeProcess | None = None,
+                 resend_after: float = 3.0):
+    """Call a service of the node from an rclpy node and return the response.
+
+    `wait_for_service` only sees discovery: a request sent before the client's writer has matched
+    the server's reader is dropped by the middleware, and its call never answers. With `proc`
+    given, a request the node has not seen after `resend_after` seconds is sent again (safe: it
+    never reached the node); one the node has seen is waited for until `timeout`. A timeout
+    fails with the node's log, so the reason is in the test report."""
+    import rclpy
+
+    assert cli.wait_for_service(timeout_sec=20), f"service {cli.srv_name} not available"
+    service = "~/" + cli.srv_name.rsplit("/", 1)[-1]
+    seen = proc.requests_seen(service) if proc else 0
+    deadline = time.monotonic() + timeout
+    fut = cli.call_async(req)
+    sent = time.monotonic()
+    while not fut.done() and time.monotonic() < deadline:
+        rclpy.spin_once(ros_node, timeout_sec=0.05)
+        if (proc is not None and not fut.done() and time.monotonic() - sent > resend_after
+                and proc.requests_seen(service) == seen):
+            cli.remove_pending_request(fut)
+            fut = cli.call_async(req)
+            sent = time.monotonic()
+    if not fut.done():
+        tail = proc.output()[-6000:] if proc else "(no node log)"
+        raise AssertionError(f"{cli.srv_name} did not answer in {timeout}s; node log tail:\n{tail}")
+    return fut.result()
 
 
 def run_node_expecting_failure(tmp: Path, params: dict[str, str], env: dict[str, str] | None = None,

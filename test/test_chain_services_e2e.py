@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 
-from peaqos_harness import DEMO_ADDRESS, DEMO_KEY, NodeProcess  # noqa: E402
+from peaqos_harness import DEMO_ADDRESS, DEMO_KEY, NodeProcess, call_service  # noqa: E402
 
 rclpy = pytest.importorskip("rclpy")
 harness = pytest.importorskip("harness")
@@ -52,8 +52,9 @@ def node_params(tmp: Path, chain, **extra) -> dict[str, str]:
 class Caller:
     """Synchronous service calls from an rclpy node."""
 
-    def __init__(self, node, node_name: str = "peaqos_node"):
+    def __init__(self, node, node_name: str = "peaqos_node", proc: NodeProcess | None = None):
         self.node = node
+        self.proc = proc
         self.prefix = f"/{node_name}"
         self.clients = {}
         self.statuses: list[TxStatus] = []
@@ -61,20 +62,12 @@ class Caller:
         node.create_subscription(TxStatus, f"{self.prefix}/tx_status", self.statuses.append, q)
 
     def call(self, srv, service: str, /, timeout: float = 60.0, **fields):
-        name = service
-        if name not in self.clients:
-            self.clients[name] = self.node.create_client(srv, f"{self.prefix}/{name}")
-        cli = self.clients[name]
-        assert cli.wait_for_service(timeout_sec=20), f"service {name} not available"
+        if service not in self.clients:
+            self.clients[service] = self.node.create_client(srv, f"{self.prefix}/{service}")
         req = srv.Request()
         for k, v in fields.items():
             setattr(req, k, v)
-        fut = cli.call_async(req)
-        deadline = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < deadline:
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        assert fut.done(), f"{name} did not answer in {timeout}s"
-        return fut.result()
+        return call_service(self.node, self.clients[service], req, timeout=timeout, proc=self.proc)
 
     def spin_until(self, pred, timeout=30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -117,7 +110,7 @@ def gen2_node(gen2_chain, tmp_path_factory, rclpy_ctx):
     node = NodeProcess(tmp, node_params(tmp, gen2_chain)).start()
     node.wait_for_log("subscribed to /t/unused")
     rnode = rclpy_ctx.create_node("chain_caller")
-    c = Caller(rnode)
+    c = Caller(rnode, proc=node)
     r = activate_gen2(c)
     assert r.success, (r.error_code, r.error_field, r.message, node.output())
     yield node, c, int(r.machine_id), tmp
@@ -276,7 +269,7 @@ def test_rate_limit_refuses_and_sends_nothing(tmp_path, rclpy_ctx):
         rnode = rclpy_ctx.create_node("rate_caller")
         try:
             node.wait_for_log("subscribed to /t/unused")
-            c = Caller(rnode, "agent_rate")
+            c = Caller(rnode, "agent_rate", proc=node)
             r = activate_gen2(c)
             assert r.success, r.message
             mid = r.machine_id
@@ -301,7 +294,7 @@ def test_rpc_outage_and_kill_9_deliver_each_event_exactly_once(tmp_path, rclpy_c
         rnode = rclpy_ctx.create_node("outage_caller")
         try:
             node.wait_for_log("subscribed to /t/unused")
-            c = Caller(rnode, "agent_outage")
+            c = Caller(rnode, "agent_outage", proc=node)
             r = activate_gen2(c)
             assert r.success, r.message
             mid = int(r.machine_id)
@@ -347,7 +340,7 @@ def test_batches_queued_in_an_outage_share_a_transaction_and_a_bad_one_fails_alo
         rnode = rclpy_ctx.create_node("merge_caller")
         try:
             node.wait_for_log("subscribed to /t/unused")
-            c = Caller(rnode, "agent_merge")
+            c = Caller(rnode, "agent_merge", proc=node)
             r = activate_gen2(c)
             assert r.success, r.message
             mid = int(r.machine_id)
@@ -408,7 +401,7 @@ def test_legacy_activation_register_mint_did_and_rerun(tmp_path, rclpy_ctx):
         rnode = rclpy_ctx.create_node("legacy_caller")
         try:
             node.wait_for_log("subscribed to /t/unused")
-            c = Caller(rnode, "agent_legacy")
+            c = Caller(rnode, "agent_legacy", proc=node)
             r = c.call(Activate, "activate", timeout=120, documentation_url="https://docs.example.com",
                        data_api="https://api.example.com/robot", data_visibility="public")
             assert r.success, (r.error_code, r.error_field, r.message, node.output())
@@ -464,7 +457,7 @@ def test_legacy_proxy_activation_with_the_operator_key(tmp_path, rclpy_ctx):
         rnode = rclpy_ctx.create_node("proxy_caller")
         try:
             node.wait_for_log("subscribed to /t/unused")
-            c = Caller(rnode, "agent_proxy")
+            c = Caller(rnode, "agent_proxy", proc=node)
             r = c.call(Activate, "activate", timeout=120, operator_address=op_acct.address,
                        documentation_url="https://docs.example.com", data_api="https://api.example.com/robot",
                        data_visibility="private")
@@ -501,7 +494,7 @@ def test_legacy_identity_services_one_by_one(tmp_path, rclpy_ctx):
         rnode = rclpy_ctx.create_node("steps_caller")
         try:
             node.wait_for_log("subscribed to /t/unused")
-            c = Caller(rnode, "agent_steps")
+            c = Caller(rnode, "agent_steps", proc=node)
             r = c.call(RegisterFor, "register_for", machine_address=other.address)
             assert r.success and not r.skipped, (r.error_code, r.message)
             mid = ident.functions.machineIdOfOwner(other.address).call()

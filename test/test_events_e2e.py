@@ -151,7 +151,7 @@ def test_robot_topics_become_events_on_chain(tmp_path, rclpy_ctx):
         node = NodeProcess(tmp_path, p).start()
         rnode = rclpy_ctx.create_node("robot")
         robot = Robot(rnode)
-        c = Caller(rnode)
+        c = Caller(rnode, proc=node)
         node2 = None
         try:
             node.wait_for_log("events: 4 rule(s) loaded")
@@ -277,7 +277,7 @@ topics:
             "chain.max_value_per_tx": 100})
         node = NodeProcess(tmp_path, p, node_name="agent_burst").start()
         rnode = rclpy_ctx.create_node("burst_robot")
-        c = Caller(rnode, "agent_burst")
+        c = Caller(rnode, "agent_burst", proc=node)
         q = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         pub = rnode.create_publisher(Temperature, "/beacon", q)
         try:
@@ -351,7 +351,7 @@ def test_with_the_chain_client_disabled_events_are_kept_pending(tmp_path, rclpy_
                        node_name="agent_nochain").start()
     rnode = rclpy_ctx.create_node("nochain_robot")
     robot = Robot(rnode)
-    c = Caller(rnode, "agent_nochain")
+    c = Caller(rnode, "agent_nochain", proc=node)
     try:
         node.wait_for_log("events: 4 rule(s) loaded")
         robot.wait_matched()
@@ -374,7 +374,7 @@ def test_a_machine_id_parameter_and_a_chain_refusal_are_reported(tmp_path, rclpy
         node = NodeProcess(tmp_path, p, node_name="agent_unknown").start()
         rnode = rclpy_ctx.create_node("unknown_robot")
         robot = Robot(rnode)
-        c = Caller(rnode, "agent_unknown")
+        c = Caller(rnode, "agent_unknown", proc=node)
         try:
             node.wait_for_log("events: 4 rule(s) loaded")
             robot.wait_matched()

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from peaqos_harness import NodeProcess
+from peaqos_harness import NodeProcess, call_service
 
 rclpy = pytest.importorskip("rclpy")
 from peaqos_node.srv import QueryMachine, QueryMcr, QueryOperatorMachines  # noqa: E402
@@ -56,15 +56,12 @@ def mcr_server():
     srv.shutdown()
 
 
-def call(node, srv, name, **fields):
+def call(node, srv, name, proc=None, **fields):
     cli = node.create_client(srv, f"/agent_mcr/{name}")
-    assert cli.wait_for_service(timeout_sec=20)
     req = srv.Request()
     for k, v in fields.items():
         setattr(req, k, v)
-    fut = cli.call_async(req)
-    rclpy.spin_until_future_complete(node, fut, timeout_sec=30)
-    return fut.result()
+    return call_service(node, cli, req, timeout=30, proc=proc)
 
 
 def test_mcr_queries_and_their_error_codes(tmp_path, mcr_server, ros_node):
@@ -74,21 +71,21 @@ def test_mcr_queries_and_their_error_codes(tmp_path, mcr_server, ros_node):
                                   "chain.mcr_api_url": mcr_server}, node_name="agent_mcr").start()
     try:
         node.wait_for_log("subscribed to /t/unused")
-        r = call(ros_node, QueryMcr, "query_mcr", did="did:peaq:42")
+        r = call(ros_node, QueryMcr, "query_mcr", proc=node, did="did:peaq:42")
         assert r.success, (r.error_code, r.message)
         got = json.loads(r.result_json)
         assert got["mcr"] == "AA" and got["mcr_score"] == 87 and got["machine_id"] == 42
-        r = call(ros_node, QueryMachine, "query_machine", did="did:peaq:42")
+        r = call(ros_node, QueryMachine, "query_machine", proc=node, did="did:peaq:42")
         assert r.success and json.loads(r.result_json)["peaqos"]["operator"] == OP
-        r = call(ros_node, QueryOperatorMachines, "query_operator_machines", did=OP)
+        r = call(ros_node, QueryOperatorMachines, "query_operator_machines", proc=node, did=OP)
         assert r.success and json.loads(r.result_json)["machines"][0]["machine_id"] == 42
-        r = call(ros_node, QueryMcr, "query_mcr", did="did:peaq:43")
+        r = call(ros_node, QueryMcr, "query_mcr", proc=node, did="did:peaq:43")
         assert not r.success and r.error_code == "BAD_RESPONSE", (r.error_code, r.message)
-        r = call(ros_node, QueryMcr, "query_mcr", did="did:peaq:44")
+        r = call(ros_node, QueryMcr, "query_mcr", proc=node, did="did:peaq:44")
         assert not r.success and r.error_code == "SERVICE_UNAVAILABLE", (r.error_code, r.message)
-        r = call(ros_node, QueryMcr, "query_mcr", did="did:peaq:77")
+        r = call(ros_node, QueryMcr, "query_mcr", proc=node, did="did:peaq:77")
         assert not r.success and r.error_code == "NOT_FOUND", (r.error_code, r.message)
-        r = call(ros_node, QueryMcr, "query_mcr", did="did:peaq:0xabc")
+        r = call(ros_node, QueryMcr, "query_mcr", proc=node, did="did:peaq:0xabc")
         assert not r.success and r.error_field == "did", (r.error_code, r.error_field, r.message)
     finally:
         node.stop()

@@ -65,7 +65,7 @@ def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):
         }
         node = NodeProcess(tmp_path, params).start()
         rnode = rclpy_ctx.create_node("anchor_robot")
-        c = Caller(rnode)
+        c = Caller(rnode, proc=node)
         try:
             node.wait_for_log("subscribed to /a/log")
             publish_lines(rnode, 30)
@@ -117,7 +117,7 @@ def test_anchor_that_cannot_be_queued_is_refused_by_name(tmp_path, rclpy_ctx, ch
     node = NodeProcess(tmp_path, {"policy_file": str(tmp_path / "map.yaml"), "data_dir": str(tmp_path / "data"),
                                   **chain_params}).start()
     rnode = rclpy_ctx.create_node("anchor_robot_offline")
-    c = Caller(rnode)
+    c = Caller(rnode, proc=node)
     try:
         node.wait_for_log("subscribed to /a/log")
         publish_lines(rnode, 10)

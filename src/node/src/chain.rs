@@ -522,6 +522,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         ($name:literal, $srv:ty, |$c:ident, $req:ident| $body:expr) => {{
             let (client, rt) = (client.clone(), Arc::clone(&runtime));
             let s: Service<$srv> = node.create_async_service::<$srv, _>($name.reliable().keep_last(SERVICE_QUEUE_DEPTH), move |$req: <$srv as rosidl_runtime_rs::Service>::Request| {
+                crate::ros_log::request($name);
                 let $c = client.clone();
                 on_runtime(&rt, async move { $body })
             })?;

@@ -30,6 +30,17 @@ pub fn attach(logger_name: &str) {
     }
 }
 
+/// Target of the one debug line per service request (`RUST_LOG=peaqos_edge::requests=debug`
+/// plus `--log-level <node>:=debug` shows them). Tests use it to tell a request the middleware
+/// lost before it reached the node (sent before the client matched the server) from a slow one.
+pub const REQUESTS_TARGET: &str = "peaqos_edge::requests";
+
+/// Log that a request to `service` reached the node (debug level; no request fields, which may
+/// be large or private).
+pub fn request(service: &str) {
+    tracing::debug!(target: REQUESTS_TARGET, "request {service}");
+}
+
 struct RosLogLayer;
 
 #[derive(Default)]

@@ -85,6 +85,7 @@ pub fn serve(
 
     let (p, ty) = (Weak::clone(&pipeline), Arc::clone(&types));
     let service = node.create_service::<GetStatus, _>("~/status", move |_req: GetStatus_Request| {
+        crate::ros_log::request("~/status");
         let Some(p) = p.upgrade() else {
             return GetStatus_Response::default();
         };

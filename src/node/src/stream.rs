@@ -785,6 +785,7 @@ fn serve(
     // of their own so a large range never stalls the executor (and with it the subscriptions).
     let c = Arc::clone(&ctx);
     let grant = node.create_async_service::<GrantAccess, _>("~/grant_access".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: GrantAccess_Request| {
+        crate::ros_log::request("~/grant_access");
         off_executor(Arc::clone(&c), move |c| {
             c.grant(&r).unwrap_or_else(|e| {
                 tracing::warn!("~/grant_access {}: {} {}: {}", r.topic, e.code, e.field, e.message);
@@ -794,6 +795,7 @@ fn serve(
     })?;
     let c = Arc::clone(&ctx);
     let seal = node.create_async_service::<SealDataset, _>("~/seal_dataset".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: SealDataset_Request| {
+        crate::ros_log::request("~/seal_dataset");
         off_executor(Arc::clone(&c), move |c| {
             c.seal(&r).unwrap_or_else(|e| {
                 tracing::warn!("~/seal_dataset {}: {} {}: {}", r.topic, e.code, e.field, e.message);
