@@ -678,7 +678,10 @@ mod tests {
         let mut c = ChainConfig::new(Network::Peaq, Generation::Economics2, "/tmp/x");
         c.merge_max_events = 513;
         let err = c.resolve_with(env(&[])).unwrap_err();
-        assert_eq!((err.code(), err.field()), ("CONFIG_INVALID", "merge_max_events"));
+        assert_eq!(
+            (err.code(), err.field()),
+            ("CONFIG_INVALID", "merge_max_events")
+        );
         c.merge_max_events = 512;
         assert_eq!(c.resolve_with(env(&[])).unwrap().merge_max_events, 512);
     }

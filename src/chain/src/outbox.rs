@@ -1000,6 +1000,29 @@ impl Inner {
         self.commit(i)
     }
 
+    /// Fail an intent that needs more gas than a block holds (`GAS_LIMIT_EXCEEDS_BLOCK`). Nothing
+    /// was signed; a merged carrier is then split and its batches go out one by one.
+    fn fail_above_block(&self, i: Intent, need: Option<u64>, block: Option<u64>, node: &str) {
+        let what = if i.members.is_empty() {
+            "transaction"
+        } else {
+            "merged transaction"
+        };
+        let need = need
+            .map(|g| format!("{g} gas, more"))
+            .unwrap_or_else(|| "more gas".into());
+        let block = block.map(|b| format!(" ({b})")).unwrap_or_default();
+        let node = if node.is_empty() {
+            String::new()
+        } else {
+            format!("; node: {node}")
+        };
+        let message = format!(
+            "the {what} needs {need} than a block holds{block}; send fewer events per batch{node}"
+        );
+        let _ = self.fail(i, IntentState::Failed, "GAS_LIMIT_EXCEEDS_BLOCK", message);
+    }
+
     /// Hash of the chain's genesis block (read once; `None` when the node has no block 0).
     async fn genesis(&self) -> std::result::Result<Option<B256>, RpcFailure> {
         if let Some(g) = self.genesis_cached() {
@@ -1331,6 +1354,10 @@ impl Inner {
         let gas = match self.rpc.gas_needed(&req).await {
             Ok(g) => g,
             Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
+            Err(f) if f.is_gas_above_block() => {
+                self.fail_above_block(i, None, block_gas, &f.message());
+                return Ok(Step::Continue);
+            }
             Err(f) if f.is_revert() => {
                 let (code, message) = match &f {
                     RpcFailure::Node { data: Some(d), .. } if !d.is_empty() => {
@@ -1353,7 +1380,21 @@ impl Inner {
         };
         // Headroom over the estimate, but never above what a block can hold (a transaction
         // asking for more is refused by every node).
-        let gas_limit = (gas.saturating_mul(6) / 5 + 10_000).min(block_gas.unwrap_or(u64::MAX));
+        let mut gas_limit = gas.saturating_mul(6) / 5 + 10_000;
+        if let Some(block) = block_gas.filter(|b| gas_limit > *b) {
+            // The headroom does not fit: the exact need (eth_estimateGas's search) decides
+            // whether the block's limit is enough. A merged carrier that does not fit is split.
+            let exact = match self.rpc.estimate_gas(&req).await {
+                Ok(g) => g,
+                Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
+                Err(_) => gas,
+            };
+            if exact > block {
+                self.fail_above_block(i, Some(exact), Some(block), "");
+                return Ok(Step::Continue);
+            }
+            gas_limit = block;
+        }
         // One pending-count read per signer and tick; later intents of the same tick continue
         // from it (the in-flight term of next_nonce covers them after this one is stored).
         let nonce = match cache.next_nonce.get(&i.signer) {

@@ -49,6 +49,39 @@ impl RpcFailure {
             RpcFailure::Transport(_) => false,
         }
     }
+    /// The node says the call needs more gas than a block (or the call's allowance) holds:
+    /// geth and anvil "gas required exceeds allowance", anvil's "intrinsic gas too high",
+    /// "exceeds block gas limit".
+    pub fn is_gas_above_block(&self) -> bool {
+        match self {
+            RpcFailure::Node { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("gas required exceeds")
+                    || m.contains("intrinsic gas too high")
+                    || m.contains("exceeds block gas limit")
+            }
+            RpcFailure::Transport(_) => false,
+        }
+    }
+    /// The node does not serve the method (JSON-RPC -32601, or a message that says so).
+    pub fn is_method_unavailable(&self) -> bool {
+        match self {
+            RpcFailure::Node { code, message, .. } => {
+                let m = message.to_ascii_lowercase();
+                *code == -32601
+                    || [
+                        "method not found",
+                        "not supported",
+                        "unsupported",
+                        "does not exist",
+                        "not available",
+                    ]
+                    .iter()
+                    .any(|p| m.contains(p))
+            }
+            RpcFailure::Transport(_) => false,
+        }
+    }
     pub fn message(&self) -> String {
         match self {
             RpcFailure::Transport(m) => m.clone(),
@@ -297,13 +330,13 @@ impl Rpc {
                     self.simulate.store(SIMULATE_YES, Ordering::Relaxed);
                     return Ok(g);
                 }
-                Err(RpcFailure::Node { code, message, .. })
-                    if self.simulate.load(Ordering::Relaxed) == SIMULATE_UNKNOWN
-                        && !matches!(code, 3) =>
-                {
-                    tracing::debug!(code, %message, "eth_simulateV1 unavailable; using eth_estimateGas");
+                Err(f) if f.is_method_unavailable() => {
+                    tracing::debug!(error = %f.message(), "eth_simulateV1 unavailable; using eth_estimateGas");
                     self.simulate.store(SIMULATE_NO, Ordering::Relaxed);
                 }
+                // Any other refusal but a revert (intrinsic gas above the block's, ...): let
+                // eth_estimateGas give the node's usual answer for this call.
+                Err(f @ RpcFailure::Node { .. }) if !f.is_revert() => {}
                 Err(f) => return Err(f),
             }
         }
@@ -388,5 +421,40 @@ impl Rpc {
             .request::<U256>("eth_gasPrice", json!([]))
             .await?
             .saturating_to::<u128>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RpcFailure;
+
+    fn node(code: i64, message: &str) -> RpcFailure {
+        RpcFailure::Node {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    #[test]
+    fn gas_above_block_is_told_apart_from_a_missing_method() {
+        // anvil 1.7's answers to eth_simulateV1 and eth_estimateGas for a call above the block
+        let sim = node(
+            -32000,
+            "intrinsic gas too high -- CallGasCostMoreThanGasLimit",
+        );
+        let est = node(-32003, "Out of gas: gas required exceeds allowance: 400000");
+        assert!(sim.is_gas_above_block() && est.is_gas_above_block());
+        assert!(!sim.is_method_unavailable() && !est.is_method_unavailable());
+        assert!(!sim.is_revert() && !est.is_revert());
+        // a node without eth_simulateV1
+        let missing = node(
+            -32601,
+            "the method eth_simulateV1 does not exist/is not available",
+        );
+        assert!(missing.is_method_unavailable() && !missing.is_gas_above_block());
+        assert!(node(-32000, "Method not found").is_method_unavailable());
+        assert!(!RpcFailure::Transport("connection refused".into()).is_gas_above_block());
+        assert!(!node(3, "execution reverted").is_method_unavailable());
     }
 }

@@ -907,3 +907,58 @@ async fn refused_rebroadcast_waits_says_why_and_is_never_resigned() {
     assert!(done.error.is_none() && done.attempts.len() == 1);
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(1));
 }
+
+/// A chain whose blocks hold little gas: a batch too big for a block fails by name before any
+/// nonce is taken, a merge of batches that fit alone but not together is split, and a batch
+/// whose headroom would not fit is sent with the block's limit when its exact need fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_larger_than_a_block_fails_by_name_and_a_merge_is_split() {
+    let Some(bin) = find_anvil() else {
+        eprintln!("NOTE: no anvil binary: test skipped");
+        return;
+    };
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("anvil-state.json");
+    let small = ["--gas-limit", "400000"];
+    let mut anvil = Anvil::spawn_with(&bin, free_port(), Some(&state), false, &small);
+    set_code(&anvil.url(), REGISTRY, COUNTER_CODE).await;
+    set_code(&anvil.url(), BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let client = client_at(&url, dir.path());
+    let err = client.batch_submit_events(&batch(0, 60)).await.unwrap_err();
+    assert_eq!(err.code(), "GAS_LIMIT_EXCEEDS_BLOCK", "{err}");
+    assert!(err.to_string().contains("400000"), "{err}");
+    assert_eq!(nonce_of(&url, SIGNER0).await, 0, "nothing was sent");
+    // three batches that fit one by one, queued during an outage: the merge does not fit
+    anvil.stop();
+    let ids: Vec<String> = [batch(100, 15), batch(200, 15), batch(300, 15)]
+        .iter()
+        .map(|b| client.enqueue_batch(b).unwrap().0)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _back = Anvil::spawn_with(&bin, anvil.port, Some(&state), false, &small);
+    let mut hashes = vec![];
+    for id in &ids {
+        let o = client.outbox().wait(id, Duration::from_secs(30)).await;
+        hashes.push(o.unwrap_or_else(|e| panic!("{id}: {e}")).tx_hash);
+    }
+    assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(45));
+    let carrier = done_records(dir.path())
+        .into_iter()
+        .find(|i| !i.members.is_empty())
+        .expect("a merge was tried");
+    assert_eq!(carrier.state, IntentState::Failed);
+    assert_eq!(
+        carrier.error.as_ref().unwrap().code,
+        "GAS_LIMIT_EXCEEDS_BLOCK"
+    );
+    assert_eq!(nonce_of(&url, SIGNER0).await, 3, "each batch on its own");
+    // 30 events use about 280k gas: the usual headroom would ask for more than the block's
+    // 400k, the exact need fits, so the limit is capped at the block's and the batch goes in
+    let r = client.batch_submit_events(&batch(500, 30)).await.unwrap();
+    let i = client.outbox().get(&r.intent_id).unwrap();
+    assert_eq!(i.gas_limit, Some(400_000));
+    assert!(i.receipt.unwrap().gas_used > 250_000);
+    assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(75));
+}

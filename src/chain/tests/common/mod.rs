@@ -90,7 +90,19 @@ impl Anvil {
     }
 
     pub fn spawn(bin: &Path, port: u16, state: Option<&Path>, no_mining: bool) -> Anvil {
+        Self::spawn_with(bin, port, state, no_mining, &[])
+    }
+
+    /// [`Anvil::spawn`] with more anvil arguments (`--gas-limit`, ...).
+    pub fn spawn_with(
+        bin: &Path,
+        port: u16,
+        state: Option<&Path>,
+        no_mining: bool,
+        extra: &[&str],
+    ) -> Anvil {
         let mut cmd = Command::new(bin);
+        cmd.args(extra);
         cmd.args([
             "--host",
             "127.0.0.1",
