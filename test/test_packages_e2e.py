@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from peaqos_harness import DEMO_ADDRESS, DEMO_DID, NodeProcess, logged_package_lines, sdk_verify
+from peaqos_harness import DEMO_ADDRESS, DEMO_DID, NodeProcess, call_service, logged_package_lines, sdk_verify
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -284,10 +284,7 @@ def test_status_service_and_diagnostics_report_address_and_counts(tmp_path, poli
         robot.pubs["/t/chatter"].publish(String(data="x"))
         assert robot.spin_until(lambda: len(robot.packages) >= 1)
         cli = ros_node.create_client(GetStatus, "/peaqos_node/status")
-        assert cli.wait_for_service(timeout_sec=10)
-        fut = cli.call_async(GetStatus.Request())
-        assert robot.spin_until(fut.done, timeout=10)
-        res = fut.result()
+        res = call_service(ros_node, cli, GetStatus.Request(), timeout=10, proc=node)
         assert res.address == DEMO_ADDRESS and res.did == DEMO_DID
         topics = {t.topic: t for t in res.topics}
         assert set(topics) == {"/t/chatter", "/t/battery", "/t/fix", "/t/arrays"}
