@@ -131,17 +131,7 @@ async fn bench_vs_sdk_on_harness() {
         })
         .await
         .unwrap();
-    let b = rpc_value(
-        &url,
-        "eth_getBlockByNumber",
-        serde_json::json!(["latest", false]),
-    )
-    .await;
-    let ts = i64::from_str_radix(
-        b["timestamp"].as_str().unwrap().trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
+    let ts = latest_block_timestamp(&url).await;
     let (n_single, n_batches, size) = (30u64, 5u64, 50u64);
     let mk = |i: u64| SubmitEventParams {
         machine_id: MachineIdInput(r.machine_id),

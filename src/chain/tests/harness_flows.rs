@@ -12,7 +12,7 @@ use peaqos_chain::bindings::{ServiceEndpoint, VerificationMethod};
 use peaqos_chain::client::{ActivateParams, LegacyActivateParams};
 use peaqos_chain::config::{Generation, Network};
 use peaqos_chain::encoding;
-use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
+use peaqos_chain::validation::{Currency, SubmitEventParams};
 use peaqos_chain::ChainClient;
 
 fn client(
@@ -26,35 +26,6 @@ fn client(
     c.network = Network::Peaq;
     let cfg = c.resolve_with(|_| None).unwrap();
     ChainClient::start(cfg, keys.iter().map(|k| signer(&h.key(*k))).collect()).unwrap()
-}
-
-fn event(machine_id: U256, ts: i64) -> SubmitEventParams {
-    SubmitEventParams {
-        machine_id: MachineIdInput(machine_id),
-        event_type: 0,
-        value: ValueInput::from_u128(123),
-        timestamp: ts,
-        raw_data: Some(b"sensor:ok".to_vec()),
-        trust_level: 0,
-        source_chain_id: 3338,
-        source_tx_hash: None,
-        metadata: br#"{"mode":"self"}"#.to_vec(),
-        currency: Currency::Omitted,
-    }
-}
-
-async fn now_ts(url: &str) -> i64 {
-    let b = rpc_value(
-        url,
-        "eth_getBlockByNumber",
-        serde_json::json!(["latest", false]),
-    )
-    .await;
-    i64::from_str_radix(
-        b["timestamp"].as_str().unwrap().trim_start_matches("0x"),
-        16,
-    )
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,8 +132,11 @@ async fn gen2_activate_submit_batch() {
     assert_eq!(recs[0]["machine_id"], expected.to_string());
     assert_eq!(recs[1]["tx_hash"], format!("{:#x}", r.transaction_hash));
 
-    let ts = now_ts(&url).await;
-    let e = c.submit_event(&event(r.machine_id, ts)).await.unwrap();
+    let ts = latest_block_timestamp(&url).await;
+    let e = c
+        .submit_event(&harness_event(r.machine_id, ts))
+        .await
+        .unwrap();
     assert_eq!(
         format!("{:#x}", e.data_hash),
         "0xa924b78ada90bc8221efa167de474b1948bde9aab673a7951f7ab4cf1608130d"
@@ -171,7 +145,7 @@ async fn gen2_activate_submit_batch() {
     let items: Vec<_> = (0..3)
         .map(|i| SubmitEventParams {
             currency: Currency::Code("EUR".into()),
-            ..event(r.machine_id, ts - i)
+            ..harness_event(r.machine_id, ts - i)
         })
         .collect();
     let b = c.batch_submit_events(&items).await.unwrap();
@@ -180,12 +154,12 @@ async fn gen2_activate_submit_batch() {
 
     // contract reverts come back with the SDK codes
     let fut = c
-        .submit_event(&event(r.machine_id, ts + 86_400 * 365))
+        .submit_event(&harness_event(r.machine_id, ts + 86_400 * 365))
         .await
         .unwrap_err();
     assert_eq!(fut.code(), "FUTURE_TIMESTAMP");
     let missing = c
-        .submit_event(&event(U256::from(777), ts))
+        .submit_event(&harness_event(U256::from(777), ts))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), "MACHINE_NOT_FOUND");
@@ -194,7 +168,7 @@ async fn gen2_activate_submit_batch() {
         "Machine ID 777 does not exist on this deployment"
     );
     // revert data of a failing subcall is forwarded by batchAll
-    let mut big = event(r.machine_id, ts);
+    let mut big = harness_event(r.machine_id, ts);
     big.currency = Currency::Code("USD".into());
     big.metadata = vec![b'x'; 5000];
     let be = c
@@ -208,7 +182,7 @@ async fn gen2_activate_submit_batch() {
     let dir2 = tempfile::tempdir().unwrap();
     let stranger = client(&h, Generation::Economics2, &[2], dir2.path());
     let ne = stranger
-        .submit_event(&event(r.machine_id, ts))
+        .submit_event(&harness_event(r.machine_id, ts))
         .await
         .unwrap_err();
     assert_eq!(ne.code(), "NOT_OWNER_OR_CONTROLLER");
@@ -294,11 +268,13 @@ async fn gen1_legacy_activate_is_idempotent() {
     );
 
     // events on the gen-1 registry, signed by the machine (default signer)
-    let ts = now_ts(&url).await;
-    c.submit_event(&event(a.machine_id, ts)).await.unwrap();
+    let ts = latest_block_timestamp(&url).await;
+    c.submit_event(&harness_event(a.machine_id, ts))
+        .await
+        .unwrap();
     assert_eq!(c.event_count(a.machine_id).await.unwrap(), U256::from(1));
     let nf = c
-        .submit_event(&event(U256::from(999), ts))
+        .submit_event(&harness_event(U256::from(999), ts))
         .await
         .unwrap_err();
     assert_eq!(nf.code(), "MachineNotFound");

@@ -10,24 +10,9 @@ use alloy::primitives::{address, U256};
 use common::*;
 use peaqos_chain::bindings::{ServiceEndpoint, VerificationMethod};
 use peaqos_chain::client::ActivateParams;
-use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
+use peaqos_chain::validation::{Currency, SubmitEventParams};
 use peaqos_chain::{ChainClient, ChainError};
 use serde_json::{json, Value};
-
-fn ev(mid: U256, ts: i64) -> SubmitEventParams {
-    SubmitEventParams {
-        machine_id: MachineIdInput(mid),
-        event_type: 0,
-        value: ValueInput::from_u128(123),
-        timestamp: ts,
-        raw_data: Some(b"sensor:ok".to_vec()),
-        trust_level: 0,
-        source_chain_id: 3338,
-        source_tx_hash: None,
-        metadata: br#"{"mode":"self"}"#.to_vec(),
-        currency: Currency::Omitted,
-    }
-}
 
 fn outcome<T>(r: Result<T, ChainError>) -> Value {
     match r {
@@ -77,12 +62,7 @@ async fn same_outcomes_as_the_sdk() {
         .await
         .unwrap();
     let m = r.machine_id;
-    let b = rpc_value(&url, "eth_getBlockByNumber", json!(["latest", false])).await;
-    let ts = i64::from_str_radix(
-        b["timestamp"].as_str().unwrap().trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
+    let ts = latest_block_timestamp(&url).await;
 
     let py = repo_root().join(".venv/bin/python");
     let out = Command::new(py)
@@ -109,14 +89,14 @@ async fn same_outcomes_as_the_sdk() {
     let year = 86_400 * 365;
     let cur = |c: &str| Currency::Code(c.into());
     let ours = json!({
-        "future_timestamp": outcome(owner.submit_event(&ev(m, ts + year)).await),
-        "unknown_machine": outcome(owner.submit_event(&ev(U256::from(777), ts)).await),
-        "stranger": outcome(stranger.submit_event(&ev(m, ts)).await),
-        "metadata_too_large": outcome(owner.submit_event(&SubmitEventParams { metadata: vec![b'x'; 5000], ..ev(m, ts) }).await),
-        "activity_ok": outcome(owner.submit_event(&SubmitEventParams { event_type: 1, currency: cur(""), ..ev(m, ts) }).await),
-        "batch_stranger_single": outcome(stranger.batch_submit_events(&[SubmitEventParams { currency: cur("USD"), ..ev(m, ts) }, SubmitEventParams { currency: cur("EUR"), ..ev(m, ts) }]).await),
-        "batch_unknown_two": outcome(owner.batch_submit_events(&[SubmitEventParams { currency: cur("USD"), ..ev(U256::from(777), ts) }, SubmitEventParams { currency: cur("USD"), ..ev(U256::from(778), ts) }]).await),
-        "batch_future": outcome(owner.batch_submit_events(&[SubmitEventParams { currency: cur("USD"), ..ev(m, ts) }, SubmitEventParams { currency: cur("USD"), ..ev(m, ts + year) }]).await),
+        "future_timestamp": outcome(owner.submit_event(&harness_event(m, ts + year)).await),
+        "unknown_machine": outcome(owner.submit_event(&harness_event(U256::from(777), ts)).await),
+        "stranger": outcome(stranger.submit_event(&harness_event(m, ts)).await),
+        "metadata_too_large": outcome(owner.submit_event(&SubmitEventParams { metadata: vec![b'x'; 5000], ..harness_event(m, ts) }).await),
+        "activity_ok": outcome(owner.submit_event(&SubmitEventParams { event_type: 1, currency: cur(""), ..harness_event(m, ts) }).await),
+        "batch_stranger_single": outcome(stranger.batch_submit_events(&[SubmitEventParams { currency: cur("USD"), ..harness_event(m, ts) }, SubmitEventParams { currency: cur("EUR"), ..harness_event(m, ts) }]).await),
+        "batch_unknown_two": outcome(owner.batch_submit_events(&[SubmitEventParams { currency: cur("USD"), ..harness_event(U256::from(777), ts) }, SubmitEventParams { currency: cur("USD"), ..harness_event(U256::from(778), ts) }]).await),
+        "batch_future": outcome(owner.batch_submit_events(&[SubmitEventParams { currency: cur("USD"), ..harness_event(m, ts) }, SubmitEventParams { currency: cur("USD"), ..harness_event(m, ts + year) }]).await),
     });
     // Documented divergence (SPEC §3.8 "Gen 2 routing"): the peaq-mainnet record has a Solana
     // half, so the SDK first resolves each machine's home chain and, with no Solana RPC, refuses a

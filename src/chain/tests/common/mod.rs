@@ -10,6 +10,7 @@ use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use peaqos_chain::config::{ChainConfig, Generation, Network};
 use peaqos_chain::rpc::Rpc;
+use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use serde_json::{json, Value};
 
 pub const KEY0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
@@ -49,6 +50,16 @@ pub async fn rpc_value(url: &str, method: &str, params: Value) -> Value {
     rpc.request_value(method, params)
         .await
         .unwrap_or_else(|e| panic!("{method}: {e:?}"))
+}
+
+/// The latest block's timestamp: event timestamps must not be ahead of it (`FutureTimestamp`).
+pub async fn latest_block_timestamp(url: &str) -> i64 {
+    let b = rpc_value(url, "eth_getBlockByNumber", json!(["latest", false])).await;
+    i64::from_str_radix(
+        b["timestamp"].as_str().unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap()
 }
 
 pub async fn nonce_of(url: &str, a: Address) -> u64 {
@@ -164,6 +175,23 @@ pub fn config(url: &str, dir: &Path) -> ChainConfig {
     c.max_backoff_ms = 400;
     c.receipt_timeout_ms = 20_000;
     c
+}
+
+/// The revenue event the harness tests submit for `machine_id` at `ts` (currency: the SDK's smart
+/// default); tests change single fields with `..harness_event(..)`.
+pub fn harness_event(machine_id: U256, ts: i64) -> SubmitEventParams {
+    SubmitEventParams {
+        machine_id: MachineIdInput(machine_id),
+        event_type: 0,
+        value: ValueInput::from_u128(123),
+        timestamp: ts,
+        raw_data: Some(b"sensor:ok".to_vec()),
+        trust_level: 0,
+        source_chain_id: 3338,
+        source_tx_hash: None,
+        metadata: br#"{"mode":"self"}"#.to_vec(),
+        currency: Currency::Omitted,
+    }
 }
 
 /// `python test/chain/harness.py serve` (the team's anvil + stand-in contracts).
