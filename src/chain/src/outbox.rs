@@ -16,9 +16,9 @@
 //! 1. [`Outbox::enqueue`] writes the intent (`queued`: signer, to, value, calldata, revert scope,
 //!    journal context) durably and only then returns its id. Limits were checked by the caller
 //!    before this point, so refused requests never touch the store or the chain.
-//! 2. The worker (one tokio task, intents of one signer strictly in creation order) estimates gas
-//!    (`eth_estimateGas`; a revert here fails the intent with the decoded code before any nonce is
-//!    taken), takes fees from the latest base fee + `eth_maxPriorityFeePerGas`, allocates the nonce
+//! 2. The worker (one tokio task, intents of one signer strictly in creation order) measures gas
+//!    (one `eth_simulateV1`, else `eth_estimateGas`; a revert here fails the intent with the
+//!    decoded code before any nonce is taken), takes fees from the latest base fee + `eth_maxPriorityFeePerGas`, allocates the nonce
 //!    `max(eth_getTransactionCount(pending), nonces file, highest in-flight nonce + 1)`, signs an
 //!    EIP-1559 transaction and stores the raw bytes, hash and nonce (`signed`, fsync) and journals
 //!    the pending hash (flushed) — all **before** broadcasting.
@@ -1351,7 +1351,7 @@ impl Inner {
             value: i.value,
             data: i.input.clone(),
         };
-        let gas = match self.rpc.gas_needed(&req).await {
+        let need = match self.rpc.gas_needed(&req).await {
             Ok(g) => g,
             Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
             Err(f) if f.is_gas_above_block() => {
@@ -1378,22 +1378,19 @@ impl Inner {
                 return Ok(Step::Continue);
             }
         };
-        // Headroom over the estimate, but never above what a block can hold (a transaction
-        // asking for more is refused by every node).
-        let mut gas_limit = gas.saturating_mul(6) / 5 + 10_000;
-        if let Some(block) = block_gas.filter(|b| gas_limit > *b) {
-            // The headroom does not fit: the exact need (eth_estimateGas's search) decides
-            // whether the block's limit is enough. A merged carrier that does not fit is split.
-            let exact = match self.rpc.estimate_gas(&req).await {
-                Ok(g) => g,
-                Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
-                Err(_) => gas,
-            };
-            if exact > block {
-                self.fail_above_block(i, Some(exact), Some(block), "");
+        // Headroom over the need, but never above what a block can hold (a transaction asking
+        // for more is refused by every node). When the headroom does not fit, the block's limit
+        // is enough: the call was measured running with at most a block's gas (see
+        // `GasNeed::measured`), so no second search is needed (an `eth_estimateGas` here cost
+        // about ten more executions of a near-full block for every large merged batch). A call
+        // that needs more than a block holds fails by name; a merged carrier is then split.
+        let mut gas_limit = need.limit.saturating_mul(6) / 5 + 10_000;
+        if let Some(block) = block_gas {
+            if need.measured > block {
+                self.fail_above_block(i, Some(need.measured), Some(block), "");
                 return Ok(Step::Continue);
             }
-            gas_limit = block;
+            gas_limit = gas_limit.min(block);
         }
         // One pending-count read per signer and tick; later intents of the same tick continue
         // from it (the in-flight term of next_nonce covers them after this one is stored).

@@ -155,6 +155,18 @@ struct SimulatedBlock {
     calls: Vec<SimulatedCall>,
 }
 
+/// What [`Rpc::gas_needed`] found for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GasNeed {
+    /// Gas to ask for: the measured need plus what refunds and call forwarding can hide.
+    pub limit: u64,
+    /// Gas the call was seen to use: its gas used in the simulation, or `eth_estimateGas`'s
+    /// answer. Both ran the call with at most a block's gas (the default gas of a simulated call
+    /// is what its block has left; the estimate searches up to the block's limit), so a call
+    /// measured at all fits in a block.
+    pub measured: u64,
+}
+
 /// Call parameters for `eth_call` / `eth_estimateGas`.
 #[derive(Debug, Clone, Default)]
 pub struct CallRequest {
@@ -323,12 +335,15 @@ impl Rpc {
     /// levels, where the node has that method; `eth_estimateGas` (a binary search: about ten
     /// executions of the call on the node) otherwise. A revert comes back as
     /// [`RpcFailure::Node`] with code 3 and the revert data either way.
-    pub async fn gas_needed(&self, req: &CallRequest) -> Result<u64, RpcFailure> {
+    pub async fn gas_needed(&self, req: &CallRequest) -> Result<GasNeed, RpcFailure> {
         if self.simulate.load(Ordering::Relaxed) != SIMULATE_NO {
             match self.simulate_gas(req).await {
-                Ok(g) => {
+                Ok(used) => {
                     self.simulate.store(SIMULATE_YES, Ordering::Relaxed);
-                    return Ok(g);
+                    return Ok(GasNeed {
+                        limit: used.saturating_add(used / 4).saturating_mul(64 * 64) / (63 * 63),
+                        measured: used,
+                    });
                 }
                 Err(f) if f.is_method_unavailable() => {
                     tracing::debug!(error = %f.message(), "eth_simulateV1 unavailable; using eth_estimateGas");
@@ -340,9 +355,14 @@ impl Rpc {
                 Err(f) => return Err(f),
             }
         }
-        self.estimate_gas(req).await
+        let exact = self.estimate_gas(req).await?;
+        Ok(GasNeed {
+            limit: exact,
+            measured: exact,
+        })
     }
 
+    /// Gas used by `req` in one `eth_simulateV1` execution.
     async fn simulate_gas(&self, req: &CallRequest) -> Result<u64, RpcFailure> {
         let blocks: Vec<SimulatedBlock> = self
             .request(
@@ -377,8 +397,7 @@ impl Rpc {
                 data: Some(call.return_data),
             });
         }
-        let used = call.gas_used.to::<u64>();
-        Ok(used.saturating_add(used / 4).saturating_mul(64 * 64) / (63 * 63))
+        Ok(call.gas_used.to::<u64>())
     }
 
     pub async fn send_raw(&self, raw: &Bytes) -> Result<B256, RpcFailure> {

@@ -955,10 +955,17 @@ async fn batch_larger_than_a_block_fails_by_name_and_a_merge_is_split() {
     );
     assert_eq!(nonce_of(&url, SIGNER0).await, 3, "each batch on its own");
     // 30 events use about 280k gas: the usual headroom would ask for more than the block's
-    // 400k, the exact need fits, so the limit is capped at the block's and the batch goes in
+    // 400k, the simulation ran it within a block's gas, so the limit is capped at the block's
+    // and the batch goes in: one simulation, no eth_estimateGas search on top (a client of its
+    // own behind a proxy that counts the calls)
+    let rec = RpcRecorder::start(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = client_at(&rec.url, dir.path());
     let r = client.batch_submit_events(&batch(500, 30)).await.unwrap();
     let i = client.outbox().get(&r.intent_id).unwrap();
     assert_eq!(i.gas_limit, Some(400_000));
+    assert_eq!(rec.count("eth_simulateV1"), 1);
+    assert_eq!(rec.count("eth_estimateGas"), 0);
     assert!(i.receipt.unwrap().gas_used > 250_000);
     assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(75));
 }

@@ -245,3 +245,90 @@ impl Drop for Harness {
         kill_term(&mut self.child);
     }
 }
+
+/// A JSON-RPC proxy on 127.0.0.1 in front of `upstream` that counts the methods it forwards, so
+/// a test can say which calls the client made (stopped when dropped).
+pub struct RpcRecorder {
+    pub url: String,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RpcRecorder {
+    pub async fn start(upstream: &str) -> RpcRecorder {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let (upstream, seen) = (upstream.to_string(), counts.clone());
+        let http = reqwest::Client::new();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (upstream, seen, http) = (upstream.clone(), seen.clone(), http.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let body_start = loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < body_start + len {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = buf[body_start..body_start + len].to_vec();
+                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                        if let Some(m) = v["method"].as_str() {
+                            *seen.lock().unwrap().entry(m.to_string()).or_default() += 1;
+                        }
+                    }
+                    let answer = match http
+                        .post(&upstream)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.bytes().await.unwrap_or_default().to_vec(),
+                        Err(_) => return, // upstream down: the client sees a dropped connection
+                    };
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", answer.len());
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&answer).await;
+                });
+            }
+        });
+        RpcRecorder { url, counts, task }
+    }
+
+    /// How many `method` calls went through so far.
+    pub fn count(&self, method: &str) -> u64 {
+        self.counts
+            .lock()
+            .unwrap()
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RpcRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
