@@ -2,7 +2,8 @@
 //! 1 MiB chunks on one core. Run: `cargo bench -p peaqos_stream --bench seal`.
 //! Compare with `openssl speed -evp chacha20-poly1305 -seconds 3` (single process).
 //!
-//! Measured 2026-11-25 on the shared 2-core build machine (AVX-512, SHA-NI), load ≈ 2.3:
+//! Measured 2026-11-25 on the shared 2-core build machine (AVX-512, SHA-NI), load ≈ 2.3 (README has
+//! a second run of 2026-11-30):
 //! seal 548 MB/s; XChaCha20-Poly1305 alone 2540 MB/s; SHA-256 1800 MB/s; openssl
 //! chacha20-poly1305 (16 KiB) 3765 MB/s → seal/openssl = 15 %, AEAD/openssl = 67 %.
 //! The chunk format mandates two SHA-256 passes (plaintext_hash, encrypted_data_hash) besides
