@@ -18,7 +18,8 @@
 //!    before this point, so refused requests never touch the store or the chain.
 //! 2. The worker (one tokio task, intents of one signer strictly in creation order) measures gas
 //!    (one `eth_simulateV1`, else `eth_estimateGas`; a revert here fails the intent with the
-//!    decoded code before any nonce is taken), takes fees from the latest base fee + `eth_maxPriorityFeePerGas`, allocates the nonce
+//!    decoded code before any nonce is taken), takes fees from the latest base fee +
+//!    `eth_maxPriorityFeePerGas`, allocates the nonce
 //!    `max(eth_getTransactionCount(pending), nonces file, highest in-flight nonce + 1)`, signs an
 //!    EIP-1559 transaction and stores the raw bytes, hash and nonce (`signed`, fsync) and journals
 //!    the pending hash (flushed) — all **before** broadcasting.

@@ -324,7 +324,7 @@ impl Rpc {
         self.request("eth_call", json!([req.to_json(), format!("{block:#x}")]))
             .await
     }
-    pub async fn estimate_gas(&self, req: &CallRequest) -> Result<u64, RpcFailure> {
+    async fn estimate_gas(&self, req: &CallRequest) -> Result<u64, RpcFailure> {
         Ok(self
             .request::<U64>("eth_estimateGas", json!([req.to_json()]))
             .await?
