@@ -1,9 +1,11 @@
 //! Test support: find/spawn anvil and the test/chain harness (127.0.0.1 only, stopped on drop).
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
@@ -12,6 +14,7 @@ use peaqos_chain::config::{ChainConfig, Generation, Network};
 use peaqos_chain::rpc::Rpc;
 use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const KEY0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 pub const KEY1: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -55,15 +58,15 @@ pub async fn rpc_value(url: &str, method: &str, params: Value) -> Value {
 /// The latest block's timestamp: event timestamps must not be ahead of it (`FutureTimestamp`).
 pub async fn latest_block_timestamp(url: &str) -> i64 {
     let b = rpc_value(url, "eth_getBlockByNumber", json!(["latest", false])).await;
-    i64::from_str_radix(
-        b["timestamp"].as_str().unwrap().trim_start_matches("0x"),
-        16,
-    )
-    .unwrap()
+    quantity(&b["timestamp"]) as i64
 }
 
 pub async fn nonce_of(url: &str, a: Address) -> u64 {
-    let v = rpc_value(url, "eth_getTransactionCount", json!([a, "latest"])).await;
+    quantity(&rpc_value(url, "eth_getTransactionCount", json!([a, "latest"])).await)
+}
+
+/// A JSON-RPC hex quantity (`"0x1a"`).
+fn quantity(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
 
@@ -250,63 +253,39 @@ impl Drop for Harness {
 /// a test can say which calls the client made (stopped when dropped).
 pub struct RpcRecorder {
     pub url: String,
-    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    counts: Arc<Mutex<HashMap<String, u64>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RpcRecorder {
     pub async fn start(upstream: &str) -> RpcRecorder {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let counts = Arc::new(Mutex::new(HashMap::new()));
         let (upstream, seen) = (upstream.to_string(), counts.clone());
         let http = reqwest::Client::new();
         let task = tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 let (upstream, seen, http) = (upstream.clone(), seen.clone(), http.clone());
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let body_start = loop {
-                        let n = s.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break p + 4;
-                        }
+                    let Some(body) = read_http_body(&mut s).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < body_start + len {
-                        let n = s.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
+                    if let Some(m) = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["method"].as_str().map(str::to_string))
+                    {
+                        *seen.lock().unwrap().entry(m).or_default() += 1;
                     }
-                    let body = buf[body_start..body_start + len].to_vec();
-                    if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                        if let Some(m) = v["method"].as_str() {
-                            *seen.lock().unwrap().entry(m.to_string()).or_default() += 1;
-                        }
-                    }
-                    let answer = match http
+                    let sent = http
                         .post(&upstream)
                         .header("content-type", "application/json")
                         .body(body)
                         .send()
-                        .await
-                    {
-                        Ok(r) => r.bytes().await.unwrap_or_default().to_vec(),
-                        Err(_) => return, // upstream down: the client sees a dropped connection
-                    };
+                        .await;
+                    // Upstream down: the client sees a dropped connection, as with a dead node.
+                    let Ok(answer) = sent else { return };
+                    let answer = answer.bytes().await.unwrap_or_default();
                     let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", answer.len());
                     let _ = s.write_all(head.as_bytes()).await;
                     let _ = s.write_all(&answer).await;
@@ -330,5 +309,29 @@ impl RpcRecorder {
 impl Drop for RpcRecorder {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The body of one HTTP/1.1 request (by its `content-length`); `None` if the peer hangs up first.
+async fn read_http_body(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= p + 4 + len {
+                return Some(buf[p + 4..p + 4 + len].to_vec());
+            }
+        }
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
