@@ -6,6 +6,7 @@
 //! writes each package durably, then calls back here to publish it.
 mod chain;
 mod convert;
+mod dds_profile;
 mod events;
 mod params;
 mod qos;
@@ -45,8 +46,10 @@ pub enum StartError {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: Fast DDS reads its profile when the first participant is made.
+    let dds_profile = dds_profile::apply();
     ros_log::init();
-    match run() {
+    match run(&dds_profile) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("peaqos_node cannot start: {e}");
@@ -63,7 +66,7 @@ fn load_policy(params: &params::Params) -> Result<DataEventMap, StartError> {
     }
 }
 
-fn run() -> Result<(), StartError> {
+fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     let context = Context::default_from_env()?;
     // SIGINT/SIGTERM from the first moment: a stop that arrives while the node is still starting
     // must shut down cleanly too (drain and flush), not kill the process.
@@ -74,6 +77,7 @@ fn run() -> Result<(), StartError> {
     let mut executor = context.create_basic_executor();
     let node = executor.create_node("peaqos_node")?;
     ros_log::attach(node.logger().name());
+    dds_profile::log(dds_profile);
 
     let params = params::Params::declare(&node)?;
     let map = load_policy(&params)?;
