@@ -41,7 +41,7 @@ pub fn apply() -> Choice {
 pub fn log(choice: &Choice) {
     match choice {
         Choice::Packaged(path) => tracing::info!(
-            "Fast DDS profile {}: a service reply waits up to 3 s for a caller still being discovered",
+            "Fast DDS profile {}: a service reply waits its max_blocking_time for a caller still being discovered",
             path.display()
         ),
         Choice::Operator { var, path } => tracing::info!(
