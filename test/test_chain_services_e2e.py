@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 
 from peaqos_harness import DEMO_ADDRESS, DEMO_KEY, NodeProcess, call_service  # noqa: E402
 
-rclpy = pytest.importorskip("rclpy")
-harness = pytest.importorskip("harness")
+import rclpy
+import harness
 from eth_abi import encode as abi_encode  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from web3 import Web3  # noqa: E402

@@ -156,14 +156,12 @@ fn topic_specs(map: &DataEventMap, policy_file: &Path) -> Result<Vec<TopicSpec>,
     Ok(out)
 }
 
-fn declare_queue_max_bytes(node: &Node) -> Result<usize, StartError> {
-    let v = node
-        .declare_parameter::<i64>("stream.queue_max_bytes")
-        .default(DEFAULT_QUEUE_MAX_BYTES)
-        .description("Most package bytes waiting between the packaging thread and the chunk stream; beyond it hand-overs are dropped and later read back from the package log.")
-        .read_only()
-        .map(|p| p.get())
-        .map_err(|e| StartError::Parameter { name: "stream.queue_max_bytes".into(), reason: format!("{e:?}") })?;
+fn declare_queue_max_bytes(params: &Params) -> Result<usize, StartError> {
+    let v = params.declared.read_only::<i64>(
+        "stream.queue_max_bytes",
+        DEFAULT_QUEUE_MAX_BYTES,
+        "Most package bytes waiting between the packaging thread and the chunk stream; beyond it hand-overs are dropped and later read back from the package log.",
+    )?;
     usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| StartError::Parameter {
         name: "stream.queue_max_bytes".into(),
         reason: format!("must be > 0, got {v}"),
@@ -194,7 +192,7 @@ pub fn start(
     let policy_file =
         if params.policy_file.is_empty() { PathBuf::from("<embedded default policy>") } else { PathBuf::from(&params.policy_file) };
     let specs = topic_specs(map, &policy_file)?;
-    let queue_max_bytes = declare_queue_max_bytes(node)?;
+    let queue_max_bytes = declare_queue_max_bytes(params)?;
     if specs.is_empty() {
         return Ok(None);
     }
