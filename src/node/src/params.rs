@@ -61,17 +61,20 @@ impl ParamSet {
     where
         T: ParameterVariant + Send + Sync + 'static,
     {
-        let p = self
-            .node
-            .declare_parameter::<T>(name)
-            .default(default)
-            .description(description)
-            .range(range)
-            .read_only()
-            .map_err(|e| declaration_err(name, e))?;
+        let p = self.builder(name, default, description, range).read_only().map_err(|e| declaration_err(name, e))?;
         let v = p.get();
         self.keep(p);
         Ok(v)
+    }
+
+    fn builder<T: ParameterVariant>(
+        &self,
+        name: &str,
+        default: T,
+        description: &str,
+        range: T::Range,
+    ) -> rclrs::ParameterBuilder<'_, T> {
+        self.node.declare_parameter::<T>(name).default(default).description(description).range(range)
     }
 
     /// A read-only string-array parameter.
@@ -108,11 +111,7 @@ impl ParamSet {
         T: ParameterVariant + Send + Sync + 'static,
     {
         let p = self
-            .node
-            .declare_parameter::<T>(name)
-            .default(default)
-            .description(description)
-            .range(range)
+            .builder(name, default, description, range)
             .validate(validate)
             .mandatory()
             .map_err(|e| declaration_err(name, e))?;
