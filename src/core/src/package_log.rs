@@ -119,7 +119,7 @@ struct SeqOnly {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    peaqos_base::fsio::sync_dir(dir).map_err(|e| LogError::Io { path: e.path, source: e.source })
 }
 
 /// Options of the log.

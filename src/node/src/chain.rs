@@ -240,12 +240,8 @@ impl ChainServices {
 /// event rules can submit without `chain.machine_id`. Written atomically; failures are logged.
 fn persist_machine_id(c: &ChainClient, machine_id: &str) {
     let path = c.config().data_dir.join("machine_id");
-    let tmp = path.with_extension("tmp");
-    let r = std::fs::write(&tmp, format!("{machine_id}\n"))
-        .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, &path));
-    if let Err(e) = r {
-        tracing::warn!("cannot persist the machine id to {}: {e}", path.display());
+    if let Err(e) = peaqos_base::fsio::write_atomic(&path, format!("{machine_id}\n").as_bytes()) {
+        tracing::warn!("cannot persist the machine id: {e}");
     }
 }
 

@@ -190,7 +190,6 @@ impl TopicFeed {
             };
             let o = Origin { schema: "peaqos.stream.origin.v1".into(), topic: topic.into(), from_sequence };
             store::write_atomic(&origin_path, &store::to_json_bytes(&o, "stream origin")?)?;
-            store::sync_dir(writer.dir())?;
             if from_sequence > 0 {
                 info!(topic, from_sequence, "stream: new chain starts at the package log's end (backfill: false)");
             }

@@ -19,8 +19,7 @@
 //! chunk, each as its canonical JSON line (the `package_json` of `peaqos_core`) followed by one
 //! `\n` byte, in append order — i.e. a JSON Lines document.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -105,27 +104,14 @@ pub fn chunk_paths(dir: &Path, index: u64) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join(format!("{index}.json")), dir.join(format!("{index}.bin")), dir.join(format!("{index}.meta.json")))
 }
 
-/// fsync a directory (makes renames/creations in it durable).
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| StreamError::io("fsync directory", dir, e))
-}
+/// Durable writes: the one helper every crate uses ([`peaqos_base::fsio`]): `write_atomic`
+/// syncs the directory too; `AtomicBatch` writes several files with one directory fsync.
+pub use peaqos_base::fsio::{sync_dir, write_atomic, AtomicBatch};
 
-/// Write `bytes` to `path` atomically: `path.tmp` → write → fsync → rename. The caller fsyncs the
-/// directory (once for several files).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| StreamError::io("create", &tmp, e))?;
-    f.write_all(bytes).map_err(|e| StreamError::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| StreamError::io("fsync", &tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| StreamError::io("rename", path, e))
+impl From<peaqos_base::fsio::FsError> for StreamError {
+    fn from(e: peaqos_base::fsio::FsError) -> Self {
+        StreamError::Io { op: e.op, path: e.path, source: e.source }
+    }
 }
 
 /// Read a file.
@@ -161,8 +147,7 @@ pub fn load_meta(dir: &Path, index: u64) -> Result<ChunkMeta> {
 /// Write the envelope `<index>.json` (wire form) atomically and fsync the directory.
 pub fn store_chunk_envelope(dir: &Path, chunk: &Chunk) -> Result<()> {
     let (j, _, _) = chunk_paths(dir, chunk.index);
-    write_atomic(&j, &to_json_bytes(&chunk.to_wire_json()?, "chunk envelope")?)?;
-    sync_dir(dir)
+    Ok(write_atomic(&j, &to_json_bytes(&chunk.to_wire_json()?, "chunk envelope")?)?)
 }
 
 /// Sorted indices of all sealed envelopes (`<n>.json`) in `dir`.

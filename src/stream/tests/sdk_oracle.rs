@@ -2,7 +2,7 @@
 //! `test/stream/sdk_oracle.py`. Skipped with a note if `/work/main/.venv/bin/python` (or
 //! `$PEAQOS_SDK_PYTHON`) is absent.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 

@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const KEY0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 pub const KEY1: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
+#[allow(unused_imports)] // not every test file uses both
 pub use peaqos_testkit::{free_port, repo_root};
 
 pub fn signer(hex_key: &str) -> PrivateKeySigner {

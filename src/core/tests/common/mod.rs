@@ -96,6 +96,7 @@ pub fn random_value(r: &mut Rng, depth: u32, keys: &dyn Fn(&mut Rng) -> String) 
     }
 }
 
+#[allow(unused_imports)] // not every test file uses it
 pub use peaqos_testkit::sdk_python;
 
 /// Run the oracle on a request; returns its JSON answer.

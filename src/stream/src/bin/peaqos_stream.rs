@@ -195,7 +195,7 @@ fn cmd_dataset(a: &Args) -> R<()> {
     let m = build_dataset(&data, topic, first, last, &did, now, &signer)?;
     let p = match a.one("out") {
         Some(o) => {
-            store::write_atomic(Path::new(o), &store::to_json_bytes(&m, "dataset")?)?;
+            store::write_atomic(Path::new(o), &store::to_json_bytes(&m, "dataset")?).map_err(StreamError::from)?;
             PathBuf::from(o)
         }
         None => write_dataset(&data, &m)?,
@@ -210,7 +210,7 @@ fn cmd_prove(a: &Args) -> R<()> {
     let p = m.prove(a.req("chunk")?)?;
     let v = serde_json::to_value(&p).map_err(|e| CliError::Failed(e.to_string()))?;
     match a.one("out") {
-        Some(o) => store::write_atomic(Path::new(o), &store::to_json_bytes(&v, "proof")?)?,
+        Some(o) => store::write_atomic(Path::new(o), &store::to_json_bytes(&v, "proof")?).map_err(StreamError::from)?,
         None => print_json(&v),
     }
     Ok(())
