@@ -1,3 +1,5 @@
 //! Foundations shared by every peaqos crate, one helper per job (ROS-free, no async, no deps
-//! beyond `thiserror`). Today: [`fsio`], the one way durable state is written to disk.
+//! beyond `thiserror`): [`fsio`], the one way durable state is written to disk, and [`layout`],
+//! every path under the node's `data_dir`.
 pub mod fsio;
+pub mod layout;

@@ -288,7 +288,7 @@ fn io_err(p: &Path, e: impl std::fmt::Display) -> ChainError {
 
 impl Store {
     fn open(data_dir: &Path) -> Result<Self> {
-        let root = data_dir.join("chain");
+        let root = peaqos_base::layout::chain_dir(data_dir);
         for d in ["intents", "done", "nonces"] {
             let p = root.join(d);
             let mut b = fs::DirBuilder::new();

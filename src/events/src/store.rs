@@ -115,7 +115,7 @@ fn list_json<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>, StoreEr
 
 impl EventStore {
     pub fn open(data_dir: &Path) -> Result<EventStore, StoreError> {
-        let dir = data_dir.join("events");
+        let dir = peaqos_base::layout::events_dir(data_dir);
         for sub in ["", "raw", "pending", "submitted", "dropped"] {
             let d = dir.join(sub);
             fs::DirBuilder::new().recursive(true).mode(0o700).create(&d).map_err(io(&d))?;

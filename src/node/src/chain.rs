@@ -239,7 +239,7 @@ impl ChainServices {
 /// Remember the machine id a successful activation answered (`<data_dir>/machine_id`), so the
 /// event rules can submit without `chain.machine_id`. Written atomically; failures are logged.
 fn persist_machine_id(c: &ChainClient, machine_id: &str) {
-    let path = c.config().data_dir.join("machine_id");
+    let path = peaqos_base::layout::machine_id_file(&c.config().data_dir);
     if let Err(e) = peaqos_base::fsio::write_atomic(&path, format!("{machine_id}\n").as_bytes()) {
         tracing::warn!("cannot persist the machine id: {e}");
     }

@@ -22,6 +22,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use peaqos_base::layout;
+
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Chunk;
@@ -36,27 +38,26 @@ pub const OPEN_FILE: &str = "open.jsonl";
 /// Name of the head file.
 pub const HEAD_FILE: &str = "head.json";
 
-/// Directory name of a topic: leading `/` dropped, `/` → `.`, `[A-Za-z0-9_-]` kept, every other
-/// byte → `%XX`. Injective, so two topics never share a directory.
+/// Directory name of a topic: the one encoding of [`peaqos_base::layout::topic_dir_name`], the
+/// same as the package log's. An empty name is refused.
 pub fn topic_dir_name(topic: &str) -> Result<String> {
-    let t = topic.strip_prefix('/').unwrap_or(topic);
-    if t.is_empty() {
+    if topic.strip_prefix('/').unwrap_or(topic).is_empty() {
         return Err(StreamError::invalid("topic", "empty topic name"));
     }
-    let mut out = String::with_capacity(t.len());
-    for b in t.bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => out.push(b as char),
-            b'/' => out.push('.'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    Ok(out)
+    Ok(layout::topic_dir_name(topic))
 }
 
-/// Directory of a topic's chain.
+/// Directory of a topic's chain. A chain kept under the name the stream used before it shared
+/// the package log's encoding (`-` kept, relative names unmarked) is moved to the new name.
 pub fn topic_dir(data_dir: &Path, topic: &str) -> Result<PathBuf> {
-    Ok(data_dir.join(topic_dir_name(topic)?))
+    let dir = data_dir.join(topic_dir_name(topic)?);
+    let legacy = data_dir.join(layout::legacy_stream_topic_dir_name(topic));
+    if legacy != dir && !dir.exists() && legacy.join(HEAD_FILE).exists() {
+        fs::rename(&legacy, &dir).map_err(|e| StreamError::io("rename legacy topic directory", &legacy, e))?;
+        sync_dir(data_dir)?;
+        tracing::info!("moved the chunk chain of {topic:?} from {} to {}", legacy.display(), dir.display());
+    }
+    Ok(dir)
 }
 
 /// Chain head.
@@ -187,10 +188,25 @@ pub fn unix_ms(t: std::time::SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_under_the_legacy_name_moves_to_the_shared_name() {
+        let d = tempfile::tempdir().unwrap();
+        let legacy = d.path().join("cam-front.image");
+        fs::create_dir_all(&legacy).unwrap();
+        fs::write(legacy.join(HEAD_FILE), b"{}").unwrap();
+        let dir = topic_dir(d.path(), "/cam-front/image").unwrap();
+        assert_eq!(dir, d.path().join("cam%2Dfront.image"));
+        assert!(dir.join(HEAD_FILE).exists() && !legacy.exists());
+        // Idempotent: the second call finds the moved chain where it is.
+        assert_eq!(topic_dir(d.path(), "/cam-front/image").unwrap(), dir);
+    }
+
     #[test]
     fn topic_names() {
         assert_eq!(topic_dir_name("/sensor/gps").unwrap(), "sensor.gps");
         assert_eq!(topic_dir_name("/a.b").unwrap(), "a%2Eb");
+        assert_ne!(topic_dir_name("/a").unwrap(), topic_dir_name("a").unwrap());
         assert_ne!(topic_dir_name("/a/b").unwrap(), topic_dir_name("/a.b").unwrap());
         assert!(topic_dir_name("/").is_err());
     }
