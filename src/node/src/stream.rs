@@ -617,7 +617,11 @@ impl Anchor {
             trust_level: 0,
             source_chain_id: 0,
             source_tx_hash: None,
-            metadata: if metadata.len() <= 1024 { metadata.into_bytes() } else { Vec::new() },
+            metadata: if metadata.len() <= peaqos_chain::validation::MAX_METADATA_SIZE {
+                metadata.into_bytes()
+            } else {
+                Vec::new()
+            },
             currency: Currency::Omitted,
         };
         let (intent, hash) = self.client.enqueue_event(&p).map_err(chain_err)?;
