@@ -657,7 +657,7 @@ impl Ctx {
 
     fn grant(&self, r: &GrantAccess_Request) -> Result<GrantAccess_Response, SvcError> {
         self.topic(&r.topic)?;
-        let pk = peaqos_stream::crypto::parse_hex_n::<32>(&r.buyer_public_key_hex, "buyer_public_key_hex")
+        let pk = peaqos_stream::crypto::parse_x25519_public(&r.buyer_public_key_hex, "buyer_public_key_hex")
             .map_err(|e| svc_err("INVALID_ARGUMENT", "buyer_public_key_hex", e.to_string()))?;
         let buyer_id = if r.buyer_id.is_empty() { DEFAULT_BUYER_RECIPIENT_ID } else { r.buyer_id.as_str() };
         let dir = store::topic_dir(&self.stream_dir, &r.topic)?;

@@ -167,7 +167,7 @@ impl TopicStreamConfig {
     pub fn recipients(&self) -> Result<Recipients, (String, String)> {
         let p = |v: &Option<String>, k: &str| {
             v.as_deref()
-                .map(|h| crypto::parse_hex_n::<32>(h, k))
+                .map(|h| crypto::parse_x25519_public(h, k))
                 .transpose()
                 .map_err(|e| (format!("recipients.{k}"), format!("expected a 32-byte X25519 public key in hex: {e}")))
         };
