@@ -22,7 +22,7 @@
 //!
 //! Errors read `<file>: topics[i].events[j].<key>: rule "<name>": <reason>`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -46,40 +46,9 @@ pub struct RuleError {
     pub reason: String,
 }
 
-/// What the node knows about a field path of a topic's message type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldKind {
-    Integer,
-    Float,
-    Bool,
-    Text,
-    /// `uint8[]`/`byte[]` (base64 in packages), arrays, sequences, `long double`.
-    Other,
-    /// A nested message (not a value itself).
-    Message,
-}
-
-impl FieldKind {
-    fn numeric(self) -> bool {
-        matches!(self, FieldKind::Integer | FieldKind::Float)
-    }
-    fn scalar(self) -> bool {
-        matches!(self, FieldKind::Integer | FieldKind::Float | FieldKind::Bool | FieldKind::Text)
-    }
-    fn name(self) -> &'static str {
-        match self {
-            FieldKind::Integer => "an integer",
-            FieldKind::Float => "a float",
-            FieldKind::Bool => "a bool",
-            FieldKind::Text => "a string",
-            FieldKind::Other => "an array/bytes field",
-            FieldKind::Message => "a nested message",
-        }
-    }
-}
-
-/// Every dot path of a message type (nested messages included) → its kind.
-pub type FieldCatalog = BTreeMap<String, FieldKind>;
+/// What the node knows about a field path of a topic's message type (one definition, in
+/// `peaqos_core::catalog`, shared with the field rules' path check).
+pub use peaqos_core::catalog::{FieldCatalog, FieldKind};
 
 // ------------------------------------------------------------------ schema (as written)
 
@@ -346,17 +315,10 @@ fn check_field(
 ) -> Result<FieldPath, RuleError> {
     let p = FieldPath::new(text).ok_or_else(|| ctx.err(key, format!("{text:?} is not a dot path like pose.pose.position.x")))?;
     if let Some(cat) = catalog {
-        match cat.get(text) {
-            None => {
-                return Err(ctx.err(
-                    key,
-                    format!("field {text:?} does not exist in {} (the rule could never fire)", topic.msg_type),
-                ))
-            }
-            Some(k) if !want(*k) => {
-                return Err(ctx.err(key, format!("field {text:?} is {}, the rule needs {want_name}", k.name())))
-            }
-            Some(_) => {}
+        let k = peaqos_core::catalog::lookup(cat, &topic.msg_type, text)
+            .map_err(|reason| ctx.err(key, format!("{reason} (the rule could never fire)")))?;
+        if !want(k) {
+            return Err(ctx.err(key, format!("field {text:?} is {}, the rule needs {want_name}", k.name())));
         }
     }
     let action = field_action(topic, text);
