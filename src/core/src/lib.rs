@@ -42,6 +42,7 @@
 mod b64;
 pub mod canonical_json;
 pub mod catalog;
+pub mod duration;
 pub mod field_rules;
 pub mod keys;
 pub mod package;

@@ -176,9 +176,8 @@ impl ChainParams {
             other => return Err(param_err("chain.generation", format!("economics2 or legacy, got {other:?}"))),
         };
         let network: Network = network.parse().map_err(|e: ChainError| param_err("chain.network", e))?;
-        if !(receipt_timeout > 0.0 && receipt_timeout.is_finite()) {
-            return Err(param_err("chain.receipt_timeout", format!("must be a positive number, got {receipt_timeout}")));
-        }
+        let receipt_timeout =
+            peaqos_core::duration::seconds(receipt_timeout, false).map_err(|e| param_err("chain.receipt_timeout", e))?;
         let mut config = ChainConfig::new(network, generation, data_dir.to_path_buf());
         config.chain_id = match non_negative("chain.chain_id", chain_id)? {
             0 => None,
@@ -192,11 +191,10 @@ impl ChainParams {
             rate_limit_max_events: non_negative("chain.rate_limit_max_events", rate_max)?,
             rate_limit_window_seconds: non_negative("chain.rate_limit_window_seconds", rate_window)?,
         };
-        config.receipt_timeout_ms = (receipt_timeout * 1000.0) as u64;
-        if !(poll_interval > 0.0 && poll_interval.is_finite()) {
-            return Err(param_err("chain.poll_interval", format!("must be a positive number, got {poll_interval}")));
-        }
-        config.poll_interval_ms = ((poll_interval * 1000.0) as u64).max(1);
+        config.receipt_timeout_ms = u64::try_from(receipt_timeout.as_millis()).unwrap_or(u64::MAX);
+        let poll_interval =
+            peaqos_core::duration::seconds(poll_interval, false).map_err(|e| param_err("chain.poll_interval", e))?;
+        config.poll_interval_ms = u64::try_from(poll_interval.as_millis()).unwrap_or(u64::MAX).max(1);
         config.merge_max_events = match non_negative("chain.merge_max_events", merge_max)? {
             n @ 0..=512 => n as usize,
             n => return Err(param_err("chain.merge_max_events", format!("must be 0..512, got {n}"))),

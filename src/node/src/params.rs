@@ -7,6 +7,9 @@ use rclrs::{Node, ParameterVariant};
 
 use crate::StartError;
 
+/// The largest `batch_max`.
+const MAX_BATCH: usize = 100_000;
+
 pub struct Params {
     /// The Data Event Map (policy) file; empty = the embedded default policy.
     pub policy_file: String,
@@ -14,8 +17,8 @@ pub struct Params {
     pub data_dir: PathBuf,
     /// Optional path of the machine's secp256k1 key file (hex, mode 0600).
     pub key_file: Option<PathBuf>,
-    /// Period of the /diagnostics report, seconds.
-    pub diagnostics_period: f64,
+    /// Period of the /diagnostics report.
+    pub diagnostics_period: std::time::Duration,
     /// Largest number of packages signed and written per group commit.
     pub batch_max: usize,
 }
@@ -63,24 +66,23 @@ impl Params {
             256,
             "Largest number of packages signed and written to disk per group commit.",
         )?;
-        if !(diagnostics_period > 0.0 && diagnostics_period.is_finite()) {
-            return Err(StartError::Parameter {
-                name: "diagnostics_period".into(),
-                reason: format!("must be a positive number of seconds, got {diagnostics_period}"),
-            });
-        }
-        if batch_max < 1 {
-            return Err(StartError::Parameter {
-                name: "batch_max".into(),
-                reason: format!("must be at least 1, got {batch_max}"),
-            });
-        }
+        let diagnostics_period = peaqos_core::duration::seconds(diagnostics_period, false)
+            .map_err(|reason| StartError::Parameter { name: "diagnostics_period".into(), reason })?;
+        let batch_max = match usize::try_from(batch_max) {
+            Ok(n @ 1..=MAX_BATCH) => n,
+            _ => {
+                return Err(StartError::Parameter {
+                    name: "batch_max".into(),
+                    reason: format!("must be 1..={MAX_BATCH}, got {batch_max}"),
+                })
+            }
+        };
         Ok(Params {
             policy_file: policy_file.to_string(),
             data_dir: if data_dir.is_empty() { default_data_dir() } else { PathBuf::from(&*data_dir) },
             key_file: (!key_file.is_empty()).then(|| PathBuf::from(&*key_file)),
             diagnostics_period,
-            batch_max: batch_max as usize,
+            batch_max,
         })
     }
 }

@@ -104,7 +104,7 @@ pub fn serve(
 
     let diag = node.create_publisher::<DiagnosticArray>("/diagnostics")?;
     let did = pipeline.upgrade().map(|p| p.did().to_owned()).unwrap_or_default();
-    let timer = node.create_timer_repeating(Duration::from_secs_f64(params.diagnostics_period), move || {
+    let timer = node.create_timer_repeating(params.diagnostics_period, move || {
         let Some(pipeline) = pipeline.upgrade() else { return };
         if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did)) {
             tracing::warn!("publishing /diagnostics failed: {e}");
