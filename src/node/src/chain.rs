@@ -165,7 +165,7 @@ impl ChainParams {
             let full = format!("chain.contracts.{name}");
             let v = declare_str(node, &full, "", "Contract address override; empty = preset or environment.")?;
             if !v.is_empty() {
-                let a: Address = v.parse().map_err(|_| param_err(&full, format!("not an address: {v:?}")))?;
+                let a = peaqos_chain::validation::parse_address(&full, &v).map_err(|e| param_err(&full, e))?;
                 set_override(&mut addresses, name, a);
             }
         }
@@ -349,18 +349,19 @@ where
     }
 }
 
+/// A uint256 request field: a canonical decimal, exactly as the SDK's `parse_machine_id`.
 fn u256(field: &str, s: &str) -> Result<U256, ChainError> {
-    MachineIdInput::from_decimal(field, s.trim()).map(|m| m.0)
+    MachineIdInput::from_decimal(field, s).map(|m| m.0)
 }
 
+/// An address request field: `0x` + 40 hex digits, as the SDK (no trimming, no `0X`).
 fn address(field: &str, s: &str) -> Result<Address, ChainError> {
-    s.trim()
-        .parse::<Address>()
-        .map_err(|_| ChainError::validation(field, "address", format!("{field} must be a 0x-prefixed 20-byte address")))
+    peaqos_chain::validation::parse_address(field, s)
 }
 
+/// Empty = not given; anything else must be an address.
 fn opt_address(field: &str, s: &str) -> Result<Option<Address>, ChainError> {
-    if s.trim().is_empty() {
+    if s.is_empty() {
         Ok(None)
     } else {
         address(field, s).map(Some)
@@ -379,7 +380,7 @@ fn hx<T: std::fmt::LowerHex>(v: T) -> String {
 
 fn event_params(e: &Event, currency: Currency) -> Result<SubmitEventParams, ChainError> {
     Ok(SubmitEventParams {
-        machine_id: MachineIdInput::from_decimal("machine_id", e.machine_id.trim())?,
+        machine_id: MachineIdInput::from_decimal("machine_id", &e.machine_id)?,
         event_type: i64::from(e.event_type),
         value: ValueInput::parse(&e.value),
         timestamp: i64::try_from(e.timestamp).unwrap_or(i64::MAX),
@@ -732,7 +733,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
     });
 
     service!("~/write_machine_did_attributes", WriteMachineDidAttributes, |c, req| {
-        let operator = match req.operator_did.trim() {
+        let operator = match req.operator_did.as_str() {
             "" => None,
             did => Some(address("operator_did", did.strip_prefix("did:peaq:").unwrap_or(did))?),
         };
@@ -774,7 +775,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
     });
 
     service!("~/read_did_attribute", ReadDidAttribute, |c, req| {
-        let did = req.did_address.trim();
+        let did = req.did_address.as_str();
         let account = address("did_address", did.strip_prefix("did:peaq:").unwrap_or(did))?;
         let v = c.read_did_attribute(account, &req.name).await?;
         Ok(ReadDidAttribute_Response {
