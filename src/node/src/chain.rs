@@ -271,19 +271,40 @@ fn persist_machine_id(c: &ChainClient, machine_id: &str) {
     }
 }
 
-/// What each response type needs to report a failure.
+/// What each response type needs to report a failure; `field` is the request field concerned
+/// ([`request_field`]).
 trait Fail: Default {
-    fn fail(e: &ChainError) -> Self;
+    fn fail(e: &ChainError, field: String) -> Self;
+}
+
+/// How one service's request spells the fields the chain client names: `(from, to)`, where
+/// `from` is the client's field name (the SDK's) or `code:<CODE>` for an error that carries no
+/// field (a revert about the machine the request names).
+type Renames = &'static [(&'static str, &'static str)];
+
+/// Errors about the machine a request names (reverts carry no field).
+const MACHINE_REVERTS: Renames = &[
+    ("code:MACHINE_NOT_FOUND", "machine_id"),
+    ("code:NOT_OWNER_OR_CONTROLLER", "machine_id"),
+    ("code:SUBSCRIPTION_NOT_ELIGIBLE", "machine_id"),
+];
+
+/// The request field an error is about, spelled as in the service's `.srv` (issue 14 #4).
+fn request_field(e: &ChainError, renames: Renames) -> String {
+    let field = e.field();
+    let code_key = format!("code:{}", e.code());
+    let key = if field.is_empty() { code_key.as_str() } else { field };
+    renames.iter().find(|(from, _)| *from == key).map_or(field, |(_, to)| *to).to_owned()
 }
 
 macro_rules! impl_fail {
     ($($t:ty),* $(,)?) => {$(
         impl Fail for $t {
-            fn fail(e: &ChainError) -> Self {
+            fn fail(e: &ChainError, field: String) -> Self {
                 Self {
                     success: false,
                     error_code: e.code().to_owned(),
-                    error_field: e.field().to_owned(),
+                    error_field: field,
                     message: e.to_string(),
                     ..Default::default()
                 }
@@ -297,7 +318,7 @@ macro_rules! impl_fail {
 macro_rules! impl_fail_with_intent {
     ($($t:ty),* $(,)?) => {$(
         impl Fail for $t {
-            fn fail(e: &ChainError) -> Self {
+            fn fail(e: &ChainError, field: String) -> Self {
                 let (intent_id, tx_hash) = match e {
                     ChainError::Tx { intent_id, tx_hash, .. } => (intent_id.clone(), tx_hash.clone()),
                     _ => (String::new(), String::new()),
@@ -305,7 +326,7 @@ macro_rules! impl_fail_with_intent {
                 Self {
                     success: false,
                     error_code: e.code().to_owned(),
-                    error_field: e.field().to_owned(),
+                    error_field: field,
                     message: e.to_string(),
                     intent_id,
                     tx_hash,
@@ -334,7 +355,7 @@ impl_fail!(
 );
 
 /// Run `f` on the tokio runtime; the returned future can be awaited by rclrs's executor.
-fn on_runtime<R, F>(rt: &Arc<Runtime>, f: F) -> impl Future<Output = R> + Send + 'static
+fn on_runtime<R, F>(rt: &Arc<Runtime>, renames: Renames, f: F) -> impl Future<Output = R> + Send + 'static
 where
     R: Fail + Send + 'static,
     F: Future<Output = Result<R, ChainError>> + Send + 'static,
@@ -343,8 +364,8 @@ where
     async move {
         match handle.await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => R::fail(&e),
-            Err(e) => R::fail(&ChainError::validation("", "internal", format!("the request task failed: {e}"))),
+            Ok(Err(e)) => R::fail(&e, request_field(&e, renames)),
+            Err(e) => R::fail(&ChainError::validation("", "internal", format!("the request task failed: {e}")), String::new()),
         }
     }
 }
@@ -518,18 +539,21 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
     });
 
     macro_rules! service {
-        ($name:literal, $srv:ty, |$c:ident, $req:ident| $body:expr) => {{
+        ($name:literal, $srv:ty, |$c:ident, $req:ident| $body:expr) => {
+            service!($name, $srv, renames: &[], |$c, $req| $body)
+        };
+        ($name:literal, $srv:ty, renames: $renames:expr, |$c:ident, $req:ident| $body:expr) => {{
             let (client, rt) = (client.clone(), Arc::clone(&runtime));
             let s: Service<$srv> = node.create_async_service::<$srv, _>($name.reliable().keep_last(SERVICE_QUEUE_DEPTH), move |$req: <$srv as rosidl_runtime_rs::Service>::Request| {
                 crate::ros_log::request($name);
                 let $c = client.clone();
-                on_runtime(&rt, async move { $body })
+                on_runtime(&rt, $renames, async move { $body })
             })?;
             services.push(Box::new(s));
         }};
     }
 
-    service!("~/submit_event", SubmitEvent, |c, req| {
+    service!("~/submit_event", SubmitEvent, renames: MACHINE_REVERTS, |c, req| {
         let e = Event {
             machine_id: req.machine_id,
             event_type: req.event_type,
@@ -565,7 +589,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         })
     });
 
-    service!("~/batch_submit_events", BatchSubmitEvents, |c, req| {
+    service!("~/batch_submit_events", BatchSubmitEvents, renames: MACHINE_REVERTS, |c, req| {
         let mut items = Vec::with_capacity(req.events.len());
         for (i, e) in req.events.iter().enumerate() {
             // Validate each event on its own first so the answer says which one failed.
@@ -602,7 +626,13 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         Ok(ValidateEvent_Response { success: true, message: "valid".into(), data_hash: hx(h), ..Default::default() })
     });
 
-    service!("~/activate", Activate, |c, req| {
+    const ACTIVATE: Renames = &[
+        ("credential_subject", "credential_subject_hex"),
+        ("operator", "operator_address"),
+        ("machine_id", "expected_machine_id"),
+        ("authentication", "did_document_json"),
+    ];
+    service!("~/activate", Activate, renames: ACTIVATE, |c, req| {
         let signer = c.signer_address();
         if c.config().generation == Generation::Legacy {
             let r = c
@@ -713,7 +743,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         registered!(RegisterFor_Response, c.register_for(proxy, address("machine_address", &req.machine_address)?).await?)
     });
 
-    service!("~/mint_nft", MintNft, |c, req| {
+    service!("~/mint_nft", MintNft, renames: MACHINE_REVERTS, |c, req| {
         let signer = opt_address("signer_address", &req.signer_address)?;
         let recipient = opt_address("recipient", &req.recipient)?.unwrap_or(signer.unwrap_or(c.signer_address()));
         let r = c.mint_nft(signer, u256("machine_id", &req.machine_id)?, recipient).await?;
@@ -727,12 +757,12 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         })
     });
 
-    service!("~/token_id_of", TokenIdOf, |c, req| {
+    service!("~/token_id_of", TokenIdOf, renames: MACHINE_REVERTS, |c, req| {
         let t = c.token_id_of(u256("machine_id", &req.machine_id)?).await?;
         Ok(TokenIdOf_Response { success: true, token_id: t.to_string(), ..Default::default() })
     });
 
-    service!("~/write_machine_did_attributes", WriteMachineDidAttributes, |c, req| {
+    service!("~/write_machine_did_attributes", WriteMachineDidAttributes, renames: &[("operator", "operator_did")], |c, req| {
         let operator = match req.operator_did.as_str() {
             "" => None,
             did => Some(address("operator_did", did.strip_prefix("did:peaq:").unwrap_or(did))?),
