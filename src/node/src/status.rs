@@ -1,6 +1,6 @@
 //! `~/status` (peaqos_node/srv/GetStatus) and the 1 Hz `/diagnostics` report.
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use peaqos_core::pipeline::{Pipeline, TopicStats};
 use peaqos_core::policy::DataEventMap;
