@@ -282,11 +282,14 @@ trait Fail: Default {
 /// field (a revert about the machine the request names).
 type Renames = &'static [(&'static str, &'static str)];
 
-/// Errors about the machine a request names (reverts carry no field).
+/// Reverts about the machine or the event a request names (reverts carry no field).
 const MACHINE_REVERTS: Renames = &[
     ("code:MACHINE_NOT_FOUND", "machine_id"),
     ("code:NOT_OWNER_OR_CONTROLLER", "machine_id"),
     ("code:SUBSCRIPTION_NOT_ELIGIBLE", "machine_id"),
+    ("code:METADATA_TOO_LARGE", "metadata"),
+    ("code:INVALID_CURRENCY_SHAPE", "currency"),
+    ("code:FUTURE_TIMESTAMP", "timestamp"),
 ];
 
 /// The request field an error is about, spelled as in the service's `.srv` (issue 14 #4).
