@@ -44,7 +44,10 @@ const VALUES: &[&str] = &[
 /// The slots of the template and the rule a value must satisfy there. (`1e400` is text: YAML's
 /// float pattern matches it, but it is not a representable float, and serde_yaml_ng reads it as
 /// the string "1e400" whether quoted or not.)
-fn slots() -> Vec<(&'static str, &'static str, fn(&str) -> bool)> {
+/// (template text of the slot, its key path, whether a value is valid there)
+type Slot = (&'static str, &'static str, fn(&str) -> bool);
+
+fn slots() -> Vec<Slot> {
     vec![
         ("schema_version: 1", "schema_version", |v| v == "1"),
         ("package_schema_version: '1.0.0'", "package_schema_version", |v| {
