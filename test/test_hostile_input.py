@@ -105,7 +105,7 @@ SERVICES = {
                      {"machine_id": is_decimal, "value": is_decimal}),
     "batch_submit_events": (BatchSubmitEvents, {}, {}),
     "activate": (Activate, dict(machine_type="robot", credential_subject_hex="0x01", manufacturer=ADDR, tier=0),
-                 {"manufacturer": is_address, "controller": lambda v: is_address(v, empty_ok=True),
+                 {"manufacturer": is_address, "credential_subject_hex": lambda v: re.fullmatch(r"0x([0-9a-fA-F]{2})+", v) is not None, "controller": lambda v: is_address(v, empty_ok=True),
                   "operator_address": lambda v: is_address(v, empty_ok=True),
                   "expected_machine_id": lambda v: is_decimal(v, empty_ok=True),
                   "max_net_peaq_amount": lambda v: is_decimal(v, empty_ok=True)}),

@@ -392,10 +392,10 @@ fn opt_address(field: &str, s: &str) -> Result<Option<Address>, ChainError> {
     }
 }
 
+/// A bytes request field: `0x` + an even number of hex digits, nothing around them.
 fn hex_bytes(field: &str, s: &str) -> Result<Vec<u8>, ChainError> {
-    let t = s.trim();
-    let t = t.strip_prefix("0x").unwrap_or(t);
-    hex::decode(t).map_err(|_| ChainError::validation(field, "hex", format!("{field} must be 0x-prefixed hex")))
+    let bad = || ChainError::validation(field, "hex", format!("{field} must be 0x-prefixed hex"));
+    hex::decode(s.strip_prefix("0x").ok_or_else(bad)?).map_err(|_| bad())
 }
 
 fn hx<T: std::fmt::LowerHex>(v: T) -> String {
