@@ -106,7 +106,8 @@ SERVICES = {
     "batch_submit_events": (BatchSubmitEvents, {}, {}),
     "activate": (Activate, dict(machine_type="robot", credential_subject_hex="0x01", manufacturer=ADDR, tier=0),
                  {"manufacturer": is_address, "credential_subject_hex": lambda v: re.fullmatch(r"0x([0-9a-fA-F]{2})+", v) is not None, "controller": lambda v: is_address(v, empty_ok=True),
-                  "operator_address": lambda v: is_address(v, empty_ok=True),
+                  # economics2 (this node): proxy activation is legacy only, so any operator is refused
+                  "operator_address": lambda v: v == "",
                   "expected_machine_id": lambda v: is_decimal(v, empty_ok=True),
                   "max_net_peaq_amount": lambda v: is_decimal(v, empty_ok=True)}),
     "register_for": (RegisterFor, dict(machine_address=ADDR),
@@ -307,6 +308,9 @@ def test_services_refuse_hostile_requests_naming_a_field(hostile_node):
             counts["conditions"] += 1
             if not r.message:
                 failures.append(f"{c.service} {c.why}: {r.error_code} without a message")
+            if c.must_refuse:
+                # Invalid input must be refused by validation, before anything reaches the chain.
+                failures.append(f"{c.service} {c.why}: not validated, reached {r.error_code} ({r.message[:200]})")
             continue
         counts["refused"] += 1
         field = re.sub(r"\[\d+\]$", "", r.error_field).split(".")[-1]

@@ -665,6 +665,14 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
                 ..Default::default()
             });
         }
+        // Proxy activation is a legacy flow: an operator given here must not be ignored.
+        if opt_address("operator_address", &req.operator_address)?.is_some() {
+            return Err(ChainError::validation(
+                "operator_address",
+                "empty",
+                "operator_address (proxy activation) is only available for generation legacy",
+            ));
+        }
         let controller = opt_address("controller", &req.controller)?.unwrap_or(signer);
         let (verification_methods, authentication, service_endpoints) =
             did_document(&req.did_document_json, controller)?;
