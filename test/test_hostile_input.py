@@ -22,7 +22,7 @@ import pytest
 
 from peaqos_harness import NodeProcess, call_service
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy  # noqa: E402  (no skip: the suite needs ROS 2 and must run)
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402

@@ -10,7 +10,11 @@ use rclrs::{BaseType, MessageStructure, ValueKind};
 /// Every dot path of a message structure (nested messages included; arrays are leaves).
 fn catalog_of(s: &MessageStructure, prefix: &str, out: &mut FieldCatalog) {
     for f in &s.fields {
-        let path = if prefix.is_empty() { f.name.clone() } else { format!("{prefix}.{}", f.name) };
+        let path = if prefix.is_empty() {
+            f.name.clone()
+        } else {
+            format!("{prefix}.{}", f.name)
+        };
         let kind = match (&f.value_kind, &f.base_type) {
             (ValueKind::Simple, BaseType::Message(inner)) => {
                 catalog_of(inner, &path, out);
@@ -28,7 +32,10 @@ fn base_kind(b: &BaseType) -> FieldKind {
         BaseType::Float | BaseType::Double => FieldKind::Float,
         BaseType::LongDouble => FieldKind::Other,
         BaseType::Boolean => FieldKind::Bool,
-        BaseType::String | BaseType::BoundedString { .. } | BaseType::WString | BaseType::BoundedWString { .. } => FieldKind::Text,
+        BaseType::String
+        | BaseType::BoundedString { .. }
+        | BaseType::WString
+        | BaseType::BoundedWString { .. } => FieldKind::Text,
         BaseType::Message(_) => FieldKind::Message,
         _ => FieldKind::Integer, // char, wchar, octet, (u)int8..64 map to JSON integers
     }
@@ -39,7 +46,9 @@ fn base_kind(b: &BaseType) -> FieldKind {
 pub fn catalogs(map: &DataEventMap) -> HashMap<String, FieldCatalog> {
     let mut m = HashMap::new();
     for t in &map.topics {
-        let Ok(name) = rclrs::MessageTypeName::try_from(t.msg_type.as_str()) else { continue };
+        let Ok(name) = rclrs::MessageTypeName::try_from(t.msg_type.as_str()) else {
+            continue;
+        };
         if let Ok(meta) = rclrs::DynamicMessageMetadata::new(name) {
             let mut c = FieldCatalog::new();
             catalog_of(meta.structure(), "", &mut c);
