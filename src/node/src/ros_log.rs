@@ -28,6 +28,9 @@ use crate::StartError;
 
 static LOGGER: OnceLock<CString> = OnceLock::new();
 
+/// Longest log line, in characters (control characters are escaped, the rest cut with `…`).
+const MAX_LINE_CHARS: usize = 2000;
+
 /// The most verbose `tracing` level the ROS logger lets through (a [`Level`] as 0 = TRACE …
 /// 4 = ERROR, 5 = nothing); INFO until the node's logger is attached.
 static MIN_LEVEL: AtomicU8 = AtomicU8::new(2);
@@ -181,9 +184,12 @@ impl<S: Subscriber> Layer<S> for RosLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut msg = Message::default();
         event.record(&mut msg);
+        // One bounded line whatever a request or file put into the message: a newline cannot
+        // start a forged log line, a 1 MB topic cannot write a 1 MB line.
+        let line = peaqos_core::text::one_line(&msg.0, MAX_LINE_CHARS);
         let meta = event.metadata();
         let Some(logger) = LOGGER.get() else {
-            eprintln!("[{}] [peaqos_node]: {}", meta.level(), msg.0);
+            eprintln!("[{}] [peaqos_node]: {line}", meta.level());
             return;
         };
         let severity = match *meta.level() {
@@ -193,7 +199,7 @@ impl<S: Subscriber> Layer<S> for RosLogLayer {
             Level::DEBUG | Level::TRACE => LogSeverity::Debug,
         };
         let to_c = |s: &str| CString::new(s.replace('\0', "?")).unwrap_or_default();
-        let message = to_c(&msg.0);
+        let message = to_c(&line);
         let function = to_c(meta.target());
         let file = to_c(meta.file().unwrap_or("?"));
         // SAFETY: impl_log only reads the strings it is given (rclrs marks it unsafe only to
