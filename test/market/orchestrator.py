@@ -117,6 +117,7 @@ class Orchestrator:
         self.challenge_ttl = challenge_ttl
         self.lease_ttl = lease_ttl
         self.token_field = token_field  # provisioningToken | agentToken | both
+        self.activation_needs_fresh_proof = False  # PATCH status=active must carry a new identityProof
         self.clock_offset = 0.0
         self.challenges: dict[str, dict] = {}
         self.machines: dict[str, dict] = {}
@@ -233,6 +234,10 @@ class Orchestrator:
             update["status"] = body["status"]
         if "identityRef" in body and canonical_identity_ref(body["identityRef"]) != m["identityRef"]:
             raise ApiError(409, "MACHINE_IDENTITY_IMMUTABLE", "identityRef cannot change", {"field": "identityRef"})
+        if (self.activation_needs_fresh_proof and body.get("status") == "active"
+                and body.get("identityProof") is None):
+            raise ApiError(400, "MACHINE_IDENTITY_PROOF_REQUIRED", "activation needs a fresh identityProof",
+                           {"field": "identityProof"})
         if body.get("identityProof") is not None:
             update["identityProof"] = self.verify_proof(body["identityProof"], m["identityRef"])
             self.challenges[update["identityProof"]["challengeId"]]["_used"] = True
@@ -400,6 +405,8 @@ class Orchestrator:
             self.challenge_ttl = float(body.get("challengeTtlSeconds", self.challenge_ttl))
             self.lease_ttl = int(body.get("leaseTtlSeconds", self.lease_ttl))
             self.token_field = body.get("enrollTokenField", self.token_field)
+            self.activation_needs_fresh_proof = bool(
+                body.get("activationNeedsFreshProof", self.activation_needs_fresh_proof))
         else:
             return 404, {"error": {"code": "NOT_FOUND", "message": f"no control {method} {name}"}}
         return 200, {"ok": True}

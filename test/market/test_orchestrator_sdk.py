@@ -120,6 +120,18 @@ def test_challenge_register_activate_get_list(orch):
     assert hdr["x-api-key"] == API_KEY and hdr["user-agent"].startswith("peaqos-sdk-py/")
 
 
+def test_activation_with_a_fresh_proof(orch):
+    orch.activation_needs_fresh_proof = True  # a server option; the SDK documents both forms
+    c = sdk(orch)
+    m = register(c)
+    assert api_error(update_machine, c, m.id, UpdateMachineRequest(status="active")).code == \
+        "MACHINE_IDENTITY_PROOF_REQUIRED"
+    ch = create_machine_identity_challenge(c, CreateMachineIdentityChallengeRequest(identity_ref="did:peaq:42")).item
+    proof = MachineIdentityProofInput(challenge_id=ch.challenge_id, signature=sign(ch.message))
+    active = update_machine(c, m.id, UpdateMachineRequest(status="active", identity_proof=proof)).item
+    assert active.status == "active" and active.identity_proof.challenge_id == ch.challenge_id
+
+
 def test_pagination_and_bad_limit(orch):
     c = sdk(orch)
     ids = {register(c, f"did:peaq:{i}").id for i in (7, 42)}

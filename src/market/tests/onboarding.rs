@@ -81,6 +81,20 @@ async fn an_expired_challenge_is_requested_again() {
 }
 
 #[tokio::test]
+async fn activation_gets_a_fresh_proof_when_the_server_asks_for_one() {
+    let srv = Server::start(&[]);
+    srv.config(json!({"activationNeedsFreshProof": true}));
+    let dir = tempfile::tempdir().unwrap();
+    let store = MarketStore::open(dir.path()).unwrap();
+    let m = onboard(&srv.client(), &store, &key(), "8", &profile(), None).await.unwrap();
+    assert_eq!(m.status, MachineStatus::Active);
+    let patches = srv.requests("PATCH", &format!("/api/v1/machines/{}", m.id));
+    assert_eq!(patches.len(), 2);
+    assert!(patches[1]["body"].as_str().unwrap().contains("identityProof"));
+    assert_eq!(srv.requests("POST", "/api/v1/machine-identity/challenges").len(), 2);
+}
+
+#[tokio::test]
 async fn challenges_that_always_expire_end_in_a_clear_error() {
     let srv = Server::start(&["--challenge-ttl", "-1"]);
     let dir = tempfile::tempdir().unwrap();
