@@ -443,50 +443,54 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         orch = self.orch
-        with orch.lock:
-            if path.startswith("/__mock__/"):
+        if path.startswith("/__mock__/"):
+            with orch.lock:
                 try:
                     body = json.loads(raw) if raw else None
                     status, payload = orch.control(self.command, path, body)
+                    payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
                 except (ValueError, KeyError, TypeError) as e:
                     status, payload = 400, {"error": {"code": "VALIDATION_ERROR", "message": str(e)}}
-                self._send(status, payload)
-                return
-            hdrs = {k.lower(): v for k, v in self.headers.items()}
+            self._send(status, payload)
+            return
+        hdrs = {k.lower(): v for k, v in self.headers.items()}
+        with orch.lock:
             orch.requests.append({"method": self.command, "path": path, "query": split.query,
                                   "headers": hdrs, "body": raw.decode("utf-8", "replace")})
             fault = orch.take_fault(self.command, path)
-            if fault is not None:
-                if fault.get("delaySeconds"):
-                    time.sleep(float(fault["delaySeconds"]))
-                if fault.get("drop"):
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                if "json" in fault:
-                    self._send(int(fault.get("status", 200)), fault["json"])
-                else:
-                    self._send(int(fault.get("status", 200)), raw=str(fault.get("body", "")).encode(),
-                               content_type=fault.get("contentType", "text/plain"))
+        if fault is not None:  # acted out without the lock: a slow answer must not stall the others
+            if fault.get("delaySeconds"):
+                time.sleep(float(fault["delaySeconds"]))
+            if fault.get("drop"):
+                self.close_connection = True
+                self.connection.shutdown(2)
                 return
-            try:
-                body: Any = None
-                if raw:
-                    if "application/json" not in hdrs.get("content-type", ""):
-                        raise validation("content-type", "a request body must be application/json")
-                    try:
-                        body = json.loads(raw)
-                    except ValueError:
-                        raise validation("body", "is not valid JSON") from None
-                elif "application/json" in hdrs.get("content-type", ""):
-                    raise validation("body", "content-type application/json without a body")
+            if "json" in fault:
+                self._send(int(fault.get("status", 200)), fault["json"])
+            else:
+                self._send(int(fault.get("status", 200)), raw=str(fault.get("body", "")).encode(),
+                           content_type=fault.get("contentType", "text/plain"))
+            return
+        try:
+            body: Any = None
+            if raw:
+                if "application/json" not in hdrs.get("content-type", ""):
+                    raise validation("content-type", "a request body must be application/json")
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    raise validation("body", "is not valid JSON") from None
+            elif "application/json" in hdrs.get("content-type", ""):
+                raise validation("body", "content-type application/json without a body")
+            with orch.lock:
                 status, payload = orch.route(self.command, path, query, self.headers, body)
-            except ApiError as e:
-                err: dict[str, Any] = {"code": e.code, "message": e.message}
-                if e.details is not None:
-                    err["details"] = e.details
-                status, payload = e.status, {"error": err}
-            self._send(status, payload)
+                payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
+        except ApiError as e:
+            err: dict[str, Any] = {"code": e.code, "message": e.message}
+            if e.details is not None:
+                err["details"] = e.details
+            status, payload = e.status, {"error": err}
+        self._send(status, payload)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 

@@ -93,6 +93,21 @@ pub async fn ensure_enrolled(
     Ok(AgentCredentials { machine_id: machine_id.into(), agent_id: agent.id, token })
 }
 
+/// Replace an agent the server no longer accepts (`AGENT_AUTH_INVALID` / `AGENT_AUTH_EXPIRED`
+/// from the heartbeat): revoke it (best effort), forget it, enroll a new one.
+pub async fn reenroll(
+    client: &OrchestrationClient,
+    store: &MarketStore,
+    old: &AgentCredentials,
+    cfg: &EnrollConfig,
+) -> Result<AgentCredentials> {
+    if let Err(e) = client.revoke_agent(&old.machine_id, &old.agent_id).await {
+        tracing::warn!(agent = %old.agent_id, error = %e, "could not revoke the refused agent; enrolling anyway");
+    }
+    store.clear_agent()?;
+    ensure_enrolled(client, store, &old.machine_id, cfg, None).await
+}
+
 /// Source of the current time (tests drive a [`ManualClock`]).
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

@@ -376,7 +376,8 @@ pub struct HeartbeatEndpointResult {
 pub struct HeartbeatResult {
     pub machine_id: String,
     pub agent_id: String,
-    pub lease_ttl_seconds: u64,
+    /// A number (the SDK does not check its type).
+    pub lease_ttl_seconds: f64,
     pub observed_at: String,
     pub endpoints: Vec<HeartbeatEndpointResult>,
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::{key, profile, Server};
 use peaqos_market::agent::{
-    ensure_enrolled, Clock, EnrollConfig, Heartbeat, HeartbeatPolicy, ManualClock, SystemClock,
+    ensure_enrolled, reenroll, Clock, EnrollConfig, Heartbeat, HeartbeatPolicy, ManualClock, SystemClock,
 };
 use peaqos_market::onboard::{onboard, Step};
 use peaqos_market::state::MarketStore;
@@ -157,4 +157,12 @@ async fn a_revoked_agent_stops_the_heartbeat_with_an_auth_error() {
         tokio::time::timeout(Duration::from_secs(10), hb.run(&client, &SystemClock, rx)).await.unwrap().unwrap_err();
     assert!(e.is(&ApiCode::AgentAuthInvalid) && !e.is_retryable(), "{e}");
     assert!(!e.to_string().contains(creds.token.expose()));
+
+    // the caller's answer: a new agent, and the heartbeat goes on with it
+    let fresh = reenroll(&client, &store, &creds, &enroll_cfg()).await.unwrap();
+    assert_ne!(fresh.agent_id, creds.agent_id);
+    assert_eq!(store.load_agent().unwrap().unwrap().0.agent_id, fresh.agent_id);
+    let mut hb = Heartbeat::new(fresh, endpoints(), HeartbeatPolicy::default(), Utc::now()).unwrap();
+    hb.beat(&client, Utc::now()).await.unwrap();
+    assert_eq!(live_agents(&srv).len(), 1);
 }
