@@ -45,6 +45,7 @@ pub mod catalog;
 pub mod duration;
 pub mod field_rules;
 pub mod keys;
+pub mod keystore;
 pub mod memory;
 pub mod package;
 pub mod package_log;
