@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use peaqos_core::keys::{FieldKey, MachineKey};
+use peaqos_core::keys::FieldKey;
 use peaqos_core::pipeline::{Pipeline, PipelineConfig, Published, RawMessage};
 use peaqos_core::policy::{self, DataEventMap};
 use rclrs::{Context, CreateBasicExecutor, DynamicMessage, IntoPrimitiveOptions, MessageInfo, SpinOptions};
@@ -85,9 +85,9 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
 
     let params = params::Params::declare(&node)?;
     let (map, policy_file) = load_policy(&params)?;
-    let key = MachineKey::load(params.key_file.as_deref())?;
+    let key = params.machine_key()?;
     // The pipeline takes the key; the chain client gets its own signer from the same secret.
-    let chain_key = MachineKey::load(params.key_file.as_deref())?;
+    let chain_key = params.machine_key()?;
     let field_key = FieldKey::load(&params.data_dir)?;
     tracing::info!(
         "machine {} ({}); data_dir {}; {} topic(s)",

@@ -9,7 +9,10 @@
 use std::any::Any;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use peaqos_core::keys::{self, MachineKey};
+use zeroize::Zeroizing;
 
 use rclrs::{DeclarationError, Node, ParameterRange, ParameterValue, ParameterVariant};
 
@@ -150,6 +153,12 @@ pub struct Params {
     pub data_dir: PathBuf,
     /// Optional path of the machine's secp256k1 key file (hex, mode 0600).
     pub key_file: Option<PathBuf>,
+    /// Optional V3 keystore of the machine key (wins over `key_file` and `PEAQOS_PRIVATE_KEY`).
+    pub keystore_file: Option<PathBuf>,
+    /// Optional file with the keystore's passphrase (mode 0600); else `PEAQOS_KEYSTORE_PASSWORD`.
+    pub keystore_passphrase_file: Option<PathBuf>,
+    /// The machine secret once loaded (a keystore is decrypted once); zeroized when dropped.
+    key_secret: OnceLock<Zeroizing<[u8; 32]>>,
     /// Period of the /diagnostics report, seconds; settable at run time.
     pub diagnostics_period: SharedSeconds,
     /// Largest number of packages signed and written per group commit.
@@ -177,6 +186,16 @@ impl Params {
             "key_file",
             Arc::from(""),
             "Machine secp256k1 key file (hex; mode 0600 or 0400). Empty: use the PEAQOS_PRIVATE_KEY environment variable.",
+        )?;
+        let keystore_file: Arc<str> = declared.read_only(
+            "keystore_file",
+            Arc::from(""),
+            "Machine key as an Ethereum V3 keystore (peaqos-key new/import make one). Wins over key_file and PEAQOS_PRIVATE_KEY.",
+        )?;
+        let keystore_passphrase_file: Arc<str> = declared.read_only(
+            "keystore_passphrase_file",
+            Arc::from(""),
+            "File holding the keystore's passphrase (mode 0600, e.g. a systemd credential). Empty: PEAQOS_KEYSTORE_PASSWORD.",
         )?;
         let (lo, hi) = DIAGNOSTICS_PERIOD_RANGE;
         let period = SharedSeconds::new(1.0);
@@ -208,9 +227,51 @@ impl Params {
             policy_file: policy_file.to_string(),
             data_dir: if data_dir.is_empty() { default_data_dir() } else { PathBuf::from(&*data_dir) },
             key_file: (!key_file.is_empty()).then(|| PathBuf::from(&*key_file)),
+            keystore_file: (!keystore_file.is_empty()).then(|| PathBuf::from(&*keystore_file)),
+            keystore_passphrase_file: (!keystore_passphrase_file.is_empty())
+                .then(|| PathBuf::from(&*keystore_passphrase_file)),
+            key_secret: OnceLock::new(),
             diagnostics_period: period,
             batch_max: usize::try_from(batch_max).map_err(|_| param_err("batch_max", "must be 1..65536"))?,
         })
+    }
+}
+
+/// Anvil / Hardhat account #0: the public demo key (scripts/demo), never a real machine's.
+const DEMO_ADDRESS: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+impl Params {
+    /// The machine key: from `keystore_file` (decrypted once, then kept only in zeroized memory),
+    /// else `PEAQOS_PRIVATE_KEY` / `key_file`. A plaintext key other than the demo's is warned about.
+    pub fn machine_key(&self) -> Result<MachineKey, StartError> {
+        if let Some(secret) = self.key_secret.get() {
+            return Ok(MachineKey::from_bytes(secret)?);
+        }
+        let key = match &self.keystore_file {
+            Some(ks) => {
+                let env_key = std::env::var(keys::PRIVATE_KEY_ENV).is_ok_and(|v| !v.trim().is_empty());
+                if env_key || self.key_file.is_some() {
+                    tracing::warn!("keystore_file is set: {} and key_file are ignored", keys::PRIVATE_KEY_ENV);
+                }
+                let pass = keys::keystore_passphrase(ks, self.keystore_passphrase_file.as_deref())?;
+                let key = MachineKey::from_keystore(ks, &pass)?;
+                tracing::info!("machine key from keystore {}", ks.display());
+                key
+            }
+            None => {
+                let key = MachineKey::load(self.key_file.as_deref())?;
+                if key.address() != DEMO_ADDRESS {
+                    tracing::warn!(
+                        "the machine key is stored in plaintext ({}); on a robot keep it in a keystore: \
+                         peaqos-key import --keystore <file>, then keystore_file:=<file>",
+                        if self.key_file.is_some() { "key_file" } else { keys::PRIVATE_KEY_ENV }
+                    );
+                }
+                key
+            }
+        };
+        let _ = self.key_secret.set(key.secret_bytes());
+        Ok(key)
     }
 }
 

@@ -197,7 +197,7 @@ pub fn start(
     if specs.is_empty() {
         return Ok(None);
     }
-    let machine_key = Arc::new(MachineKey::load(params.key_file.as_deref())?);
+    let machine_key = Arc::new(params.machine_key()?);
     let keys = Arc::new(
         MachineStreamKeys::from_secp256k1_secret(&machine_key.secret_bytes()).map_err(|e| stream_err("machine stream keys", e))?,
     );
