@@ -19,10 +19,8 @@ use serde_json::{json, Value};
 
 use crate::error::{redact_url, ChainError};
 
-/// Install ring as rustls' process-wide crypto provider (idempotent).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+/// Install ring as rustls' process-wide crypto provider (idempotent): the one HTTP stack's.
+pub use peaqos_http::install_tls as install_crypto_provider;
 
 /// Failure of one RPC call.
 #[derive(Debug, Clone, PartialEq, Eq)]

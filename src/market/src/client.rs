@@ -103,10 +103,8 @@ pub fn redact_url(url: &str) -> String {
     u.to_string().trim_end_matches('/').to_string()
 }
 
-/// rustls needs a process-wide crypto provider; install ring's (as peaqos_chain does) if none is.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+/// rustls needs a process-wide crypto provider: the one HTTP stack's (ring).
+use peaqos_http::install_tls as install_crypto_provider;
 
 impl OrchestrationClient {
     pub fn new(cfg: ClientConfig) -> Result<OrchestrationClient> {

@@ -136,27 +136,49 @@ pub fn destination(cfg: &DestinationConfig) -> Box<dyn Destination> {
     }
 }
 
-fn agent(timeout_secs: u64) -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(Duration::from_secs(timeout_secs.max(1))).build()
+/// The blocking client of the one HTTP stack (peaqos_http); a client that could not be built is
+/// reported by every request that needs it.
+struct Agent(std::result::Result<peaqos_http::reqwest::blocking::Client, String>);
+
+type Request = peaqos_http::reqwest::blocking::RequestBuilder;
+type Response = peaqos_http::reqwest::blocking::Response;
+
+fn agent(timeout_secs: u64) -> Agent {
+    Agent(peaqos_http::blocking_client(Duration::from_secs(timeout_secs.max(1))).map_err(|e| e.to_string()))
+}
+
+impl Agent {
+    fn request(&self, dest: &str, method: &str, url: &str) -> Result<Request> {
+        let c = self.0.as_ref().map_err(|e| serr(dest, format!("HTTP client: {e}")))?;
+        let m = peaqos_http::reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| serr(dest, e.to_string()))?;
+        Ok(c.request(m, url))
+    }
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Agent")
+    }
 }
 
 fn serr(dest: &str, reason: impl Into<String>) -> StreamError {
     StreamError::Storage { destination: dest.to_string(), reason: reason.into() }
 }
 
-fn http_err(dest: &str, what: &str, e: ureq::Error) -> StreamError {
-    match e {
-        ureq::Error::Status(code, resp) => {
-            let body = resp.into_string().unwrap_or_default();
-            serr(dest, format!("{what}: HTTP {code}: {}", body.chars().take(300).collect::<String>()))
-        }
-        ureq::Error::Transport(t) => serr(dest, format!("{what}: {t}")),
+/// Send `req`; a transport failure or a non-2xx answer (with the start of its body) is an error.
+fn send(dest: &str, what: &str, req: Request) -> Result<Response> {
+    let resp = req.send().map_err(|e| serr(dest, format!("{what}: {e}")))?;
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
     }
+    let body = resp.text().unwrap_or_default();
+    Err(serr(dest, format!("{what}: HTTP {}: {}", status.as_u16(), body.chars().take(300).collect::<String>())))
 }
 
-fn read_body(dest: &str, resp: ureq::Response) -> Result<Vec<u8>> {
+fn read_body(dest: &str, resp: Response) -> Result<Vec<u8>> {
     let mut v = Vec::new();
-    resp.into_reader().take(1 << 32).read_to_end(&mut v).map_err(|e| serr(dest, format!("read body: {e}")))?;
+    resp.take(1 << 32).read_to_end(&mut v).map_err(|e| serr(dest, format!("read body: {e}")))?;
     Ok(v)
 }
 
@@ -198,7 +220,7 @@ pub struct WalrusDestination {
     epochs: u32,
     permanent: Option<bool>,
     token: Option<Secret>,
-    agent: ureq::Agent,
+    agent: Agent,
 }
 
 /// Blob id of a Walrus publisher `PUT /v1/blobs` response.
@@ -220,11 +242,11 @@ impl Destination for WalrusDestination {
             Some(false) => url.push_str("&deletable=true"),
             None => {}
         }
-        let mut req = self.agent.put(&url).set("content-type", "application/octet-stream");
+        let mut req = self.agent.request("walrus", "PUT", &url)?.header("content-type", "application/octet-stream");
         if let Some(t) = &self.token {
-            req = req.set("authorization", &format!("Bearer {}", t.0));
+            req = req.header("authorization", format!("Bearer {}", t.0));
         }
-        let resp = req.send_bytes(ciphertext).map_err(|e| http_err("walrus", "PUT /v1/blobs", e))?;
+        let resp = send("walrus", "PUT /v1/blobs", req.body(ciphertext.to_vec()))?;
         let body = read_body("walrus", resp)?;
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| serr("walrus", format!("publisher response is not JSON: {e}")))?;
         let id = walrus_blob_id(&v)
@@ -233,7 +255,8 @@ impl Destination for WalrusDestination {
     }
     fn get(&self, storage_ref: &str) -> Result<Vec<u8>> {
         let id = storage_ref.strip_prefix("walrus://").ok_or_else(|| serr("walrus", format!("not a walrus:// reference: {storage_ref}")))?;
-        let resp = self.agent.get(&format!("{}/v1/blobs/{id}", self.aggregator)).call().map_err(|e| http_err("walrus", "GET /v1/blobs", e))?;
+        let req = self.agent.request("walrus", "GET", &format!("{}/v1/blobs/{id}", self.aggregator))?;
+        let resp = send("walrus", "GET /v1/blobs", req)?;
         read_body("walrus", resp)
     }
 }
@@ -247,7 +270,7 @@ pub struct S3Destination {
     access_key_id: String,
     secret: Secret,
     session_token: Option<Secret>,
-    agent: ureq::Agent,
+    agent: Agent,
 }
 
 fn uri_encode(s: &str, keep_slash: bool) -> String {
@@ -299,8 +322,7 @@ impl S3Destination {
         }
     }
 
-    #[allow(clippy::result_large_err)]
-    fn request(&self, method: &str, key: &str, body: &[u8]) -> std::result::Result<ureq::Response, ureq::Error> {
+    fn request(&self, method: &str, key: &str, body: &[u8]) -> Result<Response> {
         let path = format!("/{}/{}", uri_encode(&self.bucket, false), uri_encode(key, true));
         let url = format!("{}{}", self.endpoint, path);
         let host = self.endpoint.split("://").nth(1).unwrap_or(&self.endpoint).split('/').next().unwrap_or("").to_string();
@@ -312,17 +334,16 @@ impl S3Destination {
             &self.secret.0,
             self.session_token.as_ref().map(|t| t.0.as_str()),
         );
-        let mut req = self.agent.request(method, &url).set("authorization", &auth);
+        let mut req = self.agent.request(&self.name(), method, &url)?.header("authorization", auth);
         for (k, v) in &headers {
             if k != "host" {
-                req = req.set(k, v);
+                req = req.header(k.as_str(), v.as_str());
             }
         }
         if method == "PUT" {
-            req.send_bytes(body)
-        } else {
-            req.call()
+            req = req.body(body.to_vec());
         }
+        send(&self.name(), &format!("{method} {key}"), req)
     }
 }
 
@@ -368,14 +389,14 @@ impl Destination for S3Destination {
     }
     fn put(&self, topic_dir: &Path, chunk: &Chunk, ciphertext: &[u8]) -> Result<String> {
         let key = self.key_for(topic_dir, chunk.index);
-        self.request("PUT", &key, ciphertext).map_err(|e| http_err(&self.name(), &format!("PUT {key}"), e))?;
+        self.request("PUT", &key, ciphertext)?;
         Ok(format!("s3://{}/{key}", self.bucket))
     }
     fn get(&self, storage_ref: &str) -> Result<Vec<u8>> {
         let rest = storage_ref
             .strip_prefix(&format!("s3://{}/", self.bucket))
             .ok_or_else(|| serr(&self.name(), format!("reference {storage_ref} is not in this bucket")))?;
-        let resp = self.request("GET", rest, b"").map_err(|e| http_err(&self.name(), &format!("GET {rest}"), e))?;
+        let resp = self.request("GET", rest, b"")?;
         read_body(&self.name(), resp)
     }
 }

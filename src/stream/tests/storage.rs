@@ -225,8 +225,9 @@ fn s3_against_moto_server() {
     let _srv = Moto(Command::new(&moto).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     let endpoint = format!("http://127.0.0.1:{port}");
     let mut up = false;
+    let http = peaqos_http::blocking_client(Duration::from_secs(2)).unwrap();
     for _ in 0..100 {
-        if ureq::put(&format!("{endpoint}/chunks")).call().is_ok() {
+        if http.put(format!("{endpoint}/chunks")).send().is_ok_and(|r| r.status().is_success()) {
             up = true;
             break;
         }
