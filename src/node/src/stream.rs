@@ -204,7 +204,7 @@ pub fn start(
     );
     let did = machine_key.did().to_owned();
     let key_id = format!("{did}#stream-ed25519");
-    let stream_dir = params.data_dir.join("stream");
+    let stream_dir = peaqos_stream::store::stream_dir(&params.data_dir);
     std::fs::create_dir_all(&stream_dir).map_err(|e| stream_err(&stream_dir.display().to_string(), e))?;
     tracing::info!(
         "stream: {} topic(s) into {}; machine Ed25519 {} X25519 {}",

@@ -55,6 +55,15 @@ pub fn topic_dir_name(topic: &str) -> Result<String> {
     Ok(out)
 }
 
+/// Folder of the node's `data_dir` that holds the chunk chains: `<data_dir>/stream`.
+pub const STREAM_DIR: &str = "stream";
+
+/// Where the node keeps its chunk chains under its `data_dir`: `<data_dir>/stream`, holding one
+/// topic directory per streamed topic (and `grants/`).
+pub fn stream_dir(node_data_dir: &Path) -> PathBuf {
+    node_data_dir.join(STREAM_DIR)
+}
+
 /// Directory of a topic's chain.
 pub fn topic_dir(data_dir: &Path, topic: &str) -> Result<PathBuf> {
     Ok(data_dir.join(topic_dir_name(topic)?))
