@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 
-from peaqos_harness import (DEMO_ADDRESS, DEMO_KEY, NodeProcess, call_service, poll_until, scaled,  # noqa: E402
-                             sleep_scaled, wait_until)
+from peaqos_harness import (DEMO_ADDRESS, DEMO_KEY, NodeProcess, call_service, poll_until,  # noqa: E402
+                             run_node_expecting_failure, scaled, sleep_scaled, wait_until)
 
 rclpy = pytest.importorskip("rclpy")
 harness = pytest.importorskip("harness")
@@ -532,7 +532,6 @@ def test_contract_addresses_are_taken_quoted_or_as_small_integers(tmp_path):
     base = {"policy_file": str(tmp_path / "map.yaml"), "data_dir": str(tmp_path / "data"),
             "chain.rpc_urls": "['http://127.0.0.1:1']"}
     (tmp_path / "map.yaml").write_text("schema_version: 1\ntopics:\n  - topic: /t/unused\n    type: std_msgs/msg/String\n")
-    from peaqos_harness import run_node_expecting_failure
     code, out = run_node_expecting_failure(tmp_path, {**base, "chain.contracts.event_registry": addr})
     assert code != 0, out
     assert "chain.contracts.event_registry" in out and """-p 'chain.contracts.<name>:="0x…"'""" in out, out

@@ -58,6 +58,6 @@ def test_logs_reach_rosout(tmp_path, ros_node):
         poll_until(lambda: any(m.name == "agent_rosout" and "subscribed to /battery_state" in m.msg for m in logs),
                    10, spin=ros_node)
         assert any(m.name == "agent_rosout" and m.level == Log.INFO and "subscribed to /battery_state" in m.msg
-                   for m in logs), [(m.name, m.msg) for m in logs][-5:]
+                   for m in logs), ([(m.name, m.msg) for m in logs][-5:], node.tail())
     finally:
         node.stop()
