@@ -24,19 +24,28 @@ CAPABILITIES = {
 }
 
 
-def test_the_demo_tour_shows_each_capability_once_and_ends_by_itself(tmp_path):
-    data = tmp_path / "demo" / "data"
-    env = dict(os.environ, PEAQOS_DEMO_DATA_DIR=str(data), PEAQOS_DEMO_CHAIN_PORT=str(free_port()))
-    proc = subprocess.Popen([str(ROOT / "scripts" / "demo"), "--tour"], env=env, stdout=subprocess.PIPE,
+def start_demo(tmp_path, *args: str) -> subprocess.Popen:
+    """scripts/demo in a session of its own (as a terminal runs it), on a free chain port."""
+    env = dict(os.environ, PEAQOS_DEMO_DATA_DIR=str(tmp_path / "demo" / "data"), PEAQOS_DEMO_CHAIN_PORT=str(free_port()))
+    return subprocess.Popen([str(ROOT / "scripts" / "demo"), *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, tmp_path, timeout: float) -> tuple[str, str]:
+    """Wait for the demo (killed after `timeout`); its output and a report with the node's log."""
     try:
-        out, _ = proc.communicate(timeout=scaled(300))
+        out, _ = proc.communicate(timeout=scaled(timeout))
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
     node_log = tmp_path / "demo" / "node.log"
     tail = node_log.read_text(errors="replace")[-6000:] if node_log.exists() else "(no node log)"
-    report = f"demo output:\n{out}\n--- node.log (tail) ---\n{tail}"
+    return out, f"demo output:\n{out}\n--- node.log (tail) ---\n{tail}"
+
+
+def test_the_demo_tour_shows_each_capability_once_and_ends_by_itself(tmp_path):
+    proc = start_demo(tmp_path, "--tour")
+    out, report = finish(proc, tmp_path, 300)
     assert proc.returncode == 0, report
     for cap, proof in CAPABILITIES.items():
         lines = re.findall(rf"^✓ {cap} .*$", out, re.M)
@@ -47,3 +56,20 @@ def test_the_demo_tour_shows_each_capability_once_and_ends_by_itself(tmp_path):
     # a newcomer's first read is not an error
     assert "[ERROR]" not in out and "Traceback" not in out, report
     assert "demo stopped" in out, report
+
+
+def test_ctrl_c_stops_the_demo_without_an_error(tmp_path):
+    """Ctrl-C reaches every process of the demo (the terminal signals its process group), and
+    the script signals its children once more on exit: neither may print an error."""
+    proc = start_demo(tmp_path)
+    lines = []
+    for line in proc.stdout:  # until the tour is done and the summary line runs
+        lines.append(line)
+        if line.startswith("demo running") or line.startswith("✗"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    out, report = finish(proc, tmp_path, 60)
+    out = "".join(lines) + out
+    assert "demo running (Ctrl-C stops)" in out, report
+    assert "demo stopped" in out, report
+    assert "[ERROR]" not in out and "Traceback" not in out and "rcl_trigger_guard_condition" not in out, report
