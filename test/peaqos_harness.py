@@ -98,6 +98,8 @@ def free_port() -> int:
 
 
 def node_executable() -> str:
+    if os.environ.get("PEAQOS_NODE_EXE"):  # set by `colcon test` (CMakeLists.txt)
+        return os.environ["PEAQOS_NODE_EXE"]
     exe = shutil.which("peaqos_node")
     if exe:
         return exe
@@ -111,8 +113,9 @@ class NodeProcess:
     """The peaqos_node executable started the way the launch file starts it."""
 
     def __init__(self, tmp: Path, params: dict[str, str], env: dict[str, str] | None = None, name: str = "node",
-                 node_name: str | None = None):
+                 node_name: str | None = None, log_level: str | None = "debug"):
         self.tmp = Path(tmp)
+        self.log_level = log_level
         self.params = params
         self.node_name = node_name
         self.env = dict(os.environ)
@@ -130,7 +133,8 @@ class NodeProcess:
         args = [node_executable(), "--ros-args"]
         if self.node_name:
             args += ["-r", f"__node:={self.node_name}"]
-        args += ["--log-level", f"{self.node_name or 'peaqos_node'}:=debug"]
+        if self.log_level:
+            args += ["--log-level", f"{self.node_name or 'peaqos_node'}:={self.log_level}"]
         for k, v in self.params.items():
             args += ["-p", f"{k}:={v}"]
         return args

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 from peaqos_harness import (DEMO_ADDRESS, DEMO_KEY, NodeProcess, call_service, poll_until,  # noqa: E402
                              run_node_expecting_failure, scaled, sleep_scaled, wait_until)
 
-rclpy = pytest.importorskip("rclpy")
-harness = pytest.importorskip("harness")
+import rclpy
+import harness
 from eth_abi import encode as abi_encode  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from web3 import Web3  # noqa: E402

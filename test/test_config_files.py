@@ -8,7 +8,7 @@ import pytest
 
 from peaqos_harness import ROOT, NodeProcess, poll_until
 
-pytest.importorskip("rclpy")
+import rclpy  # noqa: F401
 
 
 def test_default_params_file_and_embedded_policy_start(tmp_path):

@@ -8,11 +8,7 @@ import re
 import signal
 import subprocess
 
-import pytest
-
 from peaqos_harness import ROOT, free_port, scaled
-
-pytest.importorskip("rclpy")
 
 CAPABILITIES = {
     "package": "peaq SDK verify_data_package: valid",

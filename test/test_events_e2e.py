@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 
 from peaqos_harness import NodeProcess, run_node_expecting_failure, sdk_verify, sleep_scaled, wait_until  # noqa: E402
 
-rclpy = pytest.importorskip("rclpy")
-harness = pytest.importorskip("harness")
+import rclpy
+import harness
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from web3 import Web3  # noqa: E402
 

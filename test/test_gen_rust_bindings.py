@@ -13,13 +13,10 @@ import pytest
 
 from peaqos_harness import ROOT
 
-pytestmark = pytest.mark.skipif(shutil.which("colcon-cargo-ros2") is None and
-                                not (ROOT / ".venv" / "bin" / "colcon-cargo-ros2").exists(),
-                                reason="colcon-cargo-ros2 not installed")
-
-
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
+    assert shutil.which("colcon-cargo-ros2") or (ROOT / ".venv" / "bin" / "colcon-cargo-ros2").exists(), \
+        "colcon-cargo-ros2 not installed: scripts/setup installs it (pip install colcon-cargo-ros2)"
     out = tmp_path_factory.mktemp("bindings")
     subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_rust_bindings.py"), "--output", str(out),
                     "--package-path", f"peaqos_node={ROOT}", "rcl_interfaces", "diagnostic_msgs", "peaqos_node"],

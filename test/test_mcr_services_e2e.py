@@ -10,7 +10,7 @@ import pytest
 
 from peaqos_harness import NodeProcess, call_service
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy
 from peaqos_node.srv import QueryMachine, QueryMcr, QueryOperatorMachines  # noqa: E402
 
 OP = "did:peaq:0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

@@ -15,7 +15,7 @@ import pytest
 from peaqos_harness import (DEMO_ADDRESS, DEMO_DID, NodeProcess, call_service, logged_package_lines, poll_until, sdk_verify,
                              wait_until)
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import BatteryState, NavSatFix  # noqa: E402
 from std_msgs.msg import String  # noqa: E402

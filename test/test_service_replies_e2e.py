@@ -18,7 +18,7 @@ import pytest
 
 from peaqos_harness import NodeProcess, call_service, poll_until, wait_until
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from peaqos_node.srv import GetStatus  # noqa: E402

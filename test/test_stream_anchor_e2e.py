@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 
 from peaqos_harness import NodeProcess, wait_until  # noqa: E402
 
-rclpy = pytest.importorskip("rclpy")
-harness = pytest.importorskip("harness")
+import rclpy
+import harness
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from web3 import Web3  # noqa: E402
 

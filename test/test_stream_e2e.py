@@ -19,7 +19,7 @@ import pytest
 
 from peaqos_harness import DEMO_DID, NodeProcess, ROOT, free_port, log_tails, poll_until, scaled, sdk_verify, wait_until
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, Imu  # noqa: E402
 

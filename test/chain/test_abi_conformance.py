@@ -1,4 +1,4 @@
-"""The stand-ins' ABIs against the SDK ABIs (/work/shared/peaqos/abi) and SIGNATURES.txt.
+"""The stand-ins' ABIs against the SDK ABIs (test/fixtures/sdk/abi) and SIGNATURES.txt.
 
 Every function selector, event topic0 (plus the indexed flags) and error selector an artifact
 declares must exist in the reference ABI of the contract it stands in for, with the same
@@ -20,7 +20,7 @@ import pytest
 from web3 import Web3
 
 HERE = Path(__file__).resolve().parent
-ABI_ROOT = Path(os.environ.get("PEAQOS_ABI_DIR", Path(__file__).resolve().parents[3] / "shared" / "peaqos" / "abi"))
+ABI_ROOT = Path(os.environ.get("PEAQOS_ABI_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "sdk" / "abi"))
 GEN1 = ABI_ROOT / "gen1-sdk-0.11.2"
 GEN2 = ABI_ROOT / "gen2-sdk-0.12.1"
 

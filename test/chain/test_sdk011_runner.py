@@ -20,8 +20,8 @@ SDK011_PYTHON = Path(os.environ.get("PEAQOS_SDK011_PYTHON", HERE.parents[1] / ".
 
 
 def test_sdk011_legacy_suite_passes():
-    if not SDK011_PYTHON.exists():
-        pytest.skip(f"{SDK011_PYTHON} missing (SDK 0.11.2 venv not created)")
+    assert SDK011_PYTHON.exists(), (f"{SDK011_PYTHON} missing: scripts/test creates it "
+                                    "(python3 -m venv .venv-sdk011 && .venv-sdk011/bin/pip install peaq-os-sdk==0.11.2 pytest)")
     proc = subprocess.run(
         [str(SDK011_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
          str(HERE / "sdk011_legacy.py")],

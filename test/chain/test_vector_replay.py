@@ -1,4 +1,4 @@
-"""Replays the SDK-computed calldata vectors (/work/shared/peaqos/vectors) as raw transactions.
+"""Replays the SDK-computed calldata vectors (test/fixtures/sdk/vectors) as raw transactions.
 
 What the SDKs encode must be what the stand-ins decode: each vector's calldata is sent
 unchanged from the key it was computed for (anvil account #0 = the SPEC §8 test key, #1 = the
@@ -18,13 +18,12 @@ from web3 import Web3
 
 import harness
 
-VECTORS = Path(os.environ.get("PEAQOS_VECTORS_DIR", Path(__file__).resolve().parents[3] / "shared" / "peaqos" / "vectors"))
+VECTORS = Path(os.environ.get("PEAQOS_VECTORS_DIR", Path(__file__).resolve().parents[1] / "fixtures" / "sdk" / "vectors"))
 
 
 def _load(name: str) -> dict:
     path = VECTORS / name
-    if not path.exists():
-        pytest.skip(f"{path} missing")
+    assert path.exists(), f"{path} missing: the SDK vectors are part of the repository"
     return json.loads(path.read_text())
 
 

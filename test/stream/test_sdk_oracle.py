@@ -18,17 +18,14 @@ import sdk_oracle  # noqa: E402
 from peaq_os_sdk.stream.chunking import decrypt_chunk, verify_chunk_chain  # noqa: E402
 from peaq_os_sdk.stream.types.chunk import ChunkChain  # noqa: E402
 
-_REPO_BIN = os.path.join(os.path.dirname(__file__), "..", "..", "target", "debug", "peaqos-stream")
-BIN = os.environ.get("PEAQOS_STREAM_BIN") or (
-    _REPO_BIN if os.path.exists(_REPO_BIN) else "/tmp/target-stream/debug/peaqos-stream")
+BIN = os.environ.get("PEAQOS_STREAM_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "target", "debug", "peaqos-stream")
 SECRET = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 OWNER_SK = "11" * 32
 BUYER_SK = "22" * 32
 
-pytestmark = pytest.mark.skipif(not os.path.exists(BIN), reason=f"{BIN} not built")
-
-
 def run(*args, stdin=None, check=True):
+    assert os.path.exists(BIN), f"{BIN} not built: `cargo build -p peaqos_stream` (scripts/test builds it), or set PEAQOS_STREAM_BIN"
     p = subprocess.run([BIN, *args], input=stdin, capture_output=True, text=True, env={**os.environ, "PEAQOS_PRIVATE_KEY": SECRET})
     if check and p.returncode != 0:
         raise AssertionError(p.stderr)

@@ -2,7 +2,7 @@
 //!
 //! Written by hand in Solidity syntax from SPEC §2 (never generated from the ABI JSON, which is
 //! not vendored). `tests/bindings_abi.rs` recomputes every selector/topic from the SDK ABI JSON in
-//! `/work/shared/peaqos/abi/` and compares them with these declarations.
+//! `test/fixtures/sdk/abi/` and compares them with these declarations.
 
 use alloy::sol;
 

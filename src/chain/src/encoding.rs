@@ -1,4 +1,4 @@
-//! Calldata encoders, byte-identical to the SDK (vectors in `/work/shared/peaqos/vectors/`).
+//! Calldata encoders, byte-identical to the SDK (vectors in `test/fixtures/sdk/vectors/`).
 //!
 //! * `submitEvent(uint256,uint8,uint256,string,uint256,bytes32,uint8,uint256,bytes32,bytes)` (`0xe58a43ca`),
 //!   currency 4th (SDK "PRO-338").

@@ -67,7 +67,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -289,7 +288,7 @@ fn io_err(p: &Path, e: impl std::fmt::Display) -> ChainError {
 
 impl Store {
     fn open(data_dir: &Path) -> Result<Self> {
-        let root = data_dir.join("chain");
+        let root = peaqos_base::layout::chain_dir(data_dir);
         for d in ["intents", "done", "nonces"] {
             let p = root.join(d);
             let mut b = fs::DirBuilder::new();
@@ -325,19 +324,7 @@ impl Store {
     }
 
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        {
-            let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-            f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-            f.sync_all().map_err(|e| io_err(&tmp, e))?;
-        }
-        fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        peaqos_base::fsio::write_atomic(path, bytes).map_err(|e| io_err(&e.path.clone(), e))
     }
 
     fn intent_path(&self, id: &str) -> PathBuf {

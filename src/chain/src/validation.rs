@@ -11,9 +11,14 @@
 //! Inputs arrive from ROS as text, so the loosely-typed wrappers ([`MachineIdInput`],
 //! [`ValueInput`]) keep what the SDK would have seen (a Python `int` vs a `float`/`str`).
 
+
 use alloy::primitives::{keccak256, B256, U256};
 
 use crate::error::{ChainError, Result};
+
+/// The EventRegistry's `MAX_METADATA_SIZE` (contracts 2.0 and 1.0 on EVM): the most metadata
+/// bytes one event carries.
+pub const MAX_METADATA_SIZE: usize = 1024;
 
 /// Batch precompile array limit (2^9).
 pub const MAX_BATCH_EVENTS: usize = 512;

@@ -1,4 +1,6 @@
-//! Benchmarks (ignored by default): `cargo test -p peaqos_chain --test bench_anvil -- --ignored --nocapture`.
+//! Benchmarks, built only with the `bench` feature (not part of the test run):
+//! `cargo test --release -p peaqos_chain --features bench --test bench_anvil -- --nocapture --test-threads=1`.
+#![cfg(feature = "bench")]
 //! Bare anvil (automine) with counter stand-ins; every transaction goes through the durable
 //! outbox (fsync per state change) and the JSON-RPC client.
 
@@ -35,9 +37,8 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
 async fn bench_latency_and_batch_throughput() {
-    let Some(bin) = find_anvil() else { return };
+    let bin = peaqos_testkit::anvil();
     let anvil = Anvil::spawn(&bin, free_port(), None, false);
     let url = anvil.url();
     set_code(&url, REGISTRY, COUNTER_CODE).await;
@@ -94,12 +95,11 @@ async fn bench_latency_and_batch_throughput() {
 /// Same chain (the team harness, gen-2 stand-ins, automine), same calls: peaqos_chain vs
 /// peaq-os-sdk 0.12.1. Prints both and the ratio measured in this one run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
 async fn bench_vs_sdk_on_harness() {
     use alloy::primitives::address;
     use peaqos_chain::bindings::{ServiceEndpoint, VerificationMethod};
     use peaqos_chain::client::ActivateParams;
-    let Some(h) = Harness::spawn() else { return };
+    let h = Harness::spawn();
     let url = h.url();
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&url, dir.path());
@@ -153,7 +153,7 @@ async fn bench_vs_sdk_on_harness() {
     let ours_batch = t.elapsed().as_secs_f64();
     let (o50, o99) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99));
 
-    let out = std::process::Command::new(repo_root().join(".venv/bin/python"))
+    let out = std::process::Command::new(peaqos_testkit::sdk_python())
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_oracle/bench_sdk.py"))
         .args([
             &url,

@@ -35,10 +35,7 @@ fn ev(i: u64) -> SubmitEventParams {
 }
 
 async fn setup(no_mining: bool, state: Option<&Path>) -> Option<Anvil> {
-    let bin = find_anvil().or_else(|| {
-        eprintln!("NOTE: no anvil binary (ANVIL_BIN, test/chain/node_modules, /tmp/anvil-npm): test skipped");
-        None
-    })?;
+    let bin = peaqos_testkit::anvil();
     let a = Anvil::spawn(&bin, free_port(), state, no_mining);
     set_code(&a.url(), REGISTRY, COUNTER_CODE).await;
     set_code(&a.url(), BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
@@ -913,10 +910,7 @@ async fn refused_rebroadcast_waits_says_why_and_is_never_resigned() {
 /// whose headroom would not fit is sent with the block's limit when its exact need fits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_larger_than_a_block_fails_by_name_and_a_merge_is_split() {
-    let Some(bin) = find_anvil() else {
-        eprintln!("NOTE: no anvil binary: test skipped");
-        return;
-    };
+    let bin = peaqos_testkit::anvil();
     let state_dir = tempfile::tempdir().unwrap();
     let state = state_dir.path().join("anvil-state.json");
     let small = ["--gas-limit", "400000"];

@@ -14,11 +14,7 @@ use serde_json::Value;
 
 fn oracle(seed: u64, count: usize) -> Option<Value> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let py = root.join("../../.venv/bin/python");
-    if !py.exists() {
-        eprintln!("NOTE: {} absent: SDK oracle test skipped", py.display());
-        return None;
-    }
+    let py = peaqos_testkit::sdk_python();
     let out = Command::new(py)
         .arg(root.join("tests/sdk_oracle/random_cases.py"))
         .arg(seed.to_string())

@@ -1,25 +1,18 @@
-//! Encoding and validation against the SDK-computed vectors in /work/shared/peaqos/vectors/
-//! (SPEC §8.1–§8.4, §8.9). Skips with a note when the vectors directory is absent.
+//! Encoding and validation against the SDK-computed vectors in `test/fixtures/sdk/vectors/`
+//! (provenance in `test/fixtures/sdk/PROVENANCE.md`).
 
 use alloy::primitives::{hex, Address, Bytes, U256};
 use peaqos_chain::encoding::{self, MachineDidAttributes};
 use peaqos_chain::validation::{self, Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use serde_json::Value;
 
-const DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/peaqos/vectors"
-);
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../test/fixtures/sdk/vectors");
 
 fn load(name: &str) -> Option<Value> {
     let p = std::path::Path::new(DIR).join(name);
-    match std::fs::read_to_string(&p) {
-        Ok(s) => Some(serde_json::from_str(&s).expect("vector JSON parses")),
-        Err(_) => {
-            eprintln!("NOTE: {} absent, vector test skipped", p.display());
-            None
-        }
-    }
+    let s = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (the SDK vectors are part of the repository)", p.display()));
+    Some(serde_json::from_str(&s).expect("vector JSON parses"))
 }
 
 fn hexs(v: &Value) -> Vec<u8> {

@@ -272,61 +272,10 @@ fn parse_exp(s: &[u8]) -> i32 {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn push_u_escape(out: &mut Vec<u8>, u: u32) {
-    out.extend_from_slice(&[
-        b'\\',
-        b'u',
-        HEX[((u >> 12) & 0xf) as usize],
-        HEX[((u >> 8) & 0xf) as usize],
-        HEX[((u >> 4) & 0xf) as usize],
-        HEX[(u & 0xf) as usize],
-    ]);
-}
-
 /// Append a JSON string literal with Python's `ensure_ascii=True` escaping.
+#[inline]
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut run_start = 0usize;
-    let mut i = 0usize;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\' {
-            i += 1;
-            continue;
-        }
-        out.extend_from_slice(&bytes[run_start..i]);
-        if b < 0x80 {
-            match b {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                0x08 => out.extend_from_slice(b"\\b"),
-                0x0c => out.extend_from_slice(b"\\f"),
-                _ => push_u_escape(out, u32::from(b)),
-            }
-            i += 1;
-        } else {
-            // Start of a multi-byte UTF-8 sequence (the &str is valid UTF-8).
-            let c = s[i..].chars().next().unwrap_or('\u{fffd}');
-            let cp = c as u32;
-            if cp > 0xffff {
-                let v = cp - 0x10000;
-                push_u_escape(out, 0xd800 | (v >> 10));
-                push_u_escape(out, 0xdc00 | (v & 0x3ff));
-            } else {
-                push_u_escape(out, cp);
-            }
-            i += c.len_utf8();
-        }
-        run_start = i;
-    }
-    out.extend_from_slice(&bytes[run_start..]);
-    out.push(b'"');
+    peaqos_base::json::write_str(s, peaqos_base::json::NonAscii::Escape, out);
 }
 
 #[cfg(test)]

@@ -73,23 +73,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     move |source| LogError::Io { path: path.to_owned(), source }
 }
 
-/// Directory name of a topic (injective: '.' and '%' are escaped).
-pub fn topic_dir_name(topic: &str) -> String {
-    let t = topic.strip_prefix('/').unwrap_or(topic);
-    let mut s = String::with_capacity(t.len() + 4);
-    if t.is_empty() || topic == t {
-        // Relative or empty names get a marker so they never collide with absolute ones.
-        s.push_str("%rel.");
-    }
-    for b in t.bytes() {
-        match b {
-            b'/' => s.push('.'),
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' => s.push(char::from(b)),
-            _ => s.push_str(&format!("%{b:02X}")),
-        }
-    }
-    s
-}
+/// Directory name of a topic: the one encoding, shared with the chunk stream.
+pub use peaqos_base::layout::topic_dir_name;
 
 fn segment_name(first_seq: u64) -> String {
     format!("seg-{first_seq:020}.jsonl")
@@ -119,7 +104,7 @@ struct SeqOnly {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    peaqos_base::fsio::sync_dir(dir).map_err(|e| LogError::Io { path: e.path, source: e.source })
 }
 
 /// Options of the log.

@@ -140,12 +140,9 @@ fn readers_from_a_sequence_skip_segments_and_torn_tails() {
     assert_eq!(iter_topic_from(dir.path(), "/r", 19).unwrap().map(|r| r.unwrap().0).collect::<Vec<_>>(), vec![19]);
 }
 
-/// Child side of `kill_9_mid_write`: appends and commits forever, printing `ACK <seq>` after
-/// each successful commit. Does nothing unless spawned by that test.
-#[test]
-#[ignore]
-fn child_writer_process() {
-    let Ok(dir) = std::env::var("PEAQOS_LOG_CHILD_DIR") else { return };
+/// Child side of `kill_9_mid_write` (the same test, run again by it with `PEAQOS_LOG_CHILD_DIR`):
+/// appends and commits forever, printing `ACK <seq>` after each successful commit.
+fn child_writer_process(dir: &str) -> ! {
     let key = MachineKey::from_hex(SK).unwrap();
     let mut log = PackageLog::open(Path::new(&dir), LogOptions { segment_max_bytes: 1 << 20 }).unwrap();
     let mut seq = log.next_sequence("/k");
@@ -167,12 +164,15 @@ fn child_writer_process() {
 
 #[test]
 fn kill_9_mid_write() {
+    if let Ok(dir) = std::env::var("PEAQOS_LOG_CHILD_DIR") {
+        child_writer_process(&dir);
+    }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut acked: Option<u64> = None;
     for round in 0..3 {
         let mut child = Command::new(&exe)
-            .args(["child_writer_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args(["kill_9_mid_write", "--exact", "--nocapture", "--test-threads=1"])
             .env("PEAQOS_LOG_CHILD_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

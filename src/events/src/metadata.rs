@@ -35,17 +35,7 @@ pub struct EventFacts<'a> {
 }
 
 fn escape_into(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
+    peaqos_base::json::push_str(s, peaqos_base::json::NonAscii::Keep, false, out);
 }
 
 impl Template {

@@ -33,8 +33,8 @@ use serde::Deserialize;
 use crate::decimal::{Dec, Rounding};
 use crate::metadata::Template;
 
-/// The contract's `MAX_METADATA_SIZE` (EventRegistry 2.0 and 1.0 on EVM).
-pub const MAX_METADATA_SIZE: usize = 1024;
+/// The contract's `MAX_METADATA_SIZE` (defined once, by the chain client).
+pub use peaqos_chain::validation::MAX_METADATA_SIZE;
 
 /// A rule that cannot be loaded: `<file>: topics[i].events[j].<key>: rule "<name>": <reason>`.
 #[derive(Debug, Clone, thiserror::Error)]

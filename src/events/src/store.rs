@@ -17,8 +17,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ use crate::engine::{Checkpoint, EventOut};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("event store {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io { path: PathBuf, #[source] source: std::io::Error },
     #[error("event store {path}: corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -82,19 +82,13 @@ pub struct EventStore {
     dir: PathBuf,
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-}
+/// Durable writes of the event store: the one helper every crate uses ([`peaqos_base::fsio`]).
+pub use peaqos_base::fsio::{sync_dir, write_atomic};
 
-/// Atomic durable write of `bytes` to `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_data().map_err(io(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io(path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+impl From<peaqos_base::fsio::FsError> for StoreError {
+    fn from(e: peaqos_base::fsio::FsError) -> Self {
+        StoreError::Io { path: e.path, source: e.source }
+    }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StoreError> {
@@ -121,7 +115,7 @@ fn list_json<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>, StoreEr
 
 impl EventStore {
     pub fn open(data_dir: &Path) -> Result<EventStore, StoreError> {
-        let dir = data_dir.join("events");
+        let dir = peaqos_base::layout::events_dir(data_dir);
         for sub in ["", "raw", "pending", "submitted", "dropped"] {
             let d = dir.join(sub);
             fs::DirBuilder::new().recursive(true).mode(0o700).create(&d).map_err(io(&d))?;
@@ -139,7 +133,7 @@ impl EventStore {
 
     pub fn save_checkpoints(&self, cps: &HashMap<String, Checkpoint>) -> Result<(), StoreError> {
         let b = serde_json::to_vec(cps).map_err(|e| StoreError::Corrupt { path: self.dir.join("state.json"), reason: e.to_string() })?;
-        write_atomic(&self.dir.join("state.json"), &b)
+        Ok(write_atomic(&self.dir.join("state.json"), &b)?)
     }
 
     fn file(&self, sub: &str, id: &str) -> PathBuf {
@@ -191,13 +185,13 @@ impl EventStore {
                 Err(e) => return Err(StoreError::Io { path: p, source: e }),
             }
         }
-        sync_dir(&self.dir.join("pending"))
+        Ok(sync_dir(&self.dir.join("pending"))?)
     }
 
     pub fn save_submitted(&self, r: &SubmittedRecord) -> Result<(), StoreError> {
         let p = self.file("submitted", &r.event.id);
         let b = serde_json::to_vec(r).map_err(|e| StoreError::Corrupt { path: p.clone(), reason: e.to_string() })?;
-        write_atomic(&p, &b)
+        Ok(write_atomic(&p, &b)?)
     }
 
     /// One submitted record by event id.
@@ -217,7 +211,7 @@ impl EventStore {
         write_atomic(&p, &b)?;
         let pp = self.file("pending", &ev.id);
         let _ = fs::remove_file(&pp);
-        sync_dir(&self.dir.join("pending"))
+        Ok(sync_dir(&self.dir.join("pending"))?)
     }
 
     pub fn inflight(&self) -> Result<Option<Inflight>, StoreError> {
@@ -227,9 +221,9 @@ impl EventStore {
     pub fn set_inflight(&self, i: Option<&Inflight>) -> Result<(), StoreError> {
         let p = self.dir.join("inflight.json");
         match i {
-            Some(i) => write_atomic(&p, &serde_json::to_vec(i).unwrap_or_default()),
+            Some(i) => Ok(write_atomic(&p, &serde_json::to_vec(i).unwrap_or_default())?),
             None => match fs::remove_file(&p) {
-                Ok(()) => sync_dir(&self.dir),
+                Ok(()) => Ok(sync_dir(&self.dir)?),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(StoreError::Io { path: p, source: e }),
             },

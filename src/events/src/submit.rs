@@ -51,7 +51,7 @@ pub struct SubmitConfig {
 
 /// `<data_dir>/machine_id`: the machine id a successful `~/activate` answered.
 pub fn machine_id_file(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("machine_id")
+    peaqos_base::layout::machine_id_file(data_dir)
 }
 
 /// The machine id submissions are made for, as text: `chain.machine_id` when set, else the one

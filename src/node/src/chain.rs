@@ -36,26 +36,14 @@ pub struct ChainParams {
     pub operator_key_file: Option<PathBuf>,
 }
 
-fn param_err(name: &str, reason: impl std::fmt::Display) -> StartError {
-    StartError::Parameter { name: name.to_owned(), reason: reason.to_string() }
+use crate::params::{param_err, ParamSet};
+
+fn declare_str(node: &ParamSet, name: &str, default: &str, description: &str) -> Result<String, StartError> {
+    node.read_only::<Arc<str>>(name, Arc::from(default), description).map(|v| v.to_string())
 }
 
-fn declare_str(node: &Node, name: &str, default: &str, description: &str) -> Result<String, StartError> {
-    node.declare_parameter::<Arc<str>>(name)
-        .default(Arc::from(default))
-        .description(description)
-        .read_only()
-        .map(|p| p.get().to_string())
-        .map_err(|e| param_err(name, format!("{e:?}")))
-}
-
-fn declare_int(node: &Node, name: &str, default: i64, description: &str) -> Result<i64, StartError> {
-    node.declare_parameter::<i64>(name)
-        .default(default)
-        .description(description)
-        .read_only()
-        .map(|p| p.get())
-        .map_err(|e| param_err(name, format!("{e:?}")))
+fn declare_int(node: &ParamSet, name: &str, default: i64, description: &str) -> Result<i64, StartError> {
+    node.read_only::<i64>(name, default, description)
 }
 
 fn non_negative(name: &str, v: i64) -> Result<u64, StartError> {
@@ -88,15 +76,13 @@ const ADDRESS_QUOTING: &str = "quote it so ROS reads a string: -p 'chain.contrac
 /// like `chain.machine_id`: ROS turns an unquoted `0x…` into an integer when it fits (a
 /// precompile such as `0x…0803`, taken as is) and into a float when it does not (the address is
 /// lost: refused, saying how to quote it).
-fn declare_contract_address(node: &Node, name: &str) -> Result<Option<Address>, StartError> {
+fn declare_contract_address(node: &ParamSet, name: &str) -> Result<Option<Address>, StartError> {
     let full = format!("chain.contracts.{name}");
-    let v = node
-        .declare_parameter::<rclrs::ParameterValue>(full.as_str())
-        .default(rclrs::ParameterValue::String(Arc::from("")))
-        .description("Contract address override (a quoted \"0x…\" string); empty = preset or environment.")
-        .read_only()
-        .map_err(|e| param_err(&full, format!("{e:?}")))?
-        .get();
+    let v = node.read_only_dynamic(
+        &full,
+        rclrs::ParameterValue::String(Arc::from("")),
+        "Contract address override (a quoted \"0x…\" string); empty = preset or environment.",
+    )?;
     let text = match v {
         rclrs::ParameterValue::String(s) => s.trim().to_string(),
         rclrs::ParameterValue::Integer(i) if i > 0 => format!("{:#042x}", i),
@@ -133,14 +119,9 @@ fn set_override(o: &mut AddressOverrides, name: &str, a: Address) {
 }
 
 impl ChainParams {
-    pub fn declare(node: &Node, data_dir: &std::path::Path) -> Result<ChainParams, StartError> {
-        let enabled = node
-            .declare_parameter::<bool>("chain.enabled")
-            .default(true)
-            .description("Start the embedded chain client and its services.")
-            .read_only()
-            .map(|p| p.get())
-            .map_err(|e| param_err("chain.enabled", format!("{e:?}")))?;
+    pub fn declare(params: &crate::params::Params) -> Result<ChainParams, StartError> {
+        let (node, data_dir) = (&params.declared, params.data_dir.as_path());
+        let enabled = node.read_only::<bool>("chain.enabled", true, "Start the embedded chain client and its services.")?;
         let generation = declare_str(
             node,
             "chain.generation",
@@ -150,33 +131,29 @@ impl ChainParams {
         let network = declare_str(node, "chain.network", "peaq", "Network preset: peaq (3338) or agung (9990).")?;
         let chain_id = declare_int(node, "chain.chain_id", 0, "Chain id override for a dev chain; 0 = the preset's.")?;
         let rpc_urls: Vec<String> = node
-            .declare_parameter::<Arc<[Arc<str>]>>("chain.rpc_urls")
-            .default_string_array(["http://127.0.0.1:8545"])
-            .description(
+            .read_only_strings(
+                "chain.rpc_urls",
+                &["http://127.0.0.1:8545"],
                 "JSON-RPC URLs in fallback order. Default: a local chain. PEAQOS_RPC_URL overrides when this is empty.",
-            )
-            .read_only()
-            .map(|p| p.get().iter().map(|s| s.to_string()).filter(|s| !s.is_empty()).collect())
-            .map_err(|e| param_err("chain.rpc_urls", format!("{e:?}")))?;
+            )?
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
         let mcr = declare_str(node, "chain.mcr_api_url", "", "MCR API base URL; empty = the preset's.")?;
         let max_value = declare_int(node, "chain.max_value_per_tx", 0, "Largest event value per transaction; 0 = no cap.")?;
         let rate_max =
             declare_int(node, "chain.rate_limit_max_events", 0, "Events allowed per window and machine; 0 = no limit.")?;
         let rate_window = declare_int(node, "chain.rate_limit_window_seconds", 0, "Rate limit window, seconds.")?;
-        let receipt_timeout = node
-            .declare_parameter::<f64>("chain.receipt_timeout")
-            .default(120.0)
-            .description("Seconds a service call waits for inclusion before answering (the intent stays tracked).")
-            .read_only()
-            .map(|p| p.get())
-            .map_err(|e| param_err("chain.receipt_timeout", format!("{e:?}")))?;
-        let poll_interval = node
-            .declare_parameter::<f64>("chain.poll_interval")
-            .default(0.25)
-            .description("Seconds between receipt polls of a broadcast transaction (lower it for a local chain).")
-            .read_only()
-            .map(|p| p.get())
-            .map_err(|e| param_err("chain.poll_interval", format!("{e:?}")))?;
+        let receipt_timeout = node.read_only::<f64>(
+            "chain.receipt_timeout",
+            120.0,
+            "Seconds a service call waits for inclusion before answering (the intent stays tracked).",
+        )?;
+        let poll_interval = node.read_only::<f64>(
+            "chain.poll_interval",
+            0.25,
+            "Seconds between receipt polls of a broadcast transaction (lower it for a local chain).",
+        )?;
         let merge_max = declare_int(
             node,
             "chain.merge_max_events",
@@ -237,16 +214,13 @@ impl ChainParams {
 
 /// `chain.machine_id`: the machine events and dataset anchors are submitted for (decimal; empty =
 /// the id `~/activate` answered, persisted in `<data_dir>/machine_id`). Declared once, here.
-pub fn declare_machine_id(node: &Node) -> Result<String, StartError> {
+pub fn declare_machine_id(params: &crate::params::Params) -> Result<String, StartError> {
     // Dynamic: `-p chain.machine_id:=42` arrives as an integer, a uint256 beyond i64 as a string.
-    let machine_id: String = match node
-        .declare_parameter::<rclrs::ParameterValue>("chain.machine_id")
-        .default(rclrs::ParameterValue::String(Arc::from("")))
-        .description("Machine id (decimal, integer or string) events are submitted for; empty = the id ~/activate answered.")
-        .read_only()
-        .map(|p| p.get())
-        .map_err(|e| param_err("chain.machine_id", format!("{e:?}")))?
-    {
+    let machine_id: String = match params.declared.read_only_dynamic(
+        "chain.machine_id",
+        rclrs::ParameterValue::String(Arc::from("")),
+        "Machine id (decimal, integer or string) events are submitted for; empty = the id ~/activate answered.",
+    )? {
         rclrs::ParameterValue::String(s) => s.trim().to_string(),
         rclrs::ParameterValue::Integer(i) if i > 0 => i.to_string(),
         other => return Err(param_err("chain.machine_id", format!("a positive decimal machine id, got {other:?}"))),
@@ -289,13 +263,9 @@ impl ChainServices {
 /// Remember the machine id a successful activation answered (`<data_dir>/machine_id`), so the
 /// event rules can submit without `chain.machine_id`. Written atomically; failures are logged.
 fn persist_machine_id(c: &ChainClient, machine_id: &str) {
-    let path = c.config().data_dir.join("machine_id");
-    let tmp = path.with_extension("tmp");
-    let r = std::fs::write(&tmp, format!("{machine_id}\n"))
-        .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, &path));
-    if let Err(e) = r {
-        tracing::warn!("cannot persist the machine id to {}: {e}", path.display());
+    let path = peaqos_base::layout::machine_id_file(&c.config().data_dir);
+    if let Err(e) = peaqos_base::fsio::write_atomic(&path, format!("{machine_id}\n").as_bytes()) {
+        tracing::warn!("cannot persist the machine id: {e}");
     }
 }
 

@@ -23,7 +23,7 @@ use peaqos_events::processor::Processor;
 use peaqos_events::rules::{FieldCatalog, FieldKind};
 use peaqos_events::store::EventStore;
 use peaqos_events::submit::{current_machine_id, machine_id_file, SubmitConfig, Submitter};
-use rclrs::{BaseType, MessageStructure, Node, ValueKind};
+use rclrs::{BaseType, MessageStructure, ValueKind};
 use ros_env::peaqos_node::msg::EventRuleStatus;
 use tokio::sync::watch;
 
@@ -114,9 +114,7 @@ fn catalogs(map: &DataEventMap) -> HashMap<String, FieldCatalog> {
     m
 }
 
-fn param_err(name: &str, reason: impl std::fmt::Display) -> StartError {
-    StartError::Parameter { name: name.to_owned(), reason: reason.to_string() }
-}
+use crate::params::param_err;
 
 /// The running event subsystem.
 pub struct EventsSubsystem {
@@ -130,27 +128,19 @@ pub struct EventsSubsystem {
 /// Load the rules and start the subsystem (`None` when the policy has no event rules).
 /// `machine_id`: the `chain.machine_id` parameter ([`crate::chain::declare_machine_id`]).
 pub fn start(
-    node: &Node,
     params: &Params,
     map: &DataEventMap,
     chain: Option<&ChainServices>,
     machine_id: &str,
 ) -> Result<Option<EventsSubsystem>, StartError> {
     let machine_id = machine_id.to_owned();
-    let batch_max = node
-        .declare_parameter::<i64>("events.batch_max")
-        .default(50)
-        .description("Events coalesced into one batchAll (1..512).")
-        .read_only()
-        .map(|p| p.get())
-        .map_err(|e| param_err("events.batch_max", format!("{e:?}")))?;
-    let max_age = node
-        .declare_parameter::<f64>("events.max_age")
-        .default(2.0)
-        .description("Seconds a produced event waits to be coalesced with others before its batch is sent.")
-        .read_only()
-        .map(|p| p.get())
-        .map_err(|e| param_err("events.max_age", format!("{e:?}")))?;
+    let batch_max =
+        params.declared.read_only::<i64>("events.batch_max", 50, "Events coalesced into one batchAll (1..512).")?;
+    let max_age = params.declared.read_only::<f64>(
+        "events.max_age",
+        2.0,
+        "Seconds a produced event waits to be coalesced with others before its batch is sent.",
+    )?;
     if !(1..=512).contains(&batch_max) {
         return Err(param_err("events.batch_max", format!("must be 1..512, got {batch_max}")));
     }

@@ -110,9 +110,9 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     }
 
     // The chain client comes first: the subsystems fed by packages may submit through it.
-    let chain_params = chain::ChainParams::declare(&node, &params.data_dir)?;
+    let chain_params = chain::ChainParams::declare(&params)?;
     let chain_services = chain::serve(&node, chain_params, &chain_key)?;
-    let machine_id = chain::declare_machine_id(&node)?;
+    let machine_id = chain::declare_machine_id(&params)?;
 
     // Taps: subsystems that consume every durable package batch after it is published (the
     // chunk stream, the event rules). Each must return at once (hand the batch to its own
@@ -124,7 +124,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
-    let mut events = events::start(&node, &params, &map, chain_services.as_ref(), &machine_id)?;
+    let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);
     }

@@ -1,86 +1,215 @@
 //! The node's ROS parameters. Secrets are never parameters: the machine key comes from
 //! `PEAQOS_PRIVATE_KEY` or the file named by `key_file` (mode 0600).
+//!
+//! Every parameter is declared through [`ParamSet`], which keeps its handle for the node's
+//! lifetime: rclrs 0.8 undeclares a parameter when its handle is dropped, and then `ros2 param
+//! list/get/describe` no longer see it. Most parameters are read-only (they shape state that is
+//! built once at start; `ros2 param set` answers "Parameter is read only"); the few that can
+//! change safely at run time (`diagnostics_period`, `log_level`) take effect when set.
+use std::any::Any;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use rclrs::{Node, ParameterVariant};
+use rclrs::{DeclarationError, Node, ParameterRange, ParameterValue, ParameterVariant};
 
 use crate::StartError;
 
+/// Declares parameters on one node and keeps their handles alive as long as it lives.
+pub struct ParamSet {
+    node: Node,
+    kept: Mutex<Vec<Box<dyn Any + Send + Sync>>>,
+}
+
+/// A start error for parameter `name`, with the reason in words.
+pub fn param_err(name: &str, reason: impl std::fmt::Display) -> StartError {
+    StartError::Parameter { name: name.to_owned(), reason: reason.to_string() }
+}
+
+fn declaration_err(name: &str, e: DeclarationError) -> StartError {
+    let hint = match e {
+        DeclarationError::OverrideValueTypeMismatch => {
+            // `-p x:=0xA1e7…` is read as an integer, `-p x:=5` as an integer where a double is
+            // expected: say how to give the intended type.
+            " (ROS reads an unquoted `0x…` or digits as a number: quote a string, e.g. -p 'name:=\"0xA1…\"', \
+             and write a double with a decimal point, e.g. 2.0)"
+        }
+        _ => "",
+    };
+    param_err(name, format!("{e}{hint}"))
+}
+
+impl ParamSet {
+    pub fn new(node: &Node) -> ParamSet {
+        ParamSet { node: Node::clone(node), kept: Mutex::new(Vec::new()) }
+    }
+
+    fn keep(&self, handle: impl Any + Send + Sync) {
+        self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(handle));
+    }
+
+    /// A read-only parameter: its value at start.
+    pub fn read_only<T>(&self, name: &str, default: T, description: &str) -> Result<T, StartError>
+    where
+        T: ParameterVariant + Send + Sync + 'static,
+    {
+        self.read_only_in(name, default, description, T::Range::default())
+    }
+
+    /// A read-only parameter with a range that `ros2 param describe` shows and ROS enforces.
+    pub fn read_only_in<T>(&self, name: &str, default: T, description: &str, range: T::Range) -> Result<T, StartError>
+    where
+        T: ParameterVariant + Send + Sync + 'static,
+    {
+        let p = self.builder(name, default, description, range).read_only().map_err(|e| declaration_err(name, e))?;
+        let v = p.get();
+        self.keep(p);
+        Ok(v)
+    }
+
+    fn builder<T: ParameterVariant>(
+        &self,
+        name: &str,
+        default: T,
+        description: &str,
+        range: T::Range,
+    ) -> rclrs::ParameterBuilder<'_, T> {
+        self.node.declare_parameter::<T>(name).default(default).description(description).range(range)
+    }
+
+    /// A read-only string-array parameter.
+    pub fn read_only_strings(&self, name: &str, default: &[&str], description: &str) -> Result<Vec<String>, StartError> {
+        let p = self
+            .node
+            .declare_parameter::<Arc<[Arc<str>]>>(name)
+            .default_string_array(default.iter().copied())
+            .description(description)
+            .read_only()
+            .map_err(|e| declaration_err(name, e))?;
+        let v = p.get().iter().map(|s| s.to_string()).collect();
+        self.keep(p);
+        Ok(v)
+    }
+
+    /// A read-only parameter of any type (the caller checks the type it got).
+    pub fn read_only_dynamic(&self, name: &str, default: ParameterValue, description: &str) -> Result<ParameterValue, StartError> {
+        self.read_only(name, default, description)
+    }
+
+    /// A parameter that may be set at run time: `validate` refuses a bad value with a reason (also
+    /// at start), `on_change` applies an accepted one. Returns the value at start.
+    pub fn settable<T>(
+        &self,
+        name: &str,
+        default: T,
+        description: &str,
+        range: T::Range,
+        validate: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
+        on_change: impl Fn(&T) + Send + Sync + 'static,
+    ) -> Result<T, StartError>
+    where
+        T: ParameterVariant + Send + Sync + 'static,
+    {
+        let p = self
+            .builder(name, default, description, range)
+            .validate(validate)
+            .mandatory()
+            .map_err(|e| declaration_err(name, e))?;
+        p.on_change(on_change);
+        let v = p.get();
+        self.keep(p);
+        Ok(v)
+    }
+}
+
+/// A value of seconds that readers on other threads see change when its parameter is set.
+#[derive(Clone)]
+pub struct SharedSeconds(Arc<AtomicU64>);
+
+impl SharedSeconds {
+    fn new(v: f64) -> SharedSeconds {
+        SharedSeconds(Arc::new(AtomicU64::new(v.to_bits())))
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// Shortest and longest `diagnostics_period`, seconds.
+pub const DIAGNOSTICS_PERIOD_RANGE: (f64, f64) = (0.05, 3600.0);
+
 pub struct Params {
+    /// Declares further parameters (subsystems) and keeps every handle for the node's lifetime.
+    pub declared: ParamSet,
     /// The Data Event Map (policy) file; empty = the embedded default policy.
     pub policy_file: String,
     /// All durable state: package log, keys created on first start, chain outbox.
     pub data_dir: PathBuf,
     /// Optional path of the machine's secp256k1 key file (hex, mode 0600).
     pub key_file: Option<PathBuf>,
-    /// Period of the /diagnostics report, seconds.
-    pub diagnostics_period: f64,
+    /// Period of the /diagnostics report, seconds; settable at run time.
+    pub diagnostics_period: SharedSeconds,
     /// Largest number of packages signed and written per group commit.
     pub batch_max: usize,
 }
 
-fn declare<T: ParameterVariant + Clone + 'static>(
-    node: &Node,
-    name: &str,
-    default: T,
-    description: &str,
-) -> Result<T, StartError> {
-    let p = node
-        .declare_parameter::<T>(name)
-        .default(default)
-        .description(description)
-        .read_only()
-        .map_err(|e| StartError::Parameter { name: name.to_owned(), reason: format!("{e:?}") })?;
-    Ok(p.get())
+fn int_range(lower: i64, upper: i64) -> ParameterRange<i64> {
+    ParameterRange { lower: Some(lower), upper: Some(upper), step: None }
 }
 
 impl Params {
     pub fn declare(node: &Node) -> Result<Params, StartError> {
-        let policy_file: Arc<str> = declare(
-            node,
+        let declared = ParamSet::new(node);
+        let policy_file: Arc<str> = declared.read_only(
             "policy_file",
             Arc::from(""),
             "Data Event Map YAML: topics, types, QoS and field rules. Empty: the embedded default (a demo /battery_state policy).",
         )?;
-        let data_dir: Arc<str> = declare(
-            node,
+        let data_dir: Arc<str> = declared.read_only(
             "data_dir",
             Arc::from(""),
             "Directory for all durable state (package log, field key, outbox). Empty: $ROS_HOME/peaqos_node or ~/.ros/peaqos_node.",
         )?;
-        let key_file: Arc<str> = declare(
-            node,
+        let key_file: Arc<str> = declared.read_only(
             "key_file",
             Arc::from(""),
             "Machine secp256k1 key file (hex; mode 0600 or 0400). Empty: use the PEAQOS_PRIVATE_KEY environment variable.",
         )?;
-        let diagnostics_period: f64 =
-            declare(node, "diagnostics_period", 1.0, "Seconds between /diagnostics reports.")?;
-        let batch_max: i64 = declare(
-            node,
+        let (lo, hi) = DIAGNOSTICS_PERIOD_RANGE;
+        let period = SharedSeconds::new(1.0);
+        let applied = period.clone();
+        let start_period = declared.settable(
+            "diagnostics_period",
+            1.0,
+            "Seconds between /diagnostics reports; may be set at run time.",
+            ParameterRange { lower: Some(lo), upper: Some(hi), step: None },
+            move |v: &f64| {
+                if v.is_finite() && (lo..=hi).contains(v) {
+                    Ok(())
+                } else {
+                    Err(format!("diagnostics_period must be {lo}..{hi} seconds, got {v}"))
+                }
+            },
+            move |v: &f64| applied.set(*v),
+        )?;
+        period.set(start_period);
+        let batch_max: i64 = declared.read_only_in(
             "batch_max",
             256,
-            "Largest number of packages signed and written to disk per group commit.",
+            "Largest number of packages signed and written to disk per group commit (1..65536).",
+            int_range(1, 65_536),
         )?;
-        if !(diagnostics_period > 0.0 && diagnostics_period.is_finite()) {
-            return Err(StartError::Parameter {
-                name: "diagnostics_period".into(),
-                reason: format!("must be a positive number of seconds, got {diagnostics_period}"),
-            });
-        }
-        if batch_max < 1 {
-            return Err(StartError::Parameter {
-                name: "batch_max".into(),
-                reason: format!("must be at least 1, got {batch_max}"),
-            });
-        }
+        crate::ros_log::declare_level_parameter(&declared)?;
         Ok(Params {
+            declared,
             policy_file: policy_file.to_string(),
             data_dir: if data_dir.is_empty() { default_data_dir() } else { PathBuf::from(&*data_dir) },
             key_file: (!key_file.is_empty()).then(|| PathBuf::from(&*key_file)),
-            diagnostics_period,
-            batch_max: batch_max as usize,
+            diagnostics_period: period,
+            batch_max: usize::try_from(batch_max).map_err(|_| param_err("batch_max", "must be 1..65536"))?,
         })
     }
 }

@@ -104,7 +104,16 @@ pub fn serve(
 
     let diag = node.create_publisher::<DiagnosticArray>("/diagnostics")?;
     let did = pipeline.upgrade().map(|p| p.did().to_owned()).unwrap_or_default();
-    let timer = node.create_timer_repeating(Duration::from_secs_f64(params.diagnostics_period), move || {
+    // A fine tick that publishes once the current period has passed, so `diagnostics_period`
+    // can be set at run time (an rclrs timer's period is fixed when it is made).
+    let period = params.diagnostics_period.clone();
+    let mut last = std::time::Instant::now();
+    let tick = Duration::from_secs_f64(crate::params::DIAGNOSTICS_PERIOD_RANGE.0);
+    let timer = node.create_timer_repeating(tick, move || {
+        if last.elapsed().as_secs_f64() < period.get() {
+            return;
+        }
+        last = std::time::Instant::now();
         let Some(pipeline) = pipeline.upgrade() else { return };
         if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did)) {
             tracing::warn!("publishing /diagnostics failed: {e}");

@@ -168,29 +168,25 @@ fn topic_specs(map: &DataEventMap, policy_file: &Path) -> Result<Vec<TopicSpec>,
     Ok(out)
 }
 
-fn declare_queue_max_bytes(node: &Node) -> Result<usize, StartError> {
-    let v = node
-        .declare_parameter::<i64>("stream.queue_max_bytes")
-        .default(DEFAULT_QUEUE_MAX_BYTES)
-        .description("Most package bytes waiting between the packaging thread and the chunk stream; beyond it hand-overs are dropped and later read back from the package log.")
-        .read_only()
-        .map(|p| p.get())
-        .map_err(|e| StartError::Parameter { name: "stream.queue_max_bytes".into(), reason: format!("{e:?}") })?;
+fn declare_queue_max_bytes(params: &Params) -> Result<usize, StartError> {
+    let v = params.declared.read_only::<i64>(
+        "stream.queue_max_bytes",
+        DEFAULT_QUEUE_MAX_BYTES,
+        "Most package bytes waiting between the packaging thread and the chunk stream; beyond it hand-overs are dropped and later read back from the package log.",
+    )?;
     usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| StartError::Parameter {
         name: "stream.queue_max_bytes".into(),
         reason: format!("must be > 0, got {v}"),
     })
 }
 
-fn declare_shutdown_upload_timeout(node: &Node) -> Result<Duration, StartError> {
+fn declare_shutdown_upload_timeout(params: &Params) -> Result<Duration, StartError> {
     let name = "stream.shutdown_upload_timeout";
-    let v = node
-        .declare_parameter::<f64>(name)
-        .default(DEFAULT_SHUTDOWN_UPLOAD_TIMEOUT)
-        .description("Seconds a clean stop spends uploading the chunks still queued (those sealed at shutdown included); what is left is logged and uploaded at the next start. 0 = none.")
-        .read_only()
-        .map(|p| p.get())
-        .map_err(|e| StartError::Parameter { name: name.into(), reason: format!("{e:?}") })?;
+    let v = params.declared.read_only::<f64>(
+        name,
+        DEFAULT_SHUTDOWN_UPLOAD_TIMEOUT,
+        "Seconds a clean stop spends uploading the chunks still queued (those sealed at shutdown included); what is left is logged and uploaded at the next start. 0 = none.",
+    )?;
     Duration::try_from_secs_f64(v)
         .map_err(|_| StartError::Parameter { name: name.into(), reason: format!("must be a number of seconds >= 0, got {v}") })
 }
@@ -219,8 +215,8 @@ pub fn start(
     let policy_file =
         if params.policy_file.is_empty() { PathBuf::from("<embedded default policy>") } else { PathBuf::from(&params.policy_file) };
     let specs = topic_specs(map, &policy_file)?;
-    let queue_max_bytes = declare_queue_max_bytes(node)?;
-    let shutdown_upload_timeout = declare_shutdown_upload_timeout(node)?;
+    let queue_max_bytes = declare_queue_max_bytes(params)?;
+    let shutdown_upload_timeout = declare_shutdown_upload_timeout(params)?;
     if specs.is_empty() {
         return Ok(None);
     }
@@ -230,7 +226,7 @@ pub fn start(
     );
     let did = machine_key.did().to_owned();
     let key_id = format!("{did}#stream-ed25519");
-    let stream_dir = peaqos_stream::store::stream_dir(&params.data_dir);
+    let stream_dir = peaqos_base::layout::stream_dir(&params.data_dir);
     std::fs::create_dir_all(&stream_dir).map_err(|e| stream_err(&stream_dir.display().to_string(), e))?;
     tracing::info!(
         "stream: {} topic(s) into {}; machine Ed25519 {} X25519 {}",
@@ -704,7 +700,11 @@ impl Anchor {
             trust_level: 0,
             source_chain_id: 0,
             source_tx_hash: None,
-            metadata: if metadata.len() <= 1024 { metadata.into_bytes() } else { Vec::new() },
+            metadata: if metadata.len() <= peaqos_chain::validation::MAX_METADATA_SIZE {
+                metadata.into_bytes()
+            } else {
+                Vec::new()
+            },
             currency: Currency::Omitted,
         };
         let (intent, hash) = self.client.enqueue_event(&p).map_err(chain_err)?;

@@ -333,7 +333,6 @@ pub fn write_dataset(data_dir: &Path, m: &DatasetManifest) -> Result<PathBuf> {
     std::fs::create_dir_all(&d).map_err(|e| StreamError::io("create directory", &d, e))?;
     let p = d.join(format!("{}-{}.json", m.first_index, m.last_index));
     store::write_atomic(&p, &store::to_json_bytes(m, "dataset manifest")?)?;
-    store::sync_dir(&d)?;
     Ok(p)
 }
 

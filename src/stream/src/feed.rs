@@ -52,7 +52,7 @@ pub fn line_sequence(line: &[u8], what: &str) -> Result<u64> {
 
 /// Directory of a topic in the core's package log.
 pub fn package_log_dir(package_data_dir: &Path, topic: &str) -> PathBuf {
-    package_data_dir.join("packages").join(peaqos_core::package_log::topic_dir_name(topic))
+    peaqos_base::layout::packages_dir(package_data_dir).join(peaqos_base::layout::topic_dir_name(topic))
 }
 
 fn log_err(e: peaqos_core::package_log::LogError) -> StreamError {
@@ -190,7 +190,6 @@ impl TopicFeed {
             };
             let o = Origin { schema: "peaqos.stream.origin.v1".into(), topic: topic.into(), from_sequence };
             store::write_atomic(&origin_path, &store::to_json_bytes(&o, "stream origin")?)?;
-            store::sync_dir(writer.dir())?;
             if from_sequence > 0 {
                 info!(topic, from_sequence, "stream: new chain starts at the package log's end (backfill: false)");
             }

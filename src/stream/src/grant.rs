@@ -200,12 +200,13 @@ pub fn grant_to_files(
 pub fn write_buyer_access_files(out_dir: &Path, files: &[BuyerAccessFile]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out_dir).map_err(|e| StreamError::io("create directory", out_dir, e))?;
     let mut paths = Vec::new();
+    let mut batch = store::AtomicBatch::new(out_dir);
     for f in files {
         let p = out_dir.join(&f.file_name);
-        store::write_atomic(&p, &store::to_json_bytes(&f.to_wire_json()?, "buyer access file")?)?;
+        batch.write(&p, &store::to_json_bytes(&f.to_wire_json()?, "buyer access file")?)?;
         paths.push(p);
     }
-    store::sync_dir(out_dir)?;
+    batch.commit()?;
     Ok(paths)
 }
 

@@ -14,13 +14,16 @@
 //! never logged (`Debug` prints public keys only).
 //!
 //! The secp256k1 key also yields the machine's EVM address and signs dataset manifests with
-//! EIP-191 `personal_sign` ([`eip191_sign`]); [`eip191_recover`] is the verifier.
+//! EIP-191 `personal_sign` ([`eip191_sign`]); [`eip191_recover`] is the verifier. Both are the
+//! package signer's ([`peaqos_core::keys`]): one curve library for every secp256k1 signature.
 
 use hkdf::Hkdf;
-use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use peaqos_core::keys::MachineKey;
 use sha2::Sha256;
-use sha3::{Digest, Keccak256};
 use zeroize::Zeroizing;
+
+/// EIP-55 checksummed `0x` address (the package signer's).
+pub use peaqos_core::keys::checksum_address;
 
 use crate::chain::ChunkSigner;
 use crate::crypto;
@@ -35,7 +38,7 @@ pub const INFO_X25519: &[u8] = b"peaqos/stream/x25519-key-wrapping/v1";
 
 /// Ed25519 + X25519 stream keys of one machine.
 pub struct MachineStreamKeys {
-    secp_secret: Zeroizing<[u8; 32]>,
+    machine: MachineKey,
     ed25519_seed: Zeroizing<[u8; 32]>,
     x25519_secret: Zeroizing<[u8; 32]>,
     /// Ed25519 public key (chunk signatures).
@@ -59,8 +62,7 @@ impl std::fmt::Debug for MachineStreamKeys {
 impl MachineStreamKeys {
     /// Derive from the 32-byte secp256k1 secret (must be a valid non-zero scalar).
     pub fn from_secp256k1_secret(secret: &[u8; 32]) -> Result<Self> {
-        let sk = SigningKey::from_slice(secret)
-            .map_err(|_| StreamError::invalid("machine secp256k1 secret", "not a valid secp256k1 private key"))?;
+        let machine = secp256k1_key(secret, "machine secp256k1 secret")?;
         let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret);
         let mut ed = Zeroizing::new([0u8; 32]);
         let mut x = Zeroizing::new([0u8; 32]);
@@ -68,8 +70,8 @@ impl MachineStreamKeys {
         hk.expand(INFO_X25519, x.as_mut()).map_err(|_| StreamError::invalid("hkdf", "expand failed"))?;
         let ed25519_public = crypto::ed25519_public(&ed);
         let x25519_public = crypto::x25519_public(&x);
-        let address = address_of(sk.verifying_key());
-        Ok(Self { secp_secret: Zeroizing::new(*secret), ed25519_seed: ed, x25519_secret: x, ed25519_public, x25519_public, address })
+        let address = machine.address_bytes();
+        Ok(Self { machine, ed25519_seed: ed, x25519_secret: x, ed25519_public, x25519_public, address })
     }
 
     /// Parse a hex secret (optional `0x`), as in `PEAQOS_PRIVATE_KEY`.
@@ -95,62 +97,22 @@ impl MachineStreamKeys {
 
     /// EIP-191 `personal_sign` of `message` with the machine's secp256k1 key.
     pub fn eip191_sign(&self, message: &[u8]) -> Result<[u8; 65]> {
-        eip191_sign(&self.secp_secret, message)
+        Ok(self.machine.sign_eip191(message))
     }
 }
 
-fn address_of(vk: &VerifyingKey) -> [u8; 20] {
-    let p = vk.to_encoded_point(false);
-    let h = Keccak256::digest(&p.as_bytes()[1..]);
-    let mut a = [0u8; 20];
-    a.copy_from_slice(&h[12..]);
-    a
-}
-
-/// EIP-55 checksummed `0x` address.
-pub fn checksum_address(a: &[u8; 20]) -> String {
-    let lower = hex::encode(a);
-    let h = Keccak256::digest(lower.as_bytes());
-    let mut out = String::from("0x");
-    for (i, c) in lower.chars().enumerate() {
-        let nib = (h[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0xf;
-        out.push(if c.is_ascii_alphabetic() && nib >= 8 { c.to_ascii_uppercase() } else { c });
-    }
-    out
-}
-
-fn eip191_digest(message: &[u8]) -> [u8; 32] {
-    let mut h = Keccak256::new();
-    h.update(format!("\x19Ethereum Signed Message:\n{}", message.len()).as_bytes());
-    h.update(message);
-    h.finalize().into()
+fn secp256k1_key(secret: &[u8; 32], field: &str) -> Result<MachineKey> {
+    MachineKey::from_bytes(secret).map_err(|_| StreamError::invalid(field, "not a valid secp256k1 private key"))
 }
 
 /// EIP-191 `personal_sign`: 65 bytes `r || s || v` with `v` in {27, 28}.
 pub fn eip191_sign(secret: &[u8; 32], message: &[u8]) -> Result<[u8; 65]> {
-    let sk = SigningKey::from_slice(secret)
-        .map_err(|_| StreamError::invalid("secp256k1 secret", "not a valid secp256k1 private key"))?;
-    let (sig, rid) = sk
-        .sign_prehash_recoverable(&eip191_digest(message))
-        .map_err(|_| StreamError::invalid("eip191 signature", "signing failed"))?;
-    let mut out = [0u8; 65];
-    out[..64].copy_from_slice(&sig.to_bytes());
-    out[64] = 27 + rid.to_byte();
-    Ok(out)
+    Ok(secp256k1_key(secret, "secp256k1 secret")?.sign_eip191(message))
 }
 
 /// Recover the signer address of an EIP-191 signature (`v` 27/28 or 0/1).
 pub fn eip191_recover(message: &[u8], sig: &[u8; 65]) -> Result<[u8; 20]> {
-    let v = match sig[64] {
-        27 | 28 => sig[64] - 27,
-        0 | 1 => sig[64],
-        _ => return Err(StreamError::invalid("signature", "recovery id v must be 27/28")),
-    };
-    let s = Signature::from_slice(&sig[..64]).map_err(|_| StreamError::invalid("signature", "malformed r||s"))?;
-    let rid = RecoveryId::from_byte(v).ok_or_else(|| StreamError::invalid("signature", "bad recovery id"))?;
-    let vk = VerifyingKey::recover_from_prehash(&eip191_digest(message), &s, rid)
-        .map_err(|_| StreamError::invalid("signature", "public key recovery failed"))?;
-    Ok(address_of(&vk))
+    peaqos_core::keys::recover_eip191(message, sig).map_err(|e| StreamError::invalid("signature", e.to_string()))
 }
 
 #[cfg(test)]

@@ -179,7 +179,6 @@ impl Destination for LocalDestination {
                 std::fs::create_dir_all(&d).map_err(|e| StreamError::io("create directory", &d, e))?;
                 let p = d.join(format!("chunk-{}.bin", chunk.index));
                 store::write_atomic(&p, ciphertext)?;
-                store::sync_dir(&d)?;
                 p
             }
         };
@@ -426,7 +425,7 @@ fn record_ref(topic_dir: &Path, index: u64, slot: usize, dest: &str, r: &str) ->
     let p = refs_path(topic_dir, index);
     let mut refs: ChunkRefs = if p.exists() { store::load_json(&p)? } else { ChunkRefs { schema: "peaqos.stream.refs.v1".into(), ..Default::default() } };
     refs.refs.insert(format!("{slot}:{dest}"), r.to_string());
-    store::write_atomic(&p, &store::to_json_bytes(&refs, "chunk storage refs")?)
+    Ok(store::write_atomic(&p, &store::to_json_bytes(&refs, "chunk storage refs")?)?)
 }
 
 /// [`upload_pending`] for destination number `slot` of a topic (several at once): slot 0 is the
@@ -470,7 +469,6 @@ pub fn upload_pending_slot(topic_dir: &Path, dest: &dyn Destination, max: usize,
         }
         cursor.next_index = i + 1;
         store::write_atomic(&cpath, &store::to_json_bytes(&cursor, "upload cursor")?)?;
-        store::sync_dir(topic_dir)?;
     }
     Ok(rep)
 }

@@ -19,9 +19,10 @@
 //! chunk, each as its canonical JSON line (the `package_json` of `peaqos_core`) followed by one
 //! `\n` byte, in append order — i.e. a JSON Lines document.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
+
+use peaqos_base::layout;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,36 +38,26 @@ pub const OPEN_FILE: &str = "open.jsonl";
 /// Name of the head file.
 pub const HEAD_FILE: &str = "head.json";
 
-/// Directory name of a topic: leading `/` dropped, `/` → `.`, `[A-Za-z0-9_-]` kept, every other
-/// byte → `%XX`. Injective, so two topics never share a directory.
+/// Directory name of a topic: the one encoding of [`peaqos_base::layout::topic_dir_name`], the
+/// same as the package log's. An empty name is refused.
 pub fn topic_dir_name(topic: &str) -> Result<String> {
-    let t = topic.strip_prefix('/').unwrap_or(topic);
-    if t.is_empty() {
+    if topic.strip_prefix('/').unwrap_or(topic).is_empty() {
         return Err(StreamError::invalid("topic", "empty topic name"));
     }
-    let mut out = String::with_capacity(t.len());
-    for b in t.bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' => out.push(b as char),
-            b'/' => out.push('.'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    Ok(out)
+    Ok(layout::topic_dir_name(topic))
 }
 
-/// Folder of the node's `data_dir` that holds the chunk chains: `<data_dir>/stream`.
-pub const STREAM_DIR: &str = "stream";
-
-/// Where the node keeps its chunk chains under its `data_dir`: `<data_dir>/stream`, holding one
-/// topic directory per streamed topic (and `grants/`).
-pub fn stream_dir(node_data_dir: &Path) -> PathBuf {
-    node_data_dir.join(STREAM_DIR)
-}
-
-/// Directory of a topic's chain.
+/// Directory of a topic's chain. A chain kept under the name the stream used before it shared
+/// the package log's encoding (`-` kept, relative names unmarked) is moved to the new name.
 pub fn topic_dir(data_dir: &Path, topic: &str) -> Result<PathBuf> {
-    Ok(data_dir.join(topic_dir_name(topic)?))
+    let dir = data_dir.join(topic_dir_name(topic)?);
+    let legacy = data_dir.join(layout::legacy_stream_topic_dir_name(topic));
+    if legacy != dir && !dir.exists() && legacy.join(HEAD_FILE).exists() {
+        fs::rename(&legacy, &dir).map_err(|e| StreamError::io("rename legacy topic directory", &legacy, e))?;
+        sync_dir(data_dir)?;
+        tracing::info!("moved the chunk chain of {topic:?} from {} to {}", legacy.display(), dir.display());
+    }
+    Ok(dir)
 }
 
 /// Chain head.
@@ -114,27 +105,14 @@ pub fn chunk_paths(dir: &Path, index: u64) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join(format!("{index}.json")), dir.join(format!("{index}.bin")), dir.join(format!("{index}.meta.json")))
 }
 
-/// fsync a directory (makes renames/creations in it durable).
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(|e| StreamError::io("fsync directory", dir, e))
-}
+/// Durable writes: the one helper every crate uses ([`peaqos_base::fsio`]): `write_atomic`
+/// syncs the directory too; `AtomicBatch` writes several files with one directory fsync.
+pub use peaqos_base::fsio::{sync_dir, write_atomic, AtomicBatch};
 
-/// Write `bytes` to `path` atomically: `path.tmp` → write → fsync → rename. The caller fsyncs the
-/// directory (once for several files).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| StreamError::io("create", &tmp, e))?;
-    f.write_all(bytes).map_err(|e| StreamError::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| StreamError::io("fsync", &tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| StreamError::io("rename", path, e))
+impl From<peaqos_base::fsio::FsError> for StreamError {
+    fn from(e: peaqos_base::fsio::FsError) -> Self {
+        StreamError::Io { op: e.op, path: e.path, source: e.source }
+    }
 }
 
 /// Read a file.
@@ -170,8 +148,7 @@ pub fn load_meta(dir: &Path, index: u64) -> Result<ChunkMeta> {
 /// Write the envelope `<index>.json` (wire form) atomically and fsync the directory.
 pub fn store_chunk_envelope(dir: &Path, chunk: &Chunk) -> Result<()> {
     let (j, _, _) = chunk_paths(dir, chunk.index);
-    write_atomic(&j, &to_json_bytes(&chunk.to_wire_json()?, "chunk envelope")?)?;
-    sync_dir(dir)
+    Ok(write_atomic(&j, &to_json_bytes(&chunk.to_wire_json()?, "chunk envelope")?)?)
 }
 
 /// Sorted indices of all sealed envelopes (`<n>.json`) in `dir`.
@@ -211,10 +188,25 @@ pub fn unix_ms(t: std::time::SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_under_the_legacy_name_moves_to_the_shared_name() {
+        let d = tempfile::tempdir().unwrap();
+        let legacy = d.path().join("cam-front.image");
+        fs::create_dir_all(&legacy).unwrap();
+        fs::write(legacy.join(HEAD_FILE), b"{}").unwrap();
+        let dir = topic_dir(d.path(), "/cam-front/image").unwrap();
+        assert_eq!(dir, d.path().join("cam%2Dfront.image"));
+        assert!(dir.join(HEAD_FILE).exists() && !legacy.exists());
+        // Idempotent: the second call finds the moved chain where it is.
+        assert_eq!(topic_dir(d.path(), "/cam-front/image").unwrap(), dir);
+    }
+
     #[test]
     fn topic_names() {
         assert_eq!(topic_dir_name("/sensor/gps").unwrap(), "sensor.gps");
         assert_eq!(topic_dir_name("/a.b").unwrap(), "a%2Eb");
+        assert_ne!(topic_dir_name("/a").unwrap(), topic_dir_name("a").unwrap());
         assert_ne!(topic_dir_name("/a/b").unwrap(), topic_dir_name("/a.b").unwrap());
         assert!(topic_dir_name("/").is_err());
     }

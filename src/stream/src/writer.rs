@@ -427,7 +427,7 @@ impl ChunkWriter {
 
     fn remove_open(&mut self, path: &Path) -> Result<()> {
         fs::remove_file(path).map_err(|e| StreamError::io("remove", path, e))?;
-        store::sync_dir(&self.dir)
+        Ok(store::sync_dir(&self.dir)?)
     }
 
     fn write_head(&self) -> Result<()> {
@@ -438,8 +438,7 @@ impl ChunkWriter {
             last_index: self.next_index - 1,
             last_chunk_id: id.clone(),
         };
-        store::write_atomic(&self.dir.join(HEAD_FILE), &store::to_json_bytes(&head, "head")?)?;
-        store::sync_dir(&self.dir)
+        Ok(store::write_atomic(&self.dir.join(HEAD_FILE), &store::to_json_bytes(&head, "head")?)?)
     }
 
     /// Append one signed package line (canonical JSON, no embedded `\n`; one trailing `\n` is
@@ -596,10 +595,11 @@ impl ChunkWriter {
             close_reason: reason,
         };
         let (j, b, m) = store::chunk_paths(&self.dir, index);
-        store::write_atomic(&b, &ct)?;
-        store::write_atomic(&m, &store::to_json_bytes(&meta, "chunk meta")?)?;
-        store::write_atomic(&j, &store::to_json_bytes(&chunk.to_wire_json()?, "chunk envelope")?)?;
-        store::sync_dir(&self.dir)?;
+        let mut batch = store::AtomicBatch::new(&self.dir);
+        batch.write(&b, &ct)?;
+        batch.write(&m, &store::to_json_bytes(&meta, "chunk meta")?)?;
+        batch.write(&j, &store::to_json_bytes(&chunk.to_wire_json()?, "chunk envelope")?)?;
+        batch.commit()?;
         self.last_chunk_id = Some(chunk.chunk_id.clone());
         self.next_index = index + 1;
         self.write_head()?;

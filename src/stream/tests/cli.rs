@@ -101,7 +101,7 @@ fn node_layout_chain(data_dir: &Path, topic: &str, n: usize) -> std::path::PathB
     let k = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
     let did = k.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(60) };
-    let root = peaqos_stream::store::stream_dir(data_dir);
+    let root = peaqos_base::layout::stream_dir(data_dir);
     let (mut w, _) = ChunkWriter::open(&root, topic, policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default()).unwrap();
     for i in 0..n {
         w.append(format!("{{\"sequenceNumber\":{i}}}").as_bytes()).unwrap();

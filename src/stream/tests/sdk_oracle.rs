@@ -2,7 +2,7 @@
 //! `test/stream/sdk_oracle.py`. Skipped with a note if `/work/main/.venv/bin/python` (or
 //! `$PEAQOS_SDK_PYTHON`) is absent.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,15 +21,7 @@ const OWNER_SK: [u8; 32] = [0x11; 32];
 const OPERATOR_SK: [u8; 32] = [0x12; 32];
 const BUYER_SK: [u8; 32] = [0x22; 32];
 
-fn python() -> Option<PathBuf> {
-    let p = std::env::var("PEAQOS_SDK_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python")));
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("NOTE: SDK oracle python {} absent; skipping SDK cross-check", p.display());
-        None
-    }
-}
+use peaqos_testkit::sdk_python as python;
 
 fn oracle(py: &Path, args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test/stream/sdk_oracle.py");
@@ -40,7 +32,7 @@ fn oracle(py: &Path, args: &[&str]) -> Value {
 
 #[test]
 fn sdk_accepts_our_chain_decrypts_it_and_grants_interchange() {
-    let Some(py) = python() else { return };
+    let py = python();
     let tmp = tempfile::tempdir().unwrap();
     let k = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
     let did = k.default_did();
@@ -97,7 +89,7 @@ fn sdk_accepts_our_chain_decrypts_it_and_grants_interchange() {
 
 #[test]
 fn we_accept_sdk_built_chains_and_grants() {
-    let Some(py) = python() else { return };
+    let py = python();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("topic");
     let (owner, operator, machine, ed) = ([1u8; 32], [2u8; 32], [3u8; 32], [5u8; 32]);
@@ -134,7 +126,7 @@ fn we_accept_sdk_built_chains_and_grants() {
 
 #[test]
 fn grant_file_batching_matches_sdk() {
-    let Some(py) = python() else { return };
+    let py = python();
     let buyer = hex::encode(x25519_public(&BUYER_SK));
     for (n, max) in [(10usize, 600usize), (50, 2000), (7, 1), (3, 500 * 1024)] {
         let sdk = oracle(&py, &["batching", &buyer, &n.to_string(), &max.to_string()]);

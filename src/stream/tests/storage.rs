@@ -1,6 +1,6 @@
 //! Storage destinations and the durable upload queue: Walrus against a local HTTP server that
 //! speaks the publisher/aggregator shapes (and can be "down"), S3 against a real S3-compatible
-//! server (`moto_server` from the `moto[server]` PyPI package, skipped with a note if absent),
+//! server (`moto_server` from the `moto[server]` PyPI package; the test fails saying how to install it if absent),
 //! SigV4 signatures against botocore, and the local directory destination.
 
 use std::collections::HashMap;
@@ -201,17 +201,11 @@ fn upload_until_stops_at_the_deadline_or_a_failure_and_says_what_is_left() {
     assert!(t0.elapsed() < Duration::from_secs(30), "gave up at the failure, not at the deadline");
 }
 
-fn python() -> Option<PathBuf> {
-    let p = std::env::var("PEAQOS_SDK_PYTHON").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python")));
-    p.exists().then_some(p)
-}
+use peaqos_testkit::sdk_python as python;
 
 #[test]
 fn sigv4_matches_botocore() {
-    let Some(py) = python() else {
-        eprintln!("NOTE: python absent; skipping botocore SigV4 comparison");
-        return;
-    };
+    let py = python();
     let body = b"chunk ciphertext \x00\x01";
     let (auth, _) = sigv4_sign(
         &SigV4Request { method: "PUT", path: "/bucket/pre%20fix/topic.x/chunk-3.bin", host: "127.0.0.1:9000", body, unix_time: 1_764_033_600 },
@@ -237,10 +231,11 @@ sig = a.signature(sts, req)
 print(sig)
 "#;
     let out = Command::new(py).arg("-c").arg(script).output().unwrap();
-    if !out.status.success() {
-        eprintln!("NOTE: botocore unavailable ({}); skipping", String::from_utf8_lossy(&out.stderr));
-        return;
-    }
+    assert!(
+        out.status.success(),
+        "botocore (installed with moto[server], see scripts/test) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sig = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(auth.ends_with(&format!("Signature={sig}")), "ours {auth} vs botocore {sig}");
     assert!(auth.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date"));
@@ -256,11 +251,7 @@ impl Drop for Moto {
 
 #[test]
 fn s3_against_moto_server() {
-    let moto = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/moto_server"));
-    if !moto.exists() {
-        eprintln!("NOTE: moto_server absent (pip install 'moto[server]'); skipping S3 test");
-        return;
-    }
+    let moto = peaqos_testkit::moto_server();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let _srv = Moto(Command::new(&moto).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     let endpoint = format!("http://127.0.0.1:{port}");

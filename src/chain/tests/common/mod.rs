@@ -19,33 +19,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const KEY0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 pub const KEY1: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+#[allow(unused_imports)] // not every test file uses both
+pub use peaqos_testkit::{free_port, repo_root};
 
 pub fn signer(hex_key: &str) -> PrivateKeySigner {
     hex_key.parse().unwrap()
 }
 
-pub fn find_anvil() -> Option<PathBuf> {
-    let mut c = vec![];
-    if let Ok(p) = std::env::var("ANVIL_BIN") {
-        c.push(PathBuf::from(p));
-    }
-    c.push(repo_root().join("test/chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"));
-    c.push(PathBuf::from(
-        "/tmp/anvil-npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil",
-    ));
-    c.into_iter().find(|p| p.exists())
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Raw JSON-RPC helper for assertions.
 pub async fn rpc_value(url: &str, method: &str, params: Value) -> Value {
@@ -204,14 +184,10 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub fn spawn() -> Option<Harness> {
+    pub fn spawn() -> Harness {
         let script = repo_root().join("test/chain/harness.py");
-        let py = repo_root().join(".venv/bin/python");
-        if !script.exists() || !py.exists() || find_anvil().is_none() {
-            eprintln!("NOTE: test/chain/harness.py, .venv or anvil missing: harness test skipped");
-            return None;
-        }
-        let mut child = Command::new(py)
+        let mut child = Command::new(peaqos_testkit::sdk_python())
+            .env("PEAQOS_TEST_ANVIL_CHECKED", peaqos_testkit::anvil())
             .arg(script)
             .arg("serve")
             .stdout(Stdio::piped())
@@ -229,7 +205,7 @@ impl Harness {
                 panic!("harness printed no JSON line: {line:?}");
             }
         };
-        Some(Harness { child, desc })
+        Harness { child, desc }
     }
     pub fn url(&self) -> String {
         self.desc["rpc_url"].as_str().unwrap().to_string()

@@ -96,19 +96,8 @@ pub fn random_value(r: &mut Rng, depth: u32, keys: &dyn Fn(&mut Rng) -> String) 
     }
 }
 
-/// The Python of the SDK venv, or None (with a note) when it is absent.
-pub fn sdk_python() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("PEAQOS_SDK_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("NOTE: SDK oracle skipped: {} not found (set PEAQOS_SDK_PYTHON)", p.display());
-        None
-    }
-}
+#[allow(unused_imports)] // not every test file uses it
+pub use peaqos_testkit::sdk_python;
 
 /// Run the oracle on a request; returns its JSON answer.
 pub fn run_oracle(python: &PathBuf, request: &Value) -> Value {
@@ -121,14 +110,9 @@ pub fn run_oracle(python: &PathBuf, request: &Value) -> Value {
     serde_json::from_slice(&out.stdout).expect("oracle output is JSON")
 }
 
-/// Path of the shared vectors (`/work/shared/peaqos/vectors/`), or None with a note.
-pub fn vectors_file(name: &str) -> Option<Value> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peaqos/vectors").join(name);
-    match std::fs::read(&p) {
-        Ok(b) => Some(serde_json::from_slice(&b).expect("vector file is JSON")),
-        Err(_) => {
-            eprintln!("NOTE: vector test skipped: {} not found", p.display());
-            None
-        }
-    }
+/// One of the SDK-computed vector files in `test/fixtures/sdk/vectors/` (see PROVENANCE.md there).
+pub fn vectors_file(name: &str) -> Value {
+    let p = peaqos_testkit::fixture(&format!("sdk/vectors/{name}"));
+    let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_slice(&b).expect("vector file is JSON")
 }

@@ -117,7 +117,7 @@ fn is_topic_dir(d: &Path) -> bool {
 /// `D` holds the topic's directory. A new chain (`append`) goes to `D/stream`.
 fn stream_root(a: &Args, topic: &str) -> R<PathBuf> {
     let d = PathBuf::from(a.req("data-dir")?);
-    let nested = store::stream_dir(&d);
+    let nested = peaqos_base::layout::stream_dir(&d);
     if !nested.is_dir() && store::topic_dir(&d, topic)?.is_dir() {
         return Ok(d);
     }
@@ -143,7 +143,7 @@ fn chain_dirs(dir: &Path) -> R<Vec<PathBuf>> {
     if is_topic_dir(dir) {
         return Ok(vec![dir.to_path_buf()]);
     }
-    let nested = store::stream_dir(dir);
+    let nested = peaqos_base::layout::stream_dir(dir);
     let root = if nested.is_dir() { nested } else { dir.to_path_buf() };
     let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
         .map_err(|e| CliError::Failed(format!("list {}: {e}", root.display())))?
@@ -237,7 +237,7 @@ fn cmd_dataset(a: &Args) -> R<()> {
     let m = build_dataset(&data, topic, first, last, &did, now, &signer)?;
     let p = match a.one("out") {
         Some(o) => {
-            store::write_atomic(Path::new(o), &store::to_json_bytes(&m, "dataset")?)?;
+            store::write_atomic(Path::new(o), &store::to_json_bytes(&m, "dataset")?).map_err(StreamError::from)?;
             PathBuf::from(o)
         }
         None => write_dataset(&data, &m)?,
@@ -252,7 +252,7 @@ fn cmd_prove(a: &Args) -> R<()> {
     let p = m.prove(a.req("chunk")?)?;
     let v = serde_json::to_value(&p).map_err(|e| CliError::Failed(e.to_string()))?;
     match a.one("out") {
-        Some(o) => store::write_atomic(Path::new(o), &store::to_json_bytes(&v, "proof")?)?,
+        Some(o) => store::write_atomic(Path::new(o), &store::to_json_bytes(&v, "proof")?).map_err(StreamError::from)?,
         None => print_json(&v),
     }
     Ok(())

@@ -1,0 +1,141 @@
+//! Crash-safe file writes: the one behaviour every crate uses for durable state.
+//!
+//! [`write_atomic`] writes `<path>.tmp` (mode 0600: the data directory is the node's own),
+//! fsyncs it, renames it over `path` and fsyncs the directory, so after a crash `path` holds
+//! either the old or the new bytes, and a successful return means the new bytes survive power
+//! loss. [`AtomicBatch`] does the same for several files of one directory with a single
+//! directory fsync at [`AtomicBatch::commit`] (a chunk's three files, say). A leftover `*.tmp`
+//! is a write that did not reach its rename: readers ignore it, openers may delete it.
+//! Every error carries the operation, the path and the I/O error as its source.
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// A file-system operation that failed, with the path it was about.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub struct FsError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FsError {
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> FsError {
+        FsError { op, path: path.into(), source }
+    }
+
+    /// True when the write failed for lack of space (ENOSPC) or quota (EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self.source.raw_os_error(), Some(28) | Some(122))
+    }
+}
+
+/// Mode of every file written here: only the node's user reads its state.
+pub const FILE_MODE: u32 = 0o600;
+
+/// The temporary name `path` is written under before its rename: `<path>.tmp`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// fsync a directory, so the renames and creations in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| FsError::new("fsync directory", dir, e))
+}
+
+/// Write `bytes` to `<path>.tmp`, fsync and rename it over `path`; the directory is not synced.
+fn write_renamed(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    let tmp = tmp_path(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .map_err(|e| FsError::new("create", &tmp, e))?;
+    f.write_all(bytes).map_err(|e| FsError::new("write", &tmp, e))?;
+    f.sync_all().map_err(|e| FsError::new("fsync", &tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| FsError::new("rename", path, e))
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Durably replace `path` with `bytes` (see the module doc).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    write_renamed(path, bytes)?;
+    sync_dir(parent(path))
+}
+
+/// Several atomic writes into one directory, made durable together by one directory fsync.
+/// Until [`commit`](AtomicBatch::commit) returns, a crash may keep any subset of them.
+#[must_use = "the writes are durable only after commit()"]
+pub struct AtomicBatch<'a> {
+    dir: &'a Path,
+}
+
+impl<'a> AtomicBatch<'a> {
+    pub fn new(dir: &'a Path) -> AtomicBatch<'a> {
+        AtomicBatch { dir }
+    }
+
+    /// Atomically replace `path`, a file of the batch's directory, with `bytes`.
+    pub fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+        debug_assert_eq!(parent(path), self.dir, "AtomicBatch::write outside its directory");
+        write_renamed(path, bytes)
+    }
+
+    /// fsync the directory: every write of the batch is durable.
+    pub fn commit(self) -> Result<(), FsError> {
+        sync_dir(self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replaces_whole_with_mode_0600_and_no_tmp_left() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        write_atomic(&p, b"old").unwrap();
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!tmp_path(&p).exists());
+    }
+
+    #[test]
+    fn batch_writes_several_files_then_commits() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = AtomicBatch::new(d.path());
+        b.write(&d.path().join("a.bin"), b"1").unwrap();
+        b.write(&d.path().join("a.json"), b"2").unwrap();
+        b.commit().unwrap();
+        assert_eq!(fs::read(d.path().join("a.bin")).unwrap(), b"1");
+        assert_eq!(fs::read(d.path().join("a.json")).unwrap(), b"2");
+    }
+
+    #[test]
+    fn errors_name_the_operation_and_path() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("missing-dir").join("x.json");
+        let e = write_atomic(&p, b"x").unwrap_err();
+        assert_eq!(e.op, "create");
+        assert!(e.to_string().contains("missing-dir/x.json.tmp"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(sync_dir(&d.path().join("nope")).unwrap_err().to_string().starts_with("fsync directory"));
+    }
+}
