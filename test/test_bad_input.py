@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -71,3 +72,68 @@ def test_no_key_at_all(tmp_path):
 def test_merge_max_events_out_of_range_names_the_parameter(tmp_path, value):
     code, out = run_node_expecting_failure(tmp_path, {"data_dir": str(tmp_path / "d"), "chain.merge_max_events": value})
     check_failure(code, out, "chain.merge_max_events")
+
+
+# ---- issue 14: hostile policy files at start (each failed on main: started, hung or misnamed)
+
+BATTERY = "schema_version: 1\ntopics:\n  - topic: /battery_state\n    type: sensor_msgs/msg/BatteryState\n"
+
+
+def start_with_policy(tmp_path, text: str, timeout: float = 20.0) -> tuple[str, int, str]:
+    p = tmp_path / "map.yaml"
+    p.write_text(text)
+    code, out = run_node_expecting_failure(tmp_path, {"policy_file": str(p), "data_dir": str(tmp_path / "d")},
+                                           timeout=timeout)
+    return str(p), code, out
+
+
+@pytest.mark.parametrize("rules,key,needle", [
+    ("      - {path: locaton, action: encrypt}\n", "topics[0].fields[0].path", "\"locaton\" does not exist"),
+    ("      - {path: location, action: encrypt}\n      - {path: serial_numbr, action: exclude}\n",
+     "topics[0].fields[1].path", "\"serial_numbr\" does not exist"),
+    ("      - {path: cell_voltage.x, action: exclude}\n", "topics[0].fields[0].path", "an array"),
+    ("      - {path: 5, action: exclude}\n", "topics[0].fields[0].path", "expected a string"),
+])
+def test_field_rule_that_can_never_match_stops_the_node(tmp_path, rules, key, needle):
+    file, code, out = start_with_policy(tmp_path, BATTERY + "    fields:\n" + rules)
+    check_failure(code, out, file, key, needle)
+    if "does not exist" in needle:
+        check_failure(code, out, "topic /battery_state: rule {path: ")
+
+
+def test_field_rule_through_an_array_of_messages_stops_the_node(tmp_path):
+    text = ("schema_version: 1\ntopics:\n  - topic: /diagnostics_in\n    type: diagnostic_msgs/msg/DiagnosticArray\n"
+            "    fields:\n      - {path: status.message, action: encrypt}\n")
+    file, code, out = start_with_policy(tmp_path, text)
+    check_failure(code, out, file, "topics[0].fields[0].path", "goes through \"status\", an array")
+
+
+def test_fifo_policy_file_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "map.yaml"
+    os.mkfifo(fifo)
+    code, out = run_node_expecting_failure(tmp_path, {"policy_file": str(fifo), "data_dir": str(tmp_path / "d")},
+                                           timeout=15)
+    check_failure(code, out, str(fifo), "not a regular file")
+
+
+@pytest.mark.parametrize("text,key,needle", [
+    ("[" * 200_000, "<root>", "nesting deeper than 32"),
+    (BATTERY + "    qos: {reliability: reliable, durability: volatile, depth: 4294967296}\n", "topics[0].qos.depth",
+     "at most 100000"),
+    (BATTERY.replace("/battery_state", "/" + "t" * 300_000), "topics[0].topic", "longer than 247"),
+    ("package_schema_version: null\n" + BATTERY, "package_schema_version", "expected a string"),
+    ("package_schema_version: 5\n" + BATTERY, "package_schema_version", "expected a string"),
+    (BATTERY + "    stream: []\n", "topics[0].stream", "must be a mapping"),
+    (BATTERY.replace("type: sensor", "type: !foo sensor"), "<root>", "YAML tags are not allowed"),
+    (BATTERY + "    events:\n      - {name: w, event_type: activity, value: count, window: {seconds: 18446744073709551615}}\n",
+     "topics[0].events[0].window.seconds", "must be 1..=31622400"),
+    (BATTERY + "    events:\n      - {name: w, event_type: activity, value: count, window: {seconds: 9223372036854775807}}\n",
+     "topics[0].events[0].window.seconds", "must be 1..=31622400"),
+])
+def test_hostile_policy_values_are_refused_quickly_naming_the_key(tmp_path, text, key, needle):
+    t0 = time.monotonic()
+    file, code, out = start_with_policy(tmp_path, text)
+    check_failure(code, out, file, key, needle)
+    assert "parameter `data_dir`" not in out
+    assert time.monotonic() - t0 < 15, "start-up error took too long"
+    assert max(len(line) for line in out.splitlines()) < 4000, "unbounded error line"

@@ -127,6 +127,10 @@ def test_activate_economics2_reads_back_on_chain(gen2_chain, gen2_node):
     # A second activation is refused with the SDK's code and nothing is sent.
     again = activate_gen2(c)
     assert not again.success and again.error_code == "ALREADY_ACTIVATED", again
+    # Every refusal names a request field (issue 14 #4): the machine is what expected_machine_id names.
+    assert again.error_field == "expected_machine_id", again
+    empty = activate_gen2(c, credential_subject_hex="0x")
+    assert (empty.success, empty.error_field) == (False, "credential_subject_hex"), empty
 
 
 def test_submit_event_is_included_and_matches_the_request(gen2_chain, gen2_node):
@@ -236,13 +240,13 @@ def test_chain_reverts_are_decoded_to_sdk_codes(gen2_chain, gen2_node):
     future = gen2_chain.latest_timestamp() + 3600
     r = c.call(SubmitEvent, "submit_event", machine_id=str(machine_id), event_type=0, value="1", currency="USD",
                timestamp=future)
-    assert not r.success and r.error_code == "FUTURE_TIMESTAMP", (r.error_code, r.message)
+    assert not r.success and (r.error_code, r.error_field) == ("FUTURE_TIMESTAMP", "timestamp"), (r.error_code, r.message)
     r = c.call(SubmitEvent, "submit_event", machine_id="424242", event_type=0, value="1", currency="USD",
                timestamp=gen2_chain.latest_timestamp() - 1)
-    assert not r.success and r.error_code == "MACHINE_NOT_FOUND", (r.error_code, r.message)
+    assert not r.success and (r.error_code, r.error_field) == ("MACHINE_NOT_FOUND", "machine_id"), (r.error_code, r.message)
     r = c.call(SubmitEvent, "submit_event", machine_id=str(machine_id), event_type=0, value="1", currency="USD",
                timestamp=gen2_chain.latest_timestamp() - 1, metadata=list(b"x" * 2000))
-    assert not r.success and r.error_code == "METADATA_TOO_LARGE", (r.error_code, r.message)
+    assert not r.success and (r.error_code, r.error_field) == ("METADATA_TOO_LARGE", "metadata"), (r.error_code, r.message)
 
 
 def test_no_key_material_anywhere(gen2_node):

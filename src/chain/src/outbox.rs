@@ -63,7 +63,8 @@
 //! ## Fault injection (tests)
 //! `PEAQOS_CHAIN_FAULT=abort_after_sign` / `abort_after_broadcast` / `abort_after_merge` calls
 //! `std::process::abort()` right after the signed record (resp. the broadcast record, a merged
-//! carrier whose members are not marked yet) is durable.
+//! carrier whose members are not marked yet) is durable. Compiled only with the `fault-injection`
+//! feature, which this crate's tests enable and release builds do not.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
@@ -249,20 +250,23 @@ pub struct Outcome {
     pub receipt: ReceiptInfo,
 }
 
+/// Test fault injection: where `PEAQOS_CHAIN_FAULT=abort_after_<point>` aborts the process. Only
+/// in builds with the `fault-injection` feature (this crate's own tests); release builds have none.
 #[derive(Debug, Clone, Copy)]
-enum Fault {
-    AfterSign,
-    AfterBroadcast,
-    AfterMerge,
+enum AbortAfter {
+    Sign,
+    Broadcast,
+    Merge,
 }
 
-fn fault_point(p: Fault) {
+#[cfg(feature = "fault-injection")]
+fn fault_point(p: AbortAfter) {
     if let Ok(v) = std::env::var("PEAQOS_CHAIN_FAULT") {
         let hit = matches!(
             (p, v.as_str()),
-            (Fault::AfterSign, "abort_after_sign")
-                | (Fault::AfterBroadcast, "abort_after_broadcast")
-                | (Fault::AfterMerge, "abort_after_merge")
+            (AbortAfter::Sign, "abort_after_sign")
+                | (AbortAfter::Broadcast, "abort_after_broadcast")
+                | (AbortAfter::Merge, "abort_after_merge")
         );
         if hit {
             eprintln!("PEAQOS_CHAIN_FAULT={v}: aborting");
@@ -270,6 +274,10 @@ fn fault_point(p: Fault) {
         }
     }
 }
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+fn fault_point(_p: AbortAfter) {}
 
 fn now_str() -> String {
     crate::journal::py_utc_now()
@@ -873,7 +881,7 @@ impl Inner {
         drop(st);
         info!(intent = %carrier.id, members = carrier.members.len(), subcalls = calls.len(), "outbox: merged queued batches into one transaction");
         self.publish(&carrier);
-        fault_point(Fault::AfterMerge);
+        fault_point(AbortAfter::Merge);
         for mut m in members {
             m.state = IntentState::Merged;
             m.merged_into = Some(id.clone());
@@ -1278,7 +1286,7 @@ impl Inner {
                 i.state = IntentState::Broadcast;
                 i.error = None;
                 let _ = self.commit(i.clone());
-                fault_point(Fault::AfterBroadcast);
+                fault_point(AbortAfter::Broadcast);
                 if let Some(r) = self.find_receipt(&i).await? {
                     let _ = self.finish_with_receipt(i, r).await;
                 }
@@ -1411,7 +1419,7 @@ impl Inner {
             warn!(error = %e, "outbox: cannot persist nonce file");
         }
         self.journal(&i, "pending");
-        fault_point(Fault::AfterSign);
+        fault_point(AbortAfter::Sign);
         match self.rpc.send_raw(&raw).await {
             Ok(_) => {}
             Err(RpcFailure::Node { message, .. }) if already_known(&message) => {}
@@ -1451,7 +1459,7 @@ impl Inner {
             warn!(error = %e, "store failed");
         }
         debug!(intent = %i.id, tx = %hash, nonce, "outbox: broadcast");
-        fault_point(Fault::AfterBroadcast);
+        fault_point(AbortAfter::Broadcast);
         // Automine/instant-seal chains: the receipt may already exist.
         if let Some(r) = self.find_receipt(&i).await? {
             let _ = self.finish_with_receipt(i, r).await;

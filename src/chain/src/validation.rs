@@ -11,8 +11,7 @@
 //! Inputs arrive from ROS as text, so the loosely-typed wrappers ([`MachineIdInput`],
 //! [`ValueInput`]) keep what the SDK would have seen (a Python `int` vs a `float`/`str`).
 
-
-use alloy::primitives::{keccak256, B256, U256};
+use alloy::primitives::{keccak256, Address, B256, U256};
 
 use crate::error::{ChainError, Result};
 
@@ -25,6 +24,17 @@ pub const MAX_BATCH_EVENTS: usize = 512;
 
 /// `SUPPORTED_CHAINS` values of SDK `constants.py` plus 0.
 pub const VALID_SOURCE_CHAIN_IDS: [i128; 7] = [0, 3338, 1, 8453, 137, 42161, 10];
+
+/// SDK address rule: `0x` + exactly 40 hex digits (either case), nothing around them
+/// (`0X…`, no prefix, whitespace are refused).
+pub fn parse_address(field: &str, s: &str) -> Result<Address> {
+    let ok = s.len() == 42 && s.starts_with("0x") && s.as_bytes()[2..].iter().all(u8::is_ascii_hexdigit);
+    if !ok {
+        return Err(ChainError::validation(field, "address", format!("{field} must be 0x followed by 40 hex digits")));
+    }
+    s.parse::<Address>()
+        .map_err(|_| ChainError::validation(field, "address", format!("{field} must be 0x followed by 40 hex digits")))
+}
 
 /// Machine id as received. `from_decimal` applies SDK `parse_machine_id` (canonical decimal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,23 +87,25 @@ impl ValueInput {
             magnitude: U256::from(v.unsigned_abs()),
         }
     }
-    /// Parse text from a ROS field: `"123"`, `"-1"` are ints; `"1.5"`, `"1e3"` are `float`;
-    /// anything else is `str`.
+    /// Parse text from a ROS field: a canonical decimal integer (`"123"`, `"0"`, `"-1"`: no
+    /// sign `+`, no whitespace, no leading zeros, no `-0`) is an int; `"1.5"`, `"1e3"` are
+    /// `float`; anything else (`" 5"`, `"05"`, `"+5"`, `"5\n"`) is `str`, which the SDK's type
+    /// guard refuses, as it refuses anything but a Python int.
     pub fn parse(text: &str) -> Self {
-        let t = text.trim();
-        let (neg, digits) = match t.strip_prefix('-') {
+        let (neg, digits) = match text.strip_prefix('-') {
             Some(d) => (true, d),
-            None => (false, t.strip_prefix('+').unwrap_or(t)),
+            None => (false, text),
         };
-        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let integer_shaped = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        let canonical = integer_shaped && (digits == "0" || !digits.starts_with('0')) && !(neg && digits == "0");
+        if canonical {
             if let Ok(m) = U256::from_str_radix(digits, 10) {
-                return ValueInput::Int {
-                    negative: neg && !m.is_zero(),
-                    magnitude: m,
-                };
+                return ValueInput::Int { negative: neg, magnitude: m };
             }
         }
-        if t.parse::<f64>().is_ok() {
+        let t = text;
+        let float_shaped = !integer_shaped && !t.bytes().any(|b| b.is_ascii_whitespace() || b == b'+');
+        if float_shaped && t.parse::<f64>().is_ok() {
             return ValueInput::NotInt {
                 type_name: "float".into(),
             };

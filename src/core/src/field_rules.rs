@@ -47,6 +47,18 @@ pub enum Action {
     Anonymize,
 }
 
+impl Action {
+    /// The policy file's name of the action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Include => "include",
+            Action::Exclude => "exclude",
+            Action::Encrypt => "encrypt",
+            Action::Anonymize => "anonymize",
+        }
+    }
+}
+
 /// How `anonymize` transforms a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -77,6 +77,39 @@ pub enum KeyError {
         /// Where the key came from.
         source_name: String,
     },
+    /// A V3 keystore that could not be decrypted.
+    #[error("keystore {path}: {source}")]
+    Keystore {
+        /// The keystore file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::keystore::KeystoreError,
+    },
+    /// A keystore is configured but no passphrase source is.
+    #[error("keystore {path}: no passphrase: set {KEYSTORE_PASSWORD_ENV} or a passphrase file (mode 0600)")]
+    NoPassphrase {
+        /// The keystore file.
+        path: PathBuf,
+    },
+}
+
+/// The environment variable a keystore passphrase may come from (else a passphrase file).
+pub const KEYSTORE_PASSWORD_ENV: &str = "PEAQOS_KEYSTORE_PASSWORD";
+
+/// The passphrase of a keystore: from `file` (mode 0600/0400; one trailing newline dropped, as a
+/// systemd credential or `echo > file` leaves it) or else `PEAQOS_KEYSTORE_PASSWORD`.
+pub fn keystore_passphrase(keystore: &Path, file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if let Some(f) = file {
+        let text = read_private_file(f)?;
+        let t = text.strip_suffix('\n').unwrap_or(&text);
+        let t = t.strip_suffix('\r').unwrap_or(t);
+        return Ok(Zeroizing::new(t.as_bytes().to_vec()));
+    }
+    match env_value(KEYSTORE_PASSWORD_ENV) {
+        Some(v) => Ok(Zeroizing::new(v.as_bytes().to_vec())),
+        None => Err(KeyError::NoPassphrase { path: keystore.to_owned() }),
+    }
 }
 
 /// Parse 64 hex digits (optional `0x`, surrounding whitespace) into 32 bytes.
@@ -224,6 +257,15 @@ impl MachineKey {
             }
             None => Err(KeyError::Missing),
         }
+    }
+
+    /// From a V3 keystore file (mode 0600 or 0400) and its passphrase; the secret is only ever
+    /// in zeroized memory.
+    pub fn from_keystore(path: &Path, passphrase: &[u8]) -> Result<MachineKey, KeyError> {
+        let json = read_private_file(path)?;
+        let secret = crate::keystore::decrypt(json.as_bytes(), passphrase)
+            .map_err(|source| KeyError::Keystore { path: path.to_owned(), source })?;
+        Self::from_bytes_named(&secret, &path.display().to_string())
     }
 
     /// From 64 hex digits (optional `0x`).

@@ -41,12 +41,17 @@
 
 mod b64;
 pub mod canonical_json;
+pub mod catalog;
+pub mod duration;
 pub mod field_rules;
 pub mod keys;
+pub mod keystore;
+pub mod memory;
 pub mod package;
 pub mod package_log;
 pub mod pipeline;
 pub mod policy;
+pub mod text;
 pub mod value;
 
 pub use b64::{decode as base64_decode, encode as base64_encode};

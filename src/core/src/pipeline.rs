@@ -399,6 +399,7 @@ impl Worker {
 
     fn process(&mut self, batch: &mut Vec<Item>) {
         let mut out: Vec<Published> = Vec::with_capacity(batch.len());
+        let mut largest = 0;
         for item in batch.drain(..) {
             let t = &self.shared.topics[item.topic];
             let topic = t.topic.clone();
@@ -432,8 +433,15 @@ impl Worker {
                 tracing::warn!(topic = %topic, error = %e, "message dropped: log append failed");
                 continue;
             }
+            largest = largest.max(signed.json.len());
             out.push(Published { topic, sequence_number: seq, package_json: signed.json });
         }
+        self.publish(out);
+        // The batch's messages, packages and their conversions are freed by now.
+        crate::memory::release_after_large(largest);
+    }
+
+    fn publish(&mut self, mut out: Vec<Published>) {
         if out.is_empty() {
             return;
         }

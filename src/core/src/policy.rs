@@ -18,22 +18,43 @@
 //!     default_action: include       # optional: include | exclude | encrypt (default include)
 //! ```
 //!
+//! The file must be a regular file of at most [`MAX_POLICY_BYTES`]; flow nesting (`[`/`{`) is
+//! bounded by [`MAX_FLOW_DEPTH`]; YAML tags (`!foo`, `!!str`) are refused; strings must be written as
+//! strings (`path: 5`, `package_schema_version: null` are errors, not "5" / "null").
 //! Unknown keys are errors. Every error reads `<file>: <path>: <reason>`, where `<path>` is
 //! like `topics[0].fields[1].action` and the reason carries the line/column when known.
 //! Semantic checks: `schema_version` is 1, at least one topic, topic and type syntax, no
 //! duplicate topics, `strategy` present iff `action: anonymize`, non-empty field paths without
-//! empty segments, `queue_size`/`depth` ≥ 1, non-blank `package_schema_version`.
+//! empty segments, `queue_size` in 1..=[`MAX_QUEUE_SIZE`], `depth` in 1..=[`MAX_QOS_DEPTH`],
+//! topic names of at most [`MAX_TOPIC_LEN`] characters (rmw's limit), a non-blank
+//! `package_schema_version` of printable characters. Field rule paths are checked against the
+//! installed message type by [`DataEventMap::check_field_paths`] (see [`crate::catalog`]).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::catalog::FieldCatalog;
 use crate::field_rules::{Action, FieldRule, Strategy, TopicRules};
 
 /// Default `queue_size` of a topic.
 pub const DEFAULT_QUEUE_SIZE: usize = 1000;
+/// Largest `queue_size`.
+pub const MAX_QUEUE_SIZE: usize = 1_000_000;
+/// Largest `qos.depth` (DDS keeps this many samples per reader; rmw fails far above).
+pub const MAX_QOS_DEPTH: usize = 100_000;
+/// Longest topic name: rmw's `RMW_TOPIC_MAX_NAME_LENGTH` (255 − 8 reserved for prefixes).
+pub const MAX_TOPIC_LEN: usize = 247;
+/// Largest policy file read.
+pub const MAX_POLICY_BYTES: u64 = 1 << 20;
+/// Deepest `[`/`{` nesting accepted (checked before the YAML parser sees the text).
+pub const MAX_FLOW_DEPTH: usize = 32;
+/// Longest `package_schema_version` and field rule path.
+pub const MAX_NAME_LEN: usize = 256;
 
 /// A policy file error: `<file>: <path>: <reason>`.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +75,7 @@ pub struct DataEventMap {
     /// Format version of this file (1).
     pub schema_version: u32,
     /// `schemaVersion` written into every package.
-    #[serde(default = "default_package_schema_version")]
+    #[serde(default = "default_package_schema_version", deserialize_with = "strict_string")]
     pub package_schema_version: String,
     /// Topics to package.
     pub topics: Vec<TopicPolicy>,
@@ -73,9 +94,10 @@ fn default_queue_size() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct TopicPolicy {
     /// Absolute topic name.
+    #[serde(deserialize_with = "strict_string")]
     pub topic: String,
     /// Message type `pkg/msg/Type`.
-    #[serde(rename = "type")]
+    #[serde(rename = "type", deserialize_with = "strict_string")]
     pub msg_type: String,
     /// Subscription QoS.
     #[serde(default)]
@@ -87,7 +109,7 @@ pub struct TopicPolicy {
     #[serde(default)]
     pub fields: Vec<FieldRuleSpec>,
     /// Action for fields no rule governs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub default_action: Option<Action>,
     /// Encrypted chunk stream of this topic's packages (`peaqos_stream`); the node checks and
     /// interprets this block, naming `topics[i].stream.<key>` in its errors. Absent: no stream.
@@ -118,12 +140,35 @@ impl TopicPolicy {
 #[serde(deny_unknown_fields)]
 pub struct FieldRuleSpec {
     /// Dot path.
+    #[serde(deserialize_with = "strict_string")]
     pub path: String,
     /// Action.
     pub action: Action,
     /// Anonymize strategy (iff action is anonymize).
     #[serde(default)]
     pub strategy: Option<Strategy>,
+}
+
+/// An optional key that, when written, has a value (`default_action: null` is an error, not
+/// the default).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A string written as a YAML string: a number, bool or null where text is expected is an error
+/// (serde_yaml_ng would otherwise turn `5` / `null` into "5" / "null").
+fn strict_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<String, E> {
+            Ok(s.to_owned())
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// QoS reliability.
@@ -199,6 +244,7 @@ impl<'de> Deserialize<'de> for Qos {
 impl DataEventMap {
     /// Parse and check YAML text; `file` is used in error messages only.
     pub fn from_yaml_str(text: &str, file: &Path) -> Result<DataEventMap, PolicyError> {
+        prescan(text).map_err(|reason| PolicyError { file: file.to_owned(), path: "<root>".to_owned(), reason })?;
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let map: DataEventMap = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -216,7 +262,9 @@ impl DataEventMap {
                     reason.push_str(&suffix);
                 }
             }
-            PolicyError { file: file.to_owned(), path: if path == "." { "<root>".to_owned() } else { path }, reason }
+            // Key paths and reasons may quote keys as written in the file: one bounded line.
+            let path = if path == "." { "<root>".to_owned() } else { crate::text::one_line(&path, 200) };
+            PolicyError { file: file.to_owned(), path, reason: crate::text::one_line(&reason, 500) }
         })?;
         map.check(file)?;
         Ok(map)
@@ -230,25 +278,31 @@ impl DataEventMap {
         if self.package_schema_version.trim().is_empty() {
             return Err(err("package_schema_version".into(), "must not be blank".into()));
         }
+        if self.package_schema_version.len() > MAX_NAME_LEN || self.package_schema_version.chars().any(char::is_control) {
+            return Err(err(
+                "package_schema_version".into(),
+                format!("must be at most {MAX_NAME_LEN} bytes of printable characters"),
+            ));
+        }
         if self.topics.is_empty() {
             return Err(err("topics".into(), "at least one topic is required".into()));
         }
         for (i, t) in self.topics.iter().enumerate() {
             if let Err(reason) = check_topic_name(&t.topic) {
-                return Err(err(format!("topics[{i}].topic"), format!("invalid topic name {:?}: {reason}", t.topic)));
+                return Err(err(format!("topics[{i}].topic"), format!("invalid topic name {}: {reason}", crate::text::quoted(&t.topic))));
             }
             if let Some(j) = self.topics[..i].iter().position(|o| o.topic == t.topic) {
-                return Err(err(format!("topics[{i}].topic"), format!("duplicate topic {:?} (also topics[{j}])", t.topic)));
+                return Err(err(format!("topics[{i}].topic"), format!("duplicate topic {} (also topics[{j}])", crate::text::quoted(&t.topic))));
             }
             if let Err(reason) = check_type_name(&t.msg_type) {
-                return Err(err(format!("topics[{i}].type"), format!("invalid message type {:?}: {reason}", t.msg_type)));
+                return Err(err(format!("topics[{i}].type"), format!("invalid message type {}: {reason}", crate::text::quoted(&t.msg_type))));
             }
-            if t.queue_size == 0 {
-                return Err(err(format!("topics[{i}].queue_size"), "must be at least 1".into()));
+            if !(1..=MAX_QUEUE_SIZE).contains(&t.queue_size) {
+                return Err(err(format!("topics[{i}].queue_size"), format!("must be at least 1 and at most {MAX_QUEUE_SIZE}")));
             }
             if let Qos::Custom(p) = t.qos {
-                if p.depth == 0 {
-                    return Err(err(format!("topics[{i}].qos.depth"), "must be at least 1".into()));
+                if !(1..=MAX_QOS_DEPTH).contains(&p.depth) {
+                    return Err(err(format!("topics[{i}].qos.depth"), format!("must be at least 1 and at most {MAX_QOS_DEPTH}")));
                 }
             }
             if t.default_action == Some(Action::Anonymize) {
@@ -261,10 +315,19 @@ impl DataEventMap {
                 if f.path.is_empty() {
                     return Err(err(format!("topics[{i}].fields[{k}].path"), "must not be empty".into()));
                 }
+                if f.path.len() > MAX_NAME_LEN {
+                    return Err(err(format!("topics[{i}].fields[{k}].path"), format!("longer than {MAX_NAME_LEN} bytes")));
+                }
                 if f.path.split('.').any(str::is_empty) {
                     return Err(err(
                         format!("topics[{i}].fields[{k}].path"),
-                        format!("{:?} has an empty segment (dot paths like gps.latitude)", f.path),
+                        format!("{} has an empty segment (dot paths like gps.latitude)", crate::text::quoted(&f.path)),
+                    ));
+                }
+                if let Some(seg) = f.path.split('.').find(|s| !is_field_name(s)) {
+                    return Err(err(
+                        format!("topics[{i}].fields[{k}].path"),
+                        format!("segment {} is not a ROS field name (letters, digits and '_', starting with a letter)", crate::text::quoted(seg)),
                     ));
                 }
                 match (f.action, f.strategy) {
@@ -288,18 +351,110 @@ impl DataEventMap {
     }
 }
 
-/// Load and check a Data Event Map file.
+impl DataEventMap {
+    /// Check every field rule's path against its topic's message type (`catalogs`: topic name →
+    /// the type's field paths, listed by the node from the installed type). A rule that can never
+    /// match is an error naming the file, the rule's key path, the topic and the rule.
+    pub fn check_field_paths(&self, file: &Path, catalogs: &HashMap<String, FieldCatalog>) -> Result<(), PolicyError> {
+        for (i, t) in self.topics.iter().enumerate() {
+            for (k, f) in t.fields.iter().enumerate() {
+                let err = |reason: String| PolicyError {
+                    file: file.to_owned(),
+                    path: format!("topics[{i}].fields[{k}].path"),
+                    reason: format!("topic {}: rule {{path: {}, action: {}}}: {reason}", t.topic, f.path, f.action.as_str()),
+                };
+                let catalog = catalogs.get(&t.topic).ok_or_else(|| err(format!("the fields of {} are not known", t.msg_type)))?;
+                crate::catalog::lookup(catalog, &t.msg_type, &f.path)
+                    .map_err(|reason| err(format!("{reason}; the rule could never apply")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Load and check a Data Event Map file: a regular file (a FIFO or device would block or never
+/// end) of at most [`MAX_POLICY_BYTES`].
 pub fn load(path: &Path) -> Result<DataEventMap, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
-        file: path.to_owned(),
-        path: "<root>".to_owned(),
-        reason: format!("cannot read: {e}"),
-    })?;
+    let text = read_bounded(path).map_err(|reason| PolicyError { file: path.to_owned(), path: "<root>".to_owned(), reason })?;
     DataEventMap::from_yaml_str(&text, path)
+}
+
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read: not a regular file".into());
+    }
+    // O_NONBLOCK: should the path be swapped for a FIFO after the check, open must not block.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if !f.metadata().map_err(|e| format!("cannot read: {e}"))?.is_file() {
+        return Err("cannot read: not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(format!("larger than {MAX_POLICY_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
+}
+
+/// `O_NONBLOCK` on Linux (all architectures the node builds for).
+const O_NONBLOCK: i32 = 0o4000;
+
+/// Check the text before the YAML parser sees it: `[`/`{` nesting is bounded (deep nesting
+/// costs the parser seconds before its own recursion limit) and no value carries a YAML tag
+/// (`!foo x`, `!!binary x`: the parser would apply or drop them silently). Quoted scalars and
+/// comments are skipped; a `!` inside a plain scalar (`a: hi !x`) is text, not a tag.
+fn prescan(text: &str) -> Result<(), String> {
+    let (mut depth, mut quote, mut comment) = (0usize, None::<u8>, false);
+    let (mut line, mut col, mut prev, mut at_value) = (1usize, 0usize, b'\n', true);
+    for b in text.bytes() {
+        col += 1;
+        match (quote, b) {
+            (_, b'\n') => {
+                (comment, line, col, at_value) = (false, line + 1, 0, true);
+            }
+            _ if comment => {}
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'#') if prev.is_ascii_whitespace() => comment = true,
+            (None, b'!') if at_value => return Err(format!("YAML tags are not allowed (plain values only) at line {line} column {col}")),
+            (None, b'\'' | b'"') if at_value => quote = Some(b),
+            (None, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(format!("nesting deeper than {MAX_FLOW_DEPTH} levels at line {line} column {col}"));
+                }
+            }
+            (None, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        // A value may start after indentation, `: `, `- `, `? `, `[`, `{`, `,`, `---`.
+        at_value = match b {
+            b' ' | b'\t' => at_value || matches!(prev, b':' | b'-' | b'?' | b','),
+            b'[' | b'{' | b',' => true,
+            b'\n' => true,
+            _ => false,
+        };
+        prev = b;
+    }
+    Ok(())
+}
+
+/// A ROS message field name: a letter, then letters, digits and '_'.
+fn is_field_name(s: &str) -> bool {
+    s.bytes().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// Absolute ROS 2 topic name rules (rmw `validate_full_topic_name`).
 pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_TOPIC_LEN {
+        return Err(format!("longer than {MAX_TOPIC_LEN} characters (rmw's limit)"));
+    }
     if !name.starts_with('/') {
         return Err("must be absolute (start with '/')".into());
     }

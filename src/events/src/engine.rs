@@ -306,7 +306,7 @@ impl Engine {
             }
         }
         if let Window::Seconds(t) = rule.window {
-            let bucket = ts.div_euclid(t as i64);
+            let bucket = ts.div_euclid(t);
             if st.open.count > 0 && st.open.bucket.is_some_and(|b| bucket > b) {
                 Self::close(rule, i, st, out, &mut self.dirty);
             }
@@ -385,7 +385,9 @@ impl Engine {
     pub fn tick(&mut self, now: i64, out: &mut Vec<Outcome>) {
         for (i, (rule, st)) in self.rules.iter().zip(self.states.iter_mut()).enumerate() {
             if let (Window::Seconds(t), Some(b)) = (rule.window, st.open.bucket) {
-                if st.open.count > 0 && (b + 1) * t as i64 + TICK_GRACE_SECS <= now {
+                // Checked: a window ending beyond i64 seconds simply has not ended.
+                let end = b.checked_add(1).and_then(|x| x.checked_mul(t)).and_then(|x| x.checked_add(TICK_GRACE_SECS));
+                if st.open.count > 0 && end.is_some_and(|end| end <= now) {
                     Self::close(rule, i, st, out, &mut self.dirty);
                 }
             }

@@ -13,8 +13,9 @@
 //!     trust_level: 0              # 0 self-reported (default) | 1 on-chain (needs source_tx_hash_field) | 2 hardware
 //!     source_chain_id: 0          # 0 (default), 3338, 1, 8453, 137, 42161, 10
 //!     source_tx_hash_field: tx    # trust 1 only: a string field holding 0x + 64 hex digits
-//!     window: {messages: 1}       # {messages: N} (default 1 = per message) | {seconds: T}
-//!     min_interval: 0             # seconds between two events of this rule (default 0)
+//!     window: {messages: 1}       # {messages: N} (default 1 = per message, N <= 100000) |
+//!                                 #   {seconds: T} (1..=31622400, i.e. at most 366 days)
+//!     min_interval: 0             # seconds between two events of this rule (default 0, <= 366 days)
 //!     condition: {field: status, op: eq, value: delivered}   # eq|ne|gt|ge|lt|le
 //!     metadata: '{"order":"${order_id}"}'   # ${path} and ${$rule} ${$topic} ${$count}
 //!                                           # ${$first_seq} ${$last_seq}; $$ = $
@@ -22,7 +23,7 @@
 //!
 //! Errors read `<file>: topics[i].events[j].<key>: rule "<name>": <reason>`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,10 @@ use serde::Deserialize;
 
 use crate::decimal::{Dec, Rounding};
 use crate::metadata::Template;
+
+/// The largest `window: {messages: N}`: a window's packages are held until it closes (its
+/// `raw_data` is all of them).
+pub const MAX_WINDOW_MESSAGES: u64 = 100_000;
 
 /// The contract's `MAX_METADATA_SIZE` (defined once, by the chain client).
 pub use peaqos_chain::validation::MAX_METADATA_SIZE;
@@ -46,40 +51,9 @@ pub struct RuleError {
     pub reason: String,
 }
 
-/// What the node knows about a field path of a topic's message type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldKind {
-    Integer,
-    Float,
-    Bool,
-    Text,
-    /// `uint8[]`/`byte[]` (base64 in packages), arrays, sequences, `long double`.
-    Other,
-    /// A nested message (not a value itself).
-    Message,
-}
-
-impl FieldKind {
-    fn numeric(self) -> bool {
-        matches!(self, FieldKind::Integer | FieldKind::Float)
-    }
-    fn scalar(self) -> bool {
-        matches!(self, FieldKind::Integer | FieldKind::Float | FieldKind::Bool | FieldKind::Text)
-    }
-    fn name(self) -> &'static str {
-        match self {
-            FieldKind::Integer => "an integer",
-            FieldKind::Float => "a float",
-            FieldKind::Bool => "a bool",
-            FieldKind::Text => "a string",
-            FieldKind::Other => "an array/bytes field",
-            FieldKind::Message => "a nested message",
-        }
-    }
-}
-
-/// Every dot path of a message type (nested messages included) → its kind.
-pub type FieldCatalog = BTreeMap<String, FieldKind>;
+/// What the node knows about a field path of a topic's message type (one definition, in
+/// `peaqos_core::catalog`, shared with the field rules' path check).
+pub use peaqos_core::catalog::{FieldCatalog, FieldKind};
 
 // ------------------------------------------------------------------ schema (as written)
 
@@ -239,8 +213,9 @@ impl ValueSource {
 pub enum Window {
     /// Every N messages (1 = each message).
     Messages(u64),
-    /// Every T seconds of data time, aligned to multiples of T since the epoch.
-    Seconds(u64),
+    /// Every T seconds of data time, aligned to multiples of T since the epoch; T is in
+    /// `1..=peaqos_core::duration::MAX_SECONDS` (checked when the rule loads).
+    Seconds(i64),
 }
 
 /// A condition literal.
@@ -346,17 +321,10 @@ fn check_field(
 ) -> Result<FieldPath, RuleError> {
     let p = FieldPath::new(text).ok_or_else(|| ctx.err(key, format!("{text:?} is not a dot path like pose.pose.position.x")))?;
     if let Some(cat) = catalog {
-        match cat.get(text) {
-            None => {
-                return Err(ctx.err(
-                    key,
-                    format!("field {text:?} does not exist in {} (the rule could never fire)", topic.msg_type),
-                ))
-            }
-            Some(k) if !want(*k) => {
-                return Err(ctx.err(key, format!("field {text:?} is {}, the rule needs {want_name}", k.name())))
-            }
-            Some(_) => {}
+        let k = peaqos_core::catalog::lookup(cat, &topic.msg_type, text)
+            .map_err(|reason| ctx.err(key, format!("{reason} (the rule could never fire)")))?;
+        if !want(k) {
+            return Err(ctx.err(key, format!("field {text:?} is {}, the rule needs {want_name}", k.name())));
         }
     }
     let action = field_action(topic, text);
@@ -523,18 +491,21 @@ fn compile(ctx: &Ctx, s: RuleSpec, ti: usize, topic: &TopicPolicy, catalog: Opti
     }
     let window = match &s.window {
         None => Window::Messages(1),
-        Some(WindowSpec { messages: Some(n), seconds: None }) if *n >= 1 => Window::Messages(*n),
-        Some(WindowSpec { messages: None, seconds: Some(t) }) if *t >= 1 => Window::Seconds(*t),
-        Some(WindowSpec { messages: Some(_), seconds: None }) => return Err(ctx.err("window.messages", "must be >= 1")),
-        Some(WindowSpec { messages: None, seconds: Some(_) }) => return Err(ctx.err("window.seconds", "must be >= 1")),
+        Some(WindowSpec { messages: Some(n), seconds: None }) if (1..=MAX_WINDOW_MESSAGES).contains(n) => Window::Messages(*n),
+        Some(WindowSpec { messages: Some(_), seconds: None }) => {
+            return Err(ctx.err("window.messages", format!("must be 1..={MAX_WINDOW_MESSAGES}")))
+        }
+        Some(WindowSpec { messages: None, seconds: Some(t) }) => {
+            Window::Seconds(peaqos_core::duration::whole_seconds(*t).map_err(|e| ctx.err("window.seconds", e))?)
+        }
         Some(_) => return Err(ctx.err("window", "give exactly one of messages: N or seconds: T")),
     };
     let min_interval = match &s.min_interval {
         None => Dec::ZERO,
         Some(v) => {
             let d = yaml_number(v).ok_or_else(|| ctx.err("min_interval", "must be a number of seconds"))?;
-            if d.is_negative() {
-                return Err(ctx.err("min_interval", "must be >= 0"));
+            if d.is_negative() || d.cmp_num(Dec::from_i128(i128::from(peaqos_core::duration::MAX_SECONDS))) == Some(std::cmp::Ordering::Greater) {
+                return Err(ctx.err("min_interval", format!("must be 0..={} seconds", peaqos_core::duration::MAX_SECONDS)));
             }
             d
         }

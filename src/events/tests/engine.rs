@@ -216,6 +216,23 @@ fn time_windows_close_on_data_and_on_tick() {
     assert_eq!((evs[0].0.value.as_str(), evs[0].0.first_seq, evs[0].0.last_seq), ("2", 3, 4));
 }
 
+/// The longest window accepted (366 days) stays open for a burst of messages an hour apart, and
+/// a tick far in the future (no overflow) closes it once.
+#[test]
+fn longest_window_does_not_close_early() {
+    let rule = "      - {name: yearly, event_type: activity, value: count, window: {seconds: 31622400}}";
+    let mut e = engine("      []", rule);
+    let mut out = Vec::new();
+    for i in 0..50u64 {
+        e.on_package("/odom", i, &package(i, (i as i64) * 60, json!({"distance": 1.0})), &mut out);
+    }
+    assert!(events(&out).is_empty(), "a 366-day window closed after 50 minutes");
+    e.tick(BASE + 3600, &mut out);
+    assert!(events(&out).is_empty());
+    e.tick(i64::MAX, &mut out);
+    assert_eq!(events(&out).len(), 1);
+}
+
 #[test]
 fn min_interval_defers_without_losing_aggregates() {
     let rule = "      - {name: d, event_type: activity, value: {sum: distance}, scale: 1, rounding: down, min_interval: 10}";
@@ -267,7 +284,20 @@ fn bad_rules_are_rejected_naming_rule_and_field() {
         ("      - {name: f, event_type: revenue, value: count, currency: EUR, trust_level: 1}",
          "p.yaml: topics[1].events[0].source_tx_hash_field: rule \"f\": trust_level 1 needs", ""),
         ("      - {name: g, event_type: activity, value: count, window: {messages: 0}}",
-         "p.yaml: topics[1].events[0].window.messages: rule \"g\": must be >= 1", ""),
+         "p.yaml: topics[1].events[0].window.messages: rule \"g\": must be 1..=100000", ""),
+        // Windows too long to represent or absurd (issue 14 #3): refused when the policy loads.
+        ("      - {name: g2, event_type: activity, value: count, window: {seconds: 18446744073709551615}}",
+         "p.yaml: topics[1].events[0].window.seconds: rule \"g2\": must be 1..=31622400 seconds", ""),
+        ("      - {name: g3, event_type: activity, value: count, window: {seconds: 9223372036854775807}}",
+         "p.yaml: topics[1].events[0].window.seconds: rule \"g3\": must be 1..=31622400 seconds", ""),
+        ("      - {name: g4, event_type: activity, value: count, window: {seconds: 0}}",
+         "p.yaml: topics[1].events[0].window.seconds: rule \"g4\": must be 1..=31622400 seconds", ""),
+        ("      - {name: g5, event_type: activity, value: count, window: {messages: 18446744073709551615}}",
+         "p.yaml: topics[1].events[0].window.messages: rule \"g5\": must be 1..=100000", ""),
+        ("      - {name: g6, event_type: activity, value: count, min_interval: 1e30}",
+         "p.yaml: topics[1].events[0].min_interval: rule \"g6\": must be 0..=31622400 seconds", ""),
+        ("      - {name: g7, event_type: activity, value: count, window: {seconds: -5}}",
+         "p.yaml: topics[1].events[0].window.seconds: rule \"g7\": invalid value", ""),
         ("      - {name: h, event_type: activity, value: count, colour: red}",
          "p.yaml: topics[1].events[0].colour: rule \"h\": unknown field `colour`", ""),
         ("      - {name: i, event_type: activity, value: count, currency: EUR}",

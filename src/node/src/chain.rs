@@ -84,14 +84,14 @@ fn declare_contract_address(node: &ParamSet, name: &str) -> Result<Option<Addres
         "Contract address override (a quoted \"0x…\" string); empty = preset or environment.",
     )?;
     let text = match v {
-        rclrs::ParameterValue::String(s) => s.trim().to_string(),
+        rclrs::ParameterValue::String(s) => s.to_string(),
         rclrs::ParameterValue::Integer(i) if i > 0 => format!("{:#042x}", i),
         other => return Err(param_err(&full, format!("an address string, got {other:?}: {ADDRESS_QUOTING}"))),
     };
     if text.is_empty() {
         return Ok(None);
     }
-    let a: Address = text.parse().map_err(|_| param_err(&full, format!("not an address: {text:?}")))?;
+    let a = peaqos_chain::validation::parse_address(&full, &text).map_err(|e| param_err(&full, e))?;
     tracing::info!("{full} = {a}");
     Ok(Some(a))
 }
@@ -179,9 +179,8 @@ impl ChainParams {
             other => return Err(param_err("chain.generation", format!("economics2 or legacy, got {other:?}"))),
         };
         let network: Network = network.parse().map_err(|e: ChainError| param_err("chain.network", e))?;
-        if !(receipt_timeout > 0.0 && receipt_timeout.is_finite()) {
-            return Err(param_err("chain.receipt_timeout", format!("must be a positive number, got {receipt_timeout}")));
-        }
+        let receipt_timeout =
+            peaqos_core::duration::seconds(receipt_timeout, false).map_err(|e| param_err("chain.receipt_timeout", e))?;
         let mut config = ChainConfig::new(network, generation, data_dir.to_path_buf());
         config.chain_id = match non_negative("chain.chain_id", chain_id)? {
             0 => None,
@@ -195,11 +194,10 @@ impl ChainParams {
             rate_limit_max_events: non_negative("chain.rate_limit_max_events", rate_max)?,
             rate_limit_window_seconds: non_negative("chain.rate_limit_window_seconds", rate_window)?,
         };
-        config.receipt_timeout_ms = (receipt_timeout * 1000.0) as u64;
-        if !(poll_interval > 0.0 && poll_interval.is_finite()) {
-            return Err(param_err("chain.poll_interval", format!("must be a positive number, got {poll_interval}")));
-        }
-        config.poll_interval_ms = ((poll_interval * 1000.0) as u64).max(1);
+        config.receipt_timeout_ms = u64::try_from(receipt_timeout.as_millis()).unwrap_or(u64::MAX);
+        let poll_interval =
+            peaqos_core::duration::seconds(poll_interval, false).map_err(|e| param_err("chain.poll_interval", e))?;
+        config.poll_interval_ms = u64::try_from(poll_interval.as_millis()).unwrap_or(u64::MAX).max(1);
         config.merge_max_events = match non_negative("chain.merge_max_events", merge_max)? {
             n @ 0..=512 => n as usize,
             n => return Err(param_err("chain.merge_max_events", format!("must be 0..512, got {n}"))),
@@ -269,19 +267,43 @@ fn persist_machine_id(c: &ChainClient, machine_id: &str) {
     }
 }
 
-/// What each response type needs to report a failure.
+/// What each response type needs to report a failure; `field` is the request field concerned
+/// ([`request_field`]).
 trait Fail: Default {
-    fn fail(e: &ChainError) -> Self;
+    fn fail(e: &ChainError, field: String) -> Self;
+}
+
+/// How one service's request spells the fields the chain client names: `(from, to)`, where
+/// `from` is the client's field name (the SDK's) or `code:<CODE>` for an error that carries no
+/// field (a revert about the machine the request names).
+type Renames = &'static [(&'static str, &'static str)];
+
+/// Reverts about the machine or the event a request names (reverts carry no field).
+const MACHINE_REVERTS: Renames = &[
+    ("code:MACHINE_NOT_FOUND", "machine_id"),
+    ("code:NOT_OWNER_OR_CONTROLLER", "machine_id"),
+    ("code:SUBSCRIPTION_NOT_ELIGIBLE", "machine_id"),
+    ("code:METADATA_TOO_LARGE", "metadata"),
+    ("code:INVALID_CURRENCY_SHAPE", "currency"),
+    ("code:FUTURE_TIMESTAMP", "timestamp"),
+];
+
+/// The request field an error is about, spelled as in the service's `.srv` (issue 14 #4).
+fn request_field(e: &ChainError, renames: Renames) -> String {
+    let field = e.field();
+    let code_key = format!("code:{}", e.code());
+    let key = if field.is_empty() { code_key.as_str() } else { field };
+    renames.iter().find(|(from, _)| *from == key).map_or(field, |(_, to)| *to).to_owned()
 }
 
 macro_rules! impl_fail {
     ($($t:ty),* $(,)?) => {$(
         impl Fail for $t {
-            fn fail(e: &ChainError) -> Self {
+            fn fail(e: &ChainError, field: String) -> Self {
                 Self {
                     success: false,
                     error_code: e.code().to_owned(),
-                    error_field: e.field().to_owned(),
+                    error_field: field,
                     message: e.to_string(),
                     ..Default::default()
                 }
@@ -295,7 +317,7 @@ macro_rules! impl_fail {
 macro_rules! impl_fail_with_intent {
     ($($t:ty),* $(,)?) => {$(
         impl Fail for $t {
-            fn fail(e: &ChainError) -> Self {
+            fn fail(e: &ChainError, field: String) -> Self {
                 let (intent_id, tx_hash) = match e {
                     ChainError::Tx { intent_id, tx_hash, .. } => (intent_id.clone(), tx_hash.clone()),
                     _ => (String::new(), String::new()),
@@ -303,7 +325,7 @@ macro_rules! impl_fail_with_intent {
                 Self {
                     success: false,
                     error_code: e.code().to_owned(),
-                    error_field: e.field().to_owned(),
+                    error_field: field,
                     message: e.to_string(),
                     intent_id,
                     tx_hash,
@@ -332,7 +354,7 @@ impl_fail!(
 );
 
 /// Run `f` on the tokio runtime; the returned future can be awaited by rclrs's executor.
-fn on_runtime<R, F>(rt: &Arc<Runtime>, f: F) -> impl Future<Output = R> + Send + 'static
+fn on_runtime<R, F>(rt: &Arc<Runtime>, renames: Renames, f: F) -> impl Future<Output = R> + Send + 'static
 where
     R: Fail + Send + 'static,
     F: Future<Output = Result<R, ChainError>> + Send + 'static,
@@ -341,34 +363,35 @@ where
     async move {
         match handle.await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => R::fail(&e),
-            Err(e) => R::fail(&ChainError::validation("", "internal", format!("the request task failed: {e}"))),
+            Ok(Err(e)) => R::fail(&e, request_field(&e, renames)),
+            Err(e) => R::fail(&ChainError::validation("", "internal", format!("the request task failed: {e}")), String::new()),
         }
     }
 }
 
+/// A uint256 request field: a canonical decimal, exactly as the SDK's `parse_machine_id`.
 fn u256(field: &str, s: &str) -> Result<U256, ChainError> {
-    MachineIdInput::from_decimal(field, s.trim()).map(|m| m.0)
+    MachineIdInput::from_decimal(field, s).map(|m| m.0)
 }
 
+/// An address request field: `0x` + 40 hex digits, as the SDK (no trimming, no `0X`).
 fn address(field: &str, s: &str) -> Result<Address, ChainError> {
-    s.trim()
-        .parse::<Address>()
-        .map_err(|_| ChainError::validation(field, "address", format!("{field} must be a 0x-prefixed 20-byte address")))
+    peaqos_chain::validation::parse_address(field, s)
 }
 
+/// Empty = not given; anything else must be an address.
 fn opt_address(field: &str, s: &str) -> Result<Option<Address>, ChainError> {
-    if s.trim().is_empty() {
+    if s.is_empty() {
         Ok(None)
     } else {
         address(field, s).map(Some)
     }
 }
 
+/// A bytes request field: `0x` + an even number of hex digits, nothing around them.
 fn hex_bytes(field: &str, s: &str) -> Result<Vec<u8>, ChainError> {
-    let t = s.trim();
-    let t = t.strip_prefix("0x").unwrap_or(t);
-    hex::decode(t).map_err(|_| ChainError::validation(field, "hex", format!("{field} must be 0x-prefixed hex")))
+    let bad = || ChainError::validation(field, "hex", format!("{field} must be 0x-prefixed hex"));
+    hex::decode(s.strip_prefix("0x").ok_or_else(bad)?).map_err(|_| bad())
 }
 
 fn hx<T: std::fmt::LowerHex>(v: T) -> String {
@@ -377,7 +400,7 @@ fn hx<T: std::fmt::LowerHex>(v: T) -> String {
 
 fn event_params(e: &Event, currency: Currency) -> Result<SubmitEventParams, ChainError> {
     Ok(SubmitEventParams {
-        machine_id: MachineIdInput::from_decimal("machine_id", e.machine_id.trim())?,
+        machine_id: MachineIdInput::from_decimal("machine_id", &e.machine_id)?,
         event_type: i64::from(e.event_type),
         value: ValueInput::parse(&e.value),
         timestamp: i64::try_from(e.timestamp).unwrap_or(i64::MAX),
@@ -515,18 +538,21 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
     });
 
     macro_rules! service {
-        ($name:literal, $srv:ty, |$c:ident, $req:ident| $body:expr) => {{
+        ($name:literal, $srv:ty, |$c:ident, $req:ident| $body:expr) => {
+            service!($name, $srv, renames: &[], |$c, $req| $body)
+        };
+        ($name:literal, $srv:ty, renames: $renames:expr, |$c:ident, $req:ident| $body:expr) => {{
             let (client, rt) = (client.clone(), Arc::clone(&runtime));
             let s: Service<$srv> = node.create_async_service::<$srv, _>($name.reliable().keep_last(SERVICE_QUEUE_DEPTH), move |$req: <$srv as rosidl_runtime_rs::Service>::Request| {
                 crate::ros_log::request($name);
                 let $c = client.clone();
-                on_runtime(&rt, async move { $body })
+                on_runtime(&rt, $renames, async move { $body })
             })?;
             services.push(Box::new(s));
         }};
     }
 
-    service!("~/submit_event", SubmitEvent, |c, req| {
+    service!("~/submit_event", SubmitEvent, renames: MACHINE_REVERTS, |c, req| {
         let e = Event {
             machine_id: req.machine_id,
             event_type: req.event_type,
@@ -562,7 +588,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         })
     });
 
-    service!("~/batch_submit_events", BatchSubmitEvents, |c, req| {
+    service!("~/batch_submit_events", BatchSubmitEvents, renames: MACHINE_REVERTS, |c, req| {
         let mut items = Vec::with_capacity(req.events.len());
         for (i, e) in req.events.iter().enumerate() {
             // Validate each event on its own first so the answer says which one failed.
@@ -599,7 +625,13 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         Ok(ValidateEvent_Response { success: true, message: "valid".into(), data_hash: hx(h), ..Default::default() })
     });
 
-    service!("~/activate", Activate, |c, req| {
+    const ACTIVATE: Renames = &[
+        ("credential_subject", "credential_subject_hex"),
+        ("operator", "operator_address"),
+        ("machine_id", "expected_machine_id"),
+        ("authentication", "did_document_json"),
+    ];
+    service!("~/activate", Activate, renames: ACTIVATE, |c, req| {
         let signer = c.signer_address();
         if c.config().generation == Generation::Legacy {
             let r = c
@@ -628,6 +660,14 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
                 result_json: format!("{r:?}"),
                 ..Default::default()
             });
+        }
+        // Proxy activation is a legacy flow: an operator given here must not be ignored.
+        if opt_address("operator_address", &req.operator_address)?.is_some() {
+            return Err(ChainError::validation(
+                "operator_address",
+                "empty",
+                "operator_address (proxy activation) is only available for generation legacy",
+            ));
         }
         let controller = opt_address("controller", &req.controller)?.unwrap_or(signer);
         let (verification_methods, authentication, service_endpoints) =
@@ -710,7 +750,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         registered!(RegisterFor_Response, c.register_for(proxy, address("machine_address", &req.machine_address)?).await?)
     });
 
-    service!("~/mint_nft", MintNft, |c, req| {
+    service!("~/mint_nft", MintNft, renames: MACHINE_REVERTS, |c, req| {
         let signer = opt_address("signer_address", &req.signer_address)?;
         let recipient = opt_address("recipient", &req.recipient)?.unwrap_or(signer.unwrap_or(c.signer_address()));
         let r = c.mint_nft(signer, u256("machine_id", &req.machine_id)?, recipient).await?;
@@ -724,13 +764,13 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         })
     });
 
-    service!("~/token_id_of", TokenIdOf, |c, req| {
+    service!("~/token_id_of", TokenIdOf, renames: MACHINE_REVERTS, |c, req| {
         let t = c.token_id_of(u256("machine_id", &req.machine_id)?).await?;
         Ok(TokenIdOf_Response { success: true, token_id: t.to_string(), ..Default::default() })
     });
 
-    service!("~/write_machine_did_attributes", WriteMachineDidAttributes, |c, req| {
-        let operator = match req.operator_did.trim() {
+    service!("~/write_machine_did_attributes", WriteMachineDidAttributes, renames: &[("operator", "operator_did")], |c, req| {
+        let operator = match req.operator_did.as_str() {
             "" => None,
             did => Some(address("operator_did", did.strip_prefix("did:peaq:").unwrap_or(did))?),
         };
@@ -772,7 +812,7 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
     });
 
     service!("~/read_did_attribute", ReadDidAttribute, |c, req| {
-        let did = req.did_address.trim();
+        let did = req.did_address.as_str();
         let account = address("did_address", did.strip_prefix("did:peaq:").unwrap_or(did))?;
         let v = c.read_did_attribute(account, &req.name).await?;
         Ok(ReadDidAttribute_Response {

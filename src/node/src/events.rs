@@ -1,8 +1,8 @@
 //! Event rules on the node: the Data Event Map's `topics[i].events` → `peaqos_events`.
 //!
-//! At start: each topic's field paths are listed from the rclrs `DynamicMessageMetadata`
-//! structure, the rules are loaded and checked against them (a bad rule stops the node with
-//! `<file>: topics[i].events[j].<key>: rule "<name>": <reason>`), the event store is opened and
+//! At start: the rules are loaded and checked against them (a bad rule stops the node with
+//! `<file>: topics[i].events[j].<key>: rule "<name>": <reason>`; the field paths come from
+//! [`crate::catalog`]), the event store is opened and
 //! the package log replayed after the rules' checkpoints. The tap hands each durable batch to the
 //! events thread (never blocks); the thread evaluates, persists events, moves checkpoints and
 //! wakes the submit loop, which runs on the chain client's tokio runtime.
@@ -20,15 +20,14 @@ use peaqos_core::pipeline::Published;
 use peaqos_core::policy::{DataEventMap, PolicyError};
 use peaqos_events::counters::Counters;
 use peaqos_events::processor::Processor;
-use peaqos_events::rules::{FieldCatalog, FieldKind};
+use peaqos_events::rules::FieldCatalog;
 use peaqos_events::store::EventStore;
 use peaqos_events::submit::{current_machine_id, machine_id_file, SubmitConfig, Submitter};
-use rclrs::{BaseType, MessageStructure, ValueKind};
 use ros_env::peaqos_node::msg::EventRuleStatus;
 use tokio::sync::watch;
 
 use crate::chain::ChainServices;
-use crate::params::Params;
+use crate::params::{param_err, Params};
 use crate::StartError;
 
 type Tap = Box<dyn FnMut(&[Published]) + Send>;
@@ -74,48 +73,6 @@ pub fn status() -> (Vec<EventRuleStatus>, String) {
     (rules, mid)
 }
 
-/// Every dot path of a message structure (nested messages included) and its kind.
-fn catalog_of(s: &MessageStructure, prefix: &str, out: &mut FieldCatalog) {
-    for f in &s.fields {
-        let path = if prefix.is_empty() { f.name.clone() } else { format!("{prefix}.{}", f.name) };
-        let kind = match (&f.value_kind, &f.base_type) {
-            (ValueKind::Simple, BaseType::Message(inner)) => {
-                catalog_of(inner, &path, out);
-                FieldKind::Message
-            }
-            (ValueKind::Simple, b) => base_kind(b),
-            _ => FieldKind::Other,
-        };
-        out.insert(path, kind);
-    }
-}
-
-fn base_kind(b: &BaseType) -> FieldKind {
-    match b {
-        BaseType::Float | BaseType::Double => FieldKind::Float,
-        BaseType::LongDouble => FieldKind::Other,
-        BaseType::Boolean => FieldKind::Bool,
-        BaseType::String | BaseType::BoundedString { .. } | BaseType::WString | BaseType::BoundedWString { .. } => FieldKind::Text,
-        BaseType::Message(_) => FieldKind::Message,
-        _ => FieldKind::Integer, // char, wchar, octet, (u)int8..64 map to JSON integers
-    }
-}
-
-fn catalogs(map: &DataEventMap) -> HashMap<String, FieldCatalog> {
-    let mut m = HashMap::new();
-    for t in map.topics.iter().filter(|t| !t.events.is_empty()) {
-        let Ok(name) = rclrs::MessageTypeName::try_from(t.msg_type.as_str()) else { continue };
-        if let Ok(meta) = rclrs::DynamicMessageMetadata::new(name) {
-            let mut c = FieldCatalog::new();
-            catalog_of(meta.structure(), "", &mut c);
-            m.insert(t.topic.clone(), c);
-        }
-    }
-    m
-}
-
-use crate::params::param_err;
-
 /// The running event subsystem.
 pub struct EventsSubsystem {
     tap: Option<Tap>,
@@ -132,6 +89,7 @@ pub fn start(
     map: &DataEventMap,
     chain: Option<&ChainServices>,
     machine_id: &str,
+    catalogs: &HashMap<String, FieldCatalog>,
 ) -> Result<Option<EventsSubsystem>, StartError> {
     let machine_id = machine_id.to_owned();
     let batch_max =
@@ -144,14 +102,12 @@ pub fn start(
     if !(1..=512).contains(&batch_max) {
         return Err(param_err("events.batch_max", format!("must be 1..512, got {batch_max}")));
     }
-    if !(max_age >= 0.0 && max_age.is_finite()) {
-        return Err(param_err("events.max_age", format!("must be a number of seconds >= 0, got {max_age}")));
-    }
+    let max_age = peaqos_core::duration::seconds(max_age, true).map_err(|e| param_err("events.max_age", e))?;
     if map.topics.iter().all(|t| t.events.is_empty()) {
         return Ok(None);
     }
     let file = if params.policy_file.is_empty() { PathBuf::from("<embedded default policy>") } else { PathBuf::from(&params.policy_file) };
-    let rules = peaqos_events::load_rules(map, &file, &catalogs(map))
+    let rules = peaqos_events::load_rules(map, &file, catalogs)
         .map_err(|e| StartError::Policy(PolicyError { file: e.file, path: e.path, reason: format!("rule {:?}: {}", e.rule, e.reason) }))?;
     let store = Arc::new(EventStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?);
     let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
@@ -180,7 +136,7 @@ pub fn start(
                 Arc::clone(&counters),
                 SubmitConfig {
                     batch_max: batch_max as usize,
-                    max_age: Duration::from_secs_f64(max_age),
+                    max_age,
                     machine_id: (!machine_id.is_empty()).then_some(machine_id),
                     machine_id_file: machine_id_file(&params.data_dir),
                     retry: Duration::from_millis(500),

@@ -4,6 +4,7 @@
 //! ROS-free core (`peaqos_core`): subscriptions hand converted messages to the core's
 //! packaging pipeline through bounded queues and never block or sign; the pipeline signs,
 //! writes each package durably, then calls back here to publish it.
+mod catalog;
 mod chain;
 mod convert;
 mod dds_profile;
@@ -58,11 +59,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_policy(params: &params::Params) -> Result<DataEventMap, StartError> {
+/// The policy and the name its errors use for its file.
+fn load_policy(params: &params::Params) -> Result<(DataEventMap, std::path::PathBuf), StartError> {
     if params.policy_file.is_empty() {
-        Ok(DataEventMap::from_yaml_str(DEFAULT_POLICY, std::path::Path::new("<embedded default policy>"))?)
+        let file = std::path::PathBuf::from("<embedded default policy>");
+        Ok((DataEventMap::from_yaml_str(DEFAULT_POLICY, &file)?, file))
     } else {
-        Ok(policy::load(std::path::Path::new(&params.policy_file))?)
+        let file = std::path::PathBuf::from(&params.policy_file);
+        Ok((policy::load(&file)?, file))
     }
 }
 
@@ -80,7 +84,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     dds_profile::log(dds_profile);
 
     let params = params::Params::declare(&node)?;
-    let map = load_policy(&params)?;
+    let (map, policy_file) = load_policy(&params)?;
     let key = MachineKey::load(params.key_file.as_deref())?;
     // The pipeline takes the key; the chain client gets its own signer from the same secret.
     let chain_key = MachineKey::load(params.key_file.as_deref())?;
@@ -108,6 +112,9 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         }
         types.push(type_name);
     }
+    // Every field rule must be able to match: a mistyped path would publish in clear.
+    let catalogs = catalog::catalogs(&map);
+    map.check_field_paths(&policy_file, &catalogs)?;
 
     // The chain client comes first: the subsystems fed by packages may submit through it.
     let chain_params = chain::ChainParams::declare(&params)?;
@@ -124,7 +131,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
-    let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id)?;
+    let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);
     }

@@ -28,6 +28,9 @@ use crate::StartError;
 
 static LOGGER: OnceLock<CString> = OnceLock::new();
 
+/// Longest log line, in characters (control characters are escaped, the rest cut with `…`).
+const MAX_LINE_CHARS: usize = 2000;
+
 /// The most verbose `tracing` level the ROS logger lets through (a [`Level`] as 0 = TRACE …
 /// 4 = ERROR, 5 = nothing); INFO until the node's logger is attached.
 static MIN_LEVEL: AtomicU8 = AtomicU8::new(2);
@@ -193,7 +196,9 @@ impl<S: Subscriber> Layer<S> for RosLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut msg = Message::default();
         event.record(&mut msg);
-        let line = msg.line();
+        // One bounded line whatever a request or file put into the message: a newline cannot
+        // start a forged log line, a 1 MB topic cannot write a 1 MB line.
+        let line = peaqos_core::text::one_line(&msg.line(), MAX_LINE_CHARS);
         let meta = event.metadata();
         let Some(logger) = LOGGER.get() else {
             eprintln!("[{}] [peaqos_node]: {line}", meta.level());

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 use peaqos_core::keys::MachineKey;
 use peaqos_core::pipeline::Published;
 use peaqos_core::policy::{DataEventMap, PolicyError};
+use peaqos_core::text::{one_line, quoted};
 use peaqos_stream::dataset::{verify_dataset, DatasetManifest};
 use peaqos_stream::feed::TopicFeed;
 use peaqos_stream::grant::{grant_to_files, select_indices, GrantRange, DEFAULT_BUYER_RECIPIENT_ID};
@@ -647,6 +648,15 @@ impl From<StreamError> for SvcError {
     }
 }
 
+/// A range that reaches past the sealed chunks names its end (`last_index`, or `to_ms` for a
+/// time range); other errors keep their own field.
+fn range_error(e: StreamError, time: bool) -> SvcError {
+    match e {
+        StreamError::NotFound(_) => svc_err("NOT_FOUND", if time { "to_ms" } else { "last_index" }, e.to_string()),
+        other => other.into(),
+    }
+}
+
 struct Ctx {
     stream_dir: PathBuf,
     topics: Vec<String>,
@@ -722,7 +732,7 @@ impl Ctx {
         if self.topics.iter().any(|x| x == t) {
             Ok(())
         } else {
-            Err(svc_err("UNKNOWN_TOPIC", "topic", format!("topic {t:?} is not streamed (no stream: block in the Data Event Map)")))
+            Err(svc_err("UNKNOWN_TOPIC", "topic", format!("topic {} is not streamed (no stream: block in the Data Event Map)", quoted(t))))
         }
     }
 
@@ -742,7 +752,7 @@ impl Ctx {
 
     fn grant(&self, r: &GrantAccess_Request) -> Result<GrantAccess_Response, SvcError> {
         self.topic(&r.topic)?;
-        let pk = peaqos_stream::crypto::parse_hex_n::<32>(&r.buyer_public_key_hex, "buyer_public_key_hex")
+        let pk = peaqos_stream::crypto::parse_x25519_public(&r.buyer_public_key_hex, "buyer_public_key_hex")
             .map_err(|e| svc_err("INVALID_ARGUMENT", "buyer_public_key_hex", e.to_string()))?;
         let buyer_id = if r.buyer_id.is_empty() { DEFAULT_BUYER_RECIPIENT_ID } else { r.buyer_id.as_str() };
         let dir = store::topic_dir(&self.stream_dir, &r.topic)?;
@@ -761,7 +771,7 @@ impl Ctx {
             verify_dataset(&m)?;
             (GrantRange::Indices { first: m.first_index, last: m.last_index }, Some(m))
         };
-        let indices = select_indices(&dir, &range)?;
+        let indices = select_indices(&dir, &range).map_err(|e| range_error(e, r.to_ms > 0))?;
         if indices.is_empty() {
             return Err(svc_err("NOT_FOUND", if r.to_ms > 0 { "from_ms" } else { "first_index" }, "no sealed chunk in the range"));
         }
@@ -790,7 +800,7 @@ impl Ctx {
         self.topic(&r.topic)?;
         let range = self.range(r.first_index, r.last_index, r.from_ms, r.to_ms)?;
         let dir = store::topic_dir(&self.stream_dir, &r.topic)?;
-        let indices = select_indices(&dir, &range)?;
+        let indices = select_indices(&dir, &range).map_err(|e| range_error(e, r.to_ms > 0))?;
         let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
             return Err(svc_err("NOT_FOUND", if r.to_ms > 0 { "from_ms" } else { "first_index" }, "no sealed chunk in the range"));
         };
@@ -828,7 +838,7 @@ impl Ctx {
                 }
                 // The dataset stands (answer carries it); only the anchor failed.
                 Err(e) => {
-                    tracing::warn!("~/seal_dataset {}: anchor: {} {}: {}", r.topic, e.code, e.field, e.message);
+                    tracing::warn!("~/seal_dataset {}: anchor: {} {}: {}", quoted(&r.topic), e.code, e.field, one_line(&e.message, 300));
                     resp.success = false;
                     resp.error_code = e.code;
                     resp.error_field = e.field;
@@ -873,7 +883,7 @@ fn serve(
         crate::ros_log::request("~/grant_access");
         off_executor(Arc::clone(&c), move |c| {
             c.grant(&r).unwrap_or_else(|e| {
-                tracing::warn!("~/grant_access {}: {} {}: {}", r.topic, e.code, e.field, e.message);
+                tracing::warn!("~/grant_access {}: {} {}: {}", quoted(&r.topic), e.code, e.field, one_line(&e.message, 300));
                 GrantAccess_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
             })
         })
@@ -883,7 +893,7 @@ fn serve(
         crate::ros_log::request("~/seal_dataset");
         off_executor(Arc::clone(&c), move |c| {
             c.seal(&r).unwrap_or_else(|e| {
-                tracing::warn!("~/seal_dataset {}: {} {}: {}", r.topic, e.code, e.field, e.message);
+                tracing::warn!("~/seal_dataset {}: {} {}: {}", quoted(&r.topic), e.code, e.field, one_line(&e.message, 300));
                 SealDataset_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
             })
         })

@@ -119,6 +119,7 @@ pub struct RecipientSpec {
 
 /// Wrap `key` for one recipient.
 pub fn wrap_key(key: &[u8], id: &str, t: RecipientType, pk: &[u8; 32], rng: &mut dyn ChunkRandom) -> Result<KeyRecipient> {
+    crypto::check_x25519_public(pk, &format!("public key of recipient {id}"))?;
     let mut esk = Zeroizing::new([0u8; 32]);
     rng.fill(RandomPurpose::EphemeralSecret, esk.as_mut())?;
     Ok(KeyRecipient {

@@ -139,6 +139,31 @@ pub fn xchacha_decrypt(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN
     Some(buf)
 }
 
+/// Parse a recipient's X25519 public key: exactly 32 bytes of hex, not a low-order point
+/// (see [`check_x25519_public`]). Every recipient key (policy recipients, buyer grants, market
+/// purchases, the tool's flags) enters through here.
+pub fn parse_x25519_public(value: &str, field: &str) -> Result<[u8; 32]> {
+    let pk = parse_hex_n::<32>(value, field)?;
+    check_x25519_public(&pk, field)?;
+    Ok(pk)
+}
+
+/// Refuse a low-order X25519 public key: one whose shared secret with *every* secret key is
+/// all-zero, so a key wrapped to it opens without any secret. libsodium (the SDK's PyNaCl)
+/// refuses these in `crypto_scalarmult`. Clamped scalars are multiples of the cofactor 8, so
+/// the product with one fixed clamped scalar is zero exactly for the points of order 1, 2, 4
+/// or 8 (in every encoding, non-canonical ones and a set top bit included).
+pub fn check_x25519_public(pk: &[u8; 32], field: &str) -> Result<()> {
+    let probe = curve25519_dalek::montgomery::MontgomeryPoint(*pk).mul_clamped([0x5a; 32]);
+    if probe.to_bytes() == [0u8; 32] {
+        return Err(StreamError::invalid(
+            field,
+            "is a low-order X25519 point (its shared secret is all-zero: anyone could open what is wrapped to it)",
+        ));
+    }
+    Ok(())
+}
+
 /// X25519 public key of a secret key.
 pub fn x25519_public(secret: &[u8; 32]) -> [u8; 32] {
     crypto_box::SecretKey::from_bytes(*secret).public_key().to_bytes()
@@ -241,6 +266,39 @@ mod tests {
             assert!(xchacha_decrypt(&key, &nonce, &bad).is_none());
             assert_eq!(sha256(&pt), sha256_portable(&pt));
             assert_eq!(xchacha_encrypt_and_hash(&key, &nonce, &pt).unwrap(), (ours.clone(), sha256(&pt)));
+        }
+    }
+
+    /// The low-order points of Curve25519 (libsodium's X25519 blocklist, each also with the top
+    /// bit set, which X25519 ignores) are refused; ordinary keys are not.
+    #[test]
+    fn low_order_keys_are_refused() {
+        let low = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "0000000000000000000000000000000000000000000000000000000000000080",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880",
+            "0100000000000000000000000000000000000000000000000000000000000080",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f11d7",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        ];
+        for h in low {
+            let e = parse_x25519_public(h, "buyer_public_key_hex").expect_err(h).to_string();
+            assert!(e.contains("buyer_public_key_hex") && e.contains("low-order"), "{h}: {e}");
+        }
+        for bad in ["", "00", &"11".repeat(31), &"11".repeat(33)] {
+            assert!(parse_x25519_public(bad, "f").is_err(), "{bad}");
+        }
+        for seed in 1u8..=20 {
+            let pk = x25519_public(&[seed; 32]);
+            parse_x25519_public(&hex::encode(pk), "f").unwrap();
         }
     }
 

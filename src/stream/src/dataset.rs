@@ -307,7 +307,7 @@ pub fn verify_dataset(m: &DatasetManifest) -> Result<String> {
     if m.schema != DATASET_SCHEMA || m.merkle_algorithm != MERKLE_ALGORITHM {
         return Err(fail("schema", "unknown dataset schema or merkle algorithm"));
     }
-    if m.last_index < m.first_index || m.chunk_ids.len() as u64 != m.last_index - m.first_index + 1 {
+    if m.last_index < m.first_index || (m.last_index - m.first_index).checked_add(1) != Some(m.chunk_ids.len() as u64) {
         return Err(fail("chunk count", "chunkIds length does not match the index range"));
     }
     if h0x(&merkle_root(&leaves_of(&m.chunk_ids)?)) != m.merkle_root.to_ascii_lowercase() {

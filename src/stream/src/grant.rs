@@ -133,7 +133,8 @@ pub fn select_indices(topic_dir: &Path, range: &GrantRange) -> Result<Vec<u64>> 
         }
     }
     if let GrantRange::Indices { first, last } = *range {
-        if out.len() as u64 != last - first + 1 {
+        // Checked: `0..=u64::MAX` holds 2^64 indices, more than any u64 count.
+        if (last - first).checked_add(1) != Some(out.len() as u64) {
             return Err(StreamError::NotFound(format!(
                 "chunks {first}..={last} of {} (only {} of them are sealed)",
                 topic_dir.display(),

@@ -48,7 +48,7 @@ pub struct StreamConfig {
 impl StreamConfig {
     /// Parsed recipients.
     pub fn recipients(&self) -> Result<Recipients> {
-        let p = |v: &Option<String>, f: &str| v.as_deref().map(|h| crypto::parse_hex_n::<32>(h, f)).transpose();
+        let p = |v: &Option<String>, f: &str| v.as_deref().map(|h| crypto::parse_x25519_public(h, f)).transpose();
         Ok(Recipients {
             owner: p(&self.owner_public_key_hex, "owner_public_key_hex")?,
             operator: p(&self.operator_public_key_hex, "operator_public_key_hex")?,
@@ -153,7 +153,7 @@ impl StreamSet {
         buyer_recipient_id: &str,
         out_dir: &Path,
     ) -> Result<(Vec<PathBuf>, Vec<BuyerAccessFile>)> {
-        let pk = crypto::parse_hex_n::<32>(buyer_public_key_hex, "buyer_public_key_hex")?;
+        let pk = crypto::parse_x25519_public(buyer_public_key_hex, "buyer_public_key_hex")?;
         grant_to_files(&self.cfg.data_dir, topic, range, &self.keys, &pk, buyer_recipient_id, out_dir, None)
     }
 

@@ -74,6 +74,9 @@ impl Default for TopicStreamConfig {
     }
 }
 
+/// The longest `chunk.max_age` (one year): longer is refused as absurd.
+pub const MAX_CHUNK_AGE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 /// A `stream:` block error: the key path below `stream` (e.g. `chunk.max_bytes`) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {reason}")]
@@ -88,6 +91,10 @@ impl TopicStreamConfig {
     pub fn from_value(v: &serde_json::Value) -> Result<Self, ConfigError> {
         if v.is_null() {
             return Ok(Self::default());
+        }
+        if !v.is_object() {
+            // serde would read a struct from a sequence too (`stream: []`).
+            return Err(ConfigError { key: String::new(), reason: format!("must be a mapping (`{{}}` for the defaults), got {v}") });
         }
         let cfg: TopicStreamConfig = serde_path_to_error::deserialize(v).map_err(|e| {
             let key = e.path().to_string();
@@ -133,8 +140,8 @@ impl TopicStreamConfig {
         if self.chunk.max_messages == 0 {
             return Err(err("chunk.max_messages", "must be at least 1"));
         }
-        if self.chunk.max_age.is_zero() {
-            return Err(err("chunk.max_age", "must be more than 0 seconds"));
+        if self.chunk.max_age.is_zero() || self.chunk.max_age > MAX_CHUNK_AGE {
+            return Err(err("chunk.max_age", &format!("must be more than 0 and at most {} seconds", MAX_CHUNK_AGE.as_secs())));
         }
         self.recipients().map_err(|(k, r)| err(&k, &r))?;
         if self.destinations.is_empty() {
@@ -167,7 +174,7 @@ impl TopicStreamConfig {
     pub fn recipients(&self) -> Result<Recipients, (String, String)> {
         let p = |v: &Option<String>, k: &str| {
             v.as_deref()
-                .map(|h| crypto::parse_hex_n::<32>(h, k))
+                .map(|h| crypto::parse_x25519_public(h, k))
                 .transpose()
                 .map_err(|e| (format!("recipients.{k}"), format!("expected a 32-byte X25519 public key in hex: {e}")))
         };
@@ -221,6 +228,12 @@ mod tests {
         assert_eq!(e(json!({"destinations": []})).key, "destinations");
         assert!(e(json!({"destinations": [{"kind": "ftp"}]})).key.starts_with("destinations[0]"));
         assert_eq!(e(json!({"destinations": [{"kind": "s3", "endpoint": "x", "bucket": "b", "access_key_id": "a", "secret_access_key": "s"}]})).key, "destinations[0].endpoint");
+        for not_a_map in [json!([]), json!(5), json!("x"), json!([{"chunk": {}}])] {
+            let x = e(not_a_map.clone());
+            assert!(x.key.is_empty() && x.reason.contains("must be a mapping"), "{not_a_map}: {x:?}");
+        }
+        let low = e(json!({"recipients": {"owner": "00".repeat(32)}}));
+        assert!(low.key == "recipients.owner" && low.reason.contains("low-order"), "{low:?}");
         let b = e(json!({"bogus": 1}));
         assert!(b.key == "bogus" || b.key.is_empty(), "{b:?}");
         assert!(b.reason.contains("bogus"));

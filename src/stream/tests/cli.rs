@@ -60,6 +60,16 @@ fn grant_decrypt_dataset_prove_verify() {
     let other = tmp.path().join("other.key");
     std::fs::write(&other, hex::encode([7u8; 32])).unwrap();
     fails(&cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", other.to_str().unwrap(), tdir_s]), 1, "grant is for another key");
+    // low-order buyer keys (their shared secret is all-zero: anyone could open the grant)
+    for low in [
+        "00".repeat(32),
+        format!("01{}", "00".repeat(31)),
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800".to_string(),
+        format!("ec{}7f", "ff".repeat(30)),
+    ] {
+        fails(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &low, "--range", "1..3"]), 1, "--buyer-pk");
+        fails(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &low, "--range", "1..3"]), 1, "low-order");
+    }
     // range beyond the chain
     fails(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &"11".repeat(32), "--range", "3..9"]), 1, "not found");
 

@@ -210,7 +210,7 @@ fn cmd_grant(a: &Args) -> R<()> {
     let keys = machine_keys(a)?;
     let topic = a.req("topic")?;
     let data = existing_stream_root(a, topic)?;
-    let buyer = crypto::parse_hex_n::<32>(a.req("buyer-pk")?, "--buyer-pk")?;
+    let buyer = crypto::parse_x25519_public(a.req("buyer-pk")?, "--buyer-pk")?;
     let range = GrantRange::parse(a.req("range")?)?;
     let max = match a.one("max-file-size") {
         Some(s) => s.parse().map_err(|_| CliError::Usage("--max-file-size must be a number".into()))?,
@@ -291,7 +291,7 @@ fn cmd_append(a: &Args) -> R<()> {
     let data = stream_root(a, topic)?;
     let did = a.one("did").map(str::to_string).unwrap_or_else(|| keys.default_did());
     let key_id = a.one("key-id").map(str::to_string).unwrap_or_else(|| format!("{did}#keys-1"));
-    let pk = |n: &str| -> R<Option<[u8; 32]>> { a.one(n).map(|h| crypto::parse_hex_n::<32>(h, &format!("--{n}"))).transpose().map_err(Into::into) };
+    let pk = |n: &str| -> R<Option<[u8; 32]>> { a.one(n).map(|h| crypto::parse_x25519_public(h, &format!("--{n}"))).transpose().map_err(Into::into) };
     let num = |n: &str, d: usize| -> R<usize> {
         a.one(n).map_or(Ok(d), |v| v.parse().map_err(|_| CliError::Usage(format!("--{n} must be a number"))))
     };

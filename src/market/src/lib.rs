@@ -1,0 +1,23 @@
+//! peaqOS Machine Markets, seller side (ROS-free): the robot onboards itself into the peaqOS
+//! orchestration API and stays visibly alive (issue 11; the groundwork).
+//!
+//! * [`wire`] — every request/response shape used, in one module (the API is a draft contract).
+//! * [`client`] — the one HTTP client: auth modes, timeouts, envelopes, typed [`error`]s.
+//! * [`secret`] — API key and agent token: from env or a 0600 file, never logged.
+//! * [`state`] — durable state under the node's data dir (via `peaqos_base::fsio`).
+//! * [`onboard`] — identity challenge → EIP-191 proof → `POST /machines` → `PATCH active`,
+//!   idempotent and resumable.
+//! * [`agent`] — agent enrollment (once) and the lease-driven heartbeat with backoff.
+//!
+//! Not here yet: listings, purchases, the control socket, payments, runtime endpoint upserts.
+pub mod agent;
+pub mod client;
+pub mod error;
+pub mod onboard;
+pub mod secret;
+pub mod state;
+pub mod wire;
+
+pub use client::{Auth, ClientConfig, OrchestrationClient};
+pub use error::{ApiCode, MarketError, Result};
+pub use secret::Secret;

@@ -1,0 +1,546 @@
+#!/usr/bin/env python3
+"""Local peaqOS Machine Markets ("orchestration") test server: the endpoints a robot seller calls.
+
+Shapes, auth modes and error codes follow what ``peaq-os-sdk`` 0.12.1 sends and parses (see
+``test/market/README.md`` and its provenance note); ``test_orchestrator_sdk.py`` keeps it honest
+by driving the real SDK's orchestration functions against it.
+
+Usage::
+
+    python3 test/market/orchestrator.py [--port N] [--api-key K] [--controller 42=0xADDR ...]
+
+prints ONE JSON line ``{"url", "apiBase", "apiKey", "pid"}`` and serves on 127.0.0.1 until SIGTERM/SIGINT.
+Needs ``eth_account`` (installed with peaq-os-sdk) to verify EIP-191 identity proofs.
+
+Served under ``/api/v1`` (SDK): health, readiness, machine identity challenges, machines (list/create/get/
+patch/archive), machine agents (list/enroll/revoke), agent heartbeat. Test controls (never part of the real
+API) under ``/__mock__/``: ``controllers``, ``faults``, ``clock``, ``config``, ``state``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+try:
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+except ImportError:  # pragma: no cover - reported at start
+    Account = None  # type: ignore[assignment]
+
+API = "/api/v1"
+UINT256_MAX = 2**256 - 1
+MACHINE_STATUSES = ("draft", "active", "degraded", "blocked", "archived")
+LIST_DEFAULT_LIMIT = 100
+LIST_MAX_LIMIT = 500
+DEFAULT_API_KEY = "test-platform-key"
+_DECIMAL = re.compile(r"^(0|[1-9][0-9]*)$")
+_ENDPOINT_KEYS = {  # heartbeat endpoints[]: the SDK sends snake_case with nulls; accept camelCase too
+    "providerKey": "provider_key", "endpointBaseUrl": "endpoint_base_url", "label": "label",
+    "authType": "auth_type", "authToken": "auth_token", "modelAlias": "model_alias",
+    "networkScope": "network_scope", "probePath": "probe_path",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def validation(field: str, message: str) -> ApiError:
+    return ApiError(400, "VALIDATION_ERROR", f"{field}: {message}", {"field": field})
+
+
+def canonical_identity_ref(value: Any, field: str = "identityRef") -> str:
+    """``did:peaq:<d>`` or ``peaqos:machine:<d>`` (d canonical decimal uint256) → ``did:peaq:<d>``."""
+    if isinstance(value, str):
+        for prefix in ("did:peaq:", "peaqos:machine:"):
+            rest = value[len(prefix):] if value.startswith(prefix) else None
+            if rest is not None and _DECIMAL.match(rest) and int(rest) <= UINT256_MAX:
+                return "did:peaq:" + rest
+    raise validation(field, "must be did:peaq:<decimal machine id> or peaqos:machine:<decimal machine id>")
+
+
+def _str(body: dict, key: str, *, required: bool = True, non_blank: bool = False) -> str | None:
+    v = body.get(key)
+    if v is None:
+        if required:
+            raise validation(key, "is required")
+        return None
+    if not isinstance(v, str) or (non_blank and not v.strip()):
+        raise validation(key, "must be a non-empty string" if non_blank else "must be a string")
+    return v
+
+
+def _str_list(body: dict, key: str) -> list[str] | None:
+    v = body.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise validation(key, "must be an array of strings")
+    return v
+
+
+def _str_map(body: dict, key: str) -> dict[str, str] | None:
+    v = body.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        raise validation(key, "must be an object of strings")
+    return v
+
+
+def _only(body: dict, allowed: set[str]) -> None:
+    for k in body:
+        if k not in allowed:
+            raise validation(k, "unknown field")
+
+
+class Orchestrator:
+    """All server state, behind one lock. Times come from :meth:`now` (real time + a test offset)."""
+
+    def __init__(self, api_key: str = DEFAULT_API_KEY, controllers: dict[str, list[str]] | None = None,
+                 challenge_ttl: float = 300.0, lease_ttl: int = 60, token_field: str = "provisioningToken"):
+        self.lock = threading.RLock()
+        self.api_key = api_key
+        self.controllers = dict(controllers or {})  # canonical DID (or "*") -> addresses
+        self.challenge_ttl = challenge_ttl
+        self.lease_ttl = lease_ttl
+        self.token_field = token_field  # provisioningToken | agentToken | both
+        self.activation_needs_fresh_proof = False  # PATCH status=active must carry a new identityProof
+        self.clock_offset = 0.0
+        self.challenges: dict[str, dict] = {}
+        self.machines: dict[str, dict] = {}
+        self.agents: dict[str, dict] = {}
+        self.agent_tokens: dict[str, str] = {}
+        self.faults: list[dict] = []
+        self.requests: list[dict] = []
+
+    # ---- time -------------------------------------------------------------------------------
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def iso(self, t: float | None = None) -> str:
+        t = self.now() if t is None else t
+        return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    # ---- auth -------------------------------------------------------------------------------
+    def require_platform(self, headers) -> None:
+        key = headers.get("x-api-key")
+        if key is None or key == "":
+            raise ApiError(401, "AUTH_REQUIRED", "x-api-key header required")
+        if not secrets.compare_digest(key.encode(), self.api_key.encode()):
+            raise ApiError(401, "AUTH_INVALID", "x-api-key is not valid")
+
+    # ---- machine identity ---------------------------------------------------------------------
+    def create_challenge(self, body: dict) -> tuple[int, dict]:
+        _only(body, {"identityRef"})
+        ref = canonical_identity_ref(body.get("identityRef"))
+        controllers = self.controllers.get(ref) or self.controllers.get("*")
+        if not controllers:
+            raise ApiError(503, "PEAQOS_IDENTITY_UNAVAILABLE", f"no controller resolved for {ref}",
+                           {"identityRef": ref})
+        cid = "mic_" + secrets.token_hex(8)
+        expires = self.now() + self.challenge_ttl
+        message = (f"peaqOS machine identity challenge\nidentityRef: {ref}\nchallengeId: {cid}\n"
+                   f"nonce: {secrets.token_hex(16)}\nexpiresAt: {self.iso(expires)}")
+        ch = {"challengeId": cid, "identityRef": ref, "message": message, "expiresAt": self.iso(expires),
+              "verificationMethod": "eip191", "controllerAddresses": list(controllers)}
+        self.challenges[cid] = {**ch, "_expires": expires, "_used": False}
+        return 201, {"item": ch}
+
+    def verify_proof(self, proof: Any, ref: str) -> dict:
+        """Check an identityProof for ``ref``; return the stored MachineIdentityProof (not yet consuming it)."""
+        if proof is None:
+            raise ApiError(400, "MACHINE_IDENTITY_PROOF_REQUIRED", "identityProof is required",
+                           {"field": "identityProof"})
+        if not isinstance(proof, dict):
+            raise validation("identityProof", "must be an object")
+        _only(proof, {"challengeId", "signature"})
+        cid = _str(proof, "challengeId", non_blank=True)
+        sig = _str(proof, "signature", non_blank=True)
+        ch = self.challenges.get(cid)
+        if ch is None or ch["_used"] or ch["identityRef"] != ref:
+            raise ApiError(400, "MACHINE_IDENTITY_PROOF_INVALID", "unknown, used or mismatched identity challenge",
+                           {"field": "identityProof.challengeId"})
+        if self.now() >= ch["_expires"]:
+            raise ApiError(400, "MACHINE_IDENTITY_PROOF_EXPIRED", "identity challenge expired",
+                           {"challengeId": cid, "expiresAt": ch["expiresAt"]})
+        try:
+            signer = Account.recover_message(encode_defunct(text=ch["message"]), signature=sig)
+        except Exception:  # noqa: BLE001 - any malformed signature is an invalid proof
+            raise ApiError(400, "MACHINE_IDENTITY_PROOF_INVALID", "signature is not a valid EIP-191 signature",
+                           {"field": "identityProof.signature"}) from None
+        if signer.lower() not in {a.lower() for a in ch["controllerAddresses"]}:
+            raise ApiError(400, "MACHINE_IDENTITY_PROOF_INVALID", "signer is not a controller of the identity",
+                           {"field": "identityProof.signature", "signerAddress": signer})
+        return {"method": "eip191", "identityRef": ref, "signerAddress": signer, "challengeId": cid,
+                "verifiedAt": self.iso(), "challengeExpiresAt": ch["expiresAt"],
+                "controllerAddresses": list(ch["controllerAddresses"]), "resolutionSource": "peaqos-mcr"}
+
+    # ---- machines -----------------------------------------------------------------------------
+    def machine(self, mid: str) -> dict:
+        m = self.machines.get(mid)
+        if m is None:
+            raise ApiError(404, "NOT_FOUND", f"machine {mid} not found", {"machineId": mid})
+        return m
+
+    def create_machine(self, body: dict) -> tuple[int, dict]:
+        _only(body, {"displayName", "ownerId", "machineType", "runtimeProfile", "identityRef", "identityProof",
+                     "capabilities", "labels", "policyIds", "skillKeys"})
+        fields = {k: _str(body, k, non_blank=k in ("displayName", "ownerId"))
+                  for k in ("displayName", "ownerId", "machineType", "runtimeProfile")}
+        ref = canonical_identity_ref(body.get("identityRef"))
+        lists = {k: _str_list(body, k) or [] for k in ("capabilities", "policyIds", "skillKeys")}
+        labels = _str_map(body, "labels") or {}
+        proof = self.verify_proof(body.get("identityProof"), ref)
+        for m in self.machines.values():
+            if m["identityRef"] == ref and m["status"] != "archived":
+                raise ApiError(409, "MACHINE_IDENTITY_EXISTS", f"{ref} is already registered",
+                               {"identityRef": ref, "machineId": m["id"]})
+        self.challenges[proof["challengeId"]]["_used"] = True
+        now = self.iso()
+        m = {"id": "mach_" + secrets.token_hex(8), **fields, "status": "draft", **lists, "labels": labels,
+             "createdAt": now, "updatedAt": now, "identityRef": ref, "identityProof": proof}
+        self.machines[m["id"]] = m
+        return 201, {"item": m}
+
+    def update_machine(self, mid: str, body: dict) -> tuple[int, dict]:
+        m = self.machine(mid)
+        _only(body, {"displayName", "status", "ownerId", "identityRef", "machineType", "runtimeProfile",
+                     "capabilities", "labels", "policyIds", "skillKeys", "identityProof"})
+        update: dict[str, Any] = {}
+        for k in ("displayName", "ownerId", "machineType", "runtimeProfile"):
+            if k in body:
+                update[k] = _str(body, k, non_blank=k in ("displayName", "ownerId"))
+        for k in ("capabilities", "policyIds", "skillKeys"):
+            if k in body:
+                update[k] = _str_list(body, k) or []
+        if "labels" in body:
+            update["labels"] = _str_map(body, "labels") or {}
+        if "status" in body:
+            if body["status"] not in MACHINE_STATUSES:
+                raise validation("status", f"must be one of {', '.join(MACHINE_STATUSES)}")
+            update["status"] = body["status"]
+        if "identityRef" in body and canonical_identity_ref(body["identityRef"]) != m["identityRef"]:
+            raise ApiError(409, "MACHINE_IDENTITY_IMMUTABLE", "identityRef cannot change", {"field": "identityRef"})
+        if (self.activation_needs_fresh_proof and body.get("status") == "active"
+                and body.get("identityProof") is None):
+            raise ApiError(400, "MACHINE_IDENTITY_PROOF_REQUIRED", "activation needs a fresh identityProof",
+                           {"field": "identityProof"})
+        if body.get("identityProof") is not None:
+            update["identityProof"] = self.verify_proof(body["identityProof"], m["identityRef"])
+            self.challenges[update["identityProof"]["challengeId"]]["_used"] = True
+        m.update(update)
+        m["updatedAt"] = self.iso()
+        return 200, {"item": m}
+
+    def list_page(self, items: list[dict], query: dict[str, list[str]]) -> tuple[int, dict]:
+        limit = LIST_DEFAULT_LIMIT
+        if "limit" in query:
+            raw = query["limit"][-1]
+            if not _DECIMAL.match(raw) or not 1 <= int(raw) <= LIST_MAX_LIMIT:
+                raise validation("limit", f"must be an integer between 1 and {LIST_MAX_LIMIT}")
+            limit = int(raw)
+        start = 0
+        if "cursor" in query:
+            raw = query["cursor"][-1]
+            if not raw.startswith("c") or not _DECIMAL.match(raw[1:]) or int(raw[1:]) > len(items):
+                raise validation("cursor", "is not a cursor this server issued")
+            start = int(raw[1:])
+        page = items[start:start + limit]
+        nxt = f"c{start + limit}" if start + limit < len(items) else None
+        return 200, {"items": page, "nextCursor": nxt}
+
+    # ---- machine agents -----------------------------------------------------------------------
+    def public_agent(self, a: dict) -> dict:
+        return {k: v for k, v in a.items() if not k.startswith("_")}
+
+    def enroll(self, mid: str, body: dict) -> tuple[int, dict]:
+        m = self.machine(mid)
+        _only(body, {"label", "allowedProviderKeys"})
+        label = _str(body, "label", required=False)
+        keys = _str_list(body, "allowedProviderKeys") or []
+        if m["status"] != "active":
+            raise ApiError(409, "MACHINE_NOT_ACTIVE", f"machine {mid} is {m['status']}, not active",
+                           {"machineId": mid, "status": m["status"]})
+        now = self.iso()
+        a = {"id": "agt_" + secrets.token_hex(8), "machineId": mid, "label": label or "machine-agent",
+             "status": "provisioned", "allowedProviderKeys": keys, "createdAt": now, "updatedAt": now,
+             "lastSeenAt": None}
+        token = "mat_" + secrets.token_urlsafe(24)
+        self.agents[a["id"]] = a
+        self.agent_tokens[a["id"]] = token
+        item = dict(a)
+        if self.token_field in ("provisioningToken", "both"):
+            item["provisioningToken"] = token
+        if self.token_field in ("agentToken", "both"):
+            item["agentToken"] = token
+        return 201, {"item": item}
+
+    def heartbeat(self, body: dict) -> tuple[int, dict]:
+        _only(body, {"machineId", "agentId", "agentToken", "endpoints", "leaseTtlSeconds"})
+        token = body.get("agentToken")
+        if not isinstance(token, str) or not token:
+            raise ApiError(401, "AGENT_AUTH_REQUIRED", "agentToken is required", {"field": "agentToken"})
+        mid, aid = _str(body, "machineId", non_blank=True), _str(body, "agentId", non_blank=True)
+        a = self.agents.get(aid)
+        expected = self.agent_tokens.get(aid, "")
+        if (a is None or a["machineId"] != mid or a["status"] == "revoked"
+                or not secrets.compare_digest(token.encode(), expected.encode())):
+            raise ApiError(401, "AGENT_AUTH_INVALID", "agent credentials are not valid")
+        eps = body.get("endpoints")
+        if not isinstance(eps, list) or not eps:
+            raise validation("endpoints", "must be a non-empty array")
+        ttl = body.get("leaseTtlSeconds")
+        if ttl is None:
+            ttl = self.lease_ttl
+        elif not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= 86400:
+            raise validation("leaseTtlSeconds", "must be an integer between 1 and 86400 or null")
+        now = self.now()
+        results = []
+        for i, raw in enumerate(eps):
+            if not isinstance(raw, dict):
+                raise validation(f"endpoints[{i}]", "must be an object")
+            ep: dict[str, Any] = {}
+            for key, val in raw.items():
+                camel = key if key in _ENDPOINT_KEYS else next(
+                    (c for c, s in _ENDPOINT_KEYS.items() if s == key), None)
+                if camel is None:
+                    raise validation(f"endpoints[{i}].{key}", "unknown field")
+                ep[camel] = val
+            pk = ep.get("providerKey")
+            url = ep.get("endpointBaseUrl")
+            if not isinstance(pk, str) or not pk:
+                raise validation(f"endpoints[{i}].providerKey", "must be a non-empty string")
+            if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url.strip()):
+                raise validation(f"endpoints[{i}].endpointBaseUrl", "must be an http(s) URL with a host")
+            if a["allowedProviderKeys"] and pk not in a["allowedProviderKeys"]:
+                raise ApiError(403, "AGENT_POLICY_DENIED", f"provider {pk} not allowed for this agent",
+                               {"field": f"endpoints[{i}].providerKey"})
+            results.append({"providerKey": pk, "endpointBaseUrl": url, "status": "active",
+                            "leaseExpiresAt": self.iso(now + ttl), "healthError": None})
+        a["status"], a["lastSeenAt"], a["updatedAt"] = "active", self.iso(now), self.iso(now)
+        a["_heartbeats"] = a.get("_heartbeats", 0) + 1
+        return 200, {"item": {"machineId": mid, "agentId": aid, "leaseTtlSeconds": ttl,
+                              "observedAt": self.iso(now), "endpoints": results}}
+
+    # ---- routing ------------------------------------------------------------------------------
+    def route(self, method: str, path: str, query: dict, headers, body: Any) -> tuple[int, Any]:
+        if not path.startswith(API + "/"):
+            raise ApiError(404, "NOT_FOUND", f"no route {method} {path}")
+        parts = path[len(API) + 1:].split("/")
+        if method == "GET" and parts == ["health"]:
+            return 200, {"ok": True}
+        if method == "GET" and parts == ["readiness"]:
+            return 200, {"status": "ready", "checks": [{"name": "store", "status": "pass", "message": None}]}
+        if method == "POST" and parts == ["machine-agents", "heartbeat"]:  # auth: token in body only
+            return self.heartbeat(self.need_body(body))
+        self.require_platform(headers)
+        if method == "POST" and parts == ["machine-identity", "challenges"]:
+            return self.create_challenge(self.need_body(body))
+        if parts == ["machines"]:
+            if method == "GET":
+                return self.list_page(list(self.machines.values()), query)
+            if method == "POST":
+                return self.create_machine(self.need_body(body))
+        if len(parts) == 2 and parts[0] == "machines":
+            if method == "GET":
+                return 200, {"item": self.machine(parts[1])}
+            if method == "PATCH":
+                return self.update_machine(parts[1], self.need_body(body))
+            if method == "DELETE":
+                m = self.machine(parts[1])
+                m["status"], m["updatedAt"] = "archived", self.iso()
+                return 204, None
+        if len(parts) >= 3 and parts[0] == "machines" and parts[2] == "agents":
+            mid = parts[1]
+            if len(parts) == 3 and method == "GET":
+                self.machine(mid)
+                return 200, {"items": [self.public_agent(a) for a in self.agents.values() if a["machineId"] == mid],
+                             "nextCursor": None}
+            if parts[3:] == ["enrollment"] and method == "POST":
+                return self.enroll(mid, self.need_body(body))
+            if len(parts) == 4 and method == "DELETE":
+                a = self.agents.get(parts[3])
+                if a is None or a["machineId"] != mid:
+                    raise ApiError(404, "NOT_FOUND", f"agent {parts[3]} not found")
+                a["status"], a["updatedAt"] = "revoked", self.iso()
+                return 204, None
+        raise ApiError(404, "NOT_FOUND", f"no route {method} {path}")
+
+    @staticmethod
+    def need_body(body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise validation("body", "must be a JSON object")
+        return body
+
+    # ---- test controls ------------------------------------------------------------------------
+    def control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        name = path[len("/__mock__/"):]
+        if method == "GET" and name == "state":
+            return 200, {"machines": list(self.machines.values()),
+                         "agents": [{**self.public_agent(a), "heartbeats": a.get("_heartbeats", 0)}
+                                    for a in self.agents.values()],
+                         "challenges": len(self.challenges), "requests": self.requests,
+                         "now": self.iso()}
+        body = body if isinstance(body, dict) else {}
+        if method == "POST" and name == "controllers":
+            self.controllers[body.get("identityRef", "*")] = list(body["addresses"])
+        elif method == "POST" and name == "faults":
+            self.faults.append({"times": 1, **body})
+        elif method == "POST" and name == "clock":
+            self.clock_offset += float(body.get("advanceSeconds", 0))
+        elif method == "POST" and name == "config":
+            self.challenge_ttl = float(body.get("challengeTtlSeconds", self.challenge_ttl))
+            self.lease_ttl = int(body.get("leaseTtlSeconds", self.lease_ttl))
+            self.token_field = body.get("enrollTokenField", self.token_field)
+            self.activation_needs_fresh_proof = bool(
+                body.get("activationNeedsFreshProof", self.activation_needs_fresh_proof))
+        else:
+            return 404, {"error": {"code": "NOT_FOUND", "message": f"no control {method} {name}"}}
+        return 200, {"ok": True}
+
+    def take_fault(self, method: str, path: str) -> dict | None:
+        for f in self.faults:
+            if f.get("method", method) == method and f.get("path", path) == path and f["times"] > 0:
+                f["times"] -= 1
+                return f
+        return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "peaqos-orchestrator-mock/0.1"
+    orch: Orchestrator  # set on the subclass made by make_server
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # quiet: tests read /__mock__/state instead
+        pass
+
+    def _send(self, status: int, payload: Any = None, raw: bytes | None = None,
+              content_type: str = "application/json") -> None:
+        data = raw if raw is not None else (b"" if payload is None else json.dumps(payload).encode())
+        self.send_response(status)
+        if data:
+            self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        split = urlsplit(self.path)
+        path, query = split.path, parse_qs(split.query, keep_blank_values=True)
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        orch = self.orch
+        if path.startswith("/__mock__/"):
+            with orch.lock:
+                try:
+                    body = json.loads(raw) if raw else None
+                    status, payload = orch.control(self.command, path, body)
+                    payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
+                except (ValueError, KeyError, TypeError) as e:
+                    status, payload = 400, {"error": {"code": "VALIDATION_ERROR", "message": str(e)}}
+            self._send(status, payload)
+            return
+        hdrs = {k.lower(): v for k, v in self.headers.items()}
+        with orch.lock:
+            orch.requests.append({"method": self.command, "path": path, "query": split.query,
+                                  "headers": hdrs, "body": raw.decode("utf-8", "replace")})
+            fault = orch.take_fault(self.command, path)
+        if fault is not None:  # acted out without the lock: a slow answer must not stall the others
+            if fault.get("delaySeconds"):
+                time.sleep(float(fault["delaySeconds"]))
+            if fault.get("drop"):
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if "json" in fault:
+                self._send(int(fault.get("status", 200)), fault["json"])
+            else:
+                self._send(int(fault.get("status", 200)), raw=str(fault.get("body", "")).encode(),
+                           content_type=fault.get("contentType", "text/plain"))
+            return
+        try:
+            body: Any = None
+            if raw:
+                if "application/json" not in hdrs.get("content-type", ""):
+                    raise validation("content-type", "a request body must be application/json")
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    raise validation("body", "is not valid JSON") from None
+            elif "application/json" in hdrs.get("content-type", ""):
+                raise validation("body", "content-type application/json without a body")
+            with orch.lock:
+                status, payload = orch.route(self.command, path, query, self.headers, body)
+                payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
+        except ApiError as e:
+            err: dict[str, Any] = {"code": e.code, "message": e.message}
+            if e.details is not None:
+                err["details"] = e.details
+            status, payload = e.status, {"error": err}
+        self._send(status, payload)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+
+def make_server(orch: Orchestrator, port: int = 0) -> ThreadingHTTPServer:
+    handler = type("BoundHandler", (Handler,), {"orch": orch})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def _controller_arg(text: str) -> tuple[str, str]:
+    key, _, addr = text.partition("=")
+    if not addr:
+        raise argparse.ArgumentTypeError("expected <decimal machine id|*>=0x<address>")
+    return ("*" if key == "*" else canonical_identity_ref("did:peaq:" + key)), addr
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--port", type=int, default=0, help="default: a free port")
+    p.add_argument("--api-key", default=DEFAULT_API_KEY)
+    p.add_argument("--controller", action="append", default=[], type=_controller_arg,
+                   help="<decimal machine id>=0x<controller address>, or *=0x<address> for every identity")
+    p.add_argument("--challenge-ttl", type=float, default=300.0)
+    p.add_argument("--lease-ttl", type=int, default=60)
+    p.add_argument("--enroll-token-field", choices=("provisioningToken", "agentToken", "both"),
+                   default="provisioningToken")
+    args = p.parse_args(argv)
+    if Account is None:
+        print("orchestrator: eth_account is missing; it comes with `pip install peaq-os-sdk==0.12.1`",
+              file=sys.stderr)
+        return 2
+    controllers: dict[str, list[str]] = {}
+    for ref, addr in args.controller:
+        controllers.setdefault(ref, []).append(addr)
+    orch = Orchestrator(args.api_key, controllers, args.challenge_ttl, args.lease_ttl, args.enroll_token_field)
+    server = make_server(orch, args.port)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(json.dumps({"url": url, "apiBase": url + API, "apiKey": args.api_key, "pid": __import__("os").getpid()}),
+          flush=True)
+    try:
+        server.serve_forever(poll_interval=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Keeps test/market/orchestrator.py honest: the real peaq-os-sdk 0.12.1 orchestration client must accept
+every shape it serves, and surface its errors with the documented codes.
+
+Each test starts the server in this process (one thread) on a free 127.0.0.1 port; one test also runs it
+as a program the way the Rust tests do (``orchestrator.py --port N`` printing one JSON line).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DO_NOT_TRACK", "1")  # the SDK client starts telemetry otherwise
+os.environ.setdefault("PEAQOS_TELEMETRY", "0")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import orchestrator as mock  # noqa: E402
+
+from eth_account import Account  # noqa: E402  (installed with the SDK)
+from eth_account.messages import encode_defunct  # noqa: E402
+from peaq_os_sdk import PeaqosClient  # noqa: E402
+from peaq_os_sdk.orchestration import (  # noqa: E402
+    archive_machine,
+    check_health,
+    create_machine,
+    create_machine_identity_challenge,
+    enroll_machine_agent,
+    get_machine,
+    get_readiness,
+    list_machine_agents,
+    list_machines,
+    list_machines_all,
+    machine_agent_heartbeat,
+    revoke_machine_agent,
+    update_machine,
+)
+from peaq_os_sdk.orchestration.errors import OrchestrationApiError  # noqa: E402
+from peaq_os_sdk.orchestration.types.machine import (  # noqa: E402
+    CreateMachineIdentityChallengeRequest,
+    CreateMachineRequest,
+    MachineIdentityProofInput,
+    UpdateMachineRequest,
+)
+from peaq_os_sdk.orchestration.types.machine_agent import (  # noqa: E402
+    EnrollMachineAgentRequest,
+    HeartbeatEndpointEntry,
+    MachineAgentHeartbeatRequest,
+)
+
+KEY = "0x" + "11" * 32  # address 0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A (ORCHESTRATION.md §4 vector)
+OTHER_KEY = "0x" + "22" * 32
+CONTROLLER = Account.from_key(KEY).address
+API_KEY = "sdk-test-key"
+
+
+@pytest.fixture
+def orch():
+    o = mock.Orchestrator(api_key=API_KEY, controllers={"did:peaq:42": [CONTROLLER], "did:peaq:7": [CONTROLLER]})
+    server = mock.make_server(o)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    o.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield o
+    server.shutdown()
+    server.server_close()
+
+
+def sdk(o, api_key: str | None = API_KEY) -> PeaqosClient:
+    # rpc_url and private_key are required by the constructor but never contacted (ORCHESTRATION.md §0).
+    return PeaqosClient(rpc_url="http://127.0.0.1:9", private_key=KEY, orchestration_url=o.url, api_key=api_key)
+
+
+def sign(message: str, key: str = KEY) -> str:
+    sig = Account.sign_message(encode_defunct(text=message), private_key=key).signature.hex()
+    return sig if sig.startswith("0x") else "0x" + sig
+
+
+def register(c: PeaqosClient, ref: str = "did:peaq:42", key: str = KEY):
+    ch = create_machine_identity_challenge(c, CreateMachineIdentityChallengeRequest(identity_ref=ref)).item
+    proof = MachineIdentityProofInput(challenge_id=ch.challenge_id, signature=sign(ch.message, key))
+    return create_machine(c, CreateMachineRequest(
+        display_name="Robot 42", owner_id="owner-1", machine_type="robot", runtime_profile="ros2",
+        identity_ref=ref, identity_proof=proof, capabilities=("camera",), labels={"site_id": "lab"})).item
+
+
+def api_error(fn, *args, **kwargs) -> OrchestrationApiError:
+    with pytest.raises(OrchestrationApiError) as e:
+        fn(*args, **kwargs)
+    return e.value
+
+
+def test_health_and_readiness(orch):
+    c = sdk(orch)
+    assert check_health(c).ok is True
+    assert get_readiness(c).status == "ready"
+    assert "x-api-key" not in orch.requests[0]["headers"]  # auth-none calls carry no platform key
+
+
+def test_challenge_register_activate_get_list(orch):
+    c = sdk(orch)
+    ch = create_machine_identity_challenge(c, CreateMachineIdentityChallengeRequest(identity_ref="peaqos:machine:42")).item
+    assert ch.identity_ref == "did:peaq:42" and ch.verification_method == "eip191"
+    assert ch.controller_addresses == (CONTROLLER,)
+    m = register(c)
+    assert m.id.startswith("mach_") and m.status == "draft" and m.identity_ref == "did:peaq:42"
+    assert m.identity_proof.signer_address == CONTROLLER and m.identity_proof.resolution_source == "peaqos-mcr"
+    # the SDK camel-cases user map keys on the wire and snake-cases them back (§1.3)
+    assert orch.machines[m.id]["labels"] == {"siteId": "lab"} and m.labels == {"site_id": "lab"}
+    active = update_machine(c, m.id, UpdateMachineRequest(status="active")).item
+    assert active.status == "active"
+    assert get_machine(c, m.id).item.status == "active"
+    assert [x.id for x in list_machines(c).items] == [m.id]
+    hdr = orch.requests[-1]["headers"]
+    assert hdr["x-api-key"] == API_KEY and hdr["user-agent"].startswith("peaqos-sdk-py/")
+
+
+def test_activation_with_a_fresh_proof(orch):
+    orch.activation_needs_fresh_proof = True  # a server option; the SDK documents both forms
+    c = sdk(orch)
+    m = register(c)
+    assert api_error(update_machine, c, m.id, UpdateMachineRequest(status="active")).code == \
+        "MACHINE_IDENTITY_PROOF_REQUIRED"
+    ch = create_machine_identity_challenge(c, CreateMachineIdentityChallengeRequest(identity_ref="did:peaq:42")).item
+    proof = MachineIdentityProofInput(challenge_id=ch.challenge_id, signature=sign(ch.message))
+    active = update_machine(c, m.id, UpdateMachineRequest(status="active", identity_proof=proof)).item
+    assert active.status == "active" and active.identity_proof.challenge_id == ch.challenge_id
+
+
+def test_pagination_and_bad_limit(orch):
+    c = sdk(orch)
+    ids = {register(c, f"did:peaq:{i}").id for i in (7, 42)}
+    page = list_machines(c, limit=1)
+    assert len(page.items) == 1 and page.next_cursor
+    assert {m.id for m in list_machines_all(c, limit=1)} == ids
+    e = api_error(list_machines, c, cursor="garbage")
+    assert (e.code, e.status_code) == ("VALIDATION_ERROR", 400)
+
+
+def test_identity_exists_and_immutable(orch):
+    c = sdk(orch)
+    m = register(c)
+    e = api_error(register, c)
+    assert (e.code, e.status_code) == ("MACHINE_IDENTITY_EXISTS", 409)
+    assert e.details["machine_id"] == m.id  # details keys are snake_cased by the SDK
+    e = api_error(update_machine, c, m.id, UpdateMachineRequest(identity_ref="did:peaq:7"))
+    assert e.code == "MACHINE_IDENTITY_IMMUTABLE"
+
+
+def test_proof_errors(orch):
+    c = sdk(orch)
+    e = api_error(register, c, key=OTHER_KEY)  # signer is not a controller
+    assert (e.code, e.status_code) == ("MACHINE_IDENTITY_PROOF_INVALID", 400)
+    ch = create_machine_identity_challenge(c, CreateMachineIdentityChallengeRequest(identity_ref="did:peaq:42")).item
+    orch.clock_offset += orch.challenge_ttl + 1
+    proof = MachineIdentityProofInput(challenge_id=ch.challenge_id, signature=sign(ch.message))
+    req = CreateMachineRequest(display_name="r", owner_id="o", machine_type="robot", runtime_profile="ros2",
+                               identity_ref="did:peaq:42", identity_proof=proof)
+    assert api_error(create_machine, c, req).code == "MACHINE_IDENTITY_PROOF_EXPIRED"
+    e = api_error(create_machine_identity_challenge, c, CreateMachineIdentityChallengeRequest(identity_ref="did:peaq:99"))
+    assert (e.code, e.status_code) == ("PEAQOS_IDENTITY_UNAVAILABLE", 503)
+
+
+def test_platform_auth_errors(orch):
+    assert api_error(list_machines, sdk(orch, api_key=None)).code == "AUTH_REQUIRED"
+    e = api_error(list_machines, sdk(orch, api_key="wrong"))
+    assert (e.code, e.status_code) == ("AUTH_INVALID", 401)
+    assert api_error(get_machine, sdk(orch), "mach_nope").code == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("field", ["provisioningToken", "agentToken", "both"])
+def test_enroll_heartbeat_lease_revoke(orch, field):
+    orch.token_field = field
+    c = sdk(orch)
+    m = register(c)
+    e = api_error(enroll_machine_agent, c, m.id, EnrollMachineAgentRequest(label="edge"))
+    assert (e.code, e.status_code) == ("MACHINE_NOT_ACTIVE", 409)
+    update_machine(c, m.id, UpdateMachineRequest(status="active"))
+    agent = enroll_machine_agent(c, m.id, EnrollMachineAgentRequest(label="edge", allowed_provider_keys=("qvac",))).item
+    assert agent.status == "provisioned" and agent.machine_id == m.id
+    # SDK 0.12.1 only knows provisioningToken; peaq's ROS 2 agent reads agentToken (§3.4)
+    token = agent.provisioning_token or orch.agent_tokens[agent.id]
+    assert (agent.provisioning_token is not None) == (field != "agentToken")
+    ep = HeartbeatEndpointEntry(provider_key="qvac", endpoint_base_url="http://127.0.0.1:8080")
+    hb = machine_agent_heartbeat(c, MachineAgentHeartbeatRequest(
+        machine_id=m.id, agent_id=agent.id, agent_token=token, endpoints=(ep,))).item
+    assert hb.lease_ttl_seconds == orch.lease_ttl and hb.endpoints[0].status == "active"
+    assert hb.endpoints[0].lease_expires_at > hb.observed_at
+    sent = orch.requests[-1]
+    assert "x-api-key" not in sent["headers"]  # heartbeat is auth-none: the token is in the body
+    assert "provider_key" in json.loads(sent["body"])["endpoints"][0]  # the SDK's snake_case quirk (§1.3)
+    [listed] = list_machine_agents(c, m.id).items
+    assert listed.status == "active" and listed.last_seen_at and listed.provisioning_token is None
+    e = api_error(machine_agent_heartbeat, c, MachineAgentHeartbeatRequest(
+        machine_id=m.id, agent_id=agent.id, agent_token="wrong", endpoints=(ep,)))
+    assert (e.code, e.status_code) == ("AGENT_AUTH_INVALID", 401)
+    revoke_machine_agent(c, m.id, agent.id)
+    e = api_error(machine_agent_heartbeat, c, MachineAgentHeartbeatRequest(
+        machine_id=m.id, agent_id=agent.id, agent_token=token, endpoints=(ep,)))
+    assert e.code == "AGENT_AUTH_INVALID"
+
+
+def test_archive_then_register_again(orch):
+    c = sdk(orch)
+    m = register(c)
+    assert archive_machine(c, m.id) is None  # 204, empty body
+    assert get_machine(c, m.id).item.status == "archived"
+    assert register(c).id != m.id
+
+
+def test_faults_surface_as_sdk_errors(orch):
+    c = sdk(orch)
+    orch.faults.append({"method": "GET", "path": "/api/v1/machines", "times": 1, "status": 502, "body": "<html>"})
+    e = api_error(list_machines, c)
+    assert (e.code, e.status_code) == ("BAD_RESPONSE", 502)
+    orch.faults.append({"method": "GET", "path": "/api/v1/machines", "times": 1, "status": 200, "json": {"x": 1}})
+    assert api_error(list_machines, c).code == "INVALID_RESPONSE_SHAPE"
+    orch.faults.append({"method": "GET", "path": "/api/v1/machines", "times": 1, "status": 429,
+                        "json": {"error": {"code": "AGENT_DAILY_LIMIT_EXCEEDED", "message": "slow down"}}})
+    assert api_error(list_machines, c).code == "AGENT_DAILY_LIMIT_EXCEEDED"
+
+
+def test_program_prints_one_json_line_and_serves_loopback_only():
+    p = subprocess.Popen([sys.executable, str(Path(mock.__file__)), "--port", "0", "--controller", f"42={CONTROLLER}"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(p.stdout.readline())
+        assert info["url"].startswith("http://127.0.0.1:") and info["apiBase"] == info["url"] + "/api/v1"
+        with urllib.request.urlopen(info["apiBase"] + "/health", timeout=5) as r:
+            assert json.load(r) == {"ok": True}
+    finally:
+        p.terminate()
+        assert p.wait(timeout=5) == 0
