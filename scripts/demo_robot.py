@@ -2,15 +2,22 @@
 """A demo robot: publishes sensor_msgs/BatteryState on /battery_state at 5 Hz, with the NaN
 fields real battery drivers report."""
 import math
-import time
+import signal
 
 import rclpy
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import BatteryState
 
 
 def main() -> None:
-    rclpy.init()
+    # Ctrl-C is handled here (KeyboardInterrupt, then a clean shutdown), not by rclpy: its
+    # handler, hit again by the SIGINT scripts/demo sends on exit, printed
+    # "rcl_trigger_guard_condition() failed: guard condition handle not from this implementation".
+    # A background job of a script starts with SIGINT ignored: take it back, so the SIGINT
+    # scripts/demo sends on exit stops the robot.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("demo_robot")
     pub = node.create_publisher(BatteryState, "/battery_state", qos_profile_sensor_data)
     i = 0
@@ -37,8 +44,11 @@ def main() -> None:
     node.create_timer(0.2, tick)
     try:
         rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
 """Shared helpers for the end-to-end tests: start the real node, talk to it with rclpy,
-check packages with the real peaq SDK."""
+check packages with the real peaq SDK.
+
+Waiting: every wait of a test goes through :func:`wait_until` (or :func:`poll_until`). Its
+timeout is the figure for an idle machine; the deadline is that times :func:`time_scale`, which
+grows with the machine's load (CI machines are shared: a test must not fail because the machine
+is slow), while polls stay cheap (50 ms). A wait that times out fails naming what it waited for,
+with the log tail of every node process it was given."""
 from __future__ import annotations
 
 import json
@@ -7,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +23,78 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 DEMO_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 DEMO_DID = f"did:peaq:{DEMO_ADDRESS}"
+
+# Most a deadline is stretched by the load average alone (PEAQOS_TEST_TIME_SCALE may go beyond).
+MAX_LOAD_SCALE = 8.0
+LOG_TAIL_CHARS = 8000
+
+
+def time_scale() -> float:
+    """How many times longer than on an idle machine a wait may take: $PEAQOS_TEST_TIME_SCALE
+    when set, else the 1-minute load average per core (at least 1, at most MAX_LOAD_SCALE).
+    Read at each use, so a machine that gets busier during a wait extends it."""
+    env = os.environ.get("PEAQOS_TEST_TIME_SCALE", "").strip()
+    if env:
+        return max(float(env), 0.1)
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return 1.0
+    return min(max(load, 1.0), MAX_LOAD_SCALE)
+
+
+def scaled(seconds: float) -> float:
+    """`seconds` on an idle machine, stretched by :func:`time_scale` (for timeouts given to rclpy
+    or subprocess calls)."""
+    return seconds * time_scale()
+
+
+def sleep_scaled(seconds: float) -> None:
+    """Let the system settle for `seconds` (scaled): for checks that something did *not*
+    happen, e.g. that nothing is sent twice."""
+    time.sleep(scaled(seconds))
+
+
+def poll_until(pred, timeout: float, *, spin=None, poll: float = 0.05) -> bool:
+    """Poll `pred` until it is true (→ True) or the scaled deadline passes (→ False). `spin`: an
+    rclpy node spun once per poll (its callbacks run) instead of sleeping. The deadline is
+    re-read from the load when reached, so a machine that got busier meanwhile extends it."""
+    start = time.monotonic()
+    while True:
+        if pred():
+            return True
+        if time.monotonic() - start >= timeout * time_scale():
+            return bool(pred())
+        if spin is not None:
+            import rclpy
+
+            rclpy.spin_once(spin, timeout_sec=poll)
+        else:
+            time.sleep(poll)
+
+
+def wait_until(pred, timeout: float, what, *, nodes=(), spin=None, poll: float = 0.05) -> None:
+    """:func:`poll_until`, failing on timeout with what was awaited (a string, or a function
+    returning one, evaluated only then) and the log tail of each node process in `nodes` (a
+    :class:`NodeProcess` or several)."""
+    if poll_until(pred, timeout, spin=spin, poll=poll):
+        return
+    what = what() if callable(what) else what
+    raise AssertionError(f"timed out waiting for {what} ({timeout} s × {time_scale():.1f}){log_tails(nodes)}")
+
+
+def log_tails(nodes) -> str:
+    """The log tail of each node process, for a failure message."""
+    if isinstance(nodes, NodeProcess):
+        nodes = (nodes,)
+    return "".join(f"\n--- {n.log_path.name} (tail) ---\n{n.tail()}" for n in nodes if n is not None)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def node_executable() -> str:
@@ -66,28 +145,31 @@ class NodeProcess:
         return self
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, chars: int = LOG_TAIL_CHARS) -> str:
+        return self.output()[-chars:]
 
     def requests_seen(self, service: str) -> int:
         """How many requests to `service` (`~/activate`, ...) reached the node."""
         return len(re.findall(rf"request {re.escape(service)}$", self.output(), re.M))
 
     def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def logged() -> bool:
             if text in self.output():
-                return
+                return True
             if self.proc and self.proc.poll() is not None:
-                raise AssertionError(f"node exited ({self.proc.returncode}) before logging {text!r}:\n{self.output()}")
-            time.sleep(0.05)
-        raise AssertionError(f"node did not log {text!r} in {timeout}s:\n{self.output()}")
+                raise AssertionError(f"node exited ({self.proc.returncode}) before logging {text!r}:\n{self.tail()}")
+            return False
 
-    def stop(self, timeout: float = 15.0) -> int:
+        wait_until(logged, timeout, f"the node to log {text!r}", nodes=self)
+
+    def stop(self, timeout: float = 20.0) -> int:
         assert self.proc
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -108,34 +190,32 @@ def call_service(ros_node, cli, req, *, timeout: float = 60.0, proc: NodeProcess
     `wait_for_service` only sees discovery: a request sent before the client's writer has matched
     the server's reader is dropped by the middleware, and its call never answers. With `proc`
     given, a request the node has not seen after `resend_after` seconds is sent again (safe: it
-    never reached the node); one the node has seen is waited for until `timeout`. A timeout
-    fails with the node's log, so the reason is in the test report."""
-    import rclpy
-
-    assert cli.wait_for_service(timeout_sec=20), f"service {cli.srv_name} not available"
+    never reached the node); one the node has seen is waited for until `timeout`. Both are
+    scaled with the machine's load (:func:`time_scale`). A timeout fails with the node's log, so
+    the reason is in the test report."""
+    assert cli.wait_for_service(timeout_sec=scaled(20)), f"service {cli.srv_name} not available{log_tails(proc)}"
     service = "~/" + cli.srv_name.rsplit("/", 1)[-1]
     seen = proc.requests_seen(service) if proc else 0
-    deadline = time.monotonic() + timeout
-    fut = cli.call_async(req)
-    sent = time.monotonic()
-    while not fut.done() and time.monotonic() < deadline:
-        rclpy.spin_once(ros_node, timeout_sec=0.05)
-        if (proc is not None and not fut.done() and time.monotonic() - sent > resend_after
+    state = {"fut": cli.call_async(req), "sent": time.monotonic()}
+
+    def answered() -> bool:
+        if state["fut"].done():
+            return True
+        if (proc is not None and time.monotonic() - state["sent"] > scaled(resend_after)
                 and proc.requests_seen(service) == seen):
-            cli.remove_pending_request(fut)
-            fut = cli.call_async(req)
-            sent = time.monotonic()
-    if not fut.done():
-        tail = proc.output()[-6000:] if proc else "(no node log)"
-        raise AssertionError(f"{cli.srv_name} did not answer in {timeout}s; node log tail:\n{tail}")
-    return fut.result()
+            cli.remove_pending_request(state["fut"])
+            state.update(fut=cli.call_async(req), sent=time.monotonic())
+        return False
+
+    wait_until(answered, timeout, f"{cli.srv_name} to answer", nodes=proc or (), spin=ros_node)
+    return state["fut"].result()
 
 
 def run_node_expecting_failure(tmp: Path, params: dict[str, str], env: dict[str, str] | None = None,
                                timeout: float = 20.0) -> tuple[int, str]:
     """Run the node until it exits by itself; return (exit code, output)."""
     n = NodeProcess(tmp, params, env, name="failing")
-    proc = subprocess.run(n.argv(), env=n.env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(n.argv(), env=n.env, capture_output=True, text=True, timeout=scaled(timeout))
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -12,7 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 
-from peaqos_harness import DEMO_ADDRESS, DEMO_KEY, NodeProcess, call_service  # noqa: E402
+from peaqos_harness import (DEMO_ADDRESS, DEMO_KEY, NodeProcess, call_service, poll_until,  # noqa: E402
+                             run_node_expecting_failure, scaled, sleep_scaled, wait_until)
 
 import rclpy
 import harness
@@ -70,10 +71,7 @@ class Caller:
         return call_service(self.node, self.clients[service], req, timeout=timeout, proc=self.proc)
 
     def spin_until(self, pred, timeout=30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not pred():
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return pred()
+        return poll_until(pred, timeout, spin=self.node)
 
 
 def event_registry(chain):
@@ -155,7 +153,8 @@ def test_submit_event_is_included_and_matches_the_request(gen2_chain, gen2_node)
     receipt = gen2_chain.w3.eth.get_transaction_receipt(r.tx_hash)
     assert receipt.status == 1 and receipt["from"] == DEMO_ADDRESS
     # ~/tx_status reported the intent through to inclusion
-    assert c.spin_until(lambda: any(s.intent_id == r.intent_id and s.state == "included" for s in c.statuses))
+    wait_until(lambda: any(s.intent_id == r.intent_id and s.state == "included" for s in c.statuses), 30,
+               "the intent included on ~/tx_status", nodes=c.proc, spin=c.node)
 
 
 def test_revenue_currency_defaults_to_usd_and_activity_to_empty(gen2_chain, gen2_node):
@@ -319,10 +318,9 @@ def test_rpc_outage_and_kill_9_deliver_each_event_exactly_once(tmp_path, rclpy_c
             node2 = NodeProcess(tmp_path, params, name="after", node_name="agent_outage").start()
             try:
                 node2.wait_for_log("subscribed to /t/unused")
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline and reg.functions.getEventCount(mid).call() < 6:
-                    time.sleep(0.5)
-                time.sleep(3)  # anything sent twice would land by now
+                wait_until(lambda: reg.functions.getEventCount(mid).call() >= 6, 60, "6 events on chain", nodes=node2,
+                           poll=0.5)
+                sleep_scaled(3)  # anything sent twice would land by now
                 values = sorted(reg.functions.getEventAt(mid, i).call()[2]
                                 for i in range(reg.functions.getEventCount(mid).call()))
                 assert values == [0, 1, 2, 3, 4, 5], (values, node2.output())
@@ -352,7 +350,7 @@ def test_batches_queued_in_an_outage_share_a_transaction_and_a_bad_one_fails_alo
             ts = chain.latest_timestamp() - 1
             cli = rnode.create_client(BatchSubmitEvents, "/agent_merge/batch_submit_events",
                                       qos_profile=QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-            assert cli.wait_for_service(timeout_sec=20)
+            assert cli.wait_for_service(timeout_sec=scaled(20))
 
             def batch(tag: str, n: int, timestamp: int) -> BatchSubmitEvents.Request:
                 req = BatchSubmitEvents.Request()
@@ -365,14 +363,9 @@ def test_batches_queued_in_an_outage_share_a_transaction_and_a_bad_one_fails_alo
                 chain.stop()
                 before = len(c.statuses)
                 futs = [cli.call_async(q) for q in reqs]
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline and sum(s.state == "queued" for s in c.statuses[before:]) < len(reqs):
-                    rclpy.spin_once(rnode, timeout_sec=0.05)
+                poll_until(lambda: sum(s.state == "queued" for s in c.statuses[before:]) >= len(reqs), 20, spin=rnode)
                 chain.restart()
-                deadline = time.monotonic() + 90
-                while time.monotonic() < deadline and not all(f.done() for f in futs):
-                    rclpy.spin_once(rnode, timeout_sec=0.05)
-                assert all(f.done() for f in futs), node.output()
+                wait_until(lambda: all(f.done() for f in futs), 90, "every batch call to answer", nodes=node, spin=rnode)
                 return [f.result() for f in futs]
 
             n0 = reg.functions.getEventCount(mid).call()
@@ -533,3 +526,25 @@ def test_legacy_identity_services_one_by_one(tmp_path, rclpy_ctx):
         finally:
             rnode.destroy_node()
             node.stop()
+
+
+def test_contract_addresses_are_taken_quoted_or_as_small_integers(tmp_path):
+    """ROS reads an unquoted `0x…` parameter as a number: a real address becomes a float (lost),
+    so the node stops, naming the parameter and how to quote it; a small one (a precompile)
+    stays an integer and is taken as is."""
+    addr = "0xa1e7a1e7a1e7a1e7a1e7a1e7a1e7a1e7a1e7a1e7"
+    base = {"policy_file": str(tmp_path / "map.yaml"), "data_dir": str(tmp_path / "data"),
+            "chain.rpc_urls": "['http://127.0.0.1:1']"}
+    (tmp_path / "map.yaml").write_text("schema_version: 1\ntopics:\n  - topic: /t/unused\n    type: std_msgs/msg/String\n")
+    code, out = run_node_expecting_failure(tmp_path, {**base, "chain.contracts.event_registry": addr})
+    assert code != 0, out
+    assert "chain.contracts.event_registry" in out and """-p 'chain.contracts.<name>:="0x…"'""" in out, out
+    node = NodeProcess(tmp_path, {**base, "chain.contracts.event_registry": f'"{addr}"',
+                                  "chain.contracts.batch_precompile": "0x0000000000000000000000000000000000000805"},
+                       node_name="agent_addresses").start()
+    try:
+        node.wait_for_log("subscribed to /t/unused")
+        assert f"chain.contracts.event_registry = {addr}" in node.output().lower()  # logged EIP-55
+        assert "chain.contracts.batch_precompile = 0x0000000000000000000000000000000000000805" in node.output()
+    finally:
+        assert node.stop() == 0, node.tail()

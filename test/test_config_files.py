@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from peaqos_harness import ROOT, NodeProcess
+from peaqos_harness import ROOT, NodeProcess, poll_until
 
 import rclpy  # noqa: F401
 
@@ -46,9 +46,6 @@ def test_launch_file_arguments_mirror_the_parameters():
 
 
 def test_logs_reach_rosout(tmp_path, ros_node):
-    import time
-
-    import rclpy
     from rcl_interfaces.msg import Log
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     logs = []
@@ -58,11 +55,9 @@ def test_logs_reach_rosout(tmp_path, ros_node):
                        node_name="agent_rosout").start()
     try:
         node.wait_for_log("subscribed to /battery_state")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(
-                m.name == "agent_rosout" and "subscribed to /battery_state" in m.msg for m in logs):
-            rclpy.spin_once(ros_node, timeout_sec=0.1)
+        poll_until(lambda: any(m.name == "agent_rosout" and "subscribed to /battery_state" in m.msg for m in logs),
+                   10, spin=ros_node)
         assert any(m.name == "agent_rosout" and m.level == Log.INFO and "subscribed to /battery_state" in m.msg
-                   for m in logs), [(m.name, m.msg) for m in logs][-5:]
+                   for m in logs), ([(m.name, m.msg) for m in logs][-5:], node.tail())
     finally:
         node.stop()

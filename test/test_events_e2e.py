@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 
-from peaqos_harness import NodeProcess, run_node_expecting_failure, sdk_verify  # noqa: E402
+from peaqos_harness import NodeProcess, run_node_expecting_failure, sdk_verify, sleep_scaled, wait_until  # noqa: E402
 
 import rclpy
 import harness
@@ -88,14 +88,10 @@ class Robot:
         self.odom = node.create_publisher(Odometry, "/odom", q)
         self.beacon = node.create_publisher(Temperature, "/beacon", q)
 
-    def wait_matched(self, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(p.get_subscription_count() > 0 for p in (self.fare, self.odom, self.beacon)):
-                time.sleep(1.0)  # let the node's side of discovery match us too
-                return
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        raise AssertionError("the node did not subscribe")
+    def wait_matched(self, node: NodeProcess, timeout=20.0):
+        wait_until(lambda: all(p.get_subscription_count() > 0 for p in (self.fare, self.odom, self.beacon)), timeout,
+                   "the node to subscribe to the robot's topics", nodes=node, spin=self.node)
+        sleep_scaled(1.0)  # let the node's side of discovery match us too
 
     def send_fare(self, v: float):
         self.fare.publish(Float64(data=v))
@@ -119,15 +115,6 @@ class Robot:
 def status(c: Caller):
     r = c.call(GetStatus, "status")
     return r, {s.rule: s for s in r.event_rules}
-
-
-def wait_for(pred, timeout=60.0, what=""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def chain_events(chain, mid: int):
@@ -155,14 +142,14 @@ def test_robot_topics_become_events_on_chain(tmp_path, rclpy_ctx):
         node2 = None
         try:
             node.wait_for_log("events: 4 rule(s) loaded")
-            robot.wait_matched()
+            robot.wait_matched(node)
 
             # 1. Before the machine is activated: events are produced and held, never dropped;
             #    a NaN and a negative fare are skipped and reported.
             for v in (12.29, 7.5, float("nan"), -3.0):
                 robot.send_fare(v)
-            wait_for(lambda: status(c)[1]["fare"].produced == 2, what="2 fare events produced")
-            time.sleep(1.5)
+            wait_until(lambda: status(c)[1]["fare"].produced == 2, 60, "2 fare events produced", nodes=node)
+            sleep_scaled(1.5)
             _, st = status(c)
             fare = st["fare"]
             assert fare.pending == 2 and fare.submitted == 0 and "no machine id" in fare.held_reason, fare
@@ -173,7 +160,7 @@ def test_robot_topics_become_events_on_chain(tmp_path, rclpy_ctx):
             assert r.success, (r.error_code, r.message, node.output())
             mid = int(r.machine_id)
             assert (data / "machine_id").read_text().strip() == str(mid)
-            wait_for(lambda: len(chain_events(chain, mid)) == 2, what="held fares on chain")
+            wait_until(lambda: len(chain_events(chain, mid)) == 2, 60, "held fares on chain", nodes=node)
 
             # 3. Odometry: 5 messages → one distance and one odo event (counter reset at x=2).
             t0 = chain.latest_timestamp() - 100
@@ -182,35 +169,36 @@ def test_robot_topics_become_events_on_chain(tmp_path, rclpy_ctx):
                 robot.send_odom(t0 + i, 0.5, x)
             # 4. A robot clock one hour ahead: the event time is clamped to the chain's.
             robot.send_beacon(int(time.time()) + 3600)
-            wait_for(lambda: len(chain_events(chain, mid)) == 5, what="odom + beacon events")
+            wait_until(lambda: len(chain_events(chain, mid)) == 5, 60, "odom + beacon events", nodes=node)
 
             # 5. kill -9 in the middle of a window: 3 messages, kill, start, 2 more.
             for i, x in enumerate([7, 8, 9]):
                 robot.send_odom(t0 + 5 + i, 0.25, x)
-            time.sleep(1.0)
+            sleep_scaled(1.0)
             node.kill9()
             node2 = NodeProcess(tmp_path, p, name="after").start()
+            c.proc = node2  # service calls now go to (and report the log of) the restarted node
             node2.wait_for_log("events: replayed 3 package(s) of /odom")
             node2.wait_for_log("subscribed to /beacon")
-            time.sleep(1.0)
-            robot.wait_matched()
+            sleep_scaled(1.0)
+            robot.wait_matched(node2)
             for i, x in enumerate([10, 11]):
                 robot.send_odom(t0 + 8 + i, 0.25, x)
-            wait_for(lambda: len(chain_events(chain, mid)) == 7, what="second odom window")
+            wait_until(lambda: len(chain_events(chain, mid)) == 7, 60, "second odom window", nodes=node2)
 
             # 6. Anvil down for a minute: the event waits, then arrives exactly once.
             chain.stop()
             down = time.monotonic()
             robot.send_fare(3.335)
-            wait_for(lambda: status(c)[1]["fare"].produced == 3, what="fare produced while chain down")
-            time.sleep(3)
+            wait_until(lambda: status(c)[1]["fare"].produced == 3, 60, "fare produced while chain down", nodes=node2)
+            sleep_scaled(3)
             _, st = status(c)
             assert st["fare"].pending == 1 and "unreachable" in st["fare"].held_reason, st["fare"]
             time.sleep(max(0.0, 60 - (time.monotonic() - down)))
             assert status(c)[1]["fare"].pending == 1
             chain.restart()
-            wait_for(lambda: len(chain_events(chain, mid)) == 8, what="fare after outage")
-            time.sleep(4)  # anything sent twice would land by now
+            wait_until(lambda: len(chain_events(chain, mid)) == 8, 60, "fare after outage", nodes=node2)
+            sleep_scaled(4)  # anything sent twice would land by now
 
             evs = chain_events(chain, mid)
             assert len(evs) == 8, evs
@@ -285,22 +273,21 @@ topics:
             r = activate_gen2(c)
             assert r.success, r.message
             mid = int(r.machine_id)
-            deadline = time.monotonic() + 20
-            while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-                rclpy.spin_once(rnode, timeout_sec=0.05)
-            time.sleep(1.0)
+            wait_until(lambda: pub.get_subscription_count() > 0, 20, "the node to subscribe to /beacon", nodes=node,
+                       spin=rnode)
+            sleep_scaled(1.0)
             ts = chain.latest_timestamp() - 50
             for i in range(8):
                 m = Temperature()
                 m.header.stamp.sec = ts + i
                 m.temperature = float(i + 1) if i < 7 else 500.0  # the last one is over max_value_per_tx
                 pub.publish(m)
-            wait_for(lambda: len(chain_events(chain, mid)) == 3, timeout=30, what="first 3 events")
+            wait_until(lambda: len(chain_events(chain, mid)) == 3, 30, "first 3 events", nodes=node)
             _, st = status(c)
             assert st["beacon"].pending == 4 and "RATE_LIMITED" in st["beacon"].held_reason, st["beacon"]
             assert st["beacon"].produced == 8
-            wait_for(lambda: len(chain_events(chain, mid)) == 7, timeout=60, what="all 7 events")
-            time.sleep(3)
+            wait_until(lambda: len(chain_events(chain, mid)) == 7, 60, "all 7 events", nodes=node)
+            sleep_scaled(3)
             values = sorted(e[2] for e in chain_events(chain, mid))
             assert values == [1, 2, 3, 4, 5, 6, 7], values
             _, st = status(c)
@@ -354,9 +341,9 @@ def test_with_the_chain_client_disabled_events_are_kept_pending(tmp_path, rclpy_
     c = Caller(rnode, "agent_nochain", proc=node)
     try:
         node.wait_for_log("events: 4 rule(s) loaded")
-        robot.wait_matched()
+        robot.wait_matched(node)
         robot.send_fare(1.05)
-        wait_for(lambda: status(c)[1]["fare"].pending == 1, what="pending fare")
+        wait_until(lambda: status(c)[1]["fare"].pending == 1, 60, "pending fare", nodes=node)
         fare = status(c)[1]["fare"]
         assert fare.produced == 1 and "chain client disabled" in fare.held_reason, fare
         pending = list((tmp_path / "data" / "events" / "pending").glob("*.json"))
@@ -377,9 +364,9 @@ def test_a_machine_id_parameter_and_a_chain_refusal_are_reported(tmp_path, rclpy
         c = Caller(rnode, "agent_unknown", proc=node)
         try:
             node.wait_for_log("events: 4 rule(s) loaded")
-            robot.wait_matched()
+            robot.wait_matched(node)
             robot.send_fare(2.0)
-            wait_for(lambda: status(c)[1]["fare"].failed == 1, what="failed fare")
+            wait_until(lambda: status(c)[1]["fare"].failed == 1, 60, "failed fare", nodes=node)
             r, st = status(c)
             assert r.events_machine_id == "12345"
             fare = st["fare"]
@@ -388,7 +375,7 @@ def test_a_machine_id_parameter_and_a_chain_refusal_are_reported(tmp_path, rclpy
             assert any(k.startswith("chain_") for k in reasons), reasons
             rec = json.loads(next((tmp_path / "data" / "events" / "submitted").glob("fare-*.json")).read_text())
             assert rec["machine_id"] == "12345" and rec["state"] == "failed" and rec["code"], rec
-            time.sleep(3)
+            sleep_scaled(3)
             assert status(c)[1]["fare"].submitted == 1  # not resubmitted
         finally:
             rnode.destroy_node()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from peaqos_harness import NodeProcess, call_service
+from peaqos_harness import NodeProcess, call_service, sleep_scaled, wait_until
 
 import rclpy  # noqa: E402  (no skip: the suite needs ROS 2 and must run)
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -235,10 +235,7 @@ def call(ros, node, srv, name, req, clients={}):
 
 def publish(ros, topic, msg_type, msgs, depth=100):
     pub = ros.create_publisher(msg_type, topic, QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE))
-    deadline = time.monotonic() + 20
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-        rclpy.spin_once(ros, timeout_sec=0.05)
-    assert pub.get_subscription_count() > 0, f"node never subscribed to {topic}"
+    wait_until(lambda: pub.get_subscription_count() > 0, 20, f"the node to subscribe to {topic}", spin=ros)
     for m in msgs:
         pub.publish(m)
         rclpy.spin_once(ros, timeout_sec=0.001)
@@ -251,13 +248,12 @@ def topic_status(ros, node, topic):
 
 
 def wait_packaged(ros, node, topic, n, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        t, _ = topic_status(ros, node, topic)
-        if t.packaged + t.errors + t.dropped >= n:
-            return t
-        time.sleep(0.2)
-    raise AssertionError(f"{topic}: not {n} messages handled in {timeout}s: {topic_status(ros, node, topic)[0]}")
+    def handled(t) -> bool:
+        return t.packaged + t.errors + t.dropped >= n
+
+    wait_until(lambda: handled(topic_status(ros, node, topic)[0]), timeout,
+               lambda: f"{topic}: {n} messages handled (last: {topic_status(ros, node, topic)[0]})", nodes=node, poll=0.2)
+    return topic_status(ros, node, topic)[0]
 
 
 def extreme_batteries() -> list[BatteryState]:
@@ -279,15 +275,11 @@ def test_services_refuse_hostile_requests_naming_a_field(hostile_node):
     node, ros, tmp = hostile_node
     # Two sealed chunks on /h/battery, so a grant of a valid range can succeed.
     publish(ros, "/h/battery", BatteryState, [BatteryState(voltage=float(i), location="lab") for i in range(4)])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def two_sealed() -> bool:
         st = call(ros, node, GetStatus, "status", GetStatus.Request())
-        s = next((s for s in st.streams if s.topic == "/h/battery"), None)
-        if s is not None and s.last_chunk_index >= 1:
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(f"no sealed chunks: {st.streams}")
+        return any(s.topic == "/h/battery" and s.last_chunk_index >= 1 for s in st.streams)
+
+    wait_until(two_sealed, 30, "two sealed chunks of /h/battery", nodes=node, poll=0.2)
 
     cases = single_field_cases() + random_cases(random.Random(SEED))
     counts = {"cases": len(cases), "succeeded": 0, "refused": 0, "conditions": 0}
@@ -349,7 +341,7 @@ def test_extreme_messages_are_packaged_and_the_log_is_not_forged(hostile_node):
     for topic in ["/h/battery\n" + FORGED, "/x" * 150_000]:
         r = call(ros, node, GrantAccess, "grant_access", GrantAccess.Request(topic=topic, buyer_public_key_hex=GOOD_BUYER))
         assert (r.success, r.error_field) == (False, "topic")
-    time.sleep(0.5)
+    sleep_scaled(0.5)
     log = node.output()
     forged = [line for line in log.splitlines() if line.startswith(FORGED) or line.startswith("FORGED")]
     assert not forged, forged
@@ -381,7 +373,7 @@ def test_large_nested_message_memory_is_returned(hostile_node):
     publish(ros, "/h/path", PathMsg, [path], depth=1)
     t = wait_packaged(ros, node, "/h/path", before.received + 1, timeout=120)
     assert t.packaged == before.packaged + 1, t
-    time.sleep(2.0)
+    sleep_scaled(2.0)
     after = rss_kb(node.proc.pid)
     print(f"RSS before {base / 1024:.1f} MiB, after one 100,000-pose Path {after / 1024:.1f} MiB")
     assert after - base < 100 * 1024, f"RSS grew by {(after - base) / 1024:.0f} MiB and stayed"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from peaqos_harness import DEMO_ADDRESS, DEMO_DID, NodeProcess, call_service, logged_package_lines, sdk_verify
+from peaqos_harness import (DEMO_ADDRESS, DEMO_DID, NodeProcess, call_service, logged_package_lines, poll_until, sdk_verify,
+                             wait_until)
 
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -68,21 +69,17 @@ class Robot:
         self.packages: list[DataPackage] = []
         node.create_subscription(DataPackage, "/peaqos_node/data_packages", self.packages.append, q)
 
-    def wait_matched(self, timeout=15.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-            if all(p.get_subscription_count() > 0 for p in self.pubs.values()):
-                # and the node's package publisher reached our subscriber
-                if self.node.count_publishers("/peaqos_node/data_packages") > 0:
-                    return
-        raise AssertionError("peaqos_node did not subscribe to every test topic")
+    def wait_matched(self, node: NodeProcess, timeout=15.0):
+        # every test topic subscribed, and the node's package publisher reached our subscriber
+        wait_until(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values())
+                   and self.node.count_publishers("/peaqos_node/data_packages") > 0,
+                   timeout, "peaqos_node to subscribe to every test topic", nodes=node, spin=self.node)
 
-    def spin_until(self, pred, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not pred():
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return pred()
+    def spin_until(self, pred, timeout=20.0) -> bool:
+        return poll_until(pred, timeout, spin=self.node)
+
+    def wait(self, pred, what: str, node: NodeProcess, timeout=20.0) -> None:
+        wait_until(pred, timeout, what, nodes=node, spin=self.node)
 
     def by_topic(self, topic):
         return [p for p in self.packages if p.topic == topic]
@@ -147,14 +144,13 @@ def test_packages_verify_with_the_sdk_and_follow_the_field_rules(tmp_path, polic
     node = NodeProcess(tmp_path, {"policy_file": str(policy_file), "data_dir": str(data_dir)}).start()
     try:
         robot = Robot(ros_node)
-        robot.wait_matched()
+        robot.wait_matched(node)
         for i in range(5):
             robot.pubs["/t/chatter"].publish(String(data=f"hello {i} ünïcode"))
             robot.pubs["/t/battery"].publish(battery(i))
             robot.pubs["/t/fix"].publish(fix(i))
             robot.pubs["/t/arrays"].publish(arrays(i))
-        assert robot.spin_until(lambda: all(len(robot.by_topic(t)) >= 5 for t in robot.pubs)), (
-            {t: len(robot.by_topic(t)) for t in robot.pubs}, node.output())
+        robot.wait(lambda: all(len(robot.by_topic(t)) >= 5 for t in robot.pubs), "5 packages per topic", node)
     finally:
         node.stop()
 
@@ -218,11 +214,11 @@ def test_sequence_numbers_continue_after_restart(tmp_path, policy_file, ros_node
     for run in range(2):
         node = NodeProcess(tmp_path, params, name=f"run{run}").start()
         try:
-            robot.wait_matched()
+            robot.wait_matched(node)
             before = len(robot.by_topic("/t/chatter"))
             for i in range(3):
                 robot.pubs["/t/chatter"].publish(String(data=f"run {run} msg {i}"))
-            assert robot.spin_until(lambda: len(robot.by_topic("/t/chatter")) >= before + 3), node.output()
+            robot.wait(lambda: len(robot.by_topic("/t/chatter")) >= before + 3, f"3 packages of run {run}", node)
         finally:
             assert node.stop() == 0, node.output()
         # let DDS notice the publisher is gone before the next run matches
@@ -237,7 +233,7 @@ def test_kill_9_loses_no_published_package(tmp_path, policy_file, ros_node):
     node = NodeProcess(tmp_path, {"policy_file": str(policy_file), "data_dir": str(data_dir)}).start()
     robot = Robot(ros_node)
     try:
-        robot.wait_matched()
+        robot.wait_matched(node)
         msg = arrays(1)
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline and len(robot.by_topic("/t/arrays")) < 300:
@@ -261,11 +257,11 @@ def test_kill_9_loses_no_published_package(tmp_path, policy_file, ros_node):
         node2.wait_for_log("subscribed to /t/arrays")
         n = len(robot.packages)
         # Discovery may still list the killed process: publish until the new node answers.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(robot.packages) <= n:
+        def answered() -> bool:
             robot.pubs["/t/arrays"].publish(msg)
-            robot.spin_until(lambda: len(robot.packages) > n, timeout=0.3)
-        assert len(robot.packages) > n, node2.output()
+            return robot.spin_until(lambda: len(robot.packages) > n, timeout=0.3)
+
+        wait_until(answered, 20, "a package from the restarted node", nodes=node2, poll=0)
     finally:
         node2.stop()
     last_logged = max(json.loads(line)["sequenceNumber"] for line in logged)
@@ -280,9 +276,9 @@ def test_status_service_and_diagnostics_report_address_and_counts(tmp_path, poli
         diags = []
         ros_node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
         robot = Robot(ros_node)
-        robot.wait_matched()
+        robot.wait_matched(node)
         robot.pubs["/t/chatter"].publish(String(data="x"))
-        assert robot.spin_until(lambda: len(robot.packages) >= 1)
+        robot.wait(lambda: len(robot.packages) >= 1, "a package", node)
         cli = ros_node.create_client(GetStatus, "/peaqos_node/status")
         res = call_service(ros_node, cli, GetStatus.Request(), timeout=10, proc=node)
         assert res.address == DEMO_ADDRESS and res.did == DEMO_DID
@@ -292,9 +288,10 @@ def test_status_service_and_diagnostics_report_address_and_counts(tmp_path, poli
         assert topics["/t/battery"].type == "sensor_msgs/msg/BatteryState"
         assert topics["/t/fix"].last_sequence == -1
         # /diagnostics: one status per topic, OK, with the counters as key/values
-        assert robot.spin_until(lambda: any(
+        robot.wait(lambda: any(
             any(st.name.endswith("/t/chatter") and dict((kv.key, kv.value) for kv in st.values).get("packaged") == "1"
-                for st in d.status) for d in diags), timeout=5), diags[-1:]
+                for st in d.status) for d in diags), f"/diagnostics to count the package (last: {diags[-1:]})", node,
+            timeout=5)
         last = diags[-1]
         assert {st.name for st in last.status} == {f"peaqos_node: {t}" for t in topics}
         assert all(st.level == b"\x00" or st.level == 0 for st in last.status)

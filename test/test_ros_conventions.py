@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from peaqos_harness import NodeProcess, call_service
+from peaqos_harness import NodeProcess, call_service, sleep_scaled, wait_until
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -50,7 +50,7 @@ def node(tmp_path):
 
 
 def test_parameters_stay_declared_described_and_typed(ros_node, node, tmp_path):
-    time.sleep(2.0)  # well after start: handles dropped at start would have undeclared them by now
+    sleep_scaled(2.0)  # well after start: handles dropped at start would have undeclared them by now
     listed = call_service(ros_node, _client(ros_node, ListParameters, "list_parameters"),
                           ListParameters.Request(), proc=node).result.names
     assert EXPECTED <= set(listed), f"missing: {EXPECTED - set(listed)}"
@@ -101,7 +101,11 @@ def test_read_only_refuse_set_and_settable_ones_take_effect(ros_node, node):
 
 def _status(ros_node, node):
     call_service(ros_node, ros_node.create_client(GetStatus, f"{NODE}/status"), GetStatus.Request(), proc=None)
-    time.sleep(0.5)
+    sleep_scaled(0.5)  # the request's debug line, if any, is in the log by now
+
+
+def _logged(node, text: str) -> None:
+    wait_until(lambda: text in node.output(), 5, f"the node to log {text!r}", nodes=node)
 
 
 def test_log_level_parameter_controls_the_nodes_own_debug_lines(ros_node, node):
@@ -111,7 +115,7 @@ def test_log_level_parameter_controls_the_nodes_own_debug_lines(ros_node, node):
     r = _set(ros_node, node, "log_level", ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="debug"))
     assert r.successful, r.reason
     _status(ros_node, node)
-    assert "request ~/status" in node.output(), node.output()[-3000:]
+    _logged(node, "request ~/status")
 
 
 def test_ros_log_level_argument_reaches_the_nodes_own_lines(ros_node, tmp_path):
@@ -125,6 +129,8 @@ def test_ros_log_level_argument_reaches_the_nodes_own_lines(ros_node, tmp_path):
         try:
             assert _get(ros_node, n, "log_level")[0].string_value == level
             _status(ros_node, n)
+            if shows_debug:
+                _logged(n, "request ~/status")
             out = n.output()
             assert ("request ~/status" in out) == shows_debug, out[-3000:]
             assert ("subscribed to" in out) == shows_info, out[-3000:]

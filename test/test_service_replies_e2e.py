@@ -12,12 +12,11 @@ the caller's transient-local requests) and read from the node's log how long the
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
-from peaqos_harness import NodeProcess, call_service
+from peaqos_harness import NodeProcess, call_service, poll_until, wait_until
 
 import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -43,13 +42,11 @@ def reply_wait(ros_node, node: NodeProcess) -> float:
     try:
         # Its request writer matches the node's request reader; give discovery time, then call
         # (wait_for_service would wait for the reply reader too, which never matches).
-        deadline = time.monotonic() + 30
-        while node.requests_seen("~/status") == 0 and time.monotonic() < deadline:
+        def seen() -> bool:
             cli.call_async(GetStatus.Request())
-            end = time.monotonic() + 1.0
-            while time.monotonic() < end and node.requests_seen("~/status") == 0:
-                rclpy.spin_once(ros_node, timeout_sec=0.05)
-        assert node.requests_seen("~/status") >= 1, node.output()
+            return poll_until(lambda: node.requests_seen("~/status") > 0, 1.0, spin=ros_node)
+
+        wait_until(seen, 30, "the node to receive a ~/status request", nodes=node, poll=0)
         node.wait_for_log("Error while sending service response", timeout=15)
     finally:
         ros_node.destroy_client(cli)

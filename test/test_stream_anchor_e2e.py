@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "chain"))
 
-from peaqos_harness import NodeProcess  # noqa: E402
+from peaqos_harness import NodeProcess, wait_until  # noqa: E402
 
 import rclpy
 import harness
@@ -24,7 +23,6 @@ from web3 import Web3  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from peaqos_node.srv import GetStatus, SealDataset  # noqa: E402
 from test_chain_services_e2e import Caller, activate_gen2, event_registry  # noqa: E402
-from test_events_e2e import wait_for  # noqa: E402
 from test_stream_e2e import OWNER_PK_HEX  # noqa: E402
 
 POLICY = f"""\
@@ -38,12 +36,10 @@ topics:
       recipients: {{owner: "{OWNER_PK_HEX}"}}
 """
 
-def publish_lines(rnode, n: int) -> None:
+def publish_lines(rnode, node: NodeProcess, n: int) -> None:
     """Publish `n` lines on the streamed topic once the node subscribes (10 make one chunk)."""
     pub = rnode.create_publisher(String, "/a/log", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-    deadline = time.monotonic() + 20
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-        rclpy.spin_once(rnode, timeout_sec=0.05)
+    wait_until(lambda: pub.get_subscription_count() > 0, 20, "the node to subscribe to /a/log", nodes=node, spin=rnode)
     for i in range(n):
         pub.publish(String(data=f"line {i}"))
         rclpy.spin_once(rnode, timeout_sec=0.01)
@@ -68,8 +64,8 @@ def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):
         c = Caller(rnode, proc=node)
         try:
             node.wait_for_log("subscribed to /a/log")
-            publish_lines(rnode, 30)
-            wait_for(lambda: sealed(c) >= 3, what="3 sealed chunks")
+            publish_lines(rnode, node, 30)
+            wait_until(lambda: sealed(c) >= 3, 60, "3 sealed chunks", nodes=node)
 
             # Not activated yet: the dataset is sealed and returned, the anchor refused by name.
             r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=2, anchor=True)
@@ -90,7 +86,8 @@ def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):
             assert r.anchor_intent_id
             assert json.loads(manifest_file)["merkleRoot"] == r.merkle_root
 
-            wait_for(lambda: reg.functions.getEventCount(mid).call() == before + 1, what="the anchor event on chain")
+            wait_until(lambda: reg.functions.getEventCount(mid).call() == before + 1, 60, "the anchor event on chain",
+                       nodes=node)
             ev = reg.functions.getEventAt(mid, before).call()
             # MachineEvent: machineId, eventType, value, timestamp, dataHash, trustLevel,
             # sourceChainId, sourceTxHash, metadata, currency
@@ -101,8 +98,8 @@ def test_sealed_dataset_is_anchored_as_an_activity_event(tmp_path, rclpy_ctx):
             assert meta == {"kind": "peaqos.stream.dataset.v1", "topic": "/a/log", "first_index": 0,
                             "last_index": 2, "merkle_root": r.merkle_root}
             # The intent's outcome is on ~/tx_status.
-            wait_for(lambda: any(s.intent_id == r.anchor_intent_id and s.state == "included" for s in c.statuses) or
-                     rclpy.spin_once(rnode, timeout_sec=0.05), what="tx_status included")
+            wait_until(lambda: any(s.intent_id == r.anchor_intent_id and s.state == "included" for s in c.statuses),
+                       60, "tx_status included", nodes=node, spin=rnode)
         finally:
             node.stop()
 
@@ -120,8 +117,8 @@ def test_anchor_that_cannot_be_queued_is_refused_by_name(tmp_path, rclpy_ctx, ch
     c = Caller(rnode, proc=node)
     try:
         node.wait_for_log("subscribed to /a/log")
-        publish_lines(rnode, 10)
-        wait_for(lambda: sealed(c) >= 1, what="a sealed chunk")
+        publish_lines(rnode, node, 10)
+        wait_until(lambda: sealed(c) >= 1, 60, "a sealed chunk", nodes=node)
         r = c.call(SealDataset, "seal_dataset", topic="/a/log", first_index=0, last_index=0, anchor=True)
         assert not r.success and (r.error_code, r.error_field) == (code, "anchor"), r
         assert not r.anchor_intent_id

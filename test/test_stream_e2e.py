@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from peaqos_harness import DEMO_DID, NodeProcess, ROOT, sdk_verify
+from peaqos_harness import DEMO_DID, NodeProcess, ROOT, free_port, log_tails, poll_until, scaled, sdk_verify, wait_until
 
 import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -41,12 +41,6 @@ OWNER_SK_HEX = bytes(OWNER_SK).hex()
 
 def topic_dir(data_dir: Path, topic: str) -> Path:
     return Path(data_dir) / "stream" / topic.strip("/").replace("/", ".")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stream_cli() -> str:
@@ -90,8 +84,9 @@ def logged(data_dir: Path, topic: str) -> list[str]:
 
 
 class Graph:
-    def __init__(self, node):
+    def __init__(self, node, proc: NodeProcess | None = None):
         self.node = node
+        self.proc = proc  # the node process under test: its log tail goes into every timeout
         q = QoSProfile(depth=2000, reliability=ReliabilityPolicy.RELIABLE)
         self.packages: list = []
         self.manifests: list = []
@@ -102,30 +97,35 @@ class Graph:
         self.imu = node.create_publisher(Imu, "/s/imu", QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE))
         self.clients = {}
 
-    def spin_until(self, pred, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not pred():
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return pred()
+    def spin_until(self, pred, timeout=30.0) -> bool:
+        return poll_until(pred, timeout, spin=self.node)
+
+    def wait(self, pred, what: str, timeout=30.0) -> None:
+        wait_until(pred, timeout, what, nodes=self.proc or (), spin=self.node)
 
     def wait_matched(self, timeout=20.0):
-        assert self.spin_until(lambda: self.cam.get_subscription_count() > 0 and self.imu.get_subscription_count() > 0
-                               and self.node.count_publishers("/peaqos_node/chunks") > 0, timeout)
+        self.wait(lambda: self.cam.get_subscription_count() > 0 and self.imu.get_subscription_count() > 0
+                  and self.node.count_publishers("/peaqos_node/chunks") > 0, "the node to match the test graph", timeout)
 
     def call(self, srv, name, req, timeout=30.0):
         if name not in self.clients:
             self.clients[name] = self.node.create_client(srv, name)
         cli = self.clients[name]
-        assert cli.wait_for_service(timeout_sec=15), name
+        assert cli.wait_for_service(timeout_sec=scaled(15)), f"{name}{log_tails(self.proc or ())}"
         # After a kill -9 the dead server stays in the graph until its lease ends, and a request
         # sent before the new server matched is lost: ask again every few seconds.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        result = []
+
+        def answered() -> bool:
             fut = cli.call_async(req)
-            if self.spin_until(fut.done, min(5.0, max(deadline - time.monotonic(), 0.1))):
-                return fut.result()
+            if self.spin_until(fut.done, 5.0):
+                result.append(fut.result())
+                return True
             cli.remove_pending_request(fut)
-        raise AssertionError(f"{name}: no answer in {timeout}s")
+            return False
+
+        wait_until(answered, timeout, f"{name} to answer", nodes=self.proc or (), poll=0)
+        return result[0]
 
     def status(self):
         return self.call(GetStatus, "/peaqos_node/status", GetStatus.Request())
@@ -136,33 +136,39 @@ class Graph:
     def prime(self, timeout=20.0):
         """After a restart the dead node's subscriptions stay matched until their lease ends:
         publish single messages until the new node has received one on each topic."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def received() -> bool:
             t = {x.topic: x for x in self.status().topics}
             if t["/s/cam"].received > 0 and t["/s/imu"].received > 0:
-                return
+                return True
             img = Image(height=1, width=16, encoding="mono8", step=16, data=bytes(16))
             self.cam.publish(img)
             self.imu.publish(Imu())
             self.spin_until(lambda: False, 0.3)
-        raise AssertionError("the restarted node receives nothing")
+            return False
+
+        wait_until(received, timeout, "the restarted node to receive a message on each topic", nodes=self.proc or (), poll=0)
 
     def settle(self, topic, timeout=30.0):
         """Wait until `topic`'s packaging is quiet and its stream holds every package; return
         the packages made by this node run (the test's DDS delivery may lose a few under load)."""
-        deadline = time.monotonic() + timeout
-        last, stable_since = None, time.monotonic()
-        while time.monotonic() < deadline:
+        seen = {"last": None, "since": time.monotonic(), "packaged": 0}
+
+        def settled() -> bool:
             st = self.status()
             t = next(x for x in st.topics if x.topic == topic)
             s = next(x for x in st.streams if x.topic == topic)
             now = (t.packaged, t.last_sequence, s.last_sequence)
-            if now != last:
-                last, stable_since = now, time.monotonic()
-            elif time.monotonic() - stable_since > 1.0 and t.last_sequence == s.last_sequence:
-                return t.packaged
+            if now != seen["last"]:
+                seen.update(last=now, since=time.monotonic())
+            elif time.monotonic() - seen["since"] > 1.0 and t.last_sequence == s.last_sequence:
+                seen["packaged"] = t.packaged
+                return True
             self.spin_until(lambda: False, 0.2)
-        raise AssertionError(f"stream of {topic} did not settle: {brief(self.status())}")
+            return False
+
+        wait_until(settled, timeout, lambda: f"the stream of {topic} to settle (last: {brief(self.status())})",
+                   nodes=self.proc or (), poll=0)
+        return seen["packaged"]
 
     def publish(self, cam_n: int, imu_hz_per_cam: int, image_bytes: int = 1 << 20, period: float = 0.1):
         img = Image(height=1024, width=image_bytes // 1024, encoding="mono8", step=image_bytes // 1024)
@@ -213,7 +219,7 @@ topics:
 def test_camera_and_imu_stream_verify_grant_dataset(tmp_path, ros_node):
     data = tmp_path / "data"
     node = NodeProcess(tmp_path, {"policy_file": str(policy(tmp_path)), "data_dir": str(data)}).start()
-    g = Graph(ros_node)
+    g = Graph(ros_node, node)
     try:
         node.wait_for_log("subscribed to /s/imu")
         g.wait_matched()
@@ -224,7 +230,7 @@ def test_camera_and_imu_stream_verify_grant_dataset(tmp_path, ros_node):
         def done():
             s = {x.topic: x for x in g.status().streams}
             return all(s[t].open_messages == 0 and s[t].upload_backlog == 0 for t in ("/s/cam", "/s/imu"))
-        assert g.spin_until(done, timeout=30), brief(g.status())
+        g.wait(done, lambda: f"every chunk sealed and stored (last: {brief(g.status())})")
         st = g.status()
         assert len(st.ed25519_public_key_hex) == 64 and len(st.x25519_public_key_hex) == 64
         cam = g.stream("/s/cam")
@@ -232,7 +238,7 @@ def test_camera_and_imu_stream_verify_grant_dataset(tmp_path, ros_node):
         assert g.stream("/s/imu").last_chunk_index + 1 >= 3
 
         # ~/chunks published every sealed chunk's manifest, identical to the envelope on disk.
-        assert g.spin_until(lambda: len([m for m in g.manifests if m.event == "sealed"]) >= cam.chunks_sealed + 3)
+        g.wait(lambda: len([m for m in g.manifests if m.event == "sealed"]) >= cam.chunks_sealed + 3, "a manifest per sealed chunk")
         for m in g.manifests:
             on_disk = json.loads((topic_dir(data, m.topic) / f"{m.index}.json").read_text())
             pub = json.loads(m.manifest_json)
@@ -390,15 +396,19 @@ class WalrusServer:
 def start_moto(port: int) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("moto_server")
     p = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return p
+            return True
         except OSError:
-            time.sleep(0.1)
-    p.kill()
-    raise AssertionError("moto_server did not start")
+            return False
+
+    try:
+        wait_until(listening, 20, f"moto_server to listen on port {port}", poll=0.1)
+    except AssertionError:
+        p.kill()
+        raise
+    return p
 
 
 def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
@@ -416,6 +426,7 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
     g = Graph(ros_node)
     env = {"STREAM_TEST_S3_SECRET": "testing"}
     node = NodeProcess(tmp_path, {"policy_file": str(pol), "data_dir": str(data)}, env, name="run1").start()
+    g.proc = node
     try:
         node.wait_for_log("subscribed to /s/imu")
         g.wait_matched()
@@ -425,7 +436,7 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
         assert imu_n >= 220 and s.open_messages == imu_n - 200 and s.last_chunk_index == 1 and s.upload_backlog >= 1, s
         assert "peaq-chunks" in s.last_error or "127.0.0.1" in s.last_error, s
         # Each destination has its own queue: Walrus stores the sealed chunks while S3 is down.
-        assert g.spin_until(lambda: len(walrus.blobs) >= 2, 15), walrus.blobs.keys()
+        g.wait(lambda: len(walrus.blobs) >= 2, lambda: f"2 Walrus blobs (have {list(walrus.blobs)})", 15)
     finally:
         node.kill9()
     d = topic_dir(data, "/s/imu")
@@ -441,6 +452,7 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
         boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="testing",
                      aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="peaq-chunks")
         node = NodeProcess(tmp_path, {"policy_file": str(pol), "data_dir": str(data)}, env, name="run2").start()
+        g.proc = node
         try:
             node.wait_for_log("subscribed to /s/imu")
             assert "recover" in node.output()
@@ -451,19 +463,25 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
             assert s.replayed >= 20, s
             # ~/chunks is transient-local: the recovered chunk's manifest (published at start)
             # reaches this late subscriber too.
-            assert g.spin_until(lambda: any(m.event == "recovered" and m.topic == "/s/imu" and m.index == 2 for m in g.manifests), 10)
+            g.wait(lambda: any(m.event == "recovered" and m.topic == "/s/imu" and m.index == 2 for m in g.manifests),
+                   "the recovered chunk's manifest", 10)
             sealed = s.last_chunk_index + 1
-            assert g.spin_until(lambda: g.stream("/s/imu").upload_backlog == 0
-                                and all(json.loads((d / f"{i}.json").read_text()).get("storageRef") for i in range(sealed)), 30), (
-                g.stream("/s/imu"), node.output()[-3000:])
-            assert g.spin_until(lambda: any(m.event == "stored" and m.storage_ref.startswith("s3://") for m in g.manifests), 10), (
-                [(m.topic, m.event, m.index, m.storage_ref) for m in g.manifests], brief(g.status()))
+            g.wait(lambda: g.stream("/s/imu").upload_backlog == 0
+                   and all(json.loads((d / f"{i}.json").read_text()).get("storageRef") for i in range(sealed)),
+                   lambda: f"every sealed chunk stored (last: {g.stream('/s/imu')})", 30)
+            g.wait(lambda: any(m.event == "stored" and m.storage_ref.startswith("s3://") for m in g.manifests),
+                   lambda: f"an s3 stored manifest (have {[(m.topic, m.event, m.index, m.storage_ref) for m in g.manifests]})", 10)
+            open_at_stop = g.stream("/s/imu").open_messages
         finally:
             assert node.stop() == 0, node.output()[-3000:]
+        # The clean stop sealed the open chunk and uploaded it too (stream.shutdown_upload_timeout),
+        # instead of leaving it with storageRef null until the next start.
+        assert "stream: every sealed chunk is uploaded" in node.output(), node.tail()
+        sealed_at_stop = len(list(d.glob("[0-9]*.bin")))
+        assert sealed_at_stop == sealed + (1 if open_at_stop else 0), (sealed, open_at_stop, sealed_at_stop)
         client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="testing",
                               aws_secret_access_key="testing", region_name="us-east-1")
-        # Shutdown sealed the last chunk; the restart after it would upload it. Check all stored so far.
-        for i in range(sealed):
+        for i in range(sealed_at_stop):
             env = json.loads((d / f"{i}.json").read_text())
             ref = env["storageRef"]
             assert ref.startswith("s3://peaq-chunks/robot1/"), ref
@@ -497,7 +515,7 @@ def test_dropped_handovers_are_read_back_from_the_package_log(tmp_path, ros_node
     data = tmp_path / "data"
     node = NodeProcess(tmp_path, {"policy_file": str(policy(tmp_path)), "data_dir": str(data),
                                   "stream.queue_max_bytes": "1"}).start()
-    g = Graph(ros_node)
+    g = Graph(ros_node, node)
     try:
         node.wait_for_log("subscribed to /s/imu")
         g.wait_matched()

@@ -42,7 +42,7 @@ def chain(tmp_path):
     owner_pk = sdk_oracle.pk_hex(OWNER_SK)
     out = json.loads(run("append", "--data-dir", str(data), "--topic", "/robot/odom", "--owner-pk", owner_pk, "--max-messages", "4", stdin="\n".join(lines(10)) + "\n").stdout)
     assert out["sealed"] == [0, 1, 2]
-    return data, data / "robot.odom"
+    return data, data / "stream" / "robot.odom"  # --data-dir is the node's data_dir
 
 
 def test_sdk_verifies_and_decrypts_our_chain(chain):

@@ -986,7 +986,7 @@ impl Inner {
     }
 
     fn fail(&self, mut i: Intent, state: IntentState, code: &str, message: String) -> Result<()> {
-        warn!(intent = %i.id, code, %message, "outbox: intent {}", state.as_str());
+        warn!(intent = %i.id, code, reason = %message, "outbox: intent {}", state.as_str());
         i.state = state;
         i.error = Some(ErrorInfo {
             code: code.into(),

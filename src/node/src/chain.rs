@@ -69,6 +69,33 @@ const CONTRACT_PARAMS: &[&str] = &[
     "peaq_token",
 ];
 
+/// How to pass an address on the command line: ROS reads an unquoted `0x…` as a number.
+const ADDRESS_QUOTING: &str = "quote it so ROS reads a string: -p 'chain.contracts.<name>:=\"0x…\"' (in a params file: '0x…')";
+
+/// `chain.contracts.<name>`: an address override (`None` = preset or environment). Dynamic,
+/// like `chain.machine_id`: ROS turns an unquoted `0x…` into an integer when it fits (a
+/// precompile such as `0x…0803`, taken as is) and into a float when it does not (the address is
+/// lost: refused, saying how to quote it).
+fn declare_contract_address(node: &ParamSet, name: &str) -> Result<Option<Address>, StartError> {
+    let full = format!("chain.contracts.{name}");
+    let v = node.read_only_dynamic(
+        &full,
+        rclrs::ParameterValue::String(Arc::from("")),
+        "Contract address override (a quoted \"0x…\" string); empty = preset or environment.",
+    )?;
+    let text = match v {
+        rclrs::ParameterValue::String(s) => s.to_string(),
+        rclrs::ParameterValue::Integer(i) if i > 0 => format!("{:#042x}", i),
+        other => return Err(param_err(&full, format!("an address string, got {other:?}: {ADDRESS_QUOTING}"))),
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let a = peaqos_chain::validation::parse_address(&full, &text).map_err(|e| param_err(&full, e))?;
+    tracing::info!("{full} = {a}");
+    Ok(Some(a))
+}
+
 fn set_override(o: &mut AddressOverrides, name: &str, a: Address) {
     let slot = match name {
         "identity_registry" => &mut o.identity_registry,
@@ -141,10 +168,7 @@ impl ChainParams {
         )?;
         let mut addresses = AddressOverrides::default();
         for name in CONTRACT_PARAMS {
-            let full = format!("chain.contracts.{name}");
-            let v = declare_str(node, &full, "", "Contract address override; empty = preset or environment.")?;
-            if !v.is_empty() {
-                let a = peaqos_chain::validation::parse_address(&full, &v).map_err(|e| param_err(&full, e))?;
+            if let Some(a) = declare_contract_address(node, name)? {
                 set_override(&mut addresses, name, a);
             }
         }

@@ -151,23 +151,35 @@ pub fn request(service: &str) {
 
 struct RosLogLayer;
 
+/// One log line: the event's message, then ` name=value` per field. A field that is itself
+/// named `message` (`warn!(%message, "...")`) is written as ` message=...` like any other, so it
+/// can never run into the field before it.
 #[derive(Default)]
-struct Message(String);
+struct Message {
+    text: Option<String>,
+    fields: String,
+}
+
+impl Message {
+    fn record(&mut self, field: &Field, value: std::fmt::Arguments<'_>) {
+        if field.name() == "message" && self.text.is_none() {
+            self.text = Some(value.to_string());
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+
+    fn line(self) -> String {
+        self.text.unwrap_or_default() + &self.fields
+    }
+}
 
 impl Visit for Message {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
-        } else {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
+        self.record(field, format_args!("{value:?}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0.push_str(value);
-        } else {
-            let _ = write!(self.0, " {}={value}", field.name());
-        }
+        self.record(field, format_args!("{value}"));
     }
 }
 
@@ -186,7 +198,7 @@ impl<S: Subscriber> Layer<S> for RosLogLayer {
         event.record(&mut msg);
         // One bounded line whatever a request or file put into the message: a newline cannot
         // start a forged log line, a 1 MB topic cannot write a 1 MB line.
-        let line = peaqos_core::text::one_line(&msg.0, MAX_LINE_CHARS);
+        let line = peaqos_core::text::one_line(&msg.line(), MAX_LINE_CHARS);
         let meta = event.metadata();
         let Some(logger) = LOGGER.get() else {
             eprintln!("[{}] [peaqos_node]: {line}", meta.level());
@@ -214,5 +226,38 @@ impl<S: Subscriber> Layer<S> for RosLogLayer {
                 meta.line().unwrap_or(0),
             )
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Captures the lines [`Message`] builds.
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl<S: Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            let mut msg = Message::default();
+            event.record(&mut msg);
+            self.0.lock().unwrap().push(msg.line());
+        }
+    }
+
+    #[test]
+    fn a_field_named_message_never_runs_into_the_field_before_it() {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sub = tracing_subscriber::registry().with(Capture(lines.clone()));
+        tracing::subscriber::with_default(sub, || {
+            let message = "Event timestamp is later than the block timestamp";
+            tracing::warn!(intent = "i1", code = "FUTURE_TIMESTAMP", %message, "outbox: intent {}", "failed");
+            tracing::info!(topic = "/a", n = 3, "sealed");
+        });
+        let lines = lines.lock().unwrap();
+        assert_eq!(
+            lines[0],
+            "outbox: intent failed intent=i1 code=FUTURE_TIMESTAMP message=Event timestamp is later than the block timestamp"
+        );
+        assert_eq!(lines[1], "sealed topic=/a n=3");
     }
 }

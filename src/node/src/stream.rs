@@ -12,7 +12,9 @@
 //!   tick), and publishes each sealed chunk's manifest on `~/chunks`.
 //! * the **upload thread** runs the durable upload queue of every destination (retried every
 //!   second; a destination that is down delays, never loses) and republishes a manifest once the
-//!   first destination stored it.
+//!   first destination stored it. At a clean stop it tries what is still queued — the chunks
+//!   sealed at shutdown included — for up to `stream.shutdown_upload_timeout` seconds and logs
+//!   what is left for the next start.
 //!
 //! **Nothing lost, nothing twice** (see `peaqos_stream::feed`): the package log is the source of
 //! truth and the chain a gap-free, duplicate-free prefix of it by sequence number. At start the
@@ -41,7 +43,7 @@ use peaqos_stream::dataset::{verify_dataset, DatasetManifest};
 use peaqos_stream::feed::TopicFeed;
 use peaqos_stream::grant::{grant_to_files, select_indices, GrantRange, DEFAULT_BUYER_RECIPIENT_ID};
 use peaqos_stream::keys::MachineStreamKeys;
-use peaqos_stream::storage::{destination, upload_pending_slot, Destination};
+use peaqos_stream::storage::{destination, upload_pending_slot, upload_until, Destination};
 use peaqos_stream::topic_config::TopicStreamConfig;
 use peaqos_stream::writer::SealedChunk;
 use peaqos_stream::{store, StreamError};
@@ -60,6 +62,13 @@ use peaqos_events::submit::{current_machine_id, machine_id_file};
 const DEFAULT_QUEUE_MAX_BYTES: i64 = 64 * 1024 * 1024;
 const TICK: Duration = Duration::from_millis(100);
 const UPLOAD_RETRY: Duration = Duration::from_secs(1);
+/// Default of `stream.shutdown_upload_timeout`, seconds.
+const DEFAULT_SHUTDOWN_UPLOAD_TIMEOUT: f64 = 10.0;
+/// How long past that timeout a stop waits for an upload already under way before leaving it.
+const SHUTDOWN_UPLOAD_GRACE: Duration = Duration::from_secs(2);
+
+/// One streamed topic's upload queues: topic, topic directory, destinations (slot order).
+type UploadTopic = (String, PathBuf, Vec<Box<dyn Destination>>);
 
 /// A package tap as `main.rs` registers it.
 pub type Tap = Box<dyn FnMut(&[Published]) + Send>;
@@ -127,6 +136,9 @@ pub struct StreamSubsystem {
     stop: Arc<AtomicBool>,
     stream_thread: Option<JoinHandle<()>>,
     upload_thread: Option<JoinHandle<()>>,
+    /// The upload thread says here that its last uploads at stop are done.
+    upload_done: Receiver<()>,
+    shutdown_upload_timeout: Duration,
     _services: (Service<GrantAccess>, Service<SealDataset>),
     tap: Option<Tap>,
 }
@@ -169,6 +181,17 @@ fn declare_queue_max_bytes(params: &Params) -> Result<usize, StartError> {
     })
 }
 
+fn declare_shutdown_upload_timeout(params: &Params) -> Result<Duration, StartError> {
+    let name = "stream.shutdown_upload_timeout";
+    let v = params.declared.read_only::<f64>(
+        name,
+        DEFAULT_SHUTDOWN_UPLOAD_TIMEOUT,
+        "Seconds a clean stop spends uploading the chunks still queued (those sealed at shutdown included); what is left is logged and uploaded at the next start. 0 = none.",
+    )?;
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| StartError::Parameter { name: name.into(), reason: format!("must be a number of seconds >= 0, got {v}") })
+}
+
 fn manifest_msg(s: &SealedChunk, event: &str) -> ChunkManifest {
     ChunkManifest {
         topic: s.topic.clone(),
@@ -194,6 +217,7 @@ pub fn start(
         if params.policy_file.is_empty() { PathBuf::from("<embedded default policy>") } else { PathBuf::from(&params.policy_file) };
     let specs = topic_specs(map, &policy_file)?;
     let queue_max_bytes = declare_queue_max_bytes(params)?;
+    let shutdown_upload_timeout = declare_shutdown_upload_timeout(params)?;
     if specs.is_empty() {
         return Ok(None);
     }
@@ -255,18 +279,23 @@ pub fn start(
     let queued = Arc::new(AtomicUsize::new(0));
 
     // Upload thread.
-    let uploads: Vec<(String, PathBuf, Vec<Box<dyn Destination>>)> = specs
+    let uploads: Vec<UploadTopic> = specs
         .iter()
         .map(|s| {
             let dir = store::topic_dir(&stream_dir, &s.topic).map_err(|e| stream_err(&s.topic, e))?;
             Ok((s.topic.clone(), dir, s.cfg.destinations.iter().map(destination).collect()))
         })
         .collect::<Result<_, StartError>>()?;
+    let (upload_done_tx, upload_done) = mpsc::channel::<()>();
     let upload_thread = {
         let (stop, counters, pubr) = (Arc::clone(&stop), Arc::clone(&counters), chunks_pub.clone());
         std::thread::Builder::new()
             .name("peaqos-upload".into())
-            .spawn(move || upload_loop(uploads, upload_rx, stop, counters, pubr))
+            .spawn(move || {
+                upload_loop(&uploads, upload_rx, &stop, counters, &pubr);
+                upload_at_stop(&uploads, &pubr, shutdown_upload_timeout);
+                let _ = upload_done_tx.send(());
+            })
             .map_err(|e| stream_err("upload thread", e))?
     };
 
@@ -318,6 +347,8 @@ pub fn start(
         stop,
         stream_thread: Some(stream_thread),
         upload_thread: Some(upload_thread),
+        upload_done,
+        shutdown_upload_timeout,
         _services: services,
         tap: Some(tap),
     }))
@@ -341,7 +372,9 @@ impl StreamSubsystem {
     }
 
     /// After the pipeline has shut down (its last batches went through the tap): append what
-    /// the tap handed over, seal the open chunks, stop the upload thread.
+    /// the tap handed over, seal the open chunks, let the upload thread try what is queued for
+    /// `stream.shutdown_upload_timeout`, and stop it. Never waits much longer than that: an
+    /// upload still under way after the grace is left to the next start (its queue is durable).
     pub fn shutdown(mut self) {
         let _ = self.tx.send(Cmd::Stop);
         if let Some(t) = self.stream_thread.take() {
@@ -349,7 +382,15 @@ impl StreamSubsystem {
         }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.upload_thread.take() {
-            let _ = t.join();
+            match self.upload_done.recv_timeout(self.shutdown_upload_timeout + SHUTDOWN_UPLOAD_GRACE) {
+                Err(RecvTimeoutError::Timeout) => tracing::warn!(
+                    "stream: an upload was still under way {:.1} s after the stop; it is left queued for the next start",
+                    (self.shutdown_upload_timeout + SHUTDOWN_UPLOAD_GRACE).as_secs_f64()
+                ),
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    let _ = t.join();
+                }
+            }
         }
     }
 }
@@ -465,11 +506,11 @@ fn stream_loop(
 }
 
 fn upload_loop(
-    topics: Vec<(String, PathBuf, Vec<Box<dyn Destination>>)>,
+    topics: &[UploadTopic],
     wake: Receiver<()>,
-    stop: Arc<AtomicBool>,
+    stop: &AtomicBool,
     counters: Arc<Mutex<Vec<(String, Counters)>>>,
-    publisher: Publisher<ChunkManifest>,
+    publisher: &Publisher<ChunkManifest>,
 ) {
     // Per destination: consecutive failures and when to try again (backoff 2, 4, … 30 s).
     let mut retry: Vec<Vec<(u32, Instant)>> = topics.iter().map(|(_, _, d)| vec![(0, Instant::now()); d.len()]).collect();
@@ -497,19 +538,7 @@ fn upload_loop(
                 match r {
                     Ok(r) => {
                         if slot == 0 {
-                            for (i, _) in &r.stored {
-                                if let Ok(c) = store::load_chunk(dir, *i) {
-                                    let msg = ChunkManifest {
-                                        topic: topic.clone(),
-                                        index: c.index,
-                                        chunk_id: c.chunk_id.clone(),
-                                        manifest_json: c.to_wire_json().ok().and_then(|v| serde_json::to_string(&v).ok()).unwrap_or_default(),
-                                        storage_ref: c.storage_ref.clone().unwrap_or_default(),
-                                        event: "stored".into(),
-                                    };
-                                    let _ = publisher.publish(msg);
-                                }
-                            }
+                            publish_stored(publisher, topic, dir, &r.stored);
                         }
                         if let Some((i, e)) = &r.failed {
                             error = format!("{}: chunk {i}: {e}", d.name());
@@ -536,6 +565,60 @@ fn upload_loop(
             let _ = wake.recv_timeout(UPLOAD_RETRY);
         }
         while wake.try_recv().is_ok() {}
+    }
+}
+
+/// Republish the manifests of chunks the primary destination just stored (`event: stored`).
+fn publish_stored(publisher: &Publisher<ChunkManifest>, topic: &str, dir: &Path, stored: &[(u64, String)]) {
+    for (i, _) in stored {
+        if let Ok(c) = store::load_chunk(dir, *i) {
+            let msg = ChunkManifest {
+                topic: topic.to_owned(),
+                index: c.index,
+                chunk_id: c.chunk_id.clone(),
+                manifest_json: c.to_wire_json().ok().and_then(|v| serde_json::to_string(&v).ok()).unwrap_or_default(),
+                storage_ref: c.storage_ref.clone().unwrap_or_default(),
+                event: "stored".into(),
+            };
+            let _ = publisher.publish(msg);
+        }
+    }
+}
+
+/// At a clean stop: try every destination's queue (backoff ignored, one failure ends a
+/// destination's turn) until `timeout` has passed, then log what is uploaded and what is left
+/// for the next start.
+fn upload_at_stop(topics: &[UploadTopic], publisher: &Publisher<ChunkManifest>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut stored = 0;
+    let mut left = Vec::new();
+    for (topic, dir, dests) in topics {
+        if !dir.exists() {
+            continue;
+        }
+        for (slot, d) in dests.iter().enumerate() {
+            match upload_until(dir, d.as_ref(), slot, deadline) {
+                Ok(r) => {
+                    stored += r.stored.len();
+                    if slot == 0 {
+                        publish_stored(publisher, topic, dir, &r.stored);
+                    }
+                    if r.pending > 0 {
+                        let why = match &r.failed {
+                            Some((i, e)) => format!("chunk {i}: {e}"),
+                            None => format!("out of time after {:.1} s", timeout.as_secs_f64()),
+                        };
+                        left.push(format!("{topic} to {}: {} chunk(s) ({why})", d.name(), r.pending));
+                    }
+                }
+                Err(e) => left.push(format!("{topic} to {}: {e}", d.name())),
+            }
+        }
+    }
+    if left.is_empty() {
+        tracing::info!("stream: every sealed chunk is uploaded ({stored} at shutdown)");
+    } else {
+        tracing::warn!("stream: {stored} chunk(s) uploaded at shutdown; left for the next start: {}", left.join("; "));
     }
 }
 

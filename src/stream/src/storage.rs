@@ -494,6 +494,25 @@ pub fn upload_pending_slot(topic_dir: &Path, dest: &dyn Destination, max: usize,
     Ok(rep)
 }
 
+/// [`upload_pending_slot`] one chunk at a time until the queue is empty, a chunk fails, or
+/// `deadline` has passed (checked before each chunk, so it is overrun by at most one upload,
+/// itself bounded by the destination's timeout). For a clean stop: the node tries its last
+/// uploads in bounded time and reports what is left (`pending`, `failed`) for the next start.
+pub fn upload_until(topic_dir: &Path, dest: &dyn Destination, slot: usize, deadline: std::time::Instant) -> Result<UploadReport> {
+    let mut total = UploadReport::default();
+    loop {
+        let max = usize::from(std::time::Instant::now() < deadline);
+        let r = upload_pending_slot(topic_dir, dest, max, slot)?;
+        total.stored.extend(r.stored);
+        total.pending = r.pending;
+        total.failed = r.failed;
+        // Each pass with max 1 moves the cursor past one chunk unless it failed: this ends.
+        if max == 0 || total.failed.is_some() || total.pending == 0 {
+            return Ok(total);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

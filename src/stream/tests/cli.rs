@@ -106,6 +106,63 @@ fn grant_decrypt_dataset_prove_verify() {
     let _ = Path::new("");
 }
 
+/// A chain in the node's layout, `<data_dir>/stream/<topic dir>`, of `n` packages in chunks of 4.
+fn node_layout_chain(data_dir: &Path, topic: &str, n: usize) -> std::path::PathBuf {
+    let k = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
+    let did = k.default_did();
+    let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(60) };
+    let root = peaqos_base::layout::stream_dir(data_dir);
+    let (mut w, _) = ChunkWriter::open(&root, topic, policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default()).unwrap();
+    for i in 0..n {
+        w.append(format!("{{\"sequenceNumber\":{i}}}").as_bytes()).unwrap();
+    }
+    w.close_now().unwrap();
+    w.dir().to_path_buf()
+}
+
+#[test]
+fn data_dir_is_the_nodes_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    node_layout_chain(&data, "/robot/odom", 10);
+    let data_s = data.to_str().unwrap();
+    // verify and grant take the node's data_dir ...
+    let v = ok(&cli(&["verify", data_s]));
+    assert!(v.contains("\"chunks\": 3"), "{v}");
+    let buyer = hex::encode(x25519_public(&[0x42u8; 32]));
+    let gout = tmp.path().join("g");
+    let g = ok(&cli(&["grant", "--data-dir", data_s, "--topic", "/robot/odom", "--buyer-pk", &buyer, "--range", "0..2", "--out", gout.to_str().unwrap()]));
+    assert!(g.contains("\"entries\": 3"), "{g}");
+    // ... and still <data_dir>/stream, the form they took before
+    let stream = data.join("stream");
+    let v = ok(&cli(&["verify", stream.to_str().unwrap()]));
+    assert!(v.contains("\"chunks\": 3"), "{v}");
+    ok(&cli(&["grant", "--data-dir", stream.to_str().unwrap(), "--topic", "/robot/odom", "--buyer-pk", &buyer, "--range", "0..0", "--out", gout.to_str().unwrap()]));
+    // append into the node's data_dir extends the node's chain
+    let out = Command::new(env!("CARGO_BIN_EXE_peaqos-stream"))
+        .args(["append", "--data-dir", data_s, "--topic", "/robot/odom", "--max-messages", "4"])
+        .env("PEAQOS_PRIVATE_KEY", SECRET)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(ok(&out).contains(&format!("{}", stream.join("robot.odom").display())));
+    // a topic without a chain names where it looked and what --data-dir means
+    fails(
+        &cli(&["grant", "--data-dir", data_s, "--topic", "/nope", "--buyer-pk", &buyer, "--range", "0..0"]),
+        1,
+        "stream/nope does not exist (--data-dir is the node's data_dir",
+    );
+    fails(&cli(&["verify", tmp.path().to_str().unwrap()]), 1, "no chunk chain found (give the node's data_dir");
+}
+
+#[test]
+fn help_is_plain_text() {
+    let h = ok(&cli(&["--help"]));
+    assert!(h.contains("peaqos-stream grant --data-dir D"), "{h}");
+    assert!(h.contains("the node's data_dir"), "{h}");
+    assert!(!h.contains("```") && !h.contains("//!"), "{h}");
+}
+
 #[test]
 fn keys_prints_public_keys_only() {
     let out = ok(&cli(&["keys"]));

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peaqos_stream::keys::MachineStreamKeys;
-use peaqos_stream::storage::{destination, sigv4_sign, upload_pending, DestinationConfig, Secret, SigV4Request};
+use peaqos_stream::storage::{destination, sigv4_sign, upload_pending, upload_until, DestinationConfig, Secret, SigV4Request};
 use peaqos_stream::store;
 use peaqos_stream::verify::verify_dir;
 use peaqos_stream::writer::{ChunkPolicy, ChunkWriter, Recipients};
@@ -168,6 +168,37 @@ fn local_destination_copy_and_in_place() {
     let (_w2, d2) = chain(tmp2.path(), 1);
     let r = upload_pending(&d2, destination(&DestinationConfig::default()).as_ref(), 10).unwrap();
     assert!(r.stored[0].1.ends_with("/0.bin"));
+}
+
+#[test]
+fn upload_until_stops_at_the_deadline_or_a_failure_and_says_what_is_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_w, d) = chain(tmp.path(), 3);
+    let dest = destination(&DestinationConfig::Local { dir: Some(tmp.path().join("copies")) });
+    // a deadline already passed: nothing is tried, everything is reported as left
+    let r = upload_until(&d, dest.as_ref(), 0, std::time::Instant::now()).unwrap();
+    assert!(r.stored.is_empty() && r.failed.is_none());
+    assert_eq!(r.pending, 3);
+    // time enough: every chunk is stored, nothing is left
+    let r = upload_until(&d, dest.as_ref(), 0, std::time::Instant::now() + Duration::from_secs(60)).unwrap();
+    assert_eq!(r.stored.iter().map(|s| s.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(r.pending, 0);
+    assert!(store::load_chunk(&d, 2).unwrap().storage_ref.is_some());
+    // a destination that is down: one failure ends the attempt, the rest is left queued
+    let wal = start_walrus();
+    wal.down.store(true, Ordering::SeqCst);
+    let down = destination(&DestinationConfig::Walrus {
+        publisher_url: wal.url.clone(),
+        aggregator_url: wal.url.clone(),
+        epochs: 1,
+        permanent: None,
+        publisher_token: None,
+        timeout_secs: 5,
+    });
+    let t0 = std::time::Instant::now();
+    let r = upload_until(&d, down.as_ref(), 1, t0 + Duration::from_secs(60)).unwrap();
+    assert_eq!((r.stored.len(), r.pending, r.failed.map(|f| f.0)), (0, 3, Some(0)));
+    assert!(t0.elapsed() < Duration::from_secs(30), "gave up at the failure, not at the deadline");
 }
 
 use peaqos_testkit::sdk_python as python;

@@ -1,25 +1,5 @@
-//! `peaqos-stream`: offline tool for peaqOS stream chunk directories.
-//!
-//! ```text
-//! peaqos-stream verify <dir> [--signer-pk HEX]
-//!     <dir> is a topic directory or a data directory holding topic directories.
-//! peaqos-stream decrypt --grant F [--grant F…] --secret-key-file F <topic_dir> [--out DIR]
-//! peaqos-stream grant --data-dir D --topic T --buyer-pk HEX --range A..B|t:MS..MS
-//!                     [--buyer-id ID] [--out DIR] [--max-file-size BYTES] [--key-file F]
-//! peaqos-stream dataset --data-dir D --topic T --range A..B [--did DID] [--key-file F] [--out F]
-//! peaqos-stream prove --dataset F --chunk ID [--out F]
-//! peaqos-stream verify-proof --proof F [--dataset F]
-//! peaqos-stream keys [--key-file F]
-//! peaqos-stream append --data-dir D --topic T [--did DID] [--key-id ID] [--owner-pk HEX]
-//!                      [--operator-pk HEX] [--max-messages N] [--max-bytes N] [--key-file F]
-//!     reads signed package lines from stdin into the topic's chain, seals the rest at EOF
-//! peaqos-stream upload --data-dir D --topic T --destination F.json
-//!     uploads pending sealed chunks (F = a DestinationConfig JSON, e.g. {"kind":"local"})
-//! ```
-//! The machine key (grant, dataset, keys) is the secp256k1 secret in hex, from `--key-file` or
-//! the `PEAQOS_PRIVATE_KEY` environment variable. Secret key files hold hex (optional `0x`).
-//! Exit codes: 0 success, 1 a check or operation failed (the message names the chunk and the
-//! check), 2 usage error.
+//! `peaqos-stream`: offline tool for peaqOS stream chunk directories. Usage: [`HELP`] (what
+//! `peaqos-stream --help` prints).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +13,33 @@ use peaqos_stream::verify::verify_dir;
 use peaqos_stream::writer::{ChunkPolicy, ChunkWriter, Recipients};
 use peaqos_stream::{crypto, store, StreamError};
 use zeroize::Zeroizing;
+
+/// What `peaqos-stream --help` prints: plain text, for a terminal.
+const HELP: &str = "\
+peaqos-stream: offline tool for the node's encrypted chunk streams
+
+  peaqos-stream verify <dir> [--signer-pk HEX]
+      <dir> is the node's data_dir, a folder of topic directories (<data_dir>/stream),
+      or one topic directory.
+  peaqos-stream decrypt --grant F [--grant F...] --secret-key-file F <topic_dir> [--out DIR]
+  peaqos-stream grant --data-dir D --topic T --buyer-pk HEX --range A..B|t:MS..MS
+                      [--buyer-id ID] [--out DIR] [--max-file-size BYTES] [--key-file F]
+  peaqos-stream dataset --data-dir D --topic T --range A..B [--did DID] [--key-file F] [--out F]
+  peaqos-stream prove --dataset F --chunk ID [--out F]
+  peaqos-stream verify-proof --proof F [--dataset F]
+  peaqos-stream keys [--key-file F]
+  peaqos-stream append --data-dir D --topic T [--did DID] [--key-id ID] [--owner-pk HEX]
+                       [--operator-pk HEX] [--max-messages N] [--max-bytes N] [--key-file F]
+      reads signed package lines from stdin into the topic's chain, seals the rest at EOF
+  peaqos-stream upload --data-dir D --topic T --destination F.json
+      uploads pending sealed chunks (F = a DestinationConfig JSON, e.g. {\"kind\":\"local\"})
+
+--data-dir D is the node's data_dir (the node's parameter of that name): the chains are in
+D/stream/<topic dir>. D = <data_dir>/stream itself is accepted too.
+The machine key (grant, dataset, keys, append) is the secp256k1 secret in hex, from --key-file
+or the PEAQOS_PRIVATE_KEY environment variable. Secret key files hold hex (optional 0x).
+Exit codes: 0 success, 1 a check or operation failed (the message names the chunk and the
+check), 2 usage error.";
 
 enum CliError {
     Usage(String),
@@ -105,22 +112,57 @@ fn is_topic_dir(d: &Path) -> bool {
     d.join(store::HEAD_FILE).exists() || d.join("0.json").exists() || d.join(store::OPEN_FILE).exists()
 }
 
+/// `--data-dir D` is the node's `data_dir`: its chains are in `D/stream/<topic dir>`. The older
+/// form, `D` = `<data_dir>/stream`, still works: it is taken when `D/stream` does not exist and
+/// `D` holds the topic's directory. A new chain (`append`) goes to `D/stream`.
+fn stream_root(a: &Args, topic: &str) -> R<PathBuf> {
+    let d = PathBuf::from(a.req("data-dir")?);
+    let nested = peaqos_base::layout::stream_dir(&d);
+    if !nested.is_dir() && store::topic_dir(&d, topic)?.is_dir() {
+        return Ok(d);
+    }
+    Ok(nested)
+}
+
+/// [`stream_root`] for a chain that must exist: a missing one is named with where it was looked for.
+fn existing_stream_root(a: &Args, topic: &str) -> R<PathBuf> {
+    let root = stream_root(a, topic)?;
+    let dir = store::topic_dir(&root, topic)?;
+    if dir.is_dir() {
+        return Ok(root);
+    }
+    Err(CliError::Failed(format!(
+        "no chunk chain of {topic}: {} does not exist (--data-dir is the node's data_dir; its chains are in <data_dir>/stream)",
+        dir.display()
+    )))
+}
+
+/// The chains `verify <dir>` checks: `dir` itself when it is a topic directory, else every topic
+/// directory in `dir/stream` (the node's `data_dir`) or in `dir` (`<data_dir>/stream`).
+fn chain_dirs(dir: &Path) -> R<Vec<PathBuf>> {
+    if is_topic_dir(dir) {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let nested = peaqos_base::layout::stream_dir(dir);
+    let root = if nested.is_dir() { nested } else { dir.to_path_buf() };
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map_err(|e| CliError::Failed(format!("list {}: {e}", root.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && is_topic_dir(p))
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(CliError::Failed(format!(
+            "{}: no chunk chain found (give the node's data_dir, <data_dir>/stream or a topic directory)",
+            root.display()
+        )));
+    }
+    Ok(v)
+}
+
 fn cmd_verify(a: &Args) -> R<()> {
     let dir = PathBuf::from(a.pos.first().ok_or_else(|| CliError::Usage("verify <dir>".into()))?);
-    let dirs: Vec<PathBuf> = if is_topic_dir(&dir) {
-        vec![dir.clone()]
-    } else {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| CliError::Failed(format!("list {}: {e}", dir.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir() && is_topic_dir(p))
-            .collect();
-        v.sort();
-        if v.is_empty() {
-            return Err(CliError::Failed(format!("{}: no chunk chain found", dir.display())));
-        }
-        v
-    };
+    let dirs = chain_dirs(&dir)?;
     let mut out = Vec::new();
     for d in dirs {
         let r = verify_dir(&d, a.one("signer-pk"))?;
@@ -166,8 +208,8 @@ fn cmd_decrypt(a: &Args) -> R<()> {
 
 fn cmd_grant(a: &Args) -> R<()> {
     let keys = machine_keys(a)?;
-    let data = PathBuf::from(a.req("data-dir")?);
     let topic = a.req("topic")?;
+    let data = existing_stream_root(a, topic)?;
     let buyer = crypto::parse_x25519_public(a.req("buyer-pk")?, "--buyer-pk")?;
     let range = GrantRange::parse(a.req("range")?)?;
     let max = match a.one("max-file-size") {
@@ -183,8 +225,8 @@ fn cmd_grant(a: &Args) -> R<()> {
 
 fn cmd_dataset(a: &Args) -> R<()> {
     let keys = machine_keys(a)?;
-    let data = PathBuf::from(a.req("data-dir")?);
     let topic = a.req("topic")?;
+    let data = existing_stream_root(a, topic)?;
     let (first, last) = match GrantRange::parse(a.req("range")?)? {
         GrantRange::Indices { first, last } => (first, last),
         GrantRange::TimeMs { .. } => return Err(CliError::Usage("dataset --range takes chunk indices A..B".into())),
@@ -245,8 +287,8 @@ fn cmd_keys(a: &Args) -> R<()> {
 fn cmd_append(a: &Args) -> R<()> {
     use std::io::BufRead;
     let keys = machine_keys(a)?;
-    let data = PathBuf::from(a.req("data-dir")?);
     let topic = a.req("topic")?;
+    let data = stream_root(a, topic)?;
     let did = a.one("did").map(str::to_string).unwrap_or_else(|| keys.default_did());
     let key_id = a.one("key-id").map(str::to_string).unwrap_or_else(|| format!("{did}#keys-1"));
     let pk = |n: &str| -> R<Option<[u8; 32]>> { a.one(n).map(|h| crypto::parse_x25519_public(h, &format!("--{n}"))).transpose().map_err(Into::into) };
@@ -275,8 +317,8 @@ fn cmd_append(a: &Args) -> R<()> {
 }
 
 fn cmd_upload(a: &Args) -> R<()> {
-    let data = PathBuf::from(a.req("data-dir")?);
-    let dir = store::topic_dir(&data, a.req("topic")?)?;
+    let topic = a.req("topic")?;
+    let dir = store::topic_dir(&existing_stream_root(a, topic)?, topic)?;
     let cfg: DestinationConfig = store::load_json(Path::new(a.req("destination")?))?;
     let r = upload_pending(&dir, destination(&cfg).as_ref(), usize::MAX)?;
     print_json(&serde_json::json!({"stored": r.stored, "pending": r.pending}));
@@ -302,7 +344,7 @@ fn run(argv: &[String]) -> R<()> {
         "append" => cmd_append(&f(&["data-dir", "topic", "did", "key-id", "owner-pk", "operator-pk", "max-messages", "max-bytes", "key-file"])?),
         "upload" => cmd_upload(&f(&["data-dir", "topic", "destination"])?),
         "-h" | "--help" | "help" => {
-            println!("{}", include_str!("peaqos_stream.rs").lines().skip(2).take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or("")).collect::<Vec<_>>().join("\n"));
+            println!("{HELP}");
             Ok(())
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}; {USAGE}"))),
