@@ -68,7 +68,7 @@
 
 //!
 //! ## Modules
-//! * [`intent`] — the durable record ([`Intent`]) and its states, requests, statuses, outcomes.
+//! * `intent` — the durable record ([`Intent`]) and its states, requests, statuses, outcomes.
 //! * `store` — the on-disk layout above (lock, atomic records, nonce files).
 //! * `worker` — the loop that measures gas, signs, broadcasts, polls and reconciles.
 //! * `merge` — joining queued batches into one carrier, and splitting a failed one.
@@ -76,7 +76,7 @@
 //! * `fault` — the fault-injection points (feature `fault-injection`).
 
 mod fault;
-pub mod intent;
+mod intent;
 mod merge;
 mod rpc_errors;
 mod store;
