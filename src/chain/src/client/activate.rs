@@ -2,9 +2,9 @@
 //! `activate` (SDK 0.12.1 `activate_machine`), the latter as a sequence of named steps, each
 //! returning what the next one needs.
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, Bytes, B256, U256};
 use alloy::sol_types::SolEvent;
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 
 use super::identity::StepResult;
 use super::{logs_from, read_err, ChainClient};
@@ -12,6 +12,7 @@ use crate::bindings::*;
 use crate::config::Generation;
 use crate::encoding::{self, ActivateArgs, MachineDidAttributes};
 use crate::error::{ChainError, Result};
+use crate::outbox::Outcome;
 use crate::revert::RevertScope;
 use crate::rpc::RpcLog;
 
@@ -142,43 +143,52 @@ impl ChainClient {
 
     /// Gen-2 activation, SDK 0.12.1 `activate_machine` steps (SPEC §3.6), signed by the default
     /// signer (the machine key; it becomes owner and payer, `controller` the DID controller).
+    /// Every step refuses before anything is spent when the chain or the inputs say it would fail.
     pub async fn activate(&self, p: &ActivateParams) -> Result<ActivationResult> {
         let cfg = &self.inner.cfg;
         cfg.require_generation(Generation::Economics2, "activate")?;
         let signer = self.inner.default_signer;
-        let g2 = cfg.gen2.clone();
-        let act = |code: &str, field: &str, msg: String| ChainError::activation(code, field, msg);
-        // 1. local validation
-        if p.machine_type.is_empty() {
-            return Err(ChainError::validation("machine_type", "non-empty", "machine_type must be a non-empty string"));
-        }
-        if p.credential_subject.is_empty() {
-            return Err(ChainError::validation(
-                "credential_subject",
-                "non-empty",
-                "credential_subject must be non-empty bytes",
-            ));
-        }
-        if p.tier > 2 {
-            return Err(act("INVALID_TIER", "tier", format!("tier must be 0, 1 or 2, got {}", p.tier)));
-        }
-        if p.controller == Address::ZERO {
-            return Err(ChainError::validation(
-                "controller",
-                "non-zero address",
-                "controller must be a non-zero address",
-            ));
-        }
-        let n_vm = U256::from(p.verification_methods.len());
-        if let Some(bad) = p.authentication.iter().find(|a| **a >= n_vm) {
-            return Err(ChainError::validation(
-                "authentication",
-                "index < len(verification_methods)",
-                format!("authentication index {bad} is out of range"),
-            ));
-        }
-        // 2. preflight
+        validate_activation(p)?;
+        self.activation_preflight().await?;
+        let machine_id = self.machine_to_activate(p).await?;
+        let quote = self.quote(p.tier, signer).await.map_err(|e| as_activation(e, "PRICE_NOT_AVAILABLE"))?;
+        check_caller_limits(p, machine_id, &quote)?;
+        let (token, allowance) = self.check_funds(signer, quote.net).await?;
+        let j = activation_journal(p, machine_id, signer);
+        let approval_tx_hash =
+            if allowance < quote.net { Some(self.approve_bond(token, quote.net, &j).await?) } else { None };
+        let quote = self.requote_after_approval(p.tier, signer, token).await?;
+        let input = self.simulate_activation(p).await?;
+        let (intent_id, o) = self.activate_machine(input, &j).await?;
+        self.check_activation_receipt(&o, p, machine_id, signer, quote.bond)?;
+        let subscription_status = self.check_active(machine_id).await?;
+        Ok(ActivationResult {
+            machine_id,
+            owner: signer,
+            controller: p.controller,
+            tier: p.tier,
+            bond_amount: quote.bond,
+            voucher_credit_applied: quote.credit,
+            net_peaq_amount: quote.net,
+            approval_tx_hash,
+            transaction_hash: o.tx_hash,
+            intent_id,
+            chain_id: cfg.chain_id,
+            subscription_status,
+        })
+    }
+
+    /// Step 2, preflight: chain id, contracts deployed, InfoDesk peers, economic authority.
+    async fn activation_preflight(&self) -> Result<()> {
         self.check_chain_id().await?;
+        self.check_contracts_deployed().await?;
+        self.check_peers().await?;
+        self.check_economic_authority().await
+    }
+
+    /// Bytecode at each gen-2 contract the activation calls (`CONTRACT_NOT_DEPLOYED`).
+    async fn check_contracts_deployed(&self) -> Result<()> {
+        let g2 = &self.inner.cfg.gen2;
         for (name, a) in [
             ("info_desk", g2.info_desk),
             ("machine_registry", g2.machine_registry),
@@ -190,7 +200,13 @@ impl ChainClient {
                 return Err(act("CONTRACT_NOT_DEPLOYED", name, format!("no bytecode at {name} {a:#x}")));
             }
         }
-        // every peer matches InfoDesk.peer(keccak256(ROLE)) (SDK preflight)
+        Ok(())
+    }
+
+    /// Every peer matches `InfoDesk.peer(keccak256(ROLE))` (SDK preflight; `PEER_UNSET`,
+    /// `PEER_MISMATCH`).
+    async fn check_peers(&self) -> Result<()> {
+        let g2 = &self.inner.cfg.gen2;
         for (role, key_name, expected) in [
             ("machine_registry", "MACHINE_REGISTRY", g2.machine_registry),
             ("machine_subscription", "MACHINE_SUBSCRIPTION", g2.machine_subscription),
@@ -223,18 +239,33 @@ impl ChainClient {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The MachineSubscription is the economic authority of this chain (`NOT_ECONOMIC_AUTHORITY`).
+    async fn check_economic_authority(&self) -> Result<()> {
+        let subscription = self.inner.cfg.gen2.machine_subscription;
         let authority = self
-            .view_call(
-                g2.machine_subscription,
-                IMachineSubscription::isEconomicAuthorityCall {},
-                RevertScope::Activation,
-            )
+            .view_call(subscription, IMachineSubscription::isEconomicAuthorityCall {}, RevertScope::Activation)
             .await
             .map_err(|e| as_activation(e, "READ_FAILED"))?;
         if !authority {
-            return Err(act("NOT_ECONOMIC_AUTHORITY", "machine_subscription", format!("MachineSubscription at {:#x} is not the economic authority, so onboarding is not offered on this chain", g2.machine_subscription)));
+            return Err(act(
+                "NOT_ECONOMIC_AUTHORITY",
+                "machine_subscription",
+                format!(
+                    "MachineSubscription at {subscription:#x} is not the economic authority, so onboarding is not offered on this chain"
+                ),
+            ));
         }
-        // 3. machine id + technical pause
+        Ok(())
+    }
+
+    /// Step 3: the machine id the registry computes for these inputs, refused when technically
+    /// paused or already active (before any approval is spent; the simulation would revert
+    /// `AlreadyActivated` anyway).
+    async fn machine_to_activate(&self, p: &ActivateParams) -> Result<U256> {
+        let g2 = &self.inner.cfg.gen2;
         let machine_id = self
             .view_call(
                 g2.machine_registry,
@@ -255,63 +286,50 @@ impl ChainClient {
         if paused {
             return Err(act("TECHNICALLY_PAUSED", "machine_id", format!("machine {machine_id} is technically paused")));
         }
-        // Already active: refuse before any approval is spent (the simulation would revert
-        // AlreadyActivated anyway).
-        let st0 = self
-            .view_call(
-                g2.machine_subscription,
-                IMachineSubscription::subscriptionStatusCall { machineId: machine_id },
-                RevertScope::Activation,
-            )
-            .await?;
-        if st0 != 0 {
+        let status = self.subscription_status(machine_id).await?;
+        if status != 0 {
             return Err(act(
                 "ALREADY_ACTIVATED",
                 "machine_id",
-                format!("machine {machine_id} is already activated (subscription status {st0})"),
+                format!("machine {machine_id} is already activated (subscription status {status})"),
             ));
         }
-        // 4. quote
-        let quote = |s: Self| async move {
-            let bond = s
-                .view_call(
-                    g2.machine_subscription,
-                    IMachineSubscription::requiredPeaqAmountCall { tier: p.tier },
-                    RevertScope::Activation,
-                )
-                .await?;
-            let credit = s
-                .view_call(
-                    g2.machine_subscription,
-                    IMachineSubscription::pendingVoucherCreditCall { operator: signer },
-                    RevertScope::Activation,
-                )
-                .await?;
-            let credit = credit.min(bond);
-            Ok::<_, ChainError>((bond, credit, bond - credit))
-        };
-        let (bond, credit, net) = quote(self.clone()).await.map_err(|e| as_activation(e, "PRICE_NOT_AVAILABLE"))?;
-        // 5. caller assertions
-        if let Some(exp) = p.expected_machine_id {
-            if exp != machine_id {
-                return Err(act(
-                    "MACHINE_ID_MISMATCH",
-                    "expected_machine_id",
-                    format!("computed machine id {machine_id} differs from expected {exp}"),
-                ));
-            }
-        }
-        if let Some(max) = p.max_net_peaq_amount {
-            if net > max {
-                return Err(act(
-                    "MAX_NET_PEAQ_EXCEEDED",
-                    "max_net_peaq_amount",
-                    format!("net PEAQ amount {net} exceeds the maximum {max}"),
-                ));
-            }
-        }
-        // 6. token, balance, allowance
-        let token = self.view_call(g2.info_desk, IInfoDesk::peaqTokenCall {}, RevertScope::Activation).await?;
+        Ok(machine_id)
+    }
+
+    /// `MachineSubscription.subscriptionStatus(machineId)` (0 = none, 1 = active).
+    async fn subscription_status(&self, machine_id: U256) -> Result<u8> {
+        self.view_call(
+            self.inner.cfg.gen2.machine_subscription,
+            IMachineSubscription::subscriptionStatusCall { machineId: machine_id },
+            RevertScope::Activation,
+        )
+        .await
+    }
+
+    /// Steps 4 and 8: the bond of `tier`, the signer's voucher credit (capped at the bond) and the
+    /// net amount to pay.
+    async fn quote(&self, tier: u8, signer: Address) -> Result<Quote> {
+        let subscription = self.inner.cfg.gen2.machine_subscription;
+        let bond = self
+            .view_call(subscription, IMachineSubscription::requiredPeaqAmountCall { tier }, RevertScope::Activation)
+            .await?;
+        let credit = self
+            .view_call(
+                subscription,
+                IMachineSubscription::pendingVoucherCreditCall { operator: signer },
+                RevertScope::Activation,
+            )
+            .await?;
+        let credit = credit.min(bond);
+        Ok(Quote { bond, credit, net: bond - credit })
+    }
+
+    /// Step 6: the PEAQ token, a balance covering `net` (`INSUFFICIENT_BALANCE`), and the current
+    /// allowance of the MachineSubscription; returns (token, allowance).
+    async fn check_funds(&self, signer: Address, net: U256) -> Result<(Address, U256)> {
+        let info_desk = self.inner.cfg.gen2.info_desk;
+        let token = self.view_call(info_desk, IInfoDesk::peaqTokenCall {}, RevertScope::Activation).await?;
         let balance =
             self.view_call(token, IPeaqToken::balanceOfCall { account: signer }, RevertScope::Activation).await?;
         if balance < net {
@@ -321,59 +339,49 @@ impl ChainClient {
                 format!("PEAQ balance {balance} of {signer:#x} is below the net amount {net}"),
             ));
         }
-        let allowance = self
-            .view_call(
-                token,
-                IPeaqToken::allowanceCall { owner: signer, spender: g2.machine_subscription },
-                RevertScope::Activation,
-            )
-            .await?;
-        let mut j = Map::new();
-        j.insert("step".into(), json!("activate_machine"));
-        j.insert("machine_id".into(), json!(machine_id.to_string()));
-        j.insert("owner".into(), json!(signer.to_checksum(None)));
-        j.insert("controller".into(), json!(p.controller.to_checksum(None)));
-        j.insert("tier".into(), json!(p.tier));
-        // 7. exact approval
-        let mut approval_tx_hash = None;
-        if allowance < net {
-            let mut ja = j.clone();
-            ja.insert("phase".into(), json!("approval"));
-            ja.insert("method".into(), json!("approve"));
-            let id = self.enqueue(
-                "approve",
-                signer,
-                token,
-                U256::ZERO,
-                encoding::approve(g2.machine_subscription, net),
-                RevertScope::Activation,
-                ja,
-            )?;
-            match self.wait(&id).await {
-                Ok(o) => approval_tx_hash = Some(o.tx_hash),
-                Err(e) if e.code() == "RECEIPT_AWAIT_FAILED" => {
-                    return Err(act("PENDING_TRANSACTION", "approval", e.to_string()))
-                }
-                Err(e) => return Err(act("APPROVAL_FAILED", "approval", e.to_string())),
-            }
+        Ok((token, self.allowance(token, signer).await?))
+    }
+
+    /// The MachineSubscription's PEAQ allowance from `signer`.
+    async fn allowance(&self, token: Address, signer: Address) -> Result<U256> {
+        let spender = self.inner.cfg.gen2.machine_subscription;
+        self.view_call(token, IPeaqToken::allowanceCall { owner: signer, spender }, RevertScope::Activation).await
+    }
+
+    /// Step 7: approve exactly `net` to the MachineSubscription; returns the approval's hash
+    /// (`PENDING_TRANSACTION` on timeout, `APPROVAL_FAILED` otherwise).
+    async fn approve_bond(&self, token: Address, net: U256, j: &Map<String, Value>) -> Result<B256> {
+        let signer = self.inner.default_signer;
+        let mut ja = j.clone();
+        ja.insert("phase".into(), json!("approval"));
+        ja.insert("method".into(), json!("approve"));
+        let input = encoding::approve(self.inner.cfg.gen2.machine_subscription, net);
+        let id = self.enqueue("approve", signer, token, U256::ZERO, input, RevertScope::Activation, ja)?;
+        match self.wait(&id).await {
+            Ok(o) => Ok(o.tx_hash),
+            Err(e) if e.code() == "RECEIPT_AWAIT_FAILED" => Err(act("PENDING_TRANSACTION", "approval", e.to_string())),
+            Err(e) => Err(act("APPROVAL_FAILED", "approval", e.to_string())),
         }
-        // 8. re-quote and re-read: never a second approval
-        let (bond2, credit2, net2) = quote(self.clone()).await.map_err(|e| as_activation(e, "PRICE_NOT_AVAILABLE"))?;
-        let allowance2 = self
-            .view_call(
-                token,
-                IPeaqToken::allowanceCall { owner: signer, spender: g2.machine_subscription },
-                RevertScope::Activation,
-            )
-            .await?;
-        if allowance2 < net2 {
+    }
+
+    /// Step 8: re-quote and re-read the allowance (never a second approval:
+    /// `ALLOWANCE_INSUFFICIENT`); returns the quote the activation pays.
+    async fn requote_after_approval(&self, tier: u8, signer: Address, token: Address) -> Result<Quote> {
+        let quote = self.quote(tier, signer).await.map_err(|e| as_activation(e, "PRICE_NOT_AVAILABLE"))?;
+        let allowance = self.allowance(token, signer).await?;
+        if allowance < quote.net {
             return Err(act(
                 "ALLOWANCE_INSUFFICIENT",
                 "allowance",
-                format!("allowance {allowance2} is below the re-quoted net amount {net2}"),
+                format!("allowance {allowance} is below the re-quoted net amount {}", quote.net),
             ));
         }
-        // 9. simulate
+        Ok(quote)
+    }
+
+    /// Step 9: `activateMachine` calldata, simulated with `eth_call` (a revert keeps its decoded
+    /// code, else `CONTRACT_REVERTED`); returns the calldata.
+    async fn simulate_activation(&self, p: &ActivateParams) -> Result<Bytes> {
         let doc = DIDDocument {
             id: String::new(),
             controller: p.controller,
@@ -389,30 +397,41 @@ impl ChainClient {
             tier: p.tier,
         };
         let input = encoding::activate_machine(&args);
-        self.view(g2.machine_state_and_sync, input.clone(), RevertScope::Activation)
+        self.view(self.inner.cfg.gen2.machine_state_and_sync, input.clone(), RevertScope::Activation)
             .await
             .map_err(|e| as_activation(e, "CONTRACT_REVERTED"))?;
-        // 10. submit
+        Ok(input)
+    }
+
+    /// Step 10: send `activateMachine` and wait for it; returns (intent id, outcome).
+    async fn activate_machine(&self, input: Bytes, j: &Map<String, Value>) -> Result<(String, Outcome)> {
         let mut jb = j.clone();
         jb.insert("phase".into(), json!("activation"));
         jb.insert("method".into(), json!("activateMachine"));
-        let id = self.enqueue(
-            "activate_machine",
-            signer,
-            g2.machine_state_and_sync,
-            U256::ZERO,
-            input,
-            RevertScope::Activation,
-            jb,
-        )?;
-        let o = match self.wait(&id).await {
-            Ok(o) => o,
+        let to = self.inner.cfg.gen2.machine_state_and_sync;
+        let signer = self.inner.default_signer;
+        let id = self.enqueue("activate_machine", signer, to, U256::ZERO, input, RevertScope::Activation, jb)?;
+        match self.wait(&id).await {
+            Ok(o) => Ok((id, o)),
             Err(e) if e.code() == "RECEIPT_AWAIT_FAILED" => {
-                return Err(act("PENDING_TRANSACTION", "activation", e.to_string()))
+                Err(act("PENDING_TRANSACTION", "activation", e.to_string()))
             }
-            Err(e) => return Err(as_activation(e, "CONTRACT_REVERTED")),
-        };
-        // 11. receipt correlation (only logs of the expected emitter, exactly one of each)
+            Err(e) => Err(as_activation(e, "CONTRACT_REVERTED")),
+        }
+    }
+
+    /// Step 11, receipt correlation: only logs of the expected emitters, exactly one each of
+    /// `MachineOnboarded`, `MachineMinted`, `Activated`, matching this activation
+    /// (`EVENT_MISMATCH`).
+    fn check_activation_receipt(
+        &self,
+        o: &Outcome,
+        p: &ActivateParams,
+        machine_id: U256,
+        signer: Address,
+        bond: U256,
+    ) -> Result<()> {
+        let g2 = &self.inner.cfg.gen2;
         let logs = &o.receipt.logs;
         let mismatch =
             |what: &str| act("EVENT_MISMATCH", "receipt", format!("activation receipt {:#x}: {what}", o.tx_hash));
@@ -447,17 +466,15 @@ impl ChainClient {
         let act_ev = dec(activated[0])
             .and_then(|l| IMachineSubscription::Activated::decode_log(&l).ok())
             .ok_or_else(|| mismatch("Activated undecodable"))?;
-        if act_ev.machineId != machine_id || act_ev.bondedAmount != bond2 {
+        if act_ev.machineId != machine_id || act_ev.bondedAmount != bond {
             return Err(mismatch("Activated does not match the machine id / bond"));
         }
-        // 12. post-state
-        let status = self
-            .view_call(
-                g2.machine_subscription,
-                IMachineSubscription::subscriptionStatusCall { machineId: machine_id },
-                RevertScope::Activation,
-            )
-            .await?;
+        Ok(())
+    }
+
+    /// Step 12, post-state: the subscription is active (`STATE_MISMATCH`); returns its status.
+    async fn check_active(&self, machine_id: U256) -> Result<u8> {
+        let status = self.subscription_status(machine_id).await?;
         if status != 1 {
             return Err(act(
                 "STATE_MISMATCH",
@@ -465,22 +482,87 @@ impl ChainClient {
                 format!("subscription status of {machine_id} is {status}, expected 1 (active)"),
             ));
         }
-        let _ = (bond, credit, net);
-        Ok(ActivationResult {
-            machine_id,
-            owner: signer,
-            controller: p.controller,
-            tier: p.tier,
-            bond_amount: bond2,
-            voucher_credit_applied: credit2,
-            net_peaq_amount: net2,
-            approval_tx_hash,
-            transaction_hash: o.tx_hash,
-            intent_id: id,
-            chain_id: cfg.chain_id,
-            subscription_status: status,
-        })
+        Ok(status)
     }
+}
+
+/// What the MachineSubscription asks of a signer for a tier.
+#[derive(Debug, Clone, Copy)]
+struct Quote {
+    bond: U256,
+    /// Voucher credit applied (at most the bond).
+    credit: U256,
+    /// What the signer pays: bond − credit.
+    net: U256,
+}
+
+/// An activation step's refusal.
+fn act(code: &str, field: &str, message: String) -> ChainError {
+    ChainError::activation(code, field, message)
+}
+
+/// Step 1, local validation of the inputs (nothing read from the chain).
+fn validate_activation(p: &ActivateParams) -> Result<()> {
+    if p.machine_type.is_empty() {
+        return Err(ChainError::validation("machine_type", "non-empty", "machine_type must be a non-empty string"));
+    }
+    if p.credential_subject.is_empty() {
+        return Err(ChainError::validation(
+            "credential_subject",
+            "non-empty",
+            "credential_subject must be non-empty bytes",
+        ));
+    }
+    if p.tier > 2 {
+        return Err(act("INVALID_TIER", "tier", format!("tier must be 0, 1 or 2, got {}", p.tier)));
+    }
+    if p.controller == Address::ZERO {
+        return Err(ChainError::validation("controller", "non-zero address", "controller must be a non-zero address"));
+    }
+    let n_vm = U256::from(p.verification_methods.len());
+    if let Some(bad) = p.authentication.iter().find(|a| **a >= n_vm) {
+        return Err(ChainError::validation(
+            "authentication",
+            "index < len(verification_methods)",
+            format!("authentication index {bad} is out of range"),
+        ));
+    }
+    Ok(())
+}
+
+/// Step 5, the caller's assertions: the expected machine id (`MACHINE_ID_MISMATCH`) and the most
+/// it pays (`MAX_NET_PEAQ_EXCEEDED`).
+fn check_caller_limits(p: &ActivateParams, machine_id: U256, quote: &Quote) -> Result<()> {
+    if let Some(exp) = p.expected_machine_id {
+        if exp != machine_id {
+            return Err(act(
+                "MACHINE_ID_MISMATCH",
+                "expected_machine_id",
+                format!("computed machine id {machine_id} differs from expected {exp}"),
+            ));
+        }
+    }
+    if let Some(max) = p.max_net_peaq_amount {
+        if quote.net > max {
+            return Err(act(
+                "MAX_NET_PEAQ_EXCEEDED",
+                "max_net_peaq_amount",
+                format!("net PEAQ amount {} exceeds the maximum {max}", quote.net),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Journal fields shared by the approval and activation transactions.
+fn activation_journal(p: &ActivateParams, machine_id: U256, signer: Address) -> Map<String, Value> {
+    let mut j = Map::new();
+    j.insert("step".into(), json!("activate_machine"));
+    j.insert("machine_id".into(), json!(machine_id.to_string()));
+    j.insert("owner".into(), json!(signer.to_checksum(None)));
+    j.insert("controller".into(), json!(p.controller.to_checksum(None)));
+    j.insert("tier".into(), json!(p.tier));
+    j
 }
 
 /// Reverts during activation keep their decoded code; others get `fallback`.
