@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
-use alloy::primitives::{Address, TxKind, B256};
+use alloy::primitives::{Address, Bytes, TxKind, B256};
 use alloy::signers::SignerSync;
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use super::fault::{fault_point, AbortAfter};
 use super::intent::{Attempt, ErrorInfo, Intent, IntentState, ReceiptInfo};
-use super::rpc_errors::{already_known, fee_refusal, nonce_too_low};
+use super::rpc_errors::{already_known, broadcast_refusal, fee_refusal, nonce_too_low, simulation_revert};
 use super::{now_str, Inner};
 use crate::error::{ChainError, Result};
 use crate::revert;
@@ -299,7 +299,7 @@ impl Inner {
         }
     }
 
-    /// First signing + broadcast of a queued intent.
+    /// First signing + broadcast of a queued intent: fees, merge, gas, nonce, sign + store, send.
     pub(super) async fn send_new(&self, mut i: Intent, cache: &mut TickCache) -> std::result::Result<Step, RpcFailure> {
         // Fees first: they are read once per tick anyway, and this way batches are only merged
         // when an RPC answers, so that everything queued during an outage goes out together.
@@ -320,48 +320,9 @@ impl Inner {
                 }
             }
         }
-        let req = CallRequest { from: Some(i.signer), to: i.to, value: i.value, data: i.input.clone() };
-        let need = match self.rpc.gas_needed(&req).await {
-            Ok(g) => g,
-            Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
-            Err(f) if f.is_gas_above_block() => {
-                self.fail_above_block(i, None, block_gas, &f.message());
-                return Ok(Step::Continue);
-            }
-            Err(f) if f.is_revert() => {
-                let (code, message) = match &f {
-                    RpcFailure::Node { data: Some(d), .. } if !d.is_empty() => {
-                        let r = revert::decode(i.scope(), d);
-                        (r.code, r.message)
-                    }
-                    other => {
-                        let r = revert::decode_reason(i.scope(), &other.message());
-                        (r.code, r.message)
-                    }
-                };
-                let _ = self.fail(i, IntentState::Failed, &code, message);
-                return Ok(Step::Continue);
-            }
-            Err(f) => {
-                let e = f.into_error();
-                let _ = self.fail(i, IntentState::Failed, e.code(), e.to_string());
-                return Ok(Step::Continue);
-            }
+        let Some(gas_limit) = self.gas_limit(&i, block_gas).await? else {
+            return Ok(Step::Continue);
         };
-        // Headroom over the need, but never above what a block can hold (a transaction asking
-        // for more is refused by every node). When the headroom does not fit, the block's limit
-        // is enough: the call was measured running with at most a block's gas (see
-        // `GasNeed::measured`), so no second search is needed (an `eth_estimateGas` here cost
-        // about ten more executions of a near-full block for every large merged batch). A call
-        // that needs more than a block holds fails by name; a merged carrier is then split.
-        let mut gas_limit = need.limit.saturating_mul(6) / 5 + 10_000;
-        if let Some(block) = block_gas {
-            if need.measured > block {
-                self.fail_above_block(i, Some(need.measured), Some(block), "");
-                return Ok(Step::Continue);
-            }
-            gas_limit = gas_limit.min(block);
-        }
         // One pending-count read per signer and tick; later intents of the same tick continue
         // from it (the in-flight term of next_nonce covers them after this one is stored).
         let nonce = match cache.next_nonce.get(&i.signer) {
@@ -377,7 +338,6 @@ impl Inner {
             }
         };
         let raw = a.raw.clone();
-        let hash = a.tx_hash;
         i.nonce = Some(nonce);
         i.gas_limit = Some(gas_limit);
         i.attempts.push(a);
@@ -391,7 +351,58 @@ impl Inner {
         }
         self.journal(&i, "pending");
         fault_point(AbortAfter::Sign);
-        match self.rpc.send_raw(&raw).await {
+        self.broadcast_first(i, &raw, nonce, cache).await
+    }
+
+    /// Gas limit of a queued intent, or `None` when it failed instead (the simulation reverted,
+    /// or it needs more gas than a block holds).
+    ///
+    /// Headroom over the need, but never above what a block can hold (a transaction asking
+    /// for more is refused by every node). When the headroom does not fit, the block's limit
+    /// is enough: the call was measured running with at most a block's gas (see
+    /// `GasNeed::measured`), so no second search is needed (an `eth_estimateGas` here cost
+    /// about ten more executions of a near-full block for every large merged batch). A call
+    /// that needs more than a block holds fails by name; a merged carrier is then split.
+    async fn gas_limit(&self, i: &Intent, block_gas: Option<u64>) -> std::result::Result<Option<u64>, RpcFailure> {
+        let req = CallRequest { from: Some(i.signer), to: i.to, value: i.value, data: i.input.clone() };
+        let need = match self.rpc.gas_needed(&req).await {
+            Ok(g) => g,
+            Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
+            Err(f) if f.is_gas_above_block() => {
+                self.fail_above_block(i.clone(), None, block_gas, &f.message());
+                return Ok(None);
+            }
+            Err(f) if f.is_revert() => {
+                let (code, message) = simulation_revert(i.scope(), &f);
+                let _ = self.fail(i.clone(), IntentState::Failed, &code, message);
+                return Ok(None);
+            }
+            Err(f) => {
+                let e = f.into_error();
+                let _ = self.fail(i.clone(), IntentState::Failed, e.code(), e.to_string());
+                return Ok(None);
+            }
+        };
+        let mut gas_limit = need.limit.saturating_mul(6) / 5 + 10_000;
+        if let Some(block) = block_gas {
+            if need.measured > block {
+                self.fail_above_block(i.clone(), Some(need.measured), Some(block), "");
+                return Ok(None);
+            }
+            gas_limit = gas_limit.min(block);
+        }
+        Ok(Some(gas_limit))
+    }
+
+    /// First `eth_sendRawTransaction` of a just-signed (and stored) intent.
+    async fn broadcast_first(
+        &self,
+        mut i: Intent,
+        raw: &Bytes,
+        nonce: u64,
+        cache: &mut TickCache,
+    ) -> std::result::Result<Step, RpcFailure> {
+        match self.rpc.send_raw(raw).await {
             Ok(_) => {}
             Err(RpcFailure::Node { message, .. }) if already_known(&message) => {}
             Err(RpcFailure::Transport(m)) => return Err(RpcFailure::Transport(m)),
@@ -402,20 +413,7 @@ impl Inner {
             Err(f) => {
                 // Hard rejection of the first broadcast: nothing is in any pool under this nonce,
                 // and no later intent of this signer has been signed yet ⇒ give the nonce back.
-                let (code, message) = match &f {
-                    RpcFailure::Node { data: Some(d), .. } if !d.is_empty() => {
-                        let r = revert::decode(i.scope(), d);
-                        (r.code, r.message)
-                    }
-                    RpcFailure::Node { message, .. } if f.is_revert() => {
-                        let r = revert::decode_reason(i.scope(), message);
-                        (r.code, r.message)
-                    }
-                    other => {
-                        let e = other.clone().into_error();
-                        (e.code().to_string(), e.to_string())
-                    }
-                };
+                let (code, message) = broadcast_refusal(i.scope(), &f);
                 let signer = i.signer;
                 let _ = self.fail(i, IntentState::Failed, &code, message);
                 let _ = self.store.write_nonce(signer, nonce, self.genesis_cached());
@@ -427,7 +425,7 @@ impl Inner {
         if let Err(e) = self.commit(i.clone()) {
             warn!(error = %e, "store failed");
         }
-        debug!(intent = %i.id, tx = %hash, nonce, "outbox: broadcast");
+        debug!(intent = %i.id, tx = %i.latest_hash().unwrap_or_default(), nonce, "outbox: broadcast");
         fault_point(AbortAfter::Broadcast);
         // Automine/instant-seal chains: the receipt may already exist.
         if let Some(r) = self.find_receipt(&i).await? {
