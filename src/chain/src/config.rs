@@ -15,7 +15,7 @@ use std::str::FromStr;
 use alloy::primitives::{address, Address};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 
 /// peaqOS contract generation (SPEC §0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -89,7 +89,7 @@ impl FromStr for Network {
             "peaq" | "mainnet" => Ok(Network::Peaq),
             "agung" | "testnet" => Ok(Network::Agung),
             other => Err(ChainError::config(
-                "DEPLOYMENT_UNKNOWN",
+                ErrorCode::DeploymentUnknown,
                 "network",
                 format!("unknown network {other:?} (expected peaq|mainnet|agung|testnet)"),
             )),
@@ -346,7 +346,7 @@ impl ChainConfig {
             Ok(v) if v.is_empty() || v == "economics2" || v == "gen2" => Generation::Economics2,
             Ok(v) => {
                 return Err(ChainError::config(
-                    "CONFIG_INVALID",
+                    ErrorCode::ConfigInvalid,
                     "PEAQOS_GENERATION",
                     format!("unknown generation {v:?} (economics2|legacy)"),
                 ))
@@ -398,7 +398,11 @@ impl ChainConfig {
         for (role, var) in ADDRESS_ENV_VARS {
             if let Some(v) = env(var) {
                 let a = Address::from_str(&v).map_err(|_| {
-                    ChainError::config("CONFIG_INVALID", var, format!("{var} is not a 0x-prefixed 20-byte address"))
+                    ChainError::config(
+                        ErrorCode::ConfigInvalid,
+                        var,
+                        format!("{var} is not a 0x-prefixed 20-byte address"),
+                    )
                 })?;
                 if let Some(slot) = ov.slot(role) {
                     *slot = Some(a);
@@ -469,14 +473,14 @@ impl ChainConfig {
         for (i, u) in rpc_urls.iter().enumerate() {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(ChainError::config(
-                    "CONFIG_INVALID",
+                    ErrorCode::ConfigInvalid,
                     &format!("rpc_urls[{i}]"),
                     format!("rpc_urls[{i}] must be an http(s) URL, got {}", crate::error::redact_url(u)),
                 ));
             }
         }
         if rpc_urls.is_empty() {
-            return Err(ChainError::config("CONFIG_INVALID", "rpc_urls", "no RPC URL configured"));
+            return Err(ChainError::config(ErrorCode::ConfigInvalid, "rpc_urls", "no RPC URL configured"));
         }
         Ok(rpc_urls)
     }
@@ -484,11 +488,15 @@ impl ChainConfig {
     /// Poll interval and receipt timeout above zero, merge size within the batch precompile's.
     fn check_timing(&self) -> Result<()> {
         if self.poll_interval_ms == 0 {
-            return Err(ChainError::config("CONFIG_INVALID", "poll_interval_ms", "poll_interval_ms must be > 0"));
+            return Err(ChainError::config(
+                ErrorCode::ConfigInvalid,
+                "poll_interval_ms",
+                "poll_interval_ms must be > 0",
+            ));
         }
         if self.merge_max_events > 512 {
             return Err(ChainError::config(
-                "CONFIG_INVALID",
+                ErrorCode::ConfigInvalid,
                 "merge_max_events",
                 format!(
                     "merge_max_events must be 0..512 (the batch precompile's limit), got {}",
@@ -497,7 +505,11 @@ impl ChainConfig {
             ));
         }
         if self.receipt_timeout_ms == 0 {
-            return Err(ChainError::config("CONFIG_INVALID", "receipt_timeout_ms", "receipt_timeout_ms must be > 0"));
+            return Err(ChainError::config(
+                ErrorCode::ConfigInvalid,
+                "receipt_timeout_ms",
+                "receipt_timeout_ms must be > 0",
+            ));
         }
         Ok(())
     }
@@ -528,7 +540,7 @@ impl ResolvedConfig {
             Generation::Legacy => Ok(self.gen1.event_registry),
             Generation::Economics2 => self.gen2.event_registry.ok_or_else(|| {
                 ChainError::config(
-                    "DEPLOYMENT_UNAVAILABLE",
+                    ErrorCode::DeploymentUnavailable,
                     "event_registry",
                     format!(
                         "Deployment {} records no EventRegistry (agung publishes no 2.0 EventRegistry); set addresses.event_registry or EVENT_REGISTRY_ADDRESS",
@@ -560,7 +572,7 @@ impl ResolvedConfig {
             Ok(())
         } else {
             Err(ChainError::config(
-                "GENERATION_UNSUPPORTED",
+                ErrorCode::GenerationUnsupported,
                 "generation",
                 format!("{op} is only available for generation {g:?}, configured {:?}", self.generation),
             ))

@@ -11,7 +11,7 @@ use super::{logs_from, read_err, ChainClient};
 use crate::bindings::*;
 use crate::config::Generation;
 use crate::encoding::{self, ActivateArgs, MachineDidAttributes};
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 use crate::outbox::Outcome;
 use crate::revert::RevertScope;
 use crate::rpc::RpcLog;
@@ -85,7 +85,7 @@ impl ChainClient {
             if let Some(a) = a {
                 if !signers.contains(&a) {
                     return Err(ChainError::config(
-                        "SIGNER_UNAVAILABLE",
+                        ErrorCode::SignerUnavailable,
                         field,
                         format!("no key configured for {field} {a:#x}"),
                     ));
@@ -106,7 +106,11 @@ impl ChainClient {
         if let Some(op) = p.operator {
             proxy_machine_id = self.machine_id_of_owner(op).await?;
             if proxy_machine_id.is_zero() {
-                return Err(ChainError::config("PROXY_NOT_REGISTERED", "operator", "Proxy operator is not registered"));
+                return Err(ChainError::config(
+                    ErrorCode::ProxyNotRegistered,
+                    "operator",
+                    "Proxy operator is not registered",
+                ));
             }
         }
         let register = match p.operator {
@@ -151,7 +155,7 @@ impl ChainClient {
         validate_activation(p)?;
         self.activation_preflight().await?;
         let machine_id = self.machine_to_activate(p).await?;
-        let quote = self.quote(p.tier, signer).await.map_err(|e| as_activation(e, "PRICE_NOT_AVAILABLE"))?;
+        let quote = self.quote(p.tier, signer).await.map_err(|e| as_activation(e, ErrorCode::PriceNotAvailable))?;
         check_caller_limits(p, machine_id, &quote)?;
         let (token, allowance) = self.check_funds(signer, quote.net).await?;
         let j = activation_journal(p, machine_id, signer);
@@ -197,7 +201,7 @@ impl ChainClient {
         ] {
             let code = self.inner.rpc.code(a).await.map_err(|f| read_err("eth_getCode", f))?;
             if code.is_empty() {
-                return Err(act("CONTRACT_NOT_DEPLOYED", name, format!("no bytecode at {name} {a:#x}")));
+                return Err(act(ErrorCode::ContractNotDeployed, name, format!("no bytecode at {name} {a:#x}")));
             }
         }
         Ok(())
@@ -223,17 +227,17 @@ impl ChainClient {
             let actual = self
                 .view_call(g2.info_desk, IInfoDesk::peerCall { key }, RevertScope::Activation)
                 .await
-                .map_err(|e| as_activation(e, "READ_FAILED"))?;
+                .map_err(|e| as_activation(e, ErrorCode::ReadFailed))?;
             if actual == Address::ZERO {
                 return Err(act(
-                    "PEER_UNSET",
+                    ErrorCode::PeerUnset,
                     role,
                     format!("InfoDesk registers no address for {role}: the peer was cleared or never set"),
                 ));
             }
             if actual != expected {
                 return Err(act(
-                    "PEER_MISMATCH",
+                    ErrorCode::PeerMismatch,
                     role,
                     format!("InfoDesk registers {actual:#x} for {role}, but the configuration uses {expected:#x}"),
                 ));
@@ -248,10 +252,10 @@ impl ChainClient {
         let authority = self
             .view_call(subscription, IMachineSubscription::isEconomicAuthorityCall {}, RevertScope::Activation)
             .await
-            .map_err(|e| as_activation(e, "READ_FAILED"))?;
+            .map_err(|e| as_activation(e, ErrorCode::ReadFailed))?;
         if !authority {
             return Err(act(
-                "NOT_ECONOMIC_AUTHORITY",
+                ErrorCode::NotEconomicAuthority,
                 "machine_subscription",
                 format!(
                     "MachineSubscription at {subscription:#x} is not the economic authority, so onboarding is not offered on this chain"
@@ -284,12 +288,16 @@ impl ChainClient {
             )
             .await?;
         if paused {
-            return Err(act("TECHNICALLY_PAUSED", "machine_id", format!("machine {machine_id} is technically paused")));
+            return Err(act(
+                ErrorCode::TechnicallyPaused,
+                "machine_id",
+                format!("machine {machine_id} is technically paused"),
+            ));
         }
         let status = self.subscription_status(machine_id).await?;
         if status != 0 {
             return Err(act(
-                "ALREADY_ACTIVATED",
+                ErrorCode::AlreadyActivated,
                 "machine_id",
                 format!("machine {machine_id} is already activated (subscription status {status})"),
             ));
@@ -334,7 +342,7 @@ impl ChainClient {
             self.view_call(token, IPeaqToken::balanceOfCall { account: signer }, RevertScope::Activation).await?;
         if balance < net {
             return Err(act(
-                "INSUFFICIENT_BALANCE",
+                ErrorCode::InsufficientBalance,
                 "signer",
                 format!("PEAQ balance {balance} of {signer:#x} is below the net amount {net}"),
             ));
@@ -359,19 +367,21 @@ impl ChainClient {
         let id = self.enqueue("approve", signer, token, U256::ZERO, input, RevertScope::Activation, ja)?;
         match self.wait(&id).await {
             Ok(o) => Ok(o.tx_hash),
-            Err(e) if e.code() == "RECEIPT_AWAIT_FAILED" => Err(act("PENDING_TRANSACTION", "approval", e.to_string())),
-            Err(e) => Err(act("APPROVAL_FAILED", "approval", e.to_string())),
+            Err(e) if e.error_code() == ErrorCode::ReceiptAwaitFailed => {
+                Err(act(ErrorCode::PendingTransaction, "approval", e.to_string()))
+            }
+            Err(e) => Err(act(ErrorCode::ApprovalFailed, "approval", e.to_string())),
         }
     }
 
     /// Step 8: re-quote and re-read the allowance (never a second approval:
     /// `ALLOWANCE_INSUFFICIENT`); returns the quote the activation pays.
     async fn requote_after_approval(&self, tier: u8, signer: Address, token: Address) -> Result<Quote> {
-        let quote = self.quote(tier, signer).await.map_err(|e| as_activation(e, "PRICE_NOT_AVAILABLE"))?;
+        let quote = self.quote(tier, signer).await.map_err(|e| as_activation(e, ErrorCode::PriceNotAvailable))?;
         let allowance = self.allowance(token, signer).await?;
         if allowance < quote.net {
             return Err(act(
-                "ALLOWANCE_INSUFFICIENT",
+                ErrorCode::AllowanceInsufficient,
                 "allowance",
                 format!("allowance {allowance} is below the re-quoted net amount {}", quote.net),
             ));
@@ -399,7 +409,7 @@ impl ChainClient {
         let input = encoding::activate_machine(&args);
         self.view(self.inner.cfg.gen2.machine_state_and_sync, input.clone(), RevertScope::Activation)
             .await
-            .map_err(|e| as_activation(e, "CONTRACT_REVERTED"))?;
+            .map_err(|e| as_activation(e, ErrorCode::ContractReverted))?;
         Ok(input)
     }
 
@@ -413,10 +423,10 @@ impl ChainClient {
         let id = self.enqueue("activate_machine", signer, to, U256::ZERO, input, RevertScope::Activation, jb)?;
         match self.wait(&id).await {
             Ok(o) => Ok((id, o)),
-            Err(e) if e.code() == "RECEIPT_AWAIT_FAILED" => {
-                Err(act("PENDING_TRANSACTION", "activation", e.to_string()))
+            Err(e) if e.error_code() == ErrorCode::ReceiptAwaitFailed => {
+                Err(act(ErrorCode::PendingTransaction, "activation", e.to_string()))
             }
-            Err(e) => Err(as_activation(e, "CONTRACT_REVERTED")),
+            Err(e) => Err(as_activation(e, ErrorCode::ContractReverted)),
         }
     }
 
@@ -433,8 +443,9 @@ impl ChainClient {
     ) -> Result<()> {
         let g2 = &self.inner.cfg.gen2;
         let logs = &o.receipt.logs;
-        let mismatch =
-            |what: &str| act("EVENT_MISMATCH", "receipt", format!("activation receipt {:#x}: {what}", o.tx_hash));
+        let mismatch = |what: &str| {
+            act(ErrorCode::EventMismatch, "receipt", format!("activation receipt {:#x}: {what}", o.tx_hash))
+        };
         let onb = logs_from(logs, g2.machine_state_and_sync, IMachineStateAndSync::MachineOnboarded::SIGNATURE_HASH);
         let minted = logs_from(logs, g2.machine_registry, IMachineRegistry::MachineMinted::SIGNATURE_HASH);
         let activated = logs_from(logs, g2.machine_subscription, IMachineSubscription::Activated::SIGNATURE_HASH);
@@ -477,7 +488,7 @@ impl ChainClient {
         let status = self.subscription_status(machine_id).await?;
         if status != 1 {
             return Err(act(
-                "STATE_MISMATCH",
+                ErrorCode::StateMismatch,
                 "subscription",
                 format!("subscription status of {machine_id} is {status}, expected 1 (active)"),
             ));
@@ -497,7 +508,7 @@ struct Quote {
 }
 
 /// An activation step's refusal.
-fn act(code: &str, field: &str, message: String) -> ChainError {
+fn act(code: ErrorCode, field: &str, message: String) -> ChainError {
     ChainError::activation(code, field, message)
 }
 
@@ -514,7 +525,7 @@ fn validate_activation(p: &ActivateParams) -> Result<()> {
         ));
     }
     if p.tier > 2 {
-        return Err(act("INVALID_TIER", "tier", format!("tier must be 0, 1 or 2, got {}", p.tier)));
+        return Err(act(ErrorCode::InvalidTier, "tier", format!("tier must be 0, 1 or 2, got {}", p.tier)));
     }
     if p.controller == Address::ZERO {
         return Err(ChainError::validation("controller", "non-zero address", "controller must be a non-zero address"));
@@ -536,7 +547,7 @@ fn check_caller_limits(p: &ActivateParams, machine_id: U256, quote: &Quote) -> R
     if let Some(exp) = p.expected_machine_id {
         if exp != machine_id {
             return Err(act(
-                "MACHINE_ID_MISMATCH",
+                ErrorCode::MachineIdMismatch,
                 "expected_machine_id",
                 format!("computed machine id {machine_id} differs from expected {exp}"),
             ));
@@ -545,7 +556,7 @@ fn check_caller_limits(p: &ActivateParams, machine_id: U256, quote: &Quote) -> R
     if let Some(max) = p.max_net_peaq_amount {
         if quote.net > max {
             return Err(act(
-                "MAX_NET_PEAQ_EXCEEDED",
+                ErrorCode::MaxNetPeaqExceeded,
                 "max_net_peaq_amount",
                 format!("net PEAQ amount {} exceeds the maximum {max}", quote.net),
             ));
@@ -566,13 +577,13 @@ fn activation_journal(p: &ActivateParams, machine_id: U256, signer: Address) -> 
 }
 
 /// Reverts during activation keep their decoded code; others get `fallback`.
-fn as_activation(e: ChainError, fallback: &str) -> ChainError {
+fn as_activation(e: ChainError, fallback: ErrorCode) -> ChainError {
     match e {
         ChainError::Revert { code, message, .. } => {
-            let code = if code == "TX_REVERTED" { fallback.to_string() } else { code };
+            let code = if code == ErrorCode::TxReverted { fallback } else { code };
             ChainError::Activation { code, field: String::new(), message }
         }
-        ChainError::Tx { code, message, .. } if code != "RECEIPT_AWAIT_FAILED" => {
+        ChainError::Tx { code, message, .. } if code != ErrorCode::ReceiptAwaitFailed => {
             ChainError::Activation { code, field: String::new(), message }
         }
         other => other,

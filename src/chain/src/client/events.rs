@@ -7,7 +7,7 @@ use serde_json::{json, Map};
 
 use super::ChainClient;
 use crate::encoding;
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 use crate::limits::Reservation;
 use crate::outbox::IntentState;
 use crate::validation::{self, SubmitEventParams, ValidEvent};
@@ -141,20 +141,22 @@ fn map_batch_error(err: ChainError, events: &[ValidEvent]) -> ChainError {
     let single = if ids.len() == 1 { Some(ids[0]) } else { None };
     match err {
         ChainError::Tx { code, message, intent_id, tx_hash } => {
-            let message = match (code.as_str(), single) {
-                ("NOT_OWNER_OR_CONTROLLER", Some(m)) => {
+            let message = match (code, single) {
+                (ErrorCode::NotOwnerOrController, Some(m)) => {
                     format!("Caller is neither the owner nor the DID controller of machine {m}")
                 }
-                ("NOT_OWNER_OR_CONTROLLER", None) => {
+                (ErrorCode::NotOwnerOrController, None) => {
                     "Caller is neither the owner nor the DID controller of one or more machines in this batch"
                         .to_string()
                 }
-                ("SUBSCRIPTION_NOT_ELIGIBLE", Some(m)) => format!("Machine {m} subscription is not Active or Grace"),
-                ("SUBSCRIPTION_NOT_ELIGIBLE", None) => {
+                (ErrorCode::SubscriptionNotEligible, Some(m)) => {
+                    format!("Machine {m} subscription is not Active or Grace")
+                }
+                (ErrorCode::SubscriptionNotEligible, None) => {
                     "One or more machines in this batch are not Active or Grace".to_string()
                 }
-                ("MACHINE_NOT_FOUND", Some(m)) => format!("Machine ID {m} does not exist on this deployment"),
-                ("MACHINE_NOT_FOUND", None) => {
+                (ErrorCode::MachineNotFound, Some(m)) => format!("Machine ID {m} does not exist on this deployment"),
+                (ErrorCode::MachineNotFound, None) => {
                     "One or more machine IDs in this batch do not exist on this deployment".to_string()
                 }
                 _ => message,
@@ -169,12 +171,14 @@ fn map_batch_error(err: ChainError, events: &[ValidEvent]) -> ChainError {
 fn map_event_error(err: ChainError, e: &ValidEvent) -> ChainError {
     match err {
         ChainError::Tx { code, message, intent_id, tx_hash } => {
-            let message = match code.as_str() {
-                "NOT_OWNER_OR_CONTROLLER" => {
+            let message = match code {
+                ErrorCode::NotOwnerOrController => {
                     format!("Caller is neither the owner nor the DID controller of machine {}", e.machine_id)
                 }
-                "SUBSCRIPTION_NOT_ELIGIBLE" => format!("Machine {} subscription is not Active or Grace", e.machine_id),
-                "MACHINE_NOT_FOUND" => format!("Machine ID {} does not exist on this deployment", e.machine_id),
+                ErrorCode::SubscriptionNotEligible => {
+                    format!("Machine {} subscription is not Active or Grace", e.machine_id)
+                }
+                ErrorCode::MachineNotFound => format!("Machine ID {} does not exist on this deployment", e.machine_id),
                 _ => message,
             };
             ChainError::Tx { code, message, intent_id, tx_hash }

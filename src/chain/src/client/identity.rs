@@ -11,7 +11,7 @@ use super::{jnum, logs_from, ChainClient};
 use crate::bindings::*;
 use crate::config::Generation;
 use crate::encoding::{self, MachineDidAttributes};
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 use crate::revert::RevertScope;
 
 /// A state-changing step that may have been skipped because the chain already had it.
@@ -73,7 +73,7 @@ impl ChainClient {
         )?;
         let o = match self.wait(&id).await {
             Ok(o) => o,
-            Err(e) if e.code() == "AlreadyRegistered" => {
+            Err(e) if e.error_code() == ErrorCode::Solidity("AlreadyRegistered") => {
                 // CLI race handling: re-read.
                 let again = self.machine_id_of_owner(target).await?;
                 if again.is_zero() {
@@ -90,7 +90,7 @@ impl ChainClient {
         let logs = logs_from(&o.receipt.logs, self.inner.cfg.gen1.identity_registry, topic);
         let Some(log) = logs.first() else {
             return Err(ChainError::Tx {
-                code: "REGISTERED_EVENT_MISSING".into(),
+                code: ErrorCode::RegisteredEventMissing,
                 message: "receipt has no Registered event from the IdentityRegistry".into(),
                 intent_id: id,
                 tx_hash: format!("{:#x}", o.tx_hash),
@@ -99,7 +99,7 @@ impl ChainClient {
         let machine_id = log.topics.get(1).map(|t| U256::from_be_bytes(t.0)).unwrap_or_default();
         if machine_id.is_zero() {
             return Err(ChainError::Tx {
-                code: "REGISTERED_EVENT_MALFORMED".into(),
+                code: ErrorCode::RegisteredEventMalformed,
                 message: "Registered event carries no positive machineId".into(),
                 intent_id: id,
                 tx_hash: format!("{:#x}", o.tx_hash),
@@ -160,7 +160,7 @@ impl ChainClient {
                 self.view_call(nft, IMachineNft::ownerOfCall { tokenId: existing }, RevertScope::Legacy).await?;
             if owner != recipient {
                 return Err(ChainError::Tx {
-                    code: "MINT_OWNER_MISMATCH".into(),
+                    code: ErrorCode::MintOwnerMismatch,
                     message: format!(
                         "Machine NFT {existing} of machine {machine_id} is owned by {owner:#x}, not {recipient:#x}"
                     ),
@@ -196,7 +196,7 @@ impl ChainClient {
         )?;
         let (tx, skipped) = match self.wait(&id).await {
             Ok(o) => (Some(o.tx_hash), false),
-            Err(e) if e.code() == "AlreadyMinted" => (None, true),
+            Err(e) if e.error_code() == ErrorCode::Solidity("AlreadyMinted") => (None, true),
             Err(e) => return Err(e),
         };
         let token_id = self.token_id_of(machine_id).await?;
@@ -243,7 +243,7 @@ impl ChainClient {
         let id = self.enqueue(kind, signer, self.inner.cfg.gen1.batch, U256::ZERO, input, RevertScope::Legacy, j)?;
         match self.wait(&id).await {
             Ok(o) => Ok(StepResult { tx_hash: Some(o.tx_hash), intent_id: Some(id), skipped: false }),
-            Err(e) if e.code() == "ATTRIBUTE_ALREADY_EXISTS" => {
+            Err(e) if e.error_code() == ErrorCode::AttributeAlreadyExists => {
                 Ok(StepResult { tx_hash: None, intent_id: Some(id), skipped: true })
             }
             Err(e) => Err(e),

@@ -40,7 +40,7 @@ pub use events::{BatchReceipt, EventReceipt};
 pub use identity::{MintResult, RegisterResult, StepResult};
 
 use crate::config::{Generation, ResolvedConfig};
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 use crate::journal::Journal;
 use crate::limits::{RateLimiter, Reservation};
 use crate::outbox::{IntentState, Outbox, OutboxSettings, Outcome, TxRequest, TxStatus};
@@ -75,9 +75,9 @@ impl std::fmt::Debug for ChainClient {
 
 fn read_err(what: &str, f: RpcFailure) -> ChainError {
     match f {
-        RpcFailure::Transport(m) => ChainError::rpc("RPC_UNAVAILABLE", format!("{what}: {m}")),
+        RpcFailure::Transport(m) => ChainError::rpc(ErrorCode::RpcUnavailable, format!("{what}: {m}")),
         RpcFailure::Node { code, message, .. } => {
-            ChainError::rpc("READ_FAILED", format!("{what}: RPC error {code}: {message}"))
+            ChainError::rpc(ErrorCode::ReadFailed, format!("{what}: RPC error {code}: {message}"))
         }
     }
 }
@@ -100,9 +100,9 @@ impl ChainClient {
     /// for gen-1 proxy mode) may be given.
     pub fn start(cfg: ResolvedConfig, signers: Vec<PrivateKeySigner>) -> Result<Self> {
         let default_signer = signers.first().map(|s| s.address()).ok_or_else(|| {
-            ChainError::config("SIGNER_UNAVAILABLE", "signers", "at least one signing key is required")
+            ChainError::config(ErrorCode::SignerUnavailable, "signers", "at least one signing key is required")
         })?;
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ChainError::store("STORE_IO", &cfg.data_dir, e))?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| ChainError::store(ErrorCode::StoreIo, &cfg.data_dir, e))?;
         let rpc = Arc::new(Rpc::new(cfg.rpc_urls.clone(), Duration::from_secs(10))?);
         let journal = Arc::new(Journal::new(&cfg.data_dir));
         let outbox = Outbox::start(
@@ -178,7 +178,7 @@ impl ChainClient {
     pub fn mcr(&self) -> Result<crate::mcr::McrClient> {
         let base = self.inner.cfg.mcr_api_url.as_deref().ok_or_else(|| {
             ChainError::config(
-                "DEPLOYMENT_UNAVAILABLE",
+                ErrorCode::DeploymentUnavailable,
                 "mcr_api_url",
                 format!("no MCR API URL for {} (set mcr_api_url or PEAQOS_MCR_API_URL)", self.inner.cfg.network.name()),
             )
@@ -210,7 +210,7 @@ impl ChainClient {
         let out = self.view(to, call.abi_encode().into(), scope).await?;
         C::abi_decode_returns(&out).map_err(|_| {
             ChainError::rpc(
-                "BAD_RPC_RESPONSE",
+                ErrorCode::BadRpcResponse,
                 format!("{} at {to:#x} returned undecodable data (is the contract deployed?)", C::SIGNATURE),
             )
         })

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{read_err, ChainClient};
 use crate::bindings::*;
 use crate::encoding;
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 use crate::revert::RevertScope;
 
 impl ChainClient {
@@ -29,7 +29,7 @@ impl ChainClient {
         let id = self.inner.rpc.chain_id().await.map_err(|f| read_err("eth_chainId", f))?;
         if id != self.inner.cfg.chain_id {
             return Err(ChainError::activation(
-                "CHAIN_MISMATCH",
+                ErrorCode::ChainMismatch,
                 "chain_id",
                 format!("RPC reports chain id {id}, configuration expects {}", self.inner.cfg.chain_id),
             ));
@@ -85,7 +85,12 @@ impl ChainClient {
             .await
         {
             Ok(a) => Ok(Some(String::from_utf8_lossy(&a.value).into_owned())),
-            Err(e) if e.code() == "ATTRIBUTE_NOT_FOUND" || e.code() == "EntryNotFound" => Ok(None),
+            Err(e)
+                if e.error_code() == ErrorCode::AttributeNotFound
+                    || e.error_code() == ErrorCode::Solidity("EntryNotFound") =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::now_str;
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 use crate::revert::RevertScope;
 use crate::rpc::RpcLog;
 
@@ -96,7 +96,7 @@ pub struct Intent {
     pub created_at: String,
     pub updated_at: String,
     /// A `batchAll` of value-0 subcalls that the worker may send together with the next queued
-    /// mergeable intents of the same signer (see [`Outbox`]'s "Merging").
+    /// mergeable intents of the same signer (see [`Outbox`](super::Outbox)'s "Merging").
     #[serde(default, skip_serializing_if = "is_false")]
     pub mergeable: bool,
     /// The intents a merged transaction carries, in order.
@@ -219,10 +219,17 @@ pub(super) fn outcome_of(i: &Intent) -> Result<Outcome> {
             Ok(Outcome { intent_id: i.id.clone(), tx_hash: r.tx_hash, receipt: r.clone() })
         }
         _ => {
-            let e =
-                i.error.clone().unwrap_or(ErrorInfo { code: "TX_FAILED".into(), message: "transaction failed".into() });
+            let e = i
+                .error
+                .clone()
+                .unwrap_or(ErrorInfo { code: ErrorCode::TxFailed.to_string(), message: "transaction failed".into() });
             let tx_hash = i.receipt.as_ref().map(|r| format!("{:#x}", r.tx_hash)).unwrap_or(h);
-            Err(ChainError::Tx { code: e.code, message: e.message, intent_id: i.id.clone(), tx_hash })
+            Err(ChainError::Tx {
+                code: ErrorCode::parse(&e.code),
+                message: e.message,
+                intent_id: i.id.clone(),
+                tx_hash,
+            })
         }
     }
 }

@@ -12,7 +12,7 @@ use super::fault::{fault_point, AbortAfter};
 use super::intent::{queued_intent, Intent, IntentState, TxRequest};
 use super::Inner;
 use crate::encoding;
-use crate::error::Result;
+use crate::error::{ErrorCode, Result};
 
 impl Inner {
     /// Join `first` (queued, mergeable) with the queued mergeable intents of its signer that
@@ -172,7 +172,7 @@ impl Inner {
                 None => self.fail(
                     m.clone(),
                     IntentState::Failed,
-                    "MERGE_RECORD_MISSING",
+                    ErrorCode::MergeRecordMissing,
                     format!("the record of merged transaction {cid} is missing; this batch is not re-sent (its transaction may have been sent)"),
                 ),
             };

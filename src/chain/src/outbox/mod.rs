@@ -95,7 +95,7 @@ use tracing::{debug, info, warn};
 
 pub use intent::{Attempt, ErrorInfo, Intent, IntentState, Outcome, ReceiptInfo, TxRequest, TxStatus};
 
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 use crate::journal::Journal;
 use crate::rpc::Rpc;
 use intent::{cache_copy, outcome_of, queued_intent};
@@ -203,7 +203,7 @@ impl Outbox {
     pub fn enqueue(&self, req: TxRequest) -> Result<String> {
         if !self.inner.signers.contains_key(&req.signer) {
             return Err(ChainError::config(
-                "SIGNER_UNAVAILABLE",
+                ErrorCode::SignerUnavailable,
                 "signer",
                 format!("no key configured for signer {:#x}", req.signer),
             ));
@@ -262,7 +262,7 @@ impl Outbox {
                 }
             } else {
                 return Err(ChainError::Tx {
-                    code: "INTENT_UNKNOWN".into(),
+                    code: ErrorCode::IntentUnknown,
                     message: format!("unknown intent {id}"),
                     intent_id: id.into(),
                     tx_hash: String::new(),
@@ -283,7 +283,7 @@ impl Outbox {
                         ),
                     };
                     return Err(ChainError::Tx {
-                        code: "RECEIPT_AWAIT_FAILED".into(),
+                        code: ErrorCode::ReceiptAwaitFailed,
                         message,
                         intent_id: id.into(),
                         tx_hash: h,
@@ -366,7 +366,8 @@ impl Inner {
         Ok(())
     }
 
-    fn fail(&self, mut i: Intent, state: IntentState, code: &str, message: String) -> Result<()> {
+    fn fail(&self, mut i: Intent, state: IntentState, code: ErrorCode, message: String) -> Result<()> {
+        let code = code.as_str();
         warn!(intent = %i.id, code, reason = %message, "outbox: intent {}", state.as_str());
         i.state = state;
         i.error = Some(ErrorInfo { code: code.into(), message });

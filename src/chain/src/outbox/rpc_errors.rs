@@ -3,6 +3,7 @@
 //! reconciling. Anything not matched here (insufficient funds, …) is a hard refusal, whose code
 //! [`broadcast_refusal`] decides (as [`simulation_revert`] does for a refused gas measurement).
 
+use crate::error::ErrorCode;
 use crate::revert::{self, RevertScope};
 use crate::rpc::RpcFailure;
 
@@ -29,7 +30,7 @@ pub(super) fn nonce_too_low(msg: &str) -> bool {
 
 /// (code, message) of a gas measurement the node refused as a revert: the decoded revert data,
 /// else the node's message classified as a revert reason.
-pub(super) fn simulation_revert(scope: RevertScope, f: &RpcFailure) -> (String, String) {
+pub(super) fn simulation_revert(scope: RevertScope, f: &RpcFailure) -> (ErrorCode, String) {
     let r = match f {
         RpcFailure::Node { data: Some(d), .. } if !d.is_empty() => revert::decode(scope, d),
         other => revert::decode_reason(scope, &other.message()),
@@ -39,7 +40,7 @@ pub(super) fn simulation_revert(scope: RevertScope, f: &RpcFailure) -> (String, 
 
 /// (code, message) of a hard refusal of a first broadcast: decoded revert data, a revert reason
 /// in the node's message, else the RPC failure's own code (e.g. insufficient funds ⇒ `RPC_ERROR`).
-pub(super) fn broadcast_refusal(scope: RevertScope, f: &RpcFailure) -> (String, String) {
+pub(super) fn broadcast_refusal(scope: RevertScope, f: &RpcFailure) -> (ErrorCode, String) {
     match f {
         RpcFailure::Node { data: Some(d), .. } if !d.is_empty() => {
             let r = revert::decode(scope, d);
@@ -51,7 +52,7 @@ pub(super) fn broadcast_refusal(scope: RevertScope, f: &RpcFailure) -> (String, 
         }
         other => {
             let e = other.clone().into_error();
-            (e.code().to_string(), e.to_string())
+            (e.error_code(), e.to_string())
         }
     }
 }

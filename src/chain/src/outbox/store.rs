@@ -8,7 +8,7 @@ use alloy::primitives::{Address, B256};
 use serde_json::{json, Value};
 
 use super::intent::Intent;
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 
 /// Durable file operations.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub(super) struct Store {
 }
 
 pub(super) fn io_err(p: &Path, e: impl std::fmt::Display) -> ChainError {
-    ChainError::store("STORE_IO", p, e)
+    ChainError::store(ErrorCode::StoreIo, p, e)
 }
 
 impl Store {
@@ -44,7 +44,7 @@ impl Store {
             // SAFETY: flock on a valid, owned file descriptor.
             let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc != 0 {
-                return Err(ChainError::store("STORE_LOCKED", &lp, "another process holds the outbox lock"));
+                return Err(ChainError::store(ErrorCode::StoreLocked, &lp, "another process holds the outbox lock"));
             }
         }
         Ok(Store { root, _lock: f })
@@ -84,7 +84,8 @@ impl Store {
                 continue;
             }
             let s = fs::read(&p).map_err(|e| io_err(&p, e))?;
-            let i: Intent = serde_json::from_slice(&s).map_err(|e| ChainError::store("STORE_CORRUPT", &p, e))?;
+            let i: Intent =
+                serde_json::from_slice(&s).map_err(|e| ChainError::store(ErrorCode::StoreCorrupt, &p, e))?;
             out.push(i);
         }
         out.sort_by_key(|i| i.seq);
@@ -115,7 +116,8 @@ impl Store {
         let p = self.nonce_path(signer);
         match fs::read(&p) {
             Ok(s) => {
-                let v: Value = serde_json::from_slice(&s).map_err(|e| ChainError::store("STORE_CORRUPT", &p, e))?;
+                let v: Value =
+                    serde_json::from_slice(&s).map_err(|e| ChainError::store(ErrorCode::StoreCorrupt, &p, e))?;
                 let genesis = v.get("genesis").and_then(Value::as_str).and_then(|g| g.parse::<B256>().ok());
                 Ok(v.get("next_nonce").and_then(Value::as_u64).map(|n| (n, genesis)))
             }

@@ -17,7 +17,7 @@ use super::fault::{fault_point, AbortAfter};
 use super::intent::{Attempt, ErrorInfo, Intent, IntentState, ReceiptInfo};
 use super::rpc_errors::{already_known, broadcast_refusal, fee_refusal, nonce_too_low, simulation_revert};
 use super::{now_str, Inner};
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 use crate::revert;
 use crate::rpc::{CallRequest, RpcFailure, RpcReceipt};
 
@@ -45,7 +45,7 @@ impl Inner {
         let block = block.map(|b| format!(" ({b})")).unwrap_or_default();
         let node = if node.is_empty() { String::new() } else { format!("; node: {node}") };
         let message = format!("the {what} needs {need} than a block holds{block}; send fewer events per batch{node}");
-        let _ = self.fail(i, IntentState::Failed, "GAS_LIMIT_EXCEEDS_BLOCK", message);
+        let _ = self.fail(i, IntentState::Failed, ErrorCode::GasLimitExceedsBlock, message);
     }
 
     /// Hash of the chain's genesis block (read once; `None` when the node has no block 0).
@@ -85,7 +85,11 @@ impl Inner {
 
     pub(super) fn sign(&self, i: &Intent, nonce: u64, gas_limit: u64, max_fee: u128, prio: u128) -> Result<Attempt> {
         let signer = self.signers.get(&i.signer).ok_or_else(|| {
-            ChainError::config("SIGNER_UNAVAILABLE", "signer", format!("no key configured for signer {:#x}", i.signer))
+            ChainError::config(
+                ErrorCode::SignerUnavailable,
+                "signer",
+                format!("no key configured for signer {:#x}", i.signer),
+            )
         })?;
         let tx = TxEip1559 {
             chain_id: i.chain_id,
@@ -100,7 +104,7 @@ impl Inner {
         };
         let sig = signer
             .sign_hash_sync(&tx.signature_hash())
-            .map_err(|_| ChainError::config("SIGNER_UNAVAILABLE", "signer", "signing failed"))?;
+            .map_err(|_| ChainError::config(ErrorCode::SignerUnavailable, "signer", "signing failed"))?;
         let signed = tx.into_signed(sig);
         let hash = *signed.hash();
         let env = TxEnvelope::Eip1559(signed);
@@ -128,7 +132,7 @@ impl Inner {
         Ok((max_fee.max(prio), prio, block_gas))
     }
 
-    pub(super) async fn revert_reason(&self, i: &Intent, block: u64) -> (String, String) {
+    pub(super) async fn revert_reason(&self, i: &Intent, block: u64) -> (ErrorCode, String) {
         let req = CallRequest { from: Some(i.signer), to: i.to, value: i.value, data: i.input.clone() };
         let at = block.saturating_sub(1);
         match self.rpc.call_at(&req, at).await {
@@ -142,7 +146,7 @@ impl Inner {
                 let r = revert::decode_reason(i.scope(), &message);
                 (r.code, r.message)
             }
-            _ => ("TX_REVERTED".into(), "Transaction reverted on-chain after submission".into()),
+            _ => (ErrorCode::TxReverted, "Transaction reverted on-chain after submission".into()),
         }
     }
 
@@ -165,7 +169,7 @@ impl Inner {
             self.commit(i)
         } else {
             let (code, message) = self.revert_reason(&i, block).await;
-            self.fail(i, IntentState::Failed, &code, message)
+            self.fail(i, IntentState::Failed, code, message)
         }
     }
 
@@ -263,7 +267,7 @@ impl Inner {
                 return Ok(Step::Continue);
             }
             let msg = format!("nonce {nonce} of {:#x} was consumed by another transaction; {hash:#x} was not included and is not re-sent", i.signer);
-            let _ = self.fail(i, IntentState::Conflicting, "NONCE_CONFLICT", msg);
+            let _ = self.fail(i, IntentState::Conflicting, ErrorCode::NonceConflict, msg);
             return Ok(Step::Continue);
         }
         // Unknown and nonce free: re-broadcast the same stored raw transaction.
@@ -291,7 +295,7 @@ impl Inner {
                 let message = f.message();
                 warn!(intent = %i.id, error = %message, "re-broadcast refused; retrying later");
                 if i.error.as_ref().map(|e| e.message.as_str()) != Some(message.as_str()) {
-                    i.error = Some(ErrorInfo { code: "REBROADCAST_REFUSED".into(), message });
+                    i.error = Some(ErrorInfo { code: ErrorCode::RebroadcastRefused.to_string(), message });
                     let _ = self.commit(i);
                 }
                 Ok(Step::Blocked)
@@ -333,7 +337,7 @@ impl Inner {
         let a = match self.sign(&i, nonce, gas_limit, max_fee, prio) {
             Ok(a) => a,
             Err(e) => {
-                let _ = self.fail(i, IntentState::Failed, e.code(), e.to_string());
+                let _ = self.fail(i, IntentState::Failed, e.error_code(), e.to_string());
                 return Ok(Step::Continue);
             }
         };
@@ -374,12 +378,12 @@ impl Inner {
             }
             Err(f) if f.is_revert() => {
                 let (code, message) = simulation_revert(i.scope(), &f);
-                let _ = self.fail(i.clone(), IntentState::Failed, &code, message);
+                let _ = self.fail(i.clone(), IntentState::Failed, code, message);
                 return Ok(None);
             }
             Err(f) => {
                 let e = f.into_error();
-                let _ = self.fail(i.clone(), IntentState::Failed, e.code(), e.to_string());
+                let _ = self.fail(i.clone(), IntentState::Failed, e.error_code(), e.to_string());
                 return Ok(None);
             }
         };
@@ -415,7 +419,7 @@ impl Inner {
                 // and no later intent of this signer has been signed yet ⇒ give the nonce back.
                 let (code, message) = broadcast_refusal(i.scope(), &f);
                 let signer = i.signer;
-                let _ = self.fail(i, IntentState::Failed, &code, message);
+                let _ = self.fail(i, IntentState::Failed, code, message);
                 let _ = self.store.write_nonce(signer, nonce, self.genesis_cached());
                 cache.next_nonce.insert(signer, nonce);
                 return Ok(Step::Continue);
