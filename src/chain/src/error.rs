@@ -5,6 +5,10 @@
 //! `TypeError`, revert codes come from [`crate::revert`], MCR codes from [`crate::mcr`]) and a
 //! `field()` naming the input concerned (empty when none). Messages never contain key material:
 //! signers appear only as addresses, RPC URLs are reduced to scheme+host by [`redact_url`].
+//!
+//! The code strings themselves live in one table, [`ErrorCode`]; variants carry an `ErrorCode`, and
+//! `code()` gives its string. No variant wraps another error (they carry text), so none has a
+//! `#[source]`.
 
 use thiserror::Error;
 

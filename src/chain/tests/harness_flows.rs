@@ -28,6 +28,7 @@ fn client(
     ChainClient::start(cfg, keys.iter().map(|k| signer(&h.key(*k))).collect()).unwrap()
 }
 
+// Over 100 lines: one scenario on one harness chain; each step needs the state the previous one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gen2_activate_submit_batch() {
     let h = Harness::spawn();

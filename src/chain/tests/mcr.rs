@@ -46,6 +46,7 @@ fn mcr_body(did: &str) -> String {
            "total_revenue": 12345, "average_revenue_per_event": 4115, "last_updated": 1735000000, "mcr_degraded": false}).to_string()
 }
 
+// Over 100 lines: one mock server with a route per response shape, one assertion block per route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shapes_errors_and_correlation() {
     let big = "57896044618658097711785492504343953926634992332820282019728792003956564819975";

@@ -21,6 +21,7 @@ fn outcome<T>(r: Result<T, ChainError>) -> Value {
     }
 }
 
+// Over 100 lines: one machine on one harness chain, then our outcomes beside the SDK's for the same calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_outcomes_as_the_sdk() {
     let h = Harness::spawn();

@@ -60,6 +60,7 @@ fn params(p: &Value) -> SubmitEventParams {
     }
 }
 
+// Over 100 lines: one SDK oracle run, then one comparison loop per case family (submit, batch, activate, ...).
 #[test]
 fn matches_sdk_on_random_cases() {
     let count: usize = std::env::var("PEAQOS_SDK_CASES")

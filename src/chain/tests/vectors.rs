@@ -233,6 +233,7 @@ fn legacy_calldata() {
     let _ = Bytes::new();
 }
 
+// Over 100 lines: a flat table of SDK validation cases, one entry per case, then one loop over it.
 #[test]
 fn validation_outcomes_match_sdk() {
     let Some(v) = load("v2_events_activation.json") else {
