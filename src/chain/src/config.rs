@@ -15,7 +15,7 @@ use std::str::FromStr;
 use alloy::primitives::{address, Address};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 
 /// peaqOS contract generation (SPEC §0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -89,7 +89,7 @@ impl FromStr for Network {
             "peaq" | "mainnet" => Ok(Network::Peaq),
             "agung" | "testnet" => Ok(Network::Agung),
             other => Err(ChainError::config(
-                "DEPLOYMENT_UNKNOWN",
+                ErrorCode::DeploymentUnknown,
                 "network",
                 format!("unknown network {other:?} (expected peaq|mainnet|agung|testnet)"),
             )),
@@ -222,10 +222,7 @@ pub const ADDRESS_ENV_VARS: &[(&str, &str)] = &[
     ("machine_subscription", "MACHINE_SUBSCRIPTION_ADDRESS"),
     ("cross_chain_mirror", "CROSS_CHAIN_MIRROR_ADDRESS"),
     ("machine_bridge_adapter", "MACHINE_BRIDGE_ADAPTER_ADDRESS"),
-    (
-        "subscription_token_provision_pool",
-        "SUBSCRIPTION_TOKEN_PROVISION_POOL_ADDRESS",
-    ),
+    ("subscription_token_provision_pool", "SUBSCRIPTION_TOKEN_PROVISION_POOL_ADDRESS"),
     ("peaq_token", "PEAQ_TOKEN_ADDRESS"),
 ];
 
@@ -344,19 +341,18 @@ impl ChainConfig {
             Ok(v) if !v.trim().is_empty() => v.parse()?,
             _ => Network::Peaq,
         };
-        let generation =
-            match std::env::var("PEAQOS_GENERATION").map(|v| v.trim().to_ascii_lowercase()) {
-                Ok(v) if v == "legacy" || v == "gen1" => Generation::Legacy,
-                Ok(v) if v.is_empty() || v == "economics2" || v == "gen2" => Generation::Economics2,
-                Ok(v) => {
-                    return Err(ChainError::config(
-                        "CONFIG_INVALID",
-                        "PEAQOS_GENERATION",
-                        format!("unknown generation {v:?} (economics2|legacy)"),
-                    ))
-                }
-                Err(_) => Generation::Economics2,
-            };
+        let generation = match std::env::var("PEAQOS_GENERATION").map(|v| v.trim().to_ascii_lowercase()) {
+            Ok(v) if v == "legacy" || v == "gen1" => Generation::Legacy,
+            Ok(v) if v.is_empty() || v == "economics2" || v == "gen2" => Generation::Economics2,
+            Ok(v) => {
+                return Err(ChainError::config(
+                    ErrorCode::ConfigInvalid,
+                    "PEAQOS_GENERATION",
+                    format!("unknown generation {v:?} (economics2|legacy)"),
+                ))
+            }
+            Err(_) => Generation::Economics2,
+        };
         Ok(ChainConfig::new(network, generation, data_dir))
     }
 
@@ -367,21 +363,43 @@ impl ChainConfig {
 
     /// Resolve with an explicit environment lookup (tests).
     pub fn resolve_with(&self, env: impl Fn(&str) -> Option<String>) -> Result<ResolvedConfig> {
-        let env = |k: &str| {
-            env(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let env = |k: &str| env(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         // Network: explicit config is always set (defaults to peaq); PEAQOS_NETWORK only used
         // when the config left the default and the env says otherwise? No: explicit wins, so the
         // env var is only a fallback for callers that build the config from env (from_env).
         let network = self.network;
+        let ov = self.address_overrides(&env)?;
+        let (g1, g2) = self.addresses_with(network, &ov);
+        let rpc_urls = self.rpc_urls_with(network, &env)?;
+        let mcr_api_url =
+            self.mcr_api_url.clone().or_else(|| env("PEAQOS_MCR_API_URL")).or_else(|| network.default_mcr());
+        self.check_timing()?;
+        Ok(ResolvedConfig {
+            generation: self.generation,
+            network,
+            chain_id: self.chain_id.unwrap_or(network.chain_id()),
+            rpc_urls,
+            gen1: g1,
+            gen2: g2,
+            mcr_api_url,
+            limits: self.limits,
+            receipt_timeout: std::time::Duration::from_millis(self.receipt_timeout_ms),
+            poll_interval: std::time::Duration::from_millis(self.poll_interval_ms),
+            max_backoff: std::time::Duration::from_millis(self.max_backoff_ms.max(self.poll_interval_ms)),
+            merge_max_events: self.merge_max_events,
+            data_dir: self.data_dir.clone(),
+        })
+    }
+
+    /// Address overrides: the `*_ADDRESS` environment variables, then the explicit config values
+    /// (which win).
+    fn address_overrides(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<AddressOverrides> {
         let mut ov = AddressOverrides::default();
         for (role, var) in ADDRESS_ENV_VARS {
             if let Some(v) = env(var) {
                 let a = Address::from_str(&v).map_err(|_| {
                     ChainError::config(
-                        "CONFIG_INVALID",
+                        ErrorCode::ConfigInvalid,
                         var,
                         format!("{var} is not a 0x-prefixed 20-byte address"),
                     )
@@ -399,6 +417,11 @@ impl ChainConfig {
                 *ov.slot(role).expect("role table is exhaustive") = Some(a);
             }
         }
+        Ok(ov)
+    }
+
+    /// The network's preset addresses of both generations with `ov` applied.
+    fn addresses_with(&self, network: Network, ov: &AddressOverrides) -> (Gen1Addresses, Gen2Addresses) {
         let mut g1 = gen1_preset(network);
         let mut g2 = gen2_preset(network);
         macro_rules! apply {
@@ -425,10 +448,7 @@ impl ChainConfig {
         apply!(g2.machine_subscription, ov.machine_subscription);
         apply!(g2.cross_chain_mirror, ov.cross_chain_mirror);
         apply!(g2.machine_bridge_adapter, ov.machine_bridge_adapter);
-        apply!(
-            g2.subscription_token_provision_pool,
-            ov.subscription_token_provision_pool
-        );
+        apply!(g2.subscription_token_provision_pool, ov.subscription_token_provision_pool);
         apply!(g2.peaq_token, ov.peaq_token);
         apply!(g2.batch, ov.batch_precompile);
         if let Some(er) = ov.event_registry {
@@ -437,51 +457,46 @@ impl ChainConfig {
                 Generation::Economics2 => g2.event_registry = Some(er),
             }
         }
+        (g1, g2)
+    }
 
+    /// RPC URLs: explicit, else `PEAQOS_RPC_URL` (comma-separated), else the network's; each an
+    /// http(s) URL, at least one.
+    fn rpc_urls_with(&self, network: Network, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>> {
         let rpc_urls: Vec<String> = if !self.rpc_urls.is_empty() {
             self.rpc_urls.clone()
         } else if let Some(v) = env("PEAQOS_RPC_URL") {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
+            v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
         } else {
             network.default_rpc_urls()
         };
         for (i, u) in rpc_urls.iter().enumerate() {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
                 return Err(ChainError::config(
-                    "CONFIG_INVALID",
+                    ErrorCode::ConfigInvalid,
                     &format!("rpc_urls[{i}]"),
-                    format!(
-                        "rpc_urls[{i}] must be an http(s) URL, got {}",
-                        crate::error::redact_url(u)
-                    ),
+                    format!("rpc_urls[{i}] must be an http(s) URL, got {}", crate::error::redact_url(u)),
                 ));
             }
         }
         if rpc_urls.is_empty() {
-            return Err(ChainError::config(
-                "CONFIG_INVALID",
-                "rpc_urls",
-                "no RPC URL configured",
-            ));
+            return Err(ChainError::config(ErrorCode::ConfigInvalid, "rpc_urls", "no RPC URL configured"));
         }
-        let mcr_api_url = self
-            .mcr_api_url
-            .clone()
-            .or_else(|| env("PEAQOS_MCR_API_URL"))
-            .or_else(|| network.default_mcr());
+        Ok(rpc_urls)
+    }
+
+    /// Poll interval and receipt timeout above zero, merge size within the batch precompile's.
+    fn check_timing(&self) -> Result<()> {
         if self.poll_interval_ms == 0 {
             return Err(ChainError::config(
-                "CONFIG_INVALID",
+                ErrorCode::ConfigInvalid,
                 "poll_interval_ms",
                 "poll_interval_ms must be > 0",
             ));
         }
         if self.merge_max_events > 512 {
             return Err(ChainError::config(
-                "CONFIG_INVALID",
+                ErrorCode::ConfigInvalid,
                 "merge_max_events",
                 format!(
                     "merge_max_events must be 0..512 (the batch precompile's limit), got {}",
@@ -491,28 +506,12 @@ impl ChainConfig {
         }
         if self.receipt_timeout_ms == 0 {
             return Err(ChainError::config(
-                "CONFIG_INVALID",
+                ErrorCode::ConfigInvalid,
                 "receipt_timeout_ms",
                 "receipt_timeout_ms must be > 0",
             ));
         }
-        Ok(ResolvedConfig {
-            generation: self.generation,
-            network,
-            chain_id: self.chain_id.unwrap_or(network.chain_id()),
-            rpc_urls,
-            gen1: g1,
-            gen2: g2,
-            mcr_api_url,
-            limits: self.limits,
-            receipt_timeout: std::time::Duration::from_millis(self.receipt_timeout_ms),
-            poll_interval: std::time::Duration::from_millis(self.poll_interval_ms),
-            max_backoff: std::time::Duration::from_millis(
-                self.max_backoff_ms.max(self.poll_interval_ms),
-            ),
-            merge_max_events: self.merge_max_events,
-            data_dir: self.data_dir.clone(),
-        })
+        Ok(())
     }
 }
 
@@ -541,7 +540,7 @@ impl ResolvedConfig {
             Generation::Legacy => Ok(self.gen1.event_registry),
             Generation::Economics2 => self.gen2.event_registry.ok_or_else(|| {
                 ChainError::config(
-                    "DEPLOYMENT_UNAVAILABLE",
+                    ErrorCode::DeploymentUnavailable,
                     "event_registry",
                     format!(
                         "Deployment {} records no EventRegistry (agung publishes no 2.0 EventRegistry); set addresses.event_registry or EVENT_REGISTRY_ADDRESS",
@@ -573,12 +572,9 @@ impl ResolvedConfig {
             Ok(())
         } else {
             Err(ChainError::config(
-                "GENERATION_UNSUPPORTED",
+                ErrorCode::GenerationUnsupported,
                 "generation",
-                format!(
-                    "{op} is only available for generation {g:?}, configured {:?}",
-                    self.generation
-                ),
+                format!("{op} is only available for generation {g:?}, configured {:?}", self.generation),
             ))
         }
     }
@@ -590,78 +586,45 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(map: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = map
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = map.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 
     #[test]
     fn presets() {
-        let c = ChainConfig::new(Network::Peaq, Generation::Economics2, "/tmp/x")
-            .resolve_with(env(&[]))
-            .unwrap();
+        let c = ChainConfig::new(Network::Peaq, Generation::Economics2, "/tmp/x").resolve_with(env(&[])).unwrap();
         assert_eq!(c.chain_id, 3338);
-        assert_eq!(
-            c.event_registry().unwrap(),
-            address!("A1e7F1d7B24dAb55Dc92491e6d9B89F6E925Ad1e")
-        );
+        assert_eq!(c.event_registry().unwrap(), address!("A1e7F1d7B24dAb55Dc92491e6d9B89F6E925Ad1e"));
         assert_eq!(c.mcr_api_url.as_deref(), Some("https://mcr.peaq.xyz"));
         assert_eq!(c.rpc_urls[0], "https://quicknode1.peaq.xyz");
-        let a = ChainConfig::new(Network::Agung, Generation::Economics2, "/tmp/x")
-            .resolve_with(env(&[]))
-            .unwrap();
+        let a = ChainConfig::new(Network::Agung, Generation::Economics2, "/tmp/x").resolve_with(env(&[])).unwrap();
         assert_eq!(a.chain_id, 9990);
         let e = a.event_registry().unwrap_err();
         assert_eq!(e.code(), "DEPLOYMENT_UNAVAILABLE");
         assert_eq!(a.mcr_api_url, None);
-        let l = ChainConfig::new(Network::Agung, Generation::Legacy, "/tmp/x")
-            .resolve_with(env(&[]))
-            .unwrap();
-        assert_eq!(
-            l.event_registry().unwrap(),
-            address!("2DAD8905380993940e340C5cE6d313d5c2780040")
-        );
+        let l = ChainConfig::new(Network::Agung, Generation::Legacy, "/tmp/x").resolve_with(env(&[])).unwrap();
+        assert_eq!(l.event_registry().unwrap(), address!("2DAD8905380993940e340C5cE6d313d5c2780040"));
         assert_eq!(l.gen1.machine_nft_adapter, None);
     }
 
     #[test]
     fn env_then_explicit_overrides() {
         let e = env(&[
-            (
-                "EVENT_REGISTRY_ADDRESS",
-                "0x1111111111111111111111111111111111111111",
-            ),
-            (
-                "MACHINE_NFT_ADDRESS",
-                "0x2222222222222222222222222222222222222222",
-            ),
+            ("EVENT_REGISTRY_ADDRESS", "0x1111111111111111111111111111111111111111"),
+            ("MACHINE_NFT_ADDRESS", "0x2222222222222222222222222222222222222222"),
             ("PEAQOS_RPC_URL", "http://a:1, http://b:2"),
             ("PEAQOS_MCR_API_URL", "http://127.0.0.1:9"),
         ]);
         let mut cfg = ChainConfig::new(Network::Agung, Generation::Economics2, "/tmp/x");
         let r = cfg.resolve_with(&e).unwrap();
-        assert_eq!(
-            r.event_registry().unwrap(),
-            address!("1111111111111111111111111111111111111111")
-        );
-        assert_eq!(
-            r.gen1.machine_nft,
-            address!("2222222222222222222222222222222222222222")
-        );
-        assert_eq!(
-            r.rpc_urls,
-            vec!["http://a:1".to_string(), "http://b:2".to_string()]
-        );
+        assert_eq!(r.event_registry().unwrap(), address!("1111111111111111111111111111111111111111"));
+        assert_eq!(r.gen1.machine_nft, address!("2222222222222222222222222222222222222222"));
+        assert_eq!(r.rpc_urls, vec!["http://a:1".to_string(), "http://b:2".to_string()]);
         assert_eq!(r.mcr_api_url.as_deref(), Some("http://127.0.0.1:9"));
         cfg.addresses.event_registry = Some(address!("3333333333333333333333333333333333333333"));
         cfg.rpc_urls = vec!["http://c:3".into()];
         let r = cfg.resolve_with(&e).unwrap();
-        assert_eq!(
-            r.event_registry().unwrap(),
-            address!("3333333333333333333333333333333333333333")
-        );
+        assert_eq!(r.event_registry().unwrap(), address!("3333333333333333333333333333333333333333"));
         assert_eq!(r.rpc_urls, vec!["http://c:3".to_string()]);
     }
 
@@ -678,10 +641,7 @@ mod tests {
         let mut c = ChainConfig::new(Network::Peaq, Generation::Economics2, "/tmp/x");
         c.merge_max_events = 513;
         let err = c.resolve_with(env(&[])).unwrap_err();
-        assert_eq!(
-            (err.code(), err.field()),
-            ("CONFIG_INVALID", "merge_max_events")
-        );
+        assert_eq!((err.code(), err.field()), ("CONFIG_INVALID", "merge_max_events"));
         c.merge_max_events = 512;
         assert_eq!(c.resolve_with(env(&[])).unwrap().merge_max_events, 512);
     }
@@ -695,10 +655,7 @@ mod tests {
         assert_eq!(ok.generation, Generation::Legacy);
         assert_eq!(ok.limits.max_value_per_tx, 5);
         assert!(serde_json::from_str::<ChainConfig>(r#"{"data_dir":"/d","bogus":1}"#).is_err());
-        assert!(serde_json::from_str::<ChainConfig>(
-            r#"{"data_dir":"/d","addresses":{"nope":"0x00"}}"#
-        )
-        .is_err());
+        assert!(serde_json::from_str::<ChainConfig>(r#"{"data_dir":"/d","addresses":{"nope":"0x00"}}"#).is_err());
         assert_eq!("testnet".parse::<Network>().unwrap(), Network::Agung);
     }
 }

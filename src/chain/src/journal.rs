@@ -15,16 +15,10 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value};
 
-use crate::error::{ChainError, Result};
+use crate::error::{ChainError, ErrorCode, Result};
 
 /// Keys whose values never reach the journal.
-pub const SCRUBBED_KEYS: [&str; 5] = [
-    "totp",
-    "TOTP",
-    "private_key",
-    "privateKey",
-    "PEAQOS_PRIVATE_KEY",
-];
+pub const SCRUBBED_KEYS: [&str; 5] = ["totp", "TOTP", "private_key", "privateKey", "PEAQOS_PRIVATE_KEY"];
 
 /// Journal writer (one per data dir; serialised by a mutex).
 #[derive(Debug)]
@@ -95,17 +89,12 @@ fn scrub(v: &mut Value) {
 
 /// Python `datetime.now(timezone.utc).isoformat()`.
 pub fn py_utc_now() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6f+00:00")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
 }
 
 impl Journal {
     pub fn new(data_dir: &Path) -> Self {
-        Journal {
-            path: data_dir.join("peaqos.log"),
-            lock: Mutex::new(()),
-        }
+        Journal { path: data_dir.join("peaqos.log"), lock: Mutex::new(()) }
     }
 
     pub fn path(&self) -> &Path {
@@ -129,13 +118,9 @@ impl Journal {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts
-            .open(&self.path)
-            .map_err(|e| ChainError::store("STORE_IO", &self.path, e))?;
-        f.write_all(line.as_bytes())
-            .map_err(|e| ChainError::store("STORE_IO", &self.path, e))?;
-        f.sync_data()
-            .map_err(|e| ChainError::store("STORE_IO", &self.path, e))?;
+        let mut f = opts.open(&self.path).map_err(|e| ChainError::store(ErrorCode::StoreIo, &self.path, e))?;
+        f.write_all(line.as_bytes()).map_err(|e| ChainError::store(ErrorCode::StoreIo, &self.path, e))?;
+        f.sync_data().map_err(|e| ChainError::store(ErrorCode::StoreIo, &self.path, e))?;
         Ok(())
     }
 }
@@ -165,18 +150,12 @@ mod tests {
         m.insert("totp".into(), json!("123456"));
         j.append(m).unwrap();
         let s = std::fs::read_to_string(j.path()).unwrap();
-        assert!(
-            s.starts_with(r#"{"step": "register", "totp": "[REDACTED]", "ts": "#),
-            "{s}"
-        );
+        assert!(s.starts_with(r#"{"step": "register", "totp": "[REDACTED]", "ts": "#), "{s}");
         assert!(!s.contains("123456"));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(j.path()).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(j.path()).unwrap().permissions().mode() & 0o777, 0o600);
         }
     }
 }

@@ -10,11 +10,13 @@
 //! * [`revert`] — revert data → SDK error codes.
 //! * [`rpc`] — minimal JSON-RPC client with URL fallback (rustls + ring TLS).
 //! * [`journal`] — `<data_dir>/peaqos.log` in the CLI's JSONL shape.
-//! * [`outbox`] — durable, exactly-once transaction submission (the heart; see its docs).
+//! * [`outbox`] — durable, exactly-once transaction submission (the heart; see its docs): store,
+//!   intent records, worker, merging, RPC refusal classification, fault-injection points.
 //! * [`limits`] — operational limits (value cap, sliding-window rate limit).
-//! * [`client`] — [`ChainClient`], the async flows the ROS node calls.
+//! * [`client`] — [`ChainClient`], the async flows the ROS node calls: events, gen-1 identity,
+//!   activation (both generations), queries.
 //! * [`mcr`] — MCR API client.
-//! * [`error`] — [`ChainError`] with `code()`/`field()`.
+//! * [`error`] — [`ChainError`] with `code()`/`field()`, and [`ErrorCode`], the SDK code strings.
 //!
 //! ## Use from the ROS node
 //! ```no_run
@@ -59,5 +61,5 @@ pub mod validation;
 
 pub use client::ChainClient;
 pub use config::{ChainConfig, Generation, Network, OperationalLimits, ResolvedConfig};
-pub use error::{ChainError, Result};
+pub use error::{ChainError, ErrorCode, Result};
 pub use outbox::{IntentState, TxStatus};

@@ -18,7 +18,7 @@ use std::time::Duration;
 use alloy::primitives::U256;
 use serde_json::Value;
 
-use crate::error::{redact_url, ChainError, Result};
+use crate::error::{redact_url, ChainError, ErrorCode, Result};
 use crate::validation::MachineIdInput;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,12 +30,8 @@ pub struct McrClient {
     http: reqwest::Client,
 }
 
-fn api(code: &str, status: u16, message: impl Into<String>) -> ChainError {
-    ChainError::Api {
-        code: code.into(),
-        status,
-        message: message.into(),
-    }
+fn api(code: ErrorCode, status: u16, message: impl Into<String>) -> ChainError {
+    ChainError::Api { code, status, message: message.into() }
 }
 
 /// SDK `validate_machine_did`: `did:peaq:<canonical decimal>` → machine id.
@@ -47,30 +43,22 @@ pub fn parse_machine_did(did: &str) -> Result<U256> {
             "machine DID must be did:peaq:<canonical decimal machine id>",
         )
     })?;
-    MachineIdInput::from_decimal("did", rest)
-        .map(|m| m.0)
-        .map_err(|_| {
-            ChainError::validation(
-                "did",
-                "did:peaq:<decimal machine id>",
-                "machine DID must be did:peaq:<canonical decimal machine id>",
-            )
-        })
+    MachineIdInput::from_decimal("did", rest).map(|m| m.0).map_err(|_| {
+        ChainError::validation(
+            "did",
+            "did:peaq:<decimal machine id>",
+            "machine DID must be did:peaq:<canonical decimal machine id>",
+        )
+    })
 }
 
 /// Operator DID `did:peaq:0x<40 hex>`.
 pub fn validate_operator_did(did: &str) -> Result<()> {
-    let ok = did
-        .strip_prefix("did:peaq:0x")
-        .is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let ok = did.strip_prefix("did:peaq:0x").is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()));
     if ok {
         Ok(())
     } else {
-        Err(ChainError::validation(
-            "did",
-            "did:peaq:0x<address>",
-            "operator DID must be did:peaq:0x<40 hex digits>",
-        ))
+        Err(ChainError::validation("did", "did:peaq:0x<address>", "operator DID must be did:peaq:0x<40 hex digits>"))
     }
 }
 
@@ -79,7 +67,7 @@ impl McrClient {
         crate::rpc::install_crypto_provider();
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(ChainError::config(
-                "CONFIG_INVALID",
+                ErrorCode::ConfigInvalid,
                 "mcr_api_url",
                 "mcr_api_url must be an http(s) URL",
             ));
@@ -87,55 +75,28 @@ impl McrClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| api("NETWORK_ERROR", 0, format!("cannot build HTTP client: {e}")))?;
-        Ok(McrClient {
-            base: base_url.trim_end_matches('/').to_string(),
-            http,
-        })
+            .map_err(|e| api(ErrorCode::NetworkError, 0, format!("cannot build HTTP client: {e}")))?;
+        Ok(McrClient { base: base_url.trim_end_matches('/').to_string(), http })
     }
 
     async fn get_json(&self, op: &str, path: &str) -> Result<Value> {
         let url = format!("{}{}", self.base, path);
         let shown = format!("{}{}", redact_url(&self.base), path);
-        let resp = match self
-            .http
-            .get(&url)
-            .header("accept", "application/json")
-            .send()
-            .await
-        {
+        let resp = match self.http.get(&url).header("accept", "application/json").send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Err(api(
-                    "TIMEOUT",
-                    0,
-                    format!("{op}: request to {shown} timed out"),
-                ))
+                return Err(api(ErrorCode::Timeout, 0, format!("{op}: request to {shown} timed out")))
             }
-            Err(_) => {
-                return Err(api(
-                    "NETWORK_ERROR",
-                    0,
-                    format!("{op}: network request to {shown} failed"),
-                ))
-            }
+            Err(_) => return Err(api(ErrorCode::NetworkError, 0, format!("{op}: network request to {shown} failed"))),
         };
         let status = resp.status().as_u16();
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) if e.is_timeout() => {
-                return Err(api(
-                    "TIMEOUT",
-                    status,
-                    format!("{op}: request to {shown} timed out"),
-                ))
+                return Err(api(ErrorCode::Timeout, status, format!("{op}: request to {shown} timed out")))
             }
             Err(_) => {
-                return Err(api(
-                    "NETWORK_ERROR",
-                    status,
-                    format!("{op}: network request to {shown} failed"),
-                ))
+                return Err(api(ErrorCode::NetworkError, status, format!("{op}: network request to {shown} failed")))
             }
         };
         if !(200..300).contains(&status) {
@@ -148,51 +109,29 @@ impl McrClient {
                 ),
                 _ => (None, None),
             };
-            let suffix = server_message
-                .map(|m| format!(" — {m}"))
-                .unwrap_or_default();
+            let suffix = server_message.map(|m| format!(" — {m}")).unwrap_or_default();
             let (code, what) = match status {
-                409 if server_code.as_deref() == Some("MACHINE_HOMED_ELSEWHERE") => (
-                    "MACHINE_HOMED_ELSEWHERE",
+                409 if server_code.as_deref() == Some(ErrorCode::MachineHomedElsewhere.as_str()) => (
+                    ErrorCode::MachineHomedElsewhere,
                     "machine is registered on a chain this server cannot read".to_string(),
                 ),
-                409 => (
-                    "CONFLICT",
-                    format!("MCR API reported a conflict (HTTP {status}) at {shown}"),
-                ),
+                409 => (ErrorCode::Conflict, format!("MCR API reported a conflict (HTTP {status}) at {shown}")),
                 400 => (
-                    "INVALID_REQUEST",
+                    ErrorCode::InvalidRequest,
                     format!("MCR API rejected the request or DID (HTTP {status}) at {shown}"),
                 ),
-                401 | 403 => (
-                    "UNAUTHORIZED",
-                    format!("MCR API refused authorization (HTTP {status}) at {shown}"),
-                ),
-                404 => (
-                    "NOT_FOUND",
-                    format!("resource not found (HTTP {status}) at {shown}"),
-                ),
-                503 => (
-                    "SERVICE_UNAVAILABLE",
-                    format!("service unavailable (HTTP {status}) at {shown}"),
-                ),
-                s if s >= 500 => (
-                    "SERVER_ERROR",
-                    format!("server error (HTTP {status}) at {shown}"),
-                ),
-                _ => (
-                    "HTTP_ERROR",
-                    format!("unexpected HTTP {status} from {shown}"),
-                ),
+                401 | 403 => {
+                    (ErrorCode::Unauthorized, format!("MCR API refused authorization (HTTP {status}) at {shown}"))
+                }
+                404 => (ErrorCode::NotFound, format!("resource not found (HTTP {status}) at {shown}")),
+                503 => (ErrorCode::ServiceUnavailable, format!("service unavailable (HTTP {status}) at {shown}")),
+                s if s >= 500 => (ErrorCode::ServerError, format!("server error (HTTP {status}) at {shown}")),
+                _ => (ErrorCode::HttpError, format!("unexpected HTTP {status} from {shown}")),
             };
             return Err(api(code, status, format!("{op}: {what}{suffix}")));
         }
         serde_json::from_slice(&body).map_err(|_| {
-            api(
-                "BAD_RESPONSE",
-                status,
-                format!("{op}: MCR API at {shown} returned a non-JSON response"),
-            )
+            api(ErrorCode::BadResponse, status, format!("{op}: MCR API at {shown} returned a non-JSON response"))
         })
     }
 
@@ -201,7 +140,7 @@ impl McrClient {
             Ok(())
         } else {
             Err(api(
-                "BAD_RESPONSE",
+                ErrorCode::BadResponse,
                 200,
                 format!("{op}: response does not match the documented shape ({what})"),
             ))
@@ -209,18 +148,11 @@ impl McrClient {
     }
 
     fn correlate_machine(op: &str, requested: U256, returned: Option<&Value>) -> Result<()> {
-        let same = returned
-            .and_then(Value::as_str)
-            .and_then(|d| parse_machine_did(d).ok())
-            == Some(requested);
+        let same = returned.and_then(Value::as_str).and_then(|d| parse_machine_did(d).ok()) == Some(requested);
         if same {
             Ok(())
         } else {
-            Err(api(
-                "BAD_RESPONSE",
-                200,
-                format!("{op}: MCR API returned a response for a different machine"),
-            ))
+            Err(api(ErrorCode::BadResponse, 200, format!("{op}: MCR API returned a response for a different machine")))
         }
     }
 
@@ -230,20 +162,11 @@ impl McrClient {
         let v = self.get_json("query_mcr", &format!("/mcr/{did}")).await?;
         Self::shape("query_mcr", v.is_object(), "object")?;
         Self::correlate_machine("query_mcr", id, v.get("did"))?;
+        Self::shape("query_mcr", v.get("mcr").is_some_and(|m| m.is_string()), "mcr string")?;
+        Self::shape("query_mcr", v.get("event_count").is_some_and(Value::is_u64), "event_count integer")?;
         Self::shape(
             "query_mcr",
-            v.get("mcr").is_some_and(|m| m.is_string()),
-            "mcr string",
-        )?;
-        Self::shape(
-            "query_mcr",
-            v.get("event_count").is_some_and(Value::is_u64),
-            "event_count integer",
-        )?;
-        Self::shape(
-            "query_mcr",
-            v.get("mcr_score")
-                .is_some_and(|s| s.is_null() || s.as_u64().is_some_and(|x| x <= 100)),
+            v.get("mcr_score").is_some_and(|s| s.is_null() || s.as_u64().is_some_and(|x| x <= 100)),
             "mcr_score 0..100 or null",
         )?;
         Ok(v)
@@ -252,14 +175,8 @@ impl McrClient {
     /// `query_machine(did)`.
     pub async fn query_machine(&self, did: &str) -> Result<Value> {
         let id = parse_machine_did(did)?;
-        let v = self
-            .get_json("query_machine", &format!("/machine/{did}"))
-            .await?;
-        Self::shape(
-            "query_machine",
-            v.get("peaqos").is_some_and(Value::is_object),
-            "peaqos object",
-        )?;
+        let v = self.get_json("query_machine", &format!("/machine/{did}")).await?;
+        Self::shape("query_machine", v.get("peaqos").is_some_and(Value::is_object), "peaqos object")?;
         Self::correlate_machine("query_machine", id, v["peaqos"].get("did"))?;
         Ok(v)
     }
@@ -267,29 +184,13 @@ impl McrClient {
     /// `query_operator_machines(did)`.
     pub async fn query_operator_machines(&self, did: &str) -> Result<Value> {
         validate_operator_did(did)?;
-        let v = self
-            .get_json(
-                "query_operator_machines",
-                &format!("/operator/{did}/machines"),
-            )
-            .await?;
-        Self::shape(
-            "query_operator_machines",
-            v.get("machines").is_some_and(Value::is_array),
-            "machines array",
-        )?;
-        Self::shape(
-            "query_operator_machines",
-            v.get("pagination").is_some_and(Value::is_object),
-            "pagination object",
-        )?;
-        let same = v
-            .get("operator_did")
-            .and_then(Value::as_str)
-            .is_some_and(|r| r.eq_ignore_ascii_case(did));
+        let v = self.get_json("query_operator_machines", &format!("/operator/{did}/machines")).await?;
+        Self::shape("query_operator_machines", v.get("machines").is_some_and(Value::is_array), "machines array")?;
+        Self::shape("query_operator_machines", v.get("pagination").is_some_and(Value::is_object), "pagination object")?;
+        let same = v.get("operator_did").and_then(Value::as_str).is_some_and(|r| r.eq_ignore_ascii_case(did));
         if !same {
             return Err(api(
-                "BAD_RESPONSE",
+                ErrorCode::BadResponse,
                 200,
                 "query_operator_machines: MCR API returned a response for a different operator",
             ));

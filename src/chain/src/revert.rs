@@ -18,7 +18,7 @@ use alloy::primitives::{hex, keccak256};
 use alloy::sol_types::SolError;
 
 use crate::bindings::*;
-use crate::error::ChainError;
+use crate::error::{ChainError, ErrorCode};
 
 /// Which SDK table applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum RevertScope {
 pub struct DecodedRevert {
     /// Solidity error name (`Error` for `Error(string)`), empty if unknown.
     pub name: String,
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -96,6 +96,11 @@ pub fn declared_error_signatures() -> Vec<&'static str> {
     )
 }
 
+/// The declared error named `name`, as a `'static` name (see [`crate::error::ErrorCode::Solidity`]).
+pub(crate) fn declared_error_name(name: &str) -> Option<&'static str> {
+    declared_error_signatures().into_iter().map(|s| s.split('(').next().unwrap_or(s)).find(|n| *n == name)
+}
+
 /// Selector → error name.
 fn error_name(data: &[u8]) -> Option<&'static str> {
     let sel = data.get(..4)?;
@@ -105,124 +110,81 @@ fn error_name(data: &[u8]) -> Option<&'static str> {
         .map(|s| s.split('(').next().unwrap_or(s))
 }
 
-const GEN2_CODES: &[(&str, &str)] = &[
-    ("NotOwnerOrController", "NOT_OWNER_OR_CONTROLLER"),
-    ("SubscriptionNotEligible", "SUBSCRIPTION_NOT_ELIGIBLE"),
-    ("MetadataTooLarge", "METADATA_TOO_LARGE"),
-    ("InvalidCurrencyShape", "INVALID_CURRENCY_SHAPE"),
-    ("FutureTimestamp", "FUTURE_TIMESTAMP"),
-    ("ERC721NonexistentToken", "MACHINE_NOT_FOUND"),
+const GEN2_CODES: &[(&str, ErrorCode)] = &[
+    ("NotOwnerOrController", ErrorCode::NotOwnerOrController),
+    ("SubscriptionNotEligible", ErrorCode::SubscriptionNotEligible),
+    ("MetadataTooLarge", ErrorCode::MetadataTooLarge),
+    ("InvalidCurrencyShape", ErrorCode::InvalidCurrencyShape),
+    ("FutureTimestamp", ErrorCode::FutureTimestamp),
+    ("ERC721NonexistentToken", ErrorCode::MachineNotFound),
 ];
 
 const GEN2_MESSAGES: &[(&str, &str)] = &[
-    (
-        "NotOwnerOrController",
-        "Caller is neither the owner nor the DID controller of the machine",
-    ),
-    (
-        "SubscriptionNotEligible",
-        "Machine subscription is not Active or Grace",
-    ),
-    (
-        "MetadataTooLarge",
-        "Event metadata exceeds the EventRegistry limit",
-    ),
-    (
-        "InvalidCurrencyShape",
-        "Currency code has the wrong length or characters for this event type",
-    ),
-    (
-        "FutureTimestamp",
-        "Event timestamp is later than the block timestamp",
-    ),
-    (
-        "ERC721NonexistentToken",
-        "Machine does not exist on this deployment",
-    ),
-    (
-        "InvalidAddress",
-        "Invalid address (zero address not allowed)",
-    ),
+    ("NotOwnerOrController", "Caller is neither the owner nor the DID controller of the machine"),
+    ("SubscriptionNotEligible", "Machine subscription is not Active or Grace"),
+    ("MetadataTooLarge", "Event metadata exceeds the EventRegistry limit"),
+    ("InvalidCurrencyShape", "Currency code has the wrong length or characters for this event type"),
+    ("FutureTimestamp", "Event timestamp is later than the block timestamp"),
+    ("ERC721NonexistentToken", "Machine does not exist on this deployment"),
+    ("InvalidAddress", "Invalid address (zero address not allowed)"),
     ("InvalidEventType", "Invalid event type"),
     ("InvalidTrustLevel", "Invalid trust level"),
 ];
 
 const GEN1_MESSAGES: &[(&str, &str)] = &[
     ("AlreadyRegistered", "Machine address is already registered"),
-    (
-        "InvalidMachineAddress",
-        "Invalid machine address (zero address not allowed)",
-    ),
+    ("InvalidMachineAddress", "Invalid machine address (zero address not allowed)"),
     ("AmountZero", "Bond amount must be greater than zero"),
     ("AlreadyStaked", "Machine is already bonded/staked"),
     ("MachineNotBonded", "Machine is not bonded"),
     ("MachineNotFound", "Machine not found in the registry"),
     ("AlreadyMinted", "NFT already minted for this machine"),
     ("NotMachineOwner", "Caller is not the machine owner"),
-    (
-        "RecipientMustBeMachineOwner",
-        "Operator mint requires recipient to be the machine owner",
-    ),
-    (
-        "InvalidAddress",
-        "Invalid address (zero address not allowed)",
-    ),
+    ("RecipientMustBeMachineOwner", "Operator mint requires recipient to be the machine owner"),
+    ("InvalidAddress", "Invalid address (zero address not allowed)"),
     ("MachineDeactivated", "Machine is deactivated"),
-    (
-        "NotAuthorizedSubmitter",
-        "Caller is not authorized submitter",
-    ),
+    ("NotAuthorizedSubmitter", "Caller is not authorized submitter"),
     ("InvalidEventType", "Invalid event type"),
     ("InvalidTrustLevel", "Invalid trust level"),
 ];
 
-const ACTIVATION_CODES: &[(&str, &str)] = &[
-    ("AlreadyActivated", "ALREADY_ACTIVATED"),
-    ("AlreadyTerminated", "ALREADY_TERMINATED"),
-    ("ERC721NonexistentToken", "MACHINE_NOT_FOUND"),
-    ("InsufficientBalance", "INSUFFICIENT_BALANCE"),
-    ("InvalidTier", "INVALID_TIER"),
-    ("MachineRelocating", "MACHINE_RELOCATING"),
-    ("NotActivated", "NOT_ACTIVATED"),
-    ("NotActive", "NOT_ACTIVE"),
-    ("NotMachineOwner", "NOT_MACHINE_OWNER"),
-    ("NotOwnerOrController", "NOT_OWNER_OR_CONTROLLER"),
-    ("NotSuspended", "NOT_SUSPENDED"),
-    ("PriceNotAvailable", "PRICE_NOT_AVAILABLE"),
-    ("TechnicallyPaused", "TECHNICALLY_PAUSED"),
-    ("TierChangeWhileActive", "TIER_CHANGE_WHILE_ACTIVE"),
+const ACTIVATION_CODES: &[(&str, ErrorCode)] = &[
+    ("AlreadyActivated", ErrorCode::AlreadyActivated),
+    ("AlreadyTerminated", ErrorCode::AlreadyTerminated),
+    ("ERC721NonexistentToken", ErrorCode::MachineNotFound),
+    ("InsufficientBalance", ErrorCode::InsufficientBalance),
+    ("InvalidTier", ErrorCode::InvalidTier),
+    ("MachineRelocating", ErrorCode::MachineRelocating),
+    ("NotActivated", ErrorCode::NotActivated),
+    ("NotActive", ErrorCode::NotActive),
+    ("NotMachineOwner", ErrorCode::NotMachineOwner),
+    ("NotOwnerOrController", ErrorCode::NotOwnerOrController),
+    ("NotSuspended", ErrorCode::NotSuspended),
+    ("PriceNotAvailable", ErrorCode::PriceNotAvailable),
+    ("TechnicallyPaused", ErrorCode::TechnicallyPaused),
+    ("TierChangeWhileActive", ErrorCode::TierChangeWhileActive),
 ];
 
-fn lookup(table: &[(&str, &'static str)], k: &str) -> Option<&'static str> {
+fn lookup<T: Copy>(table: &[(&str, T)], k: &str) -> Option<T> {
     table.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
 }
 
-fn from_name(scope: RevertScope, name: &str) -> DecodedRevert {
+fn from_name(scope: RevertScope, name: &'static str) -> DecodedRevert {
     let (code, message) = match scope {
         RevertScope::EventsGen2 => (
-            lookup(GEN2_CODES, name).unwrap_or(name).to_string(),
-            lookup(GEN2_MESSAGES, name)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("Transaction reverted: {name}")),
+            lookup(GEN2_CODES, name).unwrap_or(ErrorCode::Solidity(name)),
+            lookup(GEN2_MESSAGES, name).map(str::to_string).unwrap_or_else(|| format!("Transaction reverted: {name}")),
         ),
         RevertScope::Legacy => (
-            name.to_string(),
-            lookup(GEN1_MESSAGES, name)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("Transaction reverted: {name}")),
+            ErrorCode::Solidity(name),
+            lookup(GEN1_MESSAGES, name).map(str::to_string).unwrap_or_else(|| format!("Transaction reverted: {name}")),
         ),
         RevertScope::Activation => (
-            lookup(ACTIVATION_CODES, name)
-                .unwrap_or("CONTRACT_REVERTED")
-                .to_string(),
+            lookup(ACTIVATION_CODES, name).unwrap_or(ErrorCode::ContractReverted),
             format!("Contract reverted with {name}"),
         ),
     };
-    DecodedRevert {
-        name: name.to_string(),
-        code,
-        message,
-    }
+    DecodedRevert { name: name.to_string(), code, message }
 }
 
 fn known_names(scope: RevertScope) -> Vec<&'static str> {
@@ -236,19 +198,12 @@ fn known_names(scope: RevertScope) -> Vec<&'static str> {
 /// Classify a free-text revert reason (an `Error(string)` payload or a node's error message).
 pub fn decode_reason(scope: RevertScope, reason: &str) -> DecodedRevert {
     if reason.contains("Cannot find the item") {
-        return DecodedRevert {
-            name: "Error".into(),
-            code: "ATTRIBUTE_NOT_FOUND".into(),
-            message: reason.to_string(),
-        };
+        return DecodedRevert { name: "Error".into(), code: ErrorCode::AttributeNotFound, message: reason.to_string() };
     }
-    if ["AlreadyExists", "AttributeExists", "AttributeAlreadyExist"]
-        .iter()
-        .any(|m| reason.contains(m))
-    {
+    if ["AlreadyExists", "AttributeExists", "AttributeAlreadyExist"].iter().any(|m| reason.contains(m)) {
         return DecodedRevert {
             name: "Error".into(),
-            code: "ATTRIBUTE_ALREADY_EXISTS".into(),
+            code: ErrorCode::AttributeAlreadyExists,
             message: reason.to_string(),
         };
     }
@@ -259,7 +214,7 @@ pub fn decode_reason(scope: RevertScope, reason: &str) -> DecodedRevert {
     }
     DecodedRevert {
         name: "Error".into(),
-        code: "TX_REVERTED".into(),
+        code: ErrorCode::TxReverted,
         message: format!("Transaction reverted: {reason}"),
     }
 }
@@ -272,7 +227,7 @@ pub fn decode(scope: RevertScope, data: &[u8]) -> DecodedRevert {
     if let Ok(p) = IBuiltinErrors::Panic::abi_decode(data) {
         return DecodedRevert {
             name: "Panic".into(),
-            code: "TX_REVERTED".into(),
+            code: ErrorCode::TxReverted,
             message: format!("Transaction reverted: panic code {}", p.code),
         };
     }
@@ -281,12 +236,7 @@ pub fn decode(scope: RevertScope, data: &[u8]) -> DecodedRevert {
     }
     DecodedRevert {
         name: String::new(),
-        code: if scope == RevertScope::Activation {
-            "CONTRACT_REVERTED"
-        } else {
-            "TX_REVERTED"
-        }
-        .into(),
+        code: if scope == RevertScope::Activation { ErrorCode::ContractReverted } else { ErrorCode::TxReverted },
         message: format!("Transaction reverted: 0x{}", hex::encode(data)),
     }
 }
@@ -294,9 +244,5 @@ pub fn decode(scope: RevertScope, data: &[u8]) -> DecodedRevert {
 /// As a [`ChainError::Revert`].
 pub fn to_error(scope: RevertScope, data: &[u8]) -> ChainError {
     let d = decode(scope, data);
-    ChainError::Revert {
-        code: d.code,
-        message: d.message,
-        data: format!("0x{}", hex::encode(data)),
-    }
+    ChainError::Revert { code: d.code, message: d.message, data: format!("0x{}", hex::encode(data)) }
 }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::{redact_url, ChainError};
+use crate::error::{redact_url, ChainError, ErrorCode};
 
 /// Install ring as rustls' process-wide crypto provider (idempotent): the one HTTP stack's.
 pub use peaqos_http::install_tls as install_crypto_provider;
@@ -28,22 +28,16 @@ pub enum RpcFailure {
     /// No URL answered (connection refused, timeout, HTTP 5xx/429, unparsable body).
     Transport(String),
     /// A node answered with a JSON-RPC error.
-    Node {
-        code: i64,
-        message: String,
-        data: Option<Bytes>,
-    },
+    Node { code: i64, message: String, data: Option<Bytes> },
 }
 
 impl RpcFailure {
     /// The node reported an EVM revert (revert data may still be empty).
     pub fn is_revert(&self) -> bool {
         match self {
-            RpcFailure::Node {
-                code,
-                message,
-                data,
-            } => *code == 3 || data.is_some() || message.to_ascii_lowercase().contains("revert"),
+            RpcFailure::Node { code, message, data } => {
+                *code == 3 || data.is_some() || message.to_ascii_lowercase().contains("revert")
+            }
             RpcFailure::Transport(_) => false,
         }
     }
@@ -67,15 +61,9 @@ impl RpcFailure {
             RpcFailure::Node { code, message, .. } => {
                 let m = message.to_ascii_lowercase();
                 *code == -32601
-                    || [
-                        "method not found",
-                        "not supported",
-                        "unsupported",
-                        "does not exist",
-                        "not available",
-                    ]
-                    .iter()
-                    .any(|p| m.contains(p))
+                    || ["method not found", "not supported", "unsupported", "does not exist", "not available"]
+                        .iter()
+                        .any(|p| m.contains(p))
             }
             RpcFailure::Transport(_) => false,
         }
@@ -88,12 +76,12 @@ impl RpcFailure {
     }
     pub fn into_error(self) -> ChainError {
         match self {
-            RpcFailure::Transport(m) => ChainError::rpc("RPC_UNAVAILABLE", m),
+            RpcFailure::Transport(m) => ChainError::rpc(ErrorCode::RpcUnavailable, m),
             RpcFailure::Node { code, message, .. } => {
                 let c = if code == -32005 || message.contains("rate limit") {
-                    "RPC_RATE_LIMITED"
+                    ErrorCode::RpcRateLimited
                 } else {
-                    "RPC_ERROR"
+                    ErrorCode::RpcError
                 };
                 ChainError::rpc(c, format!("RPC error {code}: {message}"))
             }
@@ -176,8 +164,7 @@ pub struct CallRequest {
 
 impl CallRequest {
     fn to_json(&self) -> Value {
-        let mut o =
-            json!({"to": self.to, "data": self.data, "value": format!("{:#x}", self.value)});
+        let mut o = json!({"to": self.to, "data": self.data, "value": format!("{:#x}", self.value)});
         if let Some(f) = self.from {
             o["from"] = json!(f);
         }
@@ -210,9 +197,7 @@ impl Rpc {
             .timeout(request_timeout)
             .connect_timeout(request_timeout.min(Duration::from_secs(5)))
             .build()
-            .map_err(|e| {
-                ChainError::rpc("RPC_UNAVAILABLE", format!("cannot build HTTP client: {e}"))
-            })?;
+            .map_err(|e| ChainError::rpc(ErrorCode::RpcUnavailable, format!("cannot build HTTP client: {e}")))?;
         Ok(Rpc {
             urls,
             http,
@@ -258,11 +243,7 @@ impl Rpc {
             let v: Value = match resp.json().await {
                 Ok(v) => v,
                 Err(_) => {
-                    errors.push(format!(
-                        "{}: HTTP {} with non-JSON body",
-                        redact_url(url),
-                        status.as_u16()
-                    ));
+                    errors.push(format!("{}: HTTP {} with non-JSON body", redact_url(url), status.as_u16()));
                     continue;
                 }
             };
@@ -270,43 +251,25 @@ impl Rpc {
             if let Some(err) = v.get("error") {
                 return Err(RpcFailure::Node {
                     code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                    message: err
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
+                    message: err.get("message").and_then(Value::as_str).unwrap_or("").to_string(),
                     data: revert_data(err.get("data")),
                 });
             }
             return Ok(v.get("result").cloned().unwrap_or(Value::Null));
         }
-        Err(RpcFailure::Transport(format!(
-            "{method}: no RPC URL answered ({})",
-            errors.join("; ")
-        )))
+        Err(RpcFailure::Transport(format!("{method}: no RPC URL answered ({})", errors.join("; "))))
     }
 
-    pub async fn request<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        params: Value,
-    ) -> Result<T, RpcFailure> {
+    pub async fn request<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, RpcFailure> {
         let v = self.request_value(method, params).await?;
-        serde_json::from_value(v)
-            .map_err(|e| RpcFailure::Transport(format!("{method}: unexpected result shape: {e}")))
+        serde_json::from_value(v).map_err(|e| RpcFailure::Transport(format!("{method}: unexpected result shape: {e}")))
     }
 
     pub async fn chain_id(&self) -> Result<u64, RpcFailure> {
-        Ok(self
-            .request::<U64>("eth_chainId", json!([]))
-            .await?
-            .to::<u64>())
+        Ok(self.request::<U64>("eth_chainId", json!([])).await?.to::<u64>())
     }
     pub async fn transaction_count(&self, a: Address, tag: &str) -> Result<u64, RpcFailure> {
-        Ok(self
-            .request::<U64>("eth_getTransactionCount", json!([a, tag]))
-            .await?
-            .to::<u64>())
+        Ok(self.request::<U64>("eth_getTransactionCount", json!([a, tag])).await?.to::<u64>())
     }
     pub async fn balance(&self, a: Address) -> Result<U256, RpcFailure> {
         self.request("eth_getBalance", json!([a, "latest"])).await
@@ -315,18 +278,13 @@ impl Rpc {
         self.request("eth_getCode", json!([a, "latest"])).await
     }
     pub async fn call(&self, req: &CallRequest) -> Result<Bytes, RpcFailure> {
-        self.request("eth_call", json!([req.to_json(), "latest"]))
-            .await
+        self.request("eth_call", json!([req.to_json(), "latest"])).await
     }
     pub async fn call_at(&self, req: &CallRequest, block: u64) -> Result<Bytes, RpcFailure> {
-        self.request("eth_call", json!([req.to_json(), format!("{block:#x}")]))
-            .await
+        self.request("eth_call", json!([req.to_json(), format!("{block:#x}")])).await
     }
     async fn estimate_gas(&self, req: &CallRequest) -> Result<u64, RpcFailure> {
-        Ok(self
-            .request::<U64>("eth_estimateGas", json!([req.to_json()]))
-            .await?
-            .to::<u64>())
+        Ok(self.request::<U64>("eth_estimateGas", json!([req.to_json()])).await?.to::<u64>())
     }
     /// Gas to give `req`: its gas used in one `eth_simulateV1` execution, plus the most EIP-3529
     /// refunds can hide (a fifth of the gas consumed) and the 63/64 forwarding of two call
@@ -354,28 +312,16 @@ impl Rpc {
             }
         }
         let exact = self.estimate_gas(req).await?;
-        Ok(GasNeed {
-            limit: exact,
-            measured: exact,
-        })
+        Ok(GasNeed { limit: exact, measured: exact })
     }
 
     /// Gas used by `req` in one `eth_simulateV1` execution.
     async fn simulate_gas(&self, req: &CallRequest) -> Result<u64, RpcFailure> {
         let blocks: Vec<SimulatedBlock> = self
-            .request(
-                "eth_simulateV1",
-                json!([{"blockStateCalls": [{"calls": [req.to_json()]}]}, "latest"]),
-            )
+            .request("eth_simulateV1", json!([{"blockStateCalls": [{"calls": [req.to_json()]}]}, "latest"]))
             .await?;
-        let Some(call) = blocks
-            .into_iter()
-            .next()
-            .and_then(|b| b.calls.into_iter().next())
-        else {
-            return Err(RpcFailure::Transport(
-                "eth_simulateV1: answer holds no call result".into(),
-            ));
+        let Some(call) = blocks.into_iter().next().and_then(|b| b.calls.into_iter().next()) else {
+            return Err(RpcFailure::Transport("eth_simulateV1: answer holds no call result".into()));
         };
         if call.status.to::<u64>() != 1 {
             let message = call
@@ -387,11 +333,7 @@ impl Rpc {
                 .to_string();
             return Err(RpcFailure::Node {
                 code: 3,
-                message: if message.contains("revert") {
-                    message
-                } else {
-                    format!("execution reverted ({message})")
-                },
+                message: if message.contains("revert") { message } else { format!("execution reverted ({message})") },
                 data: Some(call.return_data),
             });
         }
@@ -406,9 +348,7 @@ impl Rpc {
     }
     /// `Some(block_number_or_none)` when the node knows the transaction.
     pub async fn transaction_known(&self, h: B256) -> Result<bool, RpcFailure> {
-        let v = self
-            .request_value("eth_getTransactionByHash", json!([h]))
-            .await?;
+        let v = self.request_value("eth_getTransactionByHash", json!([h])).await?;
         Ok(!v.is_null())
     }
     pub async fn base_fee(&self) -> Result<Option<u128>, RpcFailure> {
@@ -416,28 +356,17 @@ impl Rpc {
     }
     /// Base fee and gas limit of the latest block.
     pub async fn latest_block_limits(&self) -> Result<(Option<u128>, Option<u64>), RpcFailure> {
-        let b: Option<RpcBlock> = self
-            .request("eth_getBlockByNumber", json!(["latest", false]))
-            .await?;
+        let b: Option<RpcBlock> = self.request("eth_getBlockByNumber", json!(["latest", false])).await?;
         Ok(match b {
-            Some(b) => (
-                b.base_fee_per_gas.map(|f| f.saturating_to::<u128>()),
-                b.gas_limit.map(|g| g.to::<u64>()),
-            ),
+            Some(b) => (b.base_fee_per_gas.map(|f| f.saturating_to::<u128>()), b.gas_limit.map(|g| g.to::<u64>())),
             None => (None, None),
         })
     }
     pub async fn max_priority_fee(&self) -> Result<u128, RpcFailure> {
-        Ok(self
-            .request::<U256>("eth_maxPriorityFeePerGas", json!([]))
-            .await?
-            .saturating_to::<u128>())
+        Ok(self.request::<U256>("eth_maxPriorityFeePerGas", json!([])).await?.saturating_to::<u128>())
     }
     pub async fn gas_price(&self) -> Result<u128, RpcFailure> {
-        Ok(self
-            .request::<U256>("eth_gasPrice", json!([]))
-            .await?
-            .saturating_to::<u128>())
+        Ok(self.request::<U256>("eth_gasPrice", json!([])).await?.saturating_to::<u128>())
     }
 }
 
@@ -446,29 +375,19 @@ mod tests {
     use super::RpcFailure;
 
     fn node(code: i64, message: &str) -> RpcFailure {
-        RpcFailure::Node {
-            code,
-            message: message.into(),
-            data: None,
-        }
+        RpcFailure::Node { code, message: message.into(), data: None }
     }
 
     #[test]
     fn gas_above_block_is_told_apart_from_a_missing_method() {
         // anvil 1.7's answers to eth_simulateV1 and eth_estimateGas for a call above the block
-        let sim = node(
-            -32000,
-            "intrinsic gas too high -- CallGasCostMoreThanGasLimit",
-        );
+        let sim = node(-32000, "intrinsic gas too high -- CallGasCostMoreThanGasLimit");
         let est = node(-32003, "Out of gas: gas required exceeds allowance: 400000");
         assert!(sim.is_gas_above_block() && est.is_gas_above_block());
         assert!(!sim.is_method_unavailable() && !est.is_method_unavailable());
         assert!(!sim.is_revert() && !est.is_revert());
         // a node without eth_simulateV1
-        let missing = node(
-            -32601,
-            "the method eth_simulateV1 does not exist/is not available",
-        );
+        let missing = node(-32601, "the method eth_simulateV1 does not exist/is not available");
         assert!(missing.is_method_unavailable() && !missing.is_gas_above_block());
         assert!(node(-32000, "Method not found").is_method_unavailable());
         assert!(!RpcFailure::Transport("connection refused".into()).is_gas_above_block());

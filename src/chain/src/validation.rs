@@ -169,6 +169,7 @@ fn currency_shape_ok(c: &str) -> bool {
 }
 
 /// `validate_submit_event_params` (currency `Omitted` passes, as the SDK sentinel does).
+// Over 100 lines: the SDK's checks, flat and in its order, to read beside `validate_submit_event_params`.
 pub fn validate(p: &SubmitEventParams) -> Result<()> {
     if p.machine_id.0.is_zero() {
         return Err(ChainError::validation(

@@ -28,11 +28,7 @@ async fn same_outcomes_as_the_sdk() {
     let d0 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let mk = |dir: &std::path::Path, k: usize| {
-        ChainClient::start(
-            config(&url, dir).resolve_with(|_| None).unwrap(),
-            vec![signer(&h.key(k))],
-        )
-        .unwrap()
+        ChainClient::start(config(&url, dir).resolve_with(|_| None).unwrap(), vec![signer(&h.key(k))]).unwrap()
     };
     let owner = mk(d0.path(), 0);
     let stranger = mk(d2.path(), 2);
@@ -66,24 +62,11 @@ async fn same_outcomes_as_the_sdk() {
 
     let py = peaqos_testkit::sdk_python();
     let out = Command::new(py)
-        .arg(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/sdk_oracle/onchain_errors.py"),
-        )
-        .args([
-            &url,
-            &format!("0x{}", h.key(0)),
-            &format!("0x{}", h.key(2)),
-            &m.to_string(),
-            &ts.to_string(),
-        ])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_oracle/onchain_errors.py"))
+        .args([&url, &format!("0x{}", h.key(0)), &format!("0x{}", h.key(2)), &m.to_string(), &ts.to_string()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let sdk: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     let year = 86_400 * 365;
@@ -104,17 +87,10 @@ async fn same_outcomes_as_the_sdk() {
     // sending. This EVM-only agent skips that routing; the chain's ERC721NonexistentToken revert
     // gives MACHINE_NOT_FOUND with the SDK's own EVM-path message.
     for k in ["unknown_machine", "batch_unknown_two"] {
-        assert_eq!(
-            sdk[k]["code"], "MACHINE_HOMED_ELSEWHERE",
-            "SDK behaviour changed for {k}: {}",
-            sdk[k]
-        );
+        assert_eq!(sdk[k]["code"], "MACHINE_HOMED_ELSEWHERE", "SDK behaviour changed for {k}: {}", sdk[k]);
         assert_eq!(ours[k]["code"], "MACHINE_NOT_FOUND", "{k}: {}", ours[k]);
     }
-    assert_eq!(
-        ours["unknown_machine"]["message"],
-        "Machine ID 777 does not exist on this deployment"
-    );
+    assert_eq!(ours["unknown_machine"]["message"], "Machine ID 777 does not exist on this deployment");
     let mut diffs = vec![];
     for (k, v) in sdk.as_object().unwrap() {
         if k == "unknown_machine" || k == "batch_unknown_two" {

@@ -21,11 +21,7 @@ fn oracle(seed: u64, count: usize) -> Option<Value> {
         .arg(count.to_string())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "oracle failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "oracle failed: {}", String::from_utf8_lossy(&out.stderr));
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
 
@@ -37,9 +33,7 @@ fn params(p: &Value) -> SubmitEventParams {
     let value = if p.get("value_type").map(s) == Some("int") || p.get("value_type").is_none() {
         ValueInput::parse(s(&p["value"]))
     } else {
-        ValueInput::NotInt {
-            type_name: s(&p["value_type"]).to_string(),
-        }
+        ValueInput::NotInt { type_name: s(&p["value_type"]).to_string() }
     };
     SubmitEventParams {
         machine_id: MachineIdInput::from_decimal("machine_id", s(&p["machine_id"])).unwrap(),
@@ -62,46 +56,23 @@ fn params(p: &Value) -> SubmitEventParams {
 
 #[test]
 fn matches_sdk_on_random_cases() {
-    let count: usize = std::env::var("PEAQOS_SDK_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let count: usize = std::env::var("PEAQOS_SDK_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let Some(o) = oracle(seed, count) else { return };
     eprintln!("SDK oracle seed {seed}, {count} cases");
 
     let mut events = vec![];
     for c in o["submit"].as_array().unwrap() {
-        let e = validation::resolve_single(&params(c))
-            .unwrap_or_else(|e| panic!("seed {seed}: {c}: {e}"));
-        assert_eq!(
-            format!("{:#x}", e.data_hash),
-            s(&c["data_hash"]),
-            "seed {seed}"
-        );
-        assert_eq!(
-            format!("{}", encoding::submit_event(&e)),
-            s(&c["calldata"]),
-            "seed {seed}: {c}"
-        );
+        let e = validation::resolve_single(&params(c)).unwrap_or_else(|e| panic!("seed {seed}: {c}: {e}"));
+        assert_eq!(format!("{:#x}", e.data_hash), s(&c["data_hash"]), "seed {seed}");
+        assert_eq!(format!("{}", encoding::submit_event(&e)), s(&c["calldata"]), "seed {seed}: {c}");
         events.push(e);
     }
     let b = &o["batch"];
-    let picked: Vec<_> = b["indices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| events[i.as_u64().unwrap() as usize].clone())
-        .collect();
+    let picked: Vec<_> =
+        b["indices"].as_array().unwrap().iter().map(|i| events[i.as_u64().unwrap() as usize].clone()).collect();
     let reg: Address = s(&b["registry"]).parse().unwrap();
-    assert_eq!(
-        format!("{}", encoding::batch_submit_events(reg, &picked)),
-        s(&b["calldata"]),
-        "seed {seed}"
-    );
+    assert_eq!(format!("{}", encoding::batch_submit_events(reg, &picked)), s(&b["calldata"]), "seed {seed}");
 
     for c in o["activate"].as_array().unwrap() {
         let d = &c["doc"];
@@ -143,11 +114,7 @@ fn matches_sdk_on_random_cases() {
             manufacturer: s(&c["manufacturer"]).parse().unwrap(),
             tier: c["tier"].as_u64().unwrap() as u8,
         };
-        assert_eq!(
-            format!("{}", encoding::activate_machine(&args)),
-            s(&c["calldata"]),
-            "seed {seed}"
-        );
+        assert_eq!(format!("{}", encoding::activate_machine(&args)), s(&c["calldata"]), "seed {seed}");
         assert_eq!(
             encoding::compute_machine_id(&args.machine_type, &args.credential_subject).to_string(),
             s(&c["machine_id"]),
@@ -160,14 +127,7 @@ fn matches_sdk_on_random_cases() {
         let exp = &c["outcome"];
         match (exp["ok"].as_bool().unwrap(), got) {
             (true, Ok(())) => {}
-            (
-                false,
-                Err(ChainError::Validation {
-                    field,
-                    constraint,
-                    message,
-                }),
-            ) => {
+            (false, Err(ChainError::Validation { field, constraint, message })) => {
                 assert_eq!(s(&exp["error"]), "ValidationError", "seed {seed}: {c}");
                 assert_eq!(
                     (field.as_str(), constraint.as_str(), message.as_str()),

@@ -70,32 +70,16 @@ fn submit_event_and_batch_calldata() {
     for c in v["submitEvent_calldata"].as_array().unwrap() {
         let mut params = params_from(&c["params"]);
         params.machine_id =
-            MachineIdInput::from_decimal("machine_id", c["params"]["machineId"].as_str().unwrap())
-                .unwrap();
+            MachineIdInput::from_decimal("machine_id", c["params"]["machineId"].as_str().unwrap()).unwrap();
         let e = validation::resolve_single(&params).unwrap();
-        assert_eq!(
-            format!("{:#x}", e.data_hash),
-            c["params"]["dataHash"].as_str().unwrap()
-        );
+        assert_eq!(format!("{:#x}", e.data_hash), c["params"]["dataHash"].as_str().unwrap());
         let got = encoding::submit_event(&e);
-        assert_eq!(
-            format!("{got}"),
-            c["calldata"].as_str().unwrap(),
-            "{}",
-            c["label"]
-        );
+        assert_eq!(format!("{got}"), c["calldata"].as_str().unwrap(), "{}", c["label"]);
         events.push(e);
     }
-    let reg: Address = v["submitEvent_calldata"][0]["to"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let reg: Address = v["submitEvent_calldata"][0]["to"].as_str().unwrap().parse().unwrap();
     let batch = encoding::batch_submit_events(reg, &events[..2]);
-    assert_eq!(
-        format!("{batch}"),
-        v["batchAll_calldata"]["calldata"].as_str().unwrap()
-    );
+    assert_eq!(format!("{batch}"), v["batchAll_calldata"]["calldata"].as_str().unwrap());
 }
 
 #[test]
@@ -130,10 +114,7 @@ fn activate_machine_calldata_and_id() {
         manufacturer: a["manufacturer"].as_str().unwrap().parse().unwrap(),
         tier: a["tier"].as_u64().unwrap() as u8,
     };
-    assert_eq!(
-        format!("{}", encoding::activate_machine(&args)),
-        a["calldata"].as_str().unwrap()
-    );
+    assert_eq!(format!("{}", encoding::activate_machine(&args)), a["calldata"].as_str().unwrap());
     let id = encoding::compute_machine_id(&args.machine_type, &args.credential_subject);
     assert_eq!(format!("{id:#066x}"), a["machineId_hex"].as_str().unwrap());
 }
@@ -147,48 +128,18 @@ fn legacy_calldata() {
     let operator: Address = v["operator"].as_str().unwrap().parse().unwrap();
     let cd = &v["calldata"];
     let find = |prefix: &str| -> String {
-        cd.as_object()
-            .unwrap()
-            .iter()
-            .find(|(k, _)| k.starts_with(prefix))
-            .unwrap()
-            .1
-            .as_str()
-            .unwrap()
-            .to_string()
+        cd.as_object().unwrap().iter().find(|(k, _)| k.starts_with(prefix)).unwrap().1.as_str().unwrap().to_string()
     };
-    assert_eq!(
-        format!("{}", encoding::register()),
-        find("IdentityRegistry.register()")
-    );
-    assert_eq!(
-        format!("{}", encoding::register_for(machine)),
-        find("IdentityRegistry.registerFor(")
-    );
-    assert_eq!(
-        format!("{}", encoding::machine_id_of_owner(machine)),
-        find("IdentityRegistry.machineIdOfOwner(")
-    );
-    assert_eq!(
-        format!("{}", encoding::mint(U256::from(42), machine)),
-        find("MachineNFT.mint(")
-    );
-    assert_eq!(
-        format!("{}", encoding::token_id_of(U256::from(42))),
-        find("MachineNFT.tokenIdOf(")
-    );
-    assert_eq!(
-        format!("{}", encoding::read_attribute(machine, "machineId")),
-        find("DID.readAttribute(")
-    );
+    assert_eq!(format!("{}", encoding::register()), find("IdentityRegistry.register()"));
+    assert_eq!(format!("{}", encoding::register_for(machine)), find("IdentityRegistry.registerFor("));
+    assert_eq!(format!("{}", encoding::machine_id_of_owner(machine)), find("IdentityRegistry.machineIdOfOwner("));
+    assert_eq!(format!("{}", encoding::mint(U256::from(42), machine)), find("MachineNFT.mint("));
+    assert_eq!(format!("{}", encoding::token_id_of(U256::from(42))), find("MachineNFT.tokenIdOf("));
+    assert_eq!(format!("{}", encoding::read_attribute(machine, "machineId")), find("DID.readAttribute("));
 
     let m = &v["machine_did_attributes"];
     let attrs = m["attributes"].as_array().unwrap();
-    let did: Address = v["addresses_used"]["did"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let did: Address = v["addresses_used"]["did"].as_str().unwrap().parse().unwrap();
     let input = MachineDidAttributes {
         machine_id: U256::from(42),
         nft_token_id: U256::from(41),
@@ -202,10 +153,7 @@ fn legacy_calldata() {
         assert_eq!(pairs[i].0, a["name"].as_str().unwrap());
         assert_eq!(pairs[i].1, a["value"].as_str().unwrap());
         assert_eq!(
-            format!(
-                "{}",
-                encoding::add_attribute(machine, pairs[i].0, &pairs[i].1)
-            ),
+            format!("{}", encoding::add_attribute(machine, pairs[i].0, &pairs[i].1)),
             a["addAttribute_calldata"].as_str().unwrap()
         );
     }
@@ -215,18 +163,11 @@ fn legacy_calldata() {
     );
 
     let p = &v["proxy_did_attributes"];
-    let pairs = encoding::proxy_did_pairs(
-        U256::from(10),
-        &[U256::from(42), U256::from(43), U256::from(44)],
-    )
-    .unwrap();
+    let pairs = encoding::proxy_did_pairs(U256::from(10), &[U256::from(42), U256::from(43), U256::from(44)]).unwrap();
     for (i, a) in p["attributes"].as_array().unwrap().iter().enumerate() {
         assert_eq!(pairs[i].1, a["value"].as_str().unwrap());
         assert_eq!(
-            format!(
-                "{}",
-                encoding::add_attribute(operator, pairs[i].0, &pairs[i].1)
-            ),
+            format!("{}", encoding::add_attribute(operator, pairs[i].0, &pairs[i].1)),
             a["addAttribute_calldata"].as_str().unwrap()
         );
     }
@@ -251,76 +192,16 @@ fn validation_outcomes_match_sdk() {
         currency: Currency::Code("USD".into()),
     };
     let cases: Vec<(&str, SubmitEventParams)> = vec![
-        (
-            "currency lowercase 'usd'",
-            SubmitEventParams {
-                currency: Currency::Code("usd".into()),
-                ..base()
-            },
-        ),
-        (
-            "currency 'US' too short",
-            SubmitEventParams {
-                currency: Currency::Code("US".into()),
-                ..base()
-            },
-        ),
-        (
-            "activity with currency USD",
-            SubmitEventParams {
-                event_type: 1,
-                ..base()
-            },
-        ),
-        (
-            "trust 1 without source_tx_hash",
-            SubmitEventParams {
-                trust_level: 1,
-                ..base()
-            },
-        ),
-        (
-            "source_chain_id 9990 (agung) not in SUPPORTED_CHAINS",
-            SubmitEventParams {
-                source_chain_id: 9990,
-                ..base()
-            },
-        ),
-        (
-            "value float",
-            SubmitEventParams {
-                value: ValueInput::parse("1.5"),
-                ..base()
-            },
-        ),
-        (
-            "raw_data empty bytes",
-            SubmitEventParams {
-                raw_data: Some(vec![]),
-                ..base()
-            },
-        ),
-        (
-            "machine_id 0",
-            SubmitEventParams {
-                machine_id: MachineIdInput(U256::ZERO),
-                ..base()
-            },
-        ),
-        (
-            "currency None",
-            SubmitEventParams {
-                currency: Currency::Null,
-                ..base()
-            },
-        ),
-        (
-            "timestamp far future (no client check)",
-            SubmitEventParams {
-                timestamp: 4_102_444_800,
-                ..base()
-            },
-        ),
+        ("currency lowercase 'usd'", SubmitEventParams { currency: Currency::Code("usd".into()), ..base() }),
+        ("currency 'US' too short", SubmitEventParams { currency: Currency::Code("US".into()), ..base() }),
+        ("activity with currency USD", SubmitEventParams { event_type: 1, ..base() }),
+        ("trust 1 without source_tx_hash", SubmitEventParams { trust_level: 1, ..base() }),
+        ("source_chain_id 9990 (agung) not in SUPPORTED_CHAINS", SubmitEventParams { source_chain_id: 9990, ..base() }),
+        ("value float", SubmitEventParams { value: ValueInput::parse("1.5"), ..base() }),
+        ("raw_data empty bytes", SubmitEventParams { raw_data: Some(vec![]), ..base() }),
+        ("machine_id 0", SubmitEventParams { machine_id: MachineIdInput(U256::ZERO), ..base() }),
+        ("currency None", SubmitEventParams { currency: Currency::Null, ..base() }),
+        ("timestamp far future (no client check)", SubmitEventParams { timestamp: 4_102_444_800, ..base() }),
     ];
     let expected = v["validate_submit_event_params"].as_array().unwrap();
     assert_eq!(expected.len(), cases.len());
@@ -337,12 +218,7 @@ fn validation_outcomes_match_sdk() {
             }
             Some(_) => {
                 let e = got.unwrap_err();
-                let peaqos_chain::ChainError::Validation {
-                    field,
-                    constraint,
-                    message,
-                } = &e
-                else {
+                let peaqos_chain::ChainError::Validation { field, constraint, message } = &e else {
                     panic!("{label}: {e:?}")
                 };
                 assert_eq!(field, exp["field"].as_str().unwrap(), "{label}");
