@@ -113,8 +113,9 @@ class NodeProcess:
     """The peaqos_node executable started the way the launch file starts it."""
 
     def __init__(self, tmp: Path, params: dict[str, str], env: dict[str, str] | None = None, name: str = "node",
-                 node_name: str | None = None, log_level: str | None = "debug"):
+                 node_name: str | None = None, log_level: str | None = "debug", params_files: list[Path] = ()):
         self.tmp = Path(tmp)
+        self.params_files = list(params_files)
         self.log_level = log_level
         self.params = params
         self.node_name = node_name
@@ -135,6 +136,8 @@ class NodeProcess:
             args += ["-r", f"__node:={self.node_name}"]
         if self.log_level:
             args += ["--log-level", f"{self.node_name or 'peaqos_node'}:={self.log_level}"]
+        for f in self.params_files:
+            args += ["--params-file", str(f)]
         for k, v in self.params.items():
             args += ["-p", f"{k}:={v}"]
         return args

@@ -5,6 +5,7 @@
 //! packaging pipeline through bounded queues and never block or sign; the pipeline signs,
 //! writes each package durably, then calls back here to publish it.
 mod catalog;
+mod access;
 mod chain;
 mod convert;
 mod dds_profile;
@@ -118,7 +119,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
 
     // The chain client comes first: the subsystems fed by packages may submit through it.
     let chain_params = chain::ChainParams::declare(&params)?;
-    let chain_services = chain::serve(&node, chain_params, &chain_key)?;
+    let chain_services = chain::serve(&node, chain_params, &chain_key, &params.services)?;
     let machine_id = chain::declare_machine_id(&params)?;
 
     // Taps: subsystems that consume every durable package batch after it is published (the

@@ -163,6 +163,8 @@ pub struct Params {
     pub diagnostics_period: SharedSeconds,
     /// Largest number of packages signed and written per group commit.
     pub batch_max: usize,
+    /// Which services exist (`services.disabled`).
+    pub services: crate::access::Services,
 }
 
 fn int_range(lower: i64, upper: i64) -> ParameterRange<i64> {
@@ -222,6 +224,7 @@ impl Params {
             int_range(1, 65_536),
         )?;
         crate::ros_log::declare_level_parameter(&declared)?;
+        let services = crate::access::Services::declare(&declared)?;
         Ok(Params {
             declared,
             policy_file: policy_file.to_string(),
@@ -232,6 +235,7 @@ impl Params {
                 .then(|| PathBuf::from(&*keystore_passphrase_file)),
             key_secret: OnceLock::new(),
             diagnostics_period: period,
+            services,
             batch_max: usize::try_from(batch_max).map_err(|_| param_err("batch_max", "must be 1..65536"))?,
         })
     }

@@ -139,7 +139,7 @@ pub struct StreamSubsystem {
     /// The upload thread says here that its last uploads at stop are done.
     upload_done: Receiver<()>,
     shutdown_upload_timeout: Duration,
-    _services: (Service<GrantAccess>, Service<SealDataset>),
+    _services: (Option<Service<GrantAccess>>, Option<Service<SealDataset>>),
     tap: Option<Tap>,
 }
 
@@ -335,7 +335,7 @@ pub fn start(
         machine_id: (!machine_id.is_empty()).then(|| machine_id.to_owned()),
         machine_id_file: machine_id_file(&params.data_dir),
     });
-    let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key, anchor)?;
+    let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key, anchor, &params.services)?;
     status_view_set(StatusView {
         ed25519_public_key_hex: hex::encode(keys.ed25519_public),
         x25519_public_key_hex: hex::encode(keys.x25519_public),
@@ -874,12 +874,13 @@ fn serve(
     keys: Arc<MachineStreamKeys>,
     key: Arc<MachineKey>,
     anchor: Option<Anchor>,
-) -> Result<(Service<GrantAccess>, Service<SealDataset>), StartError> {
+    enabled: &crate::access::Services,
+) -> Result<(Option<Service<GrantAccess>>, Option<Service<SealDataset>>), StartError> {
     let ctx = Arc::new(Ctx { stream_dir: stream_dir.to_owned(), topics: specs.iter().map(|s| s.topic.clone()).collect(), keys, key, anchor });
     // Grants and datasets read, unwrap and re-wrap whole ranges of chunks: run them on a thread
     // of their own so a large range never stalls the executor (and with it the subscriptions).
     let c = Arc::clone(&ctx);
-    let grant = node.create_async_service::<GrantAccess, _>("~/grant_access".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: GrantAccess_Request| {
+    let grant = enabled.enabled("~/grant_access").then(|| node.create_async_service::<GrantAccess, _>("~/grant_access".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: GrantAccess_Request| {
         crate::ros_log::request("~/grant_access");
         off_executor(Arc::clone(&c), move |c| {
             c.grant(&r).unwrap_or_else(|e| {
@@ -887,9 +888,9 @@ fn serve(
                 GrantAccess_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
             })
         })
-    })?;
+    })).transpose()?;
     let c = Arc::clone(&ctx);
-    let seal = node.create_async_service::<SealDataset, _>("~/seal_dataset".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: SealDataset_Request| {
+    let seal = enabled.enabled("~/seal_dataset").then(|| node.create_async_service::<SealDataset, _>("~/seal_dataset".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: SealDataset_Request| {
         crate::ros_log::request("~/seal_dataset");
         off_executor(Arc::clone(&c), move |c| {
             c.seal(&r).unwrap_or_else(|e| {
@@ -897,6 +898,6 @@ fn serve(
                 SealDataset_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
             })
         })
-    })?;
+    })).transpose()?;
     Ok((grant, seal))
 }

@@ -33,6 +33,8 @@ pub(crate) struct Registrar<'a> {
     pub client: ChainClient,
     pub runtime: Arc<Runtime>,
     pub services: Vec<Box<dyn std::any::Any>>,
+    /// Which services to create at all (`services.disabled`).
+    pub enabled: crate::access::Services,
 }
 
 /// Register one chain service: `service!(reg, "~/name", Srv, [renames: R,] |client, request| body)`,
@@ -45,6 +47,7 @@ macro_rules! service {
     ($reg:expr, $name:literal, $srv:ty, renames: $renames:expr, |$c:ident, $req:ident| $body:expr) => {{
         use rclrs::IntoPrimitiveOptions as _;
         let reg: &mut $crate::chain::Registrar = $reg;
+        if reg.enabled.enabled($name) {
         let (client, rt) = (reg.client.clone(), std::sync::Arc::clone(&reg.runtime));
         let s: rclrs::Service<$srv> = reg.node.create_async_service::<$srv, _>(
             $name.reliable().keep_last($crate::chain::SERVICE_QUEUE_DEPTH),
@@ -55,6 +58,7 @@ macro_rules! service {
             },
         )?;
         reg.services.push(Box::new(s));
+        }
     }};
 }
 
@@ -120,7 +124,12 @@ fn tx_status_msg(s: &TxStatus) -> TxStatusMsg {
 }
 
 /// Start the chain client and create its services and the `~/tx_status` topic.
-pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Result<Option<ChainServices>, StartError> {
+pub fn serve(
+    node: &Node,
+    params: ChainParams,
+    machine_key: &MachineKey,
+    services: &crate::access::Services,
+) -> Result<Option<ChainServices>, StartError> {
     if !params.enabled {
         tracing::info!("chain client disabled (chain.enabled = false)");
         return Ok(None);
@@ -170,7 +179,13 @@ pub fn serve(node: &Node, params: ChainParams, machine_key: &MachineKey) -> Resu
         }
     });
 
-    let mut reg = Registrar { node, client: client.clone(), runtime: Arc::clone(&runtime), services: Vec::new() };
+    let mut reg = Registrar {
+        node,
+        client: client.clone(),
+        runtime: Arc::clone(&runtime),
+        services: Vec::new(),
+        enabled: services.clone(),
+    };
     event_services::register(&mut reg)?;
     identity_services::register(&mut reg, operator)?;
     did_services::register(&mut reg, operator)?;
