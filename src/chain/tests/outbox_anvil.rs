@@ -276,7 +276,7 @@ async fn pool_lost_rebroadcasts_same_raw_transaction() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nonce_consumed_elsewhere_is_conflicting_not_resent() {
+async fn nonce_consumed_elsewhere_is_signed_again_never_resent() {
     let Some(anvil) = setup(true, None).await else {
         return;
     };
@@ -302,18 +302,22 @@ async fn nonce_consumed_elsewhere_is_conflicting_not_resent() {
     rpc_value(&url, "anvil_dropAllTransactions", serde_json::json!([])).await;
     rpc_value(&url, "anvil_setNonce", serde_json::json!([SIGNER0, "0x1"])).await;
     rpc_value(&url, "evm_mine", serde_json::json!([])).await;
+    // The stored transaction can never be included now: the same call is signed again at nonce
+    // 1 (the old bytes are not re-sent), and it takes effect once.
     let client = client_at(&url, dir.path());
-    let mut rx = client.subscribe_status();
+    wait_until(
+        &client,
+        |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast && i.nonce == Some(1)),
+        20,
+    )
+    .await;
+    let i = client.outbox().pending()[0].clone();
+    assert_eq!(i.attempts.len(), 1);
+    assert!(i.journal["superseded"]["nonce"] == serde_json::json!(0), "{:?}", i.journal);
+    rpc_value(&url, "evm_mine", serde_json::json!([])).await;
     wait_until(&client, |c| c.outbox().pending().is_empty(), 20).await;
-    let s = loop {
-        let s = rx.recv().await.unwrap();
-        if s.state.is_terminal() {
-            break s;
-        }
-    };
-    assert_eq!(s.state, IntentState::Conflicting);
-    assert_eq!(s.code, "NONCE_CONFLICT");
-    assert_eq!(storage0(&url, REGISTRY).await, U256::ZERO);
+    assert_eq!(client.outbox().get(&i.id).unwrap().state, IntentState::Included);
+    assert_eq!(storage0(&url, REGISTRY).await, U256::from(1));
 }
 
 /// Child half of the abort tests: runs only when re-executed by the parent.
@@ -962,4 +966,38 @@ async fn batch_larger_than_a_block_fails_by_name_and_a_merge_is_split() {
     assert_eq!(rec.count("eth_estimateGas"), 0);
     assert!(i.receipt.unwrap().gas_used > 250_000);
     assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(75));
+}
+
+/// A signed intent whose nonce another transaction of the same key consumed before ours was
+/// broadcast (a second wallet on the same key, a chain that answered with a stale count): ours
+/// can never be included, so after a restart the call is signed again at a fresh nonce and
+/// included exactly once; the superseded hash is kept in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_taken_by_another_transaction_is_signed_again_once() {
+    let Some(anvil) = setup(false, None).await else {
+        return;
+    };
+    let url = anvil.url();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = run_aborting_child("abort_after_sign", &url, dir.path());
+    assert_eq!((rec.state, rec.nonce), (IntentState::Signed, Some(0)));
+    let superseded = rec.attempts[0].tx_hash;
+    // Another transaction of the same key takes nonce 0.
+    rpc_value(&url, "anvil_impersonateAccount", serde_json::json!([SIGNER0])).await;
+    rpc_value(
+        &url,
+        "eth_sendTransaction",
+        serde_json::json!([{"from": SIGNER0, "to": "0x000000000000000000000000000000000000dEaD", "value": "0x1"}]),
+    )
+    .await;
+    assert_eq!(nonce_of(&url, SIGNER0).await, 1);
+    let client = client_at(&url, dir.path());
+    let o = client.outbox().wait(&rec.id, Duration::from_secs(30)).await.unwrap();
+    assert_ne!(o.tx_hash, superseded);
+    assert_eq!(storage0(&url, REGISTRY).await, U256::from(1), "the call took effect exactly once");
+    assert_eq!(nonce_of(&url, SIGNER0).await, 2);
+    let done = client.outbox().get(&rec.id).unwrap();
+    assert_eq!(done.state, IntentState::Included);
+    assert_eq!(done.nonce, Some(1));
+    assert_eq!(done.journal["superseded"]["tx_hashes"][0], serde_json::json!(format!("{superseded:#x}")));
 }

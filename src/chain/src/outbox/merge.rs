@@ -120,12 +120,7 @@ impl Inner {
                 });
                 self.journal(&m, "confirmed");
             }
-            IntentState::Conflicting => {
-                m.state = IntentState::Conflicting;
-                m.nonce = carrier.nonce;
-                m.error = carrier.error.clone();
-                self.journal(&m, "conflicting");
-            }
+            // Nothing of a conflicting carrier was included either: its members go out on their own.
             _ => {
                 info!(intent = %m.id, carrier = %carrier.id, "outbox: merged transaction failed; sending this batch on its own");
                 m.state = IntentState::Queued;

@@ -35,7 +35,9 @@
 //! * known to the node's pool ⇒ wait (if its max fee fell below the current base fee it is
 //!   replaced at the same nonce with fees bumped by 25 %);
 //! * unknown and `eth_getTransactionCount(latest) > nonce` ⇒ the nonce was consumed by another
-//!   transaction ⇒ `conflicting` (`NONCE_CONFLICT`), never re-sent;
+//!   transaction, so none of ours can ever be included ⇒ the call is signed again at a fresh
+//!   nonce (the superseded hashes are kept in the record's journal fields; nothing is sent twice;
+//!   a merged carrier is marked `conflicting` and its members go out again on their own);
 //! * unknown and nonce not consumed ⇒ re-broadcast the **same stored raw transaction** (same hash);
 //!   if the node refuses it for fee reasons (underpriced / fee too low / below base fee) a
 //!   replacement with bumped fees at the same nonce is signed, stored, then sent.
@@ -49,7 +51,7 @@
 //! each member `merged`. When the carrier is final its members follow: included with its receipt;
 //! if it failed (refused by the simulation or reverted on chain: nothing of it took effect) each
 //! member is queued again on its own, so a bad batch fails alone with its own decoded error and
-//! the others go through; conflicting stays conflicting. At start, members of a stored carrier
+//! the others go through; the same after a conflicting carrier. At start, members of a stored carrier
 //! not yet marked are marked, and members of a finished carrier follow it.
 //!
 //! While no RPC URL answers, intents stay on disk in their state and the worker retries with

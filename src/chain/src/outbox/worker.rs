@@ -266,6 +266,13 @@ impl Inner {
                 let _ = self.finish_with_receipt(i, r).await;
                 return Ok(Step::Continue);
             }
+            if i.members.is_empty() {
+                // None of our transactions was included, and with their nonce used by another none
+                // ever can be: sign the same call again at a fresh nonce (nothing is sent twice).
+                self.resign_after_conflict(i, nonce);
+                return Ok(Step::Continue);
+            }
+            // A merged carrier: its members go out again on their own (settle_member).
             let msg = format!("nonce {nonce} of {:#x} was consumed by another transaction; {hash:#x} was not included and is not re-sent", i.signer);
             let _ = self.fail(i, IntentState::Conflicting, ErrorCode::NonceConflict, msg);
             return Ok(Step::Continue);
@@ -301,6 +308,24 @@ impl Inner {
                 Ok(Step::Blocked)
             }
         }
+    }
+
+    /// An intent whose nonce another transaction consumed while none of its own attempts was
+    /// included: back to `queued` without a nonce, its superseded hashes kept in the journal
+    /// fields, so the next tick signs it again at a fresh nonce.
+    fn resign_after_conflict(&self, mut i: Intent, nonce: u64) {
+        let hashes: Vec<String> = i.attempts.iter().map(|a| format!("{:#x}", a.tx_hash)).collect();
+        warn!(intent = %i.id, nonce, superseded = ?hashes, "outbox: nonce consumed by another transaction and ours was never included; signing again at a new nonce");
+        i.journal.insert("superseded".into(), serde_json::json!({ "nonce": nonce, "tx_hashes": hashes }));
+        i.attempts.clear();
+        i.nonce = None;
+        i.gas_limit = None;
+        i.error = None;
+        i.state = IntentState::Queued;
+        if let Err(e) = self.commit(i) {
+            warn!(error = %e, "outbox: cannot persist a re-queued intent; retried at start");
+        }
+        self.notify.notify_one();
     }
 
     /// First signing + broadcast of a queued intent: fees, merge, gas, nonce, sign + store, send.
