@@ -17,7 +17,8 @@
 //! the pipeline's total (`max_queued_bytes`) until its batch has been written and published, so
 //! the messages queued *and* being packaged never exceed the total; a message that does not fit
 //! is dropped and counted (`dropped_for_bytes`, `dropped_bytes`). A batch stops growing at
-//! `batch_max_bytes`, so few large messages are signed and held per group commit.
+//! `batch_max_bytes`, so few large messages are signed and held per group commit. Large buffers are
+//! mapped on their own ([`crate::memory::map_large_allocations`]) so a burst does not stay resident.
 //!
 //! **Refusing while the disk is full.** When a commit fails for lack of space (ENOSPC/EDQUOT),
 //! or free space on the log's file system is under `min_free_bytes`, the pipeline refuses new
@@ -68,7 +69,7 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// Defaults: batch of ≤ 256 messages and ≤ 16 MiB, no extra wait, 16 MiB segments,
+    /// Defaults: batch of ≤ 256 messages and ≤ 8 MiB, no extra wait, 16 MiB segments,
     /// [`DEFAULT_MAX_QUEUED_BYTES`] in total, [`DEFAULT_TOPIC_MAX_QUEUED_BYTES`] per topic,
     /// [`DEFAULT_MIN_FREE_BYTES`] free space floor checked every second.
     pub fn new(data_dir: PathBuf) -> PipelineConfig {
@@ -90,8 +91,8 @@ impl PipelineConfig {
 pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 128 << 20;
 /// Default per-topic byte bound: 64 MiB.
 pub const DEFAULT_TOPIC_MAX_QUEUED_BYTES: u64 = 64 << 20;
-/// Default byte cap of one batch: 16 MiB.
-pub const DEFAULT_BATCH_MAX_BYTES: u64 = 16 << 20;
+/// Default byte cap of one batch: 8 MiB (a batch's packages are held twice until its commit).
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 8 << 20;
 /// Default free-space floor: 64 MiB.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
 
@@ -330,6 +331,8 @@ struct Worker {
     disk_check_interval: Duration,
     /// The last commit failed for lack of space: refuse until free space is back.
     disk_full: bool,
+    /// Bytes of the batch whose commit found the disk full.
+    failed_batch_bytes: u64,
     last_disk_check: Option<Instant>,
 }
 
@@ -393,6 +396,7 @@ impl Pipeline {
             min_free_bytes: cfg.min_free_bytes,
             disk_check_interval: cfg.disk_check_interval,
             disk_full: false,
+            failed_batch_bytes: 0,
             last_disk_check: None,
         };
         let handle = std::thread::Builder::new()
@@ -555,8 +559,8 @@ impl Worker {
                 return;
             }
         };
-        // After ENOSPC, wait for at least the floor (or one batch's worth) before trying again.
-        let floor = if self.disk_full { self.min_free_bytes.max(self.batch_max_bytes) } else { self.min_free_bytes };
+        // After ENOSPC, wait for at least the floor and room for the batch that failed.
+        let floor = if self.disk_full { self.min_free_bytes.max(self.failed_batch_bytes) } else { self.min_free_bytes };
         if free < floor {
             let why = if self.disk_full {
                 format!("disk full: the package log's file system has {free} bytes free, waiting for {floor}")
@@ -669,6 +673,7 @@ impl Worker {
             tracing::error!(error = %e, packages = out.len(), "batch not durable, not published");
             if e.is_disk_full() {
                 self.disk_full = true;
+                self.failed_batch_bytes = out.iter().map(|p| p.package_json.len() as u64 + 1).sum();
                 self.last_disk_check = None;
                 self.shared.set_refusing(Some(format!("disk full: {e}")));
             }

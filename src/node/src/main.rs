@@ -49,6 +49,7 @@ pub enum StartError {
 fn main() -> ExitCode {
     // Before anything else: Fast DDS reads its profile when the first participant is made.
     let dds_profile = dds_profile::apply();
+    peaqos_core::memory::map_large_allocations();
     ros_log::init();
     match run(&dds_profile) {
         Ok(()) => ExitCode::SUCCESS,
