@@ -99,7 +99,8 @@ def main() -> int:
         mib = lambda k: k / 1024  # noqa: E731
         print(f"load: {a.mib:g} MiB Image at {a.hz:g} Hz for {a.seconds:g} s = {a.mib * a.hz:g} MiB/s; "
               f"stream {'off' if a.no_stream else 'on'}")
-        print(f"sent {sent}, received {t.received}, packaged {t.packaged}, dropped {t.dropped}"
+        print(f"sent {sent}, received {t.received}, packaged {t.packaged}, dropped {t.dropped} "
+              f"({t.dropped_for_bytes} for the byte bound, {t.dropped_bytes / 2**20:.0f} MiB)"
               + (f", chunks sealed {s.chunks_sealed}, in chain up to sequence {s.last_sequence}, "
                  f"hand-overs dropped {s.handover_dropped}" if s else ""))
         print(f"RSS at start {mib(rss0):.1f} MiB; peak (VmHWM) {mib(hwm):.1f} MiB; second half of the run "
