@@ -158,8 +158,9 @@ fn full_queue_drops_and_bad_messages_count_as_errors() {
         received: SystemTime::now(),
     };
     assert!(chatter.try_submit(m()));
-    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap(); // worker is now stuck in the sink
-                                                               // queue_size 3: three more fit, the rest are dropped without blocking.
+    // The worker is now stuck in the sink.
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // queue_size 3: three more fit, the rest are dropped without blocking.
     let accepted = (0..10).filter(|_| chatter.try_submit(m())).count();
     assert_eq!(accepted, 3);
     let st = &p.stats()[1];
