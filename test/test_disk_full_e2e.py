@@ -2,7 +2,8 @@
 CAP_SYS_ADMIN: the test fails, never skips, without). Fill the file system while messages keep
 coming: the node refuses new messages (counted drops, ERROR on /diagnostics, ~/status
 accepting=false), keeps every acknowledged package intact and readable, and accepts again by
-itself once space is freed. Then the same with a `kill -9` while the disk is full and a restart."""
+itself once space is freed. Then the same with a `kill -9` while the disk is full and a restart;
+the topic's chunk stream catches up with the package log afterwards."""
 from __future__ import annotations
 
 import errno
@@ -29,6 +30,7 @@ topics:
   - topic: {TOPIC}
     type: std_msgs/msg/String
     qos: reliable
+    stream: {{chunk: {{max_bytes: 262144, max_age: 1}}}}
 """
 MSG_BYTES = 100_000
 
@@ -156,6 +158,9 @@ def test_disk_full_refuses_keeps_acknowledged_and_recovers(tmp_path, small_fs, r
         (small_fs / "filler2").unlink()
         robot.keep_sending_until(lambda: any(s > lines[-1]["sequenceNumber"] for s in robot.acked), 30,
                                  "the restarted node to package after space was freed", node)
+        # The chunk stream catches up with the package log once there is space again.
+        wait_until(lambda: (lambda r: r.streams[0].last_sequence == r.topics[0].last_sequence)(robot.status(node)),
+                   30, "the chunk stream to catch up with the package log", nodes=node, spin=ros_node)
     finally:
         node.stop()
     lines = check_acked_intact(robot, small_fs)
