@@ -5,8 +5,9 @@ into encrypted chunks, sampled from /proc/<pid>/status every 0.25 s.
     . scripts/env.sh && python3 scripts/bench_stream.py [--seconds 20] [--hz 10] [--mib 1] [--no-stream]
 
 Prints the node's RSS at start, its peak (VmHWM), the RSS over the last half of the run (flat =
-bounded), packages and chunks made, and the wall-clock package throughput. --no-stream runs the
-same load without the stream: block (the package path alone) for comparison.
+bounded), packages and chunks made, the wall-clock package throughput, and the bytes the node
+wrote to disk per image byte packaged (write amplification, /proc/<pid>/io write_bytes).
+--no-stream runs the same load without the stream: block (the package path alone) for comparison.
 """
 from __future__ import annotations
 
@@ -95,16 +96,22 @@ def main() -> int:
             time.sleep(0.5)
         elapsed = time.monotonic() - t0
         _, hwm = rss_kib(pid)
+        io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+        written = int(io["write_bytes"])
         half = [r for (ts, r) in samples if ts >= a.seconds / 2]
         mib = lambda k: k / 1024  # noqa: E731
         print(f"load: {a.mib:g} MiB Image at {a.hz:g} Hz for {a.seconds:g} s = {a.mib * a.hz:g} MiB/s; "
               f"stream {'off' if a.no_stream else 'on'}")
-        print(f"sent {sent}, received {t.received}, packaged {t.packaged}, dropped {t.dropped}"
+        print(f"sent {sent}, received {t.received}, packaged {t.packaged}, dropped {t.dropped} "
+              f"({t.dropped_for_bytes} for the byte bound, {t.dropped_bytes / 2**20:.0f} MiB)"
               + (f", chunks sealed {s.chunks_sealed}, in chain up to sequence {s.last_sequence}, "
                  f"hand-overs dropped {s.handover_dropped}" if s else ""))
         print(f"RSS at start {mib(rss0):.1f} MiB; peak (VmHWM) {mib(hwm):.1f} MiB; second half of the run "
               f"min {mib(min(half)):.1f} / max {mib(max(half)):.1f} MiB")
         print(f"package throughput {t.packaged * a.mib / elapsed:.1f} MiB/s over {elapsed:.1f} s")
+        payload = t.packaged * size
+        print(f"written to disk (/proc/<pid>/io write_bytes) {written / 2**20:.0f} MiB for {payload / 2**20:.0f} MiB of "
+              f"image bytes packaged: write amplification {written / max(payload, 1):.2f}")
     finally:
         n.destroy_node()
         rclpy.shutdown()

@@ -287,13 +287,17 @@ def test_status_service_and_diagnostics_report_address_and_counts(tmp_path, poli
         assert topics["/t/chatter"].packaged >= 1 and topics["/t/chatter"].last_sequence == 0
         assert topics["/t/battery"].type == "sensor_msgs/msg/BatteryState"
         assert topics["/t/fix"].last_sequence == -1
-        # /diagnostics: one status per topic, OK, with the counters as key/values
+        # /diagnostics: one status per topic and one for the pipeline (bytes queued, accepting),
+        # OK, with the counters as key/values
         robot.wait(lambda: any(
             any(st.name.endswith("/t/chatter") and dict((kv.key, kv.value) for kv in st.values).get("packaged") == "1"
                 for st in d.status) for d in diags), f"/diagnostics to count the package (last: {diags[-1:]})", node,
             timeout=5)
         last = diags[-1]
-        assert {st.name for st in last.status} == {f"peaqos_node: {t}" for t in topics}
+        assert {st.name for st in last.status} == {f"peaqos_node: {t}" for t in topics} | {"peaqos_node: pipeline"}
+        pipe = next(dict((kv.key, kv.value) for kv in st.values) for st in last.status if st.name.endswith("pipeline"))
+        assert pipe["accepting"] == "true" and pipe["max_queued_bytes"] == str(128 << 20), pipe
+        assert res.accepting and res.refusing_reason == "" and res.max_queued_bytes == 128 << 20
         assert all(st.level == b"\x00" or st.level == 0 for st in last.status)
         assert all(st.hardware_id == DEMO_DID for st in last.status)
     finally:

@@ -29,8 +29,32 @@ impl FsError {
 
     /// True when the write failed for lack of space (ENOSPC) or quota (EDQUOT).
     pub fn is_disk_full(&self) -> bool {
-        matches!(self.source.raw_os_error(), Some(28) | Some(122))
+        io_is_disk_full(&self.source)
     }
+}
+
+/// True when `e` is ENOSPC (no space) or EDQUOT (quota exceeded).
+pub fn io_is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Bytes available to this (unprivileged) process on the file system holding `path` (statvfs
+/// `f_bavail × f_frsize`).
+pub fn free_bytes(path: &Path) -> Result<u64, FsError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| FsError::new("statvfs", path, std::io::Error::from(std::io::ErrorKind::InvalidInput)))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated string and `st` points to writable statvfs storage.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(FsError::new("statvfs", path, std::io::Error::last_os_error()));
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    // The field types differ between targets (u32 on some 32-bit libcs).
+    #[allow(clippy::unnecessary_cast)]
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Mode of every file written here: only the node's user reads its state.

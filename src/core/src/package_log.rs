@@ -69,6 +69,16 @@ pub enum LogError {
     },
 }
 
+impl LogError {
+    /// True when an I/O failure was for lack of space (ENOSPC) or quota (EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            LogError::Io { source, .. } => peaqos_base::fsio::io_is_disk_full(source),
+            _ => false,
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
     move |source| LogError::Io { path: path.to_owned(), source }
 }
@@ -334,7 +344,15 @@ fn recover_topic(dir: &Path) -> Result<TopicLog, LogError> {
         Some((f, p, len)) => (Some((f, p)), len),
         None => (None, 0),
     };
-    Ok(TopicLog { dir: dir.to_owned(), file, seg_len, last_sequence, pending: Vec::new(), pending_first: None, pending_last: None })
+    Ok(TopicLog {
+        dir: dir.to_owned(),
+        file,
+        seg_len,
+        last_sequence,
+        pending: Vec::new(),
+        pending_first: None,
+        pending_last: None,
+    })
 }
 
 /// Truncate everything after the last complete, parseable line; returns the new length.
@@ -432,7 +450,10 @@ impl Iterator for SequencedLines {
                 Ok(s) => return Some(Ok((s.sequence_number, line))),
                 Err(e) => {
                     let path = self.lines.current.as_ref().map(|(_, p)| p.clone()).unwrap_or_default();
-                    return Some(Err(LogError::Corrupt { path, reason: format!("line without a sequenceNumber: {e}") }));
+                    return Some(Err(LogError::Corrupt {
+                        path,
+                        reason: format!("line without a sequenceNumber: {e}"),
+                    }));
                 }
             }
         }

@@ -10,7 +10,21 @@
 //! ```
 //!
 //! `try_submit` never blocks on I/O or signing: it takes a short mutex, and returns `false`
-//! when the topic's queue is full (counted in `dropped`). A message whose rules or signing
+//! when the topic's queue is full (counted in `dropped`).
+//!
+//! **Bounded by bytes as well as count.** Each message's in-memory size is estimated
+//! ([`RawMessage::approx_bytes`]) and reserved from its topic's bound (`queue_max_bytes`) and
+//! the pipeline's total (`max_queued_bytes`) until its batch has been written and published, so
+//! the messages queued *and* being packaged never exceed the total; a message that does not fit
+//! is dropped and counted (`dropped_for_bytes`, `dropped_bytes`). A batch stops growing at
+//! `batch_max_bytes`, so few large messages are signed and held per group commit. Large buffers are
+//! mapped on their own ([`crate::memory::map_large_allocations`]) so a burst does not stay resident.
+//!
+//! **Refusing while the disk is full.** When a commit fails for lack of space (ENOSPC/EDQUOT),
+//! or free space on the log's file system is under `min_free_bytes`, the pipeline refuses new
+//! messages (counted drops, [`Pipeline::refusing`] says why) and rechecks free space every
+//! `disk_check_interval`; it accepts again by itself once space is back above the floor. What
+//! was acknowledged stays intact: a failed commit is rolled back to the last complete line. A message whose rules or signing
 //! fail is counted in `errors` and logged with its topic and field; the worker never panics
 //! on input. If a commit fails, that batch is counted in `errors`, nothing of it is
 //! published, and its sequence numbers are reused by the next batch (the log stays gap-free).
@@ -42,19 +56,45 @@ pub struct PipelineConfig {
     pub batch_max_wait: Duration,
     /// Segment size of the log.
     pub segment_max_bytes: u64,
+    /// Most estimated message bytes queued or being packaged, all topics together.
+    pub max_queued_bytes: u64,
+    /// Per-topic byte bound for topics whose policy sets no `queue_max_bytes`.
+    pub topic_max_queued_bytes: u64,
+    /// A batch stops growing once its messages reach this many estimated bytes (≥ 1 message).
+    pub batch_max_bytes: u64,
+    /// Refuse new messages while the log's file system has fewer free bytes (0 = no floor).
+    pub min_free_bytes: u64,
+    /// How often free space is checked (and a full disk retried).
+    pub disk_check_interval: Duration,
 }
 
 impl PipelineConfig {
-    /// Defaults: batch of ≤ 256, no extra wait, 16 MiB segments.
+    /// Defaults: batch of ≤ 256 messages and ≤ 8 MiB, no extra wait, 16 MiB segments,
+    /// [`DEFAULT_MAX_QUEUED_BYTES`] in total, [`DEFAULT_TOPIC_MAX_QUEUED_BYTES`] per topic,
+    /// [`DEFAULT_MIN_FREE_BYTES`] free space floor checked every second.
     pub fn new(data_dir: PathBuf) -> PipelineConfig {
         PipelineConfig {
             data_dir,
             batch_max: 256,
             batch_max_wait: Duration::ZERO,
             segment_max_bytes: crate::package_log::DEFAULT_SEGMENT_MAX_BYTES,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            topic_max_queued_bytes: DEFAULT_TOPIC_MAX_QUEUED_BYTES,
+            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            disk_check_interval: Duration::from_secs(1),
         }
     }
 }
+
+/// Default bound of all queued message bytes: 128 MiB.
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 128 << 20;
+/// Default per-topic byte bound: 64 MiB.
+pub const DEFAULT_TOPIC_MAX_QUEUED_BYTES: u64 = 64 << 20;
+/// Default byte cap of one batch: 8 MiB (a batch's packages are held twice until its commit).
+pub const DEFAULT_BATCH_MAX_BYTES: u64 = 8 << 20;
+/// Default free-space floor: 64 MiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
 
 /// Pipeline start errors.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +121,35 @@ pub struct RawMessage {
     pub received: SystemTime,
 }
 
+/// Heap bytes one JSON value costs beyond its own slot (a fixed guess per node).
+const VALUE_BYTES: u64 = std::mem::size_of::<Value>() as u64;
+/// Bookkeeping per object entry (map node, key header) beyond the key's bytes.
+const ENTRY_BYTES: u64 = 48;
+
+fn value_bytes(v: &Value) -> u64 {
+    VALUE_BYTES
+        + match v {
+            Value::String(s) => s.capacity() as u64,
+            Value::Array(xs) => {
+                xs.iter().map(value_bytes).sum::<u64>() + (xs.capacity() - xs.len()) as u64 * VALUE_BYTES
+            }
+            Value::Object(m) => map_bytes(m),
+            _ => 0,
+        }
+}
+
+fn map_bytes(m: &Map<String, Value>) -> u64 {
+    m.iter().map(|(k, v)| ENTRY_BYTES + k.capacity() as u64 + value_bytes(v)).sum()
+}
+
+impl RawMessage {
+    /// Estimated heap bytes of this message (strings, arrays and maps walked once): what the
+    /// byte bounds count.
+    pub fn approx_bytes(&self) -> u64 {
+        std::mem::size_of::<RawMessage>() as u64 + map_bytes(&self.fields)
+    }
+}
+
 /// A package that is on disk, ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -101,10 +170,16 @@ pub struct TopicStats {
     pub received: u64,
     /// Packages durably logged (and handed to the sink).
     pub packaged: u64,
-    /// Messages refused because the queue was full.
+    /// Messages refused: queue full (by count or bytes), refusing (disk full) or shutting down.
     pub dropped: u64,
+    /// Of `dropped`, those refused because a byte bound was reached.
+    pub dropped_for_bytes: u64,
+    /// Estimated bytes of every dropped message.
+    pub dropped_bytes: u64,
     /// Messages currently queued.
     pub queue_depth: usize,
+    /// Estimated bytes queued or being packaged now.
+    pub queued_bytes: u64,
     /// Last logged sequence number.
     pub last_sequence: Option<u64>,
     /// Messages that failed rules/signing/logging.
@@ -115,11 +190,16 @@ const NO_SEQ: u64 = u64::MAX;
 
 struct TopicShared {
     topic: Arc<str>,
-    queue: Mutex<VecDeque<RawMessage>>,
+    queue: Mutex<VecDeque<(RawMessage, u64)>>,
     capacity: usize,
+    max_bytes: u64,
+    /// Reserved bytes: queued plus in the worker's current batch.
+    queued_bytes: AtomicU64,
     received: AtomicU64,
     packaged: AtomicU64,
     dropped: AtomicU64,
+    dropped_for_bytes: AtomicU64,
+    dropped_bytes: AtomicU64,
     errors: AtomicU64,
     last_sequence: AtomicU64,
 }
@@ -131,6 +211,41 @@ struct Shared {
     pending: Mutex<isize>,
     wake: Condvar,
     shutdown: AtomicBool,
+    /// Reserved bytes of all topics, and their bound.
+    queued_bytes: AtomicU64,
+    max_queued_bytes: u64,
+    /// Why new messages are refused now (`None`: accepting); `refusing` mirrors it for the
+    /// callbacks' lock-free check.
+    refusing: AtomicBool,
+    refusing_reason: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Reserve `n` bytes of the total; false if that would exceed the bound.
+    fn reserve(&self, n: u64) -> bool {
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                cur.checked_add(n).filter(|&next| next <= self.max_queued_bytes)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, topic: usize, n: u64) {
+        self.topics[topic].queued_bytes.fetch_sub(n, Ordering::AcqRel);
+        self.queued_bytes.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    fn set_refusing(&self, reason: Option<String>) {
+        let mut r = lock(&self.refusing_reason);
+        let was = r.is_some();
+        match (&reason, was) {
+            (Some(why), false) => tracing::error!("refusing new messages (counted as dropped): {why}"),
+            (None, true) => tracing::info!("accepting messages again: free space is back"),
+            _ => {}
+        }
+        self.refusing.store(reason.is_some(), Ordering::SeqCst);
+        *r = reason;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,22 +262,36 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    /// Queue a message; `false` when the topic's queue is full (counted as dropped) or the
-    /// pipeline is shutting down.
+    /// Queue a message; `false` when the topic's queue is full by count or bytes, the total
+    /// byte bound is reached, the pipeline refuses messages (disk full) or is shutting down —
+    /// each counted as dropped.
     pub fn try_submit(&self, msg: RawMessage) -> bool {
         let t = &self.shared.topics[self.index];
-        if self.shared.shutdown.load(Ordering::Relaxed) {
+        let n = msg.approx_bytes();
+        let refuse = |for_bytes: bool| {
             t.dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
+            t.dropped_bytes.fetch_add(n, Ordering::Relaxed);
+            if for_bytes {
+                t.dropped_for_bytes.fetch_add(1, Ordering::Relaxed);
+            }
+            false
+        };
+        if self.shared.shutdown.load(Ordering::Relaxed) || self.shared.refusing.load(Ordering::Relaxed) {
+            return refuse(false);
         }
         {
             let mut q = lock(&t.queue);
             if q.len() >= t.capacity {
                 drop(q);
-                t.dropped.fetch_add(1, Ordering::Relaxed);
-                return false;
+                return refuse(false);
             }
-            q.push_back(msg);
+            // The topic's bytes only grow under its queue lock, so check-then-add is exact.
+            if t.queued_bytes.load(Ordering::Acquire).saturating_add(n) > t.max_bytes || !self.shared.reserve(n) {
+                drop(q);
+                return refuse(true);
+            }
+            t.queued_bytes.fetch_add(n, Ordering::AcqRel);
+            q.push_back((msg, n));
         }
         t.received.fetch_add(1, Ordering::Relaxed);
         let mut p = lock(&self.shared.pending);
@@ -197,6 +326,14 @@ struct Worker {
     sink: Box<dyn FnMut(Vec<Published>) + Send>,
     batch_max: usize,
     batch_max_wait: Duration,
+    batch_max_bytes: u64,
+    min_free_bytes: u64,
+    disk_check_interval: Duration,
+    /// The last commit failed for lack of space: refuse until free space is back.
+    disk_full: bool,
+    /// Bytes of the batch whose commit found the disk full.
+    failed_batch_bytes: u64,
+    last_disk_check: Option<Instant>,
 }
 
 impl Pipeline {
@@ -211,6 +348,9 @@ impl Pipeline {
         if cfg.batch_max == 0 {
             return Err(PipelineError::Config("batch_max must be at least 1".into()));
         }
+        if cfg.max_queued_bytes == 0 || cfg.topic_max_queued_bytes == 0 || cfg.batch_max_bytes == 0 {
+            return Err(PipelineError::Config("byte bounds must be at least 1".into()));
+        }
         let log = PackageLog::open(&cfg.data_dir, LogOptions { segment_max_bytes: cfg.segment_max_bytes })?;
         let topics = map
             .topics
@@ -219,9 +359,13 @@ impl Pipeline {
                 topic: Arc::from(t.topic.as_str()),
                 queue: Mutex::new(VecDeque::new()),
                 capacity: t.queue_size.max(1),
+                max_bytes: t.queue_max_bytes.unwrap_or(cfg.topic_max_queued_bytes),
+                queued_bytes: AtomicU64::new(0),
                 received: AtomicU64::new(0),
                 packaged: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                dropped_for_bytes: AtomicU64::new(0),
+                dropped_bytes: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 last_sequence: AtomicU64::new(log.last_sequence(&t.topic).unwrap_or(NO_SEQ)),
             })
@@ -231,6 +375,10 @@ impl Pipeline {
             pending: Mutex::new(0),
             wake: Condvar::new(),
             shutdown: AtomicBool::new(false),
+            queued_bytes: AtomicU64::new(0),
+            max_queued_bytes: cfg.max_queued_bytes,
+            refusing: AtomicBool::new(false),
+            refusing_reason: Mutex::new(None),
         });
         let address = key.address().to_owned();
         let did = key.did().to_owned();
@@ -244,6 +392,12 @@ impl Pipeline {
             sink,
             batch_max: cfg.batch_max,
             batch_max_wait: cfg.batch_max_wait,
+            batch_max_bytes: cfg.batch_max_bytes,
+            min_free_bytes: cfg.min_free_bytes,
+            disk_check_interval: cfg.disk_check_interval,
+            disk_full: false,
+            failed_batch_bytes: 0,
+            last_disk_check: None,
         };
         let handle = std::thread::Builder::new()
             .name("peaqos-packager".into())
@@ -270,12 +424,26 @@ impl Pipeline {
                     received: t.received.load(Ordering::Relaxed),
                     packaged: t.packaged.load(Ordering::Relaxed),
                     dropped: t.dropped.load(Ordering::Relaxed),
+                    dropped_for_bytes: t.dropped_for_bytes.load(Ordering::Relaxed),
+                    dropped_bytes: t.dropped_bytes.load(Ordering::Relaxed),
                     queue_depth: lock(&t.queue).len(),
+                    queued_bytes: t.queued_bytes.load(Ordering::Relaxed),
                     last_sequence: (last != NO_SEQ).then_some(last),
                     errors: t.errors.load(Ordering::Relaxed),
                 }
             })
             .collect()
+    }
+
+    /// Estimated bytes queued or being packaged, all topics, and their bound.
+    pub fn queued_bytes(&self) -> (u64, u64) {
+        (self.shared.queued_bytes.load(Ordering::Relaxed), self.shared.max_queued_bytes)
+    }
+
+    /// Why new messages are refused now (disk full or under the free-space floor); `None` while
+    /// accepting.
+    pub fn refusing(&self) -> Option<String> {
+        lock(&self.shared.refusing_reason).clone()
     }
 
     /// Signer address (EIP-55).
@@ -313,6 +481,7 @@ impl Drop for Pipeline {
 struct Item {
     topic: usize,
     msg: RawMessage,
+    bytes: u64,
 }
 
 impl Worker {
@@ -320,16 +489,28 @@ impl Worker {
         let mut batch: Vec<Item> = Vec::with_capacity(self.batch_max);
         let mut rr = 0usize;
         loop {
-            // Wait for work or shutdown.
+            // Wait for work or shutdown; look at the disk every `disk_check_interval` meanwhile.
             {
                 let mut p = lock(&self.shared.pending);
                 while *p <= 0 && !self.shared.shutdown.load(Ordering::SeqCst) {
-                    p = self.shared.wake.wait(p).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    drop(p);
+                    self.check_disk();
+                    p = lock(&self.shared.pending);
+                    if *p > 0 || self.shared.shutdown.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    p = self
+                        .shared
+                        .wake
+                        .wait_timeout(p, self.disk_check_interval)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
                 }
                 if *p <= 0 {
                     break; // shutdown with nothing queued
                 }
             }
+            self.check_disk();
             let deadline = Instant::now() + self.batch_max_wait;
             loop {
                 self.drain(&mut batch, &mut rr);
@@ -361,12 +542,46 @@ impl Worker {
         tracing::info!("packaging worker stopped");
     }
 
-    /// Move up to `batch_max - batch.len()` messages from the queues, round robin.
+    /// Every `disk_check_interval`: refuse new messages while free space is under the floor or
+    /// the last commit found the disk full; accept again once free space is above the floor.
+    fn check_disk(&mut self) {
+        if self.last_disk_check.is_some_and(|t| t.elapsed() < self.disk_check_interval) {
+            return;
+        }
+        self.last_disk_check = Some(Instant::now());
+        if self.min_free_bytes == 0 && !self.disk_full {
+            return;
+        }
+        let free = match peaqos_base::fsio::free_bytes(self.log.root()) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the free space of the package log's file system");
+                return;
+            }
+        };
+        // After ENOSPC, wait for at least the floor and room for the batch that failed.
+        let floor = if self.disk_full { self.min_free_bytes.max(self.failed_batch_bytes) } else { self.min_free_bytes };
+        if free < floor {
+            let why = if self.disk_full {
+                format!("disk full: the package log's file system has {free} bytes free, waiting for {floor}")
+            } else {
+                format!("free space {free} bytes is under disk.min_free_bytes ({floor})")
+            };
+            self.shared.set_refusing(Some(why));
+        } else {
+            self.disk_full = false;
+            self.shared.set_refusing(None);
+        }
+    }
+
+    /// Move up to `batch_max - batch.len()` messages (and about `batch_max_bytes`) from the
+    /// queues, round robin.
     fn drain(&mut self, batch: &mut Vec<Item>, rr: &mut usize) {
         let n = self.shared.topics.len();
         let mut taken = 0usize;
         let mut progress = true;
-        while batch.len() < self.batch_max && progress {
+        let mut bytes: u64 = batch.iter().map(|i| i.bytes).sum();
+        while batch.len() < self.batch_max && bytes < self.batch_max_bytes && progress {
             progress = false;
             for k in 0..n {
                 let i = (*rr + k) % n;
@@ -376,16 +591,20 @@ impl Worker {
                 // Take a fair share per pass so one busy topic cannot starve the others.
                 let share = (room / n).max(1).min(room);
                 for _ in 0..share {
+                    if bytes >= self.batch_max_bytes {
+                        break;
+                    }
                     match q.pop_front() {
-                        Some(msg) => {
-                            batch.push(Item { topic: i, msg });
+                        Some((msg, b)) => {
+                            batch.push(Item { topic: i, msg, bytes: b });
+                            bytes += b;
                             taken += 1;
                             progress = true;
                         }
                         None => break,
                     }
                 }
-                if batch.len() >= self.batch_max {
+                if batch.len() >= self.batch_max || bytes >= self.batch_max_bytes {
                     break;
                 }
             }
@@ -400,6 +619,8 @@ impl Worker {
     fn process(&mut self, batch: &mut Vec<Item>) {
         let mut out: Vec<Published> = Vec::with_capacity(batch.len());
         let mut largest = 0;
+        // The batch's bytes stay reserved until it is written and published.
+        let reserved: Vec<(usize, u64)> = batch.iter().map(|i| (i.topic, i.bytes)).collect();
         for item in batch.drain(..) {
             let t = &self.shared.topics[item.topic];
             let topic = t.topic.clone();
@@ -438,6 +659,9 @@ impl Worker {
         }
         self.publish(out);
         // The batch's messages, packages and their conversions are freed by now.
+        for (topic, n) in reserved {
+            self.shared.release(topic, n);
+        }
         crate::memory::release_after_large(largest);
     }
 
@@ -447,6 +671,12 @@ impl Worker {
         }
         if let Err(e) = self.log.commit() {
             tracing::error!(error = %e, packages = out.len(), "batch not durable, not published");
+            if e.is_disk_full() {
+                self.disk_full = true;
+                self.failed_batch_bytes = out.iter().map(|p| p.package_json.len() as u64 + 1).sum();
+                self.last_disk_check = None;
+                self.shared.set_refusing(Some(format!("disk full: {e}")));
+            }
             // The log discarded the failing topics' pending lines; count those as errors
             // and publish what did get committed.
             let mut kept = Vec::with_capacity(out.len());

@@ -11,6 +11,8 @@
 //!                                   #   system_default | {reliability: reliable|best_effort,
 //!                                   #   durability: volatile|transient_local, depth: N}
 //!     queue_size: 1000              # optional (default 1000): bounded queue callback → packaging
+//!     queue_max_bytes: 67108864     # optional (default: the node's pipeline.topic_max_queued_bytes):
+//!                                   #   the same queue bounded in (estimated) message bytes
 //!     fields:                       # optional: ordered, first match wins (SDK semantics)
 //!       - {path: serial_number, action: anonymize, strategy: hash}   # hash | generalize | redact
 //!       - {path: location, action: encrypt}
@@ -25,7 +27,8 @@
 //! like `topics[0].fields[1].action` and the reason carries the line/column when known.
 //! Semantic checks: `schema_version` is 1, at least one topic, topic and type syntax, no
 //! duplicate topics, `strategy` present iff `action: anonymize`, non-empty field paths without
-//! empty segments, `queue_size` in 1..=[`MAX_QUEUE_SIZE`], `depth` in 1..=[`MAX_QOS_DEPTH`],
+//! empty segments, `queue_size` in 1..=[`MAX_QUEUE_SIZE`], `queue_max_bytes` at least
+//! [`MIN_QUEUE_MAX_BYTES`], `depth` in 1..=[`MAX_QOS_DEPTH`],
 //! topic names of at most [`MAX_TOPIC_LEN`] characters (rmw's limit), a non-blank
 //! `package_schema_version` of printable characters. Field rule paths are checked against the
 //! installed message type by [`DataEventMap::check_field_paths`] (see [`crate::catalog`]).
@@ -45,6 +48,8 @@ use crate::field_rules::{Action, FieldRule, Strategy, TopicRules};
 pub const DEFAULT_QUEUE_SIZE: usize = 1000;
 /// Largest `queue_size`.
 pub const MAX_QUEUE_SIZE: usize = 1_000_000;
+/// Smallest `queue_max_bytes` of a topic (one small message must always fit).
+pub const MIN_QUEUE_MAX_BYTES: u64 = 4096;
 /// Largest `qos.depth` (DDS keeps this many samples per reader; rmw fails far above).
 pub const MAX_QOS_DEPTH: usize = 100_000;
 /// Longest topic name: rmw's `RMW_TOPIC_MAX_NAME_LENGTH` (255 − 8 reserved for prefixes).
@@ -105,6 +110,9 @@ pub struct TopicPolicy {
     /// Bounded queue length between the callback and packaging.
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
+    /// The same queue bounded in estimated message bytes; `None`: the node's default.
+    #[serde(default, deserialize_with = "present")]
+    pub queue_max_bytes: Option<u64>,
     /// Ordered field rules.
     #[serde(default)]
     pub fields: Vec<FieldRuleSpec>,
@@ -273,12 +281,16 @@ impl DataEventMap {
     fn check(&self, file: &Path) -> Result<(), PolicyError> {
         let err = |path: String, reason: String| PolicyError { file: file.to_owned(), path, reason };
         if self.schema_version != 1 {
-            return Err(err("schema_version".into(), format!("unsupported version {}, expected 1", self.schema_version)));
+            return Err(err(
+                "schema_version".into(),
+                format!("unsupported version {}, expected 1", self.schema_version),
+            ));
         }
         if self.package_schema_version.trim().is_empty() {
             return Err(err("package_schema_version".into(), "must not be blank".into()));
         }
-        if self.package_schema_version.len() > MAX_NAME_LEN || self.package_schema_version.chars().any(char::is_control) {
+        if self.package_schema_version.len() > MAX_NAME_LEN || self.package_schema_version.chars().any(char::is_control)
+        {
             return Err(err(
                 "package_schema_version".into(),
                 format!("must be at most {MAX_NAME_LEN} bytes of printable characters"),
@@ -289,26 +301,48 @@ impl DataEventMap {
         }
         for (i, t) in self.topics.iter().enumerate() {
             if let Err(reason) = check_topic_name(&t.topic) {
-                return Err(err(format!("topics[{i}].topic"), format!("invalid topic name {}: {reason}", crate::text::quoted(&t.topic))));
+                return Err(err(
+                    format!("topics[{i}].topic"),
+                    format!("invalid topic name {}: {reason}", crate::text::quoted(&t.topic)),
+                ));
             }
             if let Some(j) = self.topics[..i].iter().position(|o| o.topic == t.topic) {
-                return Err(err(format!("topics[{i}].topic"), format!("duplicate topic {} (also topics[{j}])", crate::text::quoted(&t.topic))));
+                return Err(err(
+                    format!("topics[{i}].topic"),
+                    format!("duplicate topic {} (also topics[{j}])", crate::text::quoted(&t.topic)),
+                ));
             }
             if let Err(reason) = check_type_name(&t.msg_type) {
-                return Err(err(format!("topics[{i}].type"), format!("invalid message type {}: {reason}", crate::text::quoted(&t.msg_type))));
+                return Err(err(
+                    format!("topics[{i}].type"),
+                    format!("invalid message type {}: {reason}", crate::text::quoted(&t.msg_type)),
+                ));
             }
             if !(1..=MAX_QUEUE_SIZE).contains(&t.queue_size) {
-                return Err(err(format!("topics[{i}].queue_size"), format!("must be at least 1 and at most {MAX_QUEUE_SIZE}")));
+                return Err(err(
+                    format!("topics[{i}].queue_size"),
+                    format!("must be at least 1 and at most {MAX_QUEUE_SIZE}"),
+                ));
+            }
+            if t.queue_max_bytes.is_some_and(|b| b < MIN_QUEUE_MAX_BYTES) {
+                return Err(err(
+                    format!("topics[{i}].queue_max_bytes"),
+                    format!("must be at least {MIN_QUEUE_MAX_BYTES}"),
+                ));
             }
             if let Qos::Custom(p) = t.qos {
                 if !(1..=MAX_QOS_DEPTH).contains(&p.depth) {
-                    return Err(err(format!("topics[{i}].qos.depth"), format!("must be at least 1 and at most {MAX_QOS_DEPTH}")));
+                    return Err(err(
+                        format!("topics[{i}].qos.depth"),
+                        format!("must be at least 1 and at most {MAX_QOS_DEPTH}"),
+                    ));
                 }
             }
             if t.default_action == Some(Action::Anonymize) {
                 return Err(err(
                     format!("topics[{i}].default_action"),
-                    "anonymize cannot be a default action (it needs a strategy); use include, exclude or encrypt".into(),
+                    "anonymize cannot be a default action (it needs a strategy); use include, exclude or encrypt"
+                        .into(),
                 ));
             }
             for (k, f) in t.fields.iter().enumerate() {
@@ -316,7 +350,10 @@ impl DataEventMap {
                     return Err(err(format!("topics[{i}].fields[{k}].path"), "must not be empty".into()));
                 }
                 if f.path.len() > MAX_NAME_LEN {
-                    return Err(err(format!("topics[{i}].fields[{k}].path"), format!("longer than {MAX_NAME_LEN} bytes")));
+                    return Err(err(
+                        format!("topics[{i}].fields[{k}].path"),
+                        format!("longer than {MAX_NAME_LEN} bytes"),
+                    ));
                 }
                 if f.path.split('.').any(str::is_empty) {
                     return Err(err(
@@ -327,7 +364,10 @@ impl DataEventMap {
                 if let Some(seg) = f.path.split('.').find(|s| !is_field_name(s)) {
                     return Err(err(
                         format!("topics[{i}].fields[{k}].path"),
-                        format!("segment {} is not a ROS field name (letters, digits and '_', starting with a letter)", crate::text::quoted(seg)),
+                        format!(
+                            "segment {} is not a ROS field name (letters, digits and '_', starting with a letter)",
+                            crate::text::quoted(seg)
+                        ),
                     ));
                 }
                 match (f.action, f.strategy) {
@@ -361,9 +401,15 @@ impl DataEventMap {
                 let err = |reason: String| PolicyError {
                     file: file.to_owned(),
                     path: format!("topics[{i}].fields[{k}].path"),
-                    reason: format!("topic {}: rule {{path: {}, action: {}}}: {reason}", t.topic, f.path, f.action.as_str()),
+                    reason: format!(
+                        "topic {}: rule {{path: {}, action: {}}}: {reason}",
+                        t.topic,
+                        f.path,
+                        f.action.as_str()
+                    ),
                 };
-                let catalog = catalogs.get(&t.topic).ok_or_else(|| err(format!("the fields of {} are not known", t.msg_type)))?;
+                let catalog =
+                    catalogs.get(&t.topic).ok_or_else(|| err(format!("the fields of {} are not known", t.msg_type)))?;
                 crate::catalog::lookup(catalog, &t.msg_type, &f.path)
                     .map_err(|reason| err(format!("{reason}; the rule could never apply")))?;
             }
@@ -375,7 +421,11 @@ impl DataEventMap {
 /// Load and check a Data Event Map file: a regular file (a FIFO or device would block or never
 /// end) of at most [`MAX_POLICY_BYTES`].
 pub fn load(path: &Path) -> Result<DataEventMap, PolicyError> {
-    let text = read_bounded(path).map_err(|reason| PolicyError { file: path.to_owned(), path: "<root>".to_owned(), reason })?;
+    let text = read_bounded(path).map_err(|reason| PolicyError {
+        file: path.to_owned(),
+        path: "<root>".to_owned(),
+        reason,
+    })?;
     DataEventMap::from_yaml_str(&text, path)
 }
 
@@ -422,7 +472,9 @@ fn prescan(text: &str) -> Result<(), String> {
             (Some(q), _) if b == q => quote = None,
             (Some(_), _) => {}
             (None, b'#') if prev.is_ascii_whitespace() => comment = true,
-            (None, b'!') if at_value => return Err(format!("YAML tags are not allowed (plain values only) at line {line} column {col}")),
+            (None, b'!') if at_value => {
+                return Err(format!("YAML tags are not allowed (plain values only) at line {line} column {col}"))
+            }
             (None, b'\'' | b'"') if at_value => quote = Some(b),
             (None, b'[' | b'{') => {
                 depth += 1;
@@ -447,7 +499,8 @@ fn prescan(text: &str) -> Result<(), String> {
 
 /// A ROS message field name: a letter, then letters, digits and '_'.
 fn is_field_name(s: &str) -> bool {
-    s.bytes().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    s.bytes().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// Absolute ROS 2 topic name rules (rmw `validate_full_topic_name`).
@@ -492,7 +545,8 @@ pub fn check_type_name(name: &str) -> Result<(), String> {
     if !pkg_ok {
         return Err(format!("package {pkg:?} must be lowercase letters, digits and '_', starting with a letter"));
     }
-    let ty_ok = ty.bytes().next().is_some_and(|c| c.is_ascii_uppercase()) && ty.bytes().all(|c| c.is_ascii_alphanumeric());
+    let ty_ok =
+        ty.bytes().next().is_some_and(|c| c.is_ascii_uppercase()) && ty.bytes().all(|c| c.is_ascii_alphanumeric());
     if !ty_ok {
         return Err(format!("type {ty:?} must be CamelCase letters and digits"));
     }

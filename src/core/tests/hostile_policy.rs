@@ -387,6 +387,12 @@ fn structural_cases() {
         "at most 100000",
     );
     add(
+        "queue_bytes_tiny.yaml",
+        TEMPLATE.replace("queue_size: 100", "queue_size: 100\n    queue_max_bytes: 100").into_bytes(),
+        "topics[0].queue_max_bytes",
+        "at least 4096",
+    );
+    add(
         "queue_huge.yaml",
         TEMPLATE
             .replace("queue_size: 100", "queue_size: 18446744073709551615")

@@ -99,7 +99,8 @@ fn end_to_end_and_restart() {
     assert!(first.payload.get("cell_voltage").is_none());
     assert_eq!(first.schema_version, "1.0.0");
     assert_eq!(first.signing_key_id, format!("{}#keys-1", p.did()));
-    let with_stamp = got.iter().filter(|x| x.package_json.contains("\"timestamp\":\"2024-12-24T00:26:40.000000005Z\"")).count();
+    let with_stamp =
+        got.iter().filter(|x| x.package_json.contains("\"timestamp\":\"2024-12-24T00:26:40.000000005Z\"")).count();
     assert_eq!(with_stamp, 500);
 
     let st = &p.stats()[0];
@@ -151,9 +152,14 @@ fn full_queue_drops_and_bad_messages_count_as_errors() {
     )
     .unwrap();
     let chatter = p.submitter(1).unwrap();
-    let m = || RawMessage { fields: json!({"data": "x"}).as_object().unwrap().clone(), stamp: None, received: SystemTime::now() };
+    let m = || RawMessage {
+        fields: json!({"data": "x"}).as_object().unwrap().clone(),
+        stamp: None,
+        received: SystemTime::now(),
+    };
     assert!(chatter.try_submit(m()));
-    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap(); // worker is now stuck in the sink
+    // The worker is now stuck in the sink.
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     // queue_size 3: three more fit, the rest are dropped without blocking.
     let accepted = (0..10).filter(|_| chatter.try_submit(m())).count();
     assert_eq!(accepted, 3);
@@ -176,7 +182,8 @@ fn full_queue_drops_and_bad_messages_count_as_errors() {
     assert_eq!((st[1].packaged, st[1].errors, st[1].last_sequence), (4, 0, Some(3)));
     assert_eq!((st[0].received, st[0].packaged, st[0].errors, st[0].last_sequence), (2, 1, 1, Some(0)));
     assert_eq!(out.lock().unwrap().len(), 5);
-    let got: Vec<Value> = iter_topic(dir.path(), "/battery_state").unwrap().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    let got: Vec<Value> =
+        iter_topic(dir.path(), "/battery_state").unwrap().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["payload"]["i"], json!(2));
 }
@@ -211,4 +218,99 @@ fn handles_are_thread_safe_and_sink_panics_are_contained() {
     p.shutdown();
     assert_eq!(*calls.lock().unwrap(), 3);
     assert_eq!(p.stats()[1].packaged, 3);
+}
+
+/// A stalled worker: queued plus in-flight message bytes never pass the per-topic and total
+/// bounds; the overflow is counted (`dropped_for_bytes`, `dropped_bytes`) and the callback never
+/// blocks; once the worker moves on, the reserved bytes are released.
+#[test]
+fn queues_are_bounded_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"
+schema_version: 1
+topics:
+  - topic: /cam
+    type: sensor_msgs/msg/Image
+    queue_size: 1000
+    queue_max_bytes: 3000000
+  - topic: /cam2
+    type: sensor_msgs/msg/Image
+"#;
+    let map = DataEventMap::from_yaml_str(policy, Path::new("inline.yaml")).unwrap();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let m = || RawMessage {
+        fields: json!({"data": "A".repeat(1_000_000)}).as_object().unwrap().clone(),
+        stamp: None,
+        received: SystemTime::now(),
+    };
+    let size = m().approx_bytes();
+    assert!((1_000_000..1_001_000).contains(&size), "estimate {size}");
+    let mut p = Pipeline::start(
+        PipelineConfig { batch_max: 1, max_queued_bytes: 5 * size, ..PipelineConfig::new(dir.path().to_owned()) },
+        MachineKey::from_hex(SK).unwrap(),
+        FieldKey::from_bytes([1; 32]),
+        &map,
+        Box::new(move |batch| {
+            entered_tx.send(batch.len()).unwrap();
+            // Bounded, so a failing assertion cannot leave the worker (and the test) hanging.
+            let _ = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        }),
+    )
+    .unwrap();
+    let (cam, cam2) = (p.submitter(0).unwrap(), p.submitter(1).unwrap());
+    assert!(cam.try_submit(m()));
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap(); // worker holds message 1 in its sink
+                                                               // /cam: 3 MB per topic → the in-flight one plus one more fits.
+    let t0 = std::time::Instant::now();
+    let accepted = (0..10).filter(|_| cam.try_submit(m())).count();
+    assert!(t0.elapsed() < Duration::from_secs(2), "try_submit blocked");
+    assert_eq!(accepted, 1);
+    // /cam2 (default 64 MiB per topic): the total of five messages leaves room for 3 more.
+    let accepted2 = (0..10).filter(|_| cam2.try_submit(m())).count();
+    assert_eq!(accepted2, 3);
+    assert_eq!(p.queued_bytes(), (5 * size, 5 * size));
+    let st = p.stats();
+    assert_eq!((st[0].dropped, st[0].dropped_for_bytes, st[0].dropped_bytes), (9, 9, 9 * size));
+    assert_eq!((st[1].dropped, st[1].dropped_for_bytes, st[1].queued_bytes), (7, 7, 3 * size));
+    assert_eq!(st[0].queued_bytes, 2 * size);
+    // A message larger than its topic's bound is never queued.
+    let huge = RawMessage { fields: json!({"data": "A".repeat(3_100_000)}).as_object().unwrap().clone(), ..m() };
+    assert!(!cam.try_submit(huge));
+    for _ in 0..20 {
+        let _ = release_tx.send(());
+    }
+    drop(release_tx);
+    p.shutdown();
+    let st = p.stats();
+    assert_eq!((st[0].packaged, st[1].packaged), (2, 3));
+    assert_eq!(p.queued_bytes().0, 0);
+    assert_eq!((st[0].queued_bytes, st[1].queued_bytes), (0, 0));
+}
+
+/// A free-space floor above what the file system has: every message is refused (counted), the
+/// reason is reported, and nothing is written.
+#[test]
+fn refuses_under_the_free_space_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pipeline::start(
+        PipelineConfig { min_free_bytes: u64::MAX, ..PipelineConfig::new(dir.path().to_owned()) },
+        MachineKey::from_hex(SK).unwrap(),
+        FieldKey::from_bytes([1; 32]),
+        &map(),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.refusing().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let why = p.refusing().expect("refusing under the floor");
+    assert!(why.contains("disk.min_free_bytes"), "{why}");
+    let bat = p.submitter(0).unwrap();
+    assert!(!bat.try_submit(msg(1, None)));
+    p.shutdown();
+    let st = &p.stats()[0];
+    assert_eq!((st.received, st.dropped, st.packaged), (0, 1, 0));
 }

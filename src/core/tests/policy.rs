@@ -38,6 +38,7 @@ fn good_files_load() {
     assert_eq!(m.topics[1].field_rules().default_action, Action::Exclude);
     assert_eq!(m.topics[2].qos, Qos::SystemDefault);
     assert_eq!(m.topics[2].queue_size, policy::DEFAULT_QUEUE_SIZE);
+    assert_eq!(m.topics[2].queue_max_bytes, None);
 
     let m = policy::load(&data("good_minimal.yaml")).unwrap();
     assert_eq!(m.package_schema_version, "1.0.0");

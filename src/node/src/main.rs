@@ -50,6 +50,7 @@ pub enum StartError {
 fn main() -> ExitCode {
     // Before anything else: Fast DDS reads its profile when the first participant is made.
     let dds_profile = dds_profile::apply();
+    peaqos_core::memory::map_large_allocations();
     ros_log::init();
     match run(&dds_profile) {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,8 +102,10 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     // Resolve every topic's type before anything starts: an unknown type is a start error.
     let mut types = Vec::with_capacity(map.topics.len());
     for t in &map.topics {
-        let type_name: rclrs::MessageTypeName = t.msg_type.as_str().try_into().map_err(|e| {
-            StartError::TopicType { topic: t.topic.clone(), type_name: t.msg_type.clone(), reason: format!("{e}") }
+        let type_name: rclrs::MessageTypeName = t.msg_type.as_str().try_into().map_err(|e| StartError::TopicType {
+            topic: t.topic.clone(),
+            type_name: t.msg_type.clone(),
+            reason: format!("{e}"),
         })?;
         if let Err(e) = rclrs::DynamicMessageMetadata::new(type_name.clone()) {
             return Err(StartError::TopicType {
@@ -157,6 +160,9 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         PipelineConfig {
             batch_max: params.batch_max,
             batch_max_wait: Duration::from_millis(2),
+            max_queued_bytes: params.max_queued_bytes,
+            topic_max_queued_bytes: params.topic_max_queued_bytes,
+            min_free_bytes: params.min_free_bytes,
             ..PipelineConfig::new(params.data_dir.clone())
         },
         key,
@@ -175,13 +181,14 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
             });
         };
         let options = t.topic.as_str().qos(qos::profile(&t.qos));
-        let sub = node.create_dynamic_subscription(type_name, options, move |msg: DynamicMessage, _info: MessageInfo| {
-            let received = SystemTime::now();
-            let fields = convert::message_to_map(&msg);
-            let stamp = convert::header_stamp(&fields);
-            // Never blocks: a full queue is counted as a drop for this topic.
-            submitter.try_submit(RawMessage { fields, stamp, received });
-        })?;
+        let sub =
+            node.create_dynamic_subscription(type_name, options, move |msg: DynamicMessage, _info: MessageInfo| {
+                let received = SystemTime::now();
+                let fields = convert::message_to_map(&msg);
+                let stamp = convert::header_stamp(&fields);
+                // Never blocks: a full queue (by count or bytes) is counted as a drop for this topic.
+                submitter.try_submit(RawMessage { fields, stamp, received });
+            })?;
         tracing::info!("subscribed to {} ({})", t.topic, t.msg_type);
         subscriptions.push(sub);
     }

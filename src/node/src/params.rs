@@ -81,7 +81,12 @@ impl ParamSet {
     }
 
     /// A read-only string-array parameter.
-    pub fn read_only_strings(&self, name: &str, default: &[&str], description: &str) -> Result<Vec<String>, StartError> {
+    pub fn read_only_strings(
+        &self,
+        name: &str,
+        default: &[&str],
+        description: &str,
+    ) -> Result<Vec<String>, StartError> {
         let p = self
             .node
             .declare_parameter::<Arc<[Arc<str>]>>(name)
@@ -95,7 +100,12 @@ impl ParamSet {
     }
 
     /// A read-only parameter of any type (the caller checks the type it got).
-    pub fn read_only_dynamic(&self, name: &str, default: ParameterValue, description: &str) -> Result<ParameterValue, StartError> {
+    pub fn read_only_dynamic(
+        &self,
+        name: &str,
+        default: ParameterValue,
+        description: &str,
+    ) -> Result<ParameterValue, StartError> {
         self.read_only(name, default, description)
     }
 
@@ -165,6 +175,12 @@ pub struct Params {
     pub batch_max: usize,
     /// Which services exist (`services.disabled`).
     pub services: crate::access::Services,
+    /// Most estimated message bytes queued or being packaged, all topics (`pipeline.max_queued_bytes`).
+    pub max_queued_bytes: u64,
+    /// Per-topic byte bound where the policy sets no `queue_max_bytes` (`pipeline.topic_max_queued_bytes`).
+    pub topic_max_queued_bytes: u64,
+    /// Refuse new messages while the data directory's file system has less free space (`disk.min_free_bytes`).
+    pub min_free_bytes: u64,
 }
 
 fn int_range(lower: i64, upper: i64) -> ParameterRange<i64> {
@@ -223,6 +239,29 @@ impl Params {
             "Largest number of packages signed and written to disk per group commit (1..65536).",
             int_range(1, 65_536),
         )?;
+        let bytes = |name: &str, default: u64, min: i64, description: &str| -> Result<u64, StartError> {
+            let v: i64 = declared.read_only_in(name, default as i64, description, int_range(min, i64::MAX))?;
+            u64::try_from(v).map_err(|_| param_err(name, format!("must be at least {min}")))
+        };
+        use peaqos_core::pipeline as pl;
+        let max_queued_bytes = bytes(
+            "pipeline.max_queued_bytes",
+            pl::DEFAULT_MAX_QUEUED_BYTES,
+            1 << 20,
+            "Most estimated bytes of messages queued or being packaged, all topics together; beyond it new messages are dropped and counted (dropped_for_bytes).",
+        )?;
+        let topic_max_queued_bytes = bytes(
+            "pipeline.topic_max_queued_bytes",
+            pl::DEFAULT_TOPIC_MAX_QUEUED_BYTES,
+            4096,
+            "Per-topic bound of queued message bytes for topics whose Data Event Map entry sets no queue_max_bytes.",
+        )?;
+        let min_free_bytes = bytes(
+            "disk.min_free_bytes",
+            pl::DEFAULT_MIN_FREE_BYTES,
+            0,
+            "Refuse new messages (counted drops, ERROR on /diagnostics) while data_dir's file system has fewer free bytes; resumes by itself. 0 = only on a full disk.",
+        )?;
         crate::ros_log::declare_level_parameter(&declared)?;
         let services = crate::access::Services::declare(&declared)?;
         Ok(Params {
@@ -237,6 +276,9 @@ impl Params {
             diagnostics_period: period,
             services,
             batch_max: usize::try_from(batch_max).map_err(|_| param_err("batch_max", "must be 1..65536"))?,
+            max_queued_bytes,
+            topic_max_queued_bytes,
+            min_free_bytes,
         })
     }
 }

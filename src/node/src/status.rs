@@ -27,6 +27,9 @@ fn topic_status(s: &TopicStats, type_name: &str) -> TopicStatus {
         received: s.received,
         packaged: s.packaged,
         dropped: s.dropped,
+        dropped_for_bytes: s.dropped_for_bytes,
+        dropped_bytes: s.dropped_bytes,
+        queued_bytes: s.queued_bytes,
         errors: s.errors,
         queue_depth: s.queue_depth as u64,
         last_sequence: s.last_sequence.map(|n| n as i64).unwrap_or(-1),
@@ -42,15 +45,25 @@ fn kv(key: &str, value: impl ToString) -> KeyValue {
     KeyValue { key: key.to_owned(), value: value.to_string() }
 }
 
-/// One DiagnosticStatus per topic: OK, or WARN while drops or errors are being counted.
+/// One DiagnosticStatus per topic: OK, WARN once drops or errors are counted, ERROR while new
+/// messages are refused (disk full); and one for the pipeline's memory and disk.
 fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticArray {
-    let status = pipeline
+    let refusing = pipeline.refusing();
+    let (queued, max_queued) = pipeline.queued_bytes();
+    let mut status: Vec<DiagnosticStatus> = pipeline
         .stats()
         .iter()
         .zip(types)
         .map(|(s, t)| {
-            let (level, message) = if s.dropped > 0 || s.errors > 0 {
-                (DiagnosticStatus::WARN, format!("{} dropped, {} failed", s.dropped, s.errors))
+            let (level, message) = if let Some(why) = &refusing {
+                (DiagnosticStatus::ERROR, format!("refusing new messages: {why}; {} dropped", s.dropped))
+            } else if s.dropped > 0 || s.errors > 0 {
+                let bytes = if s.dropped_for_bytes > 0 {
+                    format!(" ({} for the byte bound, {} bytes)", s.dropped_for_bytes, s.dropped_bytes)
+                } else {
+                    String::new()
+                };
+                (DiagnosticStatus::WARN, format!("{} dropped{bytes}, {} failed", s.dropped, s.errors))
             } else {
                 (DiagnosticStatus::OK, "packaging".to_owned())
             };
@@ -64,13 +77,31 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
                     kv("received", s.received),
                     kv("packaged", s.packaged),
                     kv("dropped", s.dropped),
+                    kv("dropped_for_bytes", s.dropped_for_bytes),
+                    kv("dropped_bytes", s.dropped_bytes),
                     kv("errors", s.errors),
                     kv("queue_depth", s.queue_depth),
+                    kv("queued_bytes", s.queued_bytes),
                     kv("last_sequence", s.last_sequence.map(|n| n as i64).unwrap_or(-1)),
                 ],
             }
         })
         .collect();
+    let (level, message) = match &refusing {
+        Some(why) => (DiagnosticStatus::ERROR, format!("refusing new messages: {why}")),
+        None => (DiagnosticStatus::OK, "accepting".to_owned()),
+    };
+    status.push(DiagnosticStatus {
+        level,
+        name: "peaqos_node: pipeline".to_owned(),
+        message,
+        hardware_id: did.to_owned(),
+        values: vec![
+            kv("queued_bytes", queued),
+            kv("max_queued_bytes", max_queued),
+            kv("accepting", refusing.is_none()),
+        ],
+    });
     DiagnosticArray { header: Header { stamp: now(), frame_id: String::new() }, status }
 }
 
@@ -94,8 +125,16 @@ pub fn serve(
             did: p.did().to_owned(),
             data_dir: data_dir.clone(),
             topics: p.stats().iter().zip(ty.iter()).map(|(s, t)| topic_status(s, t)).collect(),
-            ed25519_public_key_hex: crate::stream::status_view().map(|v| v.ed25519_public_key_hex.clone()).unwrap_or_default(),
-            x25519_public_key_hex: crate::stream::status_view().map(|v| v.x25519_public_key_hex.clone()).unwrap_or_default(),
+            queued_bytes: p.queued_bytes().0,
+            max_queued_bytes: p.queued_bytes().1,
+            accepting: p.refusing().is_none(),
+            refusing_reason: p.refusing().unwrap_or_default(),
+            ed25519_public_key_hex: crate::stream::status_view()
+                .map(|v| v.ed25519_public_key_hex.clone())
+                .unwrap_or_default(),
+            x25519_public_key_hex: crate::stream::status_view()
+                .map(|v| v.x25519_public_key_hex.clone())
+                .unwrap_or_default(),
             streams: crate::stream::status_view().map(|v| v.streams()).unwrap_or_default(),
             event_rules: crate::events::status().0,
             events_machine_id: crate::events::status().1,
