@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import secrets
 import signal
@@ -125,6 +126,30 @@ class Orchestrator:
         self.agent_tokens: dict[str, str] = {}
         self.faults: list[dict] = []
         self.requests: list[dict] = []
+        self.state_file: str | None = None  # --state-file: records survive a restart (kill -9 tests)
+
+    # ---- persistence (test support: a restarted server keeps its records) ---------------------
+    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges")
+
+    def load(self, path: str) -> None:
+        self.state_file = path
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return
+        for k in self._PERSISTED:
+            setattr(self, k, data.get(k, {}))
+
+    def save(self) -> None:
+        if not self.state_file:
+            return
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({k: getattr(self, k) for k in self._PERSISTED}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_file)
 
     # ---- time -------------------------------------------------------------------------------
     def now(self) -> float:
@@ -483,7 +508,11 @@ class Handler(BaseHTTPRequestHandler):
             elif "application/json" in hdrs.get("content-type", ""):
                 raise validation("body", "content-type application/json without a body")
             with orch.lock:
-                status, payload = orch.route(self.command, path, query, self.headers, body)
+                try:
+                    status, payload = orch.route(self.command, path, query, self.headers, body)
+                finally:
+                    if self.command != "GET":
+                        orch.save()
                 payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
         except ApiError as e:
             err: dict[str, Any] = {"code": e.code, "message": e.message}
@@ -517,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="<decimal machine id>=0x<controller address>, or *=0x<address> for every identity")
     p.add_argument("--challenge-ttl", type=float, default=300.0)
     p.add_argument("--lease-ttl", type=int, default=60)
+    p.add_argument("--state-file", help="keep machines, agents and challenges in this JSON file across restarts")
     p.add_argument("--enroll-token-field", choices=("provisioningToken", "agentToken", "both"),
                    default="provisioningToken")
     args = p.parse_args(argv)
@@ -528,10 +558,12 @@ def main(argv: list[str] | None = None) -> int:
     for ref, addr in args.controller:
         controllers.setdefault(ref, []).append(addr)
     orch = Orchestrator(args.api_key, controllers, args.challenge_ttl, args.lease_ttl, args.enroll_token_field)
+    if args.state_file:
+        orch.load(args.state_file)
     server = make_server(orch, args.port)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    print(json.dumps({"url": url, "apiBase": url + API, "apiKey": args.api_key, "pid": __import__("os").getpid()}),
+    print(json.dumps({"url": url, "apiBase": url + API, "apiKey": args.api_key, "pid": os.getpid()}),
           flush=True)
     try:
         server.serve_forever(poll_interval=0.1)

@@ -8,6 +8,8 @@
 //! * [`onboard`] — identity challenge → EIP-191 proof → `POST /machines` → `PATCH active`,
 //!   idempotent and resumable.
 //! * [`agent`] — agent enrollment (once) and the lease-driven heartbeat with backoff.
+//! * [`seller`] — the life cycle a node runs: onboarding at start or on request, heartbeat,
+//!   recovery, and a health snapshot.
 //!
 //! Not here yet: listings, purchases, the control socket, payments, runtime endpoint upserts.
 pub mod agent;
@@ -15,6 +17,7 @@ pub mod client;
 pub mod error;
 pub mod onboard;
 pub mod secret;
+pub mod seller;
 pub mod state;
 pub mod wire;
 

@@ -1,0 +1,348 @@
+//! The seller's life cycle, as a node runs it: onboarding (at start or on request), enrollment,
+//! the lease-driven heartbeat, recovery, and a [`Snapshot`] of where it stands for health reports.
+//!
+//! [`Seller::run`] is the supervisor (one task): it waits for the on-chain machine id, onboards and
+//! enrolls ([`Seller::onboard`], also what an explicit request calls), then heartbeats. Retryable
+//! failures (no answer, 5xx) back off exponentially with jitter ([`crate::agent::backoff_delay`]);
+//! an agent the server no longer accepts is re-enrolled; a machine record that is gone is
+//! registered again; a non-retryable failure stops the supervisor until the next
+//! [`Seller::onboard`] call. Secrets never reach the snapshot or the log.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use peaqos_core::keys::MachineKey;
+use tokio::sync::{watch, Notify};
+
+use crate::agent::{self, backoff_delay, AgentCredentials, EnrollConfig, Heartbeat, HeartbeatPolicy};
+use crate::client::OrchestrationClient;
+use crate::error::{ApiCode, MarketError, Result};
+use crate::onboard::{self, MachineProfile};
+use crate::state::MarketStore;
+use crate::wire::{HeartbeatEndpoint, Machine};
+
+/// The on-chain machine id (decimal) when known: a setting, or what activation persisted.
+pub type MachineIdSource = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// What the seller does.
+#[derive(Debug, Clone)]
+pub struct SellerConfig {
+    pub profile: MachineProfile,
+    pub enroll: EnrollConfig,
+    pub heartbeat: HeartbeatPolicy,
+    /// What each heartbeat reports (at least one).
+    pub endpoints: Vec<HeartbeatEndpoint>,
+    /// Onboard without being asked, as soon as the machine id is known.
+    pub onboard_at_start: bool,
+    /// How often to look again for an unknown machine id.
+    pub machine_id_poll: Duration,
+}
+
+/// Where the seller stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Not onboarded and not asked to (`onboard_at_start` off, nothing stored).
+    #[default]
+    Idle,
+    /// Onboarding is wanted but the on-chain machine id is not known yet.
+    WaitingForMachineId,
+    /// Onboarding or enrollment in progress.
+    Onboarding,
+    /// The last heartbeat succeeded.
+    Online,
+    /// The last attempt failed in a way that may pass; the next one is scheduled (backoff).
+    Retrying,
+    /// The last attempt failed in a way that will not pass by waiting; waits for a new request.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::WaitingForMachineId => "waiting for machine id",
+            Phase::Onboarding => "onboarding",
+            Phase::Online => "online",
+            Phase::Retrying => "retrying",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
+/// The seller's state for health reports (no secrets).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub phase: Phase,
+    /// The on-chain machine id onboarding used.
+    pub chain_machine_id: Option<String>,
+    /// The orchestration record (`mach_…`).
+    pub machine_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub heartbeats: u64,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Consecutive failed attempts (heartbeats, or onboarding while retrying).
+    pub failures: u32,
+    /// When the next attempt is due while retrying.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Current backoff delay while retrying.
+    pub backoff: Option<Duration>,
+    /// The last error (code and message), cleared by a success.
+    pub last_error: Option<(String, String)>,
+}
+
+/// The result of a successful [`Seller::onboard`].
+#[derive(Debug, Clone)]
+pub struct Onboarded {
+    pub chain_machine_id: String,
+    pub machine: Machine,
+    pub agent_id: String,
+}
+
+/// One robot's seller side.
+pub struct Seller {
+    client: OrchestrationClient,
+    store: MarketStore,
+    key: Arc<MachineKey>,
+    cfg: SellerConfig,
+    machine_id: MachineIdSource,
+    /// Serialises onboarding; holds the agent the heartbeat uses.
+    creds: tokio::sync::Mutex<Option<AgentCredentials>>,
+    view: Mutex<Snapshot>,
+    wake: Notify,
+    requested: AtomicBool,
+}
+
+impl std::fmt::Debug for Seller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seller").field("client", &self.client).field("view", &self.snapshot()).finish_non_exhaustive()
+    }
+}
+
+impl Seller {
+    pub fn new(
+        client: OrchestrationClient,
+        store: MarketStore,
+        key: Arc<MachineKey>,
+        cfg: SellerConfig,
+        machine_id: MachineIdSource,
+    ) -> Result<Arc<Seller>> {
+        if cfg.endpoints.is_empty() {
+            return Err(MarketError::validation("endpoints", "must contain at least one entry"));
+        }
+        Ok(Arc::new(Seller {
+            client,
+            store,
+            key,
+            cfg,
+            machine_id,
+            creds: tokio::sync::Mutex::new(None),
+            view: Mutex::new(Snapshot::default()),
+            wake: Notify::new(),
+            requested: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        f(&mut self.view.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn fail(&self, phase: Phase, e: &MarketError, failures: u32, backoff: Option<Duration>) {
+        let now = Utc::now();
+        self.update(|v| {
+            v.phase = phase;
+            v.failures = failures;
+            v.backoff = backoff;
+            v.retry_at = backoff.map(|d| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+            v.last_error = Some((e.error_code().to_string(), e.to_string()));
+        });
+    }
+
+    /// Make sure the machine record exists and is active and an agent is enrolled (idempotent:
+    /// a rerun costs one `GET /machines/{id}`). Wakes the supervisor to heartbeat with the agent.
+    pub async fn onboard(&self) -> Result<Onboarded> {
+        self.requested.store(true, Ordering::Relaxed);
+        let r = self.ensure_ready().await;
+        self.wake.notify_one();
+        r
+    }
+
+    async fn ensure_ready(&self) -> Result<Onboarded> {
+        let mut creds = self.creds.lock().await;
+        let chain_id = (self.machine_id)().ok_or(MarketError::MachineIdUnknown)?;
+        self.update(|v| {
+            if v.phase != Phase::Online {
+                v.phase = Phase::Onboarding;
+            }
+            v.chain_machine_id = Some(chain_id.clone());
+        });
+        let machine =
+            onboard::onboard(&self.client, &self.store, &self.key, &chain_id, &self.cfg.profile, None).await?;
+        let c = match creds.as_ref() {
+            Some(c) if c.machine_id == machine.id => c.clone(),
+            _ => agent::ensure_enrolled(&self.client, &self.store, &machine.id, &self.cfg.enroll, None).await?,
+        };
+        let agent_id = c.agent_id.clone();
+        // Once onboarded, the supervisor keeps the seller onboarded (re-registering if need be).
+        self.requested.store(true, Ordering::Relaxed);
+        self.update(|v| {
+            v.machine_id = Some(machine.id.clone());
+            v.agent_id = Some(agent_id.clone());
+        });
+        *creds = Some(c);
+        Ok(Onboarded { chain_machine_id: chain_id, machine, agent_id })
+    }
+
+    /// Wait `d` (forever when `None`), a wake-up, or shutdown. True unless the full wait passed.
+    async fn pause(&self, d: Option<Duration>, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let sleep = async {
+            match d {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => false,
+            _ = self.wake.notified() => true,
+            _ = shutdown.changed() => true,
+        }
+    }
+
+    fn wants_onboarding(&self) -> bool {
+        self.cfg.onboard_at_start
+            || self.requested.load(Ordering::Relaxed)
+            || self.store.load_agent().ok().flatten().is_some()
+    }
+
+    /// The supervisor: runs until `shutdown` turns true (or its sender is dropped).
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut hb: Option<Heartbeat> = None;
+        let mut setup_failures = 0u32;
+        loop {
+            if *shutdown.borrow() || shutdown.has_changed().is_err() {
+                return;
+            }
+            let current = self.creds.lock().await.clone();
+            match (current, hb.as_ref()) {
+                (Some(c), Some(h)) if h.agent_id() == c.agent_id => {}
+                (Some(c), _) => {
+                    let policy = self.cfg.heartbeat.clone();
+                    match Heartbeat::new(c, self.cfg.endpoints.clone(), policy, Utc::now()) {
+                        Ok(h) => hb = Some(h),
+                        Err(e) => {
+                            self.fail(Phase::Failed, &e, 0, None);
+                            self.pause(None, &mut shutdown).await;
+                            continue;
+                        }
+                    }
+                }
+                (None, _) => {
+                    hb = None;
+                    if !self.wants_onboarding() {
+                        self.update(|v| v.phase = Phase::Idle);
+                        self.pause(None, &mut shutdown).await;
+                        continue;
+                    }
+                    match self.ensure_ready().await {
+                        Ok(o) => {
+                            setup_failures = 0;
+                            tracing::info!(machine = %o.machine.id, agent = %o.agent_id, "market: onboarded");
+                        }
+                        Err(MarketError::MachineIdUnknown) => {
+                            self.update(|v| v.phase = Phase::WaitingForMachineId);
+                            self.pause(Some(self.cfg.machine_id_poll), &mut shutdown).await;
+                        }
+                        Err(e) if e.is_retryable() => {
+                            setup_failures = setup_failures.saturating_add(1);
+                            let d = backoff_delay(&self.cfg.heartbeat, setup_failures);
+                            tracing::warn!(failures = setup_failures, retry_in_ms = d.as_millis() as u64, error = %e,
+                                "market onboarding failed");
+                            self.fail(Phase::Retrying, &e, setup_failures, Some(d));
+                            self.pause(Some(d), &mut shutdown).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "market onboarding failed; waiting for a new ~/market_onboard request");
+                            self.requested.store(false, Ordering::Relaxed);
+                            self.fail(Phase::Failed, &e, 0, None);
+                            self.pause(None, &mut shutdown).await;
+                        }
+                    }
+                    continue;
+                }
+            }
+            let Some(h) = hb.as_mut() else { continue };
+            let wait = (h.next_due() - Utc::now()).to_std().unwrap_or_default();
+            if self.pause(Some(wait), &mut shutdown).await {
+                continue; // woken: credentials may have changed, or shutdown
+            }
+            let now = Utc::now();
+            match h.beat(&self.client, now).await {
+                Ok(rep) => {
+                    let was = self.snapshot().phase;
+                    if was != Phase::Online {
+                        tracing::info!(agent = %h.agent_id(), lease_expires_at = %rep.lease_expires_at.to_rfc3339(),
+                            "market: heartbeat accepted; online");
+                    }
+                    self.update(|v| {
+                        v.phase = Phase::Online;
+                        v.heartbeats += 1;
+                        v.last_heartbeat = Some(now);
+                        v.lease_expires_at = Some(rep.lease_expires_at);
+                        v.failures = 0;
+                        v.retry_at = None;
+                        v.backoff = None;
+                        v.last_error = None;
+                    });
+                }
+                Err(e) if e.is_retryable() => {
+                    let backoff = (h.next_due() - now).to_std().ok();
+                    self.fail(Phase::Retrying, &e, h.failures(), backoff);
+                }
+                Err(e)
+                    if e.is(&ApiCode::AgentAuthInvalid)
+                        || e.is(&ApiCode::AgentAuthExpired)
+                        || e.is(&ApiCode::AgentAuthRequired) =>
+                {
+                    tracing::warn!(agent = %h.agent_id(), error = %e, "market: the agent was refused; enrolling a new one");
+                    self.fail(Phase::Onboarding, &e, h.failures(), None);
+                    self.replace_agent(&mut shutdown).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "market heartbeat refused; waiting for a new ~/market_onboard request");
+                    self.fail(Phase::Failed, &e, h.failures(), None);
+                    hb = None;
+                    *self.creds.lock().await = None;
+                    self.requested.store(false, Ordering::Relaxed);
+                    self.pause(None, &mut shutdown).await;
+                }
+            }
+        }
+    }
+
+    /// After the heartbeat's agent was refused: re-enroll; when the machine record is what is
+    /// gone (or no longer active), forget the agent so the next round onboards again.
+    async fn replace_agent(&self, shutdown: &mut watch::Receiver<bool>) {
+        let mut creds = self.creds.lock().await;
+        let Some(old) = creds.clone() else { return };
+        match agent::reenroll(&self.client, &self.store, &old, &self.cfg.enroll).await {
+            Ok(c) => {
+                tracing::info!(agent = %c.agent_id, "market: new agent enrolled");
+                self.update(|v| v.agent_id = Some(c.agent_id.clone()));
+                *creds = Some(c);
+            }
+            Err(e) => {
+                // reenroll already forgot the old agent: the next round onboards (and enrolls) again.
+                *creds = None;
+                let d = backoff_delay(&self.cfg.heartbeat, 1);
+                self.fail(Phase::Retrying, &e, 1, Some(d));
+                drop(creds);
+                self.pause(Some(d), shutdown).await;
+            }
+        }
+    }
+}
