@@ -9,6 +9,7 @@ mod chain;
 mod convert;
 mod dds_profile;
 mod events;
+mod market;
 mod params;
 mod qos;
 mod ros_log;
@@ -120,6 +121,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     let chain_params = chain::ChainParams::declare(&params)?;
     let chain_services = chain::serve(&node, chain_params, &chain_key)?;
     let machine_id = chain::declare_machine_id(&params)?;
+    let market = market::start(&node, &params, &machine_id, MachineKey::load(params.key_file.as_deref())?)?;
 
     // Taps: subsystems that consume every durable package batch after it is published (the
     // chunk stream, the event rules). Each must return at once (hand the batch to its own
@@ -209,6 +211,9 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     }
     if let Some(e) = events {
         e.shutdown();
+    }
+    if let Some(m) = market {
+        m.shutdown();
     }
     drop(chain_services);
     Ok(())

@@ -42,9 +42,10 @@ fn kv(key: &str, value: impl ToString) -> KeyValue {
     KeyValue { key: key.to_owned(), value: value.to_string() }
 }
 
-/// One DiagnosticStatus per topic: OK, or WARN while drops or errors are being counted.
+/// One DiagnosticStatus per topic: OK, or WARN while drops or errors are being counted; and the
+/// market's ("peaqos_node: market") when it is enabled.
 fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticArray {
-    let status = pipeline
+    let mut status: Vec<DiagnosticStatus> = pipeline
         .stats()
         .iter()
         .zip(types)
@@ -71,6 +72,7 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
             }
         })
         .collect();
+    status.extend(crate::market::diagnostic_status(did));
     DiagnosticArray { header: Header { stamp: now(), frame_id: String::new() }, status }
 }
 
