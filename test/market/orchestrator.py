@@ -124,12 +124,14 @@ class Orchestrator:
         self.machines: dict[str, dict] = {}
         self.agents: dict[str, dict] = {}
         self.agent_tokens: dict[str, str] = {}
+        self.listings: dict[str, dict] = {}  # "<machineId>/<listingId>" -> listing
+        self.delivery_capabilities: dict[str, dict] = {}  # machineId -> registration
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.state_file: str | None = None  # --state-file: records survive a restart (kill -9 tests)
 
     # ---- persistence (test support: a restarted server keeps its records) ---------------------
-    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges")
+    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities")
 
     def load(self, path: str) -> None:
         self.state_file = path
@@ -360,6 +362,129 @@ class Orchestrator:
         return 200, {"item": {"machineId": mid, "agentId": aid, "leaseTtlSeconds": ttl,
                               "observedAt": self.iso(now), "endpoints": results}}
 
+    # ---- stream selling: rails, transports, delivery capabilities, listings (§2.2) -----------------
+    PAYMENT_RAILS = [
+        {"type": "transfer", "chains": ["eip155:3338", "eip155:8453"], "tokens": ["USDC", "PEAQ"],
+         "verification": "destination-chain-finality"},
+        {"type": "x402", "chains": ["base"], "tokens": ["USDC"], "requiresProof": True},
+    ]
+    DELIVERY_TRANSPORTS = [
+        {"mode": "p2p", "transportId": "peaqos-webrtc", "version": "1", "features": ["chunks"],
+         "signaling": "peaqos-socket", "protocols": ["webrtc"], "encoding": "binary", "handoff": "prepare-access"},
+        {"mode": "storage", "provider": "s3", "features": ["storage-ref"]},
+        {"mode": "storage", "provider": "walrus", "features": ["storage-ref"]},
+    ]
+
+    def live_agent_of(self, mid: str, aid: Any, field: str = "agentId") -> dict:
+        if not isinstance(aid, str) or not aid.strip():
+            raise validation(field, "must be a non-empty string")
+        a = self.agents.get(aid)
+        if a is None or a["machineId"] != mid or a["status"] == "revoked":
+            raise ApiError(404, "NOT_FOUND", f"agent {aid} of machine {mid} not found", {"field": field})
+        return a
+
+    @staticmethod
+    def _capability(c: Any, at: str, extra: set[str] = frozenset()) -> dict:
+        if not isinstance(c, dict):
+            raise validation(at, "must be an object")
+        for k in c:
+            if k not in {"transportId", "version", "features", "protocols", "encoding"} | extra:
+                raise validation(f"{at}.{k}", "unknown field")
+        for k in ("transportId", "version"):
+            if not isinstance(c.get(k), str) or not c[k].strip():
+                raise validation(f"{at}.{k}", "must be a non-empty string")
+        if not isinstance(c.get("features"), list) or not all(isinstance(x, str) for x in c["features"]):
+            raise validation(f"{at}.features", "must be an array of strings")
+        if c.get("protocols") is not None:
+            _str_list(c, "protocols")
+        if c.get("encoding") is not None:
+            _str(c, "encoding")
+        return dict(c)
+
+    def put_delivery_capabilities(self, mid: str, body: dict) -> tuple[int, dict]:
+        self.machine(mid)
+        _only(body, {"agentId", "capabilities", "resourceTypes", "expiresAt"})
+        self.live_agent_of(mid, body.get("agentId"))
+        caps = body.get("capabilities")
+        if not isinstance(caps, list):
+            raise validation("capabilities", "must be an array")
+        caps = [self._capability(c, f"capabilities[{i}]") for i, c in enumerate(caps)]
+        types = _str_list(body, "resourceTypes") or ["stream.bundle"]
+        expires = _str(body, "expiresAt", required=False) or self.iso(self.now() + 300)
+        item = {"machineId": mid, "agentId": body["agentId"], "capabilities": caps, "resourceTypes": types,
+                "status": "active", "updatedAt": self.iso(), "expiresAt": expires}
+        self.delivery_capabilities[mid] = item
+        return 200, {"item": item}
+
+    @staticmethod
+    def _rail(r: Any, at: str) -> dict:
+        if not isinstance(r, dict):
+            raise validation(at, "must be an object")
+        if r.get("type") == "transfer":
+            _only(r, {"type", "destination"})
+            d = r.get("destination")
+            if not isinstance(d, dict):
+                raise validation(f"{at}.destination", "must be an object")
+            for k in d:
+                if k not in ("chain", "token", "payTo", "tokenAddress"):
+                    raise validation(f"{at}.destination.{k}", "unknown field")
+            for k in ("chain", "token", "payTo"):
+                if not isinstance(d.get(k), str) or not d[k].strip():
+                    raise validation(f"{at}.destination.{k}", "must be a non-empty string")
+        elif r.get("type") == "x402":
+            for k in r:
+                if k not in ("type", "chain", "token", "facilitatorUrl"):
+                    raise validation(f"{at}.{k}", "unknown field")
+            for k in ("chain", "token"):
+                if not isinstance(r.get(k), str) or not r[k].strip():
+                    raise validation(f"{at}.{k}", "must be a non-empty string")
+        else:
+            raise validation(f"{at}.type", "must be transfer or x402")
+        return dict(r)
+
+    def update_listing(self, mid: str, lid: str, body: dict) -> tuple[int, dict]:
+        """Additive PATCH (SDK); a listing this server does not know is created (UNVERIFIED: the SDK
+        has no create call, so how a listing first comes to be is not observable)."""
+        self.machine(mid)
+        _only(body, {"resource", "paymentRails", "deliveryOptions", "price"})
+        update: dict[str, Any] = {}
+        if "resource" in body:
+            res = body["resource"]
+            if not isinstance(res, dict):
+                raise validation("resource", "must be an object")
+            for k in res:
+                if k not in ("type", "mode", "supportsLive"):
+                    raise validation(f"resource.{k}", "unknown field")
+            for k in ("type", "mode"):
+                if not isinstance(res.get(k), str) or not res[k]:
+                    raise validation(f"resource.{k}", "must be a non-empty string")
+            update["resource"] = dict(res)
+        if "paymentRails" in body:
+            rails = body["paymentRails"]
+            if not isinstance(rails, list):
+                raise validation("paymentRails", "must be an array")
+            update["paymentRails"] = [self._rail(r, f"paymentRails[{i}]") for i, r in enumerate(rails)]
+        if "deliveryOptions" in body:
+            opts = body["deliveryOptions"]
+            if not isinstance(opts, list):
+                raise validation("deliveryOptions", "must be an array")
+            update["deliveryOptions"] = [self._capability(o, f"deliveryOptions[{i}]", {"params"})
+                                         for i, o in enumerate(opts)]
+        if "price" in body:  # not in the SDK's PATCH (see test/market/README.md)
+            price = body["price"]
+            if not isinstance(price, dict) or set(price) != {"amount", "currency"}:
+                raise validation("price", "must be {amount, currency}")
+            if not isinstance(price["amount"], str) or not re.match(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$", price["amount"]):
+                raise validation("price.amount", "must be a decimal string")
+            update["price"] = dict(price)
+        key = f"{mid}/{lid}"
+        now = self.iso()
+        listing = self.listings.get(key) or {"id": lid, "machineId": mid, "status": "active", "createdAt": now}
+        listing.update(update)
+        listing["updatedAt"] = now
+        self.listings[key] = listing
+        return 200, {"item": listing}
+
     # ---- routing ------------------------------------------------------------------------------
     def route(self, method: str, path: str, query: dict, headers, body: Any) -> tuple[int, Any]:
         if not path.startswith(API + "/"):
@@ -388,6 +513,15 @@ class Orchestrator:
                 m = self.machine(parts[1])
                 m["status"], m["updatedAt"] = "archived", self.iso()
                 return 204, None
+        if method == "GET" and parts == ["payment-rails"]:
+            return 200, {"items": self.PAYMENT_RAILS, "nextCursor": None}
+        if method == "GET" and parts == ["delivery-transports"]:
+            return 200, {"items": self.DELIVERY_TRANSPORTS, "nextCursor": None}
+        if len(parts) == 3 and parts[0] == "machines" and parts[2] == "delivery-capabilities" and method == "PUT":
+            return self.put_delivery_capabilities(parts[1], self.need_body(body))
+        if (len(parts) == 5 and parts[0] == "machines" and parts[2:4] == ["stream", "listings"]
+                and method == "PATCH"):
+            return self.update_listing(parts[1], parts[4], self.need_body(body))
         if len(parts) >= 3 and parts[0] == "machines" and parts[2] == "agents":
             mid = parts[1]
             if len(parts) == 3 and method == "GET":
@@ -418,6 +552,8 @@ class Orchestrator:
                          "agents": [{**self.public_agent(a), "heartbeats": a.get("_heartbeats", 0)}
                                     for a in self.agents.values()],
                          "challenges": len(self.challenges), "requests": self.requests,
+                         "listings": list(self.listings.values()),
+                         "deliveryCapabilities": list(self.delivery_capabilities.values()),
                          "now": self.iso()}
         body = body if isinstance(body, dict) else {}
         if method == "POST" and name == "controllers":

@@ -41,6 +41,21 @@ from peaq_os_sdk.orchestration import (  # noqa: E402
     update_machine,
 )
 from peaq_os_sdk.orchestration.errors import OrchestrationApiError  # noqa: E402
+from peaq_os_sdk.orchestration.stream_delivery_setup import (  # noqa: E402
+    list_delivery_transports,
+    list_payment_rails,
+    put_delivery_capabilities,
+)
+from peaq_os_sdk.orchestration.stream_listings import update_stream_listing_purchase_fields  # noqa: E402
+from peaq_os_sdk.orchestration.types.stream_purchase import (  # noqa: E402
+    DeliveryCapabilityInput,
+    StreamListingDeliveryOptionInput,
+    StreamListingPurchaseFields,
+    StreamListingResource,
+    TransferListingRail,
+    TransferListingRailDestination,
+    X402ListingRail,
+)
 from peaq_os_sdk.orchestration.types.machine import (  # noqa: E402
     CreateMachineIdentityChallengeRequest,
     CreateMachineRequest,
@@ -223,6 +238,78 @@ def test_faults_surface_as_sdk_errors(orch):
     orch.faults.append({"method": "GET", "path": "/api/v1/machines", "times": 1, "status": 429,
                         "json": {"error": {"code": "AGENT_DAILY_LIMIT_EXCEEDED", "message": "slow down"}}})
     assert api_error(list_machines, c).code == "AGENT_DAILY_LIMIT_EXCEEDED"
+
+
+def enrolled(c: PeaqosClient, ref: str = "did:peaq:42"):
+    m = register(c, ref)
+    update_machine(c, m.id, UpdateMachineRequest(status="active"))
+    return m, enroll_machine_agent(c, m.id, EnrollMachineAgentRequest(label="edge")).item
+
+
+def test_payment_rails_and_delivery_transports_decode(orch):
+    c = sdk(orch)
+    rails = list_payment_rails(c)
+    assert [r.type for r in rails] == ["transfer", "x402"]
+    assert rails[0].verification == "destination-chain-finality" and rails[1].requires_proof is True
+    transports = list_delivery_transports(c)
+    assert [t.mode for t in transports] == ["p2p", "storage", "storage"]
+    assert transports[0].transport_id == "peaqos-webrtc" and transports[1].provider == "s3"
+
+
+def test_put_delivery_capabilities_as_the_node_sends_them(orch):
+    c = sdk(orch)
+    m, a = enrolled(c)
+    caps = [DeliveryCapabilityInput(transport_id="peaqos-storage", version="1",
+                                    features=("chunks.v1", "buyer-access.v1", "local"))]
+    r = put_delivery_capabilities(c, m.id, agent_id=a.id, capabilities=caps, resource_types=["stream.listing"],
+                                  expires_at="2030-01-01T00:00:00.000Z")
+    assert (r.machine_id, r.agent_id, r.status, r.resource_types) == (m.id, a.id, "active", ("stream.listing",))
+    assert r.capabilities[0].transport_id == "peaqos-storage" and r.expires_at == "2030-01-01T00:00:00.000Z"
+    # the wire body the SDK sent is the shape the Rust client sends (camelCase, no nulls)
+    body = json.loads(orch.requests[-1]["body"])
+    assert body == {"agentId": a.id, "capabilities": [{"transportId": "peaqos-storage", "version": "1",
+                                                       "features": ["chunks.v1", "buyer-access.v1", "local"]}],
+                    "resourceTypes": ["stream.listing"], "expiresAt": "2030-01-01T00:00:00.000Z"}
+    # without resource types / expiry: the server's defaults (SDK docstring)
+    r = put_delivery_capabilities(c, m.id, agent_id=a.id, capabilities=caps)
+    assert r.resource_types == ("stream.bundle",) and r.expires_at
+    revoke_machine_agent(c, m.id, a.id)
+    assert api_error(put_delivery_capabilities, c, m.id, agent_id=a.id, capabilities=caps).code == "NOT_FOUND"
+
+
+def test_listing_purchase_fields_as_the_node_sends_them(orch):
+    c = sdk(orch)
+    m, _ = enrolled(c)
+    fields = StreamListingPurchaseFields(
+        resource=StreamListingResource(type="stream.topic", mode="storage", supports_live=True),
+        payment_rails=(TransferListingRail(type="transfer", destination=TransferListingRailDestination(
+                           chain="eip155:3338", token="USDC", pay_to="0xabc", token_address="0xdef")),
+                       X402ListingRail(type="x402", chain="base", token="USDC", facilitator_url="https://f")),
+        delivery_options=(StreamListingDeliveryOptionInput(
+            transport_id="peaqos-storage", version="1", features=("chunks.v1",),
+            params={"topic": "/battery_state", "storage_provider": "local"}),),
+    )
+    assert update_stream_listing_purchase_fields(c, m.id, "lst_1", fields) is None
+    body = json.loads(orch.requests[-1]["body"])
+    assert body["resource"] == {"type": "stream.topic", "mode": "storage", "supportsLive": True}
+    assert body["paymentRails"] == [
+        {"type": "transfer", "destination": {"chain": "eip155:3338", "token": "USDC", "payTo": "0xabc",
+                                             "tokenAddress": "0xdef"}},
+        {"type": "x402", "chain": "base", "token": "USDC", "facilitatorUrl": "https://f"}]
+    # the SDK camel-cases params keys too (§1.3): the node sends its params keys in camelCase itself
+    assert body["deliveryOptions"] == [{"transportId": "peaqos-storage", "version": "1", "features": ["chunks.v1"],
+                                        "params": {"topic": "/battery_state", "storageProvider": "local"}}]
+    [listing] = orch.listings.values()
+    assert (listing["id"], listing["machineId"], listing["resource"]["mode"]) == ("lst_1", m.id, "storage")
+    # additive: a second PATCH with only rails keeps the resource
+    update_stream_listing_purchase_fields(c, m.id, "lst_1", StreamListingPurchaseFields(payment_rails=(
+        X402ListingRail(type="x402", chain="base", token="USDC"),)))
+    assert orch.listings[f"{m.id}/lst_1"]["resource"]["type"] == "stream.topic"
+    assert len(orch.listings[f"{m.id}/lst_1"]["paymentRails"]) == 1
+    bad = StreamListingPurchaseFields(payment_rails=(TransferListingRail(
+        type="transfer", destination=TransferListingRailDestination(chain="c", token="t", pay_to="")),))
+    e = api_error(update_stream_listing_purchase_fields, c, m.id, "lst_1", bad)
+    assert e.code == "VALIDATION_ERROR" and "payTo" in str(e)
 
 
 def test_program_prints_one_json_line_and_serves_loopback_only():

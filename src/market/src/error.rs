@@ -104,7 +104,7 @@ pub enum MarketError {
     /// The server answered with an error, or with something that is not a valid answer.
     /// `status` is the HTTP status (0 for `INVALID_RESPONSE_SHAPE`, as in the SDK).
     #[error("{op}: orchestration API error {code} (HTTP {status}): {message}")]
-    Api { op: &'static str, code: ApiCode, status: u16, message: String, details: Option<Value> },
+    Api { op: &'static str, code: ApiCode, status: u16, message: String, details: Option<Box<Value>> },
     /// No answer: connection refused/reset, DNS, TLS, or a timeout.
     #[error("{op}: request to {url} failed{}: {reason}", if *.timeout { " (timeout)" } else { "" })]
     Network { op: &'static str, url: String, reason: String, timeout: bool },

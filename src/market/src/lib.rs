@@ -8,13 +8,15 @@
 //! * [`onboard`] — identity challenge → EIP-191 proof → `POST /machines` → `PATCH active`,
 //!   idempotent and resumable.
 //! * [`agent`] — agent enrollment (once) and the lease-driven heartbeat with backoff.
+//! * [`offers`] — one stream listing per topic for sale, and the delivery capabilities behind them.
 //! * [`seller`] — the life cycle a node runs: onboarding at start or on request, heartbeat,
 //!   recovery, and a health snapshot.
 //!
-//! Not here yet: listings, purchases, the control socket, payments, runtime endpoint upserts.
+//! Not here yet: purchases, the control socket, payments, runtime endpoint upserts.
 pub mod agent;
 pub mod client;
 pub mod error;
+pub mod offers;
 pub mod onboard;
 pub mod secret;
 pub mod seller;

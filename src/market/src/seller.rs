@@ -20,7 +20,7 @@ use crate::client::OrchestrationClient;
 use crate::error::{ApiCode, MarketError, Result};
 use crate::onboard::{self, MachineProfile};
 use crate::state::MarketStore;
-use crate::wire::{HeartbeatEndpoint, Machine};
+use crate::wire::{DeliveryCapabilitiesRequest, DeliveryCapabilityInput, HeartbeatEndpoint, ListingUpdate, Machine};
 
 /// The on-chain machine id (decimal) when known: a setting, or what activation persisted.
 pub type MachineIdSource = Box<dyn Fn() -> Option<String> + Send + Sync>;
@@ -37,6 +37,33 @@ pub struct SellerConfig {
     pub onboard_at_start: bool,
     /// How often to look again for an unknown machine id.
     pub machine_id_poll: Duration,
+    /// What is offered for sale (nothing when empty).
+    pub offers: Offers,
+}
+
+/// The stream listings and the delivery capabilities behind them, published once the agent
+/// heartbeats and refreshed halfway through the capabilities' lifetime.
+#[derive(Debug, Clone, Default)]
+pub struct Offers {
+    pub capabilities: Vec<DeliveryCapabilityInput>,
+    pub resource_types: Vec<String>,
+    /// How long registered capabilities stay valid (`expiresAt`).
+    pub capabilities_ttl: Duration,
+    pub listings: Vec<Listing>,
+}
+
+/// One topic's stream listing.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub listing_id: String,
+    pub topic: String,
+    pub update: ListingUpdate,
+}
+
+impl Offers {
+    pub fn is_empty(&self) -> bool {
+        self.capabilities.is_empty() && self.listings.is_empty()
+    }
 }
 
 /// Where the seller stands.
@@ -90,6 +117,13 @@ pub struct Snapshot {
     pub backoff: Option<Duration>,
     /// The last error (code and message), cleared by a success.
     pub last_error: Option<(String, String)>,
+    /// Listings configured, and published for the current agent.
+    pub listings_total: usize,
+    pub listings_published: usize,
+    /// Until when the registered delivery capabilities are valid.
+    pub capabilities_expires_at: Option<DateTime<Utc>>,
+    /// The last failure to publish the offers (code and message), cleared by a success.
+    pub offers_error: Option<(String, String)>,
 }
 
 /// The result of a successful [`Seller::onboard`].
@@ -131,6 +165,7 @@ impl Seller {
         if cfg.endpoints.is_empty() {
             return Err(MarketError::validation("endpoints", "must contain at least one entry"));
         }
+        let view = Snapshot { listings_total: cfg.offers.listings.len(), ..Default::default() };
         Ok(Arc::new(Seller {
             client,
             store,
@@ -138,7 +173,7 @@ impl Seller {
             cfg,
             machine_id,
             creds: tokio::sync::Mutex::new(None),
-            view: Mutex::new(Snapshot::default()),
+            view: Mutex::new(view),
             wake: Notify::new(),
             requested: AtomicBool::new(false),
         }))
@@ -223,6 +258,8 @@ impl Seller {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut hb: Option<Heartbeat> = None;
         let mut setup_failures = 0u32;
+        // (agent the offers were published for, when to publish them again)
+        let mut offers_done: Option<(String, DateTime<Utc>)> = None;
         loop {
             if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 return;
@@ -298,6 +335,14 @@ impl Seller {
                         v.backoff = None;
                         v.last_error = None;
                     });
+                    let agent = h.agent_id().to_string();
+                    let due = offers_done.as_ref().is_none_or(|(a, at)| *a != agent || Utc::now() >= *at);
+                    if due && !self.cfg.offers.is_empty() {
+                        let creds = self.creds.lock().await.clone();
+                        if let Some(c) = creds.filter(|c| c.agent_id == agent) {
+                            offers_done = self.publish_offers(&c).await.map(|next| (agent, next));
+                        }
+                    }
                 }
                 Err(e) if e.is_retryable() => {
                     let backoff = (h.next_due() - now).to_std().ok();
@@ -320,6 +365,53 @@ impl Seller {
                     self.requested.store(false, Ordering::Relaxed);
                     self.pause(None, &mut shutdown).await;
                 }
+            }
+        }
+    }
+
+    /// Register the delivery capabilities and upsert every listing; on success, when to do it
+    /// again (halfway through the capabilities' lifetime). A failure is reported in the snapshot
+    /// and retried after the next heartbeat.
+    async fn publish_offers(&self, c: &AgentCredentials) -> Option<DateTime<Utc>> {
+        let offers = &self.cfg.offers;
+        let ttl = chrono::Duration::from_std(offers.capabilities_ttl).unwrap_or(chrono::Duration::hours(1));
+        let now = Utc::now();
+        let mut published = 0;
+        let r: Result<()> = async {
+            if !offers.capabilities.is_empty() {
+                let req = DeliveryCapabilitiesRequest {
+                    agent_id: c.agent_id.clone(),
+                    capabilities: offers.capabilities.clone(),
+                    resource_types: (!offers.resource_types.is_empty()).then(|| offers.resource_types.clone()),
+                    expires_at: Some((now + ttl).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                };
+                self.client.put_delivery_capabilities(&c.machine_id, &req).await?;
+                self.update(|v| v.capabilities_expires_at = Some(now + ttl));
+            }
+            for l in &offers.listings {
+                self.client.update_listing(&c.machine_id, &l.listing_id, &l.update).await?;
+                published += 1;
+                self.update(|v| v.listings_published = published);
+            }
+            Ok(())
+        }
+        .await;
+        match r {
+            Ok(()) => {
+                let was_err = self.snapshot().offers_error.is_some();
+                self.update(|v| v.offers_error = None);
+                if was_err || published > 0 {
+                    tracing::info!(listings = published, "market: listings and delivery capabilities published");
+                }
+                Some(now + ttl / 2)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "market: publishing the listings failed; retrying after the next heartbeat");
+                self.update(|v| {
+                    v.listings_published = published;
+                    v.offers_error = Some((e.error_code().to_string(), e.to_string()));
+                });
+                None
             }
         }
     }

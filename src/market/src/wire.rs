@@ -382,6 +382,129 @@ pub struct HeartbeatResult {
     pub endpoints: Vec<HeartbeatEndpointResult>,
 }
 
+// ---- stream listings and delivery (§2.2; SDK `stream_listings.py`, `stream_delivery_setup.py`) --
+
+/// Listing rail (`X402ListingRail` / `TransferListingRail`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ListingRail {
+    Transfer {
+        destination: TransferDestination,
+    },
+    X402 {
+        chain: String,
+        token: String,
+        #[serde(rename = "facilitatorUrl", skip_serializing_if = "Option::is_none", default)]
+        facilitator_url: Option<String>,
+    },
+}
+
+/// Where a direct transfer goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferDestination {
+    pub chain: String,
+    pub token: String,
+    pub pay_to: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub token_address: Option<String>,
+}
+
+/// `StreamListingResource`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListingResource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub mode: String,
+    pub supports_live: bool,
+}
+
+/// `StreamListingDeliveryOptionInput` (the server fills in `mode` and `signaling`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryOptionInput {
+    pub transport_id: String,
+    pub version: String,
+    pub features: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+}
+
+/// A listing's price. Not in the SDK's listing PATCH (it has no price field, yet the order a
+/// `prepare-access` answers carries `amount` and `currency`): UNVERIFIED extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListingPrice {
+    /// Decimal string, per chunk.
+    pub amount: String,
+    pub currency: String,
+}
+
+/// `PATCH /machines/{m}/stream/listings/{listingId}` body (`StreamListingPurchaseFields` + price).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListingUpdate {
+    pub resource: ListingResource,
+    pub payment_rails: Vec<ListingRail>,
+    pub delivery_options: Vec<DeliveryOptionInput>,
+    pub price: ListingPrice,
+}
+
+/// `DeliveryCapabilityInput` of `PUT /machines/{m}/delivery-capabilities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCapabilityInput {
+    pub transport_id: String,
+    pub version: String,
+    pub features: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+/// `PUT /machines/{m}/delivery-capabilities` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCapabilitiesRequest {
+    pub agent_id: String,
+    pub capabilities: Vec<DeliveryCapabilityInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// A registered capability as answered (`DeliveryCapability`: `transportId`, `version` required).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCapability {
+    pub transport_id: String,
+    pub version: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub features: Vec<String>,
+}
+
+/// `DeliveryCapabilitiesResponse`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCapabilities {
+    pub machine_id: String,
+    pub agent_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub capabilities: Vec<DeliveryCapability>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resource_types: Vec<String>,
+    pub status: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
 // ---- observability (§3.13) ----------------------------------------------------------------------
 
 /// `GET /health` (raw, no envelope): `{"ok": true}`.

@@ -26,6 +26,7 @@ fn config(onboard_at_start: bool) -> SellerConfig {
         endpoints: vec![HeartbeatEndpoint::new("qvac", "http://127.0.0.1:8080")],
         onboard_at_start,
         machine_id_poll: Duration::from_millis(100),
+        offers: Default::default(),
     }
 }
 
@@ -138,6 +139,58 @@ async fn idle_until_asked_and_a_refusal_is_final_until_asked_again() {
     let o = seller.onboard().await.unwrap();
     assert_eq!(o.chain_machine_id, "7");
     until(&seller, "online", |s| s.phase == Phase::Online).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_one_listing_per_topic_for_sale_and_the_delivery_capabilities() {
+    use peaqos_stream::topic_config::TopicStreamConfig;
+    let srv = Server::start(&["--lease-ttl", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let sale = TopicStreamConfig::from_value(&json!({"sale": {"price": 0.25, "currency": "USDC", "payment_rails": [
+        {"type": "x402", "chain": "base", "token": "USDC"}]}}))
+    .unwrap();
+    let plain = TopicStreamConfig::from_value(&json!({})).unwrap();
+    let mut cfg = config(true);
+    cfg.offers = peaqos_market::offers::offers([("/cam", &sale), ("/log", &plain)], Duration::from_secs(600)).unwrap();
+    // the first capabilities registration fails: reported, retried after the next heartbeat
+    let listing = peaqos_market::offers::default_listing_id("/cam");
+    srv.fault(json!({"method": "PUT", "status": 503, "json": {"error": {"code": "SERVICE_DOWN", "message": "m"}}}));
+    let seller = Seller::new(
+        srv.client(),
+        MarketStore::open(dir.path()).unwrap(),
+        Arc::new(key()),
+        cfg,
+        Box::new(|| Some("42".to_string())),
+    )
+    .unwrap();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(Arc::clone(&seller).run(rx));
+    let s = until(&seller, "offers error", |s| s.offers_error.is_some()).await;
+    assert_eq!((s.offers_error.unwrap().0.as_str(), s.listings_total, s.listings_published), ("SERVICE_DOWN", 1, 0));
+    let s = until(&seller, "published", |s| s.listings_published == 1 && s.offers_error.is_none()).await;
+    assert!(s.capabilities_expires_at.unwrap() > chrono::Utc::now() + chrono::Duration::seconds(500));
+    let state = srv.state();
+    let [l] = state["listings"].as_array().unwrap().as_slice() else { panic!("{state}") };
+    assert_eq!((l["id"].as_str().unwrap(), &l["machineId"]), (listing.as_str(), &json!(s.machine_id.unwrap())));
+    assert_eq!(l["price"], json!({"amount": "0.25", "currency": "USDC"}));
+    assert_eq!(l["paymentRails"], json!([{"type": "x402", "chain": "base", "token": "USDC"}]));
+    assert_eq!(l["deliveryOptions"][0]["params"]["topic"], "/cam");
+    let [caps] = state["deliveryCapabilities"].as_array().unwrap().as_slice() else { panic!("{state}") };
+    assert_eq!(caps["agentId"], json!(s.agent_id.unwrap()));
+    assert_eq!(caps["resourceTypes"], json!(["stream.listing"]));
+    assert_eq!(caps["capabilities"][0]["transportId"], "peaqos-storage");
+    // published once, not with every heartbeat
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        srv.requests(
+            "PATCH",
+            &format!("/api/v1/machines/{}/stream/listings/{listing}", l["machineId"].as_str().unwrap())
+        )
+        .len(),
+        1
+    );
+    let mach = l["machineId"].as_str().unwrap();
+    assert_eq!(srv.requests("PUT", &format!("/api/v1/machines/{mach}/delivery-capabilities")).len(), 2);
 }
 
 /// `DELETE` with the platform key (archive), outside the client under test.
