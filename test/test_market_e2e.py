@@ -287,3 +287,65 @@ def test_bad_market_parameters_stop_the_node_naming_them(tmp_path, extra, env, e
     code, out = run_node_expecting_failure(tmp_path, params, env)
     assert code != 0 and expect in out, out[-3000:]
     assert "peaqos_node cannot start" in out
+
+
+SALE_POLICY = """schema_version: 1
+topics:
+  - topic: /market_cam
+    type: std_msgs/msg/String
+    stream:
+      sale:
+        price: {price}
+        currency: USDC
+        payment_rails:
+          - {{type: transfer, chain: "eip155:3338", token: USDC, pay_to: "{pay_to}"}}
+          - {{type: x402, chain: base, token: USDC, facilitator_url: "https://facilitator.example"}}
+  - topic: /market_log
+    type: std_msgs/msg/String
+    stream: {{}}
+"""
+
+
+def test_a_topic_for_sale_is_listed_with_its_delivery_capabilities(tmp_path, orch, ros_node):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SALE_POLICY.format(price="0.25", pay_to=DEMO_ADDRESS))
+    diags = Diagnostics(ros_node)
+    params = market_params(tmp_path, orch, **{"chain.machine_id": "4243", "policy_file": str(policy)})
+    node = NodeProcess(tmp_path, params).start()
+    try:
+        _, v, _ = diags.wait("listing published", lambda lvl, v, m: lvl == OK and v["phase"] == "online"
+                             and v["listings"] == "1" and v["listings_published"] == "1", node)
+        assert v["capabilities_expires_at"] > v["last_heartbeat"] and v["offers_error"] == ""
+        state = orch.state()
+        [listing] = state["listings"]
+        assert listing["machineId"] == v["machine_id"] and listing["id"].startswith("lst_")
+        assert listing["price"] == {"amount": "0.25", "currency": "USDC"}
+        assert listing["resource"] == {"type": "stream.topic", "mode": "storage", "supportsLive": True}
+        assert listing["paymentRails"] == [
+            {"type": "transfer", "destination": {"chain": "eip155:3338", "token": "USDC", "payTo": DEMO_ADDRESS}},
+            {"type": "x402", "chain": "base", "token": "USDC", "facilitatorUrl": "https://facilitator.example"}]
+        [option] = listing["deliveryOptions"]
+        assert option["transportId"] == "peaqos-storage" and option["params"]["topic"] == "/market_cam"
+        assert option["params"]["storageProvider"] == "local"
+        [caps] = state["deliveryCapabilities"]
+        assert (caps["machineId"], caps["agentId"]) == (v["machine_id"], v["agent_id"])
+        assert caps["resourceTypes"] == ["stream.listing"]
+        assert caps["capabilities"][0]["features"] == ["chunks.v1", "buyer-access.v1", "local"]
+        node.wait_for_log(f"market: /market_cam is for sale as listing {listing['id']}")
+    finally:
+        assert node.stop() == 0, node.output()[-4000:]
+
+
+@pytest.mark.parametrize("price,pay_to,key", [
+    ("-1", DEMO_ADDRESS, "topics[0].stream.sale.price"),
+    ("0.5", "", "topics[0].stream.sale.payment_rails[0].pay_to"),
+])
+def test_a_bad_sale_block_stops_the_node_naming_the_key(tmp_path, price, pay_to, key):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SALE_POLICY.format(price=price, pay_to=pay_to))
+
+    class _O:
+        url = "http://127.0.0.1:9"
+    params = market_params(tmp_path, _O(), **{"chain.machine_id": "5", "policy_file": str(policy)})
+    code, out = run_node_expecting_failure(tmp_path, params)
+    assert code != 0 and key in out, out[-3000:]

@@ -121,7 +121,6 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     let chain_params = chain::ChainParams::declare(&params)?;
     let chain_services = chain::serve(&node, chain_params, &chain_key)?;
     let machine_id = chain::declare_machine_id(&params)?;
-    let market = market::start(&node, &params, &machine_id, MachineKey::load(params.key_file.as_deref())?)?;
 
     // Taps: subsystems that consume every durable package batch after it is published (the
     // chunk stream, the event rules). Each must return at once (hand the batch to its own
@@ -133,6 +132,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
+    let market = market::start(&node, &params, &map, &machine_id, MachineKey::load(params.key_file.as_deref())?)?;
     let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use peaqos_core::keys::MachineKey;
+use peaqos_core::policy::{DataEventMap, PolicyError};
 use peaqos_events::submit::{current_machine_id, machine_id_file};
 use peaqos_market::agent::{EnrollConfig, HeartbeatPolicy};
 use peaqos_market::onboard::MachineProfile;
@@ -78,6 +79,7 @@ struct MarketParams {
     url: String,
     api_key_file: Option<PathBuf>,
     cfg: SellerConfig,
+    capabilities_ttl: Duration,
 }
 
 fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartError> {
@@ -131,6 +133,12 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
     let backoff_base =
         seconds(p, "market.heartbeat.backoff_base", 1.0, "First retry delay after a failure, seconds (doubles).")?;
     let backoff_max = seconds(p, "market.heartbeat.backoff_max", 60.0, "Longest retry delay, seconds.")?;
+    let capabilities_ttl = seconds(
+        p,
+        "market.capabilities_ttl",
+        3600.0,
+        "Seconds the registered delivery capabilities stay valid; renewed halfway through.",
+    )?;
     if !enabled {
         return Ok(None);
     }
@@ -183,8 +191,14 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
         endpoints: vec![endpoint],
         onboard_at_start,
         machine_id_poll: Duration::from_secs(1),
+        offers: Default::default(),
     };
-    Ok(Some(MarketParams { url, api_key_file: (!api_key_file.is_empty()).then(|| PathBuf::from(api_key_file)), cfg }))
+    Ok(Some(MarketParams {
+        url,
+        api_key_file: (!api_key_file.is_empty()).then(|| PathBuf::from(api_key_file)),
+        cfg,
+        capabilities_ttl,
+    }))
 }
 
 /// `http(s)://host...` with a non-empty host and no whitespace (what the API accepts).
@@ -204,14 +218,29 @@ fn config_err(e: MarketError) -> StartError {
 }
 
 /// Declare the `market.*` parameters; with `market.enabled`, start the seller and `~/market_onboard`.
-/// `chain_machine_id`: the `chain.machine_id` parameter (empty = the id `~/activate` persisted).
+/// Every streamed topic with a `sale:` block in `map` is listed. `chain_machine_id`: the
+/// `chain.machine_id` parameter (empty = the id `~/activate` persisted).
 pub fn start(
     node: &Node,
     params: &Params,
+    map: &DataEventMap,
     chain_machine_id: &str,
     key: MachineKey,
 ) -> Result<Option<MarketSubsystem>, StartError> {
-    let Some(mp) = declare(&params.declared, key.address())? else { return Ok(None) };
+    let Some(mut mp) = declare(&params.declared, key.address())? else { return Ok(None) };
+    let policy_file = if params.policy_file.is_empty() {
+        PathBuf::from("<embedded default policy>")
+    } else {
+        PathBuf::from(&params.policy_file)
+    };
+    let specs = crate::stream::topic_specs(map, &policy_file)?;
+    mp.cfg.offers =
+        peaqos_market::offers::offers(specs.iter().map(|s| (s.topic.as_str(), &s.cfg)), mp.capabilities_ttl).map_err(
+            |reason| PolicyError { file: policy_file.clone(), path: "topics[*].stream.sale.listing_id".into(), reason },
+        )?;
+    for l in &mp.cfg.offers.listings {
+        tracing::info!("market: {} is for sale as listing {}", l.topic, l.listing_id);
+    }
     let api_key = peaqos_market::secret::load_api_key(mp.api_key_file.as_deref()).map_err(config_err)?;
     if api_key.is_none() {
         tracing::warn!(
@@ -302,6 +331,12 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
             format!("failed ({}); call ~/market_onboard", s.last_error.as_ref().map_or("", |e| e.0.as_str())),
         ),
     };
+    let (level, message) = match &s.offers_error {
+        Some((code, _)) if level == DiagnosticStatus::OK => {
+            (DiagnosticStatus::WARN, format!("{message}; publishing the listings failed ({code}), retrying"))
+        }
+        _ => (level, message),
+    };
     let (code, err) = s.last_error.clone().unwrap_or_default();
     Some(DiagnosticStatus {
         level,
@@ -321,6 +356,16 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
             kv("next_attempt", time(s.retry_at)),
             kv("error_code", code),
             kv("error", peaqos_core::text::one_line(&err, 500)),
+            kv("listings", s.listings_total),
+            kv("listings_published", s.listings_published),
+            kv("capabilities_expires_at", time(s.capabilities_expires_at)),
+            kv(
+                "offers_error",
+                s.offers_error
+                    .as_ref()
+                    .map(|e| peaqos_core::text::one_line(&format!("{}: {}", e.0, e.1), 500))
+                    .unwrap_or_default(),
+            ),
         ],
     })
 }
