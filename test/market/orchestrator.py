@@ -126,12 +126,13 @@ class Orchestrator:
         self.agent_tokens: dict[str, str] = {}
         self.listings: dict[str, dict] = {}  # "<machineId>/<listingId>" -> listing
         self.delivery_capabilities: dict[str, dict] = {}  # machineId -> registration
+        self.purchases: dict[str, dict] = {}  # purchaseId -> purchase (+ "_access", "_session", "_events")
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.state_file: str | None = None  # --state-file: records survive a restart (kill -9 tests)
 
     # ---- persistence (test support: a restarted server keeps its records) ---------------------
-    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities")
+    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities", "purchases")
 
     def load(self, path: str) -> None:
         self.state_file = path
@@ -485,6 +486,118 @@ class Orchestrator:
         self.listings[key] = listing
         return 200, {"item": listing}
 
+    # ---- stream purchases, seller side (§2.2) -------------------------------------------------------
+    PURCHASE_EVENT_TYPES = ("delivery.started", "delivery.completed", "delivery.failed", "buyer.connected",
+                            "seller.ready", "seller.offline")
+
+    def public_purchase(self, p: dict) -> dict:
+        return {k: v for k, v in p.items() if not k.startswith("_")}
+
+    def purchase(self, pid: str) -> dict:
+        p = self.purchases.get(pid)
+        if p is None:
+            raise ApiError(404, "NOT_FOUND", f"purchase {pid} not found", {"purchaseId": pid})
+        return p
+
+    def mock_purchase(self, body: dict) -> dict:
+        """Test control standing in for the buyer's POST /purchases (which needs agent pairing)."""
+        key = f"{body['machineId']}/{body['listingId']}"
+        if key not in self.listings:
+            raise ApiError(404, "NOT_FOUND", f"listing {key} not found")
+        now = self.iso()
+        pid = "pur_" + secrets.token_hex(8)
+        resource: dict[str, Any] = {"type": "stream.listing", "listingId": body["listingId"], "mode": "storage"}
+        if body.get("selection") is not None:
+            resource["selection"] = body["selection"]
+        p = {"id": pid, "status": "pending_payment", "resource": resource,
+             "buyer": {"id": body.get("buyerId", "buyer-1"),
+                       "publicKey": {"type": "x25519", "publicKeyHex": body["buyerPublicKeyHex"]}},
+             "payment": {"status": "pending"}, "delivery": {"status": "blocked"}, "createdAt": now, "updatedAt": now,
+             "_machineId": body["machineId"], "_events": []}
+        self.purchases[pid] = p
+        return self.public_purchase(p)
+
+    def mock_pay(self, pid: str, body: dict) -> dict:
+        p = self.purchase(pid)
+        p["payment"] = {"status": "verified", "rail": "transfer", "reference": "0x" + secrets.token_hex(32),
+                        "recordedAt": self.iso()}
+        p["delivery"] = {"status": body.get("deliveryStatus", "releasable")}
+        p["status"], p["updatedAt"] = "paid", self.iso()
+        return self.public_purchase(p)
+
+    def prepare_access(self, pid: str, body: dict) -> tuple[int, dict]:
+        _only(body, {"machineId", "agentId", "agentToken", "items", "delivery"})
+        p = self.purchase(pid)
+        mid = _str(body, "machineId", non_blank=True)
+        aid = _str(body, "agentId", non_blank=True)
+        token = body.get("agentToken")
+        a = self.agents.get(aid)
+        if (not isinstance(token, str) or a is None or a["machineId"] != mid or a["status"] == "revoked"
+                or not secrets.compare_digest(token.encode(), self.agent_tokens.get(aid, "").encode())):
+            raise ApiError(401, "AGENT_AUTH_INVALID", "agent credentials are not valid")
+        if p["_machineId"] != mid:
+            raise ApiError(403, "AGENT_POLICY_DENIED", "the purchase is not for this machine")
+        if p["payment"]["status"] != "verified" or p["delivery"]["status"] == "blocked":
+            raise ApiError(409, "PAYMENT_REQUIRED", "the purchase is not paid", {"purchaseId": pid})
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            raise validation("items", "must be a non-empty array")
+        for i, it in enumerate(items):
+            if not isinstance(it, dict):
+                raise validation(f"items[{i}]", "must be an object")
+            _only(it, {"schemaVersion", "chunkId", "buyer"})
+            if it.get("schemaVersion") != "peaq.stream.buyer-access.v1":
+                raise validation(f"items[{i}].schemaVersion", "must be peaq.stream.buyer-access.v1")
+            b = it.get("buyer")
+            if not isinstance(b, dict) or set(b) != {"recipientId", "recipientType", "algorithm", "publicKeyHex",
+                                                     "wrappedKeyHex"}:
+                raise validation(f"items[{i}].buyer", "must be {recipientId, recipientType, algorithm, publicKeyHex, "
+                                 "wrappedKeyHex}")
+            if b["publicKeyHex"].lower() != p["buyer"]["publicKey"]["publicKeyHex"].lower():
+                raise validation(f"items[{i}].buyer.publicKeyHex", "is not the buyer's key")
+        d = body.get("delivery")
+        if not isinstance(d, dict) or not isinstance(d.get("connect"), dict):
+            raise validation("delivery", "must be {mode, transportId, connect{type, url, expiresAt}, channelId?}")
+        _only(d, {"mode", "transportId", "connect", "channelId"})
+        _only(d["connect"], {"type", "url", "expiresAt"})
+        for k in ("mode", "transportId"):
+            _str(d, k, non_blank=True)
+        listing = self.listings.get(f"{mid}/{p['resource']['listingId']}", {})
+        price = listing.get("price", {"amount": "0", "currency": "USDC"})
+        now = self.iso()
+        session = p.get("_session") or {"id": "dls_" + secrets.token_hex(8), "createdAt": now}
+        chunk_ids = [it["chunkId"] for it in items]
+        session.update({"machineId": mid, "orderId": pid, "buyerId": p["buyer"]["id"], "chunkIds": chunk_ids,
+                        "delivery": {"mode": d["mode"], "transportId": d["transportId"],
+                                     "signaling": {"type": "peaqos-socket", "channelId": d.get("channelId", "")},
+                                     "connect": d["connect"]},
+                        "status": "ready", "updatedAt": now})
+        p["_session"], p["_access"] = session, items
+        p["_prepareCount"] = p.get("_prepareCount", 0) + 1
+        p["status"], p["updatedAt"] = "access_prepared", now
+        item = {"id": pid, "listingId": p["resource"]["listingId"], "machineId": mid, "buyerId": p["buyer"]["id"],
+                "chunkIds": chunk_ids, "amount": price["amount"], "currency": price["currency"],
+                "status": "access_prepared",
+                "payment": {"status": "verified", "reference": p["payment"].get("reference"),
+                            "recordedAt": p["payment"].get("recordedAt")},
+                "accessGrantIds": [f"grt_{i}" for i in range(len(items))], "deliverySessionId": session["id"]}
+        return 200, {"item": item, "access": items, "deliverySession": session}
+
+    def purchase_event(self, pid: str, body: dict) -> tuple[int, dict]:
+        _only(body, {"actor", "type", "payload"})
+        p = self.purchase(pid)
+        if body.get("type") not in self.PURCHASE_EVENT_TYPES:
+            raise validation("type", f"must be one of {', '.join(self.PURCHASE_EVENT_TYPES)}")
+        actor = body.get("actor")
+        if not isinstance(actor, dict):
+            raise validation("actor", "must be an object")
+        _only(actor, {"type", "id", "machineId", "agentId"})
+        ev = {"id": "pev_" + secrets.token_hex(6), "purchaseId": pid, "type": body["type"], "createdAt": self.iso()}
+        p["_events"].append({**ev, "actor": actor, "payload": body.get("payload")})
+        if body["type"] == "delivery.completed":
+            p["delivery"]["status"], p["status"] = "completed", "completed"
+        return 201, {"item": ev}
+
     # ---- routing ------------------------------------------------------------------------------
     def route(self, method: str, path: str, query: dict, headers, body: Any) -> tuple[int, Any]:
         if not path.startswith(API + "/"):
@@ -513,6 +626,12 @@ class Orchestrator:
                 m = self.machine(parts[1])
                 m["status"], m["updatedAt"] = "archived", self.iso()
                 return 204, None
+        if len(parts) == 2 and parts[0] == "purchases" and method == "GET":
+            return 200, {"item": self.public_purchase(self.purchase(parts[1]))}
+        if len(parts) == 3 and parts[0] == "purchases" and parts[2] == "events" and method == "POST":
+            return self.purchase_event(parts[1], self.need_body(body))
+        if len(parts) == 4 and parts[:2] == ["stream", "orders"] and parts[3] == "prepare-access" and method == "POST":
+            return self.prepare_access(parts[2], self.need_body(body))
         if method == "GET" and parts == ["payment-rails"]:
             return 200, {"items": self.PAYMENT_RAILS, "nextCursor": None}
         if method == "GET" and parts == ["delivery-transports"]:
@@ -554,10 +673,17 @@ class Orchestrator:
                          "challenges": len(self.challenges), "requests": self.requests,
                          "listings": list(self.listings.values()),
                          "deliveryCapabilities": list(self.delivery_capabilities.values()),
+                         "purchases": [{**self.public_purchase(p), "access": p.get("_access"),
+                                        "events": p.get("_events", []), "prepareCount": p.get("_prepareCount", 0)}
+                                       for p in self.purchases.values()],
                          "now": self.iso()}
         body = body if isinstance(body, dict) else {}
         if method == "POST" and name == "controllers":
             self.controllers[body.get("identityRef", "*")] = list(body["addresses"])
+        elif method == "POST" and name == "purchases":
+            return 200, {"item": self.mock_purchase(body)}
+        elif method == "POST" and name.startswith("purchases/") and name.endswith("/pay"):
+            return 200, {"item": self.mock_pay(name.split("/")[1], body)}
         elif method == "POST" and name == "faults":
             self.faults.append({"times": 1, **body})
         elif method == "POST" and name == "clock":
@@ -610,6 +736,10 @@ class Handler(BaseHTTPRequestHandler):
                     body = json.loads(raw) if raw else None
                     status, payload = orch.control(self.command, path, body)
                     payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
+                    if self.command != "GET":
+                        orch.save()
+                except ApiError as e:
+                    status, payload = e.status, {"error": {"code": e.code, "message": e.message}}
                 except (ValueError, KeyError, TypeError) as e:
                     status, payload = 400, {"error": {"code": "VALIDATION_ERROR", "message": str(e)}}
             self._send(status, payload)

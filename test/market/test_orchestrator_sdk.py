@@ -46,7 +46,20 @@ from peaq_os_sdk.orchestration.stream_delivery_setup import (  # noqa: E402
     list_payment_rails,
     put_delivery_capabilities,
 )
+from peaq_os_sdk.orchestration.purchases import (  # noqa: E402
+    create_purchase_event,
+    get_purchase,
+    prepare_buyer_access,
+)
 from peaq_os_sdk.orchestration.stream_listings import update_stream_listing_purchase_fields  # noqa: E402
+from peaq_os_sdk.orchestration.types.purchases import (  # noqa: E402
+    PeaqosP2pConnect,
+    PrepareStreamAccessRequest,
+    PrepareStreamDelivery,
+    PurchaseEventActor,
+)
+from peaq_os_sdk.stream.types.buyer_access import BuyerAccessEntry  # noqa: E402
+from peaq_os_sdk.stream.types.chunk import KeyRecipient  # noqa: E402
 from peaq_os_sdk.orchestration.types.stream_purchase import (  # noqa: E402
     DeliveryCapabilityInput,
     StreamListingDeliveryOptionInput,
@@ -310,6 +323,51 @@ def test_listing_purchase_fields_as_the_node_sends_them(orch):
         type="transfer", destination=TransferListingRailDestination(chain="c", token="t", pay_to="")),))
     e = api_error(update_stream_listing_purchase_fields, c, m.id, "lst_1", bad)
     assert e.code == "VALIDATION_ERROR" and "payTo" in str(e)
+
+
+def test_purchase_prepare_access_and_events_as_the_node_sends_them(orch):
+    c = sdk(orch)
+    m, a = enrolled(c)
+    update_stream_listing_purchase_fields(c, m.id, "lst_1", StreamListingPurchaseFields(
+        resource=StreamListingResource(type="stream.topic", mode="storage")))
+    orch.listings[f"{m.id}/lst_1"]["price"] = {"amount": "0.25", "currency": "USDC"}
+    buyer_pk = "ab" * 32
+    p = orch.mock_purchase({"machineId": m.id, "listingId": "lst_1", "buyerPublicKeyHex": buyer_pk,
+                            "selection": {"chunkIds": ["0x01"]}})
+    got = get_purchase(c, p["id"])
+    assert (got.id, got.resource.listing_id, got.resource.selection.chunk_ids) == (p["id"], "lst_1", ("0x01",))
+    assert (got.buyer.public_key.public_key_hex, got.payment.status, got.delivery.status) == (
+        buyer_pk, "pending", "blocked")
+    entry = BuyerAccessEntry(chunk_id="0x01", buyer=KeyRecipient(
+        recipient_id="buyer-1", recipient_type="buyer", algorithm="x25519-sealedbox", public_key_hex=buyer_pk,
+        wrapped_key_hex="cd" * 80))
+    token = orch.agent_tokens[a.id]
+    # storage mode: the SDK's types say p2p; Python does not enforce it, so the wire shape is the SDK's
+    req = PrepareStreamAccessRequest(machine_id=m.id, agent_id=a.id, agent_token=token, items=(entry,),
+                                     delivery=PrepareStreamDelivery(mode="storage", transport_id="peaqos-storage",
+                                                                    connect=PeaqosP2pConnect(
+                                                                        type="storage-ref", url="peaqos-storage:lst_1",
+                                                                        expires_at="2030-01-01T00:00:00.000Z")))
+    assert api_error(prepare_buyer_access, c, p["id"], agent_id=a.id, agent_token=token,
+                     request=req).code == "PAYMENT_REQUIRED"  # never before payment
+    orch.mock_pay(p["id"], {})
+    r = prepare_buyer_access(c, p["id"], agent_id=a.id, agent_token=token, request=req)
+    assert (r.item.id, r.item.amount, r.item.currency, r.item.chunk_ids) == (p["id"], "0.25", "USDC", ("0x01",))
+    assert r.access[0].buyer.wrapped_key_hex == "cd" * 80 and r.delivery_session.order_id == p["id"]
+    body = json.loads(orch.requests[-1]["body"])
+    assert body["items"] == [{"schemaVersion": "peaq.stream.buyer-access.v1", "chunkId": "0x01",
+                              "buyer": {"recipientId": "buyer-1", "recipientType": "buyer",
+                                        "algorithm": "x25519-sealedbox", "publicKeyHex": buyer_pk,
+                                        "wrappedKeyHex": "cd" * 80}}]
+    assert body["delivery"] == {"mode": "storage", "transportId": "peaqos-storage", "connect": {
+        "type": "storage-ref", "url": "peaqos-storage:lst_1", "expiresAt": "2030-01-01T00:00:00.000Z"}}
+    assert (body["machineId"], body["agentId"], body["agentToken"]) == (m.id, a.id, token)
+    assert "x-machine-agent-token" not in orch.requests[-1]["headers"]
+    ev = create_purchase_event(c, p["id"], actor=PurchaseEventActor(type="seller", machine_id=m.id, agent_id=a.id),
+                               event_type="delivery.completed", payload={"chunk_ids": ["0x01"], "mode": "storage"})
+    assert (ev.purchase_id, ev.type) == (p["id"], "delivery.completed")
+    assert json.loads(orch.requests[-1]["body"])["actor"] == {"type": "seller", "machineId": m.id, "agentId": a.id}
+    assert get_purchase(c, p["id"]).delivery.status == "completed"
 
 
 def test_program_prints_one_json_line_and_serves_loopback_only():

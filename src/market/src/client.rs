@@ -385,6 +385,44 @@ impl OrchestrationClient {
         Ok(r)
     }
 
+    /// `GET /purchases/{id}`.
+    pub async fn get_purchase(&self, purchase_id: &str) -> Result<wire::Purchase> {
+        let path = format!("/purchases/{}", path_id("purchaseId", purchase_id)?);
+        let p: wire::Purchase = self.call::<(), _>("get purchase", Method::GET, &path, Auth::Platform, None).await?;
+        if p.id != purchase_id {
+            return Err(MarketError::shape("get purchase", "item.id is not the purchase asked for"));
+        }
+        Ok(p)
+    }
+
+    /// `POST /stream/orders/{purchaseId}/prepare-access` (raw answer; agent credentials in the body).
+    pub async fn prepare_access(
+        &self,
+        purchase_id: &str,
+        req: &wire::PrepareAccessRequest,
+    ) -> Result<wire::PrepareAccessResponse> {
+        const OP: &str = "prepare buyer access";
+        let path = format!("/stream/orders/{}/prepare-access", path_id("purchaseId", purchase_id)?);
+        let body = serde_json::to_vec(req).expect("request shapes serialize");
+        let v = self
+            .send(
+                Call { op: OP, method: Method::POST, path: &path, query: &[], auth: Auth::Platform, shape: Shape::Raw },
+                Some(body),
+            )
+            .await?;
+        decode(OP, "response", v)
+    }
+
+    /// `POST /purchases/{id}/events`.
+    pub async fn purchase_event(
+        &self,
+        purchase_id: &str,
+        req: &wire::PurchaseEventRequest,
+    ) -> Result<wire::PurchaseEvent> {
+        let path = format!("/purchases/{}/events", path_id("purchaseId", purchase_id)?);
+        self.call("create purchase event", Method::POST, &path, Auth::Platform, Some(req)).await
+    }
+
     /// `PATCH /machines/{id}/stream/listings/{listingId}` (raw answer, ignored as the SDK does).
     pub async fn update_listing(&self, machine_id: &str, listing_id: &str, req: &wire::ListingUpdate) -> Result<()> {
         let path = format!(

@@ -9,15 +9,18 @@
 //!   idempotent and resumable.
 //! * [`agent`] — agent enrollment (once) and the lease-driven heartbeat with backoff.
 //! * [`offers`] — one stream listing per topic for sale, and the delivery capabilities behind them.
+//! * [`purchases`] — the durable purchase state machine: seen → paid → access prepared →
+//!   delivered → recorded, grants for exactly the purchased chunks, never before payment.
 //! * [`seller`] — the life cycle a node runs: onboarding at start or on request, heartbeat,
 //!   recovery, and a health snapshot.
 //!
-//! Not here yet: purchases, the control socket, payments, runtime endpoint upserts.
+//! Not here yet: the control socket, on-chain payment checks, runtime endpoint upserts.
 pub mod agent;
 pub mod client;
 pub mod error;
 pub mod offers;
 pub mod onboard;
+pub mod purchases;
 pub mod secret;
 pub mod seller;
 pub mod state;

@@ -505,6 +505,172 @@ pub struct DeliveryCapabilities {
     pub expires_at: Option<String>,
 }
 
+// ---- stream purchases (§2.2; SDK `purchases.py`) -----------------------------------------------
+
+/// What a purchase selects of a listing (`PurchaseResourceSelection`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseSelection {
+    #[serde(default)]
+    pub chunk_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub end_time: Option<String>,
+}
+
+/// `PurchaseResource`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseResource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub listing_id: String,
+    #[serde(default)]
+    pub selection: Option<PurchaseSelection>,
+}
+
+/// `BuyerPublicKey`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuyerPublicKey {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub public_key_hex: String,
+}
+
+/// `PurchaseBuyer` (the fields the seller uses).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseBuyer {
+    pub id: String,
+    pub public_key: BuyerPublicKey,
+}
+
+/// `PurchasePaymentState` / `PurchaseDeliveryState` (status and reference).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseStatus {
+    pub status: String,
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// `Purchase` (`GET /purchases/{id}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Purchase {
+    pub id: String,
+    pub status: String,
+    pub resource: PurchaseResource,
+    pub buyer: PurchaseBuyer,
+    pub payment: PurchaseStatus,
+    pub delivery: PurchaseStatus,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The buyer part of one access item (`peaq.stream.buyer-access.v1`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessBuyer {
+    pub recipient_id: String,
+    pub recipient_type: String,
+    pub algorithm: String,
+    pub public_key_hex: String,
+    pub wrapped_key_hex: String,
+}
+
+/// One chunk key for the buyer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessItem {
+    pub schema_version: String,
+    pub chunk_id: String,
+    pub buyer: AccessBuyer,
+}
+
+/// `delivery.connect` of prepare-access.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryConnect {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// `delivery` of prepare-access.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareDelivery {
+    pub mode: String,
+    pub transport_id: String,
+    pub connect: DeliveryConnect,
+}
+
+/// `POST /stream/orders/{purchaseId}/prepare-access` body: agent credentials in the body (§0).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareAccessRequest {
+    pub machine_id: String,
+    pub agent_id: String,
+    pub agent_token: Secret,
+    pub items: Vec<AccessItem>,
+    pub delivery: PrepareDelivery,
+}
+
+/// The order part of the prepare-access answer (what the seller keeps).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreparedOrder {
+    pub id: String,
+    pub status: String,
+    pub delivery_session_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub chunk_ids: Vec<String>,
+}
+
+/// Raw prepare-access answer `{item, access, deliverySession}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareAccessResponse {
+    pub item: PreparedOrder,
+}
+
+/// `PurchaseEventActor`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseEventActor {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub machine_id: String,
+    pub agent_id: String,
+}
+
+/// `POST /purchases/{id}/events` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurchaseEventRequest {
+    pub actor: PurchaseEventActor,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// `PurchaseEventResponse`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseEvent {
+    pub id: String,
+    pub purchase_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: String,
+}
+
 // ---- observability (§3.13) ----------------------------------------------------------------------
 
 /// `GET /health` (raw, no envelope): `{"ok": true}`.
