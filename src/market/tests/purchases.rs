@@ -204,3 +204,40 @@ async fn a_stop_after_any_step_is_finished_by_a_rerun() {
         assert_eq!(f.buyer_decrypts(&id).iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1], "stopped at {at}");
     }
 }
+
+#[tokio::test]
+async fn a_kill_9_at_any_step_is_finished_by_a_rerun() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let f = fixture().await;
+    let child = peaqos_testkit::example_bin("market_purchase_child");
+    for at in ["seen", "paid", "prepare-access accepted", "access_prepared", "delivered", "recorded"] {
+        let id = f.purchase(&buyer_pk(), json!({"chunkIds": [f.chunk_ids[2]]}));
+        f.pay(&id);
+        let mut p = Command::new(&child)
+            .args([&f.srv.url, f.dir.path().to_str().unwrap(), &id, LISTING, TOPIC, at])
+            .env("PEAQOS_API_KEY", common::API_KEY)
+            .env("PEAQOS_PRIVATE_KEY", "11".repeat(32))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(p.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), format!("paused {at}"));
+        p.kill().unwrap(); // SIGKILL
+        p.wait().unwrap();
+
+        assert_eq!(f.advance(&id, None).await, PurchaseState::Recorded, "killed at {at}");
+        let sp = f.server_purchase(&id);
+        let expect = if at == "prepare-access accepted" { 2 } else { 1 };
+        assert_eq!(sp["prepareCount"].as_u64().unwrap(), expect, "killed at {at}");
+        assert_eq!(sp["events"].as_array().unwrap().len(), 1, "killed at {at}: one delivery.completed");
+        assert_eq!(f.buyer_decrypts(&id).iter().map(|(i, _)| *i).collect::<Vec<_>>(), [2], "killed at {at}");
+        let leftovers: Vec<_> = std::fs::read_dir(PurchaseStore::open(f.dir.path()).unwrap().dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "killed at {at}: {leftovers:?}");
+    }
+}
