@@ -19,10 +19,15 @@ API) under ``/__mock__/``: ``controllers``, ``faults``, ``clock``, ``config``, `
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import queue
 import json
 import os
+import struct
 import re
 import secrets
+import select
 import signal
 import sys
 import threading
@@ -127,6 +132,8 @@ class Orchestrator:
         self.listings: dict[str, dict] = {}  # "<machineId>/<listingId>" -> listing
         self.delivery_capabilities: dict[str, dict] = {}  # machineId -> registration
         self.purchases: dict[str, dict] = {}  # purchaseId -> purchase (+ "_access", "_session", "_events")
+        self.sockets: list[tuple[str, queue.Queue]] = []  # open control sockets: (machineId, outbox)
+        self.socket_connects = 0
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.state_file: str | None = None  # --state-file: records survive a restart (kill -9 tests)
@@ -515,7 +522,15 @@ class Orchestrator:
              "payment": {"status": "pending"}, "delivery": {"status": "blocked"}, "createdAt": now, "updatedAt": now,
              "_machineId": body["machineId"], "_events": []}
         self.purchases[pid] = p
+        if body.get("notify", True):
+            self.notify(body["machineId"], "purchase.created", {"purchaseId": pid})
         return self.public_purchase(p)
+
+    def notify(self, mid: str, kind: str, payload: dict) -> None:
+        msg = {"type": kind, "payload": payload, "createdAt": self.iso()}
+        for m, q in self.sockets:
+            if m == mid:
+                q.put(msg)
 
     def mock_pay(self, pid: str, body: dict) -> dict:
         p = self.purchase(pid)
@@ -523,6 +538,10 @@ class Orchestrator:
                         "recordedAt": self.iso()}
         p["delivery"] = {"status": body.get("deliveryStatus", "releasable")}
         p["status"], p["updatedAt"] = "paid", self.iso()
+        if body.get("notify", True):
+            self.notify(p["_machineId"], "purchase.payment_proof.recorded", {
+                "purchaseId": pid, "rail": "transfer", "reference": p["payment"]["reference"],
+                "paymentStatus": "verified", "deliveryStatus": p["delivery"]["status"]})
         return self.public_purchase(p)
 
     def prepare_access(self, pid: str, body: dict) -> tuple[int, dict]:
@@ -673,6 +692,7 @@ class Orchestrator:
                          "challenges": len(self.challenges), "requests": self.requests,
                          "listings": list(self.listings.values()),
                          "deliveryCapabilities": list(self.delivery_capabilities.values()),
+                         "sockets": [m for m, _ in self.sockets], "socketConnects": self.socket_connects,
                          "purchases": [{**self.public_purchase(p), "access": p.get("_access"),
                                         "events": p.get("_events", []), "prepareCount": p.get("_prepareCount", 0)}
                                        for p in self.purchases.values()],
@@ -684,6 +704,9 @@ class Orchestrator:
             return 200, {"item": self.mock_purchase(body)}
         elif method == "POST" and name.startswith("purchases/") and name.endswith("/pay"):
             return 200, {"item": self.mock_pay(name.split("/")[1], body)}
+        elif method == "POST" and name == "sockets/drop":
+            for _, q in self.sockets:
+                q.put(None)
         elif method == "POST" and name == "faults":
             self.faults.append({"times": 1, **body})
         elif method == "POST" and name == "clock":
@@ -724,9 +747,94 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def _ws_send(self, data: bytes, opcode: int = 1) -> None:
+        n = len(data)
+        head = bytes([0x80 | opcode]) + (bytes([n]) if n < 126 else
+                                         bytes([126]) + struct.pack(">H", n) if n < 65536 else
+                                         bytes([127]) + struct.pack(">Q", n))
+        self.wfile.write(head + data)
+        self.wfile.flush()
+
+    def _ws_recv(self) -> tuple[int, bytes] | None:
+        """One client frame (masked), or None when the peer is gone."""
+        b = self.rfile.read(2)
+        if len(b) < 2:
+            return None
+        opcode, n = b[0] & 0x0F, b[1] & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", self.rfile.read(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", self.rfile.read(8))[0]
+        mask = self.rfile.read(4) if b[1] & 0x80 else b"\0\0\0\0"
+        data = bytes(x ^ mask[i % 4] for i, x in enumerate(self.rfile.read(n)))
+        return opcode, data
+
+    def _control_socket(self, mid: str) -> None:
+        """`GET /api/v1/machines/{m}/control-socket` as a WebSocket (§2.3): agent headers, a
+        `control.connected` greeting, then the notifications of that machine; any client message
+        is acknowledged."""
+        orch = self.orch
+        aid, token = self.headers.get("x-machine-agent-id"), self.headers.get("x-machine-agent-token")
+        with orch.lock:
+            orch.requests.append({"method": "GET", "path": self.path, "query": "", "body": "",
+                                  "headers": {k.lower(): v for k, v in self.headers.items()}})
+            a = orch.agents.get(aid or "")
+            ok = (a is not None and a["machineId"] == mid and a["status"] != "revoked" and token is not None
+                  and secrets.compare_digest(token.encode(), orch.agent_tokens.get(aid, "").encode()))
+            down = orch.take_fault("WS", self.path)
+        if not ok or down:
+            self._send(401 if not ok else 503, {"error": {"code": "AGENT_AUTH_INVALID" if not ok else "UNAVAILABLE",
+                                                          "message": "control socket refused"}})
+            return
+        key = self.headers.get("sec-websocket-key", "")
+        accept = base64.b64encode(hashlib.sha1((key + self._WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        out: queue.Queue = queue.Queue()
+        with orch.lock:
+            orch.sockets.append((mid, out))
+            orch.socket_connects += 1
+        self.close_connection = True
+        try:
+            self._ws_send(json.dumps({"type": "control.connected", "machineId": mid, "agentId": aid,
+                                      "createdAt": orch.iso()}).encode())
+            while True:
+                try:
+                    msg = out.get_nowait()
+                    if msg is None:  # test control: drop the socket
+                        return
+                    self._ws_send(json.dumps(msg).encode())
+                except queue.Empty:
+                    pass
+                readable, _, _ = select.select([self.connection], [], [], 0.05)
+                if not readable:
+                    continue
+                frame = self._ws_recv()
+                if frame is None or frame[0] == 8:
+                    return
+                if frame[0] == 9:
+                    self._ws_send(frame[1], opcode=10)
+                elif frame[0] == 1:
+                    self._ws_send(json.dumps({"type": "control.ack", "createdAt": orch.iso()}).encode())
+        except (OSError, ValueError):
+            return
+        finally:
+            with orch.lock:
+                orch.sockets = [(m, q) for m, q in orch.sockets if q is not out]
+
     def _handle(self) -> None:
         split = urlsplit(self.path)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
+        parts = path.split("/")
+        if (self.headers.get("upgrade", "").lower() == "websocket" and len(parts) == 6
+                and parts[1:4] == ["api", "v1", "machines"] and parts[5] == "control-socket"):
+            self._control_socket(parts[4])
+            return
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         orch = self.orch

@@ -40,6 +40,7 @@ from peaq_os_sdk.orchestration import (  # noqa: E402
     revoke_machine_agent,
     update_machine,
 )
+from peaq_os_sdk.orchestration.control_socket import OrchestratorSocketError, connect_control_socket  # noqa: E402
 from peaq_os_sdk.orchestration.errors import OrchestrationApiError  # noqa: E402
 from peaq_os_sdk.orchestration.stream_delivery_setup import (  # noqa: E402
     list_delivery_transports,
@@ -368,6 +369,60 @@ def test_purchase_prepare_access_and_events_as_the_node_sends_them(orch):
     assert (ev.purchase_id, ev.type) == (p["id"], "delivery.completed")
     assert json.loads(orch.requests[-1]["body"])["actor"] == {"type": "seller", "machineId": m.id, "agentId": a.id}
     assert get_purchase(c, p["id"]).delivery.status == "completed"
+
+
+class _Handlers:
+    def __init__(self):
+        self.connected, self.notes, self.acks, self.errors, self.closed = [], [], [], [], threading.Event()
+
+    def on_connected(self, msg):
+        self.connected.append(msg)
+
+    def on_notification(self, msg):
+        self.notes.append(msg)
+
+    def on_ack(self, msg):
+        self.acks.append(msg)
+
+    def on_error(self, err):
+        self.errors.append(err)
+
+    def on_close(self):
+        self.closed.set()
+
+
+def _until(pred, what: str, timeout: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_control_socket_greets_notifies_acks_and_refuses_bad_agents(orch):
+    c = sdk(orch)
+    m, a = enrolled(c)
+    update_stream_listing_purchase_fields(c, m.id, "lst_1", StreamListingPurchaseFields(
+        resource=StreamListingResource(type="stream.topic", mode="storage")))
+    h = _Handlers()
+    conn = connect_control_socket(c, m.id, h, agent_id=a.id, agent_token=orch.agent_tokens[a.id])
+    try:
+        _until(lambda: h.connected, "control.connected")
+        assert (h.connected[0].machine_id, h.connected[0].agent_id) == (m.id, a.id)
+        req = [r for r in orch.requests if r["path"].endswith("/control-socket")][-1]
+        assert req["headers"]["x-machine-agent-id"] == a.id and "x-api-key" not in req["headers"]
+        p = orch.mock_purchase({"machineId": m.id, "listingId": "lst_1", "buyerPublicKeyHex": "ab" * 32})
+        orch.mock_pay(p["id"], {})
+        _until(lambda: len(h.notes) == 2, "two notifications")
+        assert [n.type for n in h.notes] == ["purchase.created", "purchase.payment_proof.recorded"]
+        assert h.notes[1].payload["purchase_id"] == p["id"] and h.notes[1].payload["payment_status"] == "verified"
+        conn.send({"type": "seller.hello"})
+        _until(lambda: h.acks, "control.ack")
+        assert not h.errors
+    finally:
+        conn.close()
+    with pytest.raises(OrchestratorSocketError):
+        connect_control_socket(c, m.id, _Handlers(), agent_id=a.id, agent_token="wrong")
 
 
 def test_program_prints_one_json_line_and_serves_loopback_only():

@@ -3,6 +3,7 @@
 //!
 //! * [`wire`] — every request/response shape used, in one module (the API is a draft contract).
 //! * [`client`] — the one HTTP client: auth modes, timeouts, envelopes, typed [`error`]s.
+//! * [`control`] — the control socket (WebSocket, agent headers), reconnecting with backoff.
 //! * [`secret`] — API key and agent token: from env or a 0600 file, never logged.
 //! * [`state`] — durable state under the node's data dir (via `peaqos_base::fsio`).
 //! * [`onboard`] — identity challenge → EIP-191 proof → `POST /machines` → `PATCH active`,
@@ -14,9 +15,10 @@
 //! * [`seller`] — the life cycle a node runs: onboarding at start or on request, heartbeat,
 //!   recovery, and a health snapshot.
 //!
-//! Not here yet: the control socket, on-chain payment checks, runtime endpoint upserts.
+//! Not here yet: on-chain payment checks, runtime endpoint upserts.
 pub mod agent;
 pub mod client;
+pub mod control;
 pub mod error;
 pub mod offers;
 pub mod onboard;

@@ -241,3 +241,50 @@ async fn a_kill_9_at_any_step_is_finished_by_a_rerun() {
         assert!(leftovers.is_empty(), "killed at {at}: {leftovers:?}");
     }
 }
+
+async fn next(rx: &mut tokio::sync::mpsc::Receiver<peaqos_market::control::Signal>) -> peaqos_market::control::Signal {
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await;
+    r.expect("a signal within 10 s").expect("socket task alive")
+}
+
+#[tokio::test]
+async fn the_control_socket_signals_purchases_and_reconnects() {
+    use peaqos_market::control::{run, socket_url, Signal};
+    assert_eq!(socket_url("https://h:8/x/", "mach_1").unwrap(), "wss://h:8/x/api/v1/machines/mach_1/control-socket");
+    let f = fixture().await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let policy = peaqos_market::agent::HeartbeatPolicy {
+        backoff_base: std::time::Duration::from_millis(100),
+        backoff_max: std::time::Duration::from_millis(400),
+        ..Default::default()
+    };
+    let task = tokio::spawn(run(f.srv.url.clone(), f.creds.clone(), policy, tx, stop_rx));
+    assert_eq!(next(&mut rx).await, Signal::Connected);
+    let req = f.srv.state()["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["path"].as_str().unwrap().ends_with("/control-socket"))
+        .cloned()
+        .unwrap();
+    assert_eq!(req["headers"]["x-machine-agent-id"], json!(f.creds.agent_id));
+    assert!(req["headers"].get("x-api-key").is_none() && !req["path"].as_str().unwrap().contains('?'));
+    let id = f.purchase(&buyer_pk(), Value::Null);
+    assert_eq!(next(&mut rx).await, Signal::Purchase { kind: "purchase.created".into(), purchase_id: id.clone() });
+    f.pay(&id);
+    assert_eq!(
+        next(&mut rx).await,
+        Signal::Purchase { kind: "purchase.payment_proof.recorded".into(), purchase_id: id.clone() }
+    );
+    // the server drops the socket and refuses the next attempt: disconnected, then connected again
+    f.srv.fault(json!({"method": "WS", "times": 1}));
+    f.srv.control("POST", "sockets/drop", json!({}));
+    assert!(matches!(next(&mut rx).await, Signal::Disconnected(_)));
+    assert!(matches!(next(&mut rx).await, Signal::Disconnected(_)), "the refused attempt");
+    assert_eq!(next(&mut rx).await, Signal::Connected);
+    assert_eq!(f.srv.state()["socketConnects"], 2);
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task).await.unwrap().unwrap().unwrap();
+}
