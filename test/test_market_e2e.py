@@ -349,3 +349,105 @@ def test_a_bad_sale_block_stops_the_node_naming_the_key(tmp_path, price, pay_to,
     params = market_params(tmp_path, _O(), **{"chain.machine_id": "5", "policy_file": str(policy)})
     code, out = run_node_expecting_failure(tmp_path, params)
     assert code != 0 and key in out, out[-3000:]
+
+
+SELL_POLICY = """schema_version: 1
+topics:
+  - topic: /market_cam
+    type: std_msgs/msg/String
+    qos: reliable
+    stream:
+      chunk: {max_messages: 1}
+      sale:
+        price: "0.1"
+        currency: USDC
+        payment_rails:
+          - {type: x402, chain: base, token: USDC}
+"""
+
+
+def test_a_paid_purchase_gets_exactly_its_chunks_and_an_unpaid_one_nothing(tmp_path, orch, ros_node):
+    """Control socket → purchase seen → paid → access prepared → delivered → recorded; the buyer
+    decrypts exactly the purchased chunk with the real SDK; an unpaid purchase gets nothing; the node
+    is killed (-9) with a purchase open and serves it after its restart."""
+    sys.path.insert(0, str(ROOT / "test" / "stream"))
+    from nacl.public import PrivateKey
+    from peaq_os_sdk.stream.chunking import decrypt_chunk
+    from sdk_oracle import kr_from_wire, load_dir
+    from std_msgs.msg import String
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SELL_POLICY)
+    diags = Diagnostics(ros_node)
+    params = market_params(tmp_path, orch, **{"chain.machine_id": "4244", "policy_file": str(policy),
+                                              "market.purchase_poll_interval": "0.5"})
+    data_dir = Path(params["data_dir"])
+    node = NodeProcess(tmp_path, params).start()
+    buyer = PrivateKey.generate()
+    buyer_pk = bytes(buyer.public_key).hex()
+    try:
+        _, v, _ = diags.wait("listed and connected", lambda lvl, v, m: v["listings_published"] == "1"
+                             and v["control_connected"] == "true", node)
+        [listing] = orch.state()["listings"]
+        pub = ros_node.create_publisher(String, "/market_cam", 10)
+        cam_dir = data_dir / "stream" / "market_cam"
+        deadline = time.monotonic() + 30
+        n = 0
+        while len(list(cam_dir.glob("*.bin"))) < 3:
+            assert time.monotonic() < deadline, f"chunks not sealed; node log:\n{node.output()[-4000:]}"
+            pub.publish(String(data=f"frame {n}"))
+            n += 1
+            rclpy.spin_once(ros_node, timeout_sec=0.1)
+        chunks, blobs = load_dir(cam_dir)
+        wanted = chunks[1]
+
+        def control(name: str, body: dict) -> dict:
+            req = urllib.request.Request(f"{orch.url}/__mock__/{name}", data=json.dumps(body).encode(),
+                                         headers={"content-type": "application/json"}, method="POST")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.load(r)
+
+        def purchase(pid: str) -> dict:
+            return next(p for p in orch.state()["purchases"] if p["id"] == pid)
+
+        def wait_status(pid: str, status: str, timeout: float = 30) -> dict:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                p = purchase(pid)
+                if p["delivery"]["status"] == status:
+                    return p
+                time.sleep(0.1)
+            raise AssertionError(f"purchase {pid} never {status}: {purchase(pid)}\n{node.output()[-4000:]}")
+
+        sel = {"chunkIds": [wanted.chunk_id]}
+        unpaid = control("purchases", {"machineId": v["machine_id"], "listingId": listing["id"],
+                                       "buyerPublicKeyHex": buyer_pk, "selection": sel})["item"]["id"]
+        paid = control("purchases", {"machineId": v["machine_id"], "listingId": listing["id"],
+                                     "buyerPublicKeyHex": buyer_pk, "selection": sel})["item"]["id"]
+        control(f"purchases/{paid}/pay", {})
+        p = wait_status(paid, "completed")
+        assert p["prepareCount"] == 1 and [e["type"] for e in p["events"]] == ["delivery.completed"]
+        [item] = p["access"]
+        assert item["chunkId"] == wanted.chunk_id and item["buyer"]["publicKeyHex"] == buyer_pk
+        pt = decrypt_chunk(chunk=wanted, recipient_private_key_hex=bytes(buyer).hex(),
+                           recipient_entry=kr_from_wire(item["buyer"]), encrypted_data=blobs[wanted.index])
+        assert b"frame" in pt
+        # the unpaid purchase was seen and got nothing
+        rec = json.loads((data_dir / "market" / "purchases" / f"{unpaid}.json").read_text())
+        assert rec["state"] == "seen" and purchase(unpaid)["access"] is None
+        diags.wait("purchase counts", lambda lvl, v, m: "recorded=1" in v["purchases"] and "seen=1" in v["purchases"],
+                   node)
+    finally:
+        node.kill9()
+
+    # paid while the node is down (no socket to notify it): served after the restart, from the poll
+    control(f"purchases/{unpaid}/pay", {})
+    node2 = NodeProcess(tmp_path, params, name="node2").start()
+    try:
+        p = wait_status(unpaid, "completed")
+        assert p["prepareCount"] == 1 and p["access"][0]["chunkId"] == wanted.chunk_id
+    finally:
+        assert node2.stop() == 0, node2.output()[-4000:]
+    token = (data_dir / "market" / "agent_token").read_text().strip()
+    for nd in (node, node2):
+        assert_no_secrets(nd, data_dir, [API_KEY, token])

@@ -33,7 +33,7 @@ fn main() {
         let store = PurchaseStore::open(dir)?;
         let listings = [(listing.clone(), topic.clone())].into();
         let desk =
-            Desk { client: &client, store: &store, data_dir: dir, keys: &keys, creds: &creds, listings: &listings };
+            Desk { client: &client, store: &store, stream_dir: dir, keys: &keys, creds: &creds, listings: &listings };
         let mut hook = |s: &str| {
             if s == pause {
                 println!("paused {s}");

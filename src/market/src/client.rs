@@ -139,6 +139,11 @@ impl OrchestrationClient {
         })
     }
 
+    /// The orchestration URL as configured (for the control socket; may carry credentials: never log it).
+    pub fn base_url(&self) -> &str {
+        self.api.strip_suffix("/api/v1").unwrap_or(&self.api)
+    }
+
     /// The API base as shown in messages (no credentials).
     pub fn api_base(&self) -> &str {
         &self.shown

@@ -169,7 +169,8 @@ fn hook_at(hook: &mut Option<PurchaseHook<'_>>, at: &'static str) -> Result<()> 
 pub struct Desk<'a> {
     pub client: &'a OrchestrationClient,
     pub store: &'a PurchaseStore,
-    pub data_dir: &'a Path,
+    /// The stream root (`<data_dir>/stream`) holding the topics' chunk chains.
+    pub stream_dir: &'a Path,
     pub keys: &'a MachineStreamKeys,
     pub creds: &'a AgentCredentials,
     /// listing id → topic, of this machine's listings.
@@ -214,7 +215,7 @@ impl Desk<'_> {
         let stream_err = |e: peaqos_stream::StreamError| e.to_string();
         if let Some(ids) = sel.chunk_ids.filter(|v| !v.is_empty()) {
             // every id must be a sealed chunk of this topic
-            let dir = peaqos_stream::store::topic_dir(self.data_dir, topic).map_err(stream_err)?;
+            let dir = peaqos_stream::store::topic_dir(self.stream_dir, topic).map_err(stream_err)?;
             peaqos_stream::grant::select_chunk_ids(&dir, &ids).map_err(stream_err)?;
             return Ok(ids);
         }
@@ -226,7 +227,7 @@ impl Desk<'_> {
                 GrantRange::TimeMs { from: from.transpose()?.unwrap_or(0), to: to.transpose()?.unwrap_or(u64::MAX) }
             }
         };
-        let ids = chunk_ids_of(self.data_dir, topic, &range).map_err(stream_err)?;
+        let ids = chunk_ids_of(self.stream_dir, topic, &range).map_err(stream_err)?;
         if ids.is_empty() {
             return Err("the selection holds no sealed chunk".into());
         }
@@ -305,7 +306,7 @@ impl Desk<'_> {
                         peaqos_stream::crypto::parse_x25519_public(&r.buyer_public_key_hex, "buyer.publicKey")
                             .map_err(|e| MarketError::validation("buyer.publicKey", e.to_string()))?;
                     let entries =
-                        grant_chunk_ids(self.data_dir, &r.topic, &r.chunk_ids, self.keys, &buyer_pk, &r.buyer_id)
+                        grant_chunk_ids(self.stream_dir, &r.topic, &r.chunk_ids, self.keys, &buyer_pk, &r.buyer_id)
                             .map_err(|e| MarketError::validation("chunkIds", e.to_string()))?;
                     let items = entries
                         .into_iter()

@@ -7,6 +7,7 @@
 //! an agent the server no longer accepts is re-enrolled; a machine record that is gone is
 //! registered again; a non-retryable failure stops the supervisor until the next
 //! [`Seller::onboard`] call. Secrets never reach the snapshot or the log.
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +40,26 @@ pub struct SellerConfig {
     pub machine_id_poll: Duration,
     /// What is offered for sale (nothing when empty).
     pub offers: Offers,
+    /// Serving purchases of the listings (`None`: listings only, purchases not served).
+    pub sales: Option<SalesConfig>,
+}
+
+/// What serving purchases needs: the chunk chains and the keys that open them.
+#[derive(Clone)]
+pub struct SalesConfig {
+    /// The node's data dir (purchases under `market/purchases/`).
+    pub data_dir: std::path::PathBuf,
+    /// The stream root holding the chunk chains (`<data_dir>/stream`).
+    pub stream_dir: std::path::PathBuf,
+    pub keys: Arc<peaqos_stream::keys::MachineStreamKeys>,
+    /// How often open purchases are polled besides the control socket's notifications.
+    pub poll_interval: Duration,
+}
+
+impl std::fmt::Debug for SalesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalesConfig").field("data_dir", &self.data_dir).finish_non_exhaustive()
+    }
 }
 
 /// The stream listings and the delivery capabilities behind them, published once the agent
@@ -124,6 +145,12 @@ pub struct Snapshot {
     pub capabilities_expires_at: Option<DateTime<Utc>>,
     /// The last failure to publish the offers (code and message), cleared by a success.
     pub offers_error: Option<(String, String)>,
+    /// The control socket is connected.
+    pub control_connected: bool,
+    /// Purchases by state (`seen`, `paid`, …, `recorded`, `refused`) as last served.
+    pub purchases: BTreeMap<String, u64>,
+    /// The last failure serving a purchase (purchase id and message).
+    pub purchase_error: Option<(String, String)>,
 }
 
 /// The result of a successful [`Seller::onboard`].
@@ -260,6 +287,8 @@ impl Seller {
         let mut setup_failures = 0u32;
         // (agent the offers were published for, when to publish them again)
         let mut offers_done: Option<(String, DateTime<Utc>)> = None;
+        // stops the control socket and purchase worker of the current agent
+        let mut sales_stop: Option<watch::Sender<bool>> = None;
         loop {
             if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 return;
@@ -268,6 +297,10 @@ impl Seller {
             match (current, hb.as_ref()) {
                 (Some(c), Some(h)) if h.agent_id() == c.agent_id => {}
                 (Some(c), _) => {
+                    if let Some(stop) = sales_stop.take() {
+                        let _ = stop.send(true);
+                    }
+                    sales_stop = self.start_sales(&c);
                     let policy = self.cfg.heartbeat.clone();
                     match Heartbeat::new(c, self.cfg.endpoints.clone(), policy, Utc::now()) {
                         Ok(h) => hb = Some(h),
@@ -369,6 +402,80 @@ impl Seller {
         }
     }
 
+    /// Start the control socket and the purchase worker for agent `c` (when purchases are served).
+    fn start_sales(self: &Arc<Self>, c: &AgentCredentials) -> Option<watch::Sender<bool>> {
+        let sales = self.cfg.sales.clone()?;
+        if self.cfg.offers.listings.is_empty() {
+            return None;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let base = self.client.base_url().to_string();
+        tokio::spawn(crate::control::run(base, c.clone(), self.cfg.heartbeat.clone(), tx, stop_rx.clone()));
+        let me = Arc::clone(self);
+        let creds = c.clone();
+        let mut stop_rx = stop_rx;
+        tokio::spawn(async move {
+            let listings: BTreeMap<String, String> =
+                me.cfg.offers.listings.iter().map(|l| (l.listing_id.clone(), l.topic.clone())).collect();
+            let store = match crate::purchases::PurchaseStore::open(&sales.data_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    me.update(|v| v.purchase_error = Some((String::new(), e.to_string())));
+                    return;
+                }
+            };
+            let desk = crate::purchases::Desk {
+                client: &me.client,
+                store: &store,
+                stream_dir: &sales.stream_dir,
+                keys: &sales.keys,
+                creds: &creds,
+                listings: &listings,
+            };
+            loop {
+                use crate::control::Signal;
+                // None: the poll timer (not a socket event)
+                let signal: Option<Signal> = tokio::select! {
+                    s = rx.recv() => match s {
+                        Some(s) => Some(s),
+                        None => return,
+                    },
+                    _ = tokio::time::sleep(sales.poll_interval) => None,
+                    _ = stop_rx.changed() => return,
+                };
+                let ids: Vec<String> = match signal {
+                    Some(Signal::Disconnected(_)) => {
+                        me.update(|v| v.control_connected = false);
+                        continue;
+                    }
+                    Some(Signal::Purchase { purchase_id, .. }) => vec![purchase_id],
+                    Some(Signal::Connected) | None => {
+                        if signal.is_some() {
+                            me.update(|v| v.control_connected = true);
+                        }
+                        store
+                            .open_purchases()
+                            .map(|v| v.into_iter().map(|r| r.purchase_id).collect())
+                            .unwrap_or_default()
+                    }
+                };
+                for id in ids {
+                    match desk.advance(&id, None).await {
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(purchase = %id, error = %e, "market: serving a purchase failed; retried later");
+                            me.update(|v| v.purchase_error = Some((id.clone(), e.to_string())));
+                        }
+                    }
+                }
+                let counts = purchase_counts(&store);
+                me.update(|v| v.purchases = counts);
+            }
+        });
+        Some(stop)
+    }
+
     /// Register the delivery capabilities and upsert every listing; on success, when to do it
     /// again (halfway through the capabilities' lifetime). A failure is reported in the snapshot
     /// and retried after the next heartbeat.
@@ -437,4 +544,19 @@ impl Seller {
             }
         }
     }
+}
+
+/// Stored purchases by state.
+fn purchase_counts(store: &crate::purchases::PurchaseStore) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(store.dir()) else { return out };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else { continue };
+        if let Ok(Some(r)) = store.load(id) {
+            let state = serde_json::to_value(r.state).ok().and_then(|v| v.as_str().map(str::to_string));
+            *out.entry(state.unwrap_or_default()).or_insert(0) += 1;
+        }
+    }
+    out
 }

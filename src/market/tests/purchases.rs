@@ -88,7 +88,7 @@ impl Fixture {
         let desk = Desk {
             client: &self.client,
             store: &store,
-            data_dir: self.dir.path(),
+            stream_dir: self.dir.path(),
             keys: &keys,
             creds: &self.creds,
             listings: &self.listings,
@@ -175,7 +175,7 @@ async fn refusals_grant_nothing() {
     let desk = Desk {
         client: &f.client,
         store: &store,
-        data_dir: f.dir.path(),
+        stream_dir: f.dir.path(),
         keys: &keys,
         creds: &f.creds,
         listings: &other,

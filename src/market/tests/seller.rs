@@ -27,6 +27,7 @@ fn config(onboard_at_start: bool) -> SellerConfig {
         onboard_at_start,
         machine_id_poll: Duration::from_millis(100),
         offers: Default::default(),
+        sales: None,
     }
 }
 

@@ -80,6 +80,7 @@ struct MarketParams {
     api_key_file: Option<PathBuf>,
     cfg: SellerConfig,
     capabilities_ttl: Duration,
+    purchase_poll: Duration,
 }
 
 fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartError> {
@@ -133,6 +134,12 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
     let backoff_base =
         seconds(p, "market.heartbeat.backoff_base", 1.0, "First retry delay after a failure, seconds (doubles).")?;
     let backoff_max = seconds(p, "market.heartbeat.backoff_max", 60.0, "Longest retry delay, seconds.")?;
+    let purchase_poll = seconds(
+        p,
+        "market.purchase_poll_interval",
+        10.0,
+        "Seconds between polls of open purchases, besides the control socket's notifications.",
+    )?;
     let capabilities_ttl = seconds(
         p,
         "market.capabilities_ttl",
@@ -192,8 +199,10 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
         onboard_at_start,
         machine_id_poll: Duration::from_secs(1),
         offers: Default::default(),
+        sales: None,
     };
     Ok(Some(MarketParams {
+        purchase_poll,
         url,
         api_key_file: (!api_key_file.is_empty()).then(|| PathBuf::from(api_key_file)),
         cfg,
@@ -241,6 +250,14 @@ pub fn start(
     for l in &mp.cfg.offers.listings {
         tracing::info!("market: {} is for sale as listing {}", l.topic, l.listing_id);
     }
+    let stream_keys = peaqos_stream::keys::MachineStreamKeys::from_secp256k1_secret(&key.secret_bytes())
+        .map_err(|e| param_err("key_file", format!("stream keys: {e}")))?;
+    mp.cfg.sales = Some(peaqos_market::seller::SalesConfig {
+        data_dir: params.data_dir.clone(),
+        stream_dir: peaqos_base::layout::stream_dir(&params.data_dir),
+        keys: Arc::new(stream_keys),
+        poll_interval: mp.purchase_poll,
+    });
     let api_key = peaqos_market::secret::load_api_key(mp.api_key_file.as_deref()).map_err(config_err)?;
     if api_key.is_none() {
         tracing::warn!(
@@ -356,6 +373,15 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
             kv("next_attempt", time(s.retry_at)),
             kv("error_code", code),
             kv("error", peaqos_core::text::one_line(&err, 500)),
+            kv("control_connected", s.control_connected),
+            kv("purchases", s.purchases.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(",")),
+            kv(
+                "purchase_error",
+                s.purchase_error
+                    .as_ref()
+                    .map(|(id, e)| peaqos_core::text::one_line(&format!("{id}: {e}"), 500))
+                    .unwrap_or_default(),
+            ),
             kv("listings", s.listings_total),
             kv("listings_published", s.listings_published),
             kv("capabilities_expires_at", time(s.capabilities_expires_at)),
