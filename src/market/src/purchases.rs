@@ -96,7 +96,7 @@ fn safe_id(id: &str) -> Result<&str> {
 
 impl PurchaseStore {
     pub fn open(data_dir: &Path) -> Result<PurchaseStore> {
-        let dir = data_dir.join("market").join("purchases");
+        let dir = peaqos_base::layout::market_dir(data_dir).join("purchases");
         if !dir.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
