@@ -313,6 +313,9 @@ impl Seller {
                 }
                 (None, _) => {
                     hb = None;
+                    if let Some(stop) = sales_stop.take() {
+                        let _ = stop.send(true); // no agent: no control socket, no purchases served
+                    }
                     if !self.wants_onboarding() {
                         self.update(|v| v.phase = Phase::Idle);
                         self.pause(None, &mut shutdown).await;
@@ -394,6 +397,9 @@ impl Seller {
                     tracing::error!(error = %e, "market heartbeat refused; waiting for a new ~/market_onboard request");
                     self.fail(Phase::Failed, &e, h.failures(), None);
                     hb = None;
+                    if let Some(stop) = sales_stop.take() {
+                        let _ = stop.send(true);
+                    }
                     *self.creds.lock().await = None;
                     self.requested.store(false, Ordering::Relaxed);
                     self.pause(None, &mut shutdown).await;
