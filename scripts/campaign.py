@@ -96,6 +96,7 @@ class Campaign:
         self.runs += 1
         n = NodeProcess(self.work, self.params, env={"CAMP_S3_SECRET": "testing"}, name=f"run{self.runs}",
                         log_level="info")
+        self.node = n
         n.start()
         n.wait_for_log("subscribed to /camp/battery", timeout=60)
         return n
@@ -148,7 +149,18 @@ class Campaign:
         rclpy.init()
         ros = rclpy.create_node("peaqos_campaign")
         self.publishers(ros)
-        moto = start_moto(self.port)
+        self.moto = start_moto(self.port)
+        self.node: NodeProcess | None = None
+        try:
+            return self._run(ros, self.moto)
+        finally:
+            if self.node is not None and self.node.proc and self.node.proc.poll() is None:
+                self.node.kill9()
+            self.moto.kill()
+            ros.destroy_node()
+            rclpy.shutdown()
+
+    def _run(self, ros, moto) -> dict:
         self.s3().create_bucket(Bucket=BUCKET)
         with harness.TestChain() as chain:
             self.chain = chain
@@ -184,11 +196,7 @@ class Campaign:
             caller.proc = node
             self.drain(ros, caller, chain, mid, node)
             node.stop()
-            report = self.audit(chain, mid)
-        moto.kill()
-        ros.destroy_node()
-        rclpy.shutdown()
-        return report
+            return self.audit(chain, mid)
 
     def drain(self, ros, caller: Caller, chain, mid: int, node: NodeProcess):
         reg = event_registry(chain)

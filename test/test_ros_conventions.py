@@ -23,6 +23,7 @@ EXPECTED = {
     "policy_file", "data_dir", "key_file", "diagnostics_period", "batch_max", "log_level",
     "chain.enabled", "chain.generation", "chain.network", "chain.rpc_urls", "chain.machine_id",
     "chain.receipt_timeout", "chain.contracts.event_registry", "events.batch_max", "stream.queue_max_bytes",
+    "market.enabled", "market.url", "market.api_key_file", "market.onboard_at_start", "market.heartbeat.lease_ttl",
 }
 
 

@@ -19,9 +19,15 @@ API) under ``/__mock__/``: ``controllers``, ``faults``, ``clock``, ``config``, `
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import queue
 import json
+import os
+import struct
 import re
 import secrets
+import select
 import signal
 import sys
 import threading
@@ -123,8 +129,37 @@ class Orchestrator:
         self.machines: dict[str, dict] = {}
         self.agents: dict[str, dict] = {}
         self.agent_tokens: dict[str, str] = {}
+        self.listings: dict[str, dict] = {}  # "<machineId>/<listingId>" -> listing
+        self.delivery_capabilities: dict[str, dict] = {}  # machineId -> registration
+        self.purchases: dict[str, dict] = {}  # purchaseId -> purchase (+ "_access", "_session", "_events")
+        self.sockets: list[tuple[str, queue.Queue]] = []  # open control sockets: (machineId, outbox)
+        self.socket_connects = 0
         self.faults: list[dict] = []
         self.requests: list[dict] = []
+        self.state_file: str | None = None  # --state-file: records survive a restart (kill -9 tests)
+
+    # ---- persistence (test support: a restarted server keeps its records) ---------------------
+    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities", "purchases")
+
+    def load(self, path: str) -> None:
+        self.state_file = path
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return
+        for k in self._PERSISTED:
+            setattr(self, k, data.get(k, {}))
+
+    def save(self) -> None:
+        if not self.state_file:
+            return
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({k: getattr(self, k) for k in self._PERSISTED}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_file)
 
     # ---- time -------------------------------------------------------------------------------
     def now(self) -> float:
@@ -335,6 +370,253 @@ class Orchestrator:
         return 200, {"item": {"machineId": mid, "agentId": aid, "leaseTtlSeconds": ttl,
                               "observedAt": self.iso(now), "endpoints": results}}
 
+    # ---- stream selling: rails, transports, delivery capabilities, listings (§2.2) -----------------
+    PAYMENT_RAILS = [
+        {"type": "transfer", "chains": ["eip155:3338", "eip155:8453"], "tokens": ["USDC", "PEAQ"],
+         "verification": "destination-chain-finality"},
+        {"type": "x402", "chains": ["base"], "tokens": ["USDC"], "requiresProof": True},
+    ]
+    DELIVERY_TRANSPORTS = [
+        {"mode": "p2p", "transportId": "peaqos-webrtc", "version": "1", "features": ["chunks"],
+         "signaling": "peaqos-socket", "protocols": ["webrtc"], "encoding": "binary", "handoff": "prepare-access"},
+        {"mode": "storage", "provider": "s3", "features": ["storage-ref"]},
+        {"mode": "storage", "provider": "walrus", "features": ["storage-ref"]},
+    ]
+
+    def live_agent_of(self, mid: str, aid: Any, field: str = "agentId") -> dict:
+        if not isinstance(aid, str) or not aid.strip():
+            raise validation(field, "must be a non-empty string")
+        a = self.agents.get(aid)
+        if a is None or a["machineId"] != mid or a["status"] == "revoked":
+            raise ApiError(404, "NOT_FOUND", f"agent {aid} of machine {mid} not found", {"field": field})
+        return a
+
+    @staticmethod
+    def _capability(c: Any, at: str, extra: set[str] = frozenset()) -> dict:
+        if not isinstance(c, dict):
+            raise validation(at, "must be an object")
+        for k in c:
+            if k not in {"transportId", "version", "features", "protocols", "encoding"} | extra:
+                raise validation(f"{at}.{k}", "unknown field")
+        for k in ("transportId", "version"):
+            if not isinstance(c.get(k), str) or not c[k].strip():
+                raise validation(f"{at}.{k}", "must be a non-empty string")
+        if not isinstance(c.get("features"), list) or not all(isinstance(x, str) for x in c["features"]):
+            raise validation(f"{at}.features", "must be an array of strings")
+        if c.get("protocols") is not None:
+            _str_list(c, "protocols")
+        if c.get("encoding") is not None:
+            _str(c, "encoding")
+        return dict(c)
+
+    def put_delivery_capabilities(self, mid: str, body: dict) -> tuple[int, dict]:
+        self.machine(mid)
+        _only(body, {"agentId", "capabilities", "resourceTypes", "expiresAt"})
+        self.live_agent_of(mid, body.get("agentId"))
+        caps = body.get("capabilities")
+        if not isinstance(caps, list):
+            raise validation("capabilities", "must be an array")
+        caps = [self._capability(c, f"capabilities[{i}]") for i, c in enumerate(caps)]
+        types = _str_list(body, "resourceTypes") or ["stream.bundle"]
+        expires = _str(body, "expiresAt", required=False) or self.iso(self.now() + 300)
+        item = {"machineId": mid, "agentId": body["agentId"], "capabilities": caps, "resourceTypes": types,
+                "status": "active", "updatedAt": self.iso(), "expiresAt": expires}
+        self.delivery_capabilities[mid] = item
+        return 200, {"item": item}
+
+    @staticmethod
+    def _rail(r: Any, at: str) -> dict:
+        if not isinstance(r, dict):
+            raise validation(at, "must be an object")
+        if r.get("type") == "transfer":
+            _only(r, {"type", "destination"})
+            d = r.get("destination")
+            if not isinstance(d, dict):
+                raise validation(f"{at}.destination", "must be an object")
+            for k in d:
+                if k not in ("chain", "token", "payTo", "tokenAddress"):
+                    raise validation(f"{at}.destination.{k}", "unknown field")
+            for k in ("chain", "token", "payTo"):
+                if not isinstance(d.get(k), str) or not d[k].strip():
+                    raise validation(f"{at}.destination.{k}", "must be a non-empty string")
+        elif r.get("type") == "x402":
+            for k in r:
+                if k not in ("type", "chain", "token", "facilitatorUrl"):
+                    raise validation(f"{at}.{k}", "unknown field")
+            for k in ("chain", "token"):
+                if not isinstance(r.get(k), str) or not r[k].strip():
+                    raise validation(f"{at}.{k}", "must be a non-empty string")
+        else:
+            raise validation(f"{at}.type", "must be transfer or x402")
+        return dict(r)
+
+    def update_listing(self, mid: str, lid: str, body: dict) -> tuple[int, dict]:
+        """Additive PATCH (SDK); a listing this server does not know is created (UNVERIFIED: the SDK
+        has no create call, so how a listing first comes to be is not observable)."""
+        self.machine(mid)
+        _only(body, {"resource", "paymentRails", "deliveryOptions", "price"})
+        update: dict[str, Any] = {}
+        if "resource" in body:
+            res = body["resource"]
+            if not isinstance(res, dict):
+                raise validation("resource", "must be an object")
+            for k in res:
+                if k not in ("type", "mode", "supportsLive"):
+                    raise validation(f"resource.{k}", "unknown field")
+            for k in ("type", "mode"):
+                if not isinstance(res.get(k), str) or not res[k]:
+                    raise validation(f"resource.{k}", "must be a non-empty string")
+            update["resource"] = dict(res)
+        if "paymentRails" in body:
+            rails = body["paymentRails"]
+            if not isinstance(rails, list):
+                raise validation("paymentRails", "must be an array")
+            update["paymentRails"] = [self._rail(r, f"paymentRails[{i}]") for i, r in enumerate(rails)]
+        if "deliveryOptions" in body:
+            opts = body["deliveryOptions"]
+            if not isinstance(opts, list):
+                raise validation("deliveryOptions", "must be an array")
+            update["deliveryOptions"] = [self._capability(o, f"deliveryOptions[{i}]", {"params"})
+                                         for i, o in enumerate(opts)]
+        if "price" in body:  # not in the SDK's PATCH (see test/market/README.md)
+            price = body["price"]
+            if not isinstance(price, dict) or set(price) != {"amount", "currency"}:
+                raise validation("price", "must be {amount, currency}")
+            if not isinstance(price["amount"], str) or not re.match(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$", price["amount"]):
+                raise validation("price.amount", "must be a decimal string")
+            update["price"] = dict(price)
+        key = f"{mid}/{lid}"
+        now = self.iso()
+        listing = self.listings.get(key) or {"id": lid, "machineId": mid, "status": "active", "createdAt": now}
+        listing.update(update)
+        listing["updatedAt"] = now
+        self.listings[key] = listing
+        return 200, {"item": listing}
+
+    # ---- stream purchases, seller side (§2.2) -------------------------------------------------------
+    PURCHASE_EVENT_TYPES = ("delivery.started", "delivery.completed", "delivery.failed", "buyer.connected",
+                            "seller.ready", "seller.offline")
+
+    def public_purchase(self, p: dict) -> dict:
+        return {k: v for k, v in p.items() if not k.startswith("_")}
+
+    def purchase(self, pid: str) -> dict:
+        p = self.purchases.get(pid)
+        if p is None:
+            raise ApiError(404, "NOT_FOUND", f"purchase {pid} not found", {"purchaseId": pid})
+        return p
+
+    def mock_purchase(self, body: dict) -> dict:
+        """Test control standing in for the buyer's POST /purchases (which needs agent pairing)."""
+        key = f"{body['machineId']}/{body['listingId']}"
+        if key not in self.listings:
+            raise ApiError(404, "NOT_FOUND", f"listing {key} not found")
+        now = self.iso()
+        pid = "pur_" + secrets.token_hex(8)
+        resource: dict[str, Any] = {"type": "stream.listing", "listingId": body["listingId"], "mode": "storage"}
+        if body.get("selection") is not None:
+            resource["selection"] = body["selection"]
+        p = {"id": pid, "status": "pending_payment", "resource": resource,
+             "buyer": {"id": body.get("buyerId", "buyer-1"),
+                       "publicKey": {"type": "x25519", "publicKeyHex": body["buyerPublicKeyHex"]}},
+             "payment": {"status": "pending"}, "delivery": {"status": "blocked"}, "createdAt": now, "updatedAt": now,
+             "_machineId": body["machineId"], "_events": []}
+        self.purchases[pid] = p
+        if body.get("notify", True):
+            self.notify(body["machineId"], "purchase.created", {"purchaseId": pid})
+        return self.public_purchase(p)
+
+    def notify(self, mid: str, kind: str, payload: dict) -> None:
+        msg = {"type": kind, "payload": payload, "createdAt": self.iso()}
+        for m, q in self.sockets:
+            if m == mid:
+                q.put(msg)
+
+    def mock_pay(self, pid: str, body: dict) -> dict:
+        p = self.purchase(pid)
+        p["payment"] = {"status": "verified", "rail": "transfer", "reference": "0x" + secrets.token_hex(32),
+                        "recordedAt": self.iso()}
+        p["delivery"] = {"status": body.get("deliveryStatus", "releasable")}
+        p["status"], p["updatedAt"] = "paid", self.iso()
+        if body.get("notify", True):
+            self.notify(p["_machineId"], "purchase.payment_proof.recorded", {
+                "purchaseId": pid, "rail": "transfer", "reference": p["payment"]["reference"],
+                "paymentStatus": "verified", "deliveryStatus": p["delivery"]["status"]})
+        return self.public_purchase(p)
+
+    def prepare_access(self, pid: str, body: dict) -> tuple[int, dict]:
+        _only(body, {"machineId", "agentId", "agentToken", "items", "delivery"})
+        p = self.purchase(pid)
+        mid = _str(body, "machineId", non_blank=True)
+        aid = _str(body, "agentId", non_blank=True)
+        token = body.get("agentToken")
+        a = self.agents.get(aid)
+        if (not isinstance(token, str) or a is None or a["machineId"] != mid or a["status"] == "revoked"
+                or not secrets.compare_digest(token.encode(), self.agent_tokens.get(aid, "").encode())):
+            raise ApiError(401, "AGENT_AUTH_INVALID", "agent credentials are not valid")
+        if p["_machineId"] != mid:
+            raise ApiError(403, "AGENT_POLICY_DENIED", "the purchase is not for this machine")
+        if p["payment"]["status"] != "verified" or p["delivery"]["status"] == "blocked":
+            raise ApiError(409, "PAYMENT_REQUIRED", "the purchase is not paid", {"purchaseId": pid})
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            raise validation("items", "must be a non-empty array")
+        for i, it in enumerate(items):
+            if not isinstance(it, dict):
+                raise validation(f"items[{i}]", "must be an object")
+            _only(it, {"schemaVersion", "chunkId", "buyer"})
+            if it.get("schemaVersion") != "peaq.stream.buyer-access.v1":
+                raise validation(f"items[{i}].schemaVersion", "must be peaq.stream.buyer-access.v1")
+            b = it.get("buyer")
+            if not isinstance(b, dict) or set(b) != {"recipientId", "recipientType", "algorithm", "publicKeyHex",
+                                                     "wrappedKeyHex"}:
+                raise validation(f"items[{i}].buyer", "must be {recipientId, recipientType, algorithm, publicKeyHex, "
+                                 "wrappedKeyHex}")
+            if b["publicKeyHex"].lower() != p["buyer"]["publicKey"]["publicKeyHex"].lower():
+                raise validation(f"items[{i}].buyer.publicKeyHex", "is not the buyer's key")
+        d = body.get("delivery")
+        if not isinstance(d, dict) or not isinstance(d.get("connect"), dict):
+            raise validation("delivery", "must be {mode, transportId, connect{type, url, expiresAt}, channelId?}")
+        _only(d, {"mode", "transportId", "connect", "channelId"})
+        _only(d["connect"], {"type", "url", "expiresAt"})
+        for k in ("mode", "transportId"):
+            _str(d, k, non_blank=True)
+        listing = self.listings.get(f"{mid}/{p['resource']['listingId']}", {})
+        price = listing.get("price", {"amount": "0", "currency": "USDC"})
+        now = self.iso()
+        session = p.get("_session") or {"id": "dls_" + secrets.token_hex(8), "createdAt": now}
+        chunk_ids = [it["chunkId"] for it in items]
+        session.update({"machineId": mid, "orderId": pid, "buyerId": p["buyer"]["id"], "chunkIds": chunk_ids,
+                        "delivery": {"mode": d["mode"], "transportId": d["transportId"],
+                                     "signaling": {"type": "peaqos-socket", "channelId": d.get("channelId", "")},
+                                     "connect": d["connect"]},
+                        "status": "ready", "updatedAt": now})
+        p["_session"], p["_access"] = session, items
+        p["_prepareCount"] = p.get("_prepareCount", 0) + 1
+        p["status"], p["updatedAt"] = "access_prepared", now
+        item = {"id": pid, "listingId": p["resource"]["listingId"], "machineId": mid, "buyerId": p["buyer"]["id"],
+                "chunkIds": chunk_ids, "amount": price["amount"], "currency": price["currency"],
+                "status": "access_prepared",
+                "payment": {"status": "verified", "reference": p["payment"].get("reference"),
+                            "recordedAt": p["payment"].get("recordedAt")},
+                "accessGrantIds": [f"grt_{i}" for i in range(len(items))], "deliverySessionId": session["id"]}
+        return 200, {"item": item, "access": items, "deliverySession": session}
+
+    def purchase_event(self, pid: str, body: dict) -> tuple[int, dict]:
+        _only(body, {"actor", "type", "payload"})
+        p = self.purchase(pid)
+        if body.get("type") not in self.PURCHASE_EVENT_TYPES:
+            raise validation("type", f"must be one of {', '.join(self.PURCHASE_EVENT_TYPES)}")
+        actor = body.get("actor")
+        if not isinstance(actor, dict):
+            raise validation("actor", "must be an object")
+        _only(actor, {"type", "id", "machineId", "agentId"})
+        ev = {"id": "pev_" + secrets.token_hex(6), "purchaseId": pid, "type": body["type"], "createdAt": self.iso()}
+        p["_events"].append({**ev, "actor": actor, "payload": body.get("payload")})
+        if body["type"] == "delivery.completed":
+            p["delivery"]["status"], p["status"] = "completed", "completed"
+        return 201, {"item": ev}
+
     # ---- routing ------------------------------------------------------------------------------
     def route(self, method: str, path: str, query: dict, headers, body: Any) -> tuple[int, Any]:
         if not path.startswith(API + "/"):
@@ -363,6 +645,21 @@ class Orchestrator:
                 m = self.machine(parts[1])
                 m["status"], m["updatedAt"] = "archived", self.iso()
                 return 204, None
+        if len(parts) == 2 and parts[0] == "purchases" and method == "GET":
+            return 200, {"item": self.public_purchase(self.purchase(parts[1]))}
+        if len(parts) == 3 and parts[0] == "purchases" and parts[2] == "events" and method == "POST":
+            return self.purchase_event(parts[1], self.need_body(body))
+        if len(parts) == 4 and parts[:2] == ["stream", "orders"] and parts[3] == "prepare-access" and method == "POST":
+            return self.prepare_access(parts[2], self.need_body(body))
+        if method == "GET" and parts == ["payment-rails"]:
+            return 200, {"items": self.PAYMENT_RAILS, "nextCursor": None}
+        if method == "GET" and parts == ["delivery-transports"]:
+            return 200, {"items": self.DELIVERY_TRANSPORTS, "nextCursor": None}
+        if len(parts) == 3 and parts[0] == "machines" and parts[2] == "delivery-capabilities" and method == "PUT":
+            return self.put_delivery_capabilities(parts[1], self.need_body(body))
+        if (len(parts) == 5 and parts[0] == "machines" and parts[2:4] == ["stream", "listings"]
+                and method == "PATCH"):
+            return self.update_listing(parts[1], parts[4], self.need_body(body))
         if len(parts) >= 3 and parts[0] == "machines" and parts[2] == "agents":
             mid = parts[1]
             if len(parts) == 3 and method == "GET":
@@ -393,10 +690,23 @@ class Orchestrator:
                          "agents": [{**self.public_agent(a), "heartbeats": a.get("_heartbeats", 0)}
                                     for a in self.agents.values()],
                          "challenges": len(self.challenges), "requests": self.requests,
+                         "listings": list(self.listings.values()),
+                         "deliveryCapabilities": list(self.delivery_capabilities.values()),
+                         "sockets": [m for m, _ in self.sockets], "socketConnects": self.socket_connects,
+                         "purchases": [{**self.public_purchase(p), "access": p.get("_access"),
+                                        "events": p.get("_events", []), "prepareCount": p.get("_prepareCount", 0)}
+                                       for p in self.purchases.values()],
                          "now": self.iso()}
         body = body if isinstance(body, dict) else {}
         if method == "POST" and name == "controllers":
             self.controllers[body.get("identityRef", "*")] = list(body["addresses"])
+        elif method == "POST" and name == "purchases":
+            return 200, {"item": self.mock_purchase(body)}
+        elif method == "POST" and name.startswith("purchases/") and name.endswith("/pay"):
+            return 200, {"item": self.mock_pay(name.split("/")[1], body)}
+        elif method == "POST" and name == "sockets/drop":
+            for _, q in self.sockets:
+                q.put(None)
         elif method == "POST" and name == "faults":
             self.faults.append({"times": 1, **body})
         elif method == "POST" and name == "clock":
@@ -437,9 +747,94 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def _ws_send(self, data: bytes, opcode: int = 1) -> None:
+        n = len(data)
+        head = bytes([0x80 | opcode]) + (bytes([n]) if n < 126 else
+                                         bytes([126]) + struct.pack(">H", n) if n < 65536 else
+                                         bytes([127]) + struct.pack(">Q", n))
+        self.wfile.write(head + data)
+        self.wfile.flush()
+
+    def _ws_recv(self) -> tuple[int, bytes] | None:
+        """One client frame (masked), or None when the peer is gone."""
+        b = self.rfile.read(2)
+        if len(b) < 2:
+            return None
+        opcode, n = b[0] & 0x0F, b[1] & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", self.rfile.read(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", self.rfile.read(8))[0]
+        mask = self.rfile.read(4) if b[1] & 0x80 else b"\0\0\0\0"
+        data = bytes(x ^ mask[i % 4] for i, x in enumerate(self.rfile.read(n)))
+        return opcode, data
+
+    def _control_socket(self, mid: str) -> None:
+        """`GET /api/v1/machines/{m}/control-socket` as a WebSocket (§2.3): agent headers, a
+        `control.connected` greeting, then the notifications of that machine; any client message
+        is acknowledged."""
+        orch = self.orch
+        aid, token = self.headers.get("x-machine-agent-id"), self.headers.get("x-machine-agent-token")
+        with orch.lock:
+            orch.requests.append({"method": "GET", "path": self.path, "query": "", "body": "",
+                                  "headers": {k.lower(): v for k, v in self.headers.items()}})
+            a = orch.agents.get(aid or "")
+            ok = (a is not None and a["machineId"] == mid and a["status"] != "revoked" and token is not None
+                  and secrets.compare_digest(token.encode(), orch.agent_tokens.get(aid, "").encode()))
+            down = orch.take_fault("WS", self.path)
+        if not ok or down:
+            self._send(401 if not ok else 503, {"error": {"code": "AGENT_AUTH_INVALID" if not ok else "UNAVAILABLE",
+                                                          "message": "control socket refused"}})
+            return
+        key = self.headers.get("sec-websocket-key", "")
+        accept = base64.b64encode(hashlib.sha1((key + self._WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        out: queue.Queue = queue.Queue()
+        with orch.lock:
+            orch.sockets.append((mid, out))
+            orch.socket_connects += 1
+        self.close_connection = True
+        try:
+            self._ws_send(json.dumps({"type": "control.connected", "machineId": mid, "agentId": aid,
+                                      "createdAt": orch.iso()}).encode())
+            while True:
+                try:
+                    msg = out.get_nowait()
+                    if msg is None:  # test control: drop the socket
+                        return
+                    self._ws_send(json.dumps(msg).encode())
+                except queue.Empty:
+                    pass
+                readable, _, _ = select.select([self.connection], [], [], 0.05)
+                if not readable:
+                    continue
+                frame = self._ws_recv()
+                if frame is None or frame[0] == 8:
+                    return
+                if frame[0] == 9:
+                    self._ws_send(frame[1], opcode=10)
+                elif frame[0] == 1:
+                    self._ws_send(json.dumps({"type": "control.ack", "createdAt": orch.iso()}).encode())
+        except (OSError, ValueError):
+            return
+        finally:
+            with orch.lock:
+                orch.sockets = [(m, q) for m, q in orch.sockets if q is not out]
+
     def _handle(self) -> None:
         split = urlsplit(self.path)
         path, query = split.path, parse_qs(split.query, keep_blank_values=True)
+        parts = path.split("/")
+        if (self.headers.get("upgrade", "").lower() == "websocket" and len(parts) == 6
+                and parts[1:4] == ["api", "v1", "machines"] and parts[5] == "control-socket"):
+            self._control_socket(parts[4])
+            return
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         orch = self.orch
@@ -449,6 +844,10 @@ class Handler(BaseHTTPRequestHandler):
                     body = json.loads(raw) if raw else None
                     status, payload = orch.control(self.command, path, body)
                     payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
+                    if self.command != "GET":
+                        orch.save()
+                except ApiError as e:
+                    status, payload = e.status, {"error": {"code": e.code, "message": e.message}}
                 except (ValueError, KeyError, TypeError) as e:
                     status, payload = 400, {"error": {"code": "VALIDATION_ERROR", "message": str(e)}}
             self._send(status, payload)
@@ -483,7 +882,11 @@ class Handler(BaseHTTPRequestHandler):
             elif "application/json" in hdrs.get("content-type", ""):
                 raise validation("body", "content-type application/json without a body")
             with orch.lock:
-                status, payload = orch.route(self.command, path, query, self.headers, body)
+                try:
+                    status, payload = orch.route(self.command, path, query, self.headers, body)
+                finally:
+                    if self.command != "GET":
+                        orch.save()
                 payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
         except ApiError as e:
             err: dict[str, Any] = {"code": e.code, "message": e.message}
@@ -517,6 +920,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="<decimal machine id>=0x<controller address>, or *=0x<address> for every identity")
     p.add_argument("--challenge-ttl", type=float, default=300.0)
     p.add_argument("--lease-ttl", type=int, default=60)
+    p.add_argument("--state-file", help="keep machines, agents and challenges in this JSON file across restarts")
     p.add_argument("--enroll-token-field", choices=("provisioningToken", "agentToken", "both"),
                    default="provisioningToken")
     args = p.parse_args(argv)
@@ -528,10 +932,12 @@ def main(argv: list[str] | None = None) -> int:
     for ref, addr in args.controller:
         controllers.setdefault(ref, []).append(addr)
     orch = Orchestrator(args.api_key, controllers, args.challenge_ttl, args.lease_ttl, args.enroll_token_field)
+    if args.state_file:
+        orch.load(args.state_file)
     server = make_server(orch, args.port)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    print(json.dumps({"url": url, "apiBase": url + API, "apiKey": args.api_key, "pid": __import__("os").getpid()}),
+    print(json.dumps({"url": url, "apiBase": url + API, "apiKey": args.api_key, "pid": os.getpid()}),
           flush=True)
     try:
         server.serve_forever(poll_interval=0.1)

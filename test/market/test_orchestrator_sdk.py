@@ -40,7 +40,36 @@ from peaq_os_sdk.orchestration import (  # noqa: E402
     revoke_machine_agent,
     update_machine,
 )
+from peaq_os_sdk.orchestration.control_socket import OrchestratorSocketError, connect_control_socket  # noqa: E402
 from peaq_os_sdk.orchestration.errors import OrchestrationApiError  # noqa: E402
+from peaq_os_sdk.orchestration.stream_delivery_setup import (  # noqa: E402
+    list_delivery_transports,
+    list_payment_rails,
+    put_delivery_capabilities,
+)
+from peaq_os_sdk.orchestration.purchases import (  # noqa: E402
+    create_purchase_event,
+    get_purchase,
+    prepare_buyer_access,
+)
+from peaq_os_sdk.orchestration.stream_listings import update_stream_listing_purchase_fields  # noqa: E402
+from peaq_os_sdk.orchestration.types.purchases import (  # noqa: E402
+    PeaqosP2pConnect,
+    PrepareStreamAccessRequest,
+    PrepareStreamDelivery,
+    PurchaseEventActor,
+)
+from peaq_os_sdk.stream.types.buyer_access import BuyerAccessEntry  # noqa: E402
+from peaq_os_sdk.stream.types.chunk import KeyRecipient  # noqa: E402
+from peaq_os_sdk.orchestration.types.stream_purchase import (  # noqa: E402
+    DeliveryCapabilityInput,
+    StreamListingDeliveryOptionInput,
+    StreamListingPurchaseFields,
+    StreamListingResource,
+    TransferListingRail,
+    TransferListingRailDestination,
+    X402ListingRail,
+)
 from peaq_os_sdk.orchestration.types.machine import (  # noqa: E402
     CreateMachineIdentityChallengeRequest,
     CreateMachineRequest,
@@ -223,6 +252,177 @@ def test_faults_surface_as_sdk_errors(orch):
     orch.faults.append({"method": "GET", "path": "/api/v1/machines", "times": 1, "status": 429,
                         "json": {"error": {"code": "AGENT_DAILY_LIMIT_EXCEEDED", "message": "slow down"}}})
     assert api_error(list_machines, c).code == "AGENT_DAILY_LIMIT_EXCEEDED"
+
+
+def enrolled(c: PeaqosClient, ref: str = "did:peaq:42"):
+    m = register(c, ref)
+    update_machine(c, m.id, UpdateMachineRequest(status="active"))
+    return m, enroll_machine_agent(c, m.id, EnrollMachineAgentRequest(label="edge")).item
+
+
+def test_payment_rails_and_delivery_transports_decode(orch):
+    c = sdk(orch)
+    rails = list_payment_rails(c)
+    assert [r.type for r in rails] == ["transfer", "x402"]
+    assert rails[0].verification == "destination-chain-finality" and rails[1].requires_proof is True
+    transports = list_delivery_transports(c)
+    assert [t.mode for t in transports] == ["p2p", "storage", "storage"]
+    assert transports[0].transport_id == "peaqos-webrtc" and transports[1].provider == "s3"
+
+
+def test_put_delivery_capabilities_as_the_node_sends_them(orch):
+    c = sdk(orch)
+    m, a = enrolled(c)
+    caps = [DeliveryCapabilityInput(transport_id="peaqos-storage", version="1",
+                                    features=("chunks.v1", "buyer-access.v1", "local"))]
+    r = put_delivery_capabilities(c, m.id, agent_id=a.id, capabilities=caps, resource_types=["stream.listing"],
+                                  expires_at="2030-01-01T00:00:00.000Z")
+    assert (r.machine_id, r.agent_id, r.status, r.resource_types) == (m.id, a.id, "active", ("stream.listing",))
+    assert r.capabilities[0].transport_id == "peaqos-storage" and r.expires_at == "2030-01-01T00:00:00.000Z"
+    # the wire body the SDK sent is the shape the Rust client sends (camelCase, no nulls)
+    body = json.loads(orch.requests[-1]["body"])
+    assert body == {"agentId": a.id, "capabilities": [{"transportId": "peaqos-storage", "version": "1",
+                                                       "features": ["chunks.v1", "buyer-access.v1", "local"]}],
+                    "resourceTypes": ["stream.listing"], "expiresAt": "2030-01-01T00:00:00.000Z"}
+    # without resource types / expiry: the server's defaults (SDK docstring)
+    r = put_delivery_capabilities(c, m.id, agent_id=a.id, capabilities=caps)
+    assert r.resource_types == ("stream.bundle",) and r.expires_at
+    revoke_machine_agent(c, m.id, a.id)
+    assert api_error(put_delivery_capabilities, c, m.id, agent_id=a.id, capabilities=caps).code == "NOT_FOUND"
+
+
+def test_listing_purchase_fields_as_the_node_sends_them(orch):
+    c = sdk(orch)
+    m, _ = enrolled(c)
+    fields = StreamListingPurchaseFields(
+        resource=StreamListingResource(type="stream.topic", mode="storage", supports_live=True),
+        payment_rails=(TransferListingRail(type="transfer", destination=TransferListingRailDestination(
+                           chain="eip155:3338", token="USDC", pay_to="0xabc", token_address="0xdef")),
+                       X402ListingRail(type="x402", chain="base", token="USDC", facilitator_url="https://f")),
+        delivery_options=(StreamListingDeliveryOptionInput(
+            transport_id="peaqos-storage", version="1", features=("chunks.v1",),
+            params={"topic": "/battery_state", "storage_provider": "local"}),),
+    )
+    assert update_stream_listing_purchase_fields(c, m.id, "lst_1", fields) is None
+    body = json.loads(orch.requests[-1]["body"])
+    assert body["resource"] == {"type": "stream.topic", "mode": "storage", "supportsLive": True}
+    assert body["paymentRails"] == [
+        {"type": "transfer", "destination": {"chain": "eip155:3338", "token": "USDC", "payTo": "0xabc",
+                                             "tokenAddress": "0xdef"}},
+        {"type": "x402", "chain": "base", "token": "USDC", "facilitatorUrl": "https://f"}]
+    # the SDK camel-cases params keys too (§1.3): the node sends its params keys in camelCase itself
+    assert body["deliveryOptions"] == [{"transportId": "peaqos-storage", "version": "1", "features": ["chunks.v1"],
+                                        "params": {"topic": "/battery_state", "storageProvider": "local"}}]
+    [listing] = orch.listings.values()
+    assert (listing["id"], listing["machineId"], listing["resource"]["mode"]) == ("lst_1", m.id, "storage")
+    # additive: a second PATCH with only rails keeps the resource
+    update_stream_listing_purchase_fields(c, m.id, "lst_1", StreamListingPurchaseFields(payment_rails=(
+        X402ListingRail(type="x402", chain="base", token="USDC"),)))
+    assert orch.listings[f"{m.id}/lst_1"]["resource"]["type"] == "stream.topic"
+    assert len(orch.listings[f"{m.id}/lst_1"]["paymentRails"]) == 1
+    bad = StreamListingPurchaseFields(payment_rails=(TransferListingRail(
+        type="transfer", destination=TransferListingRailDestination(chain="c", token="t", pay_to="")),))
+    e = api_error(update_stream_listing_purchase_fields, c, m.id, "lst_1", bad)
+    assert e.code == "VALIDATION_ERROR" and "payTo" in str(e)
+
+
+def test_purchase_prepare_access_and_events_as_the_node_sends_them(orch):
+    c = sdk(orch)
+    m, a = enrolled(c)
+    update_stream_listing_purchase_fields(c, m.id, "lst_1", StreamListingPurchaseFields(
+        resource=StreamListingResource(type="stream.topic", mode="storage")))
+    orch.listings[f"{m.id}/lst_1"]["price"] = {"amount": "0.25", "currency": "USDC"}
+    buyer_pk = "ab" * 32
+    p = orch.mock_purchase({"machineId": m.id, "listingId": "lst_1", "buyerPublicKeyHex": buyer_pk,
+                            "selection": {"chunkIds": ["0x01"]}})
+    got = get_purchase(c, p["id"])
+    assert (got.id, got.resource.listing_id, got.resource.selection.chunk_ids) == (p["id"], "lst_1", ("0x01",))
+    assert (got.buyer.public_key.public_key_hex, got.payment.status, got.delivery.status) == (
+        buyer_pk, "pending", "blocked")
+    entry = BuyerAccessEntry(chunk_id="0x01", buyer=KeyRecipient(
+        recipient_id="buyer-1", recipient_type="buyer", algorithm="x25519-sealedbox", public_key_hex=buyer_pk,
+        wrapped_key_hex="cd" * 80))
+    token = orch.agent_tokens[a.id]
+    # storage mode: the SDK's types say p2p; Python does not enforce it, so the wire shape is the SDK's
+    req = PrepareStreamAccessRequest(machine_id=m.id, agent_id=a.id, agent_token=token, items=(entry,),
+                                     delivery=PrepareStreamDelivery(mode="storage", transport_id="peaqos-storage",
+                                                                    connect=PeaqosP2pConnect(
+                                                                        type="storage-ref", url="peaqos-storage:lst_1",
+                                                                        expires_at="2030-01-01T00:00:00.000Z")))
+    assert api_error(prepare_buyer_access, c, p["id"], agent_id=a.id, agent_token=token,
+                     request=req).code == "PAYMENT_REQUIRED"  # never before payment
+    orch.mock_pay(p["id"], {})
+    r = prepare_buyer_access(c, p["id"], agent_id=a.id, agent_token=token, request=req)
+    assert (r.item.id, r.item.amount, r.item.currency, r.item.chunk_ids) == (p["id"], "0.25", "USDC", ("0x01",))
+    assert r.access[0].buyer.wrapped_key_hex == "cd" * 80 and r.delivery_session.order_id == p["id"]
+    body = json.loads(orch.requests[-1]["body"])
+    assert body["items"] == [{"schemaVersion": "peaq.stream.buyer-access.v1", "chunkId": "0x01",
+                              "buyer": {"recipientId": "buyer-1", "recipientType": "buyer",
+                                        "algorithm": "x25519-sealedbox", "publicKeyHex": buyer_pk,
+                                        "wrappedKeyHex": "cd" * 80}}]
+    assert body["delivery"] == {"mode": "storage", "transportId": "peaqos-storage", "connect": {
+        "type": "storage-ref", "url": "peaqos-storage:lst_1", "expiresAt": "2030-01-01T00:00:00.000Z"}}
+    assert (body["machineId"], body["agentId"], body["agentToken"]) == (m.id, a.id, token)
+    assert "x-machine-agent-token" not in orch.requests[-1]["headers"]
+    ev = create_purchase_event(c, p["id"], actor=PurchaseEventActor(type="seller", machine_id=m.id, agent_id=a.id),
+                               event_type="delivery.completed", payload={"chunk_ids": ["0x01"], "mode": "storage"})
+    assert (ev.purchase_id, ev.type) == (p["id"], "delivery.completed")
+    assert json.loads(orch.requests[-1]["body"])["actor"] == {"type": "seller", "machineId": m.id, "agentId": a.id}
+    assert get_purchase(c, p["id"]).delivery.status == "completed"
+
+
+class _Handlers:
+    def __init__(self):
+        self.connected, self.notes, self.acks, self.errors, self.closed = [], [], [], [], threading.Event()
+
+    def on_connected(self, msg):
+        self.connected.append(msg)
+
+    def on_notification(self, msg):
+        self.notes.append(msg)
+
+    def on_ack(self, msg):
+        self.acks.append(msg)
+
+    def on_error(self, err):
+        self.errors.append(err)
+
+    def on_close(self):
+        self.closed.set()
+
+
+def _until(pred, what: str, timeout: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_control_socket_greets_notifies_acks_and_refuses_bad_agents(orch):
+    c = sdk(orch)
+    m, a = enrolled(c)
+    update_stream_listing_purchase_fields(c, m.id, "lst_1", StreamListingPurchaseFields(
+        resource=StreamListingResource(type="stream.topic", mode="storage")))
+    h = _Handlers()
+    conn = connect_control_socket(c, m.id, h, agent_id=a.id, agent_token=orch.agent_tokens[a.id])
+    try:
+        _until(lambda: h.connected, "control.connected")
+        assert (h.connected[0].machine_id, h.connected[0].agent_id) == (m.id, a.id)
+        req = [r for r in orch.requests if r["path"].endswith("/control-socket")][-1]
+        assert req["headers"]["x-machine-agent-id"] == a.id and "x-api-key" not in req["headers"]
+        p = orch.mock_purchase({"machineId": m.id, "listingId": "lst_1", "buyerPublicKeyHex": "ab" * 32})
+        orch.mock_pay(p["id"], {})
+        _until(lambda: len(h.notes) == 2, "two notifications")
+        assert [n.type for n in h.notes] == ["purchase.created", "purchase.payment_proof.recorded"]
+        assert h.notes[1].payload["purchase_id"] == p["id"] and h.notes[1].payload["payment_status"] == "verified"
+        conn.send({"type": "seller.hello"})
+        _until(lambda: h.acks, "control.ack")
+        assert not h.errors
+    finally:
+        conn.close()
+    with pytest.raises(OrchestratorSocketError):
+        connect_control_socket(c, m.id, _Handlers(), agent_id=a.id, agent_token="wrong")
 
 
 def test_program_prints_one_json_line_and_serves_loopback_only():

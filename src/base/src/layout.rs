@@ -7,6 +7,7 @@
 //! <data_dir>/chain/                             the chain outbox (peaqos_chain)
 //! <data_dir>/events/                            event windows and pending events (peaqos_events)
 //! <data_dir>/keys/                              keys the node made at first start
+//! <data_dir>/market/                            Machine Markets state: machine, agent, purchases/ (peaqos_market)
 //! <data_dir>/machine_id                         the machine id ~/activate answered
 //! <data_dir>/peaqos.log                         the CLI-shaped journal
 //! ```
@@ -26,6 +27,11 @@ pub fn chain_dir(data_dir: &Path) -> PathBuf {
 
 pub fn events_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("events")
+}
+
+/// Machine Markets state (`machine.json`, `agent.json`, `agent_token`, `purchases/`).
+pub fn market_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("market")
 }
 
 pub fn keys_dir(data_dir: &Path) -> PathBuf {

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 pub use reqwest;
+pub use rustls;
 
 /// Install ring as rustls' process-wide crypto provider (idempotent; a provider already
 /// installed is kept).

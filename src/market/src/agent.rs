@@ -174,6 +174,14 @@ impl Default for HeartbeatPolicy {
     }
 }
 
+/// Delay before retry number `failures` (≥ 1) under `policy`: base · 2^(failures-1), capped at
+/// `backoff_max`, minus up to 20 % jitter.
+pub fn backoff_delay(policy: &HeartbeatPolicy, failures: u32) -> Duration {
+    let exp = policy.backoff_base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    let capped = exp.min(policy.backoff_max);
+    capped.mul_f64(1.0 - rand::thread_rng().gen_range(0.0..0.2))
+}
+
 /// What one heartbeat did.
 #[derive(Debug, Clone)]
 pub struct BeatReport {
@@ -276,11 +284,13 @@ impl Heartbeat {
         Ok(BeatReport { result: r, lease_expires_at: now + lease, next_due: self.next_due })
     }
 
-    /// Delay before retry number `failures` (≥ 1): base · 2^(failures-1), capped, minus up to 20 % jitter.
     fn backoff(&self, failures: u32) -> Duration {
-        let exp = self.policy.backoff_base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
-        let capped = exp.min(self.policy.backoff_max);
-        capped.mul_f64(1.0 - rand::thread_rng().gen_range(0.0..0.2))
+        backoff_delay(&self.policy, failures)
+    }
+
+    /// The agent this heartbeat speaks for.
+    pub fn agent_id(&self) -> &str {
+        &self.creds.agent_id
     }
 
     /// Beat whenever due until `shutdown` turns true. Returns the error that needs the caller:

@@ -137,6 +137,11 @@ impl OrchestrationClient {
         })
     }
 
+    /// The orchestration URL as configured (for the control socket; may carry credentials: never log it).
+    pub fn base_url(&self) -> &str {
+        self.api.strip_suffix("/api/v1").unwrap_or(&self.api)
+    }
+
     /// The API base as shown in messages (no credentials).
     pub fn api_base(&self) -> &str {
         &self.shown
@@ -366,6 +371,85 @@ impl OrchestrationClient {
     }
 }
 
+impl OrchestrationClient {
+    /// `PUT /machines/{id}/delivery-capabilities`: what this machine can deliver (seller side).
+    pub async fn put_delivery_capabilities(
+        &self,
+        machine_id: &str,
+        req: &wire::DeliveryCapabilitiesRequest,
+    ) -> Result<wire::DeliveryCapabilities> {
+        const OP: &str = "put delivery capabilities";
+        path_id("agentId", &req.agent_id)?;
+        let path = format!("/machines/{}/delivery-capabilities", path_id("machineId", machine_id)?);
+        let r: wire::DeliveryCapabilities = self.call(OP, Method::PUT, &path, Auth::Platform, Some(req)).await?;
+        if r.machine_id != machine_id || r.agent_id != req.agent_id {
+            return Err(MarketError::shape(OP, "item.machineId/agentId do not match the request"));
+        }
+        Ok(r)
+    }
+
+    /// `GET /purchases/{id}`.
+    pub async fn get_purchase(&self, purchase_id: &str) -> Result<wire::Purchase> {
+        let path = format!("/purchases/{}", path_id("purchaseId", purchase_id)?);
+        let p: wire::Purchase = self.call::<(), _>("get purchase", Method::GET, &path, Auth::Platform, None).await?;
+        if p.id != purchase_id {
+            return Err(MarketError::shape("get purchase", "item.id is not the purchase asked for"));
+        }
+        Ok(p)
+    }
+
+    /// `POST /stream/orders/{purchaseId}/prepare-access` (raw answer; agent credentials in the body).
+    pub async fn prepare_access(
+        &self,
+        purchase_id: &str,
+        req: &wire::PrepareAccessRequest,
+    ) -> Result<wire::PrepareAccessResponse> {
+        const OP: &str = "prepare buyer access";
+        let path = format!("/stream/orders/{}/prepare-access", path_id("purchaseId", purchase_id)?);
+        let body = serde_json::to_vec(req).expect("request shapes serialize");
+        let v = self
+            .send(
+                Call { op: OP, method: Method::POST, path: &path, query: &[], auth: Auth::Platform, shape: Shape::Raw },
+                Some(body),
+            )
+            .await?;
+        decode(OP, "response", v)
+    }
+
+    /// `POST /purchases/{id}/events`.
+    pub async fn purchase_event(
+        &self,
+        purchase_id: &str,
+        req: &wire::PurchaseEventRequest,
+    ) -> Result<wire::PurchaseEvent> {
+        let path = format!("/purchases/{}/events", path_id("purchaseId", purchase_id)?);
+        self.call("create purchase event", Method::POST, &path, Auth::Platform, Some(req)).await
+    }
+
+    /// `PATCH /machines/{id}/stream/listings/{listingId}` (raw answer, ignored as the SDK does).
+    pub async fn update_listing(&self, machine_id: &str, listing_id: &str, req: &wire::ListingUpdate) -> Result<()> {
+        let path = format!(
+            "/machines/{}/stream/listings/{}",
+            path_id("machineId", machine_id)?,
+            path_id("listingId", listing_id)?
+        );
+        let body = serde_json::to_vec(req).expect("request shapes serialize");
+        self.send(
+            Call {
+                op: "update stream listing",
+                method: Method::PATCH,
+                path: &path,
+                query: &[],
+                auth: Auth::Platform,
+                shape: Shape::Raw,
+            },
+            Some(body),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 /// A path segment: non-blank and free of characters that would change the path (ids are
 /// interpolated raw by the SDK; we refuse instead of encoding).
 fn path_id<'a>(field: &str, id: &'a str) -> Result<&'a str> {
@@ -399,7 +483,7 @@ fn error_from_body(op: &'static str, status: u16, bytes: &[u8]) -> MarketError {
             code: ApiCode::parse(&env.error.code),
             status,
             message: env.error.message,
-            details: env.error.details.map(redact_details),
+            details: env.error.details.map(|d| Box::new(redact_details(d))),
         },
         Err(_) => MarketError::api(
             op,

@@ -104,7 +104,7 @@ pub enum MarketError {
     /// The server answered with an error, or with something that is not a valid answer.
     /// `status` is the HTTP status (0 for `INVALID_RESPONSE_SHAPE`, as in the SDK).
     #[error("{op}: orchestration API error {code} (HTTP {status}): {message}")]
-    Api { op: &'static str, code: ApiCode, status: u16, message: String, details: Option<Value> },
+    Api { op: &'static str, code: ApiCode, status: u16, message: String, details: Option<Box<Value>> },
     /// No answer: connection refused/reset, DNS, TLS, or a timeout.
     #[error("{op}: request to {url} failed{}: {reason}", if *.timeout { " (timeout)" } else { "" })]
     Network { op: &'static str, url: String, reason: String, timeout: bool },
@@ -123,6 +123,9 @@ pub enum MarketError {
     /// A step hook asked to stop (tests use it to simulate a crash between steps).
     #[error("stopped after step {0}")]
     Interrupted(&'static str),
+    /// Onboarding needs the on-chain machine id, and it is not known yet.
+    #[error("the on-chain machine id is not known yet: configure it or activate the machine first")]
+    MachineIdUnknown,
 }
 
 pub type Result<T, E = MarketError> = std::result::Result<T, E>;
@@ -133,6 +136,31 @@ impl MarketError {
         match self {
             MarketError::Api { code, .. } => Some(code),
             _ => None,
+        }
+    }
+
+    /// A code for callers that report errors as text (ROS responses, diagnostics): the API code,
+    /// else `NETWORK_ERROR`, `CONFIG_ERROR`, `VALIDATION_ERROR`, `IO_ERROR`, `STATE_ERROR`,
+    /// `INTERRUPTED` or `MACHINE_ID_UNKNOWN`.
+    pub fn error_code(&self) -> &str {
+        match self {
+            MarketError::Api { code, .. } => code.as_str(),
+            MarketError::Network { .. } => "NETWORK_ERROR",
+            MarketError::Config { .. } => "CONFIG_ERROR",
+            MarketError::Validation { .. } => "VALIDATION_ERROR",
+            MarketError::Fs(_) => "IO_ERROR",
+            MarketError::State { .. } => "STATE_ERROR",
+            MarketError::Interrupted(_) => "INTERRUPTED",
+            MarketError::MachineIdUnknown => "MACHINE_ID_UNKNOWN",
+        }
+    }
+
+    /// The setting or field an error is about, when it names one.
+    pub fn field(&self) -> &str {
+        match self {
+            MarketError::Config { field, .. } => field,
+            MarketError::Validation { field, .. } => field,
+            _ => "",
         }
     }
 

@@ -3,18 +3,28 @@
 //!
 //! * [`wire`] — every request/response shape used, in one module (the API is a draft contract).
 //! * [`client`] — the one HTTP client: auth modes, timeouts, envelopes, typed [`error`]s.
+//! * [`control`] — the control socket (WebSocket, agent headers), reconnecting with backoff.
 //! * [`secret`] — API key and agent token: from env or a 0600 file, never logged.
 //! * [`state`] — durable state under the node's data dir (via `peaqos_base::fsio`).
 //! * [`onboard`] — identity challenge → EIP-191 proof → `POST /machines` → `PATCH active`,
 //!   idempotent and resumable.
 //! * [`agent`] — agent enrollment (once) and the lease-driven heartbeat with backoff.
+//! * [`offers`] — one stream listing per topic for sale, and the delivery capabilities behind them.
+//! * [`purchases`] — the durable purchase state machine: seen → paid → access prepared →
+//!   delivered → recorded, grants for exactly the purchased chunks, never before payment.
+//! * [`seller`] — the life cycle a node runs: onboarding at start or on request, heartbeat,
+//!   recovery, and a health snapshot.
 //!
-//! Not here yet: listings, purchases, the control socket, payments, runtime endpoint upserts.
+//! Not here yet: on-chain payment checks, runtime endpoint upserts.
 pub mod agent;
 pub mod client;
+pub mod control;
 pub mod error;
+pub mod offers;
 pub mod onboard;
+pub mod purchases;
 pub mod secret;
+pub mod seller;
 pub mod state;
 pub mod wire;
 

@@ -63,7 +63,7 @@ impl Step {
 }
 
 /// Observer of the flow's steps (progress logging; tests stop the flow to simulate a crash).
-pub type StepHook<'a> = &'a mut dyn FnMut(Step) -> ControlFlow<()>;
+pub type StepHook<'a> = &'a mut (dyn FnMut(Step) -> ControlFlow<()> + Send);
 
 pub(crate) fn step(hook: &mut Option<StepHook<'_>>, s: Step) -> Result<()> {
     tracing::debug!(step = s.name(), "market onboarding step");

@@ -80,7 +80,8 @@ pub fn read_secret_file(field: &'static str, path: &Path) -> Result<Secret> {
     Ok(secret)
 }
 
-/// The platform API key: `PEAQOS_API_KEY`, else `PEAQOS_ORCH_API_KEY`, else `key_file`; `None`
+/// The platform API key: read from `key_file` when one is configured, else `PEAQOS_API_KEY`, else
+/// `PEAQOS_ORCH_API_KEY` (the configured file wins, as the machine key's `key_file` does); `None`
 /// when none is configured (the client then sends no `x-api-key`, as the SDK does).
 pub fn load_api_key(key_file: Option<&Path>) -> Result<Option<Secret>> {
     load_api_key_from(|name| std::env::var(name).ok(), key_file)
@@ -88,15 +89,15 @@ pub fn load_api_key(key_file: Option<&Path>) -> Result<Option<Secret>> {
 
 /// As [`load_api_key`], with the environment passed in (tests).
 pub fn load_api_key_from(env: impl Fn(&str) -> Option<String>, key_file: Option<&Path>) -> Result<Option<Secret>> {
+    if let Some(p) = key_file {
+        return read_secret_file("api_key_file", p).map(Some);
+    }
     for name in API_KEY_ENVS {
         if let Some(v) = env(name).map(Secret::new).filter(|s| !s.is_blank()) {
-            if key_file.is_some() {
-                tracing::warn!("{name} is set; ignoring the configured API key file");
-            }
             return Ok(Some(Secret::new(v.expose().trim())));
         }
     }
-    key_file.map(|p| read_secret_file("api_key_file", p)).transpose()
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -111,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn env_wins_then_file_with_mode_checked() {
+    fn file_wins_with_mode_checked_then_env() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("key");
         std::fs::write(&f, "  file-key\n").unwrap();
@@ -121,7 +122,8 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(load_api_key_from(|_| None, Some(&f)).unwrap().unwrap().expose(), "file-key");
         let env = |n: &str| (n == "PEAQOS_ORCH_API_KEY").then(|| "env-key".to_string());
-        assert_eq!(load_api_key_from(env, Some(&f)).unwrap().unwrap().expose(), "env-key");
+        assert_eq!(load_api_key_from(env, Some(&f)).unwrap().unwrap().expose(), "file-key");
+        assert_eq!(load_api_key_from(env, None).unwrap().unwrap().expose(), "env-key");
         assert!(load_api_key_from(|_| Some(" ".into()), None).unwrap().is_none());
     }
 }

@@ -59,7 +59,7 @@ pub struct MarketStore {
 impl MarketStore {
     /// Open (creating, mode 0700) `<data_dir>/market`.
     pub fn open(data_dir: &Path) -> Result<MarketStore> {
-        let dir = data_dir.join("market");
+        let dir = peaqos_base::layout::market_dir(data_dir);
         if !dir.is_dir() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()

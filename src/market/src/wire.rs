@@ -382,6 +382,295 @@ pub struct HeartbeatResult {
     pub endpoints: Vec<HeartbeatEndpointResult>,
 }
 
+// ---- stream listings and delivery (§2.2; SDK `stream_listings.py`, `stream_delivery_setup.py`) --
+
+/// Listing rail (`X402ListingRail` / `TransferListingRail`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ListingRail {
+    Transfer {
+        destination: TransferDestination,
+    },
+    X402 {
+        chain: String,
+        token: String,
+        #[serde(rename = "facilitatorUrl", skip_serializing_if = "Option::is_none", default)]
+        facilitator_url: Option<String>,
+    },
+}
+
+/// Where a direct transfer goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferDestination {
+    pub chain: String,
+    pub token: String,
+    pub pay_to: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub token_address: Option<String>,
+}
+
+/// `StreamListingResource`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListingResource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub mode: String,
+    pub supports_live: bool,
+}
+
+/// `StreamListingDeliveryOptionInput` (the server fills in `mode` and `signaling`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryOptionInput {
+    pub transport_id: String,
+    pub version: String,
+    pub features: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+}
+
+/// A listing's price. Not in the SDK's listing PATCH (it has no price field, yet the order a
+/// `prepare-access` answers carries `amount` and `currency`): UNVERIFIED extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListingPrice {
+    /// Decimal string, per chunk.
+    pub amount: String,
+    pub currency: String,
+}
+
+/// `PATCH /machines/{m}/stream/listings/{listingId}` body (`StreamListingPurchaseFields` + price).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListingUpdate {
+    pub resource: ListingResource,
+    pub payment_rails: Vec<ListingRail>,
+    pub delivery_options: Vec<DeliveryOptionInput>,
+    pub price: ListingPrice,
+}
+
+/// `DeliveryCapabilityInput` of `PUT /machines/{m}/delivery-capabilities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCapabilityInput {
+    pub transport_id: String,
+    pub version: String,
+    pub features: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+}
+
+/// `PUT /machines/{m}/delivery-capabilities` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCapabilitiesRequest {
+    pub agent_id: String,
+    pub capabilities: Vec<DeliveryCapabilityInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// A registered capability as answered (`DeliveryCapability`: `transportId`, `version` required).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCapability {
+    pub transport_id: String,
+    pub version: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub features: Vec<String>,
+}
+
+/// `DeliveryCapabilitiesResponse`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCapabilities {
+    pub machine_id: String,
+    pub agent_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub capabilities: Vec<DeliveryCapability>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub resource_types: Vec<String>,
+    pub status: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+// ---- stream purchases (§2.2; SDK `purchases.py`) -----------------------------------------------
+
+/// What a purchase selects of a listing (`PurchaseResourceSelection`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseSelection {
+    #[serde(default)]
+    pub chunk_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub start_time: Option<String>,
+    #[serde(default)]
+    pub end_time: Option<String>,
+}
+
+/// `PurchaseResource`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseResource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub listing_id: String,
+    #[serde(default)]
+    pub selection: Option<PurchaseSelection>,
+}
+
+/// `BuyerPublicKey`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuyerPublicKey {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub public_key_hex: String,
+}
+
+/// `PurchaseBuyer` (the fields the seller uses).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseBuyer {
+    pub id: String,
+    pub public_key: BuyerPublicKey,
+}
+
+/// `PurchasePaymentState` / `PurchaseDeliveryState` (status and reference).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseStatus {
+    pub status: String,
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// `Purchase` (`GET /purchases/{id}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Purchase {
+    pub id: String,
+    pub status: String,
+    pub resource: PurchaseResource,
+    pub buyer: PurchaseBuyer,
+    pub payment: PurchaseStatus,
+    pub delivery: PurchaseStatus,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The buyer part of one access item (`peaq.stream.buyer-access.v1`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessBuyer {
+    pub recipient_id: String,
+    pub recipient_type: String,
+    pub algorithm: String,
+    pub public_key_hex: String,
+    pub wrapped_key_hex: String,
+}
+
+/// One chunk key for the buyer.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessItem {
+    pub schema_version: String,
+    pub chunk_id: String,
+    pub buyer: AccessBuyer,
+}
+
+/// `delivery.connect` of prepare-access.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryConnect {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// `delivery` of prepare-access.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareDelivery {
+    pub mode: String,
+    pub transport_id: String,
+    pub connect: DeliveryConnect,
+}
+
+/// `POST /stream/orders/{purchaseId}/prepare-access` body: agent credentials in the body (§0).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareAccessRequest {
+    pub machine_id: String,
+    pub agent_id: String,
+    pub agent_token: Secret,
+    pub items: Vec<AccessItem>,
+    pub delivery: PrepareDelivery,
+}
+
+/// The order part of the prepare-access answer (what the seller keeps).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreparedOrder {
+    pub id: String,
+    pub status: String,
+    pub delivery_session_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub chunk_ids: Vec<String>,
+}
+
+/// Raw prepare-access answer `{item, access, deliverySession}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrepareAccessResponse {
+    pub item: PreparedOrder,
+}
+
+/// `PurchaseEventActor`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseEventActor {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub machine_id: String,
+    pub agent_id: String,
+}
+
+/// `POST /purchases/{id}/events` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurchaseEventRequest {
+    pub actor: PurchaseEventActor,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// `PurchaseEventResponse`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseEvent {
+    pub id: String,
+    pub purchase_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: String,
+}
+
 // ---- observability (§3.13) ----------------------------------------------------------------------
 
 /// `GET /health` (raw, no envelope): `{"ok": true}`.

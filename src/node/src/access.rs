@@ -1,5 +1,5 @@
 //! Least privilege on the ROS graph. Every service that spends, writes identity, grants data or
-//! changes market state can be switched off with the `services.disabled` parameter; a service
+//! changes market state (`~/market_onboard`) can be switched off with the `services.disabled` parameter; a service
 //! that is off is never created, so it is not even advertised (`ros2 service list` does not show
 //! it). `config/peaqos_node.production.yaml` switches off every privileged one, and
 //! `config/sros2/policy.xml` names the client nodes allowed to call them where SROS2 is used.
@@ -20,6 +20,7 @@ pub const PRIVILEGED: &[&str] = &[
     "batch_submit_events",
     "grant_access",
     "seal_dataset",
+    "market_onboard",
 ];
 
 /// Services that only read or validate (`~/status` cannot be switched off).

@@ -10,6 +10,7 @@ mod chain;
 mod convert;
 mod dds_profile;
 mod events;
+mod market;
 mod params;
 mod qos;
 mod ros_log;
@@ -135,6 +136,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
+    let market = market::start(&node, &params, &map, &machine_id, params.machine_key()?)?;
     let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);
@@ -217,6 +219,9 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     }
     if let Some(e) = events {
         e.shutdown();
+    }
+    if let Some(m) = market {
+        m.shutdown();
     }
     drop(chain_services);
     Ok(())

@@ -46,7 +46,8 @@ fn kv(key: &str, value: impl ToString) -> KeyValue {
 }
 
 /// One DiagnosticStatus per topic: OK, WARN once drops or errors are counted, ERROR while new
-/// messages are refused (disk full); and one for the pipeline's memory and disk.
+/// messages are refused (disk full); one for the pipeline's memory and disk; and the market's
+/// ("peaqos_node: market") when it is enabled.
 fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticArray {
     let refusing = pipeline.refusing();
     let (queued, max_queued) = pipeline.queued_bytes();
@@ -102,6 +103,7 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
             kv("accepting", refusing.is_none()),
         ],
     });
+    status.extend(crate::market::diagnostic_status(did));
     DiagnosticArray { header: Header { stamp: now(), frame_id: String::new() }, status }
 }
 

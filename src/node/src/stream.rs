@@ -86,9 +86,9 @@ struct Counters {
 }
 
 /// One streamed topic.
-struct TopicSpec {
-    topic: String,
-    cfg: TopicStreamConfig,
+pub(crate) struct TopicSpec {
+    pub(crate) topic: String,
+    pub(crate) cfg: TopicStreamConfig,
 }
 
 struct Item {
@@ -152,7 +152,7 @@ fn stream_err(what: &str, e: impl std::fmt::Display) -> StartError {
 }
 
 /// The `stream:` blocks of the policy, checked: `<file>: topics[i].stream.<key>: <reason>`.
-fn topic_specs(map: &DataEventMap, policy_file: &Path) -> Result<Vec<TopicSpec>, StartError> {
+pub(crate) fn topic_specs(map: &DataEventMap, policy_file: &Path) -> Result<Vec<TopicSpec>, StartError> {
     let mut out = Vec::new();
     for (i, t) in map.topics.iter().enumerate() {
         let Some(block) = &t.stream else { continue };

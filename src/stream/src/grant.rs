@@ -156,11 +156,60 @@ pub fn grant(
     buyer_recipient_id: &str,
 ) -> Result<Vec<BuyerAccessEntry>> {
     let dir = store::topic_dir(data_dir, topic)?;
+    grant_indices(&dir, &select_indices(&dir, range)?, keys, buyer_public_key, buyer_recipient_id, topic)
+}
+
+/// The indices of the sealed chunks of `topic_dir` whose ids are `chunk_ids`, in that order; an
+/// id that is not a sealed chunk of the topic is [`StreamError::NotFound`] naming it.
+pub fn select_chunk_ids(topic_dir: &Path, chunk_ids: &[String]) -> Result<Vec<u64>> {
+    let mut by_id = HashMap::new();
+    for i in store::sealed_indices(topic_dir)? {
+        by_id.insert(store::load_chunk(topic_dir, i)?.chunk_id.to_ascii_lowercase(), i);
+    }
+    chunk_ids
+        .iter()
+        .map(|id| {
+            by_id.get(&id.to_ascii_lowercase()).copied().ok_or_else(|| {
+                StreamError::NotFound(format!("chunk {id} is not a sealed chunk of {}", topic_dir.display()))
+            })
+        })
+        .collect()
+}
+
+/// Grant a buyer access to exactly the sealed chunks `chunk_ids` of `topic` (a purchase's
+/// chunks), using the machine's own key entry. One entry per chunk, in the order given.
+pub fn grant_chunk_ids(
+    data_dir: &Path,
+    topic: &str,
+    chunk_ids: &[String],
+    keys: &MachineStreamKeys,
+    buyer_public_key: &[u8; 32],
+    buyer_recipient_id: &str,
+) -> Result<Vec<BuyerAccessEntry>> {
+    let dir = store::topic_dir(data_dir, topic)?;
+    grant_indices(&dir, &select_chunk_ids(&dir, chunk_ids)?, keys, buyer_public_key, buyer_recipient_id, topic)
+}
+
+/// The ids of the sealed chunks of `topic` matching `range` (index order).
+pub fn chunk_ids_of(data_dir: &Path, topic: &str, range: &GrantRange) -> Result<Vec<String>> {
+    let dir = store::topic_dir(data_dir, topic)?;
+    select_indices(&dir, range)?.into_iter().map(|i| Ok(store::load_chunk(&dir, i)?.chunk_id)).collect()
+}
+
+fn grant_indices(
+    dir: &Path,
+    indices: &[u64],
+    keys: &MachineStreamKeys,
+    buyer_public_key: &[u8; 32],
+    buyer_recipient_id: &str,
+    topic: &str,
+) -> Result<Vec<BuyerAccessEntry>> {
+    crate::crypto::check_x25519_public(buyer_public_key, "buyer_public_key")?;
     let machine_pk = hex::encode(keys.x25519_public);
     let mut rng = OsRandom;
     let mut out = Vec::new();
-    for i in select_indices(&dir, range)? {
-        let c = store::load_chunk(&dir, i)?;
+    for &i in indices {
+        let c = store::load_chunk(dir, i)?;
         let entry = c
             .encryption
             .key_recipients

@@ -19,6 +19,14 @@
 //!     - {kind: walrus, publisher_url: …, aggregator_url: …}
 //!   backfill: true               # a new chain also streams the packages logged before it
 //!                                # (default); false: it starts with the next package
+//!   sale:                        # offered on peaqOS Machine Markets as one stream listing
+//!     price: "0.05"              # per chunk, a decimal (string or number)
+//!     currency: USDC
+//!     listing_id: lst_battery    # optional; default derived from the topic
+//!     supports_live: true        # default true
+//!     payment_rails:             # at least one (ORCHESTRATION.md §2.2 listing rails)
+//!       - {type: transfer, chain: "eip155:3338", token: USDC, pay_to: "0x…", token_address: "0x…"}
+//!       - {type: x402, chain: base, token: USDC, facilitator_url: "https://…"}
 //! ```
 //!
 //! The first destination's storage reference is written into the chunk envelope's
@@ -62,6 +70,129 @@ pub struct TopicStreamConfig {
     /// false: it starts with the next package.
     #[serde(default = "default_true")]
     pub backfill: bool,
+    /// Offered for sale on Machine Markets (one stream listing per topic).
+    #[serde(default)]
+    pub sale: Option<SaleConfig>,
+}
+
+/// A topic's `sale:` block: its stream listing on peaqOS Machine Markets.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaleConfig {
+    /// Price per chunk: a canonical decimal (`0`, `0.05`, `12`), written as a string or a number.
+    #[serde(deserialize_with = "decimal_text")]
+    pub price: String,
+    /// `USDC`, `USD`, `PEAQ`, …: 1..16 letters or digits.
+    pub currency: String,
+    /// The listing's id; default: derived from the topic name.
+    #[serde(default)]
+    pub listing_id: Option<String>,
+    /// The topic is also sold live (new chunks as they are sealed); default true.
+    #[serde(default = "default_true")]
+    pub supports_live: bool,
+    pub payment_rails: Vec<PaymentRailConfig>,
+}
+
+/// One way a buyer may pay (the listing rails of ORCHESTRATION.md §2.2 / the SDK's
+/// `X402ListingRail`, `TransferListingRail`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaymentRailConfig {
+    /// A direct token transfer to `pay_to`, verified at destination-chain finality.
+    Transfer {
+        chain: String,
+        token: String,
+        pay_to: String,
+        #[serde(default)]
+        token_address: Option<String>,
+    },
+    /// An x402 payment, optionally through a facilitator.
+    X402 {
+        chain: String,
+        token: String,
+        #[serde(default)]
+        facilitator_url: Option<String>,
+    },
+}
+
+/// A decimal written as a YAML string or number, kept as its text.
+fn decimal_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!("expected a decimal (string or number), got {other}"))),
+    }
+}
+
+/// `0|[1-9][0-9]*` optionally followed by `.` and 1..18 digits.
+fn is_canonical_decimal(s: &str) -> bool {
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    let int_ok = int == "0" || (!int.is_empty() && !int.starts_with('0') && int.bytes().all(|b| b.is_ascii_digit()));
+    let frac_ok = frac.is_none_or(|f| (1..=18).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit()));
+    int_ok && frac_ok && int.len() <= 30
+}
+
+/// A path-safe id: 1..128 of `[A-Za-z0-9_.~-]`.
+pub fn is_listing_id(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.~".contains(&b))
+}
+
+impl SaleConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, reason: String| ConfigError { key: format!("sale.{key}"), reason };
+        if !is_canonical_decimal(&self.price) {
+            return Err(err(
+                "price",
+                format!("must be a decimal like 0.05 (no sign, exponent or leading zeros), got {:?}", self.price),
+            ));
+        }
+        if !(1..=16).contains(&self.currency.len()) || !self.currency.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err("currency", format!("must be 1..16 letters or digits, got {:?}", self.currency)));
+        }
+        if let Some(id) = &self.listing_id {
+            if !is_listing_id(id) {
+                return Err(err("listing_id", format!("must be 1..128 of A-Z a-z 0-9 _ - . ~, got {id:?}")));
+            }
+        }
+        if self.payment_rails.is_empty() {
+            return Err(err("payment_rails", "at least one payment rail is required".into()));
+        }
+        for (i, r) in self.payment_rails.iter().enumerate() {
+            let non_empty = |k: &str, v: &str| {
+                if v.trim().is_empty() {
+                    Err(err(&format!("payment_rails[{i}].{k}"), "must not be empty".into()))
+                } else {
+                    Ok(())
+                }
+            };
+            match r {
+                PaymentRailConfig::Transfer { chain, token, pay_to, token_address } => {
+                    non_empty("chain", chain)?;
+                    non_empty("token", token)?;
+                    non_empty("pay_to", pay_to)?;
+                    if let Some(a) = token_address {
+                        non_empty("token_address", a)?;
+                    }
+                }
+                PaymentRailConfig::X402 { chain, token, facilitator_url } => {
+                    non_empty("chain", chain)?;
+                    non_empty("token", token)?;
+                    if let Some(u) = facilitator_url {
+                        if !(u.starts_with("http://") || u.starts_with("https://")) {
+                            return Err(err(
+                                &format!("payment_rails[{i}].facilitator_url"),
+                                "must be an http:// or https:// URL".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_true() -> bool {
@@ -70,7 +201,13 @@ fn default_true() -> bool {
 
 impl Default for TopicStreamConfig {
     fn default() -> Self {
-        Self { chunk: ChunkPolicy::default(), recipients: RecipientsConfig::default(), destinations: default_destinations(), backfill: true }
+        Self {
+            chunk: ChunkPolicy::default(),
+            recipients: RecipientsConfig::default(),
+            destinations: default_destinations(),
+            backfill: true,
+            sale: None,
+        }
     }
 }
 
@@ -94,7 +231,10 @@ impl TopicStreamConfig {
         }
         if !v.is_object() {
             // serde would read a struct from a sequence too (`stream: []`).
-            return Err(ConfigError { key: String::new(), reason: format!("must be a mapping (`{{}}` for the defaults), got {v}") });
+            return Err(ConfigError {
+                key: String::new(),
+                reason: format!("must be a mapping (`{{}}` for the defaults), got {v}"),
+            });
         }
         let cfg: TopicStreamConfig = serde_path_to_error::deserialize(v).map_err(|e| {
             let key = e.path().to_string();
@@ -125,7 +265,9 @@ impl TopicStreamConfig {
                         resolve(t, format!("destinations[{i}].session_token"))?;
                     }
                 }
-                DestinationConfig::Walrus { publisher_token: Some(t), .. } => resolve(t, format!("destinations[{i}].publisher_token"))?,
+                DestinationConfig::Walrus { publisher_token: Some(t), .. } => {
+                    resolve(t, format!("destinations[{i}].publisher_token"))?
+                }
                 _ => {}
             }
         }
@@ -141,7 +283,10 @@ impl TopicStreamConfig {
             return Err(err("chunk.max_messages", "must be at least 1"));
         }
         if self.chunk.max_age.is_zero() || self.chunk.max_age > MAX_CHUNK_AGE {
-            return Err(err("chunk.max_age", &format!("must be more than 0 and at most {} seconds", MAX_CHUNK_AGE.as_secs())));
+            return Err(err(
+                "chunk.max_age",
+                &format!("must be more than 0 and at most {} seconds", MAX_CHUNK_AGE.as_secs()),
+            ));
         }
         self.recipients().map_err(|(k, r)| err(&k, &r))?;
         if self.destinations.is_empty() {
@@ -167,6 +312,9 @@ impl TopicStreamConfig {
                 DestinationConfig::Local { .. } => {}
             }
         }
+        if let Some(sale) = &self.sale {
+            sale.check()?;
+        }
         Ok(())
     }
 
@@ -178,7 +326,10 @@ impl TopicStreamConfig {
                 .transpose()
                 .map_err(|e| (format!("recipients.{k}"), format!("expected a 32-byte X25519 public key in hex: {e}")))
         };
-        Ok(Recipients { owner: p(&self.recipients.owner, "owner")?, operator: p(&self.recipients.operator, "operator")? })
+        Ok(Recipients {
+            owner: p(&self.recipients.owner, "owner")?,
+            operator: p(&self.recipients.operator, "operator")?,
+        })
     }
 }
 
@@ -205,8 +356,10 @@ mod tests {
 
     #[test]
     fn env_secrets() {
-        let mut c = TopicStreamConfig::from_value(&json!({"destinations": [{"kind": "s3", "endpoint": "http://h", "bucket": "b",
-            "access_key_id": "a", "secret_access_key": "env:S3_SECRET"}]}))
+        let mut c = TopicStreamConfig::from_value(
+            &json!({"destinations": [{"kind": "s3", "endpoint": "http://h", "bucket": "b",
+            "access_key_id": "a", "secret_access_key": "env:S3_SECRET"}]}),
+        )
         .unwrap();
         let e = c.clone().resolve_env_secrets(&|_| None).unwrap_err();
         assert_eq!(e.key, "destinations[0].secret_access_key");
@@ -237,5 +390,52 @@ mod tests {
         let b = e(json!({"bogus": 1}));
         assert!(b.key == "bogus" || b.key.is_empty(), "{b:?}");
         assert!(b.reason.contains("bogus"));
+    }
+
+    #[test]
+    fn sale_block_is_strict_and_errors_name_the_key() {
+        let rails = json!([{"type": "transfer", "chain": "eip155:3338", "token": "USDC", "pay_to": "0xabc"},
+                           {"type": "x402", "chain": "base", "token": "USDC", "facilitator_url": "https://f"}]);
+        let ok = TopicStreamConfig::from_value(
+            &json!({"sale": {"price": 0.05, "currency": "USDC", "payment_rails": rails}}),
+        )
+        .unwrap();
+        let sale = ok.sale.unwrap();
+        assert_eq!((sale.price.as_str(), sale.supports_live, sale.payment_rails.len()), ("0.05", true, 2));
+        assert!(TopicStreamConfig::from_value(&json!({})).unwrap().sale.is_none());
+        let e = |sale: serde_json::Value| TopicStreamConfig::from_value(&json!({"sale": sale})).unwrap_err();
+        let base = json!({"price": "1", "currency": "USDC", "payment_rails": rails});
+        let with = |k: &str, v: serde_json::Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            b
+        };
+        for (sale, key) in [
+            (with("price", json!("-1")), "sale.price"),
+            (with("price", json!("01.5")), "sale.price"),
+            (with("price", json!("1e3")), "sale.price"),
+            (with("price", json!(true)), "sale.price"),
+            (with("currency", json!("")), "sale.currency"),
+            (with("currency", json!("US D")), "sale.currency"),
+            (with("listing_id", json!("a/b")), "sale.listing_id"),
+            (with("payment_rails", json!([])), "sale.payment_rails"),
+            (
+                with("payment_rails", json!([{"type": "transfer", "chain": "c", "token": "t", "pay_to": " "}])),
+                "sale.payment_rails[0].pay_to",
+            ),
+            (
+                with("payment_rails", json!([{"type": "x402", "chain": "c", "token": "t", "facilitator_url": "f"}])),
+                "sale.payment_rails[0].facilitator_url",
+            ),
+        ] {
+            assert_eq!(e(sale.clone()).key, key, "{sale}");
+        }
+        let unknown = e(with("prize", json!(1)));
+        assert!(unknown.key.starts_with("sale") && unknown.reason.contains("prize"), "{unknown:?}");
+        let bad_rail = e(with("payment_rails", json!([{"type": "mpp", "chain": "c", "token": "t"}])));
+        assert!(bad_rail.key.starts_with("sale.payment_rails[0]") && bad_rail.reason.contains("mpp"), "{bad_rail:?}");
+        let extra = e(with("payment_rails", json!([{"type": "x402", "chain": "c", "token": "t", "pay_to": "x"}])));
+        assert!(extra.key.starts_with("sale.payment_rails[0]") && extra.reason.contains("pay_to"), "{extra:?}");
+        assert!(e(json!({"currency": "USDC", "payment_rails": rails})).reason.contains("price"));
     }
 }
