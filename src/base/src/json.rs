@@ -38,7 +38,8 @@ pub fn write_str_contents(s: &str, non_ascii: NonAscii, out: &mut Vec<u8>) {
     let mut i = 0usize;
     while i < bytes.len() {
         let b = bytes[i];
-        let plain = if b < 0x80 { b >= 0x20 && b != 0x7f && b != b'"' && b != b'\\' } else { non_ascii == NonAscii::Keep };
+        let plain =
+            if b < 0x80 { b >= 0x20 && b != 0x7f && b != b'"' && b != b'\\' } else { non_ascii == NonAscii::Keep };
         if plain {
             i += 1;
             continue;

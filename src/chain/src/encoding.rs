@@ -75,39 +75,19 @@ pub fn register() -> Bytes {
     IIdentityRegistry::registerCall {}.abi_encode().into()
 }
 pub fn register_for(machine: Address) -> Bytes {
-    IIdentityRegistry::registerForCall {
-        machineAddress: machine,
-    }
-    .abi_encode()
-    .into()
+    IIdentityRegistry::registerForCall { machineAddress: machine }.abi_encode().into()
 }
 pub fn machine_id_of_owner(owner: Address) -> Bytes {
-    IIdentityRegistry::machineIdOfOwnerCall { addr: owner }
-        .abi_encode()
-        .into()
+    IIdentityRegistry::machineIdOfOwnerCall { addr: owner }.abi_encode().into()
 }
 pub fn mint(machine_id: U256, recipient: Address) -> Bytes {
-    IMachineNft::mintCall {
-        machineId: machine_id,
-        recipient,
-    }
-    .abi_encode()
-    .into()
+    IMachineNft::mintCall { machineId: machine_id, recipient }.abi_encode().into()
 }
 pub fn token_id_of(machine_id: U256) -> Bytes {
-    IMachineNft::tokenIdOfCall {
-        machineId: machine_id,
-    }
-    .abi_encode()
-    .into()
+    IMachineNft::tokenIdOfCall { machineId: machine_id }.abi_encode().into()
 }
 pub fn read_attribute(did_account: Address, name: &str) -> Bytes {
-    IDid::readAttributeCall {
-        didAccount: did_account,
-        name: name.as_bytes().to_vec().into(),
-    }
-    .abi_encode()
-    .into()
+    IDid::readAttributeCall { didAccount: did_account, name: name.as_bytes().to_vec().into() }.abi_encode().into()
 }
 pub fn add_attribute(did_account: Address, name: &str, value: &str) -> Bytes {
     IDid::addAttributeCall {
@@ -137,18 +117,10 @@ pub struct MachineDidAttributes {
 
 fn check_ascii_value(field: &str, v: &str, allow_empty: bool) -> Result<()> {
     if !allow_empty && v.is_empty() {
-        return Err(ChainError::validation(
-            field,
-            "non-empty",
-            format!("{field} must not be empty"),
-        ));
+        return Err(ChainError::validation(field, "non-empty", format!("{field} must not be empty")));
     }
     if !v.is_ascii() {
-        return Err(ChainError::validation(
-            field,
-            "ascii",
-            format!("{field} must be ASCII"),
-        ));
+        return Err(ChainError::validation(field, "ascii", format!("{field} must be ASCII")));
     }
     if v.len() > DID_MAX_VALUE_BYTES {
         return Err(ChainError::validation(
@@ -164,11 +136,7 @@ impl MachineDidAttributes {
     /// The six `(name, value)` pairs, validated (SDK limits: ASCII, ≤ 2560 bytes, non-empty URLs).
     pub fn pairs(&self) -> Result<Vec<(&'static str, String)>> {
         if self.machine_id.is_zero() {
-            return Err(ChainError::validation(
-                "machine_id",
-                "> 0",
-                "machine_id must be a positive integer",
-            ));
+            return Err(ChainError::validation("machine_id", "> 0", "machine_id must be a positive integer"));
         }
         check_ascii_value("documentation_url", &self.documentation_url, false)?;
         check_ascii_value("data_api", &self.data_api, false)?;
@@ -179,10 +147,7 @@ impl MachineDidAttributes {
                 "data_visibility must be one of public, private, onchain",
             ));
         }
-        let operator = self
-            .operator
-            .map(|a| format!("did:peaq:{}", a.to_checksum(None)))
-            .unwrap_or_default();
+        let operator = self.operator.map(|a| format!("did:peaq:{}", a.to_checksum(None))).unwrap_or_default();
         Ok(vec![
             ("machineId", self.machine_id.to_string()),
             ("nftTokenId", self.nft_token_id.to_string()),
@@ -201,45 +166,24 @@ pub fn python_int_list(ids: &[U256]) -> String {
 }
 
 /// Proxy DID pairs `machineId`, `machines` (non-empty, all > 0, ≤ 2560 bytes).
-pub fn proxy_did_pairs(
-    proxy_machine_id: U256,
-    machine_ids: &[U256],
-) -> Result<Vec<(&'static str, String)>> {
+pub fn proxy_did_pairs(proxy_machine_id: U256, machine_ids: &[U256]) -> Result<Vec<(&'static str, String)>> {
     if proxy_machine_id.is_zero() {
-        return Err(ChainError::validation(
-            "proxy_machine_id",
-            "> 0",
-            "proxy_machine_id must be a positive integer",
-        ));
+        return Err(ChainError::validation("proxy_machine_id", "> 0", "proxy_machine_id must be a positive integer"));
     }
     if machine_ids.is_empty() {
-        return Err(ChainError::validation(
-            "machine_ids",
-            "non-empty",
-            "machine_ids must not be empty",
-        ));
+        return Err(ChainError::validation("machine_ids", "non-empty", "machine_ids must not be empty"));
     }
     if machine_ids.iter().any(|m| m.is_zero()) {
-        return Err(ChainError::validation(
-            "machine_ids",
-            "> 0",
-            "every machine id must be a positive integer",
-        ));
+        return Err(ChainError::validation("machine_ids", "> 0", "every machine id must be a positive integer"));
     }
     let machines = python_int_list(machine_ids);
     check_ascii_value("machine_ids", &machines, false)?;
-    Ok(vec![
-        ("machineId", proxy_machine_id.to_string()),
-        ("machines", machines),
-    ])
+    Ok(vec![("machineId", proxy_machine_id.to_string()), ("machines", machines)])
 }
 
 /// `batchAll` of `addAttribute(did_account, name, value, 0)` to the DID precompile.
 pub fn did_attributes_batch(did: Address, did_account: Address, pairs: &[(&str, String)]) -> Bytes {
-    let calls: Vec<(Address, Bytes)> = pairs
-        .iter()
-        .map(|(n, v)| (did, add_attribute(did_account, n, v)))
-        .collect();
+    let calls: Vec<(Address, Bytes)> = pairs.iter().map(|(n, v)| (did, add_attribute(did_account, n, v))).collect();
     batch_all(&calls)
 }
 
@@ -267,16 +211,10 @@ pub fn activate_machine(a: &ActivateArgs) -> Bytes {
 
 /// Off-chain `MachineRegistry.computeTokenId`: `uint256(keccak256(abi.encode(string, bytes)))`.
 pub fn compute_machine_id(machine_type: &str, credential_subject: &[u8]) -> U256 {
-    let enc = (
-        machine_type.to_string(),
-        Bytes::from(credential_subject.to_vec()),
-    )
-        .abi_encode_params();
+    let enc = (machine_type.to_string(), Bytes::from(credential_subject.to_vec())).abi_encode_params();
     U256::from_be_bytes(keccak256(enc).0)
 }
 
 pub fn approve(spender: Address, amount: U256) -> Bytes {
-    IPeaqToken::approveCall { spender, amount }
-        .abi_encode()
-        .into()
+    IPeaqToken::approveCall { spender, amount }.abi_encode().into()
 }

@@ -37,11 +37,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(limits: OperationalLimits, deployment: &str) -> Self {
-        RateLimiter {
-            limits,
-            deployment: deployment.into(),
-            windows: Mutex::new(HashMap::new()),
-        }
+        RateLimiter { limits, deployment: deployment.into(), windows: Mutex::new(HashMap::new()) }
     }
 
     fn disabled(&self) -> bool {
@@ -56,26 +52,20 @@ impl RateLimiter {
             return Ok(Reservation::default());
         }
         let cap = self.limits.max_value_per_tx;
-        let window_on =
-            self.limits.rate_limit_max_events > 0 && self.limits.rate_limit_window_seconds > 0;
+        let window_on = self.limits.rate_limit_max_events > 0 && self.limits.rate_limit_window_seconds > 0;
         let window = Duration::from_secs(self.limits.rate_limit_window_seconds);
         let now = Instant::now();
         let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         let mut projected: HashMap<U256, u64> = HashMap::new();
         for e in events {
             if cap > 0 && e.value > U256::from(cap) {
-                return Err(ChainError::ValueCapExceeded {
-                    value: e.value.to_string(),
-                    cap: cap.to_string(),
-                });
+                return Err(ChainError::ValueCapExceeded { value: e.value.to_string(), cap: cap.to_string() });
             }
             if window_on {
                 let base = match projected.get(&e.machine_id) {
                     Some(c) => *c,
                     None => {
-                        let q = w
-                            .entry((self.deployment.clone(), e.machine_id))
-                            .or_default();
+                        let q = w.entry((self.deployment.clone(), e.machine_id)).or_default();
                         while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
                             q.pop_front();
                         }
@@ -96,9 +86,7 @@ impl RateLimiter {
         let mut r = Reservation::default();
         if window_on {
             for e in events {
-                w.entry((self.deployment.clone(), e.machine_id))
-                    .or_default()
-                    .push_back(now);
+                w.entry((self.deployment.clone(), e.machine_id)).or_default().push_back(now);
                 r.slots.push((self.deployment.clone(), e.machine_id, now));
             }
         }
@@ -141,23 +129,13 @@ mod tests {
     #[test]
     fn cap_window_and_release() {
         let l = RateLimiter::new(
-            OperationalLimits {
-                max_value_per_tx: 100,
-                rate_limit_max_events: 2,
-                rate_limit_window_seconds: 60,
-            },
+            OperationalLimits { max_value_per_tx: 100, rate_limit_max_events: 2, rate_limit_window_seconds: 60 },
             "d",
         );
-        assert_eq!(
-            l.reserve(&[ev(1, 101)]).unwrap_err().code(),
-            "VALUE_CAP_EXCEEDED"
-        );
+        assert_eq!(l.reserve(&[ev(1, 101)]).unwrap_err().code(), "VALUE_CAP_EXCEEDED");
         let r1 = l.reserve(&[ev(1, 1)]).unwrap();
         // batch projecting over the limit reserves nothing
-        assert_eq!(
-            l.reserve(&[ev(1, 1), ev(1, 1)]).unwrap_err().code(),
-            "RATE_LIMITED"
-        );
+        assert_eq!(l.reserve(&[ev(1, 1), ev(1, 1)]).unwrap_err().code(), "RATE_LIMITED");
         l.reserve(&[ev(1, 1)]).unwrap();
         let e = l.reserve(&[ev(1, 1)]).unwrap_err();
         assert_eq!(e.to_string(), "Machine 1: 2/2 events in 60s");

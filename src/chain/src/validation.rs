@@ -43,9 +43,7 @@ pub struct MachineIdInput(pub U256);
 impl MachineIdInput {
     /// SDK `parse_machine_id`: ASCII digits, no sign/whitespace/leading zeros, ≤ 2^256-1.
     pub fn from_decimal(field: &str, s: &str) -> Result<Self> {
-        let canonical = !s.is_empty()
-            && s.bytes().all(|b| b.is_ascii_digit())
-            && (s == "0" || !s.starts_with('0'));
+        let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
         if !canonical {
             return Err(ChainError::validation(
                 field,
@@ -53,15 +51,9 @@ impl MachineIdInput {
                 format!("{field} must be a canonical uint256 decimal string"),
             ));
         }
-        U256::from_str_radix(s, 10)
-            .map(MachineIdInput)
-            .map_err(|_| {
-                ChainError::validation(
-                    field,
-                    "0 <= value < 2**256",
-                    format!("{field} must be between 0 and 2**256 - 1"),
-                )
-            })
+        U256::from_str_radix(s, 10).map(MachineIdInput).map_err(|_| {
+            ChainError::validation(field, "0 <= value < 2**256", format!("{field} must be between 0 and 2**256 - 1"))
+        })
     }
 }
 
@@ -76,16 +68,10 @@ pub enum ValueInput {
 
 impl ValueInput {
     pub fn from_u128(v: u128) -> Self {
-        ValueInput::Int {
-            negative: false,
-            magnitude: U256::from(v),
-        }
+        ValueInput::Int { negative: false, magnitude: U256::from(v) }
     }
     pub fn from_i128(v: i128) -> Self {
-        ValueInput::Int {
-            negative: v < 0,
-            magnitude: U256::from(v.unsigned_abs()),
-        }
+        ValueInput::Int { negative: v < 0, magnitude: U256::from(v.unsigned_abs()) }
     }
     /// Parse text from a ROS field: a canonical decimal integer (`"123"`, `"0"`, `"-1"`: no
     /// sign `+`, no whitespace, no leading zeros, no `-0`) is an int; `"1.5"`, `"1e3"` are
@@ -106,13 +92,9 @@ impl ValueInput {
         let t = text;
         let float_shaped = !integer_shaped && !t.bytes().any(|b| b.is_ascii_whitespace() || b == b'+');
         if float_shaped && t.parse::<f64>().is_ok() {
-            return ValueInput::NotInt {
-                type_name: "float".into(),
-            };
+            return ValueInput::NotInt { type_name: "float".into() };
         }
-        ValueInput::NotInt {
-            type_name: "str".into(),
-        }
+        ValueInput::NotInt { type_name: "str".into() }
     }
 }
 
@@ -163,27 +145,17 @@ pub fn data_hash(raw_data: Option<&[u8]>) -> B256 {
 
 fn currency_shape_ok(c: &str) -> bool {
     // Python `\A[A-Z0-9]{3,10}\Z`: no trailing newline accepted.
-    (3..=10).contains(&c.len())
-        && c.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    (3..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// `validate_submit_event_params` (currency `Omitted` passes, as the SDK sentinel does).
 // Over 100 lines: the SDK's checks, flat and in its order, to read beside `validate_submit_event_params`.
 pub fn validate(p: &SubmitEventParams) -> Result<()> {
     if p.machine_id.0.is_zero() {
-        return Err(ChainError::validation(
-            "machine_id",
-            "> 0",
-            "machine_id must be a positive integer",
-        ));
+        return Err(ChainError::validation("machine_id", "> 0", "machine_id must be a positive integer"));
     }
     if !(0..=1).contains(&p.event_type) {
-        return Err(ChainError::validation(
-            "event_type",
-            "0 or 1",
-            "event_type must be 0 or 1",
-        ));
+        return Err(ChainError::validation("event_type", "0 or 1", "event_type must be 0 or 1"));
     }
     match &p.value {
         ValueInput::NotInt { type_name } => {
@@ -200,11 +172,7 @@ pub fn validate(p: &SubmitEventParams) -> Result<()> {
         ValueInput::Int { .. } => {}
     }
     if !(0..=2).contains(&p.trust_level) {
-        return Err(ChainError::validation(
-            "trust_level",
-            "0, 1, or 2",
-            "trust_level must be 0, 1, or 2",
-        ));
+        return Err(ChainError::validation("trust_level", "0, 1, or 2", "trust_level must be 0, 1, or 2"));
     }
     if !VALID_SOURCE_CHAIN_IDS.contains(&p.source_chain_id) {
         return Err(ChainError::validation(
@@ -214,11 +182,7 @@ pub fn validate(p: &SubmitEventParams) -> Result<()> {
         ));
     }
     if matches!(&p.raw_data, Some(d) if d.is_empty()) {
-        return Err(ChainError::validation(
-            "raw_data",
-            "non-empty",
-            "raw_data must not be empty when provided",
-        ));
+        return Err(ChainError::validation("raw_data", "non-empty", "raw_data must not be empty when provided"));
     }
     if let Some(h) = &p.source_tx_hash {
         // Python len() counts code points.
@@ -231,11 +195,7 @@ pub fn validate(p: &SubmitEventParams) -> Result<()> {
         }
     }
     if p.timestamp <= 0 {
-        return Err(ChainError::validation(
-            "timestamp",
-            "> 0",
-            "timestamp must be a positive integer",
-        ));
+        return Err(ChainError::validation("timestamp", "> 0", "timestamp must be a positive integer"));
     }
     if p.trust_level == 1 && p.source_tx_hash.is_none() {
         return Err(ChainError::validation(
@@ -331,20 +291,14 @@ pub fn resolve_batch_item(p: &SubmitEventParams) -> Result<ValidEvent> {
         ));
     }
     validate(p)?;
-    let Currency::Code(c) = &p.currency else {
-        unreachable!("validated")
-    };
+    let Currency::Code(c) = &p.currency else { unreachable!("validated") };
     finish(p, c.clone())
 }
 
 /// Validate a whole batch (non-empty; every item before anything is sent).
 pub fn resolve_batch(items: &[SubmitEventParams]) -> Result<Vec<ValidEvent>> {
     if items.is_empty() {
-        return Err(ChainError::validation(
-            "events",
-            "non-empty list",
-            "events must contain at least one item",
-        ));
+        return Err(ChainError::validation("events", "non-empty list", "events must contain at least one item"));
     }
     items.iter().map(resolve_batch_item).collect()
 }

@@ -69,7 +69,10 @@ async fn bench_latency_and_batch_throughput() {
             client.batch_submit_events(&items).await.unwrap();
         }
         let secs = t.elapsed().as_secs_f64();
-        println!("BENCH batch_submit_events size {size}: {:.0} events/s ({batches} batches in {secs:.2}s)", (size * batches) as f64 / secs);
+        println!(
+            "BENCH batch_submit_events size {size}: {:.0} events/s ({batches} batches in {secs:.2}s)",
+            (size * batches) as f64 / secs
+        );
     }
 
     // concurrent single submits (outbox pipelines nonces)
@@ -78,17 +81,12 @@ async fn bench_latency_and_batch_throughput() {
     let mut hs = vec![];
     for i in 0..k {
         let c = client.clone();
-        hs.push(tokio::spawn(async move {
-            c.submit_event(&ev(10_000 + i)).await.unwrap()
-        }));
+        hs.push(tokio::spawn(async move { c.submit_event(&ev(10_000 + i)).await.unwrap() }));
     }
     for h in hs {
         h.await.unwrap();
     }
-    println!(
-        "BENCH {k} concurrent submit_event: {:.0} events/s",
-        k as f64 / t.elapsed().as_secs_f64()
-    );
+    println!("BENCH {k} concurrent submit_event: {:.0} events/s", k as f64 / t.elapsed().as_secs_f64());
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(n + k));
 }
 
@@ -104,8 +102,7 @@ async fn bench_vs_sdk_on_harness() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&url, dir.path());
     c.poll_interval_ms = 20;
-    let client =
-        ChainClient::start(c.resolve_with(|_| None).unwrap(), vec![signer(&h.key(0))]).unwrap();
+    let client = ChainClient::start(c.resolve_with(|_| None).unwrap(), vec![signer(&h.key(0))]).unwrap();
     let me = client.signer_address();
     let r = client
         .activate(&ActivateParams {
@@ -133,11 +130,7 @@ async fn bench_vs_sdk_on_harness() {
         .unwrap();
     let ts = latest_block_timestamp(&url).await;
     let (n_single, n_batches, size) = (30u64, 5u64, 50u64);
-    let mk = |i: u64| SubmitEventParams {
-        machine_id: MachineIdInput(r.machine_id),
-        timestamp: ts,
-        ..ev(i)
-    };
+    let mk = |i: u64| SubmitEventParams { machine_id: MachineIdInput(r.machine_id), timestamp: ts, ..ev(i) };
 
     let mut lat = vec![];
     for i in 0..n_single {
@@ -166,11 +159,7 @@ async fn bench_vs_sdk_on_harness() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let sdk: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut slat: Vec<Duration> = sdk["single_latencies_s"]
         .as_array()
@@ -188,8 +177,5 @@ async fn bench_vs_sdk_on_harness() {
         ev_total / sdk_batch,
         sdk_batch / ours_batch
     );
-    assert_eq!(
-        client.event_count(r.machine_id).await.unwrap(),
-        U256::from(2 * (n_single + n_batches * size))
-    );
+    assert_eq!(client.event_count(r.machine_id).await.unwrap(), U256::from(2 * (n_single + n_batches * size)));
 }

@@ -44,11 +44,7 @@ async fn setup(no_mining: bool, state: Option<&Path>) -> Option<Anvil> {
 
 /// A chain client on `url` with its store in `dir`, signing with anvil's key #0.
 fn client_at(url: &str, dir: &Path) -> ChainClient {
-    ChainClient::start(
-        config(url, dir).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap()
+    ChainClient::start(config(url, dir).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap()
 }
 
 async fn wait_until(client: &ChainClient, pred: impl Fn(&ChainClient) -> bool, secs: u64) {
@@ -69,9 +65,7 @@ async fn submit_and_batch_exactly_once() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&anvil.url(), dir.path())
-        .resolve_with(|_| None)
-        .unwrap();
+    let cfg = config(&anvil.url(), dir.path()).resolve_with(|_| None).unwrap();
     let client = ChainClient::start(cfg, vec![signer(KEY0)]).unwrap();
     let mut status = client.subscribe_status();
     let r = client.submit_event(&ev(1)).await.unwrap();
@@ -84,10 +78,7 @@ async fn submit_and_batch_exactly_once() {
     let b = client.batch_submit_events(&items).await.unwrap();
     assert_eq!(b.data_hashes.len(), 3);
     assert_eq!(storage0(&anvil.url(), REGISTRY).await, U256::from(1));
-    assert_eq!(
-        storage0(&anvil.url(), BATCH_PRECOMPILE).await,
-        U256::from(3)
-    );
+    assert_eq!(storage0(&anvil.url(), BATCH_PRECOMPILE).await, U256::from(3));
     assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 2);
     // status stream: queued → signed → broadcast → included for the first intent
     let mut seen = vec![];
@@ -96,15 +87,7 @@ async fn submit_and_batch_exactly_once() {
             seen.push(s.state);
         }
     }
-    assert_eq!(
-        seen,
-        vec![
-            IntentState::Queued,
-            IntentState::Signed,
-            IntentState::Broadcast,
-            IntentState::Included
-        ]
-    );
+    assert_eq!(seen, vec![IntentState::Queued, IntentState::Signed, IntentState::Broadcast, IntentState::Included]);
     // batch items need an explicit currency
     let err = client.batch_submit_events(&[ev(9)]).await.unwrap_err();
     assert_eq!(err.field(), "currency");
@@ -113,10 +96,7 @@ async fn submit_and_batch_exactly_once() {
     let h = format!("{:#x}", r.tx_hash);
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(&h)).collect();
     assert_eq!(lines.len(), 2, "{log}");
-    assert!(
-        lines[0].contains(r#""status": "pending""#)
-            && lines[1].contains(r#""status": "confirmed""#)
-    );
+    assert!(lines[0].contains(r#""status": "pending""#) && lines[1].contains(r#""status": "confirmed""#));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,18 +124,8 @@ async fn limits_refuse_before_store_or_send() {
     client.submit_event(&other).await.unwrap();
     // refused ones were never stored nor sent
     assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 3);
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("chain/done"))
-            .unwrap()
-            .count(),
-        3
-    );
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("chain/intents"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(dir.path().join("chain/done")).unwrap().count(), 3);
+    assert_eq!(std::fs::read_dir(dir.path().join("chain/intents")).unwrap().count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,10 +139,7 @@ async fn revert_is_decoded_before_signing() {
     let client = client_at(&anvil.url(), dir.path());
     let e = client.submit_event(&ev(1)).await.unwrap_err();
     assert_eq!(e.code(), "NOT_OWNER_OR_CONTROLLER");
-    assert_eq!(
-        e.to_string(),
-        "Caller is neither the owner nor the DID controller of machine 42"
-    );
+    assert_eq!(e.to_string(), "Caller is neither the owner nor the DID controller of machine 42");
     assert_eq!(nonce_of(&anvil.url(), SIGNER0).await, 0);
     // a later good transaction uses nonce 0 (nothing was consumed)
     set_code(&anvil.url(), REGISTRY, COUNTER_CODE).await;
@@ -205,30 +172,15 @@ async fn rpc_down_then_anvil_restarted_with_state() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let pend = client.outbox().pending();
     assert_eq!(pend.len(), 3);
-    assert!(
-        pend.iter().all(|i| i.state == IntentState::Queued),
-        "{pend:?}"
-    );
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("chain/intents"))
-            .unwrap()
-            .count(),
-        3
-    );
-    let w = client
-        .outbox()
-        .wait(&ids[0], Duration::from_millis(200))
-        .await
-        .unwrap_err();
+    assert!(pend.iter().all(|i| i.state == IntentState::Queued), "{pend:?}");
+    assert_eq!(std::fs::read_dir(dir.path().join("chain/intents")).unwrap().count(), 3);
+    let w = client.outbox().wait(&ids[0], Duration::from_millis(200)).await.unwrap_err();
     assert_eq!(w.code(), "RECEIPT_AWAIT_FAILED");
     assert!(w.to_string().contains("stays queued"), "{w}");
     let _anvil2 = Anvil::spawn(&anvil.bin, anvil.port, Some(&state), false);
     wait_until(&client, |c| c.outbox().pending().is_empty(), 30).await;
     for id in &ids {
-        assert_eq!(
-            client.outbox().get(id).unwrap().state,
-            IntentState::Included
-        );
+        assert_eq!(client.outbox().get(id).unwrap().state, IntentState::Included);
     }
     assert_eq!(nonce_of(&url, SIGNER0).await, 6);
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(6));
@@ -244,24 +196,9 @@ async fn pool_lost_rebroadcasts_same_raw_transaction() {
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
-    let ids: Vec<String> = (0..2)
-        .map(|i| client.enqueue_event(&ev(i)).unwrap().0)
-        .collect();
-    wait_until(
-        &client,
-        |c| {
-            c.outbox()
-                .pending()
-                .iter()
-                .all(|i| i.state == IntentState::Broadcast)
-        },
-        20,
-    )
-    .await;
-    let hashes: Vec<_> = ids
-        .iter()
-        .map(|id| client.outbox().get(id).unwrap().attempts[0].tx_hash)
-        .collect();
+    let ids: Vec<String> = (0..2).map(|i| client.enqueue_event(&ev(i)).unwrap().0).collect();
+    wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
+    let hashes: Vec<_> = ids.iter().map(|id| client.outbox().get(id).unwrap().attempts[0].tx_hash).collect();
     anvil.stop(); // the pool (holding both transactions) is lost; chain state is kept
     let _anvil2 = Anvil::spawn(&anvil.bin, anvil.port, Some(&state), false);
     wait_until(&client, |c| c.outbox().pending().is_empty(), 30).await;
@@ -285,17 +222,7 @@ async fn nonce_consumed_elsewhere_is_signed_again_never_resent() {
     {
         let client = client_at(&url, dir.path());
         client.enqueue_event(&ev(0)).unwrap();
-        wait_until(
-            &client,
-            |c| {
-                c.outbox()
-                    .pending()
-                    .iter()
-                    .all(|i| i.state == IntentState::Broadcast)
-            },
-            20,
-        )
-        .await;
+        wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await; // old worker exits, lock released
                                                            // Drop the pooled tx and consume nonce 0 with another transaction from the same key.
@@ -323,10 +250,7 @@ async fn nonce_consumed_elsewhere_is_signed_again_never_resent() {
 /// Child half of the abort tests: runs only when re-executed by the parent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_abort_process() {
-    let (Ok(url), Ok(dir)) = (
-        std::env::var("PEAQOS_TEST_CHILD_RPC"),
-        std::env::var("PEAQOS_TEST_CHILD_DIR"),
-    ) else {
+    let (Ok(url), Ok(dir)) = (std::env::var("PEAQOS_TEST_CHILD_RPC"), std::env::var("PEAQOS_TEST_CHILD_DIR")) else {
         return;
     };
     let client = client_at(&url, Path::new(&dir));
@@ -338,22 +262,14 @@ async fn child_abort_process() {
 /// Run `child_abort_process` with `fault`; returns its one stored intent record.
 fn run_aborting_child(fault: &str, url: &str, dir: &Path) -> peaqos_chain::outbox::Intent {
     let status = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_abort_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "child_abort_process", "--nocapture", "--test-threads=1"])
         .env("PEAQOS_CHAIN_FAULT", fault)
         .env("PEAQOS_TEST_CHILD_RPC", url)
         .env("PEAQOS_TEST_CHILD_DIR", dir)
         .status()
         .unwrap();
     assert!(!status.success(), "child must have aborted");
-    let files: Vec<_> = std::fs::read_dir(dir.join("chain/intents"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files: Vec<_> = std::fs::read_dir(dir.join("chain/intents")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), 1);
     serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap()
 }
@@ -369,17 +285,10 @@ async fn abort_then_restart(fault: &str, expect_state: IntentState) {
     assert_eq!(rec.state, expect_state);
     let stored_hash = rec.attempts[0].tx_hash;
     let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
-    assert!(
-        log.contains(&format!("{stored_hash:#x}")),
-        "pending hash journaled before the crash"
-    );
+    assert!(log.contains(&format!("{stored_hash:#x}")), "pending hash journaled before the crash");
     // Restart in this process: reconcile ⇒ included exactly once, same hash.
     let client = client_at(&url, dir.path());
-    let o = client
-        .outbox()
-        .wait(&rec.id, Duration::from_secs(20))
-        .await
-        .unwrap();
+    let o = client.outbox().wait(&rec.id, Duration::from_secs(20)).await.unwrap();
     assert_eq!(o.tx_hash, stored_hash);
     assert_eq!(nonce_of(&url, SIGNER0).await, 1);
     assert_eq!(storage0(&url, REGISTRY).await, U256::from(1));
@@ -408,16 +317,7 @@ async fn no_key_material_in_journal_store_or_errors() {
     let client = client_at(&anvil.url(), dir.path());
     client.submit_event(&ev(1)).await.unwrap();
     let mut errors = vec![];
-    errors.push(
-        client
-            .submit_event(&SubmitEventParams {
-                trust_level: 1,
-                ..ev(2)
-            })
-            .await
-            .unwrap_err()
-            .to_string(),
-    );
+    errors.push(client.submit_event(&SubmitEventParams { trust_level: 1, ..ev(2) }).await.unwrap_err().to_string());
     set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
     errors.push(client.submit_event(&ev(3)).await.unwrap_err().to_string());
     let mut all = errors.join("\n");
@@ -450,37 +350,15 @@ async fn dropped_for_fees_is_replaced_at_same_nonce() {
     let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
     let (id, _) = client.enqueue_event(&ev(0)).unwrap();
-    wait_until(
-        &client,
-        |c| {
-            c.outbox()
-                .pending()
-                .iter()
-                .all(|i| i.state == IntentState::Broadcast)
-        },
-        20,
-    )
-    .await;
+    wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
     let first = client.outbox().get(&id).unwrap().attempts[0].clone();
     // The pool drops it and the base fee jumps far above its max fee.
     rpc_value(&url, "anvil_dropAllTransactions", serde_json::json!([])).await;
-    rpc_value(
-        &url,
-        "anvil_setNextBlockBaseFeePerGas",
-        serde_json::json!(["0x174876e800"]),
-    )
-    .await; // 100 gwei
+    rpc_value(&url, "anvil_setNextBlockBaseFeePerGas", serde_json::json!(["0x174876e800"])).await; // 100 gwei
     rpc_value(&url, "evm_setAutomine", serde_json::json!([true])).await;
-    let o = client
-        .outbox()
-        .wait(&id, Duration::from_secs(20))
-        .await
-        .unwrap();
+    let o = client.outbox().wait(&id, Duration::from_secs(20)).await.unwrap();
     let rec = client.outbox().get(&id).unwrap();
-    assert!(
-        rec.attempts.len() >= 2,
-        "replacement attempt stored: {rec:?}"
-    );
+    assert!(rec.attempts.len() >= 2, "replacement attempt stored: {rec:?}");
     assert_eq!(o.tx_hash, rec.attempts.last().unwrap().tx_hash);
     assert_ne!(o.tx_hash, first.tx_hash);
     assert!(rec.attempts.last().unwrap().max_fee_per_gas >= 100_000_000_000);
@@ -502,22 +380,11 @@ async fn failed_intent_gives_its_rate_slot_back() {
     let client = ChainClient::start(c.resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
     // fire-and-forget path: the failure is observed on the status stream, the slot released
     let (id, _) = client.enqueue_event(&ev(1)).unwrap();
-    assert_eq!(
-        client
-            .outbox()
-            .wait(&id, Duration::from_secs(10))
-            .await
-            .unwrap_err()
-            .code(),
-        "NOT_OWNER_OR_CONTROLLER"
-    );
+    assert_eq!(client.outbox().wait(&id, Duration::from_secs(10)).await.unwrap_err().code(), "NOT_OWNER_OR_CONTROLLER");
     tokio::time::sleep(Duration::from_millis(100)).await;
     set_code(&anvil.url(), REGISTRY, COUNTER_CODE).await;
     client.submit_event(&ev(2)).await.unwrap();
-    assert_eq!(
-        client.submit_event(&ev(3)).await.unwrap_err().code(),
-        "RATE_LIMITED"
-    );
+    assert_eq!(client.submit_event(&ev(3)).await.unwrap_err().code(), "RATE_LIMITED");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,45 +396,18 @@ async fn reverted_on_chain_after_submission_is_failed_with_receipt() {
     let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
     let (id, _) = client.enqueue_event(&ev(0)).unwrap();
-    wait_until(
-        &client,
-        |c| {
-            c.outbox()
-                .pending()
-                .iter()
-                .all(|i| i.state == IntentState::Broadcast)
-        },
-        20,
-    )
-    .await;
+    wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
     // state changes between estimation and inclusion: the registry now reverts
     set_code(&url, REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
     rpc_value(&url, "evm_mine", serde_json::json!([])).await;
-    let e = client
-        .outbox()
-        .wait(&id, Duration::from_secs(20))
-        .await
-        .unwrap_err();
-    assert!(
-        ["NOT_OWNER_OR_CONTROLLER", "TX_REVERTED"].contains(&e.code()),
-        "{e:?}"
-    );
+    let e = client.outbox().wait(&id, Duration::from_secs(20)).await.unwrap_err();
+    assert!(["NOT_OWNER_OR_CONTROLLER", "TX_REVERTED"].contains(&e.code()), "{e:?}");
     let rec = client.outbox().get(&id).unwrap();
     assert_eq!(rec.state, IntentState::Failed);
     assert!(!rec.receipt.as_ref().unwrap().success);
-    assert_eq!(
-        nonce_of(&url, SIGNER0).await,
-        1,
-        "a reverted tx still consumed its nonce"
-    );
+    assert_eq!(nonce_of(&url, SIGNER0).await, 1, "a reverted tx still consumed its nonce");
     let log = std::fs::read_to_string(dir.path().join("peaqos.log")).unwrap();
-    assert!(
-        log.lines()
-            .last()
-            .unwrap()
-            .contains(r#""status": "failed""#),
-        "{log}"
-    );
+    assert!(log.lines().last().unwrap().contains(r#""status": "failed""#), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,19 +415,15 @@ async fn second_client_on_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}", free_port());
     let _a = client_at(&url, dir.path());
-    let e = ChainClient::start(
-        config(&url, dir.path()).resolve_with(|_| None).unwrap(),
-        vec![signer(KEY0)],
-    )
-    .unwrap_err();
+    let e =
+        ChainClient::start(config(&url, dir.path()).resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap_err();
     assert_eq!(e.code(), "STORE_LOCKED");
     assert!(e.field().ends_with("outbox.lock"));
 }
 
 /// Batch stand-in that reverts `NotOwnerOrController()` for a batchAll of more than 5 subcalls
 /// and otherwise adds len(to) to slot 0.
-const BATCH_AT_MOST_5_CODE: &str =
-    "0x600435600401358060051060165760005401600055005b63fce354b260e01b60005260046000fd";
+const BATCH_AT_MOST_5_CODE: &str = "0x600435600401358060051060165760005401600055005b63fce354b260e01b60005260046000fd";
 
 fn batch(first: u64, n: u64) -> Vec<SubmitEventParams> {
     (first..first + n)
@@ -608,16 +444,9 @@ async fn queue_while_down(
     batches: &[Vec<SubmitEventParams>],
 ) -> (Vec<String>, Anvil) {
     anvil.stop();
-    let ids: Vec<String> = batches
-        .iter()
-        .map(|b| client.enqueue_batch(b).unwrap().0)
-        .collect();
+    let ids: Vec<String> = batches.iter().map(|b| client.enqueue_batch(b).unwrap().0).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(client
-        .outbox()
-        .pending()
-        .iter()
-        .all(|i| i.state == IntentState::Queued));
+    assert!(client.outbox().pending().iter().all(|i| i.state == IntentState::Queued));
     let back = Anvil::spawn(&anvil.bin, anvil.port, Some(state), false);
     (ids, back)
 }
@@ -639,29 +468,17 @@ async fn queued_batches_share_one_transaction() {
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
-    let (ids, _anvil2) = queue_while_down(
-        &mut anvil,
-        &state,
-        &client,
-        &[batch(0, 2), batch(10, 3), batch(20, 4)],
-    )
-    .await;
+    let (ids, _anvil2) =
+        queue_while_down(&mut anvil, &state, &client, &[batch(0, 2), batch(10, 3), batch(20, 4)]).await;
     let mut hashes = vec![];
     for id in &ids {
-        let o = client
-            .outbox()
-            .wait(id, Duration::from_secs(30))
-            .await
-            .unwrap();
+        let o = client.outbox().wait(id, Duration::from_secs(30)).await.unwrap();
         hashes.push(o.tx_hash);
     }
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
     assert_eq!(nonce_of(&url, SIGNER0).await, 1, "one transaction");
     assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(9));
-    let carriers: Vec<_> = done_records(dir.path())
-        .into_iter()
-        .filter(|i| !i.members.is_empty())
-        .collect();
+    let carriers: Vec<_> = done_records(dir.path()).into_iter().filter(|i| !i.members.is_empty()).collect();
     assert_eq!(carriers.len(), 1);
     assert_eq!(carriers[0].members, ids);
     assert_eq!(carriers[0].journal["event_count"], 9);
@@ -678,8 +495,7 @@ async fn queued_batches_share_one_transaction() {
     drop(client);
     let mut c2 = config(&url, dir2.path());
     c2.merge_max_events = 0;
-    let client2 =
-        ChainClient::start(c2.resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
+    let client2 = ChainClient::start(c2.resolve_with(|_| None).unwrap(), vec![signer(KEY0)]).unwrap();
     for b in [batch(30, 2), batch(40, 2), batch(50, 2)] {
         client2.batch_submit_events(&b).await.unwrap();
     }
@@ -698,40 +514,16 @@ async fn failed_merge_is_split_and_only_the_bad_batch_fails() {
     let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
     // 2 + 3 + 7 subcalls: the merged 12 reverts; alone, the 7 reverts and the others pass
-    let (ids, _anvil2) = queue_while_down(
-        &mut anvil,
-        &state,
-        &client,
-        &[batch(0, 2), batch(10, 3), batch(20, 7)],
-    )
-    .await;
-    let a = client
-        .outbox()
-        .wait(&ids[0], Duration::from_secs(30))
-        .await
-        .unwrap();
-    let b = client
-        .outbox()
-        .wait(&ids[1], Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (ids, _anvil2) =
+        queue_while_down(&mut anvil, &state, &client, &[batch(0, 2), batch(10, 3), batch(20, 7)]).await;
+    let a = client.outbox().wait(&ids[0], Duration::from_secs(30)).await.unwrap();
+    let b = client.outbox().wait(&ids[1], Duration::from_secs(30)).await.unwrap();
     assert_ne!(a.tx_hash, b.tx_hash);
-    let c = client
-        .outbox()
-        .wait(&ids[2], Duration::from_secs(30))
-        .await
-        .unwrap_err();
+    let c = client.outbox().wait(&ids[2], Duration::from_secs(30)).await.unwrap_err();
     assert_eq!(c.code(), "NOT_OWNER_OR_CONTROLLER");
     assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(5));
-    assert_eq!(
-        nonce_of(&url, SIGNER0).await,
-        2,
-        "the refused merge consumed no nonce"
-    );
-    let carrier = done_records(dir.path())
-        .into_iter()
-        .find(|i| !i.members.is_empty())
-        .expect("carrier record");
+    assert_eq!(nonce_of(&url, SIGNER0).await, 2, "the refused merge consumed no nonce");
+    let carrier = done_records(dir.path()).into_iter().find(|i| !i.members.is_empty()).expect("carrier record");
     assert_eq!(carrier.state, IntentState::Failed);
     assert_eq!(carrier.members, ids);
 }
@@ -766,12 +558,7 @@ async fn abort_after_merge_then_restart_sends_each_batch_once() {
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_merge_abort_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "child_merge_abort_process", "--nocapture", "--test-threads=1"])
         .env("PEAQOS_CHAIN_FAULT", "abort_after_merge")
         .env("PEAQOS_TEST_CHILD_RPC", &url)
         .env(
@@ -784,32 +571,20 @@ async fn abort_after_merge_then_restart_sends_each_batch_once() {
         .status()
         .unwrap();
     assert!(!status.success(), "child must have aborted");
-    let stored: Vec<peaqos_chain::outbox::Intent> =
-        std::fs::read_dir(dir.path().join("chain/intents"))
-            .unwrap()
-            .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
-            .collect();
-    assert_eq!(stored.len(), 3, "two members and their carrier");
-    let carrier = stored
-        .iter()
-        .find(|i| !i.members.is_empty())
+    let stored: Vec<peaqos_chain::outbox::Intent> = std::fs::read_dir(dir.path().join("chain/intents"))
         .unwrap()
-        .clone();
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 3, "two members and their carrier");
+    let carrier = stored.iter().find(|i| !i.members.is_empty()).unwrap().clone();
     assert!(
-        stored
-            .iter()
-            .filter(|i| i.members.is_empty())
-            .all(|i| i.state == IntentState::Queued),
+        stored.iter().filter(|i| i.members.is_empty()).all(|i| i.state == IntentState::Queued),
         "members were not marked before the abort"
     );
     assert_eq!(nonce_of(&url, SIGNER0).await, 0);
     let client = client_at(&url, dir.path());
     for id in &carrier.members {
-        let o = client
-            .outbox()
-            .wait(id, Duration::from_secs(20))
-            .await
-            .unwrap();
+        let o = client.outbox().wait(id, Duration::from_secs(20)).await.unwrap();
         assert_eq!(o.intent_id, *id);
     }
     assert_eq!(nonce_of(&url, SIGNER0).await, 1, "the carrier only");
@@ -829,15 +604,11 @@ async fn dev_chain_started_afresh_does_not_strand_the_nonce() {
             client.submit_event(&ev(i)).await.unwrap();
         }
     }
-    let stored: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join(format!("chain/nonces/{SIGNER0:#x}.json"))).unwrap(),
-    )
-    .unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("chain/nonces/{SIGNER0:#x}.json"))).unwrap())
+            .unwrap();
     assert_eq!(stored["next_nonce"], 3);
-    assert!(
-        stored["genesis"].as_str().is_some_and(|g| g.len() == 66),
-        "{stored}"
-    );
+    assert!(stored["genesis"].as_str().is_some_and(|g| g.len() == 66), "{stored}");
     // A new dev chain on the same URL: nonce 0 again, another genesis block.
     anvil.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await; // new genesis time; old worker gone
@@ -861,48 +632,25 @@ async fn refused_rebroadcast_waits_says_why_and_is_never_resigned() {
     let rec = run_aborting_child("abort_after_sign", &url, dir.path());
     let stored_hash = rec.attempts[0].tx_hash;
     // The signer can no longer pay: the node refuses the stored transaction.
-    rpc_value(
-        &url,
-        "anvil_setBalance",
-        serde_json::json!([SIGNER0, "0x0"]),
-    )
-    .await;
+    rpc_value(&url, "anvil_setBalance", serde_json::json!([SIGNER0, "0x0"])).await;
     let client = client_at(&url, dir.path());
     let mut status = client.subscribe_status();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let refused = loop {
-        let s = tokio::time::timeout_at(deadline, status.recv())
-            .await
-            .expect("a REBROADCAST_REFUSED status")
-            .unwrap();
+        let s = tokio::time::timeout_at(deadline, status.recv()).await.expect("a REBROADCAST_REFUSED status").unwrap();
         if s.intent_id == rec.id && s.code == "REBROADCAST_REFUSED" {
             break s;
         }
     };
     assert_eq!(refused.state, IntentState::Signed);
-    assert!(
-        refused
-            .message
-            .to_ascii_lowercase()
-            .contains("insufficient funds"),
-        "{refused:?}"
-    );
+    assert!(refused.message.to_ascii_lowercase().contains("insufficient funds"), "{refused:?}");
     let now = client.outbox().get(&rec.id).unwrap();
     assert_eq!(now.attempts.len(), 1, "never re-signed");
     assert_eq!(now.error.unwrap().code, "REBROADCAST_REFUSED");
     assert_eq!(nonce_of(&url, SIGNER0).await, 0);
     // Funds back: the same stored transaction goes through, and the refusal is cleared.
-    rpc_value(
-        &url,
-        "anvil_setBalance",
-        serde_json::json!([SIGNER0, "0x3635c9adc5dea00000"]),
-    )
-    .await;
-    let o = client
-        .outbox()
-        .wait(&rec.id, Duration::from_secs(20))
-        .await
-        .unwrap();
+    rpc_value(&url, "anvil_setBalance", serde_json::json!([SIGNER0, "0x3635c9adc5dea00000"])).await;
+    let o = client.outbox().wait(&rec.id, Duration::from_secs(20)).await.unwrap();
     assert_eq!(o.tx_hash, stored_hash);
     let done = client.outbox().get(&rec.id).unwrap();
     assert!(done.error.is_none() && done.attempts.len() == 1);
@@ -930,10 +678,8 @@ async fn batch_larger_than_a_block_fails_by_name_and_a_merge_is_split() {
     assert_eq!(nonce_of(&url, SIGNER0).await, 0, "nothing was sent");
     // three batches that fit one by one, queued during an outage: the merge does not fit
     anvil.stop();
-    let ids: Vec<String> = [batch(100, 15), batch(200, 15), batch(300, 15)]
-        .iter()
-        .map(|b| client.enqueue_batch(b).unwrap().0)
-        .collect();
+    let ids: Vec<String> =
+        [batch(100, 15), batch(200, 15), batch(300, 15)].iter().map(|b| client.enqueue_batch(b).unwrap().0).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _back = Anvil::spawn_with(&bin, anvil.port, Some(&state), false, &small);
     let mut hashes = vec![];
@@ -942,15 +688,9 @@ async fn batch_larger_than_a_block_fails_by_name_and_a_merge_is_split() {
         hashes.push(o.unwrap_or_else(|e| panic!("{id}: {e}")).tx_hash);
     }
     assert_eq!(storage0(&url, BATCH_PRECOMPILE).await, U256::from(45));
-    let carrier = done_records(dir.path())
-        .into_iter()
-        .find(|i| !i.members.is_empty())
-        .expect("a merge was tried");
+    let carrier = done_records(dir.path()).into_iter().find(|i| !i.members.is_empty()).expect("a merge was tried");
     assert_eq!(carrier.state, IntentState::Failed);
-    assert_eq!(
-        carrier.error.as_ref().unwrap().code,
-        "GAS_LIMIT_EXCEEDS_BLOCK"
-    );
+    assert_eq!(carrier.error.as_ref().unwrap().code, "GAS_LIMIT_EXCEEDS_BLOCK");
     assert_eq!(nonce_of(&url, SIGNER0).await, 3, "each batch on its own");
     // 30 events use about 280k gas: the usual headroom would ask for more than the block's
     // 400k, the simulation ran it within a block's gas, so the limit is capped at the block's

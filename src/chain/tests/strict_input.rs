@@ -27,37 +27,12 @@ fn addresses_need_0x_and_40_hex_digits() {
 
 #[test]
 fn values_and_machine_ids_are_canonical_decimals() {
-    assert!(matches!(
-        ValueInput::parse("5"),
-        ValueInput::Int {
-            negative: false,
-            ..
-        }
-    ));
-    assert!(matches!(
-        ValueInput::parse("0"),
-        ValueInput::Int {
-            negative: false,
-            ..
-        }
-    ));
-    assert!(matches!(
-        ValueInput::parse("-5"),
-        ValueInput::Int { negative: true, .. }
-    ));
-    assert_eq!(
-        ValueInput::parse("1.5"),
-        ValueInput::NotInt {
-            type_name: "float".into()
-        }
-    );
-    for bad in [
-        " 5", "5 ", "+5", "05", "-0", "5\n", "\t5", "", "-", "0x5", "5_0", "٥",
-    ] {
-        assert!(
-            matches!(ValueInput::parse(bad), ValueInput::NotInt { .. }),
-            "{bad:?}"
-        );
+    assert!(matches!(ValueInput::parse("5"), ValueInput::Int { negative: false, .. }));
+    assert!(matches!(ValueInput::parse("0"), ValueInput::Int { negative: false, .. }));
+    assert!(matches!(ValueInput::parse("-5"), ValueInput::Int { negative: true, .. }));
+    assert_eq!(ValueInput::parse("1.5"), ValueInput::NotInt { type_name: "float".into() });
+    for bad in [" 5", "5 ", "+5", "05", "-0", "5\n", "\t5", "", "-", "0x5", "5_0", "٥"] {
+        assert!(matches!(ValueInput::parse(bad), ValueInput::NotInt { .. }), "{bad:?}");
     }
     MachineIdInput::from_decimal("machine_id", "6812").unwrap();
     for bad in [" 5", "\t5", "5 ", "05", "+5", "-5", "-0", ""] {

@@ -14,7 +14,10 @@ use serde_json::{json, Map, Value};
 
 fn battery_state() -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("header".into(), json!({"stamp": {"sec": 1_735_000_000, "nanosec": 123_456_789}, "frame_id": "base_link"}));
+    m.insert(
+        "header".into(),
+        json!({"stamp": {"sec": 1_735_000_000, "nanosec": 123_456_789}, "frame_id": "base_link"}),
+    );
     m.insert("voltage".into(), value::float32(12.6));
     m.insert("temperature".into(), value::float32(31.5));
     m.insert("current".into(), value::float32(-1.25));
@@ -26,8 +29,14 @@ fn battery_state() -> Map<String, Value> {
     m.insert("power_supply_health".into(), json!(1));
     m.insert("power_supply_technology".into(), json!(2));
     m.insert("present".into(), json!(true));
-    m.insert("cell_voltage".into(), Value::Array([3.15f32, 3.16, 3.13, 3.15].iter().map(|&v| value::float32(v)).collect()));
-    m.insert("cell_temperature".into(), Value::Array([30.5f32, 31.0, 31.5, 30.0].iter().map(|&v| value::float32(v)).collect()));
+    m.insert(
+        "cell_voltage".into(),
+        Value::Array([3.15f32, 3.16, 3.13, 3.15].iter().map(|&v| value::float32(v)).collect()),
+    );
+    m.insert(
+        "cell_temperature".into(),
+        Value::Array([30.5f32, 31.0, 31.5, 30.0].iter().map(|&v| value::float32(v)).collect()),
+    );
     m.insert("location".into(), json!("warehouse-7/bay-12"));
     m.insert("serial_number".into(), json!("BAT-2026-000123"));
     m
@@ -59,7 +68,10 @@ fn main() {
     let n = 30_000;
     let (el, size) = run(n);
     let rate = n as f64 / el.as_secs_f64();
-    println!("peaqos_core: {n} packages in {:.3} s = {rate:.0} packages/s on one thread ({size} bytes each)", el.as_secs_f64());
+    println!(
+        "peaqos_core: {n} packages in {:.3} s = {rate:.0} packages/s on one thread ({size} bytes each)",
+        el.as_secs_f64()
+    );
 
     // Breakdown (µs per package): field rules alone, canonical JSON alone, signing alone.
     let per = |f: &mut dyn FnMut()| {

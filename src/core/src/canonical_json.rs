@@ -37,9 +37,7 @@ pub enum CanonicalError {
 pub fn write_canonical(v: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     match write_value(v, out) {
         Ok(()) => Ok(()),
-        Err(()) => Err(CanonicalError::NonFinite {
-            path: find_non_finite(v, "$").unwrap_or_else(|| "$".to_owned()),
-        }),
+        Err(()) => Err(CanonicalError::NonFinite { path: find_non_finite(v, "$").unwrap_or_else(|| "$".to_owned()) }),
     }
 }
 

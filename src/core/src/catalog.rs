@@ -35,10 +35,7 @@ impl FieldKind {
     }
     /// A number, string or bool.
     pub fn scalar(self) -> bool {
-        matches!(
-            self,
-            FieldKind::Integer | FieldKind::Float | FieldKind::Bool | FieldKind::Text
-        )
+        matches!(self, FieldKind::Integer | FieldKind::Float | FieldKind::Bool | FieldKind::Text)
     }
     /// "an integer", "a float", ...
     pub fn name(self) -> &'static str {
@@ -80,15 +77,8 @@ pub fn lookup(catalog: &FieldCatalog, msg_type: &str, path: &str) -> Result<Fiel
             Some(k) => return Err(format!("field {path:?} goes through {prefix:?}, which is {}, not a nested message", k.name())),
         }
     }
-    let top: Vec<&str> = catalog
-        .keys()
-        .filter(|k| !k.contains('.'))
-        .map(String::as_str)
-        .collect();
-    Err(format!(
-        "field {path:?} does not exist in {msg_type} (its fields: {})",
-        top.join(", ")
-    ))
+    let top: Vec<&str> = catalog.keys().filter(|k| !k.contains('.')).map(String::as_str).collect();
+    Err(format!("field {path:?} does not exist in {msg_type} (its fields: {})", top.join(", ")))
 }
 
 #[cfg(test)]
@@ -96,14 +86,10 @@ mod tests {
     use super::*;
 
     fn diag() -> FieldCatalog {
-        [
-            ("header", FieldKind::Message),
-            ("header.frame_id", FieldKind::Text),
-            ("status", FieldKind::Other),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        [("header", FieldKind::Message), ("header.frame_id", FieldKind::Text), ("status", FieldKind::Other)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
     }
 
     #[test]
@@ -111,19 +97,10 @@ mod tests {
         let c = diag();
         assert_eq!(lookup(&c, "t", "header.frame_id"), Ok(FieldKind::Text));
         assert_eq!(lookup(&c, "t", "status"), Ok(FieldKind::Other));
-        assert!(lookup(&c, "t", "status.message")
-            .unwrap_err()
-            .contains("an array"));
-        assert!(lookup(&c, "t", "header.frame_id.x")
-            .unwrap_err()
-            .contains("a string, not a nested message"));
+        assert!(lookup(&c, "t", "status.message").unwrap_err().contains("an array"));
+        assert!(lookup(&c, "t", "header.frame_id.x").unwrap_err().contains("a string, not a nested message"));
         let e = lookup(&c, "t", "headr").unwrap_err();
-        assert!(
-            e.contains("does not exist in t") && e.contains("header, status"),
-            "{e}"
-        );
-        assert!(lookup(&c, "t", "header.nope")
-            .unwrap_err()
-            .contains("does not exist"));
+        assert!(e.contains("does not exist in t") && e.contains("header, status"), "{e}");
+        assert!(lookup(&c, "t", "header.nope").unwrap_err().contains("does not exist"));
     }
 }

@@ -205,7 +205,11 @@ impl FieldCipher {
 }
 
 /// Apply `rules` to a message's top-level `fields` (the SDK's `apply_field_rules`).
-pub fn apply(fields: &Map<String, Value>, rules: &TopicRules, cipher: &FieldCipher) -> Result<Map<String, Value>, FieldRuleError> {
+pub fn apply(
+    fields: &Map<String, Value>,
+    rules: &TopicRules,
+    cipher: &FieldCipher,
+) -> Result<Map<String, Value>, FieldRuleError> {
     let mut output = fields.clone();
     if rules.rules.is_empty() && rules.default_action == Action::Include {
         return Ok(output);
@@ -382,7 +386,9 @@ fn generalize(value: &Value, path: &str) -> Result<Value, FieldRuleError> {
             if !f.is_finite() {
                 Value::String("***".to_owned())
             } else {
-                Value::String(bucket_number(f).ok_or_else(|| FieldRuleError::Generalize { path: path.to_owned(), value: f })?)
+                Value::String(
+                    bucket_number(f).ok_or_else(|| FieldRuleError::Generalize { path: path.to_owned(), value: f })?,
+                )
             }
         }
         Value::String(s) => {

@@ -143,10 +143,7 @@ fn read_private_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
         Err(e) => {
             let mut b = e.into_bytes();
             b.zeroize();
-            Err(KeyError::Malformed {
-                source_name: path.display().to_string(),
-                reason: "not UTF-8 text".to_owned(),
-            })
+            Err(KeyError::Malformed { source_name: path.display().to_string(), reason: "not UTF-8 text".to_owned() })
         }
     }
 }
@@ -216,8 +213,8 @@ pub fn recover_eip191(msg: &[u8], sig: &[u8]) -> Result<[u8; 20], SignatureError
         other => return Err(SignatureError::Invalid(format!("bad recovery byte v={other}"))),
     };
     let recid = RecoveryId::try_from(v).map_err(|e| SignatureError::Invalid(e.to_string()))?;
-    let rs = RecoverableSignature::from_compact(&sig[..64], recid)
-        .map_err(|e| SignatureError::Invalid(e.to_string()))?;
+    let rs =
+        RecoverableSignature::from_compact(&sig[..64], recid).map_err(|e| SignatureError::Invalid(e.to_string()))?;
     let msg = Message::from_digest(eip191_hash(msg));
     let secp = secp256k1::Secp256k1::verification_only();
     let pk = secp.recover_ecdsa(&msg, &rs).map_err(|e| SignatureError::Invalid(e.to_string()))?;
@@ -403,8 +400,7 @@ impl FieldKey {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
         }
         let mut key = Zeroizing::new([0u8; 32]);
-        getrandom::getrandom(&mut key[..])
-            .map_err(|e| io(std::io::Error::other(format!("random source: {e}"))))?;
+        getrandom::getrandom(&mut key[..]).map_err(|e| io(std::io::Error::other(format!("random source: {e}"))))?;
         let mut text = Zeroizing::new(hex::encode(&key[..]));
         text.push('\n');
         let mut f = match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {

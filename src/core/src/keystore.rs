@@ -247,7 +247,8 @@ mod tests {
 
     #[test]
     fn hostile_parameters_are_refused_naming_the_field() {
-        let j: serde_json::Value = serde_json::from_str(&encrypt(&SK, b"p", Kdf::Scrypt { log_n: 10 }).unwrap()).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&encrypt(&SK, b"p", Kdf::Scrypt { log_n: 10 }).unwrap()).unwrap();
         let with = |path: &[&str], v: serde_json::Value| {
             let mut j = j.clone();
             let mut cur = &mut j;

@@ -60,27 +60,14 @@ mod tests {
     fn escapes_and_cuts() {
         let forged = "/a\n[ERROR] [0.0] [peaqos_node]: forged\r\u{1b}[31m";
         let q = quoted(forged).to_string();
-        assert!(
-            !q.contains('\n') && !q.contains('\r') && !q.contains('\u{1b}'),
-            "{q}"
-        );
+        assert!(!q.contains('\n') && !q.contains('\r') && !q.contains('\u{1b}'), "{q}");
         assert!(q.starts_with("\"/a\\n[ERROR]"), "{q}");
         let big = "x".repeat(1 << 20);
         let q = quoted(&big).to_string();
         assert!(q.len() < 200 && q.ends_with("(1048576 bytes)"), "{q}");
         assert_eq!(quoted("ok").to_string(), "\"ok\"");
         assert_eq!(one_line("a\nb `c`", 100), "a\\nb `c`");
-        assert_eq!(
-            one_line(&"y".repeat(500), 10),
-            format!("{}…", "y".repeat(10))
-        );
-        assert_eq!(
-            quoted(&"é".repeat(200))
-                .to_string()
-                .chars()
-                .filter(|c| *c == 'é')
-                .count(),
-            MAX_QUOTED_CHARS
-        );
+        assert_eq!(one_line(&"y".repeat(500), 10), format!("{}…", "y".repeat(10)));
+        assert_eq!(quoted(&"é".repeat(200)).to_string().chars().filter(|c| *c == 'é').count(), MAX_QUOTED_CHARS);
     }
 }

@@ -109,15 +109,7 @@ pub fn iso8601_utc(ts: Timestamp) -> String {
     let days = sec.div_euclid(86_400);
     let rem = sec.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        y,
-        m,
-        d,
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    );
+    let mut s = format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", y, m, d, rem / 3600, (rem % 3600) / 60, rem % 60);
     if nanos != 0 {
         s.push_str(&format!(".{nanos:09}"));
     }

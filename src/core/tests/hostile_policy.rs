@@ -84,63 +84,36 @@ type Slot = (&'static str, &'static str, fn(&str) -> bool);
 fn slots() -> Vec<Slot> {
     vec![
         ("schema_version: 1", "schema_version", |v| v == "1"),
-        (
-            "package_schema_version: '1.0.0'",
-            "package_schema_version",
-            |v| {
-                matches!(
-                    v,
-                    "encrypt"
-                        | "hash"
-                        | "reliable"
-                        | "'/ok'"
-                        | "'/x/y_z'"
-                        | "'std_msgs/msg/String'"
-                        | "'location'"
-                        | "'header.frame_id'"
-                        | "'a..b'"
-                        | "'.a'"
-                        | "'1.0.0'"
-                        | "1e400"
-                        | "'a\\nb'"
-                        | "&a x"
-                )
-            },
-        ),
-        ("topic: /battery_state", "topics[0].topic", |v| {
-            matches!(v, "'/ok'" | "'/x/y_z'")
-        }),
-        (
-            "type: sensor_msgs/msg/BatteryState",
-            "topics[0].type",
-            |v| v == "'std_msgs/msg/String'",
-        ),
-        (
-            "qos: {reliability: reliable, durability: volatile, depth: 10}",
-            "topics[0].qos",
-            |v| v == "reliable",
-        ),
-        ("depth: 10", "topics[0].qos.depth", |v| {
-            matches!(v, "1" | "5")
-        }),
-        ("queue_size: 100", "topics[0].queue_size", |v| {
-            matches!(v, "1" | "5")
-        }),
-        ("path: location", "topics[0].fields[0].path", |v| {
+        ("package_schema_version: '1.0.0'", "package_schema_version", |v| {
             matches!(
                 v,
-                "encrypt" | "hash" | "reliable" | "'location'" | "'header.frame_id'" | "&a x"
+                "encrypt"
+                    | "hash"
+                    | "reliable"
+                    | "'/ok'"
+                    | "'/x/y_z'"
+                    | "'std_msgs/msg/String'"
+                    | "'location'"
+                    | "'header.frame_id'"
+                    | "'a..b'"
+                    | "'.a'"
+                    | "'1.0.0'"
+                    | "1e400"
+                    | "'a\\nb'"
+                    | "&a x"
             )
         }),
-        ("action: encrypt", "topics[0].fields[0].action", |v| {
-            v == "encrypt"
+        ("topic: /battery_state", "topics[0].topic", |v| matches!(v, "'/ok'" | "'/x/y_z'")),
+        ("type: sensor_msgs/msg/BatteryState", "topics[0].type", |v| v == "'std_msgs/msg/String'"),
+        ("qos: {reliability: reliable, durability: volatile, depth: 10}", "topics[0].qos", |v| v == "reliable"),
+        ("depth: 10", "topics[0].qos.depth", |v| matches!(v, "1" | "5")),
+        ("queue_size: 100", "topics[0].queue_size", |v| matches!(v, "1" | "5")),
+        ("path: location", "topics[0].fields[0].path", |v| {
+            matches!(v, "encrypt" | "hash" | "reliable" | "'location'" | "'header.frame_id'" | "&a x")
         }),
-        ("strategy: hash", "topics[0].fields[1].strategy", |v| {
-            v == "hash"
-        }),
-        ("default_action: include", "topics[0].default_action", |v| {
-            v == "encrypt"
-        }),
+        ("action: encrypt", "topics[0].fields[0].action", |v| v == "encrypt"),
+        ("strategy: hash", "topics[0].fields[1].strategy", |v| v == "hash"),
+        ("default_action: include", "topics[0].default_action", |v| v == "encrypt"),
     ]
 }
 
@@ -157,15 +130,9 @@ fn load_bounded(p: &Path, case: &str) -> Result<DataEventMap, PolicyError> {
     assert!(t.elapsed() < BOUND, "{case}: took {:?}", t.elapsed());
     if let Err(e) = &r {
         let msg = e.to_string();
-        assert!(
-            msg.starts_with(&format!("{}: ", p.display())),
-            "{case}: {msg}"
-        );
+        assert!(msg.starts_with(&format!("{}: ", p.display())), "{case}: {msg}");
         assert!(!e.path.is_empty() && !e.reason.is_empty(), "{case}: {msg}");
-        assert!(
-            !msg.contains('\n') && msg.len() < 2000,
-            "{case}: unbounded or multi-line error: {msg:.300}"
-        );
+        assert!(!msg.contains('\n') && msg.len() < 2000, "{case}: unbounded or multi-line error: {msg:.300}");
     }
     r
 }
@@ -190,10 +157,7 @@ fn slot_values_table() {
                     // value the YAML parser itself cannot read, the file root / enclosing key).
                     let parent = key.rsplit_once('.').map_or("", |(p, _)| p);
                     assert!(
-                        e.path == key
-                            || e.path == "<root>"
-                            || e.path == parent
-                            || e.path.starts_with(key),
+                        e.path == key || e.path == "<root>" || e.path == parent || e.path.starts_with(key),
                         "{case}: names {:?}: {e}",
                         e.path
                     );
@@ -201,10 +165,7 @@ fn slot_values_table() {
             }
         }
     }
-    eprintln!(
-        "slot table: {} cases, {accepted} accepted, {refused} refused",
-        accepted + refused
-    );
+    eprintln!("slot table: {} cases, {accepted} accepted, {refused} refused", accepted + refused);
     assert_eq!(accepted + refused, slots().len() * VALUES.len());
 }
 
@@ -292,63 +253,32 @@ fn structural_cases() {
         let p = tmp_file(d, name, &body);
         cases.push((name.to_owned(), p, path, reason));
     };
-    add(
-        "deep_flow.yaml",
-        b"[".repeat(200_000),
-        "<root>",
-        "nesting deeper than 32",
-    );
-    add(
-        "deep_map.yaml",
-        format!("topics: {}", "{a: ".repeat(50_000)).into_bytes(),
-        "<root>",
-        "nesting deeper than 32",
-    );
+    add("deep_flow.yaml", b"[".repeat(200_000), "<root>", "nesting deeper than 32");
+    add("deep_map.yaml", format!("topics: {}", "{a: ".repeat(50_000)).into_bytes(), "<root>", "nesting deeper than 32");
     add(
         "big.yaml",
         format!("{TEMPLATE}# {}\n", "x".repeat(2 << 20)).into_bytes(),
         "<root>",
         "larger than 1048576 bytes",
     );
-    add(
-        "not_utf8.yaml",
-        b"schema_version: 1\ntopics: \xff\xfe\n".to_vec(),
-        "<root>",
-        "not UTF-8",
-    );
+    add("not_utf8.yaml", b"schema_version: 1\ntopics: \xff\xfe\n".to_vec(), "<root>", "not UTF-8");
     add(
         "tag.yaml",
-        TEMPLATE
-            .replace("type: sensor", "type: !foo sensor")
-            .into_bytes(),
+        TEMPLATE.replace("type: sensor", "type: !foo sensor").into_bytes(),
         "<root>",
         "YAML tags are not allowed (plain values only) at line 5 column 11",
     );
-    add(
-        "tag_root.yaml",
-        format!("!bar\n{TEMPLATE}").into_bytes(),
-        "<root>",
-        "YAML tags are not allowed",
-    );
-    add(
-        "std_tag.yaml",
-        TEMPLATE.replace("'1.0.0'", "!!str 1.0.0").into_bytes(),
-        "<root>",
-        "YAML tags are not allowed",
-    );
+    add("tag_root.yaml", format!("!bar\n{TEMPLATE}").into_bytes(), "<root>", "YAML tags are not allowed");
+    add("std_tag.yaml", TEMPLATE.replace("'1.0.0'", "!!str 1.0.0").into_bytes(), "<root>", "YAML tags are not allowed");
     add(
         "tag_in_flow.yaml",
-        TEMPLATE
-            .replace("{path: location,", "{path: !!binary bG9j,")
-            .into_bytes(),
+        TEMPLATE.replace("{path: location,", "{path: !!binary bG9j,").into_bytes(),
         "<root>",
         "YAML tags are not allowed",
     );
     add(
         "long_topic.yaml",
-        TEMPLATE
-            .replace("/battery_state", &format!("/{}", "t".repeat(300_000)))
-            .into_bytes(),
+        TEMPLATE.replace("/battery_state", &format!("/{}", "t".repeat(300_000))).into_bytes(),
         "topics[0].topic",
         "longer than 247",
     );
@@ -364,25 +294,16 @@ fn structural_cases() {
         "package_schema_version",
         "expected a string",
     );
-    add(
-        "psv_int.yaml",
-        TEMPLATE.replace("'1.0.0'", "5").into_bytes(),
-        "package_schema_version",
-        "expected a string",
-    );
+    add("psv_int.yaml", TEMPLATE.replace("'1.0.0'", "5").into_bytes(), "package_schema_version", "expected a string");
     add(
         "psv_ctrl.yaml",
-        TEMPLATE
-            .replace("'1.0.0'", "\"1\\n[ERROR] x\"")
-            .into_bytes(),
+        TEMPLATE.replace("'1.0.0'", "\"1\\n[ERROR] x\"").into_bytes(),
         "package_schema_version",
         "printable",
     );
     add(
         "depth_2e32.yaml",
-        TEMPLATE
-            .replace("depth: 10", "depth: 4294967296")
-            .into_bytes(),
+        TEMPLATE.replace("depth: 10", "depth: 4294967296").into_bytes(),
         "topics[0].qos.depth",
         "at most 100000",
     );
@@ -394,25 +315,13 @@ fn structural_cases() {
     );
     add(
         "queue_huge.yaml",
-        TEMPLATE
-            .replace("queue_size: 100", "queue_size: 18446744073709551615")
-            .into_bytes(),
+        TEMPLATE.replace("queue_size: 100", "queue_size: 18446744073709551615").into_bytes(),
         "topics[0].queue_size",
         "at most 1000000",
     );
     let laughs = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n";
-    add(
-        "laughs.yaml",
-        format!("{TEMPLATE}{laughs}").into_bytes(),
-        "",
-        "",
-    );
-    add(
-        "dup_key.yaml",
-        format!("{TEMPLATE}schema_version: 1\n").into_bytes(),
-        "",
-        "duplicate",
-    );
+    add("laughs.yaml", format!("{TEMPLATE}{laughs}").into_bytes(), "", "");
+    add("dup_key.yaml", format!("{TEMPLATE}schema_version: 1\n").into_bytes(), "", "duplicate");
     add("empty.yaml", Vec::new(), "<root>", "");
     for (name, p, path, reason) in &cases {
         let e = load_bounded(p, name).expect_err(name);
@@ -423,10 +332,7 @@ fn structural_cases() {
     }
     // Not regular files: refused at once (a FIFO must not block).
     let fifo = d.join("fifo.yaml");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
+    let st = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(st.success());
     for p in [fifo, d.to_path_buf(), PathBuf::from("/dev/zero")] {
         let e = load_bounded(&p, &p.display().to_string()).unwrap_err();
@@ -458,8 +364,7 @@ fn battery_catalog() -> FieldCatalog {
 #[test]
 fn field_rule_paths_against_the_type() {
     let file = Path::new("map.yaml");
-    let cats: HashMap<String, FieldCatalog> =
-        [("/battery_state".to_owned(), battery_catalog())].into();
+    let cats: HashMap<String, FieldCatalog> = [("/battery_state".to_owned(), battery_catalog())].into();
     let with = |rules: &str| {
         DataEventMap::from_yaml_str(&format!("schema_version: 1\ntopics:\n  - topic: /battery_state\n    type: sensor_msgs/msg/BatteryState\n    fields: [{rules}]\n"), file).unwrap()
     };
@@ -483,35 +388,19 @@ fn field_rule_paths_against_the_type() {
             "topics[0].fields[1].path",
             "\"serial_numbr\" does not exist",
         ),
-        (
-            "{path: cell_voltage.first, action: exclude}",
-            "topics[0].fields[0].path",
-            "an array",
-        ),
-        (
-            "{path: location.x, action: exclude}",
-            "topics[0].fields[0].path",
-            "a string, not a nested message",
-        ),
-        (
-            "{path: header.sec, action: exclude}",
-            "topics[0].fields[0].path",
-            "does not exist",
-        ),
+        ("{path: cell_voltage.first, action: exclude}", "topics[0].fields[0].path", "an array"),
+        ("{path: location.x, action: exclude}", "topics[0].fields[0].path", "a string, not a nested message"),
+        ("{path: header.sec, action: exclude}", "topics[0].fields[0].path", "does not exist"),
     ];
     for (rules, path, reason) in bad {
         let e = with(rules).check_field_paths(file, &cats).unwrap_err();
         let msg = e.to_string();
         assert_eq!(e.path, path, "{msg}");
         assert!(
-            msg.starts_with("map.yaml: ")
-                && msg.contains("topic /battery_state: rule {path: ")
-                && msg.contains(reason),
+            msg.starts_with("map.yaml: ") && msg.contains("topic /battery_state: rule {path: ") && msg.contains(reason),
             "{msg}"
         );
     }
-    let e = with("{path: location, action: encrypt}")
-        .check_field_paths(file, &HashMap::new())
-        .unwrap_err();
+    let e = with("{path: location, action: encrypt}").check_field_paths(file, &HashMap::new()).unwrap_err();
     assert!(e.reason.contains("not known"), "{e}");
 }

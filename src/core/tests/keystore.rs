@@ -47,7 +47,11 @@ fn tool(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String
         c.env(k, v);
     }
     let o = c.output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
 }
 
 #[test]
@@ -60,7 +64,8 @@ fn the_tool_creates_imports_and_reads_keystores_without_plaintext() {
     let pf = pass.to_str().unwrap();
 
     // new: only the address and DID are printed; the file is 0600 and decrypts.
-    let (code, out, err) = tool(d.path(), &["new", "--keystore", "machine.json", "--passphrase-file", pf, "--kdf-light"], &[]);
+    let (code, out, err) =
+        tool(d.path(), &["new", "--keystore", "machine.json", "--passphrase-file", pf, "--kdf-light"], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("address 0x") && out.contains("did did:peaq:0x"), "{out}");
     let ks = d.path().join("machine.json");
@@ -69,7 +74,8 @@ fn the_tool_creates_imports_and_reads_keystores_without_plaintext() {
     assert!(out.contains(key.address()));
     assert!(!out.contains(&hex::encode(*key.secret_bytes())) && !err.contains(&hex::encode(*key.secret_bytes())));
     // Never overwritten.
-    let (code, _, err) = tool(d.path(), &["new", "--keystore", "machine.json", "--passphrase-file", pf, "--kdf-light"], &[]);
+    let (code, _, err) =
+        tool(d.path(), &["new", "--keystore", "machine.json", "--passphrase-file", pf, "--kdf-light"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("not overwritten"), "{err}");
 
@@ -91,8 +97,11 @@ fn the_tool_creates_imports_and_reads_keystores_without_plaintext() {
         tool(d.path(), &["address", "--keystore", "imported.json", "--verify"], &[("PEAQOS_KEYSTORE_PASSWORD", "pw")]);
     assert_eq!(code, 0);
     assert!(out.contains("(verified)"));
-    let (code, _, err) =
-        tool(d.path(), &["address", "--keystore", "imported.json", "--verify"], &[("PEAQOS_KEYSTORE_PASSWORD", "nope")]);
+    let (code, _, err) = tool(
+        d.path(),
+        &["address", "--keystore", "imported.json", "--verify"],
+        &[("PEAQOS_KEYSTORE_PASSWORD", "nope")],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("wrong passphrase"), "{err}");
     // Usage errors exit 2.

@@ -46,7 +46,12 @@ fn canonical_json_matches_sdk() {
             failures.push(format!("input {v}\n ours   {ours}\n theirs {theirs}"));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches, first:\n{}", failures.len(), failures[..failures.len().min(5)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches, first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(5)].join("\n")
+    );
 }
 
 fn random_rules(r: &mut Rng, fields: &Map<String, Value>) -> (TopicRules, Value) {
@@ -79,10 +84,8 @@ fn random_rules(r: &mut Rng, fields: &Map<String, Value>) -> (TopicRules, Value)
     }
     let default_action =
         [Action::Include, Action::Include, Action::Exclude, Action::Encrypt, Action::Anonymize][r.below(5) as usize];
-    let json_rules: Vec<Value> = rules
-        .iter()
-        .map(|x| json!({"path": x.path, "action": x.action, "strategy": x.strategy}))
-        .collect();
+    let json_rules: Vec<Value> =
+        rules.iter().map(|x| json!({"path": x.path, "action": x.action, "strategy": x.strategy})).collect();
     let spec = json!({"rules": json_rules, "default_action": default_action});
     (TopicRules { rules, default_action }, spec)
 }
@@ -113,7 +116,8 @@ fn field_rules_match_sdk() {
         let (rules, spec) = random_rules(&mut r, &fields);
         let iv: [u8; 12] = std::array::from_fn(|j| (i as u8).wrapping_mul(7).wrapping_add(j as u8));
         let cipher = FieldCipher::with_iv_source(&field_key, IvSource::Fixed(iv));
-        let result = field_rules::apply(&fields, &rules, &cipher).map(|m| to_canonical_string(&Value::Object(m)).unwrap());
+        let result =
+            field_rules::apply(&fields, &rules, &cipher).map(|m| to_canonical_string(&Value::Object(m)).unwrap());
         ours.push((fields.clone(), result));
         let mut case = spec;
         case["fields"] = Value::Object(fields);
@@ -139,7 +143,12 @@ fn field_rules_match_sdk() {
         }
     }
     eprintln!("{} cases, {} rejected by both", cases.len(), errors_agreed);
-    assert!(failures.is_empty(), "{} mismatches, first:\n{}", failures.len(), failures[..failures.len().min(3)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches, first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(3)].join("\n")
+    );
 }
 
 #[test]
@@ -244,5 +253,10 @@ fn floats_and_all_bmp_characters_match_sdk() {
             failures.push(format!("ours {} theirs {}", &ours[..ours.len().min(80)], &theirs[..theirs.len().min(80)]));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches, first:\n{}", failures.len(), failures[..failures.len().min(5)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches, first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(5)].join("\n")
+    );
 }

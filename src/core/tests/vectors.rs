@@ -30,10 +30,7 @@ fn canonical_json_vectors() {
         let parsed: Value = serde_json::from_str(expected).unwrap();
         assert_eq!(to_canonical_string(&parsed).unwrap(), expected, "{name}");
     }
-    assert_eq!(
-        to_canonical_string(&json!({"x": 1.0, "y": 1e16, "z": 0.1})).unwrap(),
-        r#"{"x":1.0,"y":1e+16,"z":0.1}"#
-    );
+    assert_eq!(to_canonical_string(&json!({"x": 1.0, "y": 1e16, "z": 0.1})).unwrap(), r#"{"x":1.0,"y":1e+16,"z":0.1}"#);
     assert_eq!(to_canonical_string(&json!({"name": "Zürich ☃"})).unwrap(), r#"{"name":"Z\u00fcrich \u2603"}"#);
 }
 

@@ -68,7 +68,9 @@ fn main() {
             json!({"task_id": i, "price": 3.99, "duration": 40 + i % 13}),
         ];
         for (t, p) in payloads.into_iter().enumerate() {
-            let json = build_signed_package_json(key.did(), &key, &ts, "1.0.0", i, p.as_object().unwrap().clone()).unwrap().json;
+            let json = build_signed_package_json(key.did(), &key, &ts, "1.0.0", i, p.as_object().unwrap().clone())
+                .unwrap()
+                .json;
             pk.push((t, i, json));
         }
     }

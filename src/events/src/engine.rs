@@ -67,9 +67,15 @@ pub enum Outcome {
     Event(Box<EventOut>, Vec<u8>),
     Skip(Skip),
     /// A close postponed by `min_interval` (counted, not a loss).
-    Deferred { rule: usize, seq: u64 },
+    Deferred {
+        rule: usize,
+        seq: u64,
+    },
     /// A counter went down: counted as a reset (its new value counts from 0).
-    CounterReset { rule: usize, seq: u64 },
+    CounterReset {
+        rule: usize,
+        seq: u64,
+    },
 }
 
 /// Durable per-rule state, written when windows close.
@@ -130,7 +136,14 @@ struct PackageView {
 /// Unix seconds (floor) of `YYYY-MM-DDTHH:MM:SS[.f]Z`.
 pub fn parse_iso_seconds(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || !s.ends_with('Z') {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || !s.ends_with('Z')
+    {
         return None;
     }
     let n = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
@@ -276,7 +289,12 @@ impl Engine {
             Ok(p) => p,
             Err(e) => {
                 for &i in &idx {
-                    out.push(Outcome::Skip(Skip { rule: i, reason: "bad_package", detail: format!("{topic} #{seq}: {e}"), seq }));
+                    out.push(Outcome::Skip(Skip {
+                        rule: i,
+                        reason: "bad_package",
+                        detail: format!("{topic} #{seq}: {e}"),
+                        seq,
+                    }));
                 }
                 return;
             }
@@ -294,7 +312,15 @@ impl Engine {
         }
     }
 
-    fn feed(&mut self, i: usize, seq: u64, ts: i64, raw: &Arc<str>, payload: &Arc<Map<String, Value>>, out: &mut Vec<Outcome>) {
+    fn feed(
+        &mut self,
+        i: usize,
+        seq: u64,
+        ts: i64,
+        raw: &Arc<str>,
+        payload: &Arc<Map<String, Value>>,
+        out: &mut Vec<Outcome>,
+    ) {
         let rule = &self.rules[i];
         let st = &mut self.states[i];
         if st.cp.consumed_upto.is_some_and(|c| seq <= c) || (st.open.count > 0 && seq <= st.open.last_seq) {
@@ -334,7 +360,12 @@ impl Engine {
                             Some(s) => o.sum = s,
                             None => {
                                 o.n_valid -= 1;
-                                out.push(Outcome::Skip(Skip { rule: i, reason: "overflow", detail: format!("{path} sum"), seq }));
+                                out.push(Outcome::Skip(Skip {
+                                    rule: i,
+                                    reason: "overflow",
+                                    detail: format!("{path} sum"),
+                                    seq,
+                                }));
                             }
                         },
                         ValueSource::Min(_) => {
@@ -425,7 +456,9 @@ impl Engine {
         if needs_sample && o.n_valid == 0 {
             return Ok(None); // every sample was reported as skipped
         }
-        let conv = |d: Dec, div: u64| d.to_units(rule.scale, div, rule.rounding).map_err(|e| (e.reason(), format!("{d} × {}", rule.scale)));
+        let conv = |d: Dec, div: u64| {
+            d.to_units(rule.scale, div, rule.rounding).map_err(|e| (e.reason(), format!("{d} × {}", rule.scale)))
+        };
         let value = match &rule.value {
             ValueSource::Constant(c) => conv(*c, 1)?,
             ValueSource::Count => conv(Dec::from_i128(i128::from(o.count)), 1)?,
@@ -451,7 +484,13 @@ impl Engine {
         let metadata = match &rule.metadata {
             None => Vec::new(),
             Some(t) => {
-                let facts = EventFacts { rule: &rule.name, topic: &rule.topic, count: o.count, first_seq: o.first_seq, last_seq: o.last_seq };
+                let facts = EventFacts {
+                    rule: &rule.name,
+                    topic: &rule.topic,
+                    count: o.count,
+                    first_seq: o.first_seq,
+                    last_seq: o.last_seq,
+                };
                 let m = t.render(payload, &facts).map_err(|f| ("metadata_field_missing", format!("{f} is missing")))?;
                 if m.len() > MAX_METADATA_SIZE {
                     return Err(("metadata_too_large", format!("{} bytes > {MAX_METADATA_SIZE}", m.len())));

@@ -67,7 +67,9 @@ impl Template {
                 "$first_seq" => Part::FirstSeq,
                 "$last_seq" => Part::LastSeq,
                 n if n.starts_with('$') => {
-                    return Err(format!("unknown placeholder ${{{n}}} (known: $rule, $topic, $count, $first_seq, $last_seq)"))
+                    return Err(format!(
+                        "unknown placeholder ${{{n}}} (known: $rule, $topic, $count, $first_seq, $last_seq)"
+                    ))
                 }
                 "" => return Err("empty placeholder `${}`".into()),
                 n => Part::Field(n.to_owned()),
@@ -107,7 +109,11 @@ impl Template {
                 Part::Field(f) => {
                     let mut v = None;
                     for (i, seg) in f.split('.').enumerate() {
-                        v = if i == 0 { payload.get(seg) } else { v.and_then(Value::as_object).and_then(|o| o.get(seg)) };
+                        v = if i == 0 {
+                            payload.get(seg)
+                        } else {
+                            v.and_then(Value::as_object).and_then(|o| o.get(seg))
+                        };
                     }
                     match v {
                         Some(Value::String(s)) => escape_into(s, &mut out),

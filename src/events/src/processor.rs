@@ -40,7 +40,12 @@ pub fn now_ms() -> u64 {
 }
 
 impl Processor {
-    pub fn open(data_dir: &Path, rules: Vec<Rule>, store: Arc<EventStore>, counters: Arc<Counters>) -> Result<Processor, OpenError> {
+    pub fn open(
+        data_dir: &Path,
+        rules: Vec<Rule>,
+        store: Arc<EventStore>,
+        counters: Arc<Counters>,
+    ) -> Result<Processor, OpenError> {
         let cps = store.load_checkpoints()?;
         let mut engine = Engine::new(rules, &cps);
         let topics: Vec<String> = engine.topics().map(str::to_owned).collect();
@@ -48,7 +53,15 @@ impl Processor {
             let last = crate::log_reader::last_sequence(data_dir, t)?;
             engine.start_fresh_rules_after(t, last);
         }
-        let mut p = Processor { engine, store, counters, data_dir: data_dir.to_owned(), out: Vec::new(), new_events: 0, frozen: false };
+        let mut p = Processor {
+            engine,
+            store,
+            counters,
+            data_dir: data_dir.to_owned(),
+            out: Vec::new(),
+            new_events: 0,
+            frozen: false,
+        };
         p.replay()?;
         Ok(p)
     }

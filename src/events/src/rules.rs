@@ -319,7 +319,8 @@ fn check_field(
     want: fn(FieldKind) -> bool,
     want_name: &str,
 ) -> Result<FieldPath, RuleError> {
-    let p = FieldPath::new(text).ok_or_else(|| ctx.err(key, format!("{text:?} is not a dot path like pose.pose.position.x")))?;
+    let p = FieldPath::new(text)
+        .ok_or_else(|| ctx.err(key, format!("{text:?} is not a dot path like pose.pose.position.x")))?;
     if let Some(cat) = catalog {
         let k = peaqos_core::catalog::lookup(cat, &topic.msg_type, text)
             .map_err(|reason| ctx.err(key, format!("{reason} (the rule could never fire)")))?;
@@ -348,7 +349,11 @@ fn yaml_name(v: &serde_yaml_ng::Value) -> String {
 
 /// Load and check every rule of the policy. `catalogs` maps topic names to the field paths of
 /// their message types (topics without a catalog skip the unknown-path check only).
-pub fn load_rules(map: &DataEventMap, file: &Path, catalogs: &HashMap<String, FieldCatalog>) -> Result<Vec<Rule>, RuleError> {
+pub fn load_rules(
+    map: &DataEventMap,
+    file: &Path,
+    catalogs: &HashMap<String, FieldCatalog>,
+) -> Result<Vec<Rule>, RuleError> {
     let mut rules = Vec::new();
     let mut names = HashSet::new();
     for (ti, topic) in map.topics.iter().enumerate() {
@@ -373,7 +378,8 @@ pub fn load_rules(map: &DataEventMap, file: &Path, catalogs: &HashMap<String, Fi
 
 /// `count`, or a one-key map `{field|sum|min|max|last|mean|increase: path}` / `{constant: n}`.
 fn parse_value_spec(v: &serde_yaml_ng::Value) -> Result<ValueSpec, (String, String)> {
-    const KINDS: &str = "count, {field: p}, {constant: n}, {sum: p}, {min: p}, {max: p}, {last: p}, {mean: p} or {increase: p}";
+    const KINDS: &str =
+        "count, {field: p}, {constant: n}, {sum: p}, {min: p}, {max: p}, {last: p}, {mean: p} or {increase: p}";
     if v.as_str() == Some("count") {
         return Ok(ValueSpec::Count);
     }
@@ -388,7 +394,11 @@ fn parse_value_spec(v: &serde_yaml_ng::Value) -> Result<ValueSpec, (String, Stri
     if k == "count" {
         return Ok(ValueSpec::Count);
     }
-    let path = || x.as_str().map(str::to_owned).ok_or_else(|| (format!("value.{k}"), "must be a field path (a string)".to_string()));
+    let path = || {
+        x.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| (format!("value.{k}"), "must be a field path (a string)".to_string()))
+    };
     Ok(match k {
         "field" => ValueSpec::Field(path()?),
         "sum" => ValueSpec::Sum(path()?),
@@ -401,7 +411,13 @@ fn parse_value_spec(v: &serde_yaml_ng::Value) -> Result<ValueSpec, (String, Stri
     })
 }
 
-fn compile(ctx: &Ctx, s: RuleSpec, ti: usize, topic: &TopicPolicy, catalog: Option<&FieldCatalog>) -> Result<Rule, RuleError> {
+fn compile(
+    ctx: &Ctx,
+    s: RuleSpec,
+    ti: usize,
+    topic: &TopicPolicy,
+    catalog: Option<&FieldCatalog>,
+) -> Result<Rule, RuleError> {
     if !valid_name(&s.name) {
         return Err(ctx.err("name", "must be 1-64 characters of [A-Za-z0-9_-]"));
     }
@@ -430,22 +446,25 @@ fn compile(ctx: &Ctx, s: RuleSpec, ti: usize, topic: &TopicPolicy, catalog: Opti
         Some(v) => {
             let d = yaml_number(v).ok_or_else(|| ctx.err("scale", "must be a finite number"))?;
             if d.m <= 0 {
-                return Err(ctx.err("scale", format!("must be > 0, got {d} (a scale of zero or below can never give a value)")));
+                return Err(
+                    ctx.err("scale", format!("must be > 0, got {d} (a scale of zero or below can never give a value)"))
+                );
             }
             d
         }
-        None if from_field => {
-            return Err(ctx.err(
-                "scale",
-                "is required for a value read from a field: the factor to integer minor units (e.g. 100 for euros → cents)",
-            ))
-        }
+        None if from_field => return Err(ctx.err(
+            "scale",
+            "is required for a value read from a field: the factor to integer minor units (e.g. 100 for euros → cents)",
+        )),
         None => Dec::from_i128(1),
     };
     let rounding = match s.rounding {
         Some(r) => r,
         None if from_field => {
-            return Err(ctx.err("rounding", "is required for a value read from a field: down, up, half_up, half_down or half_even"))
+            return Err(ctx.err(
+                "rounding",
+                "is required for a value read from a field: down, up, half_up, half_down or half_even",
+            ))
         }
         None => Rounding::HalfEven,
     };
@@ -458,29 +477,46 @@ fn compile(ctx: &Ctx, s: RuleSpec, ti: usize, topic: &TopicPolicy, catalog: Opti
     }
     let currency = match (s.event_type, s.currency.as_deref()) {
         (EventType::Revenue, None) => {
-            return Err(ctx.err("currency", "is required for revenue events (the SDK's batch submit requires it): 3-10 of [A-Z0-9], e.g. EUR"))
+            return Err(ctx.err(
+                "currency",
+                "is required for revenue events (the SDK's batch submit requires it): 3-10 of [A-Z0-9], e.g. EUR",
+            ))
         }
         (EventType::Revenue, Some(c)) => {
             let ok = (3..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
             if !ok {
-                return Err(ctx.err("currency", format!("{c:?} must match ^[A-Z0-9]{{3,10}}$ (the SDK's and contract's currency shape)")));
+                return Err(ctx.err(
+                    "currency",
+                    format!("{c:?} must match ^[A-Z0-9]{{3,10}}$ (the SDK's and contract's currency shape)"),
+                ));
             }
             c.to_owned()
         }
         (EventType::Activity, None | Some("")) => String::new(),
         (EventType::Activity, Some(c)) => {
-            return Err(ctx.err("currency", format!("activity events carry no currency; got {c:?} (omit it or use \"\")")))
+            return Err(
+                ctx.err("currency", format!("activity events carry no currency; got {c:?} (omit it or use \"\")"))
+            )
         }
     };
     if s.trust_level > 2 {
-        return Err(ctx.err("trust_level", format!("must be 0 (self-reported), 1 (on-chain verifiable) or 2 (hardware-signed), got {}", s.trust_level)));
+        return Err(ctx.err(
+            "trust_level",
+            format!("must be 0 (self-reported), 1 (on-chain verifiable) or 2 (hardware-signed), got {}", s.trust_level),
+        ));
     }
     let source_tx_hash_field = match (s.trust_level, &s.source_tx_hash_field) {
-        (1, Some(p)) => Some(check_field(ctx, "source_tx_hash_field", p, topic, catalog, |k| k == FieldKind::Text, "a string")?),
-        (1, None) => {
-            return Err(ctx.err("source_tx_hash_field", "trust_level 1 needs the field holding the source transaction hash"))
+        (1, Some(p)) => {
+            Some(check_field(ctx, "source_tx_hash_field", p, topic, catalog, |k| k == FieldKind::Text, "a string")?)
         }
-        (_, Some(_)) => return Err(ctx.err("source_tx_hash_field", "only trust_level 1 events carry a source transaction hash")),
+        (1, None) => {
+            return Err(
+                ctx.err("source_tx_hash_field", "trust_level 1 needs the field holding the source transaction hash")
+            )
+        }
+        (_, Some(_)) => {
+            return Err(ctx.err("source_tx_hash_field", "only trust_level 1 events carry a source transaction hash"))
+        }
         (_, None) => None,
     };
     if !peaqos_chain::validation::VALID_SOURCE_CHAIN_IDS.contains(&i128::from(s.source_chain_id)) {
@@ -491,7 +527,9 @@ fn compile(ctx: &Ctx, s: RuleSpec, ti: usize, topic: &TopicPolicy, catalog: Opti
     }
     let window = match &s.window {
         None => Window::Messages(1),
-        Some(WindowSpec { messages: Some(n), seconds: None }) if (1..=MAX_WINDOW_MESSAGES).contains(n) => Window::Messages(*n),
+        Some(WindowSpec { messages: Some(n), seconds: None }) if (1..=MAX_WINDOW_MESSAGES).contains(n) => {
+            Window::Messages(*n)
+        }
         Some(WindowSpec { messages: Some(_), seconds: None }) => {
             return Err(ctx.err("window.messages", format!("must be 1..={MAX_WINDOW_MESSAGES}")))
         }
@@ -504,8 +542,13 @@ fn compile(ctx: &Ctx, s: RuleSpec, ti: usize, topic: &TopicPolicy, catalog: Opti
         None => Dec::ZERO,
         Some(v) => {
             let d = yaml_number(v).ok_or_else(|| ctx.err("min_interval", "must be a number of seconds"))?;
-            if d.is_negative() || d.cmp_num(Dec::from_i128(i128::from(peaqos_core::duration::MAX_SECONDS))) == Some(std::cmp::Ordering::Greater) {
-                return Err(ctx.err("min_interval", format!("must be 0..={} seconds", peaqos_core::duration::MAX_SECONDS)));
+            if d.is_negative()
+                || d.cmp_num(Dec::from_i128(i128::from(peaqos_core::duration::MAX_SECONDS)))
+                    == Some(std::cmp::Ordering::Greater)
+            {
+                return Err(
+                    ctx.err("min_interval", format!("must be 0..={} seconds", peaqos_core::duration::MAX_SECONDS))
+                );
             }
             d
         }
@@ -516,9 +559,9 @@ fn compile(ctx: &Ctx, s: RuleSpec, ti: usize, topic: &TopicPolicy, catalog: Opti
             let value = match &c.value {
                 serde_yaml_ng::Value::Bool(b) => Literal::Bool(*b),
                 serde_yaml_ng::Value::String(t) => Literal::Text(t.clone()),
-                v @ serde_yaml_ng::Value::Number(_) => {
-                    Literal::Number(yaml_number(v).ok_or_else(|| ctx.err("condition.value", "must be a finite number"))?)
-                }
+                v @ serde_yaml_ng::Value::Number(_) => Literal::Number(
+                    yaml_number(v).ok_or_else(|| ctx.err("condition.value", "must be a finite number"))?,
+                ),
                 _ => return Err(ctx.err("condition.value", "must be a number, a string or a bool")),
             };
             let ordered = matches!(c.op, Op::Gt | Op::Ge | Op::Lt | Op::Le);
@@ -549,7 +592,10 @@ fn compile(ctx: &Ctx, s: RuleSpec, ti: usize, topic: &TopicPolicy, catalog: Opti
             if tpl.static_len() > MAX_METADATA_SIZE {
                 return Err(ctx.err(
                     "metadata",
-                    format!("the template alone is {} bytes; the contract takes at most {MAX_METADATA_SIZE}", tpl.static_len()),
+                    format!(
+                        "the template alone is {} bytes; the contract takes at most {MAX_METADATA_SIZE}",
+                        tpl.static_len()
+                    ),
                 ));
             }
             Some(tpl)

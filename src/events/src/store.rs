@@ -28,7 +28,11 @@ use crate::engine::{Checkpoint, EventOut};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("event store {path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("event store {path}: corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -93,7 +97,9 @@ impl From<peaqos_base::fsio::FsError> for StoreError {
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, StoreError> {
     match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| StoreError::Corrupt { path: path.to_owned(), reason: e.to_string() }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { path: path.to_owned(), reason: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::Io { path: path.to_owned(), source: e }),
     }
@@ -132,7 +138,8 @@ impl EventStore {
     }
 
     pub fn save_checkpoints(&self, cps: &HashMap<String, Checkpoint>) -> Result<(), StoreError> {
-        let b = serde_json::to_vec(cps).map_err(|e| StoreError::Corrupt { path: self.dir.join("state.json"), reason: e.to_string() })?;
+        let b = serde_json::to_vec(cps)
+            .map_err(|e| StoreError::Corrupt { path: self.dir.join("state.json"), reason: e.to_string() })?;
         Ok(write_atomic(&self.dir.join("state.json"), &b)?)
     }
 
@@ -160,7 +167,8 @@ impl EventStore {
             write_atomic(&rp, raw)?;
         }
         let rec = PendingRecord { produced_ms, event: ev.clone() };
-        let b = serde_json::to_vec(&rec).map_err(|e| StoreError::Corrupt { path: rp.clone(), reason: e.to_string() })?;
+        let b =
+            serde_json::to_vec(&rec).map_err(|e| StoreError::Corrupt { path: rp.clone(), reason: e.to_string() })?;
         write_atomic(&self.file("pending", &ev.id), &b)?;
         Ok(true)
     }

@@ -202,7 +202,8 @@ impl Submitter {
         };
         self.set_gauges(&pending, &Held::No);
         let Some(oldest) = pending.first() else { return };
-        let due = pending.len() >= self.cfg.batch_max || now_ms().saturating_sub(oldest.produced_ms) >= self.cfg.max_age.as_millis() as u64;
+        let due = pending.len() >= self.cfg.batch_max
+            || now_ms().saturating_sub(oldest.produced_ms) >= self.cfg.max_age.as_millis() as u64;
         if !due {
             return;
         }
@@ -224,7 +225,8 @@ impl Submitter {
             let over = cap > 0 && p.event.value.parse::<u128>().map_or(true, |v| v > cap);
             if over {
                 tracing::warn!(rule = %p.event.rule, id = %p.event.id, "event dropped: value {} over max_value_per_tx {cap}", p.event.value);
-                if self.store.drop_pending(&p.event, &format!("VALUE_CAP_EXCEEDED: {} > {cap}", p.event.value)).is_ok() {
+                if self.store.drop_pending(&p.event, &format!("VALUE_CAP_EXCEEDED: {} > {cap}", p.event.value)).is_ok()
+                {
                     self.counters.skip(&p.event.rule, "value_cap");
                 }
                 continue;
@@ -292,13 +294,19 @@ impl Submitter {
             timestamps: kept.iter().map(|(_, t)| *t).collect(),
             calldata_hash: calldata_hash(&self.client, &items)?,
         };
-        self.store
-            .set_inflight(Some(&inflight))
-            .map_err(|e| ChainError::Store { code: "STORE_IO".into(), path: String::new(), message: e.to_string() })?;
+        self.store.set_inflight(Some(&inflight)).map_err(|e| ChainError::Store {
+            code: "STORE_IO".into(),
+            path: String::new(),
+            message: e.to_string(),
+        })?;
         let res = self.client.enqueue_batch(&items);
         match res {
             Ok((intent, _hashes)) => {
-                self.record_submitted(&kept.iter().map(|(r, t)| (r.event.clone(), *t)).collect::<Vec<_>>(), &inflight.machine_id, &intent);
+                self.record_submitted(
+                    &kept.iter().map(|(r, t)| (r.event.clone(), *t)).collect::<Vec<_>>(),
+                    &inflight.machine_id,
+                    &intent,
+                );
                 let _ = self.store.set_inflight(None);
                 tracing::info!(intent = %intent, events = kept.len(), "events handed to the outbox");
                 Ok(())
@@ -309,7 +317,6 @@ impl Submitter {
             }
         }
     }
-
 
     fn record_submitted(&self, evs: &[(EventOut, i64)], machine_id: &str, intent: &str) {
         let recs: Vec<SubmittedRecord> = evs
@@ -378,13 +385,16 @@ impl Submitter {
                     tracing::warn!("events: {e}");
                 }
             }
-            self.counters.update(&rule, |c| {
-                if state == IntentState::Included {
-                    c.included += 1
-                } else {
-                    c.failed += 1
-                }
-            });
+            self.counters.update(
+                &rule,
+                |c| {
+                    if state == IntentState::Included {
+                        c.included += 1
+                    } else {
+                        c.failed += 1
+                    }
+                },
+            );
             if state != IntentState::Included {
                 self.counters.skip(&rule, &format!("chain_{}", code.to_ascii_lowercase()));
                 tracing::warn!(rule = %rule, id = %id, intent, "event not included: {code}");
@@ -397,12 +407,15 @@ impl Submitter {
     fn reconcile_inflight(&self) {
         let Ok(Some(inf)) = self.store.inflight() else { return };
         let matches = |i: &Intent| format!("{:#x}", validation::data_hash(Some(&i.input))) == inf.calldata_hash;
-        let mut found: Option<String> = self.client.outbox().pending().iter().find(|i| matches(i)).map(|i| i.id.clone());
+        let mut found: Option<String> =
+            self.client.outbox().pending().iter().find(|i| matches(i)).map(|i| i.id.clone());
         if found.is_none() {
             let done = self.client.config().data_dir.join("chain").join("done");
             if let Ok(rd) = std::fs::read_dir(&done) {
                 for e in rd.flatten() {
-                    if let Some(i) = std::fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<Intent>(&b).ok()) {
+                    if let Some(i) =
+                        std::fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<Intent>(&b).ok())
+                    {
                         if matches(&i) {
                             found = Some(i.id.clone());
                             break;

@@ -64,7 +64,8 @@ fn load(yaml: &str) -> Result<Vec<Rule>, String> {
     load_rules(&map, Path::new("p.yaml"), &catalog()).map_err(|e| e.to_string())
 }
 
-const FARE: &str = "      - {name: fare, event_type: revenue, value: {field: data}, scale: 100, rounding: half_even, currency: EUR}";
+const FARE: &str =
+    "      - {name: fare, event_type: revenue, value: {field: data}, scale: 100, rounding: half_even, currency: EUR}";
 
 fn engine(fare: &str, odom: &str) -> Engine {
     Engine::new(load(&policy(fare, odom)).unwrap(), &HashMap::new())
@@ -106,7 +107,8 @@ fn window_of_n_messages_sums_and_raw_is_array_of_packages() {
     let rule = "      - {name: dist, event_type: activity, value: {sum: distance}, scale: 1000, rounding: down, window: {messages: 3}}";
     let mut e = engine("      []", rule);
     let mut out = Vec::new();
-    let pk: Vec<String> = (0..4).map(|i| package(i, 100 + i as i64, json!({"distance": 0.1 * (i + 1) as f64}))).collect();
+    let pk: Vec<String> =
+        (0..4).map(|i| package(i, 100 + i as i64, json!({"distance": 0.1 * (i + 1) as f64}))).collect();
     for (i, p) in pk.iter().enumerate() {
         e.on_package("/odom", i as u64, p, &mut out);
     }
@@ -235,7 +237,8 @@ fn longest_window_does_not_close_early() {
 
 #[test]
 fn min_interval_defers_without_losing_aggregates() {
-    let rule = "      - {name: d, event_type: activity, value: {sum: distance}, scale: 1, rounding: down, min_interval: 10}";
+    let rule =
+        "      - {name: d, event_type: activity, value: {sum: distance}, scale: 1, rounding: down, min_interval: 10}";
     let mut e = engine("      []", rule);
     let mut out = Vec::new();
     for (i, t) in [0i64, 3, 6, 10, 12].iter().enumerate() {
@@ -363,7 +366,8 @@ fn restart_mid_window_loses_nothing_and_doubles_nothing() {
     write_log(d, "/odom", &pk[5..6]);
     p.handle("/odom", 5, &pk[5].1);
     p.flush();
-    let mut ids: Vec<(String, String)> = store.pending().unwrap().into_iter().map(|r| (r.event.id, r.event.value)).collect();
+    let mut ids: Vec<(String, String)> =
+        store.pending().unwrap().into_iter().map(|r| (r.event.id, r.event.value)).collect();
     ids.sort();
     assert_eq!(ids, vec![("odo-0-2".into(), "20".into()), ("odo-3-5".into(), "30".into())]);
     let raw = std::fs::read(store.raw_path(&store.pending().unwrap()[1].event.data_hash)).unwrap();
@@ -380,7 +384,11 @@ fn restart_mid_window_loses_nothing_and_doubles_nothing() {
     std::fs::remove_file(store.dir().join("state.json")).unwrap(); // lose every checkpoint …
     let cps_lost = Processor::open(d, rules.clone(), Arc::clone(&store), Arc::clone(&counters)).unwrap();
     drop(cps_lost);
-    assert_eq!(store.pending().unwrap().len(), before, "a rule without checkpoint starts at the log end, never re-emits");
+    assert_eq!(
+        store.pending().unwrap().len(),
+        before,
+        "a rule without checkpoint starts at the log end, never re-emits"
+    );
     assert_eq!(counters.snapshot()["odo"].produced, 2);
 }
 
@@ -418,8 +426,11 @@ fn replayed_skips_and_resets_are_not_counted_twice() {
     let counters_path = store.dir().join("counters.json");
     let counters = Arc::new(Counters::load(counters_path.clone(), &names(&rules)));
     // 10, NaN, 5 (reset) — the window stays open across the restart.
-    let pk: Vec<(u64, String)> =
-        [json!(10), json!("NaN"), json!(5), json!(8)].into_iter().enumerate().map(|(i, v)| (i as u64, package(i as u64, i as i64, json!({"total": v})))).collect();
+    let pk: Vec<(u64, String)> = [json!(10), json!("NaN"), json!(5), json!(8)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64, package(i as u64, i as i64, json!({"total": v}))))
+        .collect();
     let mut p = Processor::open(d, rules.clone(), Arc::clone(&store), Arc::clone(&counters)).unwrap();
     write_log(d, "/odom", &pk[..3]);
     for (s, j) in &pk[..3] {

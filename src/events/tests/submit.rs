@@ -79,7 +79,12 @@ async fn a_batch_already_in_the_outbox_is_recorded_not_sent_again() {
     let items = vec![event_params(&ev, mid, ev.timestamp - 5, raw.clone())];
     let hash = calldata_hash(&client, &items).unwrap();
     store
-        .set_inflight(Some(&Inflight { ids: vec![ev.id.clone()], machine_id: "42".into(), timestamps: vec![ev.timestamp - 5], calldata_hash: hash }))
+        .set_inflight(Some(&Inflight {
+            ids: vec![ev.id.clone()],
+            machine_id: "42".into(),
+            timestamps: vec![ev.timestamp - 5],
+            calldata_hash: hash,
+        }))
         .unwrap();
     let (intent, _) = client.enqueue_batch(&items).unwrap();
 
@@ -88,7 +93,10 @@ async fn a_batch_already_in_the_outbox_is_recorded_not_sent_again() {
     assert!(store.pending().unwrap().is_empty());
     let sub = store.submitted().unwrap();
     assert_eq!(sub.len(), 1);
-    assert_eq!((sub[0].intent_id.as_str(), sub[0].timestamp, sub[0].machine_id.as_str()), (intent.as_str(), ev.timestamp - 5, "42"));
+    assert_eq!(
+        (sub[0].intent_id.as_str(), sub[0].timestamp, sub[0].machine_id.as_str()),
+        (intent.as_str(), ev.timestamp - 5, "42")
+    );
     assert_eq!(client.outbox().pending().len(), 1, "nothing enqueued a second time");
     assert!(store.inflight().unwrap().is_none());
     assert_eq!(counters.snapshot()["fare"].submitted, 1);
@@ -102,7 +110,12 @@ async fn a_batch_that_never_reached_the_outbox_stays_pending() {
     let ev = event("fare-1-1", &raw);
     assert!(store.persist(&ev, &raw, 1).unwrap());
     store
-        .set_inflight(Some(&Inflight { ids: vec![ev.id.clone()], machine_id: "42".into(), timestamps: vec![1], calldata_hash: "0x00".into() }))
+        .set_inflight(Some(&Inflight {
+            ids: vec![ev.id.clone()],
+            machine_id: "42".into(),
+            timestamps: vec![1],
+            calldata_hash: "0x00".into(),
+        }))
         .unwrap();
 
     run_briefly(&client, &store, &counters).await;

@@ -10,11 +10,7 @@ use rclrs::{BaseType, MessageStructure, ValueKind};
 /// Every dot path of a message structure (nested messages included; arrays are leaves).
 fn catalog_of(s: &MessageStructure, prefix: &str, out: &mut FieldCatalog) {
     for f in &s.fields {
-        let path = if prefix.is_empty() {
-            f.name.clone()
-        } else {
-            format!("{prefix}.{}", f.name)
-        };
+        let path = if prefix.is_empty() { f.name.clone() } else { format!("{prefix}.{}", f.name) };
         let kind = match (&f.value_kind, &f.base_type) {
             (ValueKind::Simple, BaseType::Message(inner)) => {
                 catalog_of(inner, &path, out);
@@ -32,10 +28,9 @@ fn base_kind(b: &BaseType) -> FieldKind {
         BaseType::Float | BaseType::Double => FieldKind::Float,
         BaseType::LongDouble => FieldKind::Other,
         BaseType::Boolean => FieldKind::Bool,
-        BaseType::String
-        | BaseType::BoundedString { .. }
-        | BaseType::WString
-        | BaseType::BoundedWString { .. } => FieldKind::Text,
+        BaseType::String | BaseType::BoundedString { .. } | BaseType::WString | BaseType::BoundedWString { .. } => {
+            FieldKind::Text
+        }
         BaseType::Message(_) => FieldKind::Message,
         _ => FieldKind::Integer, // char, wchar, octet, (u)int8..64 map to JSON integers
     }

@@ -14,8 +14,7 @@
 //! - `long double` has no portable layout and maps to `null`.
 use peaqos_core::value::{self, Timestamp};
 use rclrs::{
-    ArrayValue, BoundedSequenceValue, DynamicMessage, DynamicMessageView, SequenceValue, SimpleValue,
-    Value as RosValue,
+    ArrayValue, BoundedSequenceValue, DynamicMessage, DynamicMessageView, SequenceValue, SimpleValue, Value as RosValue,
 };
 use serde_json::{Map, Value};
 

@@ -106,9 +106,18 @@ pub fn start(
     if map.topics.iter().all(|t| t.events.is_empty()) {
         return Ok(None);
     }
-    let file = if params.policy_file.is_empty() { PathBuf::from("<embedded default policy>") } else { PathBuf::from(&params.policy_file) };
-    let rules = peaqos_events::load_rules(map, &file, catalogs)
-        .map_err(|e| StartError::Policy(PolicyError { file: e.file, path: e.path, reason: format!("rule {:?}: {}", e.rule, e.reason) }))?;
+    let file = if params.policy_file.is_empty() {
+        PathBuf::from("<embedded default policy>")
+    } else {
+        PathBuf::from(&params.policy_file)
+    };
+    let rules = peaqos_events::load_rules(map, &file, catalogs).map_err(|e| {
+        StartError::Policy(PolicyError {
+            file: e.file,
+            path: e.path,
+            reason: format!("rule {:?}: {}", e.rule, e.reason),
+        })
+    })?;
     let store = Arc::new(EventStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?);
     let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     let counters = Arc::new(Counters::load(store.dir().join("counters.json"), &names));

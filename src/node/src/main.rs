@@ -4,8 +4,8 @@
 //! ROS-free core (`peaqos_core`): subscriptions hand converted messages to the core's
 //! packaging pipeline through bounded queues and never block or sign; the pipeline signs,
 //! writes each package durably, then calls back here to publish it.
-mod catalog;
 mod access;
+mod catalog;
 mod chain;
 mod convert;
 mod dds_profile;
@@ -47,6 +47,9 @@ pub enum StartError {
     #[error("topic `{topic}`: message type `{type_name}` {reason}")]
     TopicType { topic: String, type_name: String, reason: String },
 }
+
+/// A subsystem fed every durable package batch (on the packaging thread: it must return at once).
+type Tap = Box<dyn FnMut(&[Published]) + Send>;
 
 fn main() -> ExitCode {
     // Before anything else: Fast DDS reads its profile when the first participant is made.
@@ -130,7 +133,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     // chunk stream, the event rules). Each must return at once (hand the batch to its own
     // thread): taps run on the packaging thread.
     #[allow(unused_mut)]
-    let mut taps: Vec<Box<dyn FnMut(&[Published]) + Send>> = Vec::new();
+    let mut taps: Vec<Tap> = Vec::new();
     // -- tap registration: new subsystems push their tap here --
     let mut stream = stream::start(&node, &params, &map, chain_services.as_ref(), &machine_id)?;
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {

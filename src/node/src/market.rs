@@ -282,41 +282,47 @@ pub fn start(
     let _ = SELLER.set(Arc::clone(&seller));
 
     let handle = runtime.handle().clone();
-    let service = params.services.enabled("~/market_onboard").then(|| node.create_async_service::<MarketOnboard, _>(
-        "~/market_onboard".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH),
-        move |_req: MarketOnboard_Request| {
-            crate::ros_log::request("~/market_onboard");
-            let s = Arc::clone(&seller);
-            let task = handle.spawn(async move { s.onboard().await });
-            async move {
-                match task.await {
-                    Ok(Ok(o)) => MarketOnboard_Response {
-                        success: true,
-                        message: "onboarded".into(),
-                        identity_ref: o.machine.identity_ref.clone().unwrap_or_default(),
-                        machine_id: o.chain_machine_id,
-                        market_machine_id: o.machine.id,
-                        machine_status: format!("{:?}", o.machine.status).to_ascii_lowercase(),
-                        agent_id: o.agent_id,
-                        ..Default::default()
-                    },
-                    Ok(Err(e)) => MarketOnboard_Response {
-                        success: false,
-                        error_code: e.error_code().to_owned(),
-                        error_field: e.field().to_owned(),
-                        message: e.to_string(),
-                        ..Default::default()
-                    },
-                    Err(e) => MarketOnboard_Response {
-                        success: false,
-                        error_code: "INTERNAL".into(),
-                        message: format!("the onboarding task failed: {e}"),
-                        ..Default::default()
-                    },
-                }
-            }
-        },
-    )).transpose()?;
+    let service = params
+        .services
+        .enabled("~/market_onboard")
+        .then(|| {
+            node.create_async_service::<MarketOnboard, _>(
+                "~/market_onboard".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH),
+                move |_req: MarketOnboard_Request| {
+                    crate::ros_log::request("~/market_onboard");
+                    let s = Arc::clone(&seller);
+                    let task = handle.spawn(async move { s.onboard().await });
+                    async move {
+                        match task.await {
+                            Ok(Ok(o)) => MarketOnboard_Response {
+                                success: true,
+                                message: "onboarded".into(),
+                                identity_ref: o.machine.identity_ref.clone().unwrap_or_default(),
+                                machine_id: o.chain_machine_id,
+                                market_machine_id: o.machine.id,
+                                machine_status: format!("{:?}", o.machine.status).to_ascii_lowercase(),
+                                agent_id: o.agent_id,
+                                ..Default::default()
+                            },
+                            Ok(Err(e)) => MarketOnboard_Response {
+                                success: false,
+                                error_code: e.error_code().to_owned(),
+                                error_field: e.field().to_owned(),
+                                message: e.to_string(),
+                                ..Default::default()
+                            },
+                            Err(e) => MarketOnboard_Response {
+                                success: false,
+                                error_code: "INTERNAL".into(),
+                                message: format!("the onboarding task failed: {e}"),
+                                ..Default::default()
+                            },
+                        }
+                    }
+                },
+            )
+        })
+        .transpose()?;
     Ok(Some(MarketSubsystem { _service: service, runtime: Some(runtime), stop }))
 }
 

@@ -49,7 +49,9 @@ use peaqos_stream::writer::SealedChunk;
 use peaqos_stream::{store, StreamError};
 use rclrs::{IntoPrimitiveOptions, Node, Publisher, Service};
 use ros_env::peaqos_node::msg::{ChunkManifest, StreamStatus};
-use ros_env::peaqos_node::srv::{GrantAccess, GrantAccess_Request, GrantAccess_Response, SealDataset, SealDataset_Request, SealDataset_Response};
+use ros_env::peaqos_node::srv::{
+    GrantAccess, GrantAccess_Request, GrantAccess_Response, SealDataset, SealDataset_Request, SealDataset_Response,
+};
 
 use crate::chain::ChainServices;
 use crate::params::Params;
@@ -139,7 +141,7 @@ pub struct StreamSubsystem {
     /// The upload thread says here that its last uploads at stop are done.
     upload_done: Receiver<()>,
     shutdown_upload_timeout: Duration,
-    _services: (Option<Service<GrantAccess>>, Option<Service<SealDataset>>),
+    _services: StreamServices,
     tap: Option<Tap>,
 }
 
@@ -159,7 +161,8 @@ pub(crate) fn topic_specs(map: &DataEventMap, policy_file: &Path) -> Result<Vec<
         let json = serde_json::to_value(block)
             .map_err(|e| policy_err(policy_file, format!("topics[{i}].stream"), format!("not a plain mapping: {e}")))?;
         let key_err = |e: peaqos_stream::topic_config::ConfigError| {
-            let path = if e.key.is_empty() { format!("topics[{i}].stream") } else { format!("topics[{i}].stream.{}", e.key) };
+            let path =
+                if e.key.is_empty() { format!("topics[{i}].stream") } else { format!("topics[{i}].stream.{}", e.key) };
             policy_err(policy_file, path, e.reason)
         };
         let mut cfg = TopicStreamConfig::from_value(&json).map_err(key_err)?;
@@ -188,8 +191,10 @@ fn declare_shutdown_upload_timeout(params: &Params) -> Result<Duration, StartErr
         DEFAULT_SHUTDOWN_UPLOAD_TIMEOUT,
         "Seconds a clean stop spends uploading the chunks still queued (those sealed at shutdown included); what is left is logged and uploaded at the next start. 0 = none.",
     )?;
-    Duration::try_from_secs_f64(v)
-        .map_err(|_| StartError::Parameter { name: name.into(), reason: format!("must be a number of seconds >= 0, got {v}") })
+    Duration::try_from_secs_f64(v).map_err(|_| StartError::Parameter {
+        name: name.into(),
+        reason: format!("must be a number of seconds >= 0, got {v}"),
+    })
 }
 
 fn manifest_msg(s: &SealedChunk, event: &str) -> ChunkManifest {
@@ -213,8 +218,11 @@ pub fn start(
     chain: Option<&ChainServices>,
     machine_id: &str,
 ) -> Result<Option<StreamSubsystem>, StartError> {
-    let policy_file =
-        if params.policy_file.is_empty() { PathBuf::from("<embedded default policy>") } else { PathBuf::from(&params.policy_file) };
+    let policy_file = if params.policy_file.is_empty() {
+        PathBuf::from("<embedded default policy>")
+    } else {
+        PathBuf::from(&params.policy_file)
+    };
     let specs = topic_specs(map, &policy_file)?;
     let queue_max_bytes = declare_queue_max_bytes(params)?;
     let shutdown_upload_timeout = declare_shutdown_upload_timeout(params)?;
@@ -223,7 +231,8 @@ pub fn start(
     }
     let machine_key = Arc::new(params.machine_key()?);
     let keys = Arc::new(
-        MachineStreamKeys::from_secp256k1_secret(&machine_key.secret_bytes()).map_err(|e| stream_err("machine stream keys", e))?,
+        MachineStreamKeys::from_secp256k1_secret(&machine_key.secret_bytes())
+            .map_err(|e| stream_err("machine stream keys", e))?,
     );
     let did = machine_key.did().to_owned();
     let key_id = format!("{did}#stream-ed25519");
@@ -237,8 +246,10 @@ pub fn start(
         hex::encode(keys.x25519_public)
     );
 
-    let chunks_pub: Publisher<ChunkManifest> = node.create_publisher::<ChunkManifest>("~/chunks".reliable().transient_local().keep_last(1000))?;
-    let counters = Arc::new(Mutex::new(specs.iter().map(|s| (s.topic.clone(), Counters::default())).collect::<Vec<_>>()));
+    let chunks_pub: Publisher<ChunkManifest> =
+        node.create_publisher::<ChunkManifest>("~/chunks".reliable().transient_local().keep_last(1000))?;
+    let counters =
+        Arc::new(Mutex::new(specs.iter().map(|s| (s.topic.clone(), Counters::default())).collect::<Vec<_>>()));
     // Hand-overs the tap dropped, per topic (atomics: the tap never waits for a lock).
     let dropped: Arc<Vec<AtomicU64>> = Arc::new(specs.iter().map(|_| AtomicU64::new(0)).collect());
 
@@ -247,8 +258,18 @@ pub fn start(
     let mut feeds = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         let recipients = s.cfg.recipients().map_err(|(k, r)| policy_err(&policy_file, format!("stream.{k}"), r))?;
-        let (feed, opened) = TopicFeed::open(&stream_dir, &params.data_dir, &s.topic, s.cfg.chunk, &keys, &did, &key_id, &recipients, s.cfg.backfill)
-            .map_err(|e| stream_err(&format!("topic {}", s.topic), e))?;
+        let (feed, opened) = TopicFeed::open(
+            &stream_dir,
+            &params.data_dir,
+            &s.topic,
+            s.cfg.chunk,
+            &keys,
+            &did,
+            &key_id,
+            &recipients,
+            s.cfg.backfill,
+        )
+        .map_err(|e| stream_err(&format!("topic {}", s.topic), e))?;
         if !opened.recovery.is_clean() {
             tracing::warn!("stream {}: recovery at start: {:?}", s.topic, opened.recovery.actions);
         }
@@ -440,7 +461,11 @@ fn stream_loop(
                 match feeds[it.topic].push(it.sequence, it.line.as_bytes()) {
                     Ok(s) => sealed.extend(s.into_iter().map(|s| (it.topic, s))),
                     Err(e) => {
-                        tracing::error!("stream {}: appending package {} failed: {e}", feeds[it.topic].writer().topic(), it.sequence);
+                        tracing::error!(
+                            "stream {}: appending package {} failed: {e}",
+                            feeds[it.topic].writer().topic(),
+                            it.sequence
+                        );
                         set_error(&counters, it.topic, &e);
                     }
                 }
@@ -448,8 +473,12 @@ fn stream_loop(
             }
         }
         // Dropped hand-overs with nothing newer arriving: read them back from the log.
-        let behind: Vec<usize> = (0..feeds.len()).filter(|&t| dropped[t].load(Ordering::Relaxed) > caught_up_to[t]).collect();
-        if !behind.is_empty() && last_catch_up.elapsed() >= Duration::from_secs(1) && queued.load(Ordering::Relaxed) == 0 {
+        let behind: Vec<usize> =
+            (0..feeds.len()).filter(|&t| dropped[t].load(Ordering::Relaxed) > caught_up_to[t]).collect();
+        if !behind.is_empty()
+            && last_catch_up.elapsed() >= Duration::from_secs(1)
+            && queued.load(Ordering::Relaxed) == 0
+        {
             last_catch_up = Instant::now();
             for t in behind {
                 // Drops counted before this read are in the log by now (the tap runs after the
@@ -513,7 +542,8 @@ fn upload_loop(
     publisher: &Publisher<ChunkManifest>,
 ) {
     // Per destination: consecutive failures and when to try again (backoff 2, 4, … 30 s).
-    let mut retry: Vec<Vec<(u32, Instant)>> = topics.iter().map(|(_, _, d)| vec![(0, Instant::now()); d.len()]).collect();
+    let mut retry: Vec<Vec<(u32, Instant)>> =
+        topics.iter().map(|(_, _, d)| vec![(0, Instant::now()); d.len()]).collect();
     while !stop.load(Ordering::Relaxed) {
         let mut busy = false;
         for (t, (topic, dir, dests)) in topics.iter().enumerate() {
@@ -551,7 +581,8 @@ fn upload_loop(
             }
             if let Ok(mut c) = counters.lock() {
                 // A destination skipped while backing off keeps its last backlog figure.
-                c[t].1.upload_backlog = if retry[t].iter().any(|(f, _)| *f > 0) { c[t].1.upload_backlog.max(backlog) } else { backlog };
+                c[t].1.upload_backlog =
+                    if retry[t].iter().any(|(f, _)| *f > 0) { c[t].1.upload_backlog.max(backlog) } else { backlog };
                 if !error.is_empty() {
                     c[t].1.last_error = error;
                 } else if c[t].1.last_error.contains(": chunk ") {
@@ -732,7 +763,11 @@ impl Ctx {
         if self.topics.iter().any(|x| x == t) {
             Ok(())
         } else {
-            Err(svc_err("UNKNOWN_TOPIC", "topic", format!("topic {} is not streamed (no stream: block in the Data Event Map)", quoted(t))))
+            Err(svc_err(
+                "UNKNOWN_TOPIC",
+                "topic",
+                format!("topic {} is not streamed (no stream: block in the Data Event Map)", quoted(t)),
+            ))
         }
     }
 
@@ -744,7 +779,11 @@ impl Ctx {
             Ok(GrantRange::TimeMs { from: from_ms, to: to_ms })
         } else {
             if last < first {
-                return Err(svc_err("INVALID_ARGUMENT", "last_index", format!("last_index {last} is before first_index {first}")));
+                return Err(svc_err(
+                    "INVALID_ARGUMENT",
+                    "last_index",
+                    format!("last_index {last} is before first_index {first}"),
+                ));
             }
             Ok(GrantRange::Indices { first, last })
         }
@@ -773,18 +812,27 @@ impl Ctx {
         };
         let indices = select_indices(&dir, &range).map_err(|e| range_error(e, r.to_ms > 0))?;
         if indices.is_empty() {
-            return Err(svc_err("NOT_FOUND", if r.to_ms > 0 { "from_ms" } else { "first_index" }, "no sealed chunk in the range"));
+            return Err(svc_err(
+                "NOT_FOUND",
+                if r.to_ms > 0 { "from_ms" } else { "first_index" },
+                "no sealed chunk in the range",
+            ));
         }
         if let Some(m) = &dataset {
             for (i, id) in indices.iter().zip(&m.chunk_ids) {
                 if store::load_chunk(&dir, *i)?.chunk_id != *id {
-                    return Err(svc_err("CHAIN_INVALID", "dataset", format!("chunk {i} differs from the dataset's chunk id")));
+                    return Err(svc_err(
+                        "CHAIN_INVALID",
+                        "dataset",
+                        format!("chunk {i} differs from the dataset's chunk id"),
+                    ));
                 }
             }
         }
         let stamp = store::unix_ms(SystemTime::now());
         let out_dir = self.stream_dir.join("grants").join(hex::encode(pk)).join(stamp.to_string());
-        let (paths, files) = grant_to_files(&self.stream_dir, &r.topic, &range, &self.keys, &pk, buyer_id, &out_dir, None)?;
+        let (paths, files) =
+            grant_to_files(&self.stream_dir, &r.topic, &range, &self.keys, &pk, buyer_id, &out_dir, None)?;
         let json: Vec<serde_json::Value> = files.iter().map(|f| f.to_snake_json()).collect::<Result<_, _>>()?;
         Ok(GrantAccess_Response {
             success: true,
@@ -802,7 +850,11 @@ impl Ctx {
         let dir = store::topic_dir(&self.stream_dir, &r.topic)?;
         let indices = select_indices(&dir, &range).map_err(|e| range_error(e, r.to_ms > 0))?;
         let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
-            return Err(svc_err("NOT_FOUND", if r.to_ms > 0 { "from_ms" } else { "first_index" }, "no sealed chunk in the range"));
+            return Err(svc_err(
+                "NOT_FOUND",
+                if r.to_ms > 0 { "from_ms" } else { "first_index" },
+                "no sealed chunk in the range",
+            ));
         };
         let key = Arc::clone(&self.key);
         let signer = move |m: &[u8]| -> peaqos_stream::Result<[u8; 65]> { Ok(key.sign_eip191(m)) };
@@ -838,7 +890,13 @@ impl Ctx {
                 }
                 // The dataset stands (answer carries it); only the anchor failed.
                 Err(e) => {
-                    tracing::warn!("~/seal_dataset {}: anchor: {} {}: {}", quoted(&r.topic), e.code, e.field, one_line(&e.message, 300));
+                    tracing::warn!(
+                        "~/seal_dataset {}: anchor: {} {}: {}",
+                        quoted(&r.topic),
+                        e.code,
+                        e.field,
+                        one_line(&e.message, 300)
+                    );
                     resp.success = false;
                     resp.error_code = e.code;
                     resp.error_field = e.field;
@@ -867,6 +925,9 @@ where
     async move { rx.await.unwrap_or_default() }
 }
 
+/// `~/grant_access` and `~/seal_dataset`, each absent when switched off (`services.disabled`).
+type StreamServices = (Option<Service<GrantAccess>>, Option<Service<SealDataset>>);
+
 fn serve(
     node: &Node,
     stream_dir: &Path,
@@ -875,29 +936,75 @@ fn serve(
     key: Arc<MachineKey>,
     anchor: Option<Anchor>,
     enabled: &crate::access::Services,
-) -> Result<(Option<Service<GrantAccess>>, Option<Service<SealDataset>>), StartError> {
-    let ctx = Arc::new(Ctx { stream_dir: stream_dir.to_owned(), topics: specs.iter().map(|s| s.topic.clone()).collect(), keys, key, anchor });
+) -> Result<StreamServices, StartError> {
+    let ctx = Arc::new(Ctx {
+        stream_dir: stream_dir.to_owned(),
+        topics: specs.iter().map(|s| s.topic.clone()).collect(),
+        keys,
+        key,
+        anchor,
+    });
     // Grants and datasets read, unwrap and re-wrap whole ranges of chunks: run them on a thread
     // of their own so a large range never stalls the executor (and with it the subscriptions).
     let c = Arc::clone(&ctx);
-    let grant = enabled.enabled("~/grant_access").then(|| node.create_async_service::<GrantAccess, _>("~/grant_access".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: GrantAccess_Request| {
-        crate::ros_log::request("~/grant_access");
-        off_executor(Arc::clone(&c), move |c| {
-            c.grant(&r).unwrap_or_else(|e| {
-                tracing::warn!("~/grant_access {}: {} {}: {}", quoted(&r.topic), e.code, e.field, one_line(&e.message, 300));
-                GrantAccess_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
-            })
+    let grant = enabled
+        .enabled("~/grant_access")
+        .then(|| {
+            node.create_async_service::<GrantAccess, _>(
+                "~/grant_access".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH),
+                move |r: GrantAccess_Request| {
+                    crate::ros_log::request("~/grant_access");
+                    off_executor(Arc::clone(&c), move |c| {
+                        c.grant(&r).unwrap_or_else(|e| {
+                            tracing::warn!(
+                                "~/grant_access {}: {} {}: {}",
+                                quoted(&r.topic),
+                                e.code,
+                                e.field,
+                                one_line(&e.message, 300)
+                            );
+                            GrantAccess_Response {
+                                success: false,
+                                error_code: e.code,
+                                error_field: e.field,
+                                message: e.message,
+                                ..Default::default()
+                            }
+                        })
+                    })
+                },
+            )
         })
-    })).transpose()?;
+        .transpose()?;
     let c = Arc::clone(&ctx);
-    let seal = enabled.enabled("~/seal_dataset").then(|| node.create_async_service::<SealDataset, _>("~/seal_dataset".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH), move |r: SealDataset_Request| {
-        crate::ros_log::request("~/seal_dataset");
-        off_executor(Arc::clone(&c), move |c| {
-            c.seal(&r).unwrap_or_else(|e| {
-                tracing::warn!("~/seal_dataset {}: {} {}: {}", quoted(&r.topic), e.code, e.field, one_line(&e.message, 300));
-                SealDataset_Response { success: false, error_code: e.code.into(), error_field: e.field, message: e.message, ..Default::default() }
-            })
+    let seal = enabled
+        .enabled("~/seal_dataset")
+        .then(|| {
+            node.create_async_service::<SealDataset, _>(
+                "~/seal_dataset".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH),
+                move |r: SealDataset_Request| {
+                    crate::ros_log::request("~/seal_dataset");
+                    off_executor(Arc::clone(&c), move |c| {
+                        c.seal(&r).unwrap_or_else(|e| {
+                            tracing::warn!(
+                                "~/seal_dataset {}: {} {}: {}",
+                                quoted(&r.topic),
+                                e.code,
+                                e.field,
+                                one_line(&e.message, 300)
+                            );
+                            SealDataset_Response {
+                                success: false,
+                                error_code: e.code,
+                                error_field: e.field,
+                                message: e.message,
+                                ..Default::default()
+                            }
+                        })
+                    })
+                },
+            )
         })
-    })).transpose()?;
+        .transpose()?;
     Ok((grant, seal))
 }

@@ -17,11 +17,17 @@ use peaqos_stream::crypto::{self, x25519_public};
 use peaqos_stream::envelope::RecipientType;
 
 fn main() {
-    let signer = ChunkSigner::new([5u8; 32], "did:peaq:0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "k#1").expect("signer");
-    let recipients: Vec<RecipientSpec> = [(RecipientType::Owner, 1u8), (RecipientType::Operator, 2), (RecipientType::Machine, 3)]
-        .iter()
-        .map(|(t, b)| RecipientSpec { recipient_id: format!("{t:?}-1").to_lowercase(), recipient_type: *t, public_key: x25519_public(&[*b; 32]) })
-        .collect();
+    let signer =
+        ChunkSigner::new([5u8; 32], "did:peaq:0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "k#1").expect("signer");
+    let recipients: Vec<RecipientSpec> =
+        [(RecipientType::Owner, 1u8), (RecipientType::Operator, 2), (RecipientType::Machine, 3)]
+            .iter()
+            .map(|(t, b)| RecipientSpec {
+                recipient_id: format!("{t:?}-1").to_lowercase(),
+                recipient_type: *t,
+                public_key: x25519_public(&[*b; 32]),
+            })
+            .collect();
     let pt: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
     let mut rng = OsRandom;
     let mut prev: Option<String> = None;
@@ -41,7 +47,7 @@ fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     let seal_mbs = n as f64 / secs; // MiB/s
-    // encryption alone, for reference
+                                    // encryption alone, for reference
     let start = Instant::now();
     let mut m = 0u64;
     while start.elapsed() < budget / 2 {
@@ -65,8 +71,14 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("peaqos-stream-bench-{}", std::process::id()));
     let keys = peaqos_stream::keys::MachineStreamKeys::from_secp256k1_secret(&[7u8; 32]).expect("keys");
     let did = keys.default_did();
-    let policy = peaqos_stream::writer::ChunkPolicy { max_bytes: 1 << 20, max_messages: 1_000_000, max_age: Duration::from_secs(3600) };
-    let (mut w, _) = peaqos_stream::writer::ChunkWriter::open(&dir, "/bench", policy, &keys, &did, "k#1", &Default::default()).expect("open");
+    let policy = peaqos_stream::writer::ChunkPolicy {
+        max_bytes: 1 << 20,
+        max_messages: 1_000_000,
+        max_age: Duration::from_secs(3600),
+    };
+    let (mut w, _) =
+        peaqos_stream::writer::ChunkWriter::open(&dir, "/bench", policy, &keys, &did, "k#1", &Default::default())
+            .expect("open");
     let line = format!("{{\"payload\":\"{}\"}}", "x".repeat(186));
     let start = Instant::now();
     let mut lines = 0u64;
@@ -80,6 +92,9 @@ fn main() {
     let lps = lines as f64 / start.elapsed().as_secs_f64();
     drop(w);
     let _ = std::fs::remove_dir_all(&dir);
-    println!("ChunkWriter append (200 B lines, sync every 100, seal every 1 MiB): {lps:.0} lines/s ({:.1} MB/s)", lps * 200.0 / 1e6);
+    println!(
+        "ChunkWriter append (200 B lines, sync every 100, seal every 1 MiB): {lps:.0} lines/s ({:.1} MB/s)",
+        lps * 200.0 / 1e6
+    );
     println!("xchacha20-poly1305 encrypt only, 1 MiB: {enc_mbs:.1} MiB/s ({:.1} MB/s)", enc_mbs * 1.048576);
 }

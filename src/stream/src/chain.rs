@@ -118,7 +118,13 @@ pub struct RecipientSpec {
 }
 
 /// Wrap `key` for one recipient.
-pub fn wrap_key(key: &[u8], id: &str, t: RecipientType, pk: &[u8; 32], rng: &mut dyn ChunkRandom) -> Result<KeyRecipient> {
+pub fn wrap_key(
+    key: &[u8],
+    id: &str,
+    t: RecipientType,
+    pk: &[u8; 32],
+    rng: &mut dyn ChunkRandom,
+) -> Result<KeyRecipient> {
     crypto::check_x25519_public(pk, &format!("public key of recipient {id}"))?;
     let mut esk = Zeroizing::new([0u8; 32]);
     rng.fill(RandomPurpose::EphemeralSecret, esk.as_mut())?;
@@ -315,20 +321,33 @@ pub fn unwrap_chunk_key(chunk: &Chunk, entry: &KeyRecipient, recipient_sk: &[u8;
         .map_err(|_| StreamError::check(&chunk.chunk_id, "key unwrap", "unwrapped key is not 32 bytes"))?;
     let key = Zeroizing::new(key);
     if crypto::key_commitment(key.as_ref()) != chunk.encryption.key_commitment {
-        return Err(StreamError::check(&chunk.chunk_id, "key_commitment", "recovered chunk key does not match key_commitment"));
+        return Err(StreamError::check(
+            &chunk.chunk_id,
+            "key_commitment",
+            "recovered chunk key does not match key_commitment",
+        ));
     }
     Ok(key)
 }
 
 /// The SDK's `decrypt_chunk`: unwrap → key commitment → decrypt → plaintext hash.
-pub fn decrypt_chunk(chunk: &Chunk, entry: &KeyRecipient, recipient_sk: &[u8; 32], encrypted_data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+pub fn decrypt_chunk(
+    chunk: &Chunk,
+    entry: &KeyRecipient,
+    recipient_sk: &[u8; 32],
+    encrypted_data: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
     let key = unwrap_chunk_key(chunk, entry, recipient_sk)?;
     let nonce = crypto::parse_hex_n::<XCHACHA_NONCE_LEN>(&chunk.encryption.nonce, "encryption.nonce")?;
     let pt = crypto::xchacha_decrypt(&key, &nonce, encrypted_data)
         .ok_or_else(|| StreamError::check(&chunk.chunk_id, "decrypt", "XChaCha20-Poly1305 tag does not verify"))?;
     let pt = Zeroizing::new(pt);
     if crypto::hash_hex0x(&pt) != chunk.plaintext_hash {
-        return Err(StreamError::check(&chunk.chunk_id, "plaintext_hash", "decrypted data does not match plaintext_hash"));
+        return Err(StreamError::check(
+            &chunk.chunk_id,
+            "plaintext_hash",
+            "decrypted data does not match plaintext_hash",
+        ));
     }
     Ok(pt)
 }

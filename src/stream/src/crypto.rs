@@ -82,7 +82,10 @@ pub fn parse_hex_n<const N: usize>(value: &str, field: &str) -> Result<[u8; N]> 
 /// XChaCha20 → ChaCha20-Poly1305 (IETF) key and nonce: subkey = HChaCha20(key, nonce[..16]),
 /// nonce12 = 0u32 || nonce[16..24] (draft-irtf-cfrg-xchacha §2.3; what pycryptodome and
 /// libsodium do).
-fn xchacha_ring_key(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN]) -> Result<(ring::aead::LessSafeKey, ring::aead::Nonce)> {
+fn xchacha_ring_key(
+    key: &[u8; CHUNK_KEY_LEN],
+    nonce: &[u8; XCHACHA_NONCE_LEN],
+) -> Result<(ring::aead::LessSafeKey, ring::aead::Nonce)> {
     use chacha20::cipher::consts::U10;
     let sub = Zeroizing::new(chacha20::hchacha::<U10>(key.into(), nonce[..16].into()));
     let mut n12 = [0u8; 12];
@@ -93,7 +96,11 @@ fn xchacha_ring_key(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN]) 
 }
 
 /// XChaCha20-Poly1305 encrypt, no AAD; returns `ct || tag16`.
-pub fn xchacha_encrypt(key: &[u8; CHUNK_KEY_LEN], nonce: &[u8; XCHACHA_NONCE_LEN], plaintext: &[u8]) -> Result<Vec<u8>> {
+pub fn xchacha_encrypt(
+    key: &[u8; CHUNK_KEY_LEN],
+    nonce: &[u8; XCHACHA_NONCE_LEN],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
     let (k, n) = xchacha_ring_key(key, nonce)?;
     let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
     buf.extend_from_slice(plaintext);
@@ -216,7 +223,11 @@ pub fn sign_encrypted_data_hash(encrypted_data_hash: &str, seed: &[u8; 32]) -> S
 }
 
 /// Verify an Ed25519 signature (hex) over `encrypted_data_hash` with a public key (hex).
-pub fn verify_encrypted_data_hash_signature(encrypted_data_hash: &str, signature_hex: &str, public_key_hex: &str) -> bool {
+pub fn verify_encrypted_data_hash_signature(
+    encrypted_data_hash: &str,
+    signature_hex: &str,
+    public_key_hex: &str,
+) -> bool {
     let Ok(pk) = parse_hex_n::<32>(public_key_hex, "signature.public_key_hex") else { return false };
     let Ok(sig) = parse_hex_n::<64>(signature_hex, "signature.value") else { return false };
     let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&pk) else { return false };
@@ -258,7 +269,8 @@ mod tests {
             let key = [0x41u8; 32];
             let nonce = [0x42u8; 24];
             let ours = xchacha_encrypt(&key, &nonce, &pt).unwrap();
-            let rc = chacha20poly1305::XChaCha20Poly1305::new(&key.into()).encrypt(&nonce.into(), pt.as_slice()).unwrap();
+            let rc =
+                chacha20poly1305::XChaCha20Poly1305::new(&key.into()).encrypt(&nonce.into(), pt.as_slice()).unwrap();
             assert_eq!(ours, rc, "len {len}");
             assert_eq!(xchacha_decrypt(&key, &nonce, &ours).unwrap(), pt);
             let mut bad = ours.clone();

@@ -195,11 +195,12 @@ impl DatasetManifest {
 
     /// Inclusion proof for `chunk_id`.
     pub fn prove(&self, chunk_id: &str) -> Result<InclusionProof> {
-        let m = self
-            .chunk_ids
-            .iter()
-            .position(|c| c.eq_ignore_ascii_case(chunk_id))
-            .ok_or_else(|| StreamError::NotFound(format!("chunk {chunk_id} in dataset {}..={} of {}", self.first_index, self.last_index, self.topic)))?;
+        let m = self.chunk_ids.iter().position(|c| c.eq_ignore_ascii_case(chunk_id)).ok_or_else(|| {
+            StreamError::NotFound(format!(
+                "chunk {chunk_id} in dataset {}..={} of {}",
+                self.first_index, self.last_index, self.topic
+            ))
+        })?;
         let leaves = leaves_of(&self.chunk_ids)?;
         Ok(InclusionProof {
             schema: PROOF_SCHEMA.into(),
@@ -294,7 +295,11 @@ pub fn build_dataset(
     let msg = m.signing_bytes()?;
     let sig = signer(&msg)?;
     let addr = eip191_recover(&msg, &sig)?;
-    m.signature = Some(DatasetSignature { algorithm: "eip191-secp256k1".into(), signer: checksum_address(&addr), value: h0x(&sig) });
+    m.signature = Some(DatasetSignature {
+        algorithm: "eip191-secp256k1".into(),
+        signer: checksum_address(&addr),
+        value: h0x(&sig),
+    });
     Ok(m)
 }
 

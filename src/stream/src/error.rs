@@ -23,11 +23,20 @@ pub enum StreamError {
 
     /// A file could not be read, written or synced.
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A JSON file or document could not be parsed.
     #[error("parse {what}: {source}")]
-    Json { what: String, #[source] source: serde_json::Error },
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
 
     /// Something expected (chunk, recipient entry, file) is not there.
     #[error("not found: {0}")]

@@ -37,7 +37,7 @@ use crate::envelope::RecipientType;
 use crate::error::{Result, StreamError};
 use crate::keys::MachineStreamKeys;
 use crate::store;
-use crate::writer::{ChunkPolicy, ChunkWriter, RecoveryReport, Recipients, SealedChunk};
+use crate::writer::{ChunkPolicy, ChunkWriter, Recipients, RecoveryReport, SealedChunk};
 
 #[derive(Deserialize)]
 struct SeqOnly {
@@ -47,7 +47,9 @@ struct SeqOnly {
 
 /// `sequenceNumber` of one package line.
 pub fn line_sequence(line: &[u8], what: &str) -> Result<u64> {
-    serde_json::from_slice::<SeqOnly>(line).map(|s| s.sequence_number).map_err(|e| StreamError::json(what.to_string(), e))
+    serde_json::from_slice::<SeqOnly>(line)
+        .map(|s| s.sequence_number)
+        .map_err(|e| StreamError::json(what.to_string(), e))
 }
 
 /// Directory of a topic in the core's package log.
@@ -109,7 +111,9 @@ pub fn chain_last_sequence(w: &ChunkWriter, keys: &MachineStreamKeys) -> Result<
         .key_recipients
         .iter()
         .find(|r| r.recipient_type == RecipientType::Machine && r.public_key_hex.eq_ignore_ascii_case(&machine_pk))
-        .ok_or_else(|| StreamError::check(&c.chunk_id, "resume", "last chunk has no key entry for this machine's X25519 key"))?;
+        .ok_or_else(|| {
+            StreamError::check(&c.chunk_id, "resume", "last chunk has no key entry for this machine's X25519 key")
+        })?;
     let ct = store::read(&store::chunk_paths(w.dir(), last).1)?;
     let pt = decrypt_chunk(&c, entry, keys.x25519_secret(), &ct)?;
     let body = pt.strip_suffix(b"\n").unwrap_or(&pt);
@@ -140,7 +144,10 @@ pub struct TopicFeed {
 
 impl std::fmt::Debug for TopicFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TopicFeed").field("writer", &self.writer).field("last_sequence", &self.last_sequence).finish_non_exhaustive()
+        f.debug_struct("TopicFeed")
+            .field("writer", &self.writer)
+            .field("last_sequence", &self.last_sequence)
+            .finish_non_exhaustive()
     }
 }
 
@@ -197,8 +204,13 @@ impl TopicFeed {
         };
         // An empty chain continues from its origin.
         let last_sequence = last_sequence.or(origin.from_sequence.checked_sub(1));
-        let mut feed =
-            TopicFeed { writer, package_data_dir: package_data_dir.to_owned(), last_sequence, duplicates: 0, gap_filled: 0 };
+        let mut feed = TopicFeed {
+            writer,
+            package_data_dir: package_data_dir.to_owned(),
+            last_sequence,
+            duplicates: 0,
+            gap_filled: 0,
+        };
         let mut sealed: Vec<SealedChunk> = recovery.sealed.iter().cloned().collect();
         let replayed = feed.fill(None, &mut sealed)?;
         feed.writer.sync()?;

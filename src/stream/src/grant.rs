@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use tracing::info;
 
 use crate::chain::{decrypt_chunk, unwrap_chunk_key, wrap_key, ChunkRandom, OsRandom};
-use crate::envelope::{BuyerAccessEntry, BuyerAccessFile, Chunk, KeyRecipient, RecipientType, BUYER_ACCESS_SCHEMA_VERSION};
+use crate::envelope::{
+    BuyerAccessEntry, BuyerAccessFile, Chunk, KeyRecipient, RecipientType, BUYER_ACCESS_SCHEMA_VERSION,
+};
 use crate::error::{Result, StreamError};
 use crate::keys::MachineStreamKeys;
 use crate::store;
@@ -87,7 +89,11 @@ fn make_file(buyer_hex: &str, n: usize, entries: Vec<BuyerAccessEntry>) -> Buyer
 }
 
 /// The SDK's `build_buyer_access_files` batching (greedy, `≤ max_file_size`).
-pub fn build_buyer_access_files(entries: Vec<BuyerAccessEntry>, buyer_public_key_hex: &str, max_file_size: usize) -> Result<Vec<BuyerAccessFile>> {
+pub fn build_buyer_access_files(
+    entries: Vec<BuyerAccessEntry>,
+    buyer_public_key_hex: &str,
+    max_file_size: usize,
+) -> Result<Vec<BuyerAccessFile>> {
     let mut files = Vec::new();
     let mut cur: Vec<BuyerAccessEntry> = Vec::new();
     for e in entries {
@@ -115,7 +121,9 @@ pub fn select_indices(topic_dir: &Path, range: &GrantRange) -> Result<Vec<u64>> 
         GrantRange::Indices { first, last } if last < first => {
             return Err(StreamError::invalid("range", format!("{first}..{last} is empty")))
         }
-        GrantRange::TimeMs { from, to } if to < from => return Err(StreamError::invalid("range", format!("t:{from}..{to} is empty"))),
+        GrantRange::TimeMs { from, to } if to < from => {
+            return Err(StreamError::invalid("range", format!("t:{from}..{to} is empty")))
+        }
         _ => {}
     }
     let all = store::sealed_indices(topic_dir)?;
@@ -215,8 +223,17 @@ fn grant_indices(
             .key_recipients
             .iter()
             .find(|r| r.recipient_type == RecipientType::Machine && r.public_key_hex.eq_ignore_ascii_case(&machine_pk))
-            .ok_or_else(|| StreamError::check(&c.chunk_id, "grant", "chunk has no key entry for this machine's X25519 key"))?;
-        out.push(create_buyer_access_entry(&c, entry, keys.x25519_secret(), buyer_recipient_id, buyer_public_key, &mut rng)?);
+            .ok_or_else(|| {
+                StreamError::check(&c.chunk_id, "grant", "chunk has no key entry for this machine's X25519 key")
+            })?;
+        out.push(create_buyer_access_entry(
+            &c,
+            entry,
+            keys.x25519_secret(),
+            buyer_recipient_id,
+            buyer_public_key,
+            &mut rng,
+        )?);
     }
     info!(topic, chunks = out.len(), buyer = %hex::encode(buyer_public_key), "buyer access granted");
     Ok(out)
@@ -276,9 +293,9 @@ pub fn decrypt_with_grants(
     }
     let mut out = Vec::new();
     for e in entries {
-        let i = *by_id
-            .get(&e.chunk_id)
-            .ok_or_else(|| StreamError::NotFound(format!("chunk {} (named by a grant) in {}", e.chunk_id, topic_dir.display())))?;
+        let i = *by_id.get(&e.chunk_id).ok_or_else(|| {
+            StreamError::NotFound(format!("chunk {} (named by a grant) in {}", e.chunk_id, topic_dir.display()))
+        })?;
         if !e.buyer.public_key_hex.trim_start_matches("0x").eq_ignore_ascii_case(&my_pk) {
             return Err(StreamError::check(
                 &e.chunk_id,

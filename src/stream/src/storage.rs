@@ -113,19 +113,33 @@ pub trait Destination: Send {
 pub fn destination(cfg: &DestinationConfig) -> Box<dyn Destination> {
     match cfg {
         DestinationConfig::Local { dir } => Box::new(LocalDestination { dir: dir.clone() }),
-        DestinationConfig::S3 { endpoint, bucket, prefix, region, access_key_id, secret_access_key, session_token, timeout_secs } => {
-            Box::new(S3Destination {
-                endpoint: endpoint.trim_end_matches('/').to_string(),
-                bucket: bucket.clone(),
-                prefix: prefix.trim_matches('/').to_string(),
-                region: region.clone(),
-                access_key_id: access_key_id.clone(),
-                secret: secret_access_key.clone(),
-                session_token: session_token.clone(),
-                agent: agent(*timeout_secs),
-            })
-        }
-        DestinationConfig::Walrus { publisher_url, aggregator_url, epochs, permanent, publisher_token, timeout_secs } => Box::new(WalrusDestination {
+        DestinationConfig::S3 {
+            endpoint,
+            bucket,
+            prefix,
+            region,
+            access_key_id,
+            secret_access_key,
+            session_token,
+            timeout_secs,
+        } => Box::new(S3Destination {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            bucket: bucket.clone(),
+            prefix: prefix.trim_matches('/').to_string(),
+            region: region.clone(),
+            access_key_id: access_key_id.clone(),
+            secret: secret_access_key.clone(),
+            session_token: session_token.clone(),
+            agent: agent(*timeout_secs),
+        }),
+        DestinationConfig::Walrus {
+            publisher_url,
+            aggregator_url,
+            epochs,
+            permanent,
+            publisher_token,
+            timeout_secs,
+        } => Box::new(WalrusDestination {
             publisher: publisher_url.trim_end_matches('/').to_string(),
             aggregator: aggregator_url.trim_end_matches('/').to_string(),
             epochs: *epochs,
@@ -208,7 +222,9 @@ impl Destination for LocalDestination {
         Ok(format!("file://{}", abs.display()))
     }
     fn get(&self, storage_ref: &str) -> Result<Vec<u8>> {
-        let p = storage_ref.strip_prefix("file://").ok_or_else(|| serr("local", format!("not a file:// reference: {storage_ref}")))?;
+        let p = storage_ref
+            .strip_prefix("file://")
+            .ok_or_else(|| serr("local", format!("not a file:// reference: {storage_ref}")))?;
         store::read(Path::new(p))
     }
 }
@@ -248,13 +264,17 @@ impl Destination for WalrusDestination {
         }
         let resp = send("walrus", "PUT /v1/blobs", req.body(ciphertext.to_vec()))?;
         let body = read_body("walrus", resp)?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| serr("walrus", format!("publisher response is not JSON: {e}")))?;
-        let id = walrus_blob_id(&v)
-            .ok_or_else(|| serr("walrus", "publisher response has neither newlyCreated.blobObject.blobId nor alreadyCertified.blobId"))?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| serr("walrus", format!("publisher response is not JSON: {e}")))?;
+        let id = walrus_blob_id(&v).ok_or_else(|| {
+            serr("walrus", "publisher response has neither newlyCreated.blobObject.blobId nor alreadyCertified.blobId")
+        })?;
         Ok(format!("walrus://{id}"))
     }
     fn get(&self, storage_ref: &str) -> Result<Vec<u8>> {
-        let id = storage_ref.strip_prefix("walrus://").ok_or_else(|| serr("walrus", format!("not a walrus:// reference: {storage_ref}")))?;
+        let id = storage_ref
+            .strip_prefix("walrus://")
+            .ok_or_else(|| serr("walrus", format!("not a walrus:// reference: {storage_ref}")))?;
         let req = self.agent.request("walrus", "GET", &format!("{}/v1/blobs/{id}", self.aggregator))?;
         let resp = send("walrus", "GET /v1/blobs", req)?;
         read_body("walrus", resp)
@@ -325,7 +345,8 @@ impl S3Destination {
     fn request(&self, method: &str, key: &str, body: &[u8]) -> Result<Response> {
         let path = format!("/{}/{}", uri_encode(&self.bucket, false), uri_encode(key, true));
         let url = format!("{}{}", self.endpoint, path);
-        let host = self.endpoint.split("://").nth(1).unwrap_or(&self.endpoint).split('/').next().unwrap_or("").to_string();
+        let host =
+            self.endpoint.split("://").nth(1).unwrap_or(&self.endpoint).split('/').next().unwrap_or("").to_string();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let (auth, headers) = sigv4_sign(
             &SigV4Request { method, path: &path, host: &host, body, unix_time: now },
@@ -361,11 +382,20 @@ pub struct SigV4Request<'a> {
 /// AWS Signature V4 for S3 (no query string, signed headers `host`, `x-amz-content-sha256`,
 /// `x-amz-date`[, `x-amz-security-token`]). Returns the `Authorization` value and the headers
 /// to send (including `host`).
-pub fn sigv4_sign(r: &SigV4Request<'_>, region: &str, access_key_id: &str, secret: &str, session_token: Option<&str>) -> (String, Vec<(String, String)>) {
+pub fn sigv4_sign(
+    r: &SigV4Request<'_>,
+    region: &str,
+    access_key_id: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> (String, Vec<(String, String)>) {
     let (date, ts) = amz_dates(r.unix_time);
     let payload = hex::encode(sha256(r.body));
-    let mut headers: Vec<(String, String)> =
-        vec![("host".into(), r.host.to_string()), ("x-amz-content-sha256".into(), payload.clone()), ("x-amz-date".into(), ts.clone())];
+    let mut headers: Vec<(String, String)> = vec![
+        ("host".into(), r.host.to_string()),
+        ("x-amz-content-sha256".into(), payload.clone()),
+        ("x-amz-date".into(), ts.clone()),
+    ];
     if let Some(t) = session_token {
         headers.push(("x-amz-security-token".into(), t.to_string()));
     }
@@ -444,7 +474,11 @@ pub struct ChunkRefs {
 
 fn record_ref(topic_dir: &Path, index: u64, slot: usize, dest: &str, r: &str) -> Result<()> {
     let p = refs_path(topic_dir, index);
-    let mut refs: ChunkRefs = if p.exists() { store::load_json(&p)? } else { ChunkRefs { schema: "peaqos.stream.refs.v1".into(), ..Default::default() } };
+    let mut refs: ChunkRefs = if p.exists() {
+        store::load_json(&p)?
+    } else {
+        ChunkRefs { schema: "peaqos.stream.refs.v1".into(), ..Default::default() }
+    };
     refs.refs.insert(format!("{slot}:{dest}"), r.to_string());
     Ok(store::write_atomic(&p, &store::to_json_bytes(&refs, "chunk storage refs")?)?)
 }
@@ -498,7 +532,12 @@ pub fn upload_pending_slot(topic_dir: &Path, dest: &dyn Destination, max: usize,
 /// `deadline` has passed (checked before each chunk, so it is overrun by at most one upload,
 /// itself bounded by the destination's timeout). For a clean stop: the node tries its last
 /// uploads in bounded time and reports what is left (`pending`, `failed`) for the next start.
-pub fn upload_until(topic_dir: &Path, dest: &dyn Destination, slot: usize, deadline: std::time::Instant) -> Result<UploadReport> {
+pub fn upload_until(
+    topic_dir: &Path,
+    dest: &dyn Destination,
+    slot: usize,
+    deadline: std::time::Instant,
+) -> Result<UploadReport> {
     let mut total = UploadReport::default();
     loop {
         let max = usize::from(std::time::Instant::now() < deadline);

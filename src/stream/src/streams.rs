@@ -26,7 +26,7 @@ use crate::grant::{grant_to_files, GrantRange};
 use crate::keys::MachineStreamKeys;
 use crate::storage::{destination, upload_pending, Destination, DestinationConfig, UploadReport};
 use crate::store;
-use crate::writer::{ChunkPolicy, ChunkWriter, RecoveryReport, Recipients, SealedChunk};
+use crate::writer::{ChunkPolicy, ChunkWriter, Recipients, RecoveryReport, SealedChunk};
 
 /// Stream configuration of one machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +69,10 @@ pub struct StreamSet {
 
 impl std::fmt::Debug for StreamSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamSet").field("data_dir", &self.cfg.data_dir).field("topics", &self.writers.keys()).finish_non_exhaustive()
+        f.debug_struct("StreamSet")
+            .field("data_dir", &self.cfg.data_dir)
+            .field("topics", &self.writers.keys())
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,7 +98,15 @@ impl StreamSet {
         if self.writers.contains_key(topic) {
             return Ok(None);
         }
-        let (w, rep) = ChunkWriter::open(&self.cfg.data_dir, topic, self.cfg.policy, &self.keys, &self.machine_did, &self.key_id, &self.recipients)?;
+        let (w, rep) = ChunkWriter::open(
+            &self.cfg.data_dir,
+            topic,
+            self.cfg.policy,
+            &self.keys,
+            &self.machine_did,
+            &self.key_id,
+            &self.recipients,
+        )?;
         self.writers.insert(topic.to_string(), w);
         Ok(Some(rep))
     }
@@ -159,8 +170,22 @@ impl StreamSet {
 
     /// `~/seal_dataset`: build, sign (with `signer`, e.g. the core crate's machine signer) and
     /// store the dataset manifest of chunks `first..=last` of `topic`.
-    pub fn seal_dataset(&self, topic: &str, first: u64, last: u64, signer: Eip191Signer<'_>) -> Result<(PathBuf, DatasetManifest)> {
-        let m = build_dataset(&self.cfg.data_dir, topic, first, last, &self.machine_did, store::unix_ms(SystemTime::now()), signer)?;
+    pub fn seal_dataset(
+        &self,
+        topic: &str,
+        first: u64,
+        last: u64,
+        signer: Eip191Signer<'_>,
+    ) -> Result<(PathBuf, DatasetManifest)> {
+        let m = build_dataset(
+            &self.cfg.data_dir,
+            topic,
+            first,
+            last,
+            &self.machine_did,
+            store::unix_ms(SystemTime::now()),
+            signer,
+        )?;
         let p = write_dataset(&self.cfg.data_dir, &m)?;
         Ok((p, m))
     }

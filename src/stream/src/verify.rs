@@ -44,7 +44,10 @@ pub fn verify_dir(dir: &Path, expected_signer_hex: Option<&str>) -> Result<DirRe
     // from its file name is a replayed/renamed chunk.
     for (pos, (&i, c)) in indices.iter().zip(&chunks).enumerate() {
         if c.index != i {
-            return Err(fail(i, format!("file {i}.json holds chunk index {} (replayed or renamed chunk, position {pos})", c.index)));
+            return Err(fail(
+                i,
+                format!("file {i}.json holds chunk index {} (replayed or renamed chunk, position {pos})", c.index),
+            ));
         }
     }
     let v: ChainVerification = verify_chain(&chunks, |i| std::fs::read(store::chunk_paths(dir, i).1).ok());
@@ -54,12 +57,16 @@ pub fn verify_dir(dir: &Path, expected_signer_hex: Option<&str>) -> Result<DirRe
         let id = chunks.get(pos).map_or(String::new(), |c| c.chunk_id.clone());
         let reason = v.reason.unwrap_or_default();
         let what = match reason.as_str() {
-            crate::chain::reasons::NOT_SEQUENTIAL => format!("{reason}: expected index {pos} (chunk missing, replayed or reordered)"),
+            crate::chain::reasons::NOT_SEQUENTIAL => {
+                format!("{reason}: expected index {pos} (chunk missing, replayed or reordered)")
+            }
             _ => reason,
         };
         return Err(fail(idx, format!("chunk {id}: {what}")));
     }
-    let signer = expected_signer_hex.map(|s| s.trim_start_matches("0x").to_ascii_lowercase()).unwrap_or_else(|| chunks[0].signature.public_key_hex.to_ascii_lowercase());
+    let signer = expected_signer_hex
+        .map(|s| s.trim_start_matches("0x").to_ascii_lowercase())
+        .unwrap_or_else(|| chunks[0].signature.public_key_hex.to_ascii_lowercase());
     for c in &chunks {
         let f = |check: &str| fail(c.index, format!("chunk {}: {check}", c.chunk_id));
         if c.schema_version != CHUNK_SCHEMA_VERSION {
@@ -89,7 +96,10 @@ pub fn verify_dir(dir: &Path, expected_signer_hex: Option<&str>) -> Result<DirRe
     if let Some(h) = store::load_head(dir)? {
         let lc = chunks.last().map(|c| (c.index, c.chunk_id.as_str()));
         if Some((h.last_index, h.last_chunk_id.as_str())) != lc {
-            return Err(fail(h.last_index, "head.json does not name the last sealed chunk (chunk removed or head stale)".into()));
+            return Err(fail(
+                h.last_index,
+                "head.json does not name the last sealed chunk (chunk removed or head stale)".into(),
+            ));
         }
     }
     Ok(DirReport { chunks: chunks.len(), last_chunk_id: last, signer_public_key_hex: Some(signer) })

@@ -91,12 +91,24 @@ impl Recipients {
     pub fn specs(&self, machine_x25519: [u8; 32]) -> Vec<RecipientSpec> {
         let mut v = Vec::new();
         if let Some(pk) = self.owner {
-            v.push(RecipientSpec { recipient_id: "owner-1".into(), recipient_type: RecipientType::Owner, public_key: pk });
+            v.push(RecipientSpec {
+                recipient_id: "owner-1".into(),
+                recipient_type: RecipientType::Owner,
+                public_key: pk,
+            });
         }
         if let Some(pk) = self.operator {
-            v.push(RecipientSpec { recipient_id: "operator-1".into(), recipient_type: RecipientType::Operator, public_key: pk });
+            v.push(RecipientSpec {
+                recipient_id: "operator-1".into(),
+                recipient_type: RecipientType::Operator,
+                public_key: pk,
+            });
         }
-        v.push(RecipientSpec { recipient_id: "machine-1".into(), recipient_type: RecipientType::Machine, public_key: machine_x25519 });
+        v.push(RecipientSpec {
+            recipient_id: "machine-1".into(),
+            recipient_type: RecipientType::Machine,
+            public_key: machine_x25519,
+        });
         v
     }
 }
@@ -315,7 +327,8 @@ impl ChunkWriter {
                 return Err(StreamError::Chain {
                     chain: self.dir.display().to_string(),
                     index: self.next_index,
-                    reason: "sealed chunk past the head does not link to the head or its ciphertext hash differs".into(),
+                    reason: "sealed chunk past the head does not link to the head or its ciphertext hash differs"
+                        .into(),
                 });
             }
             warn!(topic = %self.topic, index = c.index, "recovery: adopting chunk sealed before crash");
@@ -360,7 +373,12 @@ impl ChunkWriter {
         Ok(report)
     }
 
-    fn recover_open(&mut self, path: &Path, bytes: &[u8], actions: &mut Vec<RecoveryAction>) -> Result<Option<SealedChunk>> {
+    fn recover_open(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        actions: &mut Vec<RecoveryAction>,
+    ) -> Result<Option<SealedChunk>> {
         let Some(hdr_end) = bytes.iter().position(|&b| b == b'\n') else {
             self.remove_open(path)?;
             actions.push(RecoveryAction::DiscardedOpenChunk {
@@ -393,7 +411,11 @@ impl ChunkWriter {
         }
         if header.index > self.next_index {
             return self
-                .orphan(path, format!("open chunk index {} is ahead of the chain (next {})", header.index, self.next_index), actions)
+                .orphan(
+                    path,
+                    format!("open chunk index {} is ahead of the chain (next {})", header.index, self.next_index),
+                    actions,
+                )
                 .map(|_| None);
         }
         let messages = lines.iter().filter(|&&b| b == b'\n').count() as u64;
@@ -412,7 +434,11 @@ impl ChunkWriter {
         if partial > 0 {
             warn!(topic = %self.topic, partial, "recovery: dropped a torn, unacknowledged trailing line");
         }
-        actions.push(RecoveryAction::SealedOpenChunk { index: s.chunk.index, messages, dropped_partial_bytes: partial });
+        actions.push(RecoveryAction::SealedOpenChunk {
+            index: s.chunk.index,
+            messages,
+            dropped_partial_bytes: partial,
+        });
         Ok(Some(s))
     }
 
@@ -580,8 +606,14 @@ impl ChunkWriter {
     ) -> Result<SealedChunk> {
         let plaintext = zeroize::Zeroizing::new(plaintext);
         let index = self.next_index;
-        let (chunk, ct) =
-            seal_chunk(&plaintext, index, self.last_chunk_id.as_deref(), &self.signer, &self.recipients, self.rng.as_mut())?;
+        let (chunk, ct) = seal_chunk(
+            &plaintext,
+            index,
+            self.last_chunk_id.as_deref(),
+            &self.signer,
+            &self.recipients,
+            self.rng.as_mut(),
+        )?;
         let meta = ChunkMeta {
             schema: META_SCHEMA.into(),
             topic: self.topic.clone(),

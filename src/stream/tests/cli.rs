@@ -32,7 +32,9 @@ fn grant_decrypt_dataset_prove_verify() {
     let k = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
     let did = k.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(60) };
-    let (mut w, _) = ChunkWriter::open(&data, "/cam/info", policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default()).unwrap();
+    let (mut w, _) =
+        ChunkWriter::open(&data, "/cam/info", policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default())
+            .unwrap();
     let lines: Vec<String> = (0..18).map(|i| format!("{{\"sequenceNumber\":{i}}}")).collect();
     for l in &lines {
         w.append(l.as_bytes()).unwrap();
@@ -51,15 +53,32 @@ fn grant_decrypt_dataset_prove_verify() {
     let skf = tmp.path().join("buyer.key");
     std::fs::write(&skf, format!("0x{}\n", hex::encode(buyer_sk))).unwrap();
     let gout = tmp.path().join("grants");
-    ok(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &hex::encode(x25519_public(&buyer_sk)), "--range", "1..3", "--out", gout.to_str().unwrap()]));
+    ok(&cli(&[
+        "grant",
+        "--data-dir",
+        data_s,
+        "--topic",
+        "/cam/info",
+        "--buyer-pk",
+        &hex::encode(x25519_public(&buyer_sk)),
+        "--range",
+        "1..3",
+        "--out",
+        gout.to_str().unwrap(),
+    ]));
     let gfile = gout.join(format!("{}-1.json", hex::encode(x25519_public(&buyer_sk))));
     assert!(gfile.exists());
-    let pt = ok(&cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", skf.to_str().unwrap(), tdir_s]));
+    let pt =
+        ok(&cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", skf.to_str().unwrap(), tdir_s]));
     assert_eq!(pt.lines().collect::<Vec<_>>(), lines[4..16].iter().map(String::as_str).collect::<Vec<_>>());
     // grant for another key
     let other = tmp.path().join("other.key");
     std::fs::write(&other, hex::encode([7u8; 32])).unwrap();
-    fails(&cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", other.to_str().unwrap(), tdir_s]), 1, "grant is for another key");
+    fails(
+        &cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", other.to_str().unwrap(), tdir_s]),
+        1,
+        "grant is for another key",
+    );
     // low-order buyer keys (their shared secret is all-zero: anyone could open the grant)
     for low in [
         "00".repeat(32),
@@ -67,15 +86,47 @@ fn grant_decrypt_dataset_prove_verify() {
         "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800".to_string(),
         format!("ec{}7f", "ff".repeat(30)),
     ] {
-        fails(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &low, "--range", "1..3"]), 1, "--buyer-pk");
-        fails(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &low, "--range", "1..3"]), 1, "low-order");
+        fails(
+            &cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &low, "--range", "1..3"]),
+            1,
+            "--buyer-pk",
+        );
+        fails(
+            &cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &low, "--range", "1..3"]),
+            1,
+            "low-order",
+        );
     }
     // range beyond the chain
-    fails(&cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &"11".repeat(32), "--range", "3..9"]), 1, "not found");
+    fails(
+        &cli(&[
+            "grant",
+            "--data-dir",
+            data_s,
+            "--topic",
+            "/cam/info",
+            "--buyer-pk",
+            &"11".repeat(32),
+            "--range",
+            "3..9",
+        ]),
+        1,
+        "not found",
+    );
 
     // dataset over 0..4, proof for chunk 2
     let ds = tmp.path().join("ds.json");
-    ok(&cli(&["dataset", "--data-dir", data_s, "--topic", "/cam/info", "--range", "0..4", "--out", ds.to_str().unwrap()]));
+    ok(&cli(&[
+        "dataset",
+        "--data-dir",
+        data_s,
+        "--topic",
+        "/cam/info",
+        "--range",
+        "0..4",
+        "--out",
+        ds.to_str().unwrap(),
+    ]));
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&ds).unwrap()).unwrap();
     let c2 = m["chunkIds"][2].as_str().unwrap().to_string();
     let proof = tmp.path().join("proof.json");
@@ -92,7 +143,11 @@ fn grant_decrypt_dataset_prove_verify() {
     md["topic"] = "/other".into();
     let badds = tmp.path().join("bad-ds.json");
     std::fs::write(&badds, serde_json::to_vec(&md).unwrap()).unwrap();
-    fails(&cli(&["verify-proof", "--proof", proof.to_str().unwrap(), "--dataset", badds.to_str().unwrap()]), 1, "signature");
+    fails(
+        &cli(&["verify-proof", "--proof", proof.to_str().unwrap(), "--dataset", badds.to_str().unwrap()]),
+        1,
+        "signature",
+    );
 
     // tampered chunk → verify names chunk and check
     let mut b = std::fs::read(tdir.join("3.bin")).unwrap();
@@ -112,7 +167,8 @@ fn node_layout_chain(data_dir: &Path, topic: &str, n: usize) -> std::path::PathB
     let did = k.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(60) };
     let root = peaqos_base::layout::stream_dir(data_dir);
-    let (mut w, _) = ChunkWriter::open(&root, topic, policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default()).unwrap();
+    let (mut w, _) =
+        ChunkWriter::open(&root, topic, policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default()).unwrap();
     for i in 0..n {
         w.append(format!("{{\"sequenceNumber\":{i}}}").as_bytes()).unwrap();
     }
@@ -131,13 +187,37 @@ fn data_dir_is_the_nodes_data_dir() {
     assert!(v.contains("\"chunks\": 3"), "{v}");
     let buyer = hex::encode(x25519_public(&[0x42u8; 32]));
     let gout = tmp.path().join("g");
-    let g = ok(&cli(&["grant", "--data-dir", data_s, "--topic", "/robot/odom", "--buyer-pk", &buyer, "--range", "0..2", "--out", gout.to_str().unwrap()]));
+    let g = ok(&cli(&[
+        "grant",
+        "--data-dir",
+        data_s,
+        "--topic",
+        "/robot/odom",
+        "--buyer-pk",
+        &buyer,
+        "--range",
+        "0..2",
+        "--out",
+        gout.to_str().unwrap(),
+    ]));
     assert!(g.contains("\"entries\": 3"), "{g}");
     // ... and still <data_dir>/stream, the form they took before
     let stream = data.join("stream");
     let v = ok(&cli(&["verify", stream.to_str().unwrap()]));
     assert!(v.contains("\"chunks\": 3"), "{v}");
-    ok(&cli(&["grant", "--data-dir", stream.to_str().unwrap(), "--topic", "/robot/odom", "--buyer-pk", &buyer, "--range", "0..0", "--out", gout.to_str().unwrap()]));
+    ok(&cli(&[
+        "grant",
+        "--data-dir",
+        stream.to_str().unwrap(),
+        "--topic",
+        "/robot/odom",
+        "--buyer-pk",
+        &buyer,
+        "--range",
+        "0..0",
+        "--out",
+        gout.to_str().unwrap(),
+    ]));
     // append into the node's data_dir extends the node's chain
     let out = Command::new(env!("CARGO_BIN_EXE_peaqos-stream"))
         .args(["append", "--data-dir", data_s, "--topic", "/robot/odom", "--max-messages", "4"])

@@ -30,7 +30,18 @@ fn log_packages(data: &Path, seqs: std::ops::Range<u64>) {
 fn open(data: &Path, keys: &MachineStreamKeys) -> (TopicFeed, peaqos_stream::feed::FeedOpened) {
     let did = keys.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(3600) };
-    TopicFeed::open(&data.join("stream"), data, TOPIC, policy, keys, &did, &format!("{did}#stream-ed25519"), &Recipients::default(), true).unwrap()
+    TopicFeed::open(
+        &data.join("stream"),
+        data,
+        TOPIC,
+        policy,
+        keys,
+        &did,
+        &format!("{did}#stream-ed25519"),
+        &Recipients::default(),
+        true,
+    )
+    .unwrap()
 }
 
 /// Every package sequence in the chain, in order (decrypting with the machine's key).
@@ -40,7 +51,8 @@ fn chain_sequences(data: &Path, keys: &MachineStreamKeys) -> Vec<u64> {
     for i in store::sealed_indices(&dir).unwrap() {
         let c = store::load_chunk(&dir, i).unwrap();
         let e = c.recipient(RecipientType::Machine).unwrap();
-        let pt = decrypt_chunk(&c, e, keys.x25519_secret(), &store::read(&store::chunk_paths(&dir, i).1).unwrap()).unwrap();
+        let pt =
+            decrypt_chunk(&c, e, keys.x25519_secret(), &store::read(&store::chunk_paths(&dir, i).1).unwrap()).unwrap();
         for l in pt.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             assert_eq!(std::str::from_utf8(l).unwrap(), line(line_sequence(l, "t").unwrap()));
             out.push(line_sequence(l, "t").unwrap());
@@ -113,7 +125,8 @@ fn a_reset_package_log_is_refused_not_silently_skipped() {
     log_packages(data, 0..2);
     let did = keys.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(3600) };
-    let e = TopicFeed::open(&data.join("stream"), data, TOPIC, policy, &keys, &did, "k", &Recipients::default(), true).unwrap_err();
+    let e = TopicFeed::open(&data.join("stream"), data, TOPIC, policy, &keys, &did, "k", &Recipients::default(), true)
+        .unwrap_err();
     assert!(e.to_string().contains("does not hold package 5"), "{e}");
 }
 
@@ -125,7 +138,10 @@ fn without_backfill_a_new_chain_starts_at_the_log_end() {
     log_packages(data, 0..7);
     let did = keys.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(3600) };
-    let open = || TopicFeed::open(&data.join("stream"), data, TOPIC, policy, &keys, &did, "k", &Recipients::default(), false).unwrap();
+    let open = || {
+        TopicFeed::open(&data.join("stream"), data, TOPIC, policy, &keys, &did, "k", &Recipients::default(), false)
+            .unwrap()
+    };
     let (f, o) = open();
     assert_eq!((o.replayed, f.last_sequence()), (0, Some(6)));
     drop(f);

@@ -9,7 +9,9 @@ use std::time::Duration;
 use peaqos_stream::chain::{decrypt_chunk, ChunkRandom, OsRandom};
 use peaqos_stream::crypto::{sha256, x25519_public};
 use peaqos_stream::envelope::{BuyerAccessEntry, KeyRecipient, RecipientType, BUYER_ACCESS_SCHEMA_VERSION};
-use peaqos_stream::grant::{build_buyer_access_files, decrypt_with_grants, grant, load_grant_file, write_buyer_access_files, GrantRange};
+use peaqos_stream::grant::{
+    build_buyer_access_files, decrypt_with_grants, grant, load_grant_file, write_buyer_access_files, GrantRange,
+};
 use peaqos_stream::keys::MachineStreamKeys;
 use peaqos_stream::store;
 use peaqos_stream::verify::verify_dir;
@@ -38,9 +40,11 @@ fn sdk_accepts_our_chain_decrypts_it_and_grants_interchange() {
     let did = k.default_did();
     let rec = Recipients { owner: Some(x25519_public(&OWNER_SK)), operator: Some(x25519_public(&OPERATOR_SK)) };
     let policy = ChunkPolicy { max_bytes: 3000, max_messages: 5, max_age: Duration::from_secs(60) };
-    let (mut w, _) = ChunkWriter::open(tmp.path(), "/robot/odom", policy, &k, &did, &format!("{did}#keys-1"), &rec).unwrap();
+    let (mut w, _) =
+        ChunkWriter::open(tmp.path(), "/robot/odom", policy, &k, &did, &format!("{did}#keys-1"), &rec).unwrap();
     for i in 0..23u32 {
-        let l = format!("{{\"did\":\"{did}\",\"payload\":{{\"x\":{i},\"name\":\"Z\\u00fcrich\"}},\"sequenceNumber\":{i}}}");
+        let l =
+            format!("{{\"did\":\"{did}\",\"payload\":{{\"x\":{i},\"name\":\"Z\\u00fcrich\"}},\"sequenceNumber\":{i}}}");
         w.append(l.as_bytes()).unwrap();
     }
     w.close_now().unwrap().unwrap();
@@ -48,7 +52,9 @@ fn sdk_accepts_our_chain_decrypts_it_and_grants_interchange() {
     let n = store::sealed_indices(&tdir).unwrap().len();
     assert_eq!(n, 5);
     // our grant (machine entry → buyer), files in wire form
-    let entries = grant(tmp.path(), "/robot/odom", &GrantRange::parse("0..4").unwrap(), &k, &x25519_public(&BUYER_SK), "buyer-1").unwrap();
+    let entries =
+        grant(tmp.path(), "/robot/odom", &GrantRange::parse("0..4").unwrap(), &k, &x25519_public(&BUYER_SK), "buyer-1")
+            .unwrap();
     let files = build_buyer_access_files(entries, &hex::encode(x25519_public(&BUYER_SK)), 500 * 1024).unwrap();
     assert_eq!(files.len(), 1);
     let gdir = tmp.path().join("grants");
@@ -68,14 +74,24 @@ fn sdk_accepts_our_chain_decrypts_it_and_grants_interchange() {
     assert_eq!(r["verify"]["valid"], Value::Bool(true), "{r}");
     assert_eq!(r["verify"]["total_chunks"], 5);
     // plaintexts the SDK decrypted (owner and with our buyer grant) equal ours
-    let mine: Vec<String> = decrypt_with_grants(&tdir, &files[0].entries, &BUYER_SK).unwrap().iter().map(|(_, p)| hex::encode(sha256(p))).collect();
-    let sdk_owner: Vec<String> = r["owner_plaintext_sha256"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    let sdk_buyer: Vec<String> = r["buyer_plaintext_sha256"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let mine: Vec<String> = decrypt_with_grants(&tdir, &files[0].entries, &BUYER_SK)
+        .unwrap()
+        .iter()
+        .map(|(_, p)| hex::encode(sha256(p)))
+        .collect();
+    let sdk_owner: Vec<String> =
+        r["owner_plaintext_sha256"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let sdk_buyer: Vec<String> =
+        r["buyer_plaintext_sha256"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     assert_eq!(mine, sdk_owner);
     assert_eq!(mine, sdk_buyer);
     // SDK-made grant (snake_case form) decrypts with ours
     let sdk_file = load_grant_file(&sdk_grant).unwrap();
-    let via_sdk: Vec<String> = decrypt_with_grants(&tdir, &sdk_file.entries, &BUYER_SK).unwrap().iter().map(|(_, p)| hex::encode(sha256(p))).collect();
+    let via_sdk: Vec<String> = decrypt_with_grants(&tdir, &sdk_file.entries, &BUYER_SK)
+        .unwrap()
+        .iter()
+        .map(|(_, p)| hex::encode(sha256(p)))
+        .collect();
     assert_eq!(via_sdk, mine);
     // a grant for another key is refused and named
     let e = decrypt_with_grants(&tdir, &sdk_file.entries, &[0x33; 32]).unwrap_err().to_string();
@@ -95,7 +111,15 @@ fn we_accept_sdk_built_chains_and_grants() {
     let (owner, operator, machine, ed) = ([1u8; 32], [2u8; 32], [3u8; 32], [5u8; 32]);
     let r = oracle(
         &py,
-        &["build", d.to_str().unwrap(), &hex::encode(owner), &hex::encode(operator), &hex::encode(machine), &hex::encode(ed), &hex::encode(BUYER_SK)],
+        &[
+            "build",
+            d.to_str().unwrap(),
+            &hex::encode(owner),
+            &hex::encode(operator),
+            &hex::encode(machine),
+            &hex::encode(ed),
+            &hex::encode(BUYER_SK),
+        ],
     );
     let n = r["chunks"].as_u64().unwrap();
     assert_eq!(n, 5);

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peaqos_stream::keys::MachineStreamKeys;
-use peaqos_stream::storage::{destination, sigv4_sign, upload_pending, upload_until, DestinationConfig, Secret, SigV4Request};
+use peaqos_stream::storage::{
+    destination, sigv4_sign, upload_pending, upload_until, DestinationConfig, Secret, SigV4Request,
+};
 use peaqos_stream::store;
 use peaqos_stream::verify::verify_dir;
 use peaqos_stream::writer::{ChunkPolicy, ChunkWriter, Recipients};
@@ -24,7 +26,9 @@ fn chain(data: &Path, n: u64) -> (ChunkWriter, PathBuf) {
     let k = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
     let did = k.default_did();
     let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 2, max_age: Duration::from_secs(60) };
-    let (mut w, _) = ChunkWriter::open(data, "/lidar/points", policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default()).unwrap();
+    let (mut w, _) =
+        ChunkWriter::open(data, "/lidar/points", policy, &k, &did, &format!("{did}#keys-1"), &Recipients::default())
+            .unwrap();
     for i in 0..n * 2 {
         w.append(format!("{{\"sequenceNumber\":{i}}}").as_bytes()).unwrap();
     }
@@ -208,7 +212,13 @@ fn sigv4_matches_botocore() {
     let py = python();
     let body = b"chunk ciphertext \x00\x01";
     let (auth, _) = sigv4_sign(
-        &SigV4Request { method: "PUT", path: "/bucket/pre%20fix/topic.x/chunk-3.bin", host: "127.0.0.1:9000", body, unix_time: 1_764_033_600 },
+        &SigV4Request {
+            method: "PUT",
+            path: "/bucket/pre%20fix/topic.x/chunk-3.bin",
+            host: "127.0.0.1:9000",
+            body,
+            unix_time: 1_764_033_600,
+        },
         "eu-central-1",
         "AKIDEXAMPLE",
         "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
@@ -253,7 +263,14 @@ impl Drop for Moto {
 fn s3_against_moto_server() {
     let moto = peaqos_testkit::moto_server();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _srv = Moto(Command::new(&moto).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let _srv = Moto(
+        Command::new(&moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let endpoint = format!("http://127.0.0.1:{port}");
     let mut up = false;
     let http = peaqos_http::blocking_client(Duration::from_secs(2)).unwrap();

@@ -25,7 +25,8 @@ fn cfg(dir: &std::path::Path) -> StreamConfig {
 fn stream_set_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(serde_json::from_value::<StreamConfig>(serde_json::json!({"data_dir": "/x", "polcy": {}})).is_err());
-    let partial: StreamConfig = serde_json::from_value(serde_json::json!({"data_dir": "/x", "policy": {"max_messages": 5}})).unwrap();
+    let partial: StreamConfig =
+        serde_json::from_value(serde_json::json!({"data_dir": "/x", "policy": {"max_messages": 5}})).unwrap();
     assert_eq!((partial.policy.max_messages, partial.policy.max_bytes), (5, 1 << 20));
     let keys = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
     let did = keys.default_did();
@@ -57,7 +58,13 @@ fn stream_set_end_to_end() {
     // grant_access
     let buyer = [5u8; 32];
     let (paths, files) = s
-        .grant_access("/a", &GrantRange::parse("1..3").unwrap(), &hex::encode(peaqos_stream::crypto::x25519_public(&buyer)), "buyer-7", &tmp.path().join("g"))
+        .grant_access(
+            "/a",
+            &GrantRange::parse("1..3").unwrap(),
+            &hex::encode(peaqos_stream::crypto::x25519_public(&buyer)),
+            "buyer-7",
+            &tmp.path().join("g"),
+        )
         .unwrap();
     assert_eq!(paths.len(), 1);
     let pts = decrypt_with_grants(&adir, &files[0].entries, &buyer).unwrap();
@@ -77,5 +84,7 @@ fn stream_set_end_to_end() {
     let (_, bad) = s.seal_dataset("/a", 0, 1, &bad_signer).unwrap();
     assert!(verify_dataset(&bad).unwrap_err().to_string().contains("machine DID"));
     // a range past the chain is refused
-    assert!(s.seal_dataset("/a", 3, 9, &|m: &[u8]| MachineStreamKeys::from_secret_hex(SECRET)?.eip191_sign(m)).is_err());
+    assert!(s
+        .seal_dataset("/a", 3, 9, &|m: &[u8]| MachineStreamKeys::from_secret_hex(SECRET)?.eip191_sign(m))
+        .is_err());
 }

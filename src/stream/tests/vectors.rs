@@ -24,7 +24,11 @@ fn sdk_chain_vector_reproduces_byte_for_byte() {
     let key_id = cc["chain"]["chunks"][0]["signature"]["key_id"].as_str().unwrap();
     let signer = ChunkSigner::new(h32(&inp["ed25519_sk"]), did, key_id).unwrap();
     assert_eq!(hex::encode(signer.public_key), inp["ed25519_pk"].as_str().unwrap());
-    let rec = |id: &str, t, sk: &Value| RecipientSpec { recipient_id: id.into(), recipient_type: t, public_key: x25519_public(&h32(sk)) };
+    let rec = |id: &str, t, sk: &Value| RecipientSpec {
+        recipient_id: id.into(),
+        recipient_type: t,
+        public_key: x25519_public(&h32(sk)),
+    };
     let recipients = vec![
         rec("owner-1", RecipientType::Owner, &inp["owner_x25519_sk"]),
         rec("operator-1", RecipientType::Operator, &inp["operator_x25519_sk"]),
@@ -37,7 +41,8 @@ fn sdk_chain_vector_reproduces_byte_for_byte() {
         assert_eq!(hex::encode(&built.encrypted_data[i]), cc["encrypted_data_hex"][i.to_string()].as_str().unwrap());
     }
     // Parse the SDK's JSON and verify/decrypt with ours.
-    let chunks: Vec<Chunk> = cc["chain"]["chunks"].as_array().unwrap().iter().map(|c| serde_json::from_value(c.clone()).unwrap()).collect();
+    let chunks: Vec<Chunk> =
+        cc["chain"]["chunks"].as_array().unwrap().iter().map(|c| serde_json::from_value(c.clone()).unwrap()).collect();
     let ver = verify_chain(&chunks, |i| Some(built.encrypted_data[i as usize].clone()));
     assert!(ver.valid, "{ver:?}");
     assert_eq!(ver.total_chunks, Some(2));

@@ -11,7 +11,7 @@ use peaqos_stream::envelope::RecipientType;
 use peaqos_stream::keys::MachineStreamKeys;
 use peaqos_stream::store::{self, CloseReason};
 use peaqos_stream::verify::verify_dir;
-use peaqos_stream::writer::{ChunkPolicy, ChunkWriter, RecoveryAction, Recipients};
+use peaqos_stream::writer::{ChunkPolicy, ChunkWriter, Recipients, RecoveryAction};
 
 const SECRET: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const TOPIC: &str = "/sensor/gps";
@@ -79,7 +79,10 @@ fn seals_by_messages_bytes_age_and_continues_across_restart() {
     // restart: open chunk from the previous run is sealed by recovery, chain continues.
     let (mut w, rep) = open(tmp.path(), policy);
     assert_eq!(rep.next_index, 4);
-    assert!(matches!(rep.actions[..], [RecoveryAction::SealedOpenChunk { index: 3, messages: 1, dropped_partial_bytes: 0 }]));
+    assert!(matches!(
+        rep.actions[..],
+        [RecoveryAction::SealedOpenChunk { index: 3, messages: 1, dropped_partial_bytes: 0 }]
+    ));
     let rs = rep.sealed.unwrap();
     assert_eq!(rs.chunk.previous_chunk_id.as_deref(), Some(s2.chunk.chunk_id.as_str()));
     w.append(&line(6)).unwrap();
@@ -121,8 +124,13 @@ fn recovery_cases() {
     std::fs::write(tdir.join("9.bin.tmp"), b"x").unwrap();
     let (w, rep) = open(tmp.path(), policy);
     assert!(rep.actions.iter().any(|a| matches!(a, RecoveryAction::RemovedTempFile { .. })));
-    assert!(rep.actions.iter().any(|a| matches!(a, RecoveryAction::AdoptedSealedChunk { index: 1, chunk_id } if *chunk_id == c1.chunk.chunk_id)));
-    assert!(rep.actions.iter().any(|a| matches!(a, RecoveryAction::SealedOpenChunk { index: 2, messages: 1, dropped_partial_bytes: 6 })));
+    assert!(rep.actions.iter().any(
+        |a| matches!(a, RecoveryAction::AdoptedSealedChunk { index: 1, chunk_id } if *chunk_id == c1.chunk.chunk_id)
+    ));
+    assert!(rep
+        .actions
+        .iter()
+        .any(|a| matches!(a, RecoveryAction::SealedOpenChunk { index: 2, messages: 1, dropped_partial_bytes: 6 })));
     assert_eq!(rep.next_index, 3);
     verify_dir(&tdir, None).unwrap();
     assert_eq!(all_lines(&tdir).len(), 5);
@@ -131,7 +139,8 @@ fn recovery_cases() {
     std::fs::write(tdir.join("3.bin"), b"partial").unwrap();
     let sealed2 = std::fs::read(tdir.join("2.json")).unwrap();
     let _ = sealed2;
-    let hdr = format!("{{\"openChunk\":\"peaqos.stream.open.v1\",\"topic\":\"{TOPIC}\",\"index\":2,\"firstAppendMs\":1}}\n");
+    let hdr =
+        format!("{{\"openChunk\":\"peaqos.stream.open.v1\",\"topic\":\"{TOPIC}\",\"index\":2,\"firstAppendMs\":1}}\n");
     std::fs::write(tdir.join(store::OPEN_FILE), format!("{hdr}{}\n", String::from_utf8(line(4)).unwrap())).unwrap();
     let (_w, rep) = open(tmp.path(), policy);
     assert!(rep.actions.iter().any(|a| matches!(a, RecoveryAction::RemovedTornSeal { index: 3, .. })));
@@ -257,7 +266,8 @@ fn kill_9_loses_no_acknowledged_line() {
         // SIGKILL
         unsafe_kill(child.id());
         let _ = child.wait();
-        let (w, rep) = open(tmp.path(), ChunkPolicy { max_bytes: 2000, max_messages: 7, max_age: Duration::from_secs(60) });
+        let (w, rep) =
+            open(tmp.path(), ChunkPolicy { max_bytes: 2000, max_messages: 7, max_age: Duration::from_secs(60) });
         let tdir = w.dir().to_path_buf();
         drop(w);
         repaired += usize::from(!rep.is_clean());

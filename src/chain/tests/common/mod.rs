@@ -26,13 +26,10 @@ pub fn signer(hex_key: &str) -> PrivateKeySigner {
     hex_key.parse().unwrap()
 }
 
-
 /// Raw JSON-RPC helper for assertions.
 pub async fn rpc_value(url: &str, method: &str, params: Value) -> Value {
     let rpc = Rpc::new(vec![url.to_string()], Duration::from_secs(10)).unwrap();
-    rpc.request_value(method, params)
-        .await
-        .unwrap_or_else(|e| panic!("{method}: {e:?}"))
+    rpc.request_value(method, params).await.unwrap_or_else(|e| panic!("{method}: {e:?}"))
 }
 
 /// The latest block's timestamp: event timestamps must not be ahead of it (`FutureTimestamp`).
@@ -88,38 +85,19 @@ impl Anvil {
     }
 
     /// [`Anvil::spawn`] with more anvil arguments (`--gas-limit`, ...).
-    pub fn spawn_with(
-        bin: &Path,
-        port: u16,
-        state: Option<&Path>,
-        no_mining: bool,
-        extra: &[&str],
-    ) -> Anvil {
+    pub fn spawn_with(bin: &Path, port: u16, state: Option<&Path>, no_mining: bool, extra: &[&str]) -> Anvil {
         let mut cmd = Command::new(bin);
         cmd.args(extra);
-        cmd.args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--chain-id",
-            "3338",
-        ]);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chain-id", "3338"]);
         if let Some(s) = state {
             cmd.arg("--state").arg(s);
         }
         if no_mining {
             cmd.arg("--no-mining");
         }
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null());
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null());
         let child = cmd.spawn().expect("spawn anvil");
-        let a = Anvil {
-            port,
-            child: Some(child),
-            bin: bin.to_path_buf(),
-        };
+        let a = Anvil { port, child: Some(child), bin: bin.to_path_buf() };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -211,11 +189,7 @@ impl Harness {
         self.desc["rpc_url"].as_str().unwrap().to_string()
     }
     pub fn key(&self, i: usize) -> String {
-        self.desc["accounts"][i]["private_key"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x")
-            .to_string()
+        self.desc["accounts"][i]["private_key"].as_str().unwrap().trim_start_matches("0x").to_string()
     }
 }
 
@@ -253,12 +227,7 @@ impl RpcRecorder {
                     {
                         *seen.lock().unwrap().entry(m).or_default() += 1;
                     }
-                    let sent = http
-                        .post(&upstream)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await;
+                    let sent = http.post(&upstream).header("content-type", "application/json").body(body).send().await;
                     // Upstream down: the client sees a dropped connection, as with a dead node.
                     let Ok(answer) = sent else { return };
                     let answer = answer.bytes().await.unwrap_or_default();
@@ -273,12 +242,7 @@ impl RpcRecorder {
 
     /// How many `method` calls went through so far.
     pub fn count(&self, method: &str) -> u64 {
-        self.counts
-            .lock()
-            .unwrap()
-            .get(method)
-            .copied()
-            .unwrap_or(0)
+        self.counts.lock().unwrap().get(method).copied().unwrap_or(0)
     }
 }
 

@@ -65,8 +65,9 @@ fn passphrase(a: &Args, creating: bool) -> Result<Zeroizing<Vec<u8>>, String> {
         Err(e) => return Err(e.to_string()),
     }
     let ask = |prompt: &str| rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes()));
-    let first = ask("keystore passphrase: ")
-        .map_err(|e| format!("no passphrase: set {KEYSTORE_PASSWORD_ENV}, pass --passphrase-file, or run on a terminal ({e})"))?;
+    let first = ask("keystore passphrase: ").map_err(|e| {
+        format!("no passphrase: set {KEYSTORE_PASSWORD_ENV}, pass --passphrase-file, or run on a terminal ({e})")
+    })?;
     if creating && *ask("again: ").map_err(|e| e.to_string())? != *first {
         return Err("the passphrases differ".into());
     }
@@ -103,7 +104,9 @@ fn run(a: &Args) -> Result<(), String> {
                 let key = MachineKey::from_keystore(&a.keystore, &passphrase(a, false)?).map_err(|e| e.to_string())?;
                 println!("address {}\ndid {} (verified)", key.address(), key.did());
             } else {
-                let addr = keystore::stated_address(&json).map_err(|e| e.to_string())?.ok_or("the keystore states no address")?;
+                let addr = keystore::stated_address(&json)
+                    .map_err(|e| e.to_string())?
+                    .ok_or("the keystore states no address")?;
                 println!("address {addr}\ndid did:peaq:{addr} (as the file states; --verify decrypts it)");
             }
             return Ok(());

@@ -35,7 +35,8 @@ pub fn random_f64(r: &mut Rng) -> f64 {
             1 => f64::from_bits(r.next() & 0x000f_ffff_ffff_ffff | (r.next() & 0x8000_0000_0000_0000)),
             2 => (r.below(2_000_000) as f64 - 1_000_000.0) / 10f64.powi(r.below(8) as i32),
             3 => (r.next() as i64 as f64) * 10f64.powi(r.below(40) as i32 - 20),
-            4 => [0.0, -0.0, 1.0, 0.1, 1e16, 1e15, 1e-4, 1e-5, 1.5e-7, 9007199254740993.0, 123456789012345680.0][r.below(11) as usize],
+            4 => [0.0, -0.0, 1.0, 0.1, 1e16, 1e15, 1e-4, 1e-5, 1.5e-7, 9007199254740993.0, 123456789012345680.0]
+                [r.below(11) as usize],
             _ => f64::from(f32::from_bits(r.next() as u32)),
         };
         if f.is_finite() {

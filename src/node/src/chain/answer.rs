@@ -107,7 +107,9 @@ where
         match handle.await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => R::fail(&e, request_field(&e, renames)),
-            Err(e) => R::fail(&ChainError::validation("", "internal", format!("the request task failed: {e}")), String::new()),
+            Err(e) => {
+                R::fail(&ChainError::validation("", "internal", format!("the request task failed: {e}")), String::new())
+            }
         }
     }
 }
@@ -140,4 +142,3 @@ pub(super) fn hex_bytes(field: &str, s: &str) -> Result<Vec<u8>, ChainError> {
 pub(super) fn hx<T: std::fmt::LowerHex>(v: T) -> String {
     format!("{v:#x}")
 }
-

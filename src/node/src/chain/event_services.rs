@@ -114,8 +114,9 @@ fn name_event(e: ChainError, index: usize) -> ChainError {
         ChainError::Validation { field, constraint, message } => {
             ChainError::Validation { field, constraint, message: format!("events[{index}]: {message}") }
         }
-        ChainError::Type { field, message } => ChainError::Type { field, message: format!("events[{index}]: {message}") },
+        ChainError::Type { field, message } => {
+            ChainError::Type { field, message: format!("events[{index}]: {message}") }
+        }
         other => other,
     }
 }
-

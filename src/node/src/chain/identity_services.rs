@@ -10,6 +10,10 @@ use super::answer::*;
 use super::{persist_machine_id, Registrar, OPERATOR_KEY_ENV};
 use crate::StartError;
 
+/// A DID document as `activateMachine` takes it: verification methods, authentication indexes,
+/// service endpoints.
+type DidDocument = (Vec<VerificationMethod>, Vec<U256>, Vec<ServiceEndpoint>);
+
 pub(super) fn register(reg: &mut Registrar, operator: Option<Address>) -> Result<(), StartError> {
     const ACTIVATE: Renames = &[
         ("credential_subject", "credential_subject_hex"),
@@ -53,7 +57,10 @@ pub(super) fn register(reg: &mut Registrar, operator: Option<Address>) -> Result
                 )
             })?,
         };
-        registered!(RegisterFor_Response, c.register_for(proxy, address("machine_address", &req.machine_address)?).await?)
+        registered!(
+            RegisterFor_Response,
+            c.register_for(proxy, address("machine_address", &req.machine_address)?).await?
+        )
     });
 
     service!(reg, "~/mint_nft", MintNft, renames: MACHINE_REVERTS, |c, req| {
@@ -80,7 +87,7 @@ pub(super) fn register(reg: &mut Registrar, operator: Option<Address>) -> Result
 
 /// Parse the `did_document_json` of Activate: `{verificationMethods, authentication,
 /// serviceEndpoints}` exactly (the CLI's `--did-document` rules: `id`/`controller` forbidden).
-fn did_document(json: &str, controller: Address) -> Result<(Vec<VerificationMethod>, Vec<U256>, Vec<ServiceEndpoint>), ChainError> {
+fn did_document(json: &str, controller: Address) -> Result<DidDocument, ChainError> {
     const F: &str = "did_document_json";
     if json.trim().is_empty() {
         return Ok((Vec::new(), Vec::new(), Vec::new()));
@@ -90,11 +97,16 @@ fn did_document(json: &str, controller: Address) -> Result<(Vec<VerificationMeth
     let obj = v.as_object().ok_or_else(|| bad(format!("{F}: must be a JSON object")))?;
     for k in obj.keys() {
         if !["verificationMethods", "authentication", "serviceEndpoints"].contains(&k.as_str()) {
-            return Err(bad(format!("{F}: unknown key {k:?} (allowed: verificationMethods, authentication, serviceEndpoints)")));
+            return Err(bad(format!(
+                "{F}: unknown key {k:?} (allowed: verificationMethods, authentication, serviceEndpoints)"
+            )));
         }
     }
     let s = |o: &serde_json::Value, k: &str, at: &str| -> Result<String, ChainError> {
-        o.get(k).and_then(|x| x.as_str()).map(str::to_owned).ok_or_else(|| bad(format!("{F}: {at}.{k} must be a string")))
+        o.get(k)
+            .and_then(|x| x.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| bad(format!("{F}: {at}.{k} must be a string")))
     };
     let mut vms = Vec::new();
     for (i, vm) in obj.get("verificationMethods").and_then(|x| x.as_array()).into_iter().flatten().enumerate() {
@@ -170,8 +182,7 @@ async fn activate_economics2(c: ChainClient, req: Activate_Request) -> Result<Ac
         ));
     }
     let controller = opt_address("controller", &req.controller)?.unwrap_or(signer);
-    let (verification_methods, authentication, service_endpoints) =
-        did_document(&req.did_document_json, controller)?;
+    let (verification_methods, authentication, service_endpoints) = did_document(&req.did_document_json, controller)?;
     let p = ActivateParams {
         controller,
         verification_methods,

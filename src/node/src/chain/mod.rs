@@ -21,8 +21,8 @@ use ros_env::peaqos_node::msg::TxStatus as TxStatusMsg;
 use tokio::runtime::Runtime;
 
 use crate::params::param_err;
-use answer::hx;
 use crate::StartError;
+use answer::hx;
 
 /// Environment variable of the optional operator (proxy) key for legacy proxy flows.
 pub const OPERATOR_KEY_ENV: &str = "PEAQOS_OPERATOR_PRIVATE_KEY";
@@ -157,7 +157,6 @@ pub fn serve(
         ChainClient::start(resolved, signers).map_err(|e| param_err("chain", e))?
     };
     tracing::info!("chain client: {:?}", client);
-
 
     // ~/tx_status: every intent state change, transient local so late joiners see the latest.
     let status_pub: Publisher<TxStatusMsg> =

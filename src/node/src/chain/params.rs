@@ -17,7 +17,6 @@ pub struct ChainParams {
     pub operator_key_file: Option<PathBuf>,
 }
 
-
 fn declare_str(node: &ParamSet, name: &str, default: &str, description: &str) -> Result<String, StartError> {
     node.read_only::<Arc<str>>(name, Arc::from(default), description).map(|v| v.to_string())
 }
@@ -50,7 +49,8 @@ const CONTRACT_PARAMS: &[&str] = &[
 ];
 
 /// How to pass an address on the command line: ROS reads an unquoted `0x…` as a number.
-const ADDRESS_QUOTING: &str = "quote it so ROS reads a string: -p 'chain.contracts.<name>:=\"0x…\"' (in a params file: '0x…')";
+const ADDRESS_QUOTING: &str =
+    "quote it so ROS reads a string: -p 'chain.contracts.<name>:=\"0x…\"' (in a params file: '0x…')";
 
 /// `chain.contracts.<name>`: an address override (`None` = preset or environment). Dynamic,
 /// like `chain.machine_id`: ROS turns an unquoted `0x…` into an integer when it fits (a
@@ -101,7 +101,8 @@ fn set_override(o: &mut AddressOverrides, name: &str, a: Address) {
 impl ChainParams {
     pub fn declare(params: &crate::params::Params) -> Result<ChainParams, StartError> {
         let (node, data_dir) = (&params.declared, params.data_dir.as_path());
-        let enabled = node.read_only::<bool>("chain.enabled", true, "Start the embedded chain client and its services.")?;
+        let enabled =
+            node.read_only::<bool>("chain.enabled", true, "Start the embedded chain client and its services.")?;
         let generation = declare_str(
             node,
             "chain.generation",
@@ -120,9 +121,14 @@ impl ChainParams {
             .filter(|s| !s.is_empty())
             .collect();
         let mcr = declare_str(node, "chain.mcr_api_url", "", "MCR API base URL; empty = the preset's.")?;
-        let max_value = declare_int(node, "chain.max_value_per_tx", 0, "Largest event value per transaction; 0 = no cap.")?;
-        let rate_max =
-            declare_int(node, "chain.rate_limit_max_events", 0, "Events allowed per window and machine; 0 = no limit.")?;
+        let max_value =
+            declare_int(node, "chain.max_value_per_tx", 0, "Largest event value per transaction; 0 = no cap.")?;
+        let rate_max = declare_int(
+            node,
+            "chain.rate_limit_max_events",
+            0,
+            "Events allowed per window and machine; 0 = no limit.",
+        )?;
         let rate_window = declare_int(node, "chain.rate_limit_window_seconds", 0, "Rate limit window, seconds.")?;
         let receipt_timeout = node.read_only::<f64>(
             "chain.receipt_timeout",
@@ -159,8 +165,8 @@ impl ChainParams {
             other => return Err(param_err("chain.generation", format!("economics2 or legacy, got {other:?}"))),
         };
         let network: Network = network.parse().map_err(|e: ChainError| param_err("chain.network", e))?;
-        let receipt_timeout =
-            peaqos_core::duration::seconds(receipt_timeout, false).map_err(|e| param_err("chain.receipt_timeout", e))?;
+        let receipt_timeout = peaqos_core::duration::seconds(receipt_timeout, false)
+            .map_err(|e| param_err("chain.receipt_timeout", e))?;
         let mut config = ChainConfig::new(network, generation, data_dir.to_path_buf());
         config.chain_id = match non_negative("chain.chain_id", chain_id)? {
             0 => None,
@@ -209,4 +215,3 @@ pub fn declare_machine_id(params: &crate::params::Params) -> Result<String, Star
     }
     Ok(machine_id)
 }
-

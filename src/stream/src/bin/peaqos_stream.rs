@@ -5,8 +5,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use peaqos_stream::dataset::{build_dataset, verify_dataset, verify_proof, write_dataset, DatasetManifest, InclusionProof};
-use peaqos_stream::grant::{build_buyer_access_files, decrypt_with_grants, grant, load_grant_file, write_buyer_access_files, GrantRange, DEFAULT_BUYER_RECIPIENT_ID};
+use peaqos_stream::dataset::{
+    build_dataset, verify_dataset, verify_proof, write_dataset, DatasetManifest, InclusionProof,
+};
+use peaqos_stream::grant::{
+    build_buyer_access_files, decrypt_with_grants, grant, load_grant_file, write_buyer_access_files, GrantRange,
+    DEFAULT_BUYER_RECIPIENT_ID,
+};
 use peaqos_stream::keys::MachineStreamKeys;
 use peaqos_stream::storage::{destination, upload_pending, DestinationConfig};
 use peaqos_stream::verify::verify_dir;
@@ -175,7 +180,8 @@ fn cmd_verify(a: &Args) -> R<()> {
 fn cmd_decrypt(a: &Args) -> R<()> {
     let dir = PathBuf::from(a.pos.first().ok_or_else(|| CliError::Usage("decrypt <topic_dir>".into()))?);
     let skf = a.req("secret-key-file")?;
-    let sk_txt = Zeroizing::new(std::fs::read_to_string(skf).map_err(|e| CliError::Failed(format!("read {skf}: {e}")))?);
+    let sk_txt =
+        Zeroizing::new(std::fs::read_to_string(skf).map_err(|e| CliError::Failed(format!("read {skf}: {e}")))?);
     let sk = Zeroizing::new(crypto::parse_hex_n::<32>(sk_txt.trim(), "secret key file")?);
     let grants = a.all("grant");
     if grants.is_empty() {
@@ -191,7 +197,8 @@ fn cmd_decrypt(a: &Args) -> R<()> {
             std::fs::create_dir_all(o).map_err(|e| CliError::Failed(format!("create {o}: {e}")))?;
             for (i, p) in &pts {
                 let f = Path::new(o).join(format!("{i}.jsonl"));
-                std::fs::write(&f, p.as_slice()).map_err(|e| CliError::Failed(format!("write {}: {e}", f.display())))?;
+                std::fs::write(&f, p.as_slice())
+                    .map_err(|e| CliError::Failed(format!("write {}: {e}", f.display())))?;
             }
             eprintln!("decrypted {} chunks into {o}", pts.len());
         }
@@ -270,7 +277,9 @@ fn cmd_verify_proof(a: &Args) -> R<()> {
         None => None,
     };
     verify_proof(&p, root.as_deref())?;
-    print_json(&serde_json::json!({"valid": true, "chunkId": p.chunk_id, "leafIndex": p.leaf_index, "merkleRoot": p.merkle_root, "datasetSigner": signer}));
+    print_json(
+        &serde_json::json!({"valid": true, "chunkId": p.chunk_id, "leafIndex": p.leaf_index, "merkleRoot": p.merkle_root, "datasetSigner": signer}),
+    );
     Ok(())
 }
 
@@ -291,12 +300,18 @@ fn cmd_append(a: &Args) -> R<()> {
     let data = stream_root(a, topic)?;
     let did = a.one("did").map(str::to_string).unwrap_or_else(|| keys.default_did());
     let key_id = a.one("key-id").map(str::to_string).unwrap_or_else(|| format!("{did}#keys-1"));
-    let pk = |n: &str| -> R<Option<[u8; 32]>> { a.one(n).map(|h| crypto::parse_x25519_public(h, &format!("--{n}"))).transpose().map_err(Into::into) };
+    let pk = |n: &str| -> R<Option<[u8; 32]>> {
+        a.one(n).map(|h| crypto::parse_x25519_public(h, &format!("--{n}"))).transpose().map_err(Into::into)
+    };
     let num = |n: &str, d: usize| -> R<usize> {
         a.one(n).map_or(Ok(d), |v| v.parse().map_err(|_| CliError::Usage(format!("--{n} must be a number"))))
     };
     let defaults = ChunkPolicy::default();
-    let policy = ChunkPolicy { max_bytes: num("max-bytes", defaults.max_bytes)?, max_messages: num("max-messages", defaults.max_messages)?, max_age: defaults.max_age };
+    let policy = ChunkPolicy {
+        max_bytes: num("max-bytes", defaults.max_bytes)?,
+        max_messages: num("max-messages", defaults.max_messages)?,
+        max_age: defaults.max_age,
+    };
     let rec = Recipients { owner: pk("owner-pk")?, operator: pk("operator-pk")? };
     let (mut w, rep) = ChunkWriter::open(&data, topic, policy, &keys, &did, &key_id, &rec)?;
     let mut sealed: Vec<u64> = rep.sealed.iter().map(|s| s.chunk.index).collect();
@@ -312,7 +327,9 @@ fn cmd_append(a: &Args) -> R<()> {
     if let Some(s) = w.close_now()? {
         sealed.push(s.chunk.index);
     }
-    print_json(&serde_json::json!({"dir": w.dir(), "sealed": sealed, "nextIndex": w.next_index(), "recovery": format!("{:?}", rep.actions)}));
+    print_json(
+        &serde_json::json!({"dir": w.dir(), "sealed": sealed, "nextIndex": w.next_index(), "recovery": format!("{:?}", rep.actions)}),
+    );
     Ok(())
 }
 
@@ -328,7 +345,8 @@ fn cmd_upload(a: &Args) -> R<()> {
     }
 }
 
-const USAGE: &str = "usage: peaqos-stream <verify|decrypt|grant|dataset|prove|verify-proof|keys|append|upload> … (see --help)";
+const USAGE: &str =
+    "usage: peaqos-stream <verify|decrypt|grant|dataset|prove|verify-proof|keys|append|upload> … (see --help)";
 
 fn run(argv: &[String]) -> R<()> {
     let (cmd, rest) = argv.split_first().ok_or_else(|| CliError::Usage(USAGE.into()))?;
@@ -336,12 +354,24 @@ fn run(argv: &[String]) -> R<()> {
     match cmd.as_str() {
         "verify" => cmd_verify(&f(&["signer-pk"])?),
         "decrypt" => cmd_decrypt(&f(&["grant", "secret-key-file", "out"])?),
-        "grant" => cmd_grant(&f(&["data-dir", "topic", "buyer-pk", "range", "buyer-id", "out", "max-file-size", "key-file"])?),
+        "grant" => {
+            cmd_grant(&f(&["data-dir", "topic", "buyer-pk", "range", "buyer-id", "out", "max-file-size", "key-file"])?)
+        }
         "dataset" => cmd_dataset(&f(&["data-dir", "topic", "range", "did", "key-file", "out"])?),
         "prove" => cmd_prove(&f(&["dataset", "chunk", "out"])?),
         "verify-proof" => cmd_verify_proof(&f(&["proof", "dataset"])?),
         "keys" => cmd_keys(&f(&["key-file"])?),
-        "append" => cmd_append(&f(&["data-dir", "topic", "did", "key-id", "owner-pk", "operator-pk", "max-messages", "max-bytes", "key-file"])?),
+        "append" => cmd_append(&f(&[
+            "data-dir",
+            "topic",
+            "did",
+            "key-id",
+            "owner-pk",
+            "operator-pk",
+            "max-messages",
+            "max-bytes",
+            "key-file",
+        ])?),
         "upload" => cmd_upload(&f(&["data-dir", "topic", "destination"])?),
         "-h" | "--help" | "help" => {
             println!("{HELP}");
