@@ -94,8 +94,9 @@ class Campaign:
     # -- the parts ------------------------------------------------------------------------
     def start_node(self) -> NodeProcess:
         self.runs += 1
-        n = NodeProcess(self.work, self.params, env={"CAMP_S3_SECRET": "testing"}, name=f"run{self.runs}",
-                        log_level="info")
+        # Debug level with RUST_LOG narrowing it to the request lines: call_service resends only a
+        # request the node never logged, so no ~/submit_event is sent twice by this client.
+        n = NodeProcess(self.work, self.params, env={"CAMP_S3_SECRET": "testing"}, name=f"run{self.runs}")
         self.node = n
         n.start()
         n.wait_for_log("subscribed to /camp/battery", timeout=60)
@@ -203,13 +204,18 @@ class Campaign:
         want_submits = set(self.acked_submits)
 
         def drained() -> bool:
+            # The durable state, not the status counters: no event waits in events/pending, no
+            # intent is left in chain/intents (finished ones move to chain/done), no upload waits.
             st = caller.call(GetStatus, "status", timeout=20)
             streams_done = all(s.upload_backlog == 0 for s in st.streams)
-            rules_done = all(r.pending == 0 for r in st.event_rules)
+            events_done = not any((self.data / "events" / "pending").glob("*.json"))
+            outbox_done = not any((self.data / "chain" / "intents").glob("*.json"))
             on_chain = {reg.functions.getEventAt(mid, i).call()[2] for i in range(reg.functions.getEventCount(mid).call())}
-            return streams_done and rules_done and want_submits <= on_chain
+            return streams_done and events_done and outbox_done and want_submits <= on_chain
         wait_until(drained, 180, "every acknowledged event on chain and every chunk uploaded", nodes=node, spin=ros,
                    poll=1.0)
+        st = caller.call(GetStatus, "status", timeout=20)
+        self.final_rules = {r.rule: (r.produced, r.submitted, r.included, r.failed, r.pending) for r in st.event_rules}
         count = lambda: reg.functions.getEventCount(mid).call()  # noqa: E731
         last = count()
         poll_until(lambda: False, 4.0, spin=ros)  # anything sent twice would land by now
@@ -266,6 +272,11 @@ class Campaign:
             (problems.append(f"{len(fare_events)} fare events on chain for {want_fares} fare packages"))
             lost += max(0, want_fares - len(fare_events))
             doubled += max(0, len(fare_events) - want_fares)
+        # The node's own counters (~/status) agree with the chain after every crash.
+        produced, submitted, included, failed, pending = self.final_rules.get("fare", (0, 0, 0, 0, 0))
+        if (included, pending, failed) != (len(fare_events), 0, 0) or submitted != want_fares:
+            problems.append(f"~/status fare counters {self.final_rules.get('fare')} disagree with the chain "
+                            f"({len(fare_events)} fare events for {want_fares} packages)")
         # 4. Nonces: the signer's transactions are exactly the outbox's included intents, one each.
         signer = chain.accounts[0].address
         nonce = chain.w3.eth.get_transaction_count(signer)

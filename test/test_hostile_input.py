@@ -73,6 +73,9 @@ topics:
     type: nav_msgs/msg/Path
     qos: {reliability: reliable, durability: volatile, depth: 10}
     queue_size: 4
+    # A 100,000-pose Path takes about 190 MB as converted fields: room for one (the byte bounds
+    # would otherwise drop it, counted, which test_overload_e2e.py covers).
+    queue_max_bytes: 536870912
 """
 
 ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -216,6 +219,7 @@ def hostile_node(tmp_path_factory, rclpy_ctx):
         "policy_file": str(policy), "data_dir": str(tmp / "data"),
         # An RPC nobody listens on: chain calls that pass validation fail as an outside condition.
         "chain.rpc_urls": "['http://127.0.0.1:9']", "chain.receipt_timeout": "1.0",
+        "pipeline.max_queued_bytes": "536870912",
     }).start()
     ros = rclpy_ctx.create_node("peaqos_hostile_client")
     try:
