@@ -133,8 +133,11 @@ class Campaign:
             if tick % 40 == 7 and self.rng.random() < 0.5:
                 value = SUBMIT_BASE + len(self.acked_submits) + 1
                 try:
-                    r = caller.call(SubmitEvent, "submit_event", timeout=20, machine_id=str(mid), event_type=1,
-                                    value=str(value), timestamp=int(time.time()) - 30, no_wait=True)
+                    # Never resent: ~/submit_event has no idempotency key (as in the SDK), so a
+                    # client that resends a request the node did get submits it twice (the first
+                    # long run of this campaign did exactly that, 4 times in 32).
+                    r = self.submitter.call(SubmitEvent, "submit_event", timeout=20, machine_id=str(mid), event_type=1,
+                                            value=str(value), timestamp=self.last_ts, no_wait=True)
                     if r.success:
                         self.acked_submits[value] = r.intent_id
                 except AssertionError:
@@ -168,10 +171,13 @@ class Campaign:
             self.params["chain.rpc_urls"] = f"['{chain.rpc_url}']"
             node = self.start_node()
             caller = Caller(ros, proc=node)
+            self.submitter = Caller(ros, proc=None)
             r = activate_gen2(caller)
             assert r.success, (r.error_code, r.message)
             mid = int(r.machine_id)
             for cycle in range(self.args.cycles):
+                # ~/submit_event timestamps may not be ahead of the chain's latest block.
+                self.last_ts = chain.latest_timestamp() - 1
                 seconds = self.rng.uniform(1.0, 2.5 if self.args.short else 5.0)
                 fault = self.rng.choices(["kill9", "chain_down", "s3_down", "none"], [4, 2, 2, 1])[0]
                 kill_at = self.rng.uniform(0.2, seconds) if fault == "kill9" else None

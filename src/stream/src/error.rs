@@ -57,6 +57,10 @@ impl StreamError {
     pub(crate) fn check(chunk: impl Into<String>, check: &'static str, reason: impl Into<String>) -> Self {
         StreamError::Check { chunk: chunk.into(), check, reason: reason.into() }
     }
+    /// True when the cause is a full disk (ENOSPC) or quota (EDQUOT).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StreamError::Io { source, .. } if matches!(source.raw_os_error(), Some(28) | Some(122)))
+    }
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StreamError::Io { op, path: path.into(), source }
     }

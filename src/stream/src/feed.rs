@@ -212,8 +212,16 @@ impl TopicFeed {
             gap_filled: 0,
         };
         let mut sealed: Vec<SealedChunk> = recovery.sealed.iter().cloned().collect();
-        let replayed = feed.fill(None, &mut sealed)?;
-        feed.writer.sync()?;
+        // A full disk must not stop the node from starting: what is not replayed now is filled
+        // from the package log by the next hand-over (push) or catch_up once space returns.
+        let replayed = match feed.fill(None, &mut sealed).and_then(|n| feed.writer.sync().map(|_| n)) {
+            Ok(n) => n,
+            Err(e) if e.is_disk_full() => {
+                warn!(topic, last_sequence = ?feed.last_sequence, "stream: disk full while replaying the package log; the rest follows when space returns");
+                0
+            }
+            Err(e) => return Err(e),
+        };
         if replayed > 0 {
             info!(topic, replayed, last_sequence = ?feed.last_sequence, "stream: replayed packages from the package log");
         }

@@ -151,6 +151,9 @@ pub enum RecoveryAction {
     RemovedAlreadySealedOpenChunk { index: u64 },
     /// An inconsistent open chunk file was kept aside.
     KeptOrphanOpenChunk { path: PathBuf, reason: String },
+    /// The disk was full when the open chunk was to be sealed: it stays open (appends continue,
+    /// the seal is retried later); nothing was lost.
+    KeptOpenChunkDiskFull { index: u64, messages: u64 },
 }
 
 /// Result of the recovery scan at open.
@@ -429,7 +432,17 @@ impl ChunkWriter {
         }
         let first = SystemTime::UNIX_EPOCH + Duration::from_millis(header.first_append_ms);
         let last = fs::metadata(path).and_then(|m| m.modified()).unwrap_or(first);
-        let s = self.seal(lines.to_vec(), messages, first, last, CloseReason::Recovery)?;
+        let s = match self.seal(lines.to_vec(), messages, first, last, CloseReason::Recovery) {
+            Ok(s) => s,
+            Err(e) if e.is_disk_full() => {
+                // Starting on a full disk must not fail: keep the open chunk open as it is.
+                self.adopt_open(path, (hdr_end + 1) as u64, lines, messages, first, last)?;
+                warn!(topic = %self.topic, index = self.next_index, "recovery: disk full; the open chunk stays open and is sealed later");
+                actions.push(RecoveryAction::KeptOpenChunkDiskFull { index: self.next_index, messages });
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         self.remove_open(path)?;
         if partial > 0 {
             warn!(topic = %self.topic, partial, "recovery: dropped a torn, unacknowledged trailing line");
@@ -440,6 +453,33 @@ impl ChunkWriter {
             dropped_partial_bytes: partial,
         });
         Ok(Some(s))
+    }
+
+    /// Continue the open chunk of the previous run: its complete lines are the buffer, a torn
+    /// trailing line is cut off (which needs no space).
+    fn adopt_open(
+        &mut self,
+        path: &Path,
+        header_len: u64,
+        lines: &[u8],
+        messages: u64,
+        first: SystemTime,
+        last: SystemTime,
+    ) -> Result<()> {
+        let mut file = OpenOptions::new().write(true).open(path).map_err(|e| StreamError::io("open", path, e))?;
+        let len = header_len + lines.len() as u64;
+        file.set_len(len).map_err(|e| StreamError::io("truncate", path, e))?;
+        file.seek(std::io::SeekFrom::Start(len)).map_err(|e| StreamError::io("seek", path, e))?;
+        self.open = Some(OpenChunk {
+            file,
+            header_len,
+            buf: lines.to_vec(),
+            messages,
+            first_append: first,
+            last_append: last,
+            dirty: false,
+        });
+        Ok(())
     }
 
     fn orphan(&mut self, path: &Path, reason: String, actions: &mut Vec<RecoveryAction>) -> Result<()> {
