@@ -946,65 +946,44 @@ fn serve(
     });
     // Grants and datasets read, unwrap and re-wrap whole ranges of chunks: run them on a thread
     // of their own so a large range never stalls the executor (and with it the subscriptions).
-    let c = Arc::clone(&ctx);
-    let grant = enabled
-        .enabled("~/grant_access")
-        .then(|| {
-            node.create_async_service::<GrantAccess, _>(
-                "~/grant_access".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH),
-                move |r: GrantAccess_Request| {
-                    crate::ros_log::request("~/grant_access");
-                    off_executor(Arc::clone(&c), move |c| {
-                        c.grant(&r).unwrap_or_else(|e| {
-                            tracing::warn!(
-                                "~/grant_access {}: {} {}: {}",
-                                quoted(&r.topic),
-                                e.code,
-                                e.field,
-                                one_line(&e.message, 300)
-                            );
-                            GrantAccess_Response {
-                                success: false,
-                                error_code: e.code,
-                                error_field: e.field,
-                                message: e.message,
-                                ..Default::default()
-                            }
-                        })
-                    })
-                },
-            )
-        })
-        .transpose()?;
-    let c = Arc::clone(&ctx);
-    let seal = enabled
-        .enabled("~/seal_dataset")
-        .then(|| {
-            node.create_async_service::<SealDataset, _>(
-                "~/seal_dataset".reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH),
-                move |r: SealDataset_Request| {
-                    crate::ros_log::request("~/seal_dataset");
-                    off_executor(Arc::clone(&c), move |c| {
-                        c.seal(&r).unwrap_or_else(|e| {
-                            tracing::warn!(
-                                "~/seal_dataset {}: {} {}: {}",
-                                quoted(&r.topic),
-                                e.code,
-                                e.field,
-                                one_line(&e.message, 300)
-                            );
-                            SealDataset_Response {
-                                success: false,
-                                error_code: e.code,
-                                error_field: e.field,
-                                message: e.message,
-                                ..Default::default()
-                            }
-                        })
-                    })
-                },
-            )
-        })
-        .transpose()?;
+    // One service over `Ctx::$method`; a refusal is logged (topic quoted, message cut) and
+    // answered with its code and the request field it names.
+    macro_rules! service {
+        ($name:literal, $srv:ident, $req:ident, $resp:ident, $method:ident) => {{
+            let c = Arc::clone(&ctx);
+            enabled
+                .enabled($name)
+                .then(|| {
+                    node.create_async_service::<$srv, _>(
+                        $name.reliable().keep_last(crate::chain::SERVICE_QUEUE_DEPTH),
+                        move |r: $req| {
+                            crate::ros_log::request($name);
+                            off_executor(Arc::clone(&c), move |c| {
+                                c.$method(&r).unwrap_or_else(|e| {
+                                    tracing::warn!(
+                                        "{} {}: {} {}: {}",
+                                        $name,
+                                        quoted(&r.topic),
+                                        e.code,
+                                        e.field,
+                                        one_line(&e.message, 300)
+                                    );
+                                    $resp {
+                                        success: false,
+                                        error_code: e.code,
+                                        error_field: e.field,
+                                        message: e.message,
+                                        ..Default::default()
+                                    }
+                                })
+                            })
+                        },
+                    )
+                })
+                .transpose()?
+        }};
+    }
+    let grant = service!("~/grant_access", GrantAccess, GrantAccess_Request, GrantAccess_Response, grant);
+    let seal = service!("~/seal_dataset", SealDataset, SealDataset_Request, SealDataset_Response, seal);
     Ok((grant, seal))
 }
