@@ -43,6 +43,11 @@ try:
 except ImportError:  # pragma: no cover - reported at start
     Account = None  # type: ignore[assignment]
 
+# buyer_side imports this module by name: run as a script, this module is __main__, and one copy of
+# ApiError must serve both
+sys.modules.setdefault("orchestrator", sys.modules[__name__])
+from buyer_side import BuyerSide  # noqa: E402
+
 API = "/api/v1"
 UINT256_MAX = 2**256 - 1
 MACHINE_STATUSES = ("draft", "active", "degraded", "blocked", "archived")
@@ -112,7 +117,7 @@ def _only(body: dict, allowed: set[str]) -> None:
             raise validation(k, "unknown field")
 
 
-class Orchestrator:
+class Orchestrator(BuyerSide):
     """All server state, behind one lock. Times come from :meth:`now` (real time + a test offset)."""
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, controllers: dict[str, list[str]] | None = None,
@@ -137,9 +142,14 @@ class Orchestrator:
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.state_file: str | None = None  # --state-file: records survive a restart (kill -9 tests)
+        self.pairings: dict[str, dict] = {}  # buyer side (buyer_side.py)
+        self.pairing_tokens: dict[str, str] = {}
+        self.pairing_challenges: dict[str, dict] = {}
+        self.rpc_url: str | None = None  # --rpc-url: payment proofs with verificationMode "rpc"
 
     # ---- persistence (test support: a restarted server keeps its records) ---------------------
-    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities", "purchases")
+    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities", "purchases",
+                  "pairings", "pairing_tokens", "pairing_challenges")
 
     def load(self, path: str) -> None:
         self.state_file = path
@@ -613,6 +623,10 @@ class Orchestrator:
         _only(actor, {"type", "id", "machineId", "agentId"})
         ev = {"id": "pev_" + secrets.token_hex(6), "purchaseId": pid, "type": body["type"], "createdAt": self.iso()}
         p["_events"].append({**ev, "actor": actor, "payload": body.get("payload")})
+        payload = body.get("payload")
+        if body["type"] == "seller.ready" and isinstance(payload, dict) and isinstance(payload.get("amount"), str):
+            p["_quote"] = {"amount": payload["amount"], "currency": payload.get("currency"),
+                           "chunkIds": payload.get("chunkIds")}
         if body["type"] == "delivery.completed":
             p["delivery"]["status"], p["status"] = "completed", "completed"
         return 201, {"item": ev}
@@ -628,7 +642,13 @@ class Orchestrator:
             return 200, {"status": "ready", "checks": [{"name": "store", "status": "pass", "message": None}]}
         if method == "POST" and parts == ["machine-agents", "heartbeat"]:  # auth: token in body only
             return self.heartbeat(self.need_body(body))
+        buyer = self.route_buyer(method, parts, headers, body)  # auth: x-agent-pairing-token
+        if buyer is not None:
+            return buyer
         self.require_platform(headers)
+        pairing = self.route_pairing(method, parts, body)
+        if pairing is not None:
+            return pairing
         if method == "POST" and parts == ["machine-identity", "challenges"]:
             return self.create_challenge(self.need_body(body))
         if parts == ["machines"]:
@@ -694,7 +714,8 @@ class Orchestrator:
                          "deliveryCapabilities": list(self.delivery_capabilities.values()),
                          "sockets": [m for m, _ in self.sockets], "socketConnects": self.socket_connects,
                          "purchases": [{**self.public_purchase(p), "access": p.get("_access"),
-                                        "events": p.get("_events", []), "prepareCount": p.get("_prepareCount", 0)}
+                                        "events": p.get("_events", []), "prepareCount": p.get("_prepareCount", 0),
+                                        "quote": p.get("_quote"), "intent": p.get("_intent")}
                                        for p in self.purchases.values()],
                          "now": self.iso()}
         body = body if isinstance(body, dict) else {}
@@ -921,6 +942,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--challenge-ttl", type=float, default=300.0)
     p.add_argument("--lease-ttl", type=int, default=60)
     p.add_argument("--state-file", help="keep machines, agents and challenges in this JSON file across restarts")
+    p.add_argument("--rpc-url", help="EVM JSON-RPC that payment proofs with verificationMode rpc are checked on")
     p.add_argument("--enroll-token-field", choices=("provisioningToken", "agentToken", "both"),
                    default="provisioningToken")
     args = p.parse_args(argv)
@@ -932,6 +954,7 @@ def main(argv: list[str] | None = None) -> int:
     for ref, addr in args.controller:
         controllers.setdefault(ref, []).append(addr)
     orch = Orchestrator(args.api_key, controllers, args.challenge_ttl, args.lease_ttl, args.enroll_token_field)
+    orch.rpc_url = args.rpc_url
     if args.state_file:
         orch.load(args.state_file)
     server = make_server(orch, args.port)

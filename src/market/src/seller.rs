@@ -54,6 +54,9 @@ pub struct SalesConfig {
     pub keys: Arc<peaqos_stream::keys::MachineStreamKeys>,
     /// How often open purchases are polled besides the control socket's notifications.
     pub poll_interval: Duration,
+    /// Where payments are checked and sales recorded (`None`: the server's word on payments,
+    /// no revenue events).
+    pub chain: Option<crate::settle::SaleChain>,
 }
 
 impl std::fmt::Debug for SalesConfig {
@@ -79,6 +82,8 @@ pub struct Listing {
     pub listing_id: String,
     pub topic: String,
     pub update: ListingUpdate,
+    /// Price, currency and the transfer rails a payment is checked against.
+    pub terms: crate::settle::SaleTerms,
 }
 
 impl Offers {
@@ -422,8 +427,8 @@ impl Seller {
         let creds = c.clone();
         let mut stop_rx = stop_rx;
         tokio::spawn(async move {
-            let listings: BTreeMap<String, String> =
-                me.cfg.offers.listings.iter().map(|l| (l.listing_id.clone(), l.topic.clone())).collect();
+            let listings: BTreeMap<String, Listing> =
+                me.cfg.offers.listings.iter().map(|l| (l.listing_id.clone(), l.clone())).collect();
             let store = match crate::purchases::PurchaseStore::open(&sales.data_dir) {
                 Ok(s) => s,
                 Err(e) => {
@@ -438,6 +443,7 @@ impl Seller {
                 keys: &sales.keys,
                 creds: &creds,
                 listings: &listings,
+                chain: sales.chain.as_ref(),
             };
             loop {
                 use crate::control::Signal;

@@ -556,6 +556,9 @@ pub struct PurchaseStatus {
     pub status: String,
     #[serde(default)]
     pub reference: Option<String>,
+    /// The payment's rail (`transfer`, `x402`); absent on the delivery state.
+    #[serde(default)]
+    pub rail: Option<String>,
 }
 
 /// `Purchase` (`GET /purchases/{id}`).

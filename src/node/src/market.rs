@@ -81,6 +81,7 @@ struct MarketParams {
     cfg: SellerConfig,
     capabilities_ttl: Duration,
     purchase_poll: Duration,
+    payment_confirmations: u64,
 }
 
 fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartError> {
@@ -139,6 +140,12 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
         "market.purchase_poll_interval",
         10.0,
         "Seconds between polls of open purchases, besides the control socket's notifications.",
+    )?;
+    let payment_confirmations = p.read_only_in::<i64>(
+        "market.payment_confirmations",
+        2,
+        "Blocks a transfer payment needs (its own included) before a purchase is served; the node checks it on chain itself.",
+        ParameterRange { lower: Some(1), upper: Some(10_000), step: None },
     )?;
     let capabilities_ttl = seconds(
         p,
@@ -203,6 +210,7 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
     };
     Ok(Some(MarketParams {
         purchase_poll,
+        payment_confirmations: u64::try_from(payment_confirmations).unwrap_or(2),
         url,
         api_key_file: (!api_key_file.is_empty()).then(|| PathBuf::from(api_key_file)),
         cfg,
@@ -235,6 +243,7 @@ pub fn start(
     map: &DataEventMap,
     chain_machine_id: &str,
     key: MachineKey,
+    chain: Option<&crate::chain::ChainServices>,
 ) -> Result<Option<MarketSubsystem>, StartError> {
     let Some(mut mp) = declare(&params.declared, key.address())? else { return Ok(None) };
     let policy_file = if params.policy_file.is_empty() {
@@ -245,18 +254,30 @@ pub fn start(
     let specs = crate::stream::topic_specs(map, &policy_file)?;
     mp.cfg.offers =
         peaqos_market::offers::offers(specs.iter().map(|s| (s.topic.as_str(), &s.cfg)), mp.capabilities_ttl).map_err(
-            |reason| PolicyError { file: policy_file.clone(), path: "topics[*].stream.sale.listing_id".into(), reason },
+            |reason| PolicyError { file: policy_file.clone(), path: "topics[*].stream.sale".into(), reason },
         )?;
     for l in &mp.cfg.offers.listings {
         tracing::info!("market: {} is for sale as listing {}", l.topic, l.listing_id);
     }
     let stream_keys = peaqos_stream::keys::MachineStreamKeys::from_secp256k1_secret(&key.secret_bytes())
         .map_err(|e| param_err("key_file", format!("stream keys: {e}")))?;
+    let fixed = (!chain_machine_id.is_empty()).then(|| chain_machine_id.to_owned());
+    let file = machine_id_file(&params.data_dir);
+    let machine_id = move || current_machine_id(fixed.as_deref(), &file);
+    let sale_chain = chain.map(|c| peaqos_market::settle::SaleChain {
+        client: c.client().clone(),
+        confirmations: mp.payment_confirmations,
+        machine_id: Arc::new(machine_id.clone()),
+    });
+    if sale_chain.is_none() && !mp.cfg.offers.listings.is_empty() {
+        tracing::warn!("market: the chain client is off: payments are taken on the server's word and sales are not recorded on chain");
+    }
     mp.cfg.sales = Some(peaqos_market::seller::SalesConfig {
         data_dir: params.data_dir.clone(),
         stream_dir: peaqos_base::layout::stream_dir(&params.data_dir),
         keys: Arc::new(stream_keys),
         poll_interval: mp.purchase_poll,
+        chain: sale_chain,
     });
     let api_key = peaqos_market::secret::load_api_key(mp.api_key_file.as_deref()).map_err(config_err)?;
     if api_key.is_none() {
@@ -266,9 +287,7 @@ pub fn start(
     }
     let client = OrchestrationClient::new(ClientConfig::new(mp.url, api_key)).map_err(config_err)?;
     let store = MarketStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?;
-    let fixed = (!chain_machine_id.is_empty()).then(|| chain_machine_id.to_owned());
-    let file = machine_id_file(&params.data_dir);
-    let source = Box::new(move || current_machine_id(fixed.as_deref(), &file));
+    let source = Box::new(machine_id);
     tracing::info!("market: orchestration API {}", client.api_base());
     let seller = Seller::new(client, store, Arc::new(key), mp.cfg, source).map_err(config_err)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
