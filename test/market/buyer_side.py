@@ -208,26 +208,28 @@ class BuyerSide:
             raise ApiError(403, "AGENT_POLICY_DENIED", "the purchase is not this agent's", {"purchaseId": pid})
         return p
 
-    def _listing_rail(self, p: dict) -> dict:
+    def _listing_rail(self, p: dict, wanted: dict | None) -> dict:
+        """The listing's transfer rail the buyer chose (by ``destination.payTo``, or the first)."""
         from orchestrator import ApiError  # noqa: PLC0415
         listing = self.listings.get(f"{p['_machineId']}/{p['resource']['listingId']}", {})
+        pay_to = ((wanted or {}).get("destination") or {}).get("payTo")
         for r in listing.get("paymentRails", []):
-            if r.get("type") == "transfer":
+            if r.get("type") == "transfer" and (pay_to is None or r["destination"]["payTo"].lower() == pay_to.lower()):
                 return r
-        raise ApiError(409, "PAYMENT_REQUIRED", "the listing has no transfer rail")
+        raise ApiError(400, "VALIDATION_ERROR", "the listing has no such transfer rail", {"field": "rail.destination"})
 
     def payment_intent(self, pairing: dict, pid: str, body: dict) -> tuple[int, dict]:
         from orchestrator import ApiError, _only, validation  # noqa: PLC0415
         _only(body, {"rail", "payer"})
         p = self._buyer_purchase(pairing, pid)
         rail = body.get("rail")
-        if not isinstance(rail, dict) or rail.get("type") not in ("transfer", "x402"):
-            raise validation("rail.type", "must be transfer or x402")
+        if not isinstance(rail, dict) or rail.get("type") != "transfer":
+            raise validation("rail.type", "this server takes transfer payments only")
         quote = p.get("_quote")
         if quote is None:
             raise ApiError(409, "PURCHASE_NOT_QUOTED", "the seller has not quoted this purchase yet",
                            {"purchaseId": pid})
-        listed = self._listing_rail(p)
+        listed = self._listing_rail(p, rail)
         d = listed["destination"]
         decimals = _decimals(d["token"])
         instructions = {"payTo": d["payTo"], "chain": d["chain"], "token": d["token"],

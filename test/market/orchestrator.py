@@ -959,7 +959,10 @@ def main(argv: list[str] | None = None) -> int:
         orch.load(args.state_file)
     server = make_server(orch, args.port)
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    # SIGINT too, explicitly: a background job of a non-interactive shell (scripts/demo) starts with
+    # SIGINT ignored, so Python's KeyboardInterrupt would never come
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(json.dumps({"url": url, "apiBase": url + API, "apiKey": args.api_key, "pid": os.getpid()}),
           flush=True)
     try:
