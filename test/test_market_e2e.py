@@ -367,7 +367,7 @@ topics:
 
 
 def test_a_paid_purchase_gets_exactly_its_chunks_and_an_unpaid_one_nothing(tmp_path, orch, ros_node):
-    """Control socket → purchase seen → paid → access prepared → delivered → recorded; the buyer
+    """Control socket → purchase seen → quoted → paid → access prepared → delivered → recorded; the buyer
     decrypts exactly the purchased chunk with the real SDK; an unpaid purchase gets nothing; the node
     is killed (-9) with a purchase open and serves it after its restart."""
     sys.path.insert(0, str(ROOT / "test" / "stream"))
@@ -426,17 +426,18 @@ def test_a_paid_purchase_gets_exactly_its_chunks_and_an_unpaid_one_nothing(tmp_p
                                      "buyerPublicKeyHex": buyer_pk, "selection": sel})["item"]["id"]
         control(f"purchases/{paid}/pay", {})
         p = wait_status(paid, "completed")
-        assert p["prepareCount"] == 1 and [e["type"] for e in p["events"]] == ["delivery.completed"]
+        assert p["prepareCount"] == 1 and [e["type"] for e in p["events"]] == ["seller.ready", "delivery.completed"]
+        assert p["quote"] == {"amount": "0.1", "currency": "USDC", "chunkIds": [wanted.chunk_id]}
         [item] = p["access"]
         assert item["chunkId"] == wanted.chunk_id and item["buyer"]["publicKeyHex"] == buyer_pk
         pt = decrypt_chunk(chunk=wanted, recipient_private_key_hex=bytes(buyer).hex(),
                            recipient_entry=kr_from_wire(item["buyer"]), encrypted_data=blobs[wanted.index])
         assert b"frame" in pt
-        # the unpaid purchase was seen and got nothing
+        # the unpaid purchase was seen and quoted, and got nothing
+        diags.wait("purchase counts", lambda lvl, v, m: "recorded=1" in v["purchases"]
+                   and "quoted=1" in v["purchases"], node)
         rec = json.loads((data_dir / "market" / "purchases" / f"{unpaid}.json").read_text())
-        assert rec["state"] == "seen" and purchase(unpaid)["access"] is None
-        diags.wait("purchase counts", lambda lvl, v, m: "recorded=1" in v["purchases"] and "seen=1" in v["purchases"],
-                   node)
+        assert rec["state"] == "quoted" and purchase(unpaid)["access"] is None
     finally:
         node.kill9()
 
