@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.request
 from typing import Any
 
@@ -298,6 +299,7 @@ class BuyerSide:
         block = self._verify_transfer(intent, tx) if mode == "rpc" else None
         now = self.iso()
         p["payment"] = {"status": "verified", "rail": "transfer", "reference": tx, "recordedAt": now}
+        p["_paidAt"] = time.time()
         p["delivery"] = {"status": "releasable"}
         p["status"], p["updatedAt"] = "paid", now
         self.notify(p["_machineId"], "purchase.payment_proof.recorded", {

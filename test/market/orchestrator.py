@@ -544,8 +544,9 @@ class Orchestrator(BuyerSide):
 
     def mock_pay(self, pid: str, body: dict) -> dict:
         p = self.purchase(pid)
-        p["payment"] = {"status": "verified", "rail": "transfer", "reference": "0x" + secrets.token_hex(32),
-                        "recordedAt": self.iso()}
+        ref = body.get("reference") or "0x" + secrets.token_hex(32)  # a real transaction, for benchmarks
+        p["payment"] = {"status": "verified", "rail": "transfer", "reference": ref, "recordedAt": self.iso()}
+        p["_paidAt"] = time.time()
         p["delivery"] = {"status": body.get("deliveryStatus", "releasable")}
         p["status"], p["updatedAt"] = "paid", self.iso()
         if body.get("notify", True):
@@ -603,6 +604,7 @@ class Orchestrator(BuyerSide):
                         "status": "ready", "updatedAt": now})
         p["_session"], p["_access"] = session, items
         p["_prepareCount"] = p.get("_prepareCount", 0) + 1
+        p.setdefault("_preparedAt", time.time())
         p["status"], p["updatedAt"] = "access_prepared", now
         item = {"id": pid, "listingId": p["resource"]["listingId"], "machineId": mid, "buyerId": p["buyer"]["id"],
                 "chunkIds": chunk_ids, "amount": price["amount"], "currency": price["currency"],
@@ -629,6 +631,7 @@ class Orchestrator(BuyerSide):
                            "chunkIds": payload.get("chunkIds")}
         if body["type"] == "delivery.completed":
             p["delivery"]["status"], p["status"] = "completed", "completed"
+            p.setdefault("_completedAt", time.time())
         return 201, {"item": ev}
 
     # ---- routing ------------------------------------------------------------------------------
@@ -715,7 +718,8 @@ class Orchestrator(BuyerSide):
                          "sockets": [m for m, _ in self.sockets], "socketConnects": self.socket_connects,
                          "purchases": [{**self.public_purchase(p), "access": p.get("_access"),
                                         "events": p.get("_events", []), "prepareCount": p.get("_prepareCount", 0),
-                                        "quote": p.get("_quote"), "intent": p.get("_intent")}
+                                        "quote": p.get("_quote"), "intent": p.get("_intent"),
+                                        "timing": {k: p.get(f"_{k}At") for k in ("paid", "prepared", "completed")}}
                                        for p in self.purchases.values()],
                          "now": self.iso()}
         body = body if isinstance(body, dict) else {}

@@ -110,6 +110,9 @@ pub struct PurchaseRecord {
 #[derive(Debug, Clone)]
 pub struct PurchaseStore {
     dir: PathBuf,
+    /// Held while a payment reference is claimed (check, then write), so that two purchases
+    /// served at once cannot both claim one payment.
+    claims: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn safe_id(id: &str) -> Result<&str> {
@@ -133,7 +136,7 @@ impl PurchaseStore {
                 .map_err(|e| FsError::new("create directory", &dir, e))?;
             fsio::sync_dir(dir.parent().unwrap_or(data_dir))?;
         }
-        Ok(PurchaseStore { dir })
+        Ok(PurchaseStore { dir, claims: Default::default() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -174,6 +177,7 @@ impl PurchaseStore {
             return Err(MarketError::validation("payment.reference", "must be 0x and 64 hex digits"));
         }
         let path = dir.join(format!("{name}.json"));
+        let _claiming = self.claims.lock().unwrap_or_else(|p| p.into_inner());
         match std::fs::read(&path) {
             Ok(b) => {
                 let v: serde_json::Value = serde_json::from_slice(&b)

@@ -23,6 +23,9 @@ use crate::onboard::{self, MachineProfile};
 use crate::state::MarketStore;
 use crate::wire::{DeliveryCapabilitiesRequest, DeliveryCapabilityInput, HeartbeatEndpoint, ListingUpdate, Machine};
 
+/// Purchases served at once.
+pub const PURCHASES_IN_FLIGHT: usize = 8;
+
 /// The on-chain machine id (decimal) when known: a setting, or what activation persisted.
 pub type MachineIdSource = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
@@ -456,7 +459,7 @@ impl Seller {
                     _ = tokio::time::sleep(sales.poll_interval) => None,
                     _ = stop_rx.changed() => return,
                 };
-                let ids: Vec<String> = match signal {
+                let mut ids: Vec<String> = match signal {
                     Some(Signal::Disconnected(_)) => {
                         me.update(|v| v.control_connected = false);
                         continue;
@@ -472,15 +475,40 @@ impl Seller {
                             .unwrap_or_default()
                     }
                 };
-                for id in ids {
-                    match desk.advance(&id, None).await {
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(purchase = %id, error = %e, "market: serving a purchase failed; retried later");
-                            me.update(|v| v.purchase_error = Some((id.clone(), e.to_string())));
+                // Notifications that queued up meanwhile join this round (each purchase once).
+                while let Ok(more) = rx.try_recv() {
+                    match more {
+                        Signal::Purchase { purchase_id, .. } if !ids.contains(&purchase_id) => ids.push(purchase_id),
+                        Signal::Disconnected(_) => me.update(|v| v.control_connected = false),
+                        Signal::Connected => {
+                            me.update(|v| v.control_connected = true);
+                            for r in store.open_purchases().unwrap_or_default() {
+                                if !ids.contains(&r.purchase_id) {
+                                    ids.push(r.purchase_id);
+                                }
+                            }
                         }
+                        Signal::Purchase { .. } => {}
+                    }
+                    if ids.len() >= 256 {
+                        break;
                     }
                 }
+                // Purchases are independent (each its own record; a payment is claimed under the
+                // store's lock), so several are served at once: most of a step is waiting for the
+                // server or the chain.
+                use futures_util::StreamExt as _;
+                futures_util::stream::iter(ids)
+                    .for_each_concurrent(PURCHASES_IN_FLIGHT, |id| {
+                        let (desk, me) = (&desk, &me);
+                        async move {
+                            if let Err(e) = desk.advance(&id, None).await {
+                                tracing::warn!(purchase = %id, error = %e, "market: serving a purchase failed; retried later");
+                                me.update(|v| v.purchase_error = Some((id.clone(), e.to_string())));
+                            }
+                        }
+                    })
+                    .await;
                 let counts = purchase_counts(&store);
                 me.update(|v| v.purchases = counts);
             }
