@@ -142,6 +142,7 @@ class Orchestrator(BuyerSide):
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.state_file: str | None = None  # --state-file: records survive a restart (kill -9 tests)
+        self.runtime_endpoints: dict[str, dict] = {}  # "<machineId>/<providerKey>" -> endpoint
         self.pairings: dict[str, dict] = {}  # buyer side (buyer_side.py)
         self.pairing_tokens: dict[str, str] = {}
         self.pairing_challenges: dict[str, dict] = {}
@@ -149,7 +150,7 @@ class Orchestrator(BuyerSide):
 
     # ---- persistence (test support: a restarted server keeps its records) ---------------------
     _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities", "purchases",
-                  "pairings", "pairing_tokens", "pairing_challenges")
+                  "pairings", "pairing_tokens", "pairing_challenges", "runtime_endpoints")
 
     def load(self, path: str) -> None:
         self.state_file = path
@@ -503,6 +504,55 @@ class Orchestrator(BuyerSide):
         self.listings[key] = listing
         return 200, {"item": listing}
 
+    # ---- runtime endpoints (§2.1 #17-20, §3.6) -------------------------------------------------------
+    RUNTIME_ENUMS = {"authType": ("none", "api-key", "bearer"), "networkScope": ("loopback", "lan", "vpn", "public"),
+                     "status": ("active", "degraded", "unreachable")}
+
+    def put_runtime_endpoint(self, mid: str, key: str, body: dict) -> tuple[int, dict]:
+        self.machine(mid)
+        _only(body, {"endpointBaseUrl", "label", "authType", "authToken", "modelAlias", "networkScope", "probePath",
+                     "status"})
+        url = (_str(body, "endpointBaseUrl", non_blank=True) or "").strip()
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+            raise validation("endpointBaseUrl", "must be an http(s) URL with a host")
+        for k, allowed in self.RUNTIME_ENUMS.items():
+            if k in body and body[k] not in allowed:
+                raise validation(k, f"must be one of {', '.join(allowed)}")
+        now = self.iso()
+        ep = self.runtime_endpoints.get(f"{mid}/{key}") or {
+            "id": "rte_" + secrets.token_hex(6), "machineId": mid, "providerKey": key, "source": "manual",
+            "createdAt": now}
+        ep.update({"label": body.get("label") or key, "endpointBaseUrl": url,
+                   "authType": body.get("authType", "none"), "hasAuthToken": bool(body.get("authToken")),
+                   "networkScope": body.get("networkScope", "loopback"), "status": body.get("status", "active"),
+                   "probePath": body.get("probePath"), "modelAlias": body.get("modelAlias"), "updatedAt": now})
+        ep["_upserts"] = ep.get("_upserts", 0) + 1
+        self.runtime_endpoints[f"{mid}/{key}"] = ep
+        return 200, {"item": self.public_purchase(ep)}
+
+    def route_runtime(self, method: str, parts: list[str], query: dict, body: Any) -> tuple[int, Any] | None:
+        if len(parts) < 3 or parts[0] != "machines" or parts[2] != "runtime-endpoints":
+            return None
+        mid = parts[1]
+        if len(parts) == 3 and method == "GET":
+            self.machine(mid)
+            items = [self.public_purchase(e) for k, e in self.runtime_endpoints.items() if k.startswith(mid + "/")]
+            return self.list_page(items, query)
+        if len(parts) != 4:
+            return None
+        key = f"{mid}/{parts[3]}"
+        if method == "PUT":
+            return self.put_runtime_endpoint(mid, parts[3], self.need_body(body))
+        if key not in self.runtime_endpoints:
+            raise ApiError(404, "NOT_FOUND", f"runtime endpoint {parts[3]} not found")
+        if method == "GET":
+            return 200, {"item": self.public_purchase(self.runtime_endpoints[key])}
+        if method == "DELETE":
+            del self.runtime_endpoints[key]
+            return 204, None
+        return None
+
     # ---- stream purchases, seller side (§2.2) -------------------------------------------------------
     PURCHASE_EVENT_TYPES = ("delivery.started", "delivery.completed", "delivery.failed", "buyer.connected",
                             "seller.ready", "seller.offline")
@@ -652,6 +702,9 @@ class Orchestrator(BuyerSide):
         pairing = self.route_pairing(method, parts, body)
         if pairing is not None:
             return pairing
+        runtime = self.route_runtime(method, parts, query, body)
+        if runtime is not None:
+            return runtime
         if method == "POST" and parts == ["machine-identity", "challenges"]:
             return self.create_challenge(self.need_body(body))
         if parts == ["machines"]:
@@ -714,6 +767,8 @@ class Orchestrator(BuyerSide):
                                     for a in self.agents.values()],
                          "challenges": len(self.challenges), "requests": self.requests,
                          "listings": list(self.listings.values()),
+                         "runtimeEndpoints": [{**self.public_purchase(e), "upserts": e.get("_upserts", 0)}
+                                              for e in self.runtime_endpoints.values()],
                          "deliveryCapabilities": list(self.delivery_capabilities.values()),
                          "sockets": [m for m, _ in self.sockets], "socketConnects": self.socket_connects,
                          "purchases": [{**self.public_purchase(p), "access": p.get("_access"),

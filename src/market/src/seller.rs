@@ -21,7 +21,10 @@ use crate::client::OrchestrationClient;
 use crate::error::{ApiCode, MarketError, Result};
 use crate::onboard::{self, MachineProfile};
 use crate::state::MarketStore;
-use crate::wire::{DeliveryCapabilitiesRequest, DeliveryCapabilityInput, HeartbeatEndpoint, ListingUpdate, Machine};
+use crate::wire::{
+    DeliveryCapabilitiesRequest, DeliveryCapabilityInput, HeartbeatEndpoint, ListingUpdate, Machine,
+    RuntimeEndpointUpsert,
+};
 
 /// Purchases served at once.
 pub const PURCHASES_IN_FLIGHT: usize = 8;
@@ -45,6 +48,31 @@ pub struct SellerConfig {
     pub offers: Offers,
     /// Serving purchases of the listings (`None`: listings only, purchases not served).
     pub sales: Option<SalesConfig>,
+    /// The runtime endpoint upserted for this machine (`None`: none).
+    pub runtime_endpoint: Option<RuntimeEndpointConfig>,
+}
+
+/// The node's own health as a runtime endpoint status: `active` or `degraded`.
+pub type HealthSource = Arc<dyn Fn() -> &'static str + Send + Sync>;
+
+/// The machine's runtime endpoint (`PUT /machines/{m}/runtime-endpoints/{providerKey}`),
+/// upserted after the first heartbeat of an agent, whenever the node's health changes, and every
+/// `refresh`; its `status` is the node's health.
+#[derive(Clone)]
+pub struct RuntimeEndpointConfig {
+    pub provider_key: String,
+    pub upsert: RuntimeEndpointUpsert,
+    pub refresh: Duration,
+    pub health: HealthSource,
+}
+
+impl std::fmt::Debug for RuntimeEndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeEndpointConfig")
+            .field("provider_key", &self.provider_key)
+            .field("upsert", &self.upsert)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What serving purchases needs: the chunk chains and the keys that open them.
@@ -159,6 +187,10 @@ pub struct Snapshot {
     pub purchases: BTreeMap<String, u64>,
     /// The last failure serving a purchase (purchase id and message).
     pub purchase_error: Option<(String, String)>,
+    /// The runtime endpoint's status as last upserted (`active`, `degraded`).
+    pub runtime_endpoint_status: Option<String>,
+    /// The last runtime endpoint upsert failure (code, message), cleared by a success.
+    pub runtime_endpoint_error: Option<(String, String)>,
 }
 
 /// The result of a successful [`Seller::onboard`].
@@ -297,6 +329,8 @@ impl Seller {
         let mut offers_done: Option<(String, DateTime<Utc>)> = None;
         // stops the control socket and purchase worker of the current agent
         let mut sales_stop: Option<watch::Sender<bool>> = None;
+        // (machine, status, when) of the last runtime endpoint upsert
+        let mut runtime_done: Option<(String, &'static str, DateTime<Utc>)> = None;
         loop {
             if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 return;
@@ -381,11 +415,12 @@ impl Seller {
                     });
                     let agent = h.agent_id().to_string();
                     let due = offers_done.as_ref().is_none_or(|(a, at)| *a != agent || Utc::now() >= *at);
-                    if due && !self.cfg.offers.is_empty() {
-                        let creds = self.creds.lock().await.clone();
-                        if let Some(c) = creds.filter(|c| c.agent_id == agent) {
-                            offers_done = self.publish_offers(&c).await.map(|next| (agent, next));
+                    let creds = self.creds.lock().await.clone().filter(|c| c.agent_id == agent);
+                    if let Some(c) = &creds {
+                        if due && !self.cfg.offers.is_empty() {
+                            offers_done = self.publish_offers(c).await.map(|next| (agent, next));
                         }
+                        self.publish_runtime_endpoint(c, &mut runtime_done).await;
                     }
                 }
                 Err(e) if e.is_retryable() => {
@@ -514,6 +549,40 @@ impl Seller {
             }
         });
         Some(stop)
+    }
+
+    /// Upsert the runtime endpoint when it is configured and due: not yet done for this machine,
+    /// the node's health changed, or `refresh` passed. A failure is reported in the snapshot and
+    /// retried after the next heartbeat.
+    async fn publish_runtime_endpoint(
+        &self,
+        c: &AgentCredentials,
+        done: &mut Option<(String, &'static str, DateTime<Utc>)>,
+    ) {
+        let Some(rt) = &self.cfg.runtime_endpoint else { return };
+        let status = (rt.health)();
+        let refresh = chrono::Duration::from_std(rt.refresh).unwrap_or(chrono::Duration::minutes(10));
+        let due =
+            done.as_ref().is_none_or(|(m, s, at)| *m != c.machine_id || *s != status || Utc::now() >= *at + refresh);
+        if !due {
+            return;
+        }
+        let mut req = rt.upsert.clone();
+        req.status = Some(status.to_string());
+        match self.client.upsert_runtime_endpoint(&c.machine_id, &rt.provider_key, &req).await {
+            Ok(ep) => {
+                tracing::info!(provider = %ep.provider_key, status, "market: runtime endpoint upserted");
+                *done = Some((c.machine_id.clone(), status, Utc::now()));
+                self.update(|v| {
+                    v.runtime_endpoint_status = Some(status.to_string());
+                    v.runtime_endpoint_error = None;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "market: upserting the runtime endpoint failed; retrying after the next heartbeat");
+                self.update(|v| v.runtime_endpoint_error = Some((e.error_code().to_string(), e.to_string())));
+            }
+        }
     }
 
     /// Register the delivery capabilities and upsert every listing; on success, when to do it

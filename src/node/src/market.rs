@@ -16,9 +16,9 @@ use peaqos_core::policy::{DataEventMap, PolicyError};
 use peaqos_events::submit::{current_machine_id, machine_id_file};
 use peaqos_market::agent::{EnrollConfig, HeartbeatPolicy};
 use peaqos_market::onboard::MachineProfile;
-use peaqos_market::seller::{Phase, Seller, SellerConfig, Snapshot};
+use peaqos_market::seller::{Phase, RuntimeEndpointConfig, Seller, SellerConfig, Snapshot};
 use peaqos_market::state::MarketStore;
-use peaqos_market::wire::HeartbeatEndpoint;
+use peaqos_market::wire::{HeartbeatEndpoint, RuntimeEndpointUpsert};
 use peaqos_market::{ClientConfig, MarketError, OrchestrationClient};
 use rclrs::{IntoPrimitiveOptions, Node, ParameterRange, Service};
 use ros_env::diagnostic_msgs::msg::{DiagnosticStatus, KeyValue};
@@ -147,6 +147,21 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
         "Blocks a transfer payment needs (its own included) before a purchase is served; the node checks it on chain itself.",
         ParameterRange { lower: Some(1), upper: Some(10_000), step: None },
     )?;
+    let runtime_upsert = p.read_only::<bool>(
+        "market.runtime_endpoint.upsert",
+        false,
+        "Also upsert the heartbeat's endpoint as the machine's runtime endpoint (status: the node's health).",
+    )?;
+    let runtime_label =
+        string(p, "market.runtime_endpoint.label", "", "Runtime endpoint label. Empty: the provider key.")?;
+    let runtime_probe =
+        string(p, "market.runtime_endpoint.probe_path", "", "Runtime endpoint probePath. Empty: none.")?;
+    let runtime_refresh = seconds(
+        p,
+        "market.runtime_endpoint.refresh",
+        600.0,
+        "Seconds after which the runtime endpoint is upserted again even when the node's health is unchanged.",
+    )?;
     let capabilities_ttl = seconds(
         p,
         "market.capabilities_ttl",
@@ -182,6 +197,19 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
     if backoff_max < backoff_base {
         return Err(param_err("market.heartbeat.backoff_max", "must not be below market.heartbeat.backoff_base"));
     }
+    let runtime_endpoint = runtime_upsert.then(|| RuntimeEndpointConfig {
+        provider_key: provider_key.clone(),
+        upsert: RuntimeEndpointUpsert {
+            endpoint_base_url: endpoint_url.clone(),
+            label: (!runtime_label.is_empty()).then_some(runtime_label),
+            auth_type: Some("none".into()),
+            network_scope: Some(network_scope.clone()),
+            probe_path: (!runtime_probe.is_empty()).then_some(runtime_probe),
+            status: None,
+        },
+        refresh: runtime_refresh,
+        health: Arc::new(|| "active"), // replaced in `start` by the node's own
+    });
     let mut endpoint = HeartbeatEndpoint::new(provider_key.clone(), endpoint_url);
     endpoint.network_scope = Some(network_scope);
     let cfg = SellerConfig {
@@ -207,6 +235,7 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
         machine_id_poll: Duration::from_secs(1),
         offers: Default::default(),
         sales: None,
+        runtime_endpoint,
     };
     Ok(Some(MarketParams {
         purchase_poll,
@@ -271,6 +300,15 @@ pub fn start(
     });
     if sale_chain.is_none() && !mp.cfg.offers.listings.is_empty() {
         tracing::warn!("market: the chain client is off: payments are taken on the server's word and sales are not recorded on chain");
+    }
+    if let Some(rt) = mp.cfg.runtime_endpoint.as_mut() {
+        // The node's health as the endpoint reports it: degraded while the data dir's file system
+        // is below `disk.min_free_bytes` (new messages refused).
+        let (dir, min_free) = (params.data_dir.clone(), params.min_free_bytes);
+        rt.health = Arc::new(move || match peaqos_base::fsio::free_bytes(&dir) {
+            Ok(free) if free >= min_free => "active",
+            _ => "degraded",
+        });
     }
     mp.cfg.sales = Some(peaqos_market::seller::SalesConfig {
         data_dir: params.data_dir.clone(),
@@ -405,6 +443,14 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
                 s.purchase_error
                     .as_ref()
                     .map(|(id, e)| peaqos_core::text::one_line(&format!("{id}: {e}"), 500))
+                    .unwrap_or_default(),
+            ),
+            kv("runtime_endpoint_status", s.runtime_endpoint_status.clone().unwrap_or_default()),
+            kv(
+                "runtime_endpoint_error",
+                s.runtime_endpoint_error
+                    .as_ref()
+                    .map(|e| peaqos_core::text::one_line(&format!("{}: {}", e.0, e.1), 500))
                     .unwrap_or_default(),
             ),
             kv("listings", s.listings_total),
