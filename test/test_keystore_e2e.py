@@ -117,3 +117,24 @@ def test_a_plaintext_key_other_than_the_demo_is_warned_about(tmp_path):
         assert "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d" not in node.output()
     finally:
         assert node.stop() == 0, node.output()
+
+
+def test_the_operator_key_from_a_keystore(tmp_path):
+    """Legacy proxy flows' operator key: chain.operator_keystore_file (+ its passphrase file) is loaded
+    at start (its address logged, never its key); a wrong passphrase stops the node naming the parameter."""
+    ks, pw, address = make_keystore(tmp_path)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    params = {"policy_file": str(tmp_path / "policy.yaml"), "data_dir": str(tmp_path / "d"),
+              "chain.operator_keystore_file": str(ks), "chain.operator_keystore_passphrase_file": str(pw),
+              "chain.rpc_urls": "['http://127.0.0.1:9']"}
+    node = NodeProcess(tmp_path, params, env={"PEAQOS_OPERATOR_PRIVATE_KEY": ""}).start()
+    try:
+        node.wait_for_log(f"operator key {address} loaded for legacy proxy flows")
+        assert secret_of(ks).hex() not in node.output()
+    finally:
+        assert node.stop() == 0, node.output()
+    bad = tmp_path / "bad"
+    bad.write_text("not it")
+    bad.chmod(0o600)
+    code, out = run_node_expecting_failure(tmp_path, {**params, "chain.operator_keystore_passphrase_file": str(bad)})
+    assert code != 0 and "chain.operator_keystore_file" in out and "wrong passphrase" in out, out
