@@ -138,3 +138,45 @@ def test_the_operator_key_from_a_keystore(tmp_path):
     bad.chmod(0o600)
     code, out = run_node_expecting_failure(tmp_path, {**params, "chain.operator_keystore_passphrase_file": str(bad)})
     assert code != 0 and "chain.operator_keystore_file" in out and "wrong passphrase" in out, out
+
+
+def test_on_a_terminal_the_node_asks_for_the_passphrase(tmp_path):
+    """No passphrase file and no PEAQOS_KEYSTORE_PASSWORD: on a terminal the node asks (no echo), and
+    runs on the key once answered."""
+    import pty
+    import select
+    import signal
+    ks, _, address = make_keystore(tmp_path)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    node = NodeProcess(tmp_path, {"policy_file": str(tmp_path / "policy.yaml"), "data_dir": str(tmp_path / "d"),
+                                  "keystore_file": str(ks), "chain.enabled": "false"})
+    env = {k: v for k, v in node.env.items() if k not in ("PEAQOS_PRIVATE_KEY", "PEAQOS_KEYSTORE_PASSWORD")}
+    argv = node.argv()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the node on the pty
+        os.execve(argv[0], argv, env)
+    seen = b""
+
+    def read_until(text: bytes, timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            assert time.monotonic() < deadline, f"no {text!r} on the terminal; it showed:\n{seen.decode(errors='replace')}"
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:
+                    break
+    try:
+        read_until(b"passphrase of " + str(ks).encode(), 20)
+        time.sleep(0.5)  # as a person types: after the prompt has turned echo off
+        os.write(fd, b"robot passphrase\n")
+        read_until(b"subscribed to /ks/battery", 30)
+        assert f"machine {address}".encode() in seen
+        assert b"robot passphrase" not in seen, "the passphrase is not echoed"
+    finally:
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+            time.sleep(0.1)
+        os.close(fd)

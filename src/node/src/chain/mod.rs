@@ -85,8 +85,13 @@ fn signer_of(key: &MachineKey) -> Result<PrivateKeySigner, StartError> {
 /// (`chain.operator_keystore_file`), else `PEAQOS_OPERATOR_PRIVATE_KEY` or `chain.operator_key_file`.
 fn operator_key(params: &ChainParams) -> Result<Option<MachineKey>, StartError> {
     if let Some(ks) = &params.operator_keystore_file {
-        let pass = peaqos_core::keys::keystore_passphrase(ks, params.operator_keystore_passphrase_file.as_deref())
-            .map_err(|e| param_err("chain.operator_keystore_passphrase_file", e))?;
+        let prompt = format!("passphrase of the operator keystore {}: ", ks.display());
+        let pass = peaqos_core::keys::keystore_passphrase_or_ask(
+            ks,
+            params.operator_keystore_passphrase_file.as_deref(),
+            &prompt,
+        )
+        .map_err(|e| param_err("chain.operator_keystore_passphrase_file", e))?;
         let key = MachineKey::from_keystore(ks, &pass).map_err(|e| param_err("chain.operator_keystore_file", e))?;
         return Ok(Some(key));
     }
