@@ -1,0 +1,149 @@
+//! Feeding the chain: the tap's hand-overs → the stream thread's loop (append, group commit,
+//! catch-up from the package log, seal by size/count/age) → `~/chunks`.
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use peaqos_stream::feed::TopicFeed;
+use peaqos_stream::writer::SealedChunk;
+use rclrs::Publisher;
+use ros_env::peaqos_node::msg::ChunkManifest;
+
+use super::status::{set_error, Counters};
+
+const TICK: Duration = Duration::from_millis(100);
+
+pub(super) struct Item {
+    pub(super) topic: usize,
+    pub(super) sequence: u64,
+    pub(super) line: String,
+}
+
+pub(super) enum Cmd {
+    Batch(Vec<Item>),
+    Stop,
+}
+
+pub(super) fn manifest_msg(s: &SealedChunk, event: &str) -> ChunkManifest {
+    ChunkManifest {
+        topic: s.topic.clone(),
+        index: s.chunk.index,
+        chunk_id: s.chunk.chunk_id.clone(),
+        manifest_json: s.manifest_json().unwrap_or_default(),
+        storage_ref: s.chunk.storage_ref.clone().unwrap_or_default(),
+        event: event.into(),
+    }
+}
+
+pub(super) fn stream_loop(
+    mut feeds: Vec<TopicFeed>,
+    rx: Receiver<Cmd>,
+    queued: Arc<AtomicUsize>,
+    counters: Arc<Mutex<Vec<(String, Counters)>>>,
+    dropped: Arc<Vec<AtomicU64>>,
+    publisher: Publisher<ChunkManifest>,
+    upload_tx: Sender<()>,
+) {
+    let mut stopping = false;
+    let mut last_catch_up = Instant::now();
+    let mut caught_up_to = vec![0u64; feeds.len()];
+    let _ = upload_tx.send(());
+    while !stopping {
+        let mut cmds = Vec::new();
+        match rx.recv_timeout(TICK) {
+            Ok(c) => cmds.push(c),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => stopping = true,
+        }
+        // Drain what is already queued (bounded by the tap's byte budget) for one group commit.
+        while let Ok(c) = rx.try_recv() {
+            cmds.push(c);
+        }
+        let mut sealed: Vec<(usize, SealedChunk)> = Vec::new();
+        let mut dirty = vec![false; feeds.len()];
+        for cmd in cmds {
+            let items = match cmd {
+                Cmd::Batch(items) => items,
+                Cmd::Stop => {
+                    stopping = true;
+                    continue;
+                }
+            };
+            for it in items {
+                queued.fetch_sub(it.line.len(), Ordering::Relaxed);
+                match feeds[it.topic].push(it.sequence, it.line.as_bytes()) {
+                    Ok(s) => sealed.extend(s.into_iter().map(|s| (it.topic, s))),
+                    Err(e) => {
+                        tracing::error!(
+                            "stream {}: appending package {} failed: {e}",
+                            feeds[it.topic].writer().topic(),
+                            it.sequence
+                        );
+                        set_error(&counters, it.topic, &e);
+                    }
+                }
+                dirty[it.topic] = true;
+            }
+        }
+        // Dropped hand-overs with nothing newer arriving: read them back from the log.
+        let behind: Vec<usize> =
+            (0..feeds.len()).filter(|&t| dropped[t].load(Ordering::Relaxed) > caught_up_to[t]).collect();
+        if !behind.is_empty()
+            && last_catch_up.elapsed() >= Duration::from_secs(1)
+            && queued.load(Ordering::Relaxed) == 0
+        {
+            last_catch_up = Instant::now();
+            for t in behind {
+                // Drops counted before this read are in the log by now (the tap runs after the
+                // log's commit), so one catch-up covers them.
+                caught_up_to[t] = dropped[t].load(Ordering::Relaxed);
+                let f = &mut feeds[t];
+                match f.catch_up() {
+                    Ok(s) => sealed.extend(s.into_iter().map(|s| (t, s))),
+                    Err(e) => set_error(&counters, t, &e),
+                }
+                dirty[t] = true;
+            }
+        }
+        let now = SystemTime::now();
+        for (t, f) in feeds.iter_mut().enumerate() {
+            if dirty[t] {
+                if let Err(e) = f.sync() {
+                    tracing::error!("stream {}: group commit failed: {e}", f.writer().topic());
+                    set_error(&counters, t, &e);
+                }
+            }
+            let due = if stopping { f.close_now() } else { f.poll(now) };
+            match due {
+                Ok(Some(s)) => sealed.push((t, s)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!("stream {}: sealing failed: {e}", f.writer().topic());
+                    set_error(&counters, t, &e);
+                }
+            }
+        }
+        if let Ok(mut c) = counters.lock() {
+            for (t, f) in feeds.iter().enumerate() {
+                let c = &mut c[t].1;
+                c.last_chunk_index = f.writer().next_index().checked_sub(1);
+                c.last_sequence = f.last_sequence();
+                c.open_messages = f.writer().open_messages();
+                c.replayed = c.replayed.max(f.gap_filled);
+            }
+            for (t, _) in &sealed {
+                c[*t].1.chunks_sealed += 1;
+            }
+        }
+        if !sealed.is_empty() {
+            for (_, s) in &sealed {
+                if let Err(e) = publisher.publish(manifest_msg(s, "sealed")) {
+                    tracing::warn!("publishing chunk manifest failed: {e}");
+                }
+            }
+            let _ = upload_tx.send(());
+        }
+    }
+    tracing::info!("stream: open chunks sealed, chunk stream stopped");
+}
