@@ -1,24 +1,36 @@
 //! Anchoring a sealed dataset on chain (`~/seal_dataset` with `anchor`).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use peaqos_chain::{ChainClient, ChainError};
-use peaqos_events::submit::current_machine_id;
+use peaqos_events::submit::{current_machine_id, machine_id_file};
 use peaqos_stream::dataset::DatasetManifest;
 
 use super::services::{svc_err, SvcError};
+use crate::chain::ChainServices;
 
 /// Anchors sealed datasets on chain through the chain client's durable outbox.
 pub(super) struct Anchor {
-    pub(super) client: ChainClient,
-    pub(super) runtime: tokio::runtime::Handle,
+    client: ChainClient,
+    runtime: tokio::runtime::Handle,
     /// `chain.machine_id`; `None` = the id `~/activate` persisted in `machine_id_file`.
-    pub(super) machine_id: Option<String>,
-    pub(super) machine_id_file: PathBuf,
+    machine_id: Option<String>,
+    machine_id_file: PathBuf,
 }
 
 impl Anchor {
+    /// Through `chain`'s client and runtime; `machine_id` is `chain.machine_id` (empty: the id
+    /// `~/activate` persisted under `data_dir`).
+    pub(super) fn new(chain: &ChainServices, machine_id: &str, data_dir: &Path) -> Anchor {
+        Anchor {
+            client: chain.client().clone(),
+            runtime: chain.runtime(),
+            machine_id: (!machine_id.is_empty()).then(|| machine_id.to_owned()),
+            machine_id_file: machine_id_file(data_dir),
+        }
+    }
+
     /// Queue an activity event (value 0) whose `raw_data` is the manifest file's bytes, so its
     /// on-chain `dataHash` is keccak256 of that file and commits to every chunk id and the
     /// Merkle root. Its timestamp is the seal time, capped at the latest block's (the registry

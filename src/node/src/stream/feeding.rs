@@ -1,16 +1,23 @@
 //! Feeding the chain: the tap's hand-overs → the stream thread's loop (append, group commit,
 //! catch-up from the package log, seal by size/count/age) → `~/chunks`.
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use peaqos_core::pipeline::Published;
 use peaqos_stream::feed::TopicFeed;
 use peaqos_stream::writer::SealedChunk;
 use rclrs::Publisher;
 use ros_env::peaqos_node::msg::ChunkManifest;
 
-use super::status::{set_error, Counters};
+use super::config::stream_err;
+use super::config::TopicSpec;
+use super::status::{set_error, TopicCounters};
+use super::Tap;
+use crate::StartError;
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -36,11 +43,57 @@ pub(super) fn manifest_msg(s: &SealedChunk, event: &str) -> ChunkManifest {
     }
 }
 
-pub(super) fn stream_loop(
+/// The tap: copy the streamed packages of a batch into the stream thread's channel, never
+/// block. Beyond `queue_max_bytes` a hand-over is dropped and counted (read back later from the
+/// package log).
+pub(super) fn tap(
+    specs: &[TopicSpec],
+    tx: Sender<Cmd>,
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<Vec<AtomicU64>>,
+    queue_max_bytes: usize,
+) -> Tap {
+    let index: HashMap<String, usize> = specs.iter().enumerate().map(|(i, s)| (s.topic.clone(), i)).collect();
+    Box::new(move |batch: &[Published]| {
+        let mut items = Vec::new();
+        for p in batch {
+            let Some(&t) = index.get(&*p.topic) else { continue };
+            let n = p.package_json.len();
+            if queued.load(Ordering::Relaxed) + n > queue_max_bytes {
+                // Never lost: the stream thread reads it back from the package log.
+                dropped[t].fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            queued.fetch_add(n, Ordering::Relaxed);
+            items.push(Item { topic: t, sequence: p.sequence_number, line: p.package_json.clone() });
+        }
+        if !items.is_empty() {
+            let _ = tx.send(Cmd::Batch(items));
+        }
+    })
+}
+
+/// Start the stream thread ([`stream_loop`]).
+pub(super) fn spawn(
+    feeds: Vec<TopicFeed>,
+    rx: Receiver<Cmd>,
+    queued: Arc<AtomicUsize>,
+    counters: Arc<TopicCounters>,
+    dropped: Arc<Vec<AtomicU64>>,
+    publisher: Publisher<ChunkManifest>,
+    upload_tx: Sender<()>,
+) -> Result<JoinHandle<()>, StartError> {
+    std::thread::Builder::new()
+        .name("peaqos-stream".into())
+        .spawn(move || stream_loop(feeds, rx, queued, counters, dropped, publisher, upload_tx))
+        .map_err(|e| stream_err("stream thread", e))
+}
+
+fn stream_loop(
     mut feeds: Vec<TopicFeed>,
     rx: Receiver<Cmd>,
     queued: Arc<AtomicUsize>,
-    counters: Arc<Mutex<Vec<(String, Counters)>>>,
+    counters: Arc<TopicCounters>,
     dropped: Arc<Vec<AtomicU64>>,
     publisher: Publisher<ChunkManifest>,
     upload_tx: Sender<()>,

@@ -38,36 +38,32 @@ mod services;
 mod status;
 mod upload;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use peaqos_core::keys::MachineKey;
 use peaqos_core::pipeline::Published;
 use peaqos_core::policy::DataEventMap;
 use peaqos_stream::feed::TopicFeed;
 use peaqos_stream::keys::MachineStreamKeys;
-use peaqos_stream::storage::destination;
-use peaqos_stream::store;
 use rclrs::{IntoPrimitiveOptions, Node, Publisher};
 use ros_env::peaqos_node::msg::ChunkManifest;
 
 use crate::chain::ChainServices;
 use crate::params::Params;
 use crate::StartError;
-use peaqos_events::submit::machine_id_file;
 
 use anchor::Anchor;
 pub(crate) use config::topic_specs;
-use config::{declare_queue_max_bytes, declare_shutdown_upload_timeout, policy_err, stream_err};
-use feeding::{manifest_msg, stream_loop, Cmd, Item};
+use config::{declare_queue_max_bytes, declare_shutdown_upload_timeout, policy_err, stream_err, TopicSpec};
+use feeding::{manifest_msg, Cmd};
 use services::{serve, StreamServices};
 pub use status::{status_view, StatusView};
-use status::{status_view_set, Counters};
-use upload::{upload_at_stop, upload_loop, UploadTopic};
+use status::{status_view_set, Counters, TopicCounters};
 
 /// How long past `stream.shutdown_upload_timeout` a stop waits for an upload already under way before leaving it.
 const SHUTDOWN_UPLOAD_GRACE: Duration = Duration::from_secs(2);
@@ -109,22 +105,8 @@ pub fn start(
     if specs.is_empty() {
         return Ok(None);
     }
-    let machine_key = Arc::new(params.machine_key()?);
-    let keys = Arc::new(
-        MachineStreamKeys::from_secp256k1_secret(&machine_key.secret_bytes())
-            .map_err(|e| stream_err("machine stream keys", e))?,
-    );
-    let did = machine_key.did().to_owned();
-    let key_id = format!("{did}#stream-ed25519");
-    let stream_dir = peaqos_base::layout::stream_dir(&params.data_dir);
-    std::fs::create_dir_all(&stream_dir).map_err(|e| stream_err(&stream_dir.display().to_string(), e))?;
-    tracing::info!(
-        "stream: {} topic(s) into {}; machine Ed25519 {} X25519 {}",
-        specs.len(),
-        stream_dir.display(),
-        hex::encode(keys.ed25519_public),
-        hex::encode(keys.x25519_public)
-    );
+    let (machine_key, keys) = machine_keys(params)?;
+    let stream_dir = open_stream_dir(params, &keys, specs.len())?;
 
     let chunks_pub: Publisher<ChunkManifest> =
         node.create_publisher::<ChunkManifest>("~/chunks".reliable().transient_local().keep_last(1000))?;
@@ -132,19 +114,92 @@ pub fn start(
         Arc::new(Mutex::new(specs.iter().map(|s| (s.topic.clone(), Counters::default())).collect::<Vec<_>>()));
     // Hand-overs the tap dropped, per topic (atomics: the tap never waits for a lock).
     let dropped: Arc<Vec<AtomicU64>> = Arc::new(specs.iter().map(|_| AtomicU64::new(0)).collect());
+    let feeds =
+        open_feeds(&specs, &policy_file, &stream_dir, params, &keys, machine_key.did(), &counters, &chunks_pub)?;
 
-    // Open every topic now: recovery, resume point, replay from the package log. Errors stop
-    // the node at start, naming the topic.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Cmd>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let upload = upload::spawn(&specs, &stream_dir, &stop, &counters, &chunks_pub, shutdown_upload_timeout)?;
+    let stream_thread = feeding::spawn(
+        feeds,
+        rx,
+        Arc::clone(&queued),
+        Arc::clone(&counters),
+        Arc::clone(&dropped),
+        chunks_pub,
+        upload.wake,
+    )?;
+    let tap = feeding::tap(&specs, tx.clone(), queued, Arc::clone(&dropped), queue_max_bytes);
+
+    let anchor = chain.map(|c| Anchor::new(c, machine_id, &params.data_dir));
+    let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key, anchor, &params.services)?;
+    status_view_set(StatusView {
+        ed25519_public_key_hex: hex::encode(keys.ed25519_public),
+        x25519_public_key_hex: hex::encode(keys.x25519_public),
+        counters,
+        dropped,
+    });
+    Ok(Some(StreamSubsystem {
+        tx,
+        stop,
+        stream_thread: Some(stream_thread),
+        upload_thread: Some(upload.thread),
+        upload_done: upload.done,
+        shutdown_upload_timeout,
+        _services: services,
+        tap: Some(tap),
+    }))
+}
+
+/// The machine's key and the stream keys derived from it.
+fn machine_keys(params: &Params) -> Result<(Arc<MachineKey>, Arc<MachineStreamKeys>), StartError> {
+    let machine_key = Arc::new(params.machine_key()?);
+    let keys = Arc::new(
+        MachineStreamKeys::from_secp256k1_secret(&machine_key.secret_bytes())
+            .map_err(|e| stream_err("machine stream keys", e))?,
+    );
+    Ok((machine_key, keys))
+}
+
+/// The stream directory under `data_dir`, created; logged with the machine's stream keys.
+fn open_stream_dir(params: &Params, keys: &MachineStreamKeys, topics: usize) -> Result<PathBuf, StartError> {
+    let stream_dir = peaqos_base::layout::stream_dir(&params.data_dir);
+    std::fs::create_dir_all(&stream_dir).map_err(|e| stream_err(&stream_dir.display().to_string(), e))?;
+    tracing::info!(
+        "stream: {} topic(s) into {}; machine Ed25519 {} X25519 {}",
+        topics,
+        stream_dir.display(),
+        hex::encode(keys.ed25519_public),
+        hex::encode(keys.x25519_public)
+    );
+    Ok(stream_dir)
+}
+
+/// Open every topic now: recovery (its sealed chunks' manifests published), resume point,
+/// replay from the package log. Errors stop the node at start, naming the topic.
+#[allow(clippy::too_many_arguments)] // the start's context, each argument a different handle
+fn open_feeds(
+    specs: &[TopicSpec],
+    policy_file: &Path,
+    stream_dir: &Path,
+    params: &Params,
+    keys: &MachineStreamKeys,
+    did: &str,
+    counters: &TopicCounters,
+    chunks_pub: &Publisher<ChunkManifest>,
+) -> Result<Vec<TopicFeed>, StartError> {
+    let key_id = format!("{did}#stream-ed25519");
     let mut feeds = Vec::new();
     for (i, s) in specs.iter().enumerate() {
-        let recipients = s.cfg.recipients().map_err(|(k, r)| policy_err(&policy_file, format!("stream.{k}"), r))?;
+        let recipients = s.cfg.recipients().map_err(|(k, r)| policy_err(policy_file, format!("stream.{k}"), r))?;
         let (feed, opened) = TopicFeed::open(
-            &stream_dir,
+            stream_dir,
             &params.data_dir,
             &s.topic,
             s.cfg.chunk,
-            &keys,
-            &did,
+            keys,
+            did,
             &key_id,
             &recipients,
             s.cfg.backfill,
@@ -173,86 +228,7 @@ pub fn start(
         );
         feeds.push(feed);
     }
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel::<Cmd>();
-    let (upload_tx, upload_rx) = mpsc::channel::<()>();
-    let queued = Arc::new(AtomicUsize::new(0));
-
-    // Upload thread.
-    let uploads: Vec<UploadTopic> = specs
-        .iter()
-        .map(|s| {
-            let dir = store::topic_dir(&stream_dir, &s.topic).map_err(|e| stream_err(&s.topic, e))?;
-            Ok((s.topic.clone(), dir, s.cfg.destinations.iter().map(destination).collect()))
-        })
-        .collect::<Result<_, StartError>>()?;
-    let (upload_done_tx, upload_done) = mpsc::channel::<()>();
-    let upload_thread = {
-        let (stop, counters, pubr) = (Arc::clone(&stop), Arc::clone(&counters), chunks_pub.clone());
-        std::thread::Builder::new()
-            .name("peaqos-upload".into())
-            .spawn(move || {
-                upload_loop(&uploads, upload_rx, &stop, counters, &pubr);
-                upload_at_stop(&uploads, &pubr, shutdown_upload_timeout);
-                let _ = upload_done_tx.send(());
-            })
-            .map_err(|e| stream_err("upload thread", e))?
-    };
-
-    // Stream thread.
-    let stream_thread = {
-        let (counters, queued, dropped) = (Arc::clone(&counters), Arc::clone(&queued), Arc::clone(&dropped));
-        std::thread::Builder::new()
-            .name("peaqos-stream".into())
-            .spawn(move || stream_loop(feeds, rx, queued, counters, dropped, chunks_pub, upload_tx))
-            .map_err(|e| stream_err("stream thread", e))?
-    };
-
-    // The tap: copy the streamed packages of a batch into the channel, never block.
-    let index: HashMap<String, usize> = specs.iter().enumerate().map(|(i, s)| (s.topic.clone(), i)).collect();
-    let (tap_tx, tap_dropped) = (tx.clone(), Arc::clone(&dropped));
-    let tap: Tap = Box::new(move |batch: &[Published]| {
-        let mut items = Vec::new();
-        for p in batch {
-            let Some(&t) = index.get(&*p.topic) else { continue };
-            let n = p.package_json.len();
-            if queued.load(Ordering::Relaxed) + n > queue_max_bytes {
-                // Never lost: the stream thread reads it back from the package log.
-                tap_dropped[t].fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            queued.fetch_add(n, Ordering::Relaxed);
-            items.push(Item { topic: t, sequence: p.sequence_number, line: p.package_json.clone() });
-        }
-        if !items.is_empty() {
-            let _ = tap_tx.send(Cmd::Batch(items));
-        }
-    });
-
-    let anchor = chain.map(|c| Anchor {
-        client: c.client().clone(),
-        runtime: c.runtime(),
-        machine_id: (!machine_id.is_empty()).then(|| machine_id.to_owned()),
-        machine_id_file: machine_id_file(&params.data_dir),
-    });
-    let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key, anchor, &params.services)?;
-    status_view_set(StatusView {
-        ed25519_public_key_hex: hex::encode(keys.ed25519_public),
-        x25519_public_key_hex: hex::encode(keys.x25519_public),
-        counters,
-        dropped,
-    });
-    Ok(Some(StreamSubsystem {
-        tx,
-        stop,
-        stream_thread: Some(stream_thread),
-        upload_thread: Some(upload_thread),
-        upload_done,
-        shutdown_upload_timeout,
-        _services: services,
-        tap: Some(tap),
-    }))
+    Ok(feeds)
 }
 
 impl StreamSubsystem {

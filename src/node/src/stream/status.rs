@@ -16,6 +16,10 @@ pub(super) struct Counters {
     pub(super) last_error: String,
 }
 
+/// Each streamed topic's counters, in the order of the specs (shared by the stream and upload
+/// threads and `~/status`).
+pub(super) type TopicCounters = Mutex<Vec<(String, Counters)>>;
+
 /// What `~/status` shows of the stream.
 pub struct StatusView {
     pub ed25519_public_key_hex: String,
@@ -55,7 +59,7 @@ pub fn status_view() -> Option<&'static StatusView> {
     STATUS.get()
 }
 
-pub(super) fn set_error(counters: &Mutex<Vec<(String, Counters)>>, t: usize, e: &dyn std::fmt::Display) {
+pub(super) fn set_error(counters: &TopicCounters, t: usize, e: &dyn std::fmt::Display) {
     if let Ok(mut c) = counters.lock() {
         c[t].1.last_error = e.to_string();
     }

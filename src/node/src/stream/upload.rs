@@ -2,27 +2,70 @@
 //! manifests of stored chunks republished; a last try at a clean stop.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use peaqos_stream::storage::{upload_pending_slot, upload_until, Destination};
+use peaqos_stream::storage::{destination, upload_pending_slot, upload_until, Destination};
 use peaqos_stream::store;
 use rclrs::Publisher;
 use ros_env::peaqos_node::msg::ChunkManifest;
 
-use super::status::Counters;
+use super::config::{stream_err, TopicSpec};
+use super::status::TopicCounters;
+use crate::StartError;
 
 const UPLOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// One streamed topic's upload queues: topic, topic directory, destinations (slot order).
-pub(super) type UploadTopic = (String, PathBuf, Vec<Box<dyn Destination>>);
+type UploadTopic = (String, PathBuf, Vec<Box<dyn Destination>>);
 
-pub(super) fn upload_loop(
+/// The running upload thread.
+pub(super) struct UploadThread {
+    pub(super) thread: JoinHandle<()>,
+    /// Wakes the thread (a chunk was sealed).
+    pub(super) wake: Sender<()>,
+    /// The thread says here that its last uploads at stop are done.
+    pub(super) done: Receiver<()>,
+}
+
+/// Start the upload thread: [`upload_loop`] until `stop`, then [`upload_at_stop`] for up to
+/// `shutdown_upload_timeout`.
+pub(super) fn spawn(
+    specs: &[TopicSpec],
+    stream_dir: &Path,
+    stop: &Arc<AtomicBool>,
+    counters: &Arc<TopicCounters>,
+    publisher: &Publisher<ChunkManifest>,
+    shutdown_upload_timeout: Duration,
+) -> Result<UploadThread, StartError> {
+    let (wake, upload_rx) = mpsc::channel::<()>();
+    let uploads: Vec<UploadTopic> = specs
+        .iter()
+        .map(|s| {
+            let dir = store::topic_dir(stream_dir, &s.topic).map_err(|e| stream_err(&s.topic, e))?;
+            Ok((s.topic.clone(), dir, s.cfg.destinations.iter().map(destination).collect()))
+        })
+        .collect::<Result<_, StartError>>()?;
+    let (done_tx, done) = mpsc::channel::<()>();
+    let (stop, counters, pubr) = (Arc::clone(stop), Arc::clone(counters), publisher.clone());
+    let thread = std::thread::Builder::new()
+        .name("peaqos-upload".into())
+        .spawn(move || {
+            upload_loop(&uploads, upload_rx, &stop, counters, &pubr);
+            upload_at_stop(&uploads, &pubr, shutdown_upload_timeout);
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| stream_err("upload thread", e))?;
+    Ok(UploadThread { thread, wake, done })
+}
+
+fn upload_loop(
     topics: &[UploadTopic],
     wake: Receiver<()>,
     stop: &AtomicBool,
-    counters: Arc<Mutex<Vec<(String, Counters)>>>,
+    counters: Arc<TopicCounters>,
     publisher: &Publisher<ChunkManifest>,
 ) {
     // Per destination: consecutive failures and when to try again (backoff 2, 4, … 30 s).
@@ -103,7 +146,7 @@ fn publish_stored(publisher: &Publisher<ChunkManifest>, topic: &str, dir: &Path,
 /// At a clean stop: try every destination's queue (backoff ignored, one failure ends a
 /// destination's turn) until `timeout` has passed, then log what is uploaded and what is left
 /// for the next start.
-pub(super) fn upload_at_stop(topics: &[UploadTopic], publisher: &Publisher<ChunkManifest>, timeout: Duration) {
+fn upload_at_stop(topics: &[UploadTopic], publisher: &Publisher<ChunkManifest>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     let mut stored = 0;
     let mut left = Vec::new();
