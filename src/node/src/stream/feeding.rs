@@ -89,8 +89,11 @@ pub(super) fn spawn(
         .map_err(|e| stream_err("stream thread", e))
 }
 
+/// The stream thread: take what the tap handed over, append it, catch up dropped hand-overs
+/// from the package log, group-commit, seal what is due and publish the sealed manifests; at
+/// `Cmd::Stop` (or when the tap's channel closes) seal the open chunks and return.
 fn stream_loop(
-    mut feeds: Vec<TopicFeed>,
+    feeds: Vec<TopicFeed>,
     rx: Receiver<Cmd>,
     queued: Arc<AtomicUsize>,
     counters: Arc<TopicCounters>,
@@ -98,23 +101,69 @@ fn stream_loop(
     publisher: Publisher<ChunkManifest>,
     upload_tx: Sender<()>,
 ) {
+    let mut s = StreamThread {
+        caught_up_to: vec![0u64; feeds.len()],
+        feeds,
+        queued,
+        counters,
+        dropped,
+        publisher,
+        upload_tx,
+        last_catch_up: Instant::now(),
+    };
+    let _ = s.upload_tx.send(());
     let mut stopping = false;
-    let mut last_catch_up = Instant::now();
-    let mut caught_up_to = vec![0u64; feeds.len()];
-    let _ = upload_tx.send(());
     while !stopping {
-        let mut cmds = Vec::new();
-        match rx.recv_timeout(TICK) {
-            Ok(c) => cmds.push(c),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => stopping = true,
-        }
-        // Drain what is already queued (bounded by the tap's byte budget) for one group commit.
-        while let Ok(c) = rx.try_recv() {
-            cmds.push(c);
-        }
-        let mut sealed: Vec<(usize, SealedChunk)> = Vec::new();
-        let mut dirty = vec![false; feeds.len()];
+        let (cmds, disconnected) = receive(&rx);
+        let mut round = Round { sealed: Vec::new(), dirty: vec![false; s.feeds.len()] };
+        stopping = s.append(cmds, &mut round) || disconnected;
+        s.catch_up(&mut round);
+        s.commit_and_seal(stopping, &mut round);
+        s.update_counters(&round.sealed);
+        s.publish(&round.sealed);
+    }
+    tracing::info!("stream: open chunks sealed, chunk stream stopped");
+}
+
+/// The stream thread's state.
+struct StreamThread {
+    feeds: Vec<TopicFeed>,
+    queued: Arc<AtomicUsize>,
+    counters: Arc<TopicCounters>,
+    dropped: Arc<Vec<AtomicU64>>,
+    publisher: Publisher<ChunkManifest>,
+    upload_tx: Sender<()>,
+    last_catch_up: Instant,
+    /// Per topic: the dropped hand-overs the last catch-up covered.
+    caught_up_to: Vec<u64>,
+}
+
+/// What one turn of the loop did: the chunks it sealed (topic, chunk) and the topics it wrote.
+struct Round {
+    sealed: Vec<(usize, SealedChunk)>,
+    dirty: Vec<bool>,
+}
+
+/// Wait up to a tick for a command, then drain what is already queued (bounded by the tap's
+/// byte budget) for one group commit. Also says whether the channel is closed.
+fn receive(rx: &Receiver<Cmd>) -> (Vec<Cmd>, bool) {
+    let mut cmds = Vec::new();
+    let mut disconnected = false;
+    match rx.recv_timeout(TICK) {
+        Ok(c) => cmds.push(c),
+        Err(RecvTimeoutError::Timeout) => {}
+        Err(RecvTimeoutError::Disconnected) => disconnected = true,
+    }
+    while let Ok(c) = rx.try_recv() {
+        cmds.push(c);
+    }
+    (cmds, disconnected)
+}
+
+impl StreamThread {
+    /// Append every handed-over package to its topic's feed; true when a `Cmd::Stop` came.
+    fn append(&mut self, cmds: Vec<Cmd>, round: &mut Round) -> bool {
+        let mut stopping = false;
         for cmd in cmds {
             let items = match cmd {
                 Cmd::Batch(items) => items,
@@ -124,79 +173,97 @@ fn stream_loop(
                 }
             };
             for it in items {
-                queued.fetch_sub(it.line.len(), Ordering::Relaxed);
-                match feeds[it.topic].push(it.sequence, it.line.as_bytes()) {
-                    Ok(s) => sealed.extend(s.into_iter().map(|s| (it.topic, s))),
+                self.queued.fetch_sub(it.line.len(), Ordering::Relaxed);
+                match self.feeds[it.topic].push(it.sequence, it.line.as_bytes()) {
+                    Ok(s) => round.sealed.extend(s.into_iter().map(|s| (it.topic, s))),
                     Err(e) => {
                         tracing::error!(
                             "stream {}: appending package {} failed: {e}",
-                            feeds[it.topic].writer().topic(),
+                            self.feeds[it.topic].writer().topic(),
                             it.sequence
                         );
-                        set_error(&counters, it.topic, &e);
+                        set_error(&self.counters, it.topic, &e);
                     }
                 }
-                dirty[it.topic] = true;
+                round.dirty[it.topic] = true;
             }
         }
-        // Dropped hand-overs with nothing newer arriving: read them back from the log.
+        stopping
+    }
+
+    /// Dropped hand-overs with nothing newer arriving: read them back from the log (at most
+    /// once a second, and only once the channel is empty).
+    fn catch_up(&mut self, round: &mut Round) {
         let behind: Vec<usize> =
-            (0..feeds.len()).filter(|&t| dropped[t].load(Ordering::Relaxed) > caught_up_to[t]).collect();
-        if !behind.is_empty()
-            && last_catch_up.elapsed() >= Duration::from_secs(1)
-            && queued.load(Ordering::Relaxed) == 0
+            (0..self.feeds.len()).filter(|&t| self.dropped[t].load(Ordering::Relaxed) > self.caught_up_to[t]).collect();
+        if behind.is_empty()
+            || self.last_catch_up.elapsed() < Duration::from_secs(1)
+            || self.queued.load(Ordering::Relaxed) != 0
         {
-            last_catch_up = Instant::now();
-            for t in behind {
-                // Drops counted before this read are in the log by now (the tap runs after the
-                // log's commit), so one catch-up covers them.
-                caught_up_to[t] = dropped[t].load(Ordering::Relaxed);
-                let f = &mut feeds[t];
-                match f.catch_up() {
-                    Ok(s) => sealed.extend(s.into_iter().map(|s| (t, s))),
-                    Err(e) => set_error(&counters, t, &e),
-                }
-                dirty[t] = true;
-            }
+            return;
         }
+        self.last_catch_up = Instant::now();
+        for t in behind {
+            // Drops counted before this read are in the log by now (the tap runs after the
+            // log's commit), so one catch-up covers them.
+            self.caught_up_to[t] = self.dropped[t].load(Ordering::Relaxed);
+            match self.feeds[t].catch_up() {
+                Ok(s) => round.sealed.extend(s.into_iter().map(|s| (t, s))),
+                Err(e) => set_error(&self.counters, t, &e),
+            }
+            round.dirty[t] = true;
+        }
+    }
+
+    /// One `sync` per written topic (group commit), then seal what is due by age — or every
+    /// open chunk when stopping.
+    fn commit_and_seal(&mut self, stopping: bool, round: &mut Round) {
         let now = SystemTime::now();
-        for (t, f) in feeds.iter_mut().enumerate() {
-            if dirty[t] {
+        for (t, f) in self.feeds.iter_mut().enumerate() {
+            if round.dirty[t] {
                 if let Err(e) = f.sync() {
                     tracing::error!("stream {}: group commit failed: {e}", f.writer().topic());
-                    set_error(&counters, t, &e);
+                    set_error(&self.counters, t, &e);
                 }
             }
             let due = if stopping { f.close_now() } else { f.poll(now) };
             match due {
-                Ok(Some(s)) => sealed.push((t, s)),
+                Ok(Some(s)) => round.sealed.push((t, s)),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!("stream {}: sealing failed: {e}", f.writer().topic());
-                    set_error(&counters, t, &e);
+                    set_error(&self.counters, t, &e);
                 }
             }
         }
-        if let Ok(mut c) = counters.lock() {
-            for (t, f) in feeds.iter().enumerate() {
+    }
+
+    /// Refresh every topic's `~/status` counters.
+    fn update_counters(&self, sealed: &[(usize, SealedChunk)]) {
+        if let Ok(mut c) = self.counters.lock() {
+            for (t, f) in self.feeds.iter().enumerate() {
                 let c = &mut c[t].1;
                 c.last_chunk_index = f.writer().next_index().checked_sub(1);
                 c.last_sequence = f.last_sequence();
                 c.open_messages = f.writer().open_messages();
                 c.replayed = c.replayed.max(f.gap_filled);
             }
-            for (t, _) in &sealed {
+            for (t, _) in sealed {
                 c[*t].1.chunks_sealed += 1;
             }
         }
-        if !sealed.is_empty() {
-            for (_, s) in &sealed {
-                if let Err(e) = publisher.publish(manifest_msg(s, "sealed")) {
-                    tracing::warn!("publishing chunk manifest failed: {e}");
-                }
-            }
-            let _ = upload_tx.send(());
-        }
     }
-    tracing::info!("stream: open chunks sealed, chunk stream stopped");
+
+    /// Publish the sealed chunks' manifests on `~/chunks` and wake the upload thread.
+    fn publish(&self, sealed: &[(usize, SealedChunk)]) {
+        if sealed.is_empty() {
+            return;
+        }
+        for (_, s) in sealed {
+            if let Err(e) = self.publisher.publish(manifest_msg(s, "sealed")) {
+                tracing::warn!("publishing chunk manifest failed: {e}");
+            }
+        }
+        let _ = self.upload_tx.send(());
+    }
 }
