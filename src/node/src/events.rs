@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use peaqos_core::pipeline::Published;
@@ -34,43 +34,44 @@ type Tap = Box<dyn FnMut(&[Published]) + Send>;
 type Batch = Vec<(Arc<str>, u64, String)>;
 
 /// Rules (name, topic, event type) and their counters, for `~/status`.
-struct StatusView {
+pub struct StatusView {
     rules: Vec<(String, String, &'static str)>,
     counters: Arc<Counters>,
     machine_id: Option<String>,
     machine_id_file: PathBuf,
 }
 
-static STATUS: OnceLock<StatusView> = OnceLock::new();
-
-/// The events part of `~/status` (empty without event rules).
-pub fn status() -> (Vec<EventRuleStatus>, String) {
-    let Some(v) = STATUS.get() else { return (Vec::new(), String::new()) };
-    let snap = v.counters.snapshot();
-    let rules = v
-        .rules
-        .iter()
-        .map(|(name, topic, ty)| {
-            let c = snap.get(name).cloned().unwrap_or_default();
-            EventRuleStatus {
-                rule: name.clone(),
-                topic: topic.clone(),
-                event_type: (*ty).to_owned(),
-                produced: c.produced,
-                submitted: c.submitted,
-                included: c.included,
-                failed: c.failed,
-                pending: c.pending,
-                held_reason: c.held_reason,
-                resets: c.resets,
-                deferred: c.deferred,
-                skip_reasons: c.skipped.keys().cloned().collect(),
-                skip_counts: c.skipped.values().copied().collect(),
-            }
-        })
-        .collect();
-    let mid = current_machine_id(v.machine_id.as_deref(), &v.machine_id_file).unwrap_or_default();
-    (rules, mid)
+impl StatusView {
+    /// The events part of `~/status`: each rule's counters and the machine id events are
+    /// submitted for.
+    pub fn report(&self) -> (Vec<EventRuleStatus>, String) {
+        let v = self;
+        let snap = v.counters.snapshot();
+        let rules = v
+            .rules
+            .iter()
+            .map(|(name, topic, ty)| {
+                let c = snap.get(name).cloned().unwrap_or_default();
+                EventRuleStatus {
+                    rule: name.clone(),
+                    topic: topic.clone(),
+                    event_type: (*ty).to_owned(),
+                    produced: c.produced,
+                    submitted: c.submitted,
+                    included: c.included,
+                    failed: c.failed,
+                    pending: c.pending,
+                    held_reason: c.held_reason,
+                    resets: c.resets,
+                    deferred: c.deferred,
+                    skip_reasons: c.skipped.keys().cloned().collect(),
+                    skip_counts: c.skipped.values().copied().collect(),
+                }
+            })
+            .collect();
+        let mid = current_machine_id(v.machine_id.as_deref(), &v.machine_id_file).unwrap_or_default();
+        (rules, mid)
+    }
 }
 
 /// The running event subsystem.
@@ -80,6 +81,7 @@ pub struct EventsSubsystem {
     thread: Option<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     submit: Option<(tokio::runtime::Handle, tokio::task::JoinHandle<()>)>,
+    status: Arc<StatusView>,
 }
 
 /// Load the rules and start the subsystem (`None` when the policy has no event rules).
@@ -121,7 +123,7 @@ pub fn start(
     let store = Arc::new(EventStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?);
     let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     let counters = Arc::new(Counters::load(store.dir().join("counters.json"), &names));
-    let _ = STATUS.set(StatusView {
+    let status = Arc::new(StatusView {
         rules: rules
             .iter()
             .map(|r| (r.name.clone(), r.topic.clone(), if r.event_type.code() == 0 { "revenue" } else { "activity" }))
@@ -230,13 +232,18 @@ pub fn start(
         }
     });
     tracing::info!("events: {n_rules} rule(s) loaded");
-    Ok(Some(EventsSubsystem { tap: Some(tap), tx: Some(tx), thread: Some(thread), stop, submit }))
+    Ok(Some(EventsSubsystem { tap: Some(tap), tx: Some(tx), thread: Some(thread), stop, submit, status }))
 }
 
 impl EventsSubsystem {
     /// The package tap (taken once, for `main.rs`'s tap list).
     pub fn take_tap(&mut self) -> Option<Tap> {
         self.tap.take()
+    }
+
+    /// The events part of `~/status`.
+    pub fn status(&self) -> Arc<StatusView> {
+        Arc::clone(&self.status)
     }
 
     /// After the pipeline has shut down: evaluate what the tap handed over, flush, stop the

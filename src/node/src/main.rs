@@ -198,7 +198,11 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         subscriptions.push(sub);
     }
 
-    let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map)?;
+    let sources = status::Sources {
+        stream: stream.as_ref().map(stream::StreamSubsystem::status),
+        events: events.as_ref().map(events::EventsSubsystem::status),
+    };
+    let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map, sources)?;
 
     // SIGINT/SIGTERM: stop spinning, then drain and flush the pipeline.
     while !stop.load(Ordering::Relaxed) && context.ok() {

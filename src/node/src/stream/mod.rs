@@ -62,8 +62,8 @@ pub(crate) use config::topic_specs;
 use config::{declare_queue_max_bytes, declare_shutdown_upload_timeout, policy_err, stream_err, TopicSpec};
 use feeding::{manifest_msg, Cmd};
 use services::{serve, StreamServices};
-pub use status::{status_view, StatusView};
-use status::{status_view_set, Counters, TopicCounters};
+pub use status::StatusView;
+use status::{Counters, TopicCounters};
 
 /// How long past `stream.shutdown_upload_timeout` a stop waits for an upload already under way before leaving it.
 const SHUTDOWN_UPLOAD_GRACE: Duration = Duration::from_secs(2);
@@ -82,6 +82,7 @@ pub struct StreamSubsystem {
     shutdown_upload_timeout: Duration,
     _services: StreamServices,
     tap: Option<Tap>,
+    status: Arc<StatusView>,
 }
 
 /// Start the stream subsystem when at least one topic has a `stream:` block. Must run before
@@ -134,7 +135,7 @@ pub fn start(
 
     let anchor = chain.map(|c| Anchor::new(c, machine_id, &params.data_dir));
     let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key, anchor, &params.services)?;
-    status_view_set(StatusView {
+    let status = Arc::new(StatusView {
         ed25519_public_key_hex: hex::encode(keys.ed25519_public),
         x25519_public_key_hex: hex::encode(keys.x25519_public),
         counters,
@@ -149,6 +150,7 @@ pub fn start(
         shutdown_upload_timeout,
         _services: services,
         tap: Some(tap),
+        status,
     }))
 }
 
@@ -235,6 +237,11 @@ impl StreamSubsystem {
     /// The package tap (taken once, for `main.rs`'s tap list).
     pub fn take_tap(&mut self) -> Option<Tap> {
         self.tap.take()
+    }
+
+    /// The stream's part of `~/status`.
+    pub fn status(&self) -> Arc<StatusView> {
+        Arc::clone(&self.status)
     }
 
     /// After the pipeline has shut down (its last batches went through the tap): append what

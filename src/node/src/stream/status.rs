@@ -48,17 +48,6 @@ impl StatusView {
     }
 }
 
-static STATUS: std::sync::OnceLock<StatusView> = std::sync::OnceLock::new();
-
-pub(super) fn status_view_set(v: StatusView) {
-    let _ = STATUS.set(v);
-}
-
-/// The stream's part of `~/status` (None when no topic is streamed).
-pub fn status_view() -> Option<&'static StatusView> {
-    STATUS.get()
-}
-
 pub(super) fn set_error(counters: &TopicCounters, t: usize, e: &dyn std::fmt::Display) {
     if let Ok(mut c) = counters.lock() {
         c[t].1.last_error = e.to_string();
