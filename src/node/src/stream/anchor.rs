@@ -7,7 +7,7 @@ use peaqos_chain::{ChainClient, ChainError};
 use peaqos_events::submit::{current_machine_id, machine_id_file};
 use peaqos_stream::dataset::DatasetManifest;
 
-use super::services::{svc_err, SvcError};
+use super::services::SvcError;
 use crate::chain::ChainServices;
 
 /// Anchors sealed datasets on chain through the chain client's durable outbox.
@@ -42,18 +42,23 @@ impl Anchor {
         sealed_ms: u64,
     ) -> Result<(String, String), SvcError> {
         let Some(mid) = current_machine_id(self.machine_id.as_deref(), &self.machine_id_file) else {
-            return Err(svc_err(
-                "MACHINE_ID_UNKNOWN",
-                "anchor",
-                "no machine id to anchor for: set chain.machine_id or activate the machine (~/activate) first",
-            ));
+            return Err(SvcError {
+                code: "MACHINE_ID_UNKNOWN",
+                field: "anchor".into(),
+                message: "no machine id to anchor for: set chain.machine_id or activate the machine (~/activate) first"
+                    .into(),
+            });
         };
         let machine_id = MachineIdInput::from_decimal("machine_id", &mid).map_err(chain_err)?;
         let block_ts = self
             .runtime
             .block_on(async { tokio::time::timeout(Duration::from_secs(10), self.client.latest_block_time()).await })
             .unwrap_or_else(|_| Err("chain did not answer within 10 s".into()))
-            .map_err(|e| svc_err("RPC_UNAVAILABLE", "anchor", format!("dataset sealed but not anchored: {e}")))?;
+            .map_err(|e| SvcError {
+                code: "RPC_UNAVAILABLE",
+                field: "anchor".into(),
+                message: format!("dataset sealed but not anchored: {e}"),
+            })?;
         let metadata = serde_json::json!({
             "kind": "peaqos.stream.dataset.v1",
             "topic": m.topic,
@@ -85,5 +90,5 @@ impl Anchor {
 
 fn chain_err(e: ChainError) -> SvcError {
     let field = if e.field().is_empty() { "anchor".to_owned() } else { e.field().to_owned() };
-    SvcError { code: e.code().to_owned(), field, message: e.to_string() }
+    SvcError { code: e.error_code().as_str(), field, message: e.to_string() }
 }

@@ -9,7 +9,7 @@ use peaqos_core::text::{one_line, quoted};
 use peaqos_stream::dataset::{verify_dataset, DatasetManifest};
 use peaqos_stream::grant::{grant_to_files, select_indices, GrantRange, DEFAULT_BUYER_RECIPIENT_ID};
 use peaqos_stream::keys::MachineStreamKeys;
-use peaqos_stream::{store, StreamError};
+use peaqos_stream::{store, ErrorCode, StreamError};
 use rclrs::{IntoPrimitiveOptions, Node, Service};
 use ros_env::peaqos_node::srv::{
     GrantAccess, GrantAccess_Request, GrantAccess_Response, SealDataset, SealDataset_Request, SealDataset_Response,
@@ -19,35 +19,49 @@ use super::anchor::Anchor;
 use super::config::TopicSpec;
 use crate::StartError;
 
+/// Why a stream service refuses a request: the code in `error_code`, the request field it
+/// names (`error_field`) and the message.
 pub(super) struct SvcError {
-    pub(super) code: String,
+    pub(super) code: &'static str,
     pub(super) field: String,
     pub(super) message: String,
 }
 
-pub(super) fn svc_err(code: &'static str, field: &str, message: impl Into<String>) -> SvcError {
-    SvcError { code: code.into(), field: field.into(), message: message.into() }
+pub(super) fn svc_err(code: ErrorCode, field: &str, message: impl Into<String>) -> SvcError {
+    SvcError { code: code.as_str(), field: field.into(), message: message.into() }
 }
 
 impl From<StreamError> for SvcError {
     fn from(e: StreamError) -> Self {
-        let (code, field) = match &e {
-            StreamError::Invalid { field, .. } => ("INVALID_ARGUMENT", field.clone()),
-            StreamError::NotFound(_) => ("NOT_FOUND", String::new()),
-            StreamError::Check { .. } | StreamError::Chain { .. } => ("CHAIN_INVALID", String::new()),
-            StreamError::Io { .. } => ("IO_ERROR", String::new()),
-            StreamError::Json { .. } => ("INVALID_JSON", String::new()),
-            StreamError::Storage { .. } => ("STORAGE_ERROR", String::new()),
-        };
-        SvcError { code: code.into(), field, message: e.to_string() }
+        SvcError { code: e.code(), field: e.field().to_owned(), message: e.to_string() }
     }
 }
+
+/// A stream service's response marked failed with a refusal's code, field and message (the
+/// one way both services answer a refusal).
+trait Fail {
+    fn fail(self, e: SvcError) -> Self;
+}
+
+macro_rules! impl_fail {
+    ($($t:ty),*) => {$(
+        impl Fail for $t {
+            fn fail(self, e: SvcError) -> Self {
+                Self { success: false, error_code: e.code.to_owned(), error_field: e.field, message: e.message, ..self }
+            }
+        }
+    )*};
+}
+
+impl_fail!(GrantAccess_Response, SealDataset_Response);
 
 /// A range that reaches past the sealed chunks names its end (`last_index`, or `to_ms` for a
 /// time range); other errors keep their own field.
 fn range_error(e: StreamError, time: bool) -> SvcError {
     match e {
-        StreamError::NotFound(_) => svc_err("NOT_FOUND", if time { "to_ms" } else { "last_index" }, e.to_string()),
+        StreamError::NotFound(_) => {
+            svc_err(ErrorCode::NotFound, if time { "to_ms" } else { "last_index" }, e.to_string())
+        }
         other => other.into(),
     }
 }
@@ -66,7 +80,7 @@ impl Ctx {
             Ok(())
         } else {
             Err(svc_err(
-                "UNKNOWN_TOPIC",
+                ErrorCode::UnknownTopic,
                 "topic",
                 format!("topic {} is not streamed (no stream: block in the Data Event Map)", quoted(t)),
             ))
@@ -76,13 +90,17 @@ impl Ctx {
     fn range(&self, first: u64, last: u64, from_ms: u64, to_ms: u64) -> Result<GrantRange, SvcError> {
         if to_ms > 0 {
             if to_ms < from_ms {
-                return Err(svc_err("INVALID_ARGUMENT", "to_ms", format!("to_ms {to_ms} is before from_ms {from_ms}")));
+                return Err(svc_err(
+                    ErrorCode::InvalidArgument,
+                    "to_ms",
+                    format!("to_ms {to_ms} is before from_ms {from_ms}"),
+                ));
             }
             Ok(GrantRange::TimeMs { from: from_ms, to: to_ms })
         } else {
             if last < first {
                 return Err(svc_err(
-                    "INVALID_ARGUMENT",
+                    ErrorCode::InvalidArgument,
                     "last_index",
                     format!("last_index {last} is before first_index {first}"),
                 ));
@@ -94,7 +112,7 @@ impl Ctx {
     fn grant(&self, r: &GrantAccess_Request) -> Result<GrantAccess_Response, SvcError> {
         self.topic(&r.topic)?;
         let pk = peaqos_stream::crypto::parse_x25519_public(&r.buyer_public_key_hex, "buyer_public_key_hex")
-            .map_err(|e| svc_err("INVALID_ARGUMENT", "buyer_public_key_hex", e.to_string()))?;
+            .map_err(|e| svc_err(ErrorCode::InvalidArgument, "buyer_public_key_hex", e.to_string()))?;
         let buyer_id = if r.buyer_id.is_empty() { DEFAULT_BUYER_RECIPIENT_ID } else { r.buyer_id.as_str() };
         let dir = store::topic_dir(&self.stream_dir, &r.topic)?;
         let (range, dataset) = if r.dataset.is_empty() {
@@ -102,11 +120,15 @@ impl Ctx {
         } else {
             let name = r.dataset.trim_end_matches(".json");
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-                return Err(svc_err("INVALID_ARGUMENT", "dataset", "expected <first>-<last>"));
+                return Err(svc_err(ErrorCode::InvalidArgument, "dataset", "expected <first>-<last>"));
             }
             let p = dir.join("datasets").join(format!("{name}.json"));
             if !p.exists() {
-                return Err(svc_err("NOT_FOUND", "dataset", format!("no sealed dataset {name} of {}", r.topic)));
+                return Err(svc_err(
+                    ErrorCode::NotFound,
+                    "dataset",
+                    format!("no sealed dataset {name} of {}", r.topic),
+                ));
             }
             let m: DatasetManifest = store::load_json(&p)?;
             verify_dataset(&m)?;
@@ -115,7 +137,7 @@ impl Ctx {
         let indices = select_indices(&dir, &range).map_err(|e| range_error(e, r.to_ms > 0))?;
         if indices.is_empty() {
             return Err(svc_err(
-                "NOT_FOUND",
+                ErrorCode::NotFound,
                 if r.to_ms > 0 { "from_ms" } else { "first_index" },
                 "no sealed chunk in the range",
             ));
@@ -124,7 +146,7 @@ impl Ctx {
             for (i, id) in indices.iter().zip(&m.chunk_ids) {
                 if store::load_chunk(&dir, *i)?.chunk_id != *id {
                     return Err(svc_err(
-                        "CHAIN_INVALID",
+                        ErrorCode::ChainInvalid,
                         "dataset",
                         format!("chunk {i} differs from the dataset's chunk id"),
                     ));
@@ -153,7 +175,7 @@ impl Ctx {
         let indices = select_indices(&dir, &range).map_err(|e| range_error(e, r.to_ms > 0))?;
         let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
             return Err(svc_err(
-                "NOT_FOUND",
+                ErrorCode::NotFound,
                 if r.to_ms > 0 { "from_ms" } else { "first_index" },
                 "no sealed chunk in the range",
             ));
@@ -161,7 +183,11 @@ impl Ctx {
         let key = Arc::clone(&self.key);
         let signer = move |m: &[u8]| -> peaqos_stream::Result<[u8; 65]> { Ok(key.sign_eip191(m)) };
         if r.anchor && self.anchor.is_none() {
-            return Err(svc_err("CHAIN_DISABLED", "anchor", "anchoring needs the chain client (chain.enabled)"));
+            return Err(svc_err(
+                ErrorCode::ChainDisabled,
+                "anchor",
+                "anchoring needs the chain client (chain.enabled)",
+            ));
         }
         let sealed_ms = store::unix_ms(SystemTime::now());
         let m = peaqos_stream::dataset::build_dataset(
@@ -183,7 +209,8 @@ impl Ctx {
             ..Default::default()
         };
         if let (true, Some(a)) = (r.anchor, &self.anchor) {
-            let file = std::fs::read(&p).map_err(|e| svc_err("IO_ERROR", "anchor", format!("{}: {e}", p.display())))?;
+            let file = std::fs::read(&p)
+                .map_err(|e| svc_err(ErrorCode::IoError, "anchor", format!("{}: {e}", p.display())))?;
             match a.submit(&m, &file, sealed_ms) {
                 Ok((intent, hash)) => {
                     resp.message.push_str(&format!("; anchor queued as intent {intent}"));
@@ -199,10 +226,8 @@ impl Ctx {
                         e.field,
                         one_line(&e.message, 300)
                     );
-                    resp.success = false;
-                    resp.error_code = e.code;
-                    resp.error_field = e.field;
-                    resp.message = format!("{}; not anchored: {}", resp.message, e.message);
+                    let message = format!("{}; not anchored: {}", resp.message, e.message);
+                    resp = resp.fail(SvcError { message, ..e });
                 }
             }
         }
@@ -270,13 +295,7 @@ pub(super) fn serve(
                                         e.field,
                                         one_line(&e.message, 300)
                                     );
-                                    $resp {
-                                        success: false,
-                                        error_code: e.code,
-                                        error_field: e.field,
-                                        message: e.message,
-                                        ..Default::default()
-                                    }
+                                    $resp::default().fail(e)
                                 })
                             })
                         },
