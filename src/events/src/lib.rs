@@ -6,7 +6,7 @@
 //! templates); the [`store`] keeps raw data, pending events and checkpoints on disk and
 //! replays the package log after a restart; the [`submit`] loop hands pending events to the
 //! chain client's durable outbox as `batchAll` transactions; [`counters`] feed `~/status`;
-//! [`error`] names every error's code.
+//! [`anchor`] anchors a sealed stream dataset as an event; [`error`] names every error's code.
 //!
 //! ```text
 //! package (durable) ─► Engine::on_package ─► EventStore::persist (raw/<hash>.json, pending/<id>.json)
@@ -14,6 +14,7 @@
 //! submit loop: pending ─► machine id? chain time clamp ─► ChainClient::enqueue_batch ─► submitted/
 //! ```
 
+pub mod anchor;
 pub mod counters;
 pub mod decimal;
 pub mod engine;

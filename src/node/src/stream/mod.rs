@@ -30,8 +30,8 @@
 //!
 //! Files: `config` (the `stream:` blocks and `stream.*` parameters), `feeding` (tap hand-overs →
 //! the stream thread), `upload` (the upload thread), `status` (the `~/status` counters),
-//! `services` (`~/grant_access`, `~/seal_dataset`), `anchor` (a dataset's on-chain anchor).
-mod anchor;
+//! `services` (`~/grant_access`, `~/seal_dataset`; a dataset's on-chain anchor is
+//! `peaqos_events::anchor`).
 mod config;
 mod feeding;
 mod services;
@@ -48,6 +48,7 @@ use std::time::Duration;
 use peaqos_core::keys::MachineKey;
 use peaqos_core::pipeline::Published;
 use peaqos_core::policy::DataEventMap;
+use peaqos_events::anchor::{ChainAnchor, DatasetAnchor};
 use peaqos_stream::feed::TopicFeed;
 use peaqos_stream::keys::MachineStreamKeys;
 use rclrs::{IntoPrimitiveOptions, Node, Publisher};
@@ -57,7 +58,6 @@ use crate::chain::ChainServices;
 use crate::params::Params;
 use crate::StartError;
 
-use anchor::Anchor;
 pub(crate) use config::topic_specs;
 use config::{declare_queue_max_bytes, declare_shutdown_upload_timeout, policy_err, stream_err, TopicSpec};
 use feeding::{manifest_msg, Cmd};
@@ -133,7 +133,10 @@ pub fn start(
     )?;
     let tap = feeding::tap(&specs, tx.clone(), queued, Arc::clone(&dropped), queue_max_bytes);
 
-    let anchor = chain.map(|c| Anchor::new(c, machine_id, &params.data_dir));
+    let anchor: Option<Box<dyn DatasetAnchor>> = chain.map(|c| {
+        Box::new(ChainAnchor::new(c.client().clone(), c.runtime(), machine_id, &params.data_dir))
+            as Box<dyn DatasetAnchor>
+    });
     let services = serve(node, &stream_dir, &specs, Arc::clone(&keys), machine_key, anchor, &params.services)?;
     let status = Arc::new(StatusView {
         ed25519_public_key_hex: hex::encode(keys.ed25519_public),

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use peaqos_core::keys::MachineKey;
 use peaqos_core::text::{one_line, quoted};
+use peaqos_events::anchor::{AnchorError, DatasetAnchor, DatasetRef};
 use peaqos_stream::dataset::{verify_dataset, DatasetManifest};
 use peaqos_stream::grant::{grant_to_files, select_indices, GrantRange, DEFAULT_BUYER_RECIPIENT_ID};
 use peaqos_stream::keys::MachineStreamKeys;
@@ -15,20 +16,25 @@ use ros_env::peaqos_node::srv::{
     GrantAccess, GrantAccess_Request, GrantAccess_Response, SealDataset, SealDataset_Request, SealDataset_Response,
 };
 
-use super::anchor::Anchor;
 use super::config::TopicSpec;
 use crate::StartError;
 
 /// Why a stream service refuses a request: the code in `error_code`, the request field it
 /// names (`error_field`) and the message.
-pub(super) struct SvcError {
-    pub(super) code: &'static str,
-    pub(super) field: String,
-    pub(super) message: String,
+struct SvcError {
+    code: &'static str,
+    field: String,
+    message: String,
 }
 
-pub(super) fn svc_err(code: ErrorCode, field: &str, message: impl Into<String>) -> SvcError {
+fn svc_err(code: ErrorCode, field: &str, message: impl Into<String>) -> SvcError {
     SvcError { code: code.as_str(), field: field.into(), message: message.into() }
+}
+
+impl From<AnchorError> for SvcError {
+    fn from(e: AnchorError) -> Self {
+        SvcError { code: e.code(), field: e.field().to_owned(), message: e.to_string() }
+    }
 }
 
 impl From<StreamError> for SvcError {
@@ -71,7 +77,7 @@ struct Ctx {
     topics: Vec<String>,
     keys: Arc<MachineStreamKeys>,
     key: Arc<MachineKey>,
-    anchor: Option<Anchor>,
+    anchor: Option<Box<dyn DatasetAnchor>>,
 }
 
 impl Ctx {
@@ -211,7 +217,15 @@ impl Ctx {
         if let (true, Some(a)) = (r.anchor, &self.anchor) {
             let file = std::fs::read(&p)
                 .map_err(|e| svc_err(ErrorCode::IoError, "anchor", format!("{}: {e}", p.display())))?;
-            match a.submit(&m, &file, sealed_ms) {
+            let d = DatasetRef {
+                topic: &m.topic,
+                first_index: m.first_index,
+                last_index: m.last_index,
+                merkle_root: &m.merkle_root,
+                manifest_file: &file,
+                sealed_ms,
+            };
+            match a.anchor(&d).map(|a| (a.intent_id, a.data_hash)).map_err(SvcError::from) {
                 Ok((intent, hash)) => {
                     resp.message.push_str(&format!("; anchor queued as intent {intent}"));
                     resp.anchor_intent_id = intent;
@@ -261,7 +275,7 @@ pub(super) fn serve(
     specs: &[TopicSpec],
     keys: Arc<MachineStreamKeys>,
     key: Arc<MachineKey>,
-    anchor: Option<Anchor>,
+    anchor: Option<Box<dyn DatasetAnchor>>,
     enabled: &crate::access::Services,
 ) -> Result<StreamServices, StartError> {
     let ctx = Arc::new(Ctx {
