@@ -73,7 +73,7 @@ pub(super) fn tap(
     })
 }
 
-/// Start the stream thread ([`stream_loop`]).
+/// Start the stream thread ([`StreamThread::run`]).
 pub(super) fn spawn(
     feeds: Vec<TopicFeed>,
     rx: Receiver<Cmd>,
@@ -83,25 +83,7 @@ pub(super) fn spawn(
     publisher: Publisher<ChunkManifest>,
     upload_tx: Sender<()>,
 ) -> Result<JoinHandle<()>, StartError> {
-    std::thread::Builder::new()
-        .name("peaqos-stream".into())
-        .spawn(move || stream_loop(feeds, rx, queued, counters, dropped, publisher, upload_tx))
-        .map_err(|e| stream_err("stream thread", e))
-}
-
-/// The stream thread: take what the tap handed over, append it, catch up dropped hand-overs
-/// from the package log, group-commit, seal what is due and publish the sealed manifests; at
-/// `Cmd::Stop` (or when the tap's channel closes) seal the open chunks and return.
-fn stream_loop(
-    feeds: Vec<TopicFeed>,
-    rx: Receiver<Cmd>,
-    queued: Arc<AtomicUsize>,
-    counters: Arc<TopicCounters>,
-    dropped: Arc<Vec<AtomicU64>>,
-    publisher: Publisher<ChunkManifest>,
-    upload_tx: Sender<()>,
-) {
-    let mut s = StreamThread {
+    let s = StreamThread {
         caught_up_to: vec![0u64; feeds.len()],
         feeds,
         queued,
@@ -111,18 +93,10 @@ fn stream_loop(
         upload_tx,
         last_catch_up: Instant::now(),
     };
-    let _ = s.upload_tx.send(());
-    let mut stopping = false;
-    while !stopping {
-        let (cmds, disconnected) = receive(&rx);
-        let mut round = Round { sealed: Vec::new(), dirty: vec![false; s.feeds.len()] };
-        stopping = s.append(cmds, &mut round) || disconnected;
-        s.catch_up(&mut round);
-        s.commit_and_seal(stopping, &mut round);
-        s.update_counters(&round.sealed);
-        s.publish(&round.sealed);
-    }
-    tracing::info!("stream: open chunks sealed, chunk stream stopped");
+    std::thread::Builder::new()
+        .name("peaqos-stream".into())
+        .spawn(move || s.run(rx))
+        .map_err(|e| stream_err("stream thread", e))
 }
 
 /// The stream thread's state.
@@ -161,6 +135,24 @@ fn receive(rx: &Receiver<Cmd>) -> (Vec<Cmd>, bool) {
 }
 
 impl StreamThread {
+    /// The stream thread: take what the tap handed over, append it, catch up dropped hand-overs
+    /// from the package log, group-commit, seal what is due and publish the sealed manifests; at
+    /// `Cmd::Stop` (or when the tap's channel closes) seal the open chunks and return.
+    fn run(mut self, rx: Receiver<Cmd>) {
+        let _ = self.upload_tx.send(());
+        let mut stopping = false;
+        while !stopping {
+            let (cmds, disconnected) = receive(&rx);
+            let mut round = Round { sealed: Vec::new(), dirty: vec![false; self.feeds.len()] };
+            stopping = self.append(cmds, &mut round) || disconnected;
+            self.catch_up(&mut round);
+            self.commit_and_seal(stopping, &mut round);
+            self.update_counters(&round.sealed);
+            self.publish(&round.sealed);
+        }
+        tracing::info!("stream: open chunks sealed, chunk stream stopped");
+    }
+
     /// Append every handed-over package to its topic's feed; true when a `Cmd::Stop` came.
     fn append(&mut self, cmds: Vec<Cmd>, round: &mut Round) -> bool {
         let mut stopping = false;
