@@ -172,12 +172,7 @@ fn load_rules(
     map: &DataEventMap,
     catalogs: &HashMap<String, FieldCatalog>,
 ) -> Result<Vec<Rule>, StartError> {
-    let file = if params.policy_file.is_empty() {
-        PathBuf::from("<embedded default policy>")
-    } else {
-        PathBuf::from(&params.policy_file)
-    };
-    peaqos_events::load_rules(map, &file, catalogs).map_err(|e| {
+    peaqos_events::load_rules(map, &params.policy_file_name(), catalogs).map_err(|e| {
         StartError::Policy(PolicyError {
             file: e.file,
             path: e.path,

@@ -70,11 +70,10 @@ fn main() -> ExitCode {
 
 /// The policy and the name its errors use for its file.
 fn load_policy(params: &params::Params) -> Result<(DataEventMap, std::path::PathBuf), StartError> {
+    let file = params.policy_file_name();
     if params.policy_file.is_empty() {
-        let file = std::path::PathBuf::from("<embedded default policy>");
         Ok((DataEventMap::from_yaml_str(DEFAULT_POLICY, &file)?, file))
     } else {
-        let file = std::path::PathBuf::from(&params.policy_file);
         Ok((policy::load(&file)?, file))
     }
 }

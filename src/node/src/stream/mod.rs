@@ -95,11 +95,7 @@ pub fn start(
     chain: Option<&ChainServices>,
     machine_id: &str,
 ) -> Result<Option<StreamSubsystem>, StartError> {
-    let policy_file = if params.policy_file.is_empty() {
-        PathBuf::from("<embedded default policy>")
-    } else {
-        PathBuf::from(&params.policy_file)
-    };
+    let policy_file = params.policy_file_name();
     let specs = topic_specs(map, &policy_file)?;
     let queue_max_bytes = declare_queue_max_bytes(params)?;
     let shutdown_upload_timeout = declare_shutdown_upload_timeout(params)?;
