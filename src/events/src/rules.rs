@@ -665,7 +665,7 @@ fn compile_condition(fields: &Fields, c: &ConditionSpec) -> Result<Condition, Ru
 /// contract's metadata size.
 fn compile_metadata(fields: &Fields, t: &str) -> Result<Template, RuleError> {
     let ctx = fields.ctx;
-    let tpl = Template::parse(t).map_err(|r| ctx.err("metadata", r))?;
+    let tpl = Template::parse(t).map_err(|r| ctx.err("metadata", r.to_string()))?;
     for p in tpl.fields() {
         fields.check("metadata", p, |k| k.scalar(), "a number, string or bool")?;
     }
