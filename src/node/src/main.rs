@@ -5,6 +5,7 @@
 //! packaging pipeline through bounded queues and never block or sign; the pipeline signs,
 //! writes each package durably, then calls back here to publish it.
 mod access;
+mod answer;
 mod catalog;
 mod chain;
 mod convert;

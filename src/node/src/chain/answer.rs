@@ -1,6 +1,7 @@
-//! How a chain call's outcome becomes a ROS response: a `ChainError` becomes `success: false`,
-//! the SDK's `error_code`, the request field it is about (spelled as in the `.srv`) and a
-//! message; and the parsers of request fields (canonical decimals, addresses, hex).
+//! How a chain call's outcome becomes a ROS response: a `ChainError` becomes a
+//! [`Refusal`] (`success: false`, the SDK's `error_code`, the request field it is about, spelled
+//! as in the `.srv`, and a message); and the parsers of request fields (canonical decimals,
+//! addresses, hex).
 use std::future::Future;
 use std::sync::Arc;
 
@@ -10,10 +11,14 @@ use peaqos_chain::ChainError;
 use ros_env::peaqos_node::srv::*;
 use tokio::runtime::Runtime;
 
-/// What each response type needs to report a failure; `field` is the request field concerned
-/// ([`request_field`]).
-pub(super) trait Fail: Default {
-    fn fail(e: &ChainError, field: String) -> Self;
+use crate::answer::{Refusal, Refuse};
+
+/// A chain call's failed answer; `field` is the request field concerned ([`request_field`]).
+/// Built through [`Refuse`] like every failed answer of the node.
+pub(super) trait Fail: Default + Refuse {
+    fn fail(e: &ChainError, field: String) -> Self {
+        Self::default().refused(Refusal::chain(e, field))
+    }
 }
 
 /// How one service's request spells the fields the chain client names: `(from, to)`, where
@@ -41,17 +46,7 @@ pub(super) fn request_field(e: &ChainError, renames: Renames) -> String {
 
 macro_rules! impl_fail {
     ($($t:ty),* $(,)?) => {$(
-        impl Fail for $t {
-            fn fail(e: &ChainError, field: String) -> Self {
-                Self {
-                    success: false,
-                    error_code: e.code().to_owned(),
-                    error_field: field,
-                    message: e.to_string(),
-                    ..Default::default()
-                }
-            }
-        }
+        impl Fail for $t {}
     )*};
 }
 
@@ -65,15 +60,7 @@ macro_rules! impl_fail_with_intent {
                     ChainError::Tx { intent_id, tx_hash, .. } => (intent_id.clone(), tx_hash.clone()),
                     _ => (String::new(), String::new()),
                 };
-                Self {
-                    success: false,
-                    error_code: e.code().to_owned(),
-                    error_field: field,
-                    message: e.to_string(),
-                    intent_id,
-                    tx_hash,
-                    ..Default::default()
-                }
+                Self { intent_id, tx_hash, ..Self::default() }.refused(Refusal::chain(e, field))
             }
         }
     )*};

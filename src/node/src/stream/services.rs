@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use peaqos_core::keys::MachineKey;
 use peaqos_core::text::{one_line, quoted};
-use peaqos_events::anchor::{AnchorError, DatasetAnchor, DatasetRef};
+use peaqos_events::anchor::{DatasetAnchor, DatasetRef};
 use peaqos_stream::dataset::{verify_dataset, DatasetManifest};
 use peaqos_stream::grant::{grant_to_files, select_indices, GrantRange, DEFAULT_BUYER_RECIPIENT_ID};
 use peaqos_stream::keys::MachineStreamKeys;
@@ -17,56 +17,15 @@ use ros_env::peaqos_node::srv::{
 };
 
 use super::config::TopicSpec;
+use crate::answer::{Refusal, Refuse};
 use crate::StartError;
-
-/// Why a stream service refuses a request: the code in `error_code`, the request field it
-/// names (`error_field`) and the message.
-struct SvcError {
-    code: &'static str,
-    field: String,
-    message: String,
-}
-
-fn svc_err(code: ErrorCode, field: &str, message: impl Into<String>) -> SvcError {
-    SvcError { code: code.as_str(), field: field.into(), message: message.into() }
-}
-
-impl From<AnchorError> for SvcError {
-    fn from(e: AnchorError) -> Self {
-        SvcError { code: e.code(), field: e.field().to_owned(), message: e.to_string() }
-    }
-}
-
-impl From<StreamError> for SvcError {
-    fn from(e: StreamError) -> Self {
-        SvcError { code: e.code(), field: e.field().to_owned(), message: e.to_string() }
-    }
-}
-
-/// A stream service's response marked failed with a refusal's code, field and message (the
-/// one way both services answer a refusal).
-trait Fail {
-    fn fail(self, e: SvcError) -> Self;
-}
-
-macro_rules! impl_fail {
-    ($($t:ty),*) => {$(
-        impl Fail for $t {
-            fn fail(self, e: SvcError) -> Self {
-                Self { success: false, error_code: e.code.to_owned(), error_field: e.field, message: e.message, ..self }
-            }
-        }
-    )*};
-}
-
-impl_fail!(GrantAccess_Response, SealDataset_Response);
 
 /// A range that reaches past the sealed chunks names its end (`last_index`, or `to_ms` for a
 /// time range); other errors keep their own field.
-fn range_error(e: StreamError, time: bool) -> SvcError {
+fn range_error(e: StreamError, time: bool) -> Refusal {
     match e {
         StreamError::NotFound(_) => {
-            svc_err(ErrorCode::NotFound, if time { "to_ms" } else { "last_index" }, e.to_string())
+            Refusal::new(ErrorCode::NotFound, if time { "to_ms" } else { "last_index" }, e.to_string())
         }
         other => other.into(),
     }
@@ -81,11 +40,11 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn topic(&self, t: &str) -> Result<(), SvcError> {
+    fn topic(&self, t: &str) -> Result<(), Refusal> {
         if self.topics.iter().any(|x| x == t) {
             Ok(())
         } else {
-            Err(svc_err(
+            Err(Refusal::new(
                 ErrorCode::UnknownTopic,
                 "topic",
                 format!("topic {} is not streamed (no stream: block in the Data Event Map)", quoted(t)),
@@ -93,10 +52,10 @@ impl Ctx {
         }
     }
 
-    fn range(&self, first: u64, last: u64, from_ms: u64, to_ms: u64) -> Result<GrantRange, SvcError> {
+    fn range(&self, first: u64, last: u64, from_ms: u64, to_ms: u64) -> Result<GrantRange, Refusal> {
         if to_ms > 0 {
             if to_ms < from_ms {
-                return Err(svc_err(
+                return Err(Refusal::new(
                     ErrorCode::InvalidArgument,
                     "to_ms",
                     format!("to_ms {to_ms} is before from_ms {from_ms}"),
@@ -105,7 +64,7 @@ impl Ctx {
             Ok(GrantRange::TimeMs { from: from_ms, to: to_ms })
         } else {
             if last < first {
-                return Err(svc_err(
+                return Err(Refusal::new(
                     ErrorCode::InvalidArgument,
                     "last_index",
                     format!("last_index {last} is before first_index {first}"),
@@ -115,10 +74,10 @@ impl Ctx {
         }
     }
 
-    fn grant(&self, r: &GrantAccess_Request) -> Result<GrantAccess_Response, SvcError> {
+    fn grant(&self, r: &GrantAccess_Request) -> Result<GrantAccess_Response, Refusal> {
         self.topic(&r.topic)?;
         let pk = peaqos_stream::crypto::parse_x25519_public(&r.buyer_public_key_hex, "buyer_public_key_hex")
-            .map_err(|e| svc_err(ErrorCode::InvalidArgument, "buyer_public_key_hex", e.to_string()))?;
+            .map_err(|e| Refusal::new(ErrorCode::InvalidArgument, "buyer_public_key_hex", e.to_string()))?;
         let buyer_id = if r.buyer_id.is_empty() { DEFAULT_BUYER_RECIPIENT_ID } else { r.buyer_id.as_str() };
         let dir = store::topic_dir(&self.stream_dir, &r.topic)?;
         let (range, dataset) = if r.dataset.is_empty() {
@@ -126,11 +85,11 @@ impl Ctx {
         } else {
             let name = r.dataset.trim_end_matches(".json");
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-                return Err(svc_err(ErrorCode::InvalidArgument, "dataset", "expected <first>-<last>"));
+                return Err(Refusal::new(ErrorCode::InvalidArgument, "dataset", "expected <first>-<last>"));
             }
             let p = dir.join("datasets").join(format!("{name}.json"));
             if !p.exists() {
-                return Err(svc_err(
+                return Err(Refusal::new(
                     ErrorCode::NotFound,
                     "dataset",
                     format!("no sealed dataset {name} of {}", r.topic),
@@ -142,7 +101,7 @@ impl Ctx {
         };
         let indices = select_indices(&dir, &range).map_err(|e| range_error(e, r.to_ms > 0))?;
         if indices.is_empty() {
-            return Err(svc_err(
+            return Err(Refusal::new(
                 ErrorCode::NotFound,
                 if r.to_ms > 0 { "from_ms" } else { "first_index" },
                 "no sealed chunk in the range",
@@ -151,7 +110,7 @@ impl Ctx {
         if let Some(m) = &dataset {
             for (i, id) in indices.iter().zip(&m.chunk_ids) {
                 if store::load_chunk(&dir, *i)?.chunk_id != *id {
-                    return Err(svc_err(
+                    return Err(Refusal::new(
                         ErrorCode::ChainInvalid,
                         "dataset",
                         format!("chunk {i} differs from the dataset's chunk id"),
@@ -174,13 +133,13 @@ impl Ctx {
         })
     }
 
-    fn seal(&self, r: &SealDataset_Request) -> Result<SealDataset_Response, SvcError> {
+    fn seal(&self, r: &SealDataset_Request) -> Result<SealDataset_Response, Refusal> {
         self.topic(&r.topic)?;
         let range = self.range(r.first_index, r.last_index, r.from_ms, r.to_ms)?;
         let dir = store::topic_dir(&self.stream_dir, &r.topic)?;
         let indices = select_indices(&dir, &range).map_err(|e| range_error(e, r.to_ms > 0))?;
         let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
-            return Err(svc_err(
+            return Err(Refusal::new(
                 ErrorCode::NotFound,
                 if r.to_ms > 0 { "from_ms" } else { "first_index" },
                 "no sealed chunk in the range",
@@ -189,7 +148,7 @@ impl Ctx {
         let key = Arc::clone(&self.key);
         let signer = move |m: &[u8]| -> peaqos_stream::Result<[u8; 65]> { Ok(key.sign_eip191(m)) };
         if r.anchor && self.anchor.is_none() {
-            return Err(svc_err(
+            return Err(Refusal::new(
                 ErrorCode::ChainDisabled,
                 "anchor",
                 "anchoring needs the chain client (chain.enabled)",
@@ -216,7 +175,7 @@ impl Ctx {
         };
         if let (true, Some(a)) = (r.anchor, &self.anchor) {
             let file = std::fs::read(&p)
-                .map_err(|e| svc_err(ErrorCode::IoError, "anchor", format!("{}: {e}", p.display())))?;
+                .map_err(|e| Refusal::new(ErrorCode::IoError, "anchor", format!("{}: {e}", p.display())))?;
             let d = DatasetRef {
                 topic: &m.topic,
                 first_index: m.first_index,
@@ -225,7 +184,7 @@ impl Ctx {
                 manifest_file: &file,
                 sealed_ms,
             };
-            match a.anchor(&d).map(|a| (a.intent_id, a.data_hash)).map_err(SvcError::from) {
+            match a.anchor(&d).map(|a| (a.intent_id, a.data_hash)).map_err(Refusal::from) {
                 Ok((intent, hash)) => {
                     resp.message.push_str(&format!("; anchor queued as intent {intent}"));
                     resp.anchor_intent_id = intent;
@@ -241,7 +200,7 @@ impl Ctx {
                         one_line(&e.message, 300)
                     );
                     let message = format!("{}; not anchored: {}", resp.message, e.message);
-                    resp = resp.fail(SvcError { message, ..e });
+                    resp = resp.refused(Refusal { message, ..e });
                 }
             }
         }
@@ -309,7 +268,7 @@ pub(super) fn serve(
                                         e.field,
                                         one_line(&e.message, 300)
                                     );
-                                    $resp::default().fail(e)
+                                    $resp::default().refused(e)
                                 })
                             })
                         },
