@@ -44,21 +44,39 @@ impl From<AnchorError> for Refusal {
 pub(crate) trait Refuse {
     /// This response marked failed with `r`'s code, field and message (its other fields kept).
     fn refused(self, r: Refusal) -> Self;
+
+    /// The outbox intent and transaction a failure is about, for the responses that report
+    /// them (a receipt wait that timed out leaves the intent queued and tracked); the others
+    /// ignore it.
+    fn with_intent(self, _intent_id: String, _tx_hash: String) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }
 
 macro_rules! impl_refuse {
-    ($($t:ty),* $(,)?) => {$(
-        impl Refuse for $t {
+    ($(intent: $i:ty),* ; $($t:ty),* $(,)?) => {
+        $(impl Refuse for $i {
             fn refused(self, r: Refusal) -> Self {
                 Self { success: false, error_code: r.code.to_owned(), error_field: r.field, message: r.message, ..self }
             }
-        }
-    )*};
+            fn with_intent(self, intent_id: String, tx_hash: String) -> Self {
+                Self { intent_id, tx_hash, ..self }
+            }
+        })*
+        $(impl Refuse for $t {
+            fn refused(self, r: Refusal) -> Self {
+                Self { success: false, error_code: r.code.to_owned(), error_field: r.field, message: r.message, ..self }
+            }
+        })*
+    };
 }
 
 impl_refuse!(
-    SubmitEvent_Response,
-    BatchSubmitEvents_Response,
+    intent: SubmitEvent_Response,
+    intent: BatchSubmitEvents_Response;
     ValidateEvent_Response,
     Activate_Response,
     Register_Response,
