@@ -13,18 +13,18 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use peaqos_core::pipeline::Published;
 use peaqos_core::policy::{DataEventMap, PolicyError};
 use peaqos_events::counters::Counters;
 use peaqos_events::processor::Processor;
-use peaqos_events::rules::FieldCatalog;
+use peaqos_events::rules::{FieldCatalog, Rule};
 use peaqos_events::store::EventStore;
 use peaqos_events::submit::{current_machine_id, machine_id_file, SubmitConfig, Submitter};
 use ros_env::peaqos_node::msg::EventRuleStatus;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::chain::ChainServices;
 use crate::params::{param_err, Params};
@@ -34,43 +34,43 @@ type Tap = Box<dyn FnMut(&[Published]) + Send>;
 type Batch = Vec<(Arc<str>, u64, String)>;
 
 /// Rules (name, topic, event type) and their counters, for `~/status`.
-struct StatusView {
+pub struct StatusView {
     rules: Vec<(String, String, &'static str)>,
     counters: Arc<Counters>,
     machine_id: Option<String>,
     machine_id_file: PathBuf,
 }
 
-static STATUS: OnceLock<StatusView> = OnceLock::new();
-
-/// The events part of `~/status` (empty without event rules).
-pub fn status() -> (Vec<EventRuleStatus>, String) {
-    let Some(v) = STATUS.get() else { return (Vec::new(), String::new()) };
-    let snap = v.counters.snapshot();
-    let rules = v
-        .rules
-        .iter()
-        .map(|(name, topic, ty)| {
-            let c = snap.get(name).cloned().unwrap_or_default();
-            EventRuleStatus {
-                rule: name.clone(),
-                topic: topic.clone(),
-                event_type: (*ty).to_owned(),
-                produced: c.produced,
-                submitted: c.submitted,
-                included: c.included,
-                failed: c.failed,
-                pending: c.pending,
-                held_reason: c.held_reason,
-                resets: c.resets,
-                deferred: c.deferred,
-                skip_reasons: c.skipped.keys().cloned().collect(),
-                skip_counts: c.skipped.values().copied().collect(),
-            }
-        })
-        .collect();
-    let mid = current_machine_id(v.machine_id.as_deref(), &v.machine_id_file).unwrap_or_default();
-    (rules, mid)
+impl StatusView {
+    /// The events part of `~/status`: each rule's counters and the machine id events are
+    /// submitted for.
+    pub fn report(&self) -> (Vec<EventRuleStatus>, String) {
+        let snap = self.counters.snapshot();
+        let rules = self
+            .rules
+            .iter()
+            .map(|(name, topic, ty)| {
+                let c = snap.get(name).cloned().unwrap_or_default();
+                EventRuleStatus {
+                    rule: name.clone(),
+                    topic: topic.clone(),
+                    event_type: (*ty).to_owned(),
+                    produced: c.produced,
+                    submitted: c.submitted,
+                    included: c.included,
+                    failed: c.failed,
+                    pending: c.pending,
+                    held_reason: c.held_reason,
+                    resets: c.resets,
+                    deferred: c.deferred,
+                    skip_reasons: c.skipped.keys().cloned().collect(),
+                    skip_counts: c.skipped.values().copied().collect(),
+                }
+            })
+            .collect();
+        let mid = current_machine_id(self.machine_id.as_deref(), &self.machine_id_file).unwrap_or_default();
+        (rules, mid)
+    }
 }
 
 /// The running event subsystem.
@@ -80,6 +80,7 @@ pub struct EventsSubsystem {
     thread: Option<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     submit: Option<(tokio::runtime::Handle, tokio::task::JoinHandle<()>)>,
+    status: Arc<StatusView>,
 }
 
 /// Load the rules and start the subsystem (`None` when the policy has no event rules).
@@ -91,7 +92,66 @@ pub fn start(
     machine_id: &str,
     catalogs: &HashMap<String, FieldCatalog>,
 ) -> Result<Option<EventsSubsystem>, StartError> {
-    let machine_id = machine_id.to_owned();
+    let (batch_max, max_age) = declare_params(params)?;
+    if map.topics.iter().all(|t| t.events.is_empty()) {
+        return Ok(None);
+    }
+    let rules = load_rules(params, map, catalogs)?;
+    let store = Arc::new(EventStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?);
+    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+    let counters = Arc::new(Counters::load(store.dir().join("counters.json"), &names));
+    let status = Arc::new(StatusView {
+        rules: rules
+            .iter()
+            .map(|r| (r.name.clone(), r.topic.clone(), if r.event_type.code() == 0 { "revenue" } else { "activity" }))
+            .collect(),
+        counters: Arc::clone(&counters),
+        machine_id: (!machine_id.is_empty()).then(|| machine_id.to_owned()),
+        machine_id_file: machine_id_file(&params.data_dir),
+    });
+    let n_rules = rules.len();
+    let topics: Vec<String> = rules.iter().map(|r| r.topic.clone()).collect();
+    let processor = Processor::open(&params.data_dir, rules, Arc::clone(&store), Arc::clone(&counters))
+        .map_err(|e| param_err("data_dir", format!("events: {e}")))?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let (waker, submit) = match chain {
+        Some(c) => {
+            let config = SubmitConfig {
+                batch_max,
+                max_age,
+                machine_id: (!machine_id.is_empty()).then(|| machine_id.to_owned()),
+                machine_id_file: machine_id_file(&params.data_dir),
+                retry: Duration::from_millis(500),
+            };
+            let (waker, submit) = start_submitter(c, &store, &counters, config, stop_rx);
+            (Some(waker), Some(submit))
+        }
+        None => {
+            tracing::warn!("events: the chain client is disabled; events are produced and kept pending");
+            (None, None)
+        }
+    };
+    let held_store = waker.is_none().then(|| (Arc::clone(&store), Arc::clone(&counters)));
+    if let Some((st, c)) = &held_store {
+        peaqos_events::submit::report_held(st, c, DISABLED);
+    }
+    // `None` asks the thread to flush and stop.
+    let (tx, rx) = mpsc::channel::<Option<Batch>>();
+    let thread = std::thread::Builder::new()
+        .name("peaqos-events".into())
+        .spawn(move || events_loop(processor, rx, waker, held_store))
+        .map_err(|e| param_err("events", format!("cannot start the events thread: {e}")))?;
+    let tap = tap(topics, tx.clone());
+    tracing::info!("events: {n_rules} rule(s) loaded");
+    Ok(Some(EventsSubsystem { tap: Some(tap), tx: Some(tx), thread: Some(thread), stop, submit, status }))
+}
+
+/// Why events are held when there is no chain client.
+const DISABLED: &str = "chain client disabled (chain.enabled = false)";
+
+/// `events.batch_max` (events per batchAll, 1..512) and `events.max_age` (seconds).
+fn declare_params(params: &Params) -> Result<(usize, Duration), StartError> {
     let batch_max =
         params.declared.read_only::<i64>("events.batch_max", 50, "Events coalesced into one batchAll (1..512).")?;
     let max_age = params.declared.read_only::<f64>(
@@ -103,122 +163,93 @@ pub fn start(
         return Err(param_err("events.batch_max", format!("must be 1..512, got {batch_max}")));
     }
     let max_age = peaqos_core::duration::seconds(max_age, true).map_err(|e| param_err("events.max_age", e))?;
-    if map.topics.iter().all(|t| t.events.is_empty()) {
-        return Ok(None);
-    }
-    let file = if params.policy_file.is_empty() {
-        PathBuf::from("<embedded default policy>")
-    } else {
-        PathBuf::from(&params.policy_file)
-    };
-    let rules = peaqos_events::load_rules(map, &file, catalogs).map_err(|e| {
+    Ok((batch_max as usize, max_age))
+}
+
+/// The policy's event rules, checked; a bad rule is a policy error naming the rule.
+fn load_rules(
+    params: &Params,
+    map: &DataEventMap,
+    catalogs: &HashMap<String, FieldCatalog>,
+) -> Result<Vec<Rule>, StartError> {
+    peaqos_events::load_rules(map, &params.policy_file_name(), catalogs).map_err(|e| {
         StartError::Policy(PolicyError {
             file: e.file,
             path: e.path,
             reason: format!("rule {:?}: {}", e.rule, e.reason),
         })
-    })?;
-    let store = Arc::new(EventStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?);
-    let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
-    let counters = Arc::new(Counters::load(store.dir().join("counters.json"), &names));
-    let _ = STATUS.set(StatusView {
-        rules: rules
-            .iter()
-            .map(|r| (r.name.clone(), r.topic.clone(), if r.event_type.code() == 0 { "revenue" } else { "activity" }))
-            .collect(),
-        counters: Arc::clone(&counters),
-        machine_id: (!machine_id.is_empty()).then(|| machine_id.clone()),
-        machine_id_file: machine_id_file(&params.data_dir),
-    });
-    let n_rules = rules.len();
-    let topics: Vec<String> = rules.iter().map(|r| r.topic.clone()).collect();
-    let mut processor = Processor::open(&params.data_dir, rules, Arc::clone(&store), Arc::clone(&counters))
-        .map_err(|e| param_err("data_dir", format!("events: {e}")))?;
+    })
+}
 
-    let (stop, stop_rx) = watch::channel(false);
-    let mut waker = None;
-    let submit = match chain {
-        Some(c) => {
-            let s = Submitter::new(
-                c.client().clone(),
-                Arc::clone(&store),
-                Arc::clone(&counters),
-                SubmitConfig {
-                    batch_max: batch_max as usize,
-                    max_age,
-                    machine_id: (!machine_id.is_empty()).then_some(machine_id),
-                    machine_id_file: machine_id_file(&params.data_dir),
-                    retry: Duration::from_millis(500),
-                },
-            );
-            waker = Some(s.waker());
-            let h = c.runtime();
-            let task = h.spawn(s.run(stop_rx));
-            Some((h, task))
-        }
-        None => {
-            tracing::warn!("events: the chain client is disabled; events are produced and kept pending");
-            None
-        }
-    };
+/// The submit loop on the chain client's runtime; returns its waker and its task.
+fn start_submitter(
+    chain: &ChainServices,
+    store: &Arc<EventStore>,
+    counters: &Arc<Counters>,
+    config: SubmitConfig,
+    stop: watch::Receiver<bool>,
+) -> (Arc<Notify>, (tokio::runtime::Handle, tokio::task::JoinHandle<()>)) {
+    let s = Submitter::new(chain.client().clone(), Arc::clone(store), Arc::clone(counters), config);
+    let waker = s.waker();
+    let h = chain.runtime();
+    let task = h.spawn(s.run(stop));
+    (waker, (h, task))
+}
 
-    const DISABLED: &str = "chain client disabled (chain.enabled = false)";
-    let held_store = (waker.is_none()).then(|| (Arc::clone(&store), Arc::clone(&counters)));
-    if let Some((st, c)) = &held_store {
-        peaqos_events::submit::report_held(st, c, DISABLED);
-    }
-    // `None` asks the thread to flush and stop.
-    let (tx, rx) = mpsc::channel::<Option<Batch>>();
-    let thread = std::thread::Builder::new()
-        .name("peaqos-events".into())
-        .spawn(move || {
-            loop {
-                let mut stopping = false;
-                match rx.recv_timeout(Duration::from_millis(500)) {
-                    Ok(Some(batch)) => {
-                        for (topic, seq, json) in &batch {
-                            processor.handle(topic, *seq, json);
-                        }
-                        // Drain what queued meanwhile before the (fsync'ing) flush.
-                        while let Ok(more) = rx.try_recv() {
-                            match more {
-                                Some(more) => {
-                                    for (topic, seq, json) in &more {
-                                        processor.handle(topic, *seq, json);
-                                    }
-                                }
-                                None => stopping = true,
+/// The events thread: evaluate each handed-over batch (and what queued meanwhile) before one
+/// flush, tick the time windows, wake the submit loop on new events (or report them held when
+/// the chain client is off); at `None` or a closed channel, flush and return.
+fn events_loop(
+    mut processor: Processor,
+    rx: mpsc::Receiver<Option<Batch>>,
+    waker: Option<Arc<Notify>>,
+    held_store: Option<(Arc<EventStore>, Arc<Counters>)>,
+) {
+    loop {
+        let mut stopping = false;
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(Some(batch)) => {
+                for (topic, seq, json) in &batch {
+                    processor.handle(topic, *seq, json);
+                }
+                // Drain what queued meanwhile before the (fsync'ing) flush.
+                while let Ok(more) = rx.try_recv() {
+                    match more {
+                        Some(more) => {
+                            for (topic, seq, json) in &more {
+                                processor.handle(topic, *seq, json);
                             }
                         }
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
-                }
-                if stopping {
-                    processor.flush();
-                    return;
-                }
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                processor.tick(now);
-                let new = processor.new_events;
-                processor.flush();
-                if new > 0 {
-                    if let Some(w) = &waker {
-                        w.notify_one();
-                    }
-                    if let Some((st, c)) = &held_store {
-                        peaqos_events::submit::report_held(st, c, DISABLED);
+                        None => stopping = true,
                     }
                 }
             }
-        })
-        .map_err(|e| param_err("events", format!("cannot start the events thread: {e}")))?;
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
+        }
+        if stopping {
+            processor.flush();
+            return;
+        }
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        processor.tick(now);
+        let new = processor.new_events;
+        processor.flush();
+        if new > 0 {
+            if let Some(w) = &waker {
+                w.notify_one();
+            }
+            if let Some((st, c)) = &held_store {
+                peaqos_events::submit::report_held(st, c, DISABLED);
+            }
+        }
+    }
+}
 
-    let tap_tx = tx.clone();
-    let tap: Tap = Box::new(move |batch: &[Published]| {
+/// The tap: hand the packages of the rules' topics to the events thread, never block.
+fn tap(topics: Vec<String>, tx: mpsc::Sender<Option<Batch>>) -> Tap {
+    Box::new(move |batch: &[Published]| {
         let v: Batch = batch
             .iter()
             .filter(|p| topics.iter().any(|t| **t == *p.topic))
@@ -226,17 +257,20 @@ pub fn start(
             .collect();
         if !v.is_empty() {
             // Unbounded: never blocks the packaging thread (evaluation is far faster than signing).
-            let _ = tap_tx.send(Some(v));
+            let _ = tx.send(Some(v));
         }
-    });
-    tracing::info!("events: {n_rules} rule(s) loaded");
-    Ok(Some(EventsSubsystem { tap: Some(tap), tx: Some(tx), thread: Some(thread), stop, submit }))
+    })
 }
 
 impl EventsSubsystem {
     /// The package tap (taken once, for `main.rs`'s tap list).
     pub fn take_tap(&mut self) -> Option<Tap> {
         self.tap.take()
+    }
+
+    /// The events part of `~/status`.
+    pub fn status(&self) -> Arc<StatusView> {
+        Arc::clone(&self.status)
     }
 
     /// After the pipeline has shut down: evaluate what the tap handed over, flush, stop the

@@ -14,6 +14,14 @@ use ros_env::std_msgs::msg::Header;
 use crate::params::Params;
 use crate::StartError;
 
+/// What `~/status` reports besides the pipeline, handed over by the subsystems that started
+/// (`None`: the subsystem is off).
+#[derive(Default)]
+pub struct Sources {
+    pub stream: Option<Arc<crate::stream::StatusView>>,
+    pub events: Option<Arc<crate::events::StatusView>>,
+}
+
 /// Keeps the service and the diagnostics timer alive.
 pub struct StatusHandles {
     _service: Service<GetStatus>,
@@ -112,6 +120,7 @@ pub fn serve(
     pipeline: Weak<Pipeline>,
     params: &Params,
     map: &DataEventMap,
+    sources: Sources,
 ) -> Result<StatusHandles, StartError> {
     let types: Arc<Vec<String>> = Arc::new(map.topics.iter().map(|t| t.msg_type.clone()).collect());
     let data_dir = params.data_dir.display().to_string();
@@ -122,6 +131,8 @@ pub fn serve(
         let Some(p) = p.upgrade() else {
             return GetStatus_Response::default();
         };
+        let stream = sources.stream.as_deref();
+        let (event_rules, events_machine_id) = sources.events.as_ref().map(|v| v.report()).unwrap_or_default();
         GetStatus_Response {
             address: p.address().to_owned(),
             did: p.did().to_owned(),
@@ -131,15 +142,11 @@ pub fn serve(
             max_queued_bytes: p.queued_bytes().1,
             accepting: p.refusing().is_none(),
             refusing_reason: p.refusing().unwrap_or_default(),
-            ed25519_public_key_hex: crate::stream::status_view()
-                .map(|v| v.ed25519_public_key_hex.clone())
-                .unwrap_or_default(),
-            x25519_public_key_hex: crate::stream::status_view()
-                .map(|v| v.x25519_public_key_hex.clone())
-                .unwrap_or_default(),
-            streams: crate::stream::status_view().map(|v| v.streams()).unwrap_or_default(),
-            event_rules: crate::events::status().0,
-            events_machine_id: crate::events::status().1,
+            ed25519_public_key_hex: stream.map(|v| v.ed25519_public_key_hex.clone()).unwrap_or_default(),
+            x25519_public_key_hex: stream.map(|v| v.x25519_public_key_hex.clone()).unwrap_or_default(),
+            streams: stream.map(|v| v.streams()).unwrap_or_default(),
+            event_rules,
+            events_machine_id,
         }
     })?;
 

@@ -117,6 +117,17 @@ pub async fn set_code(url: &str, a: Address, code: &str) {
     rpc_value(url, "anvil_setCode", json!([a, code])).await;
 }
 
+/// The gen-2 EventRegistry address of the test deployment (where [`install_counters`] puts its
+/// counter).
+pub const REGISTRY: Address = alloy::primitives::address!("A1e7F1d7B24dAb55Dc92491e6d9B89F6E925Ad1e");
+
+/// The counter stand-ins at the EventRegistry and the Batch precompile, so their storage slot 0
+/// counts the events that reached the chain.
+pub async fn install_counters(url: &str) {
+    set_code(url, REGISTRY, COUNTER_CODE).await;
+    set_code(url, peaqos_chain::config::BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
+}
+
 pub fn config(url: &str, dir: &Path) -> ChainConfig {
     let mut c = ChainConfig::new(Network::Peaq, Generation::Economics2, dir);
     c.rpc_urls = vec![url.to_string()];
