@@ -103,6 +103,16 @@ fn answer(status: StatusCode, body: impl Into<Bytes>, content_type: &str) -> Ans
     r
 }
 
+/// A refused request: its status, code and message (the answer body `{error:{code,message}}`).
+#[derive(Debug, Clone, Copy)]
+struct Refusal(StatusCode, &'static str, &'static str);
+
+impl From<Refusal> for Answer {
+    fn from(Refusal(status, code, message): Refusal) -> Answer {
+        error(status, code, message)
+    }
+}
+
 fn error(status: StatusCode, code: &str, message: &str) -> Answer {
     let body = json!({"error": {"code": code, "message": message}}).to_string();
     answer(status, body, "application/json")
@@ -162,36 +172,36 @@ struct Server {
 
 impl Server {
     /// The purchase a token opens, or the answer refusing it.
-    fn authorize(&self, id: &str, auth: Option<&str>) -> Result<PurchaseRecord, Answer> {
+    fn authorize(&self, id: &str, auth: Option<&str>) -> Result<PurchaseRecord, Refusal> {
         let Some(given) = auth.and_then(|a| a.strip_prefix("Bearer ")) else {
-            return Err(error(StatusCode::UNAUTHORIZED, "AUTH_REQUIRED", "Authorization: Bearer <token> required"));
+            return Err(Refusal(StatusCode::UNAUTHORIZED, "AUTH_REQUIRED", "Authorization: Bearer <token> required"));
         };
         let rec = match self.store.load(id) {
             Ok(Some(r)) => r,
-            Ok(None) | Err(_) => return Err(error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such purchase")),
+            Ok(None) | Err(_) => return Err(Refusal(StatusCode::NOT_FOUND, "NOT_FOUND", "no such purchase")),
         };
         let want = self.cfg.token(id);
         if !constant_time_eq(given.trim().as_bytes(), want.as_bytes()) {
-            return Err(error(StatusCode::UNAUTHORIZED, "AUTH_INVALID", "the token does not open this purchase"));
+            return Err(Refusal(StatusCode::UNAUTHORIZED, "AUTH_INVALID", "the token does not open this purchase"));
         }
         let prepared =
             matches!(rec.state, PurchaseState::AccessPrepared | PurchaseState::Delivered | PurchaseState::Recorded);
         if !prepared {
-            return Err(error(StatusCode::NOT_FOUND, "STREAM_DELIVERY_NOT_READY", "access is not prepared"));
+            return Err(Refusal(StatusCode::NOT_FOUND, "STREAM_DELIVERY_NOT_READY", "access is not prepared"));
         }
         if rec.delivery_expires_ms.is_none_or(|t| now_ms() > t) {
-            return Err(error(StatusCode::GONE, "DELIVERY_EXPIRED", "this purchase's delivery has expired"));
+            return Err(Refusal(StatusCode::GONE, "DELIVERY_EXPIRED", "this purchase's delivery has expired"));
         }
         Ok(rec)
     }
 
-    fn chunk_file(&self, rec: &PurchaseRecord, chunk_id: &str, envelope: bool) -> Result<PathBuf, Answer> {
+    fn chunk_file(&self, rec: &PurchaseRecord, chunk_id: &str, envelope: bool) -> Result<PathBuf, Refusal> {
         let pos = rec.chunk_ids.iter().position(|c| c.eq_ignore_ascii_case(chunk_id));
         let Some(index) = pos.and_then(|p| rec.chunk_indices.get(p).copied()) else {
-            return Err(error(StatusCode::FORBIDDEN, "AGENT_POLICY_DENIED", "this chunk is not part of the purchase"));
+            return Err(Refusal(StatusCode::FORBIDDEN, "AGENT_POLICY_DENIED", "this chunk is not part of the purchase"));
         };
         let dir = peaqos_stream::store::topic_dir(&self.stream_dir, &rec.topic)
-            .map_err(|_| error(StatusCode::NOT_FOUND, "NOT_FOUND", "the topic has no chunk chain here"))?;
+            .map_err(|_| Refusal(StatusCode::NOT_FOUND, "NOT_FOUND", "the topic has no chunk chain here"))?;
         let (json, bin, _) = peaqos_stream::store::chunk_paths(&dir, index);
         Ok(if envelope { json } else { bin })
     }
@@ -224,7 +234,7 @@ impl Server {
         let auth = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
         let rec = match self.authorize(id, auth) {
             Ok(r) => r,
-            Err(a) => return a,
+            Err(refused) => return refused.into(),
         };
         let (chunk, envelope) = match target {
             Target::Listing => return self.listing(&rec),
@@ -233,7 +243,7 @@ impl Server {
         };
         let path = match self.chunk_file(&rec, chunk, envelope) {
             Ok(p) => p,
-            Err(a) => return a,
+            Err(refused) => return refused.into(),
         };
         let range = req.headers().get(hyper::header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         serve_file(&path, range.as_deref(), envelope).await
