@@ -198,7 +198,11 @@ impl Server {
     fn chunk_file(&self, rec: &PurchaseRecord, chunk_id: &str, envelope: bool) -> Result<PathBuf, Refusal> {
         let pos = rec.chunk_ids.iter().position(|c| c.eq_ignore_ascii_case(chunk_id));
         let Some(index) = pos.and_then(|p| rec.chunk_indices.get(p).copied()) else {
-            return Err(Refusal(StatusCode::FORBIDDEN, "AGENT_POLICY_DENIED", "this chunk is not part of the purchase"));
+            return Err(Refusal(
+                StatusCode::FORBIDDEN,
+                "AGENT_POLICY_DENIED",
+                "this chunk is not part of the purchase",
+            ));
         };
         let dir = peaqos_stream::store::topic_dir(&self.stream_dir, &rec.topic)
             .map_err(|_| Refusal(StatusCode::NOT_FOUND, "NOT_FOUND", "the topic has no chunk chain here"))?;
@@ -289,14 +293,16 @@ async fn serve_file(path: &Path, range: Option<&str>, envelope: bool) -> Answer 
     }
 }
 
-/// Serve until `shutdown` turns true. Binding errors are returned (they name the address).
+/// Serve on `listener` (bound by the caller, non-blocking, so that an address in use is a start
+/// error) until `shutdown` turns true.
 pub async fn serve(
     cfg: HttpDelivery,
+    listener: std::net::TcpListener,
     store: PurchaseStore,
     stream_dir: PathBuf,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(listen = %cfg.listen, url = %cfg.public_url, "market: local delivery endpoint listening");
     let server = Arc::new(Server { cfg, store, stream_dir });
     loop {
