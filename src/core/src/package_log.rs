@@ -26,8 +26,11 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::Deserialize;
+
+use crate::retention::{Consumed, LogRetention, PruneReport};
 
 /// Default maximum segment size.
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -292,6 +295,66 @@ impl PackageLog {
     }
 }
 
+impl PackageLog {
+    /// Apply retention to `topic`'s log (see [`crate::retention`]): delete its oldest segments,
+    /// never the one being written, while the log is over `bound.max_bytes` or a segment's last
+    /// write is older than `bound.max_age` at `now`, and only segments every consumer has
+    /// passed (`consumed`). Deletion stops at the first segment that must stay, so what is kept
+    /// is always a contiguous tail of the log. Each deletion is logged.
+    pub fn prune(
+        &mut self,
+        topic: &str,
+        bound: &LogRetention,
+        consumed: Consumed,
+        now: SystemTime,
+    ) -> Result<PruneReport, LogError> {
+        let mut rep = PruneReport::default();
+        let Some(t) = self.topics.get(topic) else { return Ok(rep) };
+        let segs = list_segments(&t.dir)?;
+        let mut sized = Vec::with_capacity(segs.len());
+        for (first, path) in segs {
+            let m = fs::metadata(&path).map_err(io_err(&path))?;
+            sized.push((first, path, m.len(), m.modified().ok()));
+        }
+        let mut total: u64 = sized.iter().map(|s| s.2).sum();
+        let mut removed_any = false;
+        // The last segment is the one being written: never a candidate.
+        for i in 0..sized.len().saturating_sub(1) {
+            let (first, path, len, mtime) = &sized[i];
+            let next_first = sized[i + 1].0;
+            let over_bytes = bound.max_bytes > 0 && total > bound.max_bytes;
+            let too_old = !bound.max_age.is_zero()
+                && mtime.and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > bound.max_age);
+            if !over_bytes && !too_old {
+                break;
+            }
+            if !consumed.allows_segment_before(next_first) {
+                rep.held_for_consumers = over_bytes;
+                break;
+            }
+            fs::remove_file(path).map_err(io_err(path))?;
+            removed_any = true;
+            total -= len;
+            rep.removed_segments += 1;
+            rep.removed_bytes += len;
+            tracing::info!(
+                topic,
+                segment = %path.display(),
+                first_sequence = first,
+                last_sequence = next_first.saturating_sub(1),
+                bytes = len,
+                reason = if over_bytes { "bytes" } else { "age" },
+                "package log retention: segment deleted"
+            );
+        }
+        if removed_any {
+            sync_dir(&t.dir)?;
+        }
+        rep.kept_bytes = total;
+        Ok(rep)
+    }
+}
+
 fn commit_topic(t: &mut TopicLog, max: u64) -> Result<(), LogError> {
     let first = t.pending_first.unwrap_or(0);
     let need_new = match &t.file {
@@ -479,6 +542,16 @@ pub fn last_logged_sequence(data_dir: &Path, topic: &str) -> Result<Option<u64>,
     Ok(None)
 }
 
+/// First sequence number still in `topic`'s log (the first segment's name), `None` for an empty
+/// or absent log. Above 0 once retention has deleted the oldest segments.
+pub fn first_logged_sequence(data_dir: &Path, topic: &str) -> Result<Option<u64>, LogError> {
+    let dir = data_dir.join("packages").join(topic_dir_name(topic));
+    if !dir.exists() {
+        return Ok(None);
+    }
+    Ok(list_segments(&dir)?.first().map(|(first, _)| *first))
+}
+
 /// All package lines of a topic, oldest first (for tools and tests).
 pub fn iter_topic(data_dir: &Path, topic: &str) -> Result<TopicIter, LogError> {
     let dir = data_dir.join("packages").join(topic_dir_name(topic));
@@ -501,6 +574,8 @@ impl Iterator for TopicIter {
                 let path = self.segs.pop_front()?;
                 match File::open(&path) {
                     Ok(f) => self.current = Some((BufReader::new(f), path)),
+                    // Deleted by retention since it was listed: every consumer was past it.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Some(Err(LogError::Io { path, source: e })),
                 }
             }

@@ -25,6 +25,8 @@ pub struct Processor {
     pub new_events: usize,
     /// An event could not be persisted: checkpoints stay where they are until restart.
     frozen: bool,
+    /// The stored checkpoints equal the engine's (the last flush saved them, or nothing changed).
+    durable: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,7 @@ impl Processor {
             out: Vec::new(),
             new_events: 0,
             frozen: false,
+            durable: false,
         };
         p.replay()?;
         Ok(p)
@@ -83,6 +86,25 @@ impl Processor {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// True after a [`flush`](Self::flush) that left the stored checkpoints equal to the
+    /// engine's: only then may [`Processor::log_positions`] go to the package log's retention.
+    pub fn checkpoints_durable(&self) -> bool {
+        self.durable && !self.frozen
+    }
+
+    /// Per topic with rules: every package up to this sequence number may leave the package log
+    /// (`None`: none yet); `None` for every topic while the checkpoints are not durable.
+    pub fn log_positions(&self) -> Vec<(String, Option<u64>)> {
+        let durable = self.checkpoints_durable();
+        let mut v: Vec<(String, Option<u64>)> = self
+            .engine
+            .topics()
+            .map(|t| (t.to_owned(), if durable { self.engine.log_needed_after(t) } else { None }))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Evaluate one durable package.
@@ -148,14 +170,22 @@ impl Processor {
     /// Make the checkpoints durable (after the events they cover) and save the counters.
     pub fn flush(&mut self) {
         if self.frozen {
+            self.durable = false;
             self.counters.save();
             return;
         }
         if let Some(cps) = self.engine.take_checkpoints() {
-            if let Err(e) = self.store.save_checkpoints(&cps) {
-                // Replay covers it: the next start re-evaluates from the older checkpoint.
-                tracing::warn!("events: checkpoint not saved: {e}");
+            match self.store.save_checkpoints(&cps) {
+                Ok(()) => self.durable = true,
+                Err(e) => {
+                    // Replay covers it: the next start re-evaluates from the older checkpoint.
+                    tracing::warn!("events: checkpoint not saved: {e}");
+                    self.durable = false;
+                }
             }
+        } else if !self.durable {
+            // Nothing changed since a failed save: still not durable until a save succeeds.
+            self.durable = self.store.save_checkpoints(&self.engine.checkpoints()).is_ok();
         }
         self.counters.save();
         self.new_events = 0;

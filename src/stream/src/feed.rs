@@ -21,6 +21,10 @@
 //! * The chain's newest package must still be in the log; if it is not, the log was reset
 //!   (numbering restarted) and [`TopicFeed::open`] refuses, naming both directories, instead
 //!   of skipping the new packages as already streamed.
+//!   Unless retention deleted it: the package log keeps the segment holding the newest
+//!   *sealed* package ([`TopicFeed::sealed_upto`], what the feed reports to the log's
+//!   retention), so this happens only if the stream was not configured while retention ran;
+//!   then the log's first package is above it and the chain continues (logged).
 //!
 //! Reading the log uses its documented layout (`<data_dir>/packages/<topic dir>/seg-<first
 //! sequence, 20 digits>.jsonl`, one package per line) and starts at the segment holding
@@ -136,6 +140,9 @@ pub struct TopicFeed {
     writer: ChunkWriter,
     package_data_dir: PathBuf,
     last_sequence: Option<u64>,
+    /// Newest sequence number in a *sealed* chunk (or before the chain's origin): what the
+    /// package log's retention may consider consumed.
+    sealed_upto: Option<u64>,
     /// Packages skipped as already in the chain.
     pub duplicates: u64,
     /// Packages read from the log to fill gaps after open.
@@ -175,7 +182,13 @@ impl TopicFeed {
         // already streamed, so refuse to start rather than lose them silently.
         if let Some(last) = last_sequence {
             let found = replay_log(package_data_dir, topic, last.checked_sub(1), Some(last + 1), &mut |_, _| Ok(()))?;
-            if found == 0 {
+            let pruned = peaqos_core::package_log::first_logged_sequence(package_data_dir, topic)
+                .map_err(log_err)?
+                .is_some_and(|first| first > last);
+            if found == 0 && pruned {
+                // Retention deleted it (the chain had consumed it); the log continues after it.
+                warn!(topic, last, "stream: the chain's newest package is no longer in the package log (retention)");
+            } else if found == 0 {
                 return Err(StreamError::invalid(
                     package_log_dir(package_data_dir, topic).display().to_string(),
                     format!(
@@ -208,6 +221,7 @@ impl TopicFeed {
             writer,
             package_data_dir: package_data_dir.to_owned(),
             last_sequence,
+            sealed_upto: last_sequence,
             duplicates: 0,
             gap_filled: 0,
         };
@@ -233,9 +247,12 @@ impl TopicFeed {
         let (dir, topic) = (self.package_data_dir.clone(), self.writer.topic().to_owned());
         let after = self.last_sequence;
         let writer = &mut self.writer;
-        let last = &mut self.last_sequence;
+        let (last, sealed_upto) = (&mut self.last_sequence, &mut self.sealed_upto);
         replay_log(&dir, &topic, after, before, &mut |seq, line| {
-            sealed.extend(writer.append(line)?);
+            if let Some(s) = writer.append(line)? {
+                sealed.push(s);
+                *sealed_upto = Some(seq);
+            }
             *last = Some(seq);
             Ok(())
         })
@@ -260,7 +277,10 @@ impl TopicFeed {
                 warn!(topic = %self.writer.topic(), sequence, last = ?self.last_sequence, "stream: packages missing from the package log");
             }
         }
-        sealed.extend(self.writer.append(line)?);
+        if let Some(s) = self.writer.append(line)? {
+            sealed.push(s);
+            self.sealed_upto = Some(sequence);
+        }
         self.last_sequence = Some(sequence);
         Ok(sealed)
     }
@@ -280,12 +300,27 @@ impl TopicFeed {
 
     /// Age-based sealing.
     pub fn poll(&mut self, now: SystemTime) -> Result<Option<SealedChunk>> {
-        self.writer.poll(now)
+        let s = self.writer.poll(now)?;
+        if s.is_some() {
+            self.sealed_upto = self.last_sequence;
+        }
+        Ok(s)
     }
 
     /// Seal the open chunk now.
     pub fn close_now(&mut self) -> Result<Option<SealedChunk>> {
-        self.writer.close_now()
+        let s = self.writer.close_now()?;
+        if s.is_some() {
+            self.sealed_upto = self.last_sequence;
+        }
+        Ok(s)
+    }
+
+    /// Newest sequence number in a sealed chunk (every package up to it is in the chain for
+    /// good, whatever happens to the open chunk): the position the package log's retention may
+    /// delete up to. `None` while nothing is sealed.
+    pub fn sealed_upto(&self) -> Option<u64> {
+        self.sealed_upto
     }
 
     /// The chain writer.

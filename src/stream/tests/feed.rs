@@ -153,3 +153,58 @@ fn without_backfill_a_new_chain_starts_at_the_log_end() {
     drop(f);
     assert_eq!(chain_sequences(data, &keys), vec![7, 8]);
 }
+
+/// The feed reports only what is in a sealed chunk as consumed; the package log's retention
+/// deleting up to that position leaves the feed able to reopen, and a log pruned past the chain
+/// (the stream was not configured meanwhile) is continued, not refused as a reset log.
+#[test]
+fn sealed_position_is_safe_for_log_retention() {
+    use peaqos_core::retention::{Consumed, LogRetention};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let keys = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
+    {
+        // One commit per package: several segments.
+        let mut log = PackageLog::open(data, LogOptions { segment_max_bytes: 200 }).unwrap();
+        for s in 0..10 {
+            log.append(TOPIC, s, &line(s)).unwrap();
+            log.commit().unwrap();
+        }
+    }
+    let (mut feed, _) = open(data, &keys);
+    // 10 packages, chunks of 4: 0..=7 sealed, 8 and 9 in the open chunk.
+    assert_eq!(feed.last_sequence(), Some(9));
+    assert_eq!(feed.sealed_upto(), Some(7));
+    feed.sync().unwrap();
+    drop(feed);
+    let bound = LogRetention { max_bytes: 1, max_age: Duration::ZERO };
+    let mut log = PackageLog::open(data, LogOptions { segment_max_bytes: 200 }).unwrap();
+    log.prune(TOPIC, &bound, Consumed::UpTo(7), std::time::SystemTime::now()).unwrap();
+    let first = peaqos_core::package_log::first_logged_sequence(data, TOPIC).unwrap().unwrap();
+    assert!(first > 0 && first <= 7, "first kept {first}");
+    for s in 10..13 {
+        log.append(TOPIC, s, &line(s)).unwrap();
+    }
+    log.commit().unwrap();
+    // Reopen: the open chunk is sealed by recovery, 10..12 are replayed; nothing lost, nothing twice.
+    let (mut feed, _) = open(data, &keys);
+    assert_eq!(feed.last_sequence(), Some(12));
+    feed.close_now().unwrap();
+    assert_eq!(feed.sealed_upto(), Some(12));
+    assert_eq!(chain_sequences(data, &keys), (0..13).collect::<Vec<_>>());
+    drop(feed);
+    // The log moves on without the stream and retention prunes past the chain's end.
+    for s in 13..40 {
+        log.append(TOPIC, s, &line(s)).unwrap();
+        log.commit().unwrap();
+    }
+    log.prune(TOPIC, &bound, Consumed::NoConsumer, std::time::SystemTime::now()).unwrap();
+    let first = peaqos_core::package_log::first_logged_sequence(data, TOPIC).unwrap().unwrap();
+    assert!(first > 13, "first kept {first}");
+    let (mut feed, _) = open(data, &keys);
+    assert_eq!(feed.last_sequence(), Some(39));
+    feed.close_now().unwrap();
+    let seqs = chain_sequences(data, &keys);
+    let want: Vec<u64> = (0..13).chain(first..40).collect();
+    assert_eq!(seqs, want);
+}
