@@ -8,9 +8,14 @@
 //! gap-free, duplicate-free prefix of the log by sequence number:
 //!
 //! * The feed knows `last_sequence`, the `sequenceNumber` of the newest package in the chain.
-//!   At open it is read from the chain itself: [`ChunkWriter::open`] first seals whatever the
+//!   At open it is read from the chain itself: [`ChunkWriter::open`] first seals whatever a
 //!   previous run left in `open.jsonl` (recovery), then the last sealed chunk is decrypted with
 //!   the machine's own X25519 key entry and the `sequenceNumber` of its last line is taken.
+//! * The open chunk is kept in memory only ([`ChunkWriter::set_log_backed`]): every streamed
+//!   byte is written once to the package log and once in its sealed chunk, not a third time to
+//!   `open.jsonl`. The log keeps each package until a sealed chunk holds it (the feed reports
+//!   [`TopicFeed::sealed_upto`] to the log's retention), so after a crash the open chunk's
+//!   packages are replayed from the log like any others.
 //! * At open, every package of the topic in the log with a sequence above `last_sequence` is
 //!   appended (replay) and group-committed — packages that were logged but never reached the
 //!   chain before a crash.
@@ -175,7 +180,11 @@ impl TopicFeed {
         recipients: &Recipients,
         backfill: bool,
     ) -> Result<(TopicFeed, FeedOpened)> {
-        let (writer, recovery) = ChunkWriter::open(stream_dir, topic, policy, keys, machine_did, key_id, recipients)?;
+        let (mut writer, recovery) =
+            ChunkWriter::open(stream_dir, topic, policy, keys, machine_did, key_id, recipients)?;
+        // The package log keeps every package not yet sealed (the feed's retention position is
+        // its newest sealed package): the open chunk need not be written a second time.
+        writer.set_log_backed(true);
         let last_sequence = chain_last_sequence(&writer, keys)?;
         // The chain is a prefix of the log, so the log holds the chain's newest package. If it
         // does not, the log was reset (numbering restarted): new packages would be skipped as

@@ -188,7 +188,8 @@ struct OpenHeader {
 const OPEN_SCHEMA: &str = "peaqos.stream.open.v1";
 
 struct OpenChunk {
-    file: File,
+    /// `open.jsonl`; `None` for a log-backed writer (see [`ChunkWriter::set_log_backed`]).
+    file: Option<File>,
     /// Length of the header line (the file is `header_len + buf.len()` bytes).
     header_len: u64,
     buf: Vec<u8>,
@@ -210,6 +211,8 @@ pub struct ChunkWriter {
     last_chunk_id: Option<String>,
     open: Option<OpenChunk>,
     dir_needs_sync: bool,
+    /// The open chunk lives in memory only (see [`ChunkWriter::set_log_backed`]).
+    log_backed: bool,
 }
 
 impl std::fmt::Debug for ChunkWriter {
@@ -265,6 +268,7 @@ impl ChunkWriter {
             last_chunk_id: None,
             open: None,
             dir_needs_sync: false,
+            log_backed: false,
         };
         let report = w.recover()?;
         Ok((w, report))
@@ -286,6 +290,17 @@ impl ChunkWriter {
     pub fn last_chunk_id(&self) -> Option<&str> {
         self.last_chunk_id.as_deref()
     }
+    /// Keep the open chunk in memory only, never in `open.jsonl`, from the next chunk on: for a
+    /// writer fed from a durable log that keeps every package not yet in a sealed chunk (the
+    /// node's [`crate::feed::TopicFeed`], whose retention position is the newest *sealed*
+    /// package). A crash then loses nothing: the next start replays the open chunk's packages
+    /// from the log. This saves writing every streamed byte a second time (`open.jsonl`) before
+    /// the sealed chunk; `sync` has nothing to make durable. An open chunk adopted by recovery
+    /// (a previous run's `open.jsonl` kept open on a full disk) keeps its file.
+    pub fn set_log_backed(&mut self, on: bool) {
+        self.log_backed = on;
+    }
+
     /// Messages in the open chunk.
     pub fn open_messages(&self) -> u64 {
         self.open.as_ref().map_or(0, |o| o.messages)
@@ -471,7 +486,7 @@ impl ChunkWriter {
         file.set_len(len).map_err(|e| StreamError::io("truncate", path, e))?;
         file.seek(std::io::SeekFrom::Start(len)).map_err(|e| StreamError::io("seek", path, e))?;
         self.open = Some(OpenChunk {
-            file,
+            file: Some(file),
             header_len,
             buf: lines.to_vec(),
             messages,
@@ -530,16 +545,18 @@ impl ChunkWriter {
         }
         let path = self.dir.join(OPEN_FILE);
         let o = self.open.as_mut().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
-        let mut rec = Vec::with_capacity(line.len() + 1);
-        rec.extend_from_slice(line);
-        rec.push(b'\n');
-        if let Err(e) = o.file.write_all(&rec) {
-            // A short write (disk full) must not leave a partial line for the next one to follow.
-            let good = o.header_len + o.buf.len() as u64;
-            let _ = o.file.set_len(good).and_then(|_| o.file.seek(std::io::SeekFrom::Start(good)));
-            return Err(StreamError::io("append", &path, e));
+        let start = o.buf.len();
+        o.buf.extend_from_slice(line);
+        o.buf.push(b'\n');
+        if let Some(file) = o.file.as_mut() {
+            if let Err(e) = file.write_all(&o.buf[start..]) {
+                // A short write (disk full) must not leave a partial line for the next one to follow.
+                o.buf.truncate(start);
+                let good = o.header_len + o.buf.len() as u64;
+                let _ = file.set_len(good).and_then(|_| file.seek(std::io::SeekFrom::Start(good)));
+                return Err(StreamError::io("append", &path, e));
+            }
         }
-        o.buf.extend_from_slice(&rec);
         o.messages += 1;
         o.last_append = now;
         o.dirty = true;
@@ -557,6 +574,18 @@ impl ChunkWriter {
     }
 
     fn start_open(&mut self, now: SystemTime) -> Result<()> {
+        if self.log_backed {
+            self.open = Some(OpenChunk {
+                file: None,
+                header_len: 0,
+                buf: Vec::new(),
+                messages: 0,
+                first_append: now,
+                last_append: now,
+                dirty: false,
+            });
+            return Ok(());
+        }
         let path = self.dir.join(OPEN_FILE);
         let header = OpenHeader {
             open_chunk: OPEN_SCHEMA.into(),
@@ -575,7 +604,7 @@ impl ChunkWriter {
         file.write_all(&h).map_err(|e| StreamError::io("write", &path, e))?;
         self.dir_needs_sync = true;
         self.open = Some(OpenChunk {
-            file,
+            file: Some(file),
             header_len: h.len() as u64,
             buf: Vec::new(),
             messages: 0,
@@ -591,11 +620,11 @@ impl ChunkWriter {
     /// once this returns.
     pub fn sync(&mut self) -> Result<()> {
         if let Some(o) = &mut self.open {
-            if o.dirty {
+            if let (true, Some(file)) = (o.dirty, o.file.as_mut()) {
                 let path = self.dir.join(OPEN_FILE);
-                o.file.sync_data().map_err(|e| StreamError::io("fsync", &path, e))?;
-                o.dirty = false;
+                file.sync_data().map_err(|e| StreamError::io("fsync", &path, e))?;
             }
+            o.dirty = false;
         }
         if self.dir_needs_sync {
             store::sync_dir(&self.dir)?;
@@ -628,10 +657,13 @@ impl ChunkWriter {
     fn seal_open(&mut self, reason: CloseReason) -> Result<SealedChunk> {
         let o = self.open.take().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
         let OpenChunk { file, buf, messages, first_append, last_append, .. } = o;
+        let had_file = file.is_some();
         drop(file);
         let s = self.seal(buf, messages, first_append, last_append, reason)?;
-        let path = self.dir.join(OPEN_FILE);
-        self.remove_open(&path)?;
+        if had_file {
+            let path = self.dir.join(OPEN_FILE);
+            self.remove_open(&path)?;
+        }
         self.dir_needs_sync = false;
         Ok(s)
     }
