@@ -12,6 +12,7 @@
 //! waits to be coalesced, default 2.0).
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,6 +33,25 @@ use crate::StartError;
 
 type Tap = Box<dyn FnMut(&[Published]) + Send>;
 type Batch = Vec<(Arc<str>, u64, String)>;
+
+/// Default of `events.queue_max_bytes`: the packaging thread → events thread hand-over.
+const DEFAULT_QUEUE_MAX_BYTES: i64 = 16 << 20;
+
+/// The hand-over's bytes in flight and its counted drops (`~/status`, `/diagnostics`).
+#[derive(Default)]
+pub struct HandOver {
+    pub queued_bytes: AtomicUsize,
+    pub max_bytes: AtomicUsize,
+    pub dropped: AtomicU64,
+    pub dropped_bytes: AtomicU64,
+}
+
+static HAND_OVER: OnceLock<Arc<HandOver>> = OnceLock::new();
+
+/// The events hand-over's counters (`None` without event rules).
+pub fn hand_over() -> Option<&'static Arc<HandOver>> {
+    HAND_OVER.get()
+}
 
 /// Rules (name, topic, event type) and their counters, for `~/status`.
 struct StatusView {
@@ -90,6 +110,7 @@ pub fn start(
     chain: Option<&ChainServices>,
     machine_id: &str,
     catalogs: &HashMap<String, FieldCatalog>,
+    retention: &crate::retention::Retention,
 ) -> Result<Option<EventsSubsystem>, StartError> {
     let machine_id = machine_id.to_owned();
     let batch_max =
@@ -103,6 +124,14 @@ pub fn start(
         return Err(param_err("events.batch_max", format!("must be 1..512, got {batch_max}")));
     }
     let max_age = peaqos_core::duration::seconds(max_age, true).map_err(|e| param_err("events.max_age", e))?;
+    let queue_max_bytes = params.declared.read_only_in::<i64>(
+        "events.queue_max_bytes",
+        DEFAULT_QUEUE_MAX_BYTES,
+        "Most package bytes handed from the packaging thread to the event rules and not yet evaluated; beyond it a hand-over is dropped and counted (the rules then read those packages back from the package log: nothing is lost).",
+        rclrs::ParameterRange { lower: Some(65_536), upper: Some(i64::MAX), step: None },
+    )?;
+    let queue_max_bytes =
+        usize::try_from(queue_max_bytes).map_err(|_| param_err("events.queue_max_bytes", "out of range"))?;
     if map.topics.iter().all(|t| t.events.is_empty()) {
         return Ok(None);
     }
@@ -132,6 +161,7 @@ pub fn start(
     });
     let n_rules = rules.len();
     let topics: Vec<String> = rules.iter().map(|r| r.topic.clone()).collect();
+    crate::retention::register_events(&retention.consumers, &topics);
     let mut processor = Processor::open(&params.data_dir, rules, Arc::clone(&store), Arc::clone(&counters))
         .map_err(|e| param_err("data_dir", format!("events: {e}")))?;
 
@@ -169,30 +199,52 @@ pub fn start(
     }
     // `None` asks the thread to flush and stop.
     let (tx, rx) = mpsc::channel::<Option<Batch>>();
+    let hand = Arc::new(HandOver { max_bytes: AtomicUsize::new(queue_max_bytes), ..HandOver::default() });
+    let _ = HAND_OVER.set(Arc::clone(&hand));
+    let (thread_hand, topics_caught) = (Arc::clone(&hand), topics.clone());
+    let mut caught_up_to = 0u64;
+    let consumers = Arc::clone(&retention.consumers);
+    crate::retention::report_events(&consumers, &processor);
+    let (events_max_age, retention_interval) = (retention.events_max_age, retention.interval);
+    let mut last_prune = std::time::Instant::now();
+    let prune_store = Arc::clone(&store);
     let thread = std::thread::Builder::new()
         .name("peaqos-events".into())
         .spawn(move || {
             loop {
                 let mut stopping = false;
+                let take = |batch: &Batch, processor: &mut Processor| {
+                    for (topic, seq, json) in batch {
+                        thread_hand.queued_bytes.fetch_sub(json.len(), Ordering::Relaxed);
+                        if let Err(e) = processor.handle_next(topic, *seq, json) {
+                            tracing::error!("events: reading {topic} from the package log failed: {e}");
+                        }
+                    }
+                };
                 match rx.recv_timeout(Duration::from_millis(500)) {
                     Ok(Some(batch)) => {
-                        for (topic, seq, json) in &batch {
-                            processor.handle(topic, *seq, json);
-                        }
+                        take(&batch, &mut processor);
                         // Drain what queued meanwhile before the (fsync'ing) flush.
                         while let Ok(more) = rx.try_recv() {
                             match more {
-                                Some(more) => {
-                                    for (topic, seq, json) in &more {
-                                        processor.handle(topic, *seq, json);
-                                    }
-                                }
+                                Some(more) => take(&more, &mut processor),
                                 None => stopping = true,
                             }
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
+                }
+                // Dropped hand-overs with nothing newer arriving: read them back from the log
+                // (every drop counted before this read is in the log: the tap runs after commit).
+                let dropped = thread_hand.dropped.load(Ordering::Relaxed);
+                if dropped > caught_up_to && thread_hand.queued_bytes.load(Ordering::Relaxed) == 0 {
+                    caught_up_to = dropped;
+                    for t in &topics_caught {
+                        if let Err(e) = processor.catch_up(t) {
+                            tracing::error!("events: reading {t} from the package log failed: {e}");
+                        }
+                    }
                 }
                 if stopping {
                     processor.flush();
@@ -205,6 +257,13 @@ pub fn start(
                 processor.tick(now);
                 let new = processor.new_events;
                 processor.flush();
+                crate::retention::report_events(&consumers, &processor);
+                if last_prune.elapsed() >= retention_interval {
+                    last_prune = std::time::Instant::now();
+                    if let Err(e) = prune_store.prune_submitted(events_max_age, std::time::SystemTime::now()) {
+                        tracing::warn!("events: retention of submitted records failed: {e}");
+                    }
+                }
                 if new > 0 {
                     if let Some(w) = &waker {
                         w.notify_one();
@@ -218,14 +277,29 @@ pub fn start(
         .map_err(|e| param_err("events", format!("cannot start the events thread: {e}")))?;
 
     let tap_tx = tx.clone();
+    // Bounded by bytes, never blocks the packaging thread: a hand-over over the bound is dropped
+    // and counted; the events thread reads it back from the package log.
+    let mut last_warn: Option<std::time::Instant> = None;
     let tap: Tap = Box::new(move |batch: &[Published]| {
-        let v: Batch = batch
-            .iter()
-            .filter(|p| topics.iter().any(|t| **t == *p.topic))
-            .map(|p| (Arc::clone(&p.topic), p.sequence_number, p.package_json.clone()))
-            .collect();
+        let mut v: Batch = Vec::new();
+        for p in batch.iter().filter(|p| topics.iter().any(|t| **t == *p.topic)) {
+            let n = p.package_json.len();
+            if hand.queued_bytes.load(Ordering::Relaxed) + n > queue_max_bytes {
+                hand.dropped.fetch_add(1, Ordering::Relaxed);
+                hand.dropped_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    last_warn = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        "events: hand-over over events.queue_max_bytes ({queue_max_bytes}): {} dropped so far, read back from the package log",
+                        hand.dropped.load(Ordering::Relaxed)
+                    );
+                }
+                continue;
+            }
+            hand.queued_bytes.fetch_add(n, Ordering::Relaxed);
+            v.push((Arc::clone(&p.topic), p.sequence_number, p.package_json.clone()));
+        }
         if !v.is_empty() {
-            // Unbounded: never blocks the packaging thread (evaluation is far faster than signing).
             let _ = tap_tx.send(Some(v));
         }
     });

@@ -13,6 +13,7 @@ mod events;
 mod market;
 mod params;
 mod qos;
+mod retention;
 mod ros_log;
 mod status;
 mod stream;
@@ -128,6 +129,8 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     let chain_params = chain::ChainParams::declare(&params)?;
     let chain_services = chain::serve(&node, chain_params, &chain_key, &params.services)?;
     let machine_id = chain::declare_machine_id(&params)?;
+    // Retention: consumers of the package log register before the pipeline starts deleting.
+    let retention = retention::Retention::declare(&params)?;
 
     // Taps: subsystems that consume every durable package batch after it is published (the
     // chunk stream, the event rules). Each must return at once (hand the batch to its own
@@ -135,12 +138,12 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     #[allow(unused_mut)]
     let mut taps: Vec<Tap> = Vec::new();
     // -- tap registration: new subsystems push their tap here --
-    let mut stream = stream::start(&node, &params, &map, chain_services.as_ref(), &machine_id)?;
+    let mut stream = stream::start(&node, &params, &map, chain_services.as_ref(), &machine_id, &retention)?;
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
     let market = market::start(&node, &params, &map, &machine_id, params.machine_key()?)?;
-    let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs)?;
+    let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs, &retention)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);
     }
@@ -168,6 +171,10 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
             max_queued_bytes: params.max_queued_bytes,
             topic_max_queued_bytes: params.topic_max_queued_bytes,
             min_free_bytes: params.min_free_bytes,
+            retention: retention.log,
+            segment_max_bytes: retention.segment_max_bytes,
+            retention_interval: retention.interval,
+            consumers: Arc::clone(&retention.consumers),
             ..PipelineConfig::new(params.data_dir.clone())
         },
         key,

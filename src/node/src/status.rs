@@ -1,4 +1,5 @@
 //! `~/status` (peaqos_node/srv/GetStatus) and the 1 Hz `/diagnostics` report.
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,6 +34,9 @@ fn topic_status(s: &TopicStats, type_name: &str) -> TopicStatus {
         errors: s.errors,
         queue_depth: s.queue_depth as u64,
         last_sequence: s.last_sequence.map(|n| n as i64).unwrap_or(-1),
+        log_bytes: s.log_bytes,
+        log_segments_removed: s.retention_removed_segments,
+        log_bytes_removed: s.retention_removed_bytes,
     }
 }
 
@@ -84,6 +88,9 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
                     kv("queue_depth", s.queue_depth),
                     kv("queued_bytes", s.queued_bytes),
                     kv("last_sequence", s.last_sequence.map(|n| n as i64).unwrap_or(-1)),
+                    kv("log_bytes", s.log_bytes),
+                    kv("log_segments_removed", s.retention_removed_segments),
+                    kv("log_bytes_removed", s.retention_removed_bytes),
                 ],
             }
         })
@@ -103,6 +110,25 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
             kv("accepting", refusing.is_none()),
         ],
     });
+    if let Some(h) = crate::events::hand_over() {
+        let dropped = h.dropped.load(Ordering::Relaxed);
+        status.push(DiagnosticStatus {
+            level: if dropped > 0 { DiagnosticStatus::WARN } else { DiagnosticStatus::OK },
+            name: "peaqos_node: events hand-over".to_owned(),
+            message: if dropped > 0 {
+                format!("{dropped} hand-overs dropped for events.queue_max_bytes (read back from the package log)")
+            } else {
+                "ok".to_owned()
+            },
+            hardware_id: did.to_owned(),
+            values: vec![
+                kv("queued_bytes", h.queued_bytes.load(Ordering::Relaxed)),
+                kv("max_bytes", h.max_bytes.load(Ordering::Relaxed)),
+                kv("dropped", dropped),
+                kv("dropped_bytes", h.dropped_bytes.load(Ordering::Relaxed)),
+            ],
+        });
+    }
     status.extend(crate::market::diagnostic_status(did));
     DiagnosticArray { header: Header { stamp: now(), frame_id: String::new() }, status }
 }
@@ -139,6 +165,11 @@ pub fn serve(
                 .unwrap_or_default(),
             streams: crate::stream::status_view().map(|v| v.streams()).unwrap_or_default(),
             event_rules: crate::events::status().0,
+            events_handover_queued_bytes: crate::events::hand_over()
+                .map_or(0, |h| h.queued_bytes.load(Ordering::Relaxed) as u64),
+            events_handover_dropped: crate::events::hand_over().map_or(0, |h| h.dropped.load(Ordering::Relaxed)),
+            events_handover_dropped_bytes: crate::events::hand_over()
+                .map_or(0, |h| h.dropped_bytes.load(Ordering::Relaxed)),
             events_machine_id: crate::events::status().1,
         }
     })?;

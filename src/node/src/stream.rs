@@ -70,14 +70,19 @@ const DEFAULT_SHUTDOWN_UPLOAD_TIMEOUT: f64 = 10.0;
 const SHUTDOWN_UPLOAD_GRACE: Duration = Duration::from_secs(2);
 
 /// One streamed topic's upload queues: topic, topic directory, destinations (slot order).
-type UploadTopic = (String, PathBuf, Vec<Box<dyn Destination>>);
+pub(crate) type UploadTopic = (String, PathBuf, Vec<Box<dyn Destination>>);
 
 /// A package tap as `main.rs` registers it.
 pub type Tap = Box<dyn FnMut(&[Published]) + Send>;
 
 /// Live counters of one streamed topic (for `~/status`).
 #[derive(Debug, Clone, Default)]
-struct Counters {
+pub(crate) struct Counters {
+    /// Local ciphertexts deleted by retention (stored at every destination), and their bytes.
+    pub(crate) chunks_pruned: u64,
+    pub(crate) chunks_pruned_bytes: u64,
+    /// Local ciphertext bytes after the last retention pass.
+    pub(crate) local_chunk_bytes: u64,
     chunks_sealed: u64,
     last_chunk_index: Option<u64>,
     last_sequence: Option<u64>,
@@ -126,6 +131,9 @@ impl StatusView {
                 upload_backlog: c.upload_backlog,
                 replayed: c.replayed,
                 handover_dropped: d.load(Ordering::Relaxed),
+                chunks_pruned: c.chunks_pruned,
+                chunks_pruned_bytes: c.chunks_pruned_bytes,
+                local_chunk_bytes: c.local_chunk_bytes,
                 last_error: c.last_error,
             })
             .collect()
@@ -217,6 +225,7 @@ pub fn start(
     map: &DataEventMap,
     chain: Option<&ChainServices>,
     machine_id: &str,
+    retention: &crate::retention::Retention,
 ) -> Result<Option<StreamSubsystem>, StartError> {
     let policy_file = if params.policy_file.is_empty() {
         PathBuf::from("<embedded default policy>")
@@ -258,6 +267,7 @@ pub fn start(
     let mut feeds = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         let recipients = s.cfg.recipients().map_err(|(k, r)| policy_err(&policy_file, format!("stream.{k}"), r))?;
+        crate::retention::register_stream(&retention.consumers, &s.topic);
         let (feed, opened) = TopicFeed::open(
             &stream_dir,
             &params.data_dir,
@@ -291,6 +301,7 @@ pub fn start(
             feed.last_sequence(),
             opened.replayed
         );
+        crate::retention::report_stream(&retention.consumers, &feed);
         feeds.push(feed);
     }
 
@@ -310,10 +321,11 @@ pub fn start(
     let (upload_done_tx, upload_done) = mpsc::channel::<()>();
     let upload_thread = {
         let (stop, counters, pubr) = (Arc::clone(&stop), Arc::clone(&counters), chunks_pub.clone());
+        let mut pruner = crate::retention::ChunkPruner::new(retention, &stream_dir, Arc::clone(&counters));
         std::thread::Builder::new()
             .name("peaqos-upload".into())
             .spawn(move || {
-                upload_loop(&uploads, upload_rx, &stop, counters, &pubr);
+                upload_loop(&uploads, upload_rx, &stop, counters, &pubr, &mut pruner);
                 upload_at_stop(&uploads, &pubr, shutdown_upload_timeout);
                 let _ = upload_done_tx.send(());
             })
@@ -323,9 +335,10 @@ pub fn start(
     // Stream thread.
     let stream_thread = {
         let (counters, queued, dropped) = (Arc::clone(&counters), Arc::clone(&queued), Arc::clone(&dropped));
+        let consumers = Arc::clone(&retention.consumers);
         std::thread::Builder::new()
             .name("peaqos-stream".into())
-            .spawn(move || stream_loop(feeds, rx, queued, counters, dropped, chunks_pub, upload_tx))
+            .spawn(move || stream_loop(feeds, rx, queued, counters, dropped, chunks_pub, upload_tx, consumers))
             .map_err(|e| stream_err("stream thread", e))?
     };
 
@@ -422,6 +435,7 @@ fn set_error(counters: &Mutex<Vec<(String, Counters)>>, t: usize, e: &dyn std::f
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn stream_loop(
     mut feeds: Vec<TopicFeed>,
     rx: Receiver<Cmd>,
@@ -430,6 +444,7 @@ fn stream_loop(
     dropped: Arc<Vec<AtomicU64>>,
     publisher: Publisher<ChunkManifest>,
     upload_tx: Sender<()>,
+    consumers: Arc<peaqos_core::retention::LogConsumers>,
 ) {
     let mut stopping = false;
     let mut last_catch_up = Instant::now();
@@ -522,6 +537,9 @@ fn stream_loop(
                 c[*t].1.chunks_sealed += 1;
             }
         }
+        for f in &feeds {
+            crate::retention::report_stream(&consumers, f);
+        }
         if !sealed.is_empty() {
             for (_, s) in &sealed {
                 if let Err(e) = publisher.publish(manifest_msg(s, "sealed")) {
@@ -540,6 +558,7 @@ fn upload_loop(
     stop: &AtomicBool,
     counters: Arc<Mutex<Vec<(String, Counters)>>>,
     publisher: &Publisher<ChunkManifest>,
+    pruner: &mut crate::retention::ChunkPruner,
 ) {
     // Per destination: consecutive failures and when to try again (backoff 2, 4, … 30 s).
     let mut retry: Vec<Vec<(u32, Instant)>> =
@@ -590,6 +609,7 @@ fn upload_loop(
                 }
             }
         }
+        pruner.run(topics);
         // Sleep until something is sealed or the retry interval passed (not while a healthy
         // destination still has a backlog).
         if !busy {
