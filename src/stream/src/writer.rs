@@ -213,6 +213,8 @@ pub struct ChunkWriter {
     dir_needs_sync: bool,
     /// The open chunk lives in memory only (see [`ChunkWriter::set_log_backed`]).
     log_backed: bool,
+    /// After a failed seal (a full disk) the next try waits until then.
+    seal_retry_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for ChunkWriter {
@@ -269,6 +271,7 @@ impl ChunkWriter {
             open: None,
             dir_needs_sync: false,
             log_backed: false,
+            seal_retry_at: None,
         };
         let report = w.recover()?;
         Ok((w, report))
@@ -447,7 +450,7 @@ impl ChunkWriter {
         }
         let first = SystemTime::UNIX_EPOCH + Duration::from_millis(header.first_append_ms);
         let last = fs::metadata(path).and_then(|m| m.modified()).unwrap_or(first);
-        let s = match self.seal(lines.to_vec(), messages, first, last, CloseReason::Recovery) {
+        let s = match self.seal(lines, messages, first, last, CloseReason::Recovery) {
             Ok(s) => s,
             Err(e) if e.is_disk_full() => {
                 // Starting on a full disk must not fail: keep the open chunk open as it is.
@@ -568,7 +571,16 @@ impl ChunkWriter {
             None
         };
         match reason {
-            Some(r) => self.seal_open(r).map(Some),
+            Some(_) if self.seal_retry_at.is_some_and(|t| std::time::Instant::now() < t) => Ok(None),
+            // The line is in the open chunk whatever happens to the seal: a failed seal (a full
+            // disk) is logged and retried later, the append itself succeeded.
+            Some(r) => match self.seal_open(r) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => {
+                    warn!(topic = %self.topic, error = %e, "sealing a full chunk failed; the chunk stays open, retried in 1 s");
+                    Ok(None)
+                }
+            },
             None => Ok(None),
         }
     }
@@ -638,7 +650,7 @@ impl ChunkWriter {
         let due = match &self.open {
             Some(o) if o.messages > 0 => now.duration_since(o.first_append).unwrap_or_default() >= self.policy.max_age,
             _ => false,
-        };
+        } && self.seal_retry_at.is_none_or(|t| std::time::Instant::now() >= t);
         if due {
             self.seal_open(CloseReason::MaxAge).map(Some)
         } else {
@@ -655,11 +667,23 @@ impl ChunkWriter {
     }
 
     fn seal_open(&mut self, reason: CloseReason) -> Result<SealedChunk> {
-        let o = self.open.take().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
-        let OpenChunk { file, buf, messages, first_append, last_append, .. } = o;
-        let had_file = file.is_some();
-        drop(file);
-        let s = self.seal(buf, messages, first_append, last_append, reason)?;
+        let mut o = self.open.take().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
+        let mut buf = std::mem::take(&mut o.buf);
+        let s = match self.seal(&buf, o.messages, o.first_append, o.last_append, reason) {
+            Ok(s) => s,
+            Err(e) => {
+                // Not sealed (a full disk): the chunk stays open as it was, sealing is retried by
+                // the next append or poll after a second. Nothing appended is dropped.
+                o.buf = buf;
+                self.open = Some(o);
+                self.seal_retry_at = Some(std::time::Instant::now() + Duration::from_secs(1));
+                return Err(e);
+            }
+        };
+        self.seal_retry_at = None;
+        zeroize::Zeroize::zeroize(&mut buf);
+        let had_file = o.file.is_some();
+        drop(o);
         if had_file {
             let path = self.dir.join(OPEN_FILE);
             self.remove_open(&path)?;
@@ -670,16 +694,15 @@ impl ChunkWriter {
 
     fn seal(
         &mut self,
-        plaintext: Vec<u8>,
+        plaintext: &[u8],
         messages: u64,
         first: SystemTime,
         last: SystemTime,
         reason: CloseReason,
     ) -> Result<SealedChunk> {
-        let plaintext = zeroize::Zeroizing::new(plaintext);
         let index = self.next_index;
         let (chunk, ct) = seal_chunk(
-            &plaintext,
+            plaintext,
             index,
             self.last_chunk_id.as_deref(),
             &self.signer,

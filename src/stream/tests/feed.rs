@@ -211,3 +211,67 @@ fn sealed_position_is_safe_for_log_retention() {
     let want: Vec<u64> = (0..13).chain(first..40).collect();
     assert_eq!(seqs, want);
 }
+
+/// A seal that fails for lack of space keeps the open chunk (in memory: nothing was written
+/// twice) and is retried; nothing is lost or doubled. The stream directory is on a small tmpfs
+/// this test mounts (root or CAP_SYS_ADMIN: it fails without, never skips).
+#[test]
+fn a_seal_on_a_full_disk_keeps_the_open_chunk_and_retries() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let fs = data.join("stream");
+    std::fs::create_dir_all(&fs).unwrap();
+    let out = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&fs).output();
+    let out = out.expect("run mount");
+    assert!(
+        out.status.success(),
+        "this test needs root or CAP_SYS_ADMIN to mount a tmpfs: mount said {:?}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(fs.clone());
+    let keys = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
+    log_packages(data, 0..4);
+    let (mut f, _) = {
+        let did = keys.default_did();
+        let policy = ChunkPolicy { max_bytes: 1 << 20, max_messages: 4, max_age: Duration::from_secs(3600) };
+        let r =
+            TopicFeed::open(&fs, data, TOPIC, policy, &keys, &did, &format!("{did}#s"), &Recipients::default(), true);
+        r.unwrap()
+    };
+    assert_eq!(f.sealed_upto(), Some(3), "0..=3 replayed and sealed at open");
+    log_packages(data, 4..9);
+    // Fill the file system.
+    let mut filler = std::fs::File::create(fs.join("filler")).unwrap();
+    for block in [65_536usize, 512, 1] {
+        while filler.write_all(&vec![0u8; block]).is_ok() {}
+    }
+    drop(filler);
+    for s in 4..8 {
+        assert!(f.push(s, line(s).as_bytes()).unwrap().is_empty(), "nothing can be sealed on a full disk");
+    }
+    assert_eq!(f.writer().open_messages(), 4, "the full chunk stays open");
+    assert_eq!(f.sealed_upto(), Some(3), "retention must keep 4..7 in the package log");
+    std::fs::remove_file(fs.join("filler")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let sealed = f.push(8, line(8).as_bytes()).unwrap();
+    assert_eq!(sealed.len(), 1, "retried once space is back");
+    assert_eq!(f.sealed_upto(), Some(8));
+    drop(f);
+    let dir = store::topic_dir(&fs, TOPIC).unwrap();
+    let mut seqs = Vec::new();
+    for i in store::sealed_indices(&dir).unwrap() {
+        let c = store::load_chunk(&dir, i).unwrap();
+        let e = c.recipient(RecipientType::Machine).unwrap();
+        let pt =
+            decrypt_chunk(&c, e, keys.x25519_secret(), &store::read(&store::chunk_paths(&dir, i).1).unwrap()).unwrap();
+        seqs.extend(pt.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| line_sequence(l, "t").unwrap()));
+    }
+    assert_eq!(seqs, (0..9).collect::<Vec<_>>());
+}
