@@ -148,7 +148,16 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         taps.push(tap);
     }
 
-    let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(1000))?;
+    // Reliable keep-last: what DDS may hold for a slow subscriber is this many packages (each at
+    // most about its topic's queue byte bound, base64 included).
+    let depth: i64 = params.declared.read_only_in(
+        "data_packages.depth",
+        1000,
+        "History depth of the reliable ~/data_packages publisher (1..10000): the most packages DDS keeps for a slow subscriber. Lower it for large messages: DDS holds up to depth × the largest package.",
+        rclrs::ParameterRange { lower: Some(1), upper: Some(10_000), step: None },
+    )?;
+    let depth = u32::try_from(depth).map_err(|_| params::param_err("data_packages.depth", "must be 1..10000"))?;
+    let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(depth))?;
     let sink = Box::new(move |batch: Vec<Published>| {
         for p in &batch {
             let msg = DataPackage {
