@@ -12,8 +12,9 @@
 //! The envelope `<index>.json` (with its `storageRef`), `<index>.meta.json` and
 //! `<index>.refs.json` stay: a few hundred bytes per chunk that keep the chain of chunk ids
 //! verifiable locally, let grants be made for the chunk (a grant re-wraps the key from the
-//! envelope; the buyer fetches the ciphertext from `storageRef`), and tell where the data is.
-//! A dataset can only be sealed over chunks whose ciphertext is still local.
+//! envelope; the buyer fetches the ciphertext from `storageRef`), seal datasets over it (they
+//! commit to chunk ids) and tell where the data is; [`crate::verify::verify_dir`] reports such
+//! chunks as stored elsewhere.
 //!
 //! **Grants.** Buyer access files under `<stream dir>/grants/<buyer key>/<ms>/` are copies of
 //! what the `~/grant_access` service returned; a grant directory older than

@@ -77,6 +77,20 @@ fn uploaded_chunks_go_oldest_first_and_the_chain_still_verifies() {
         dests[0].get(&r).ok()
     });
     assert!(v.valid, "{v:?}");
+    // `peaqos-stream verify` (verify_dir) accepts the chunks stored elsewhere, says how many,
+    // and still checks their links, ids and signatures.
+    let r = peaqos_stream::verify::verify_dir(&dir, None).unwrap();
+    assert_eq!((r.chunks, r.stored_elsewhere), (10, 9));
+    // A dataset can still be sealed over pruned chunks (it commits to chunk ids).
+    let k = MachineStreamKeys::from_secret_hex(SECRET).unwrap();
+    let sign = |m: &[u8]| k.eip191_sign(m);
+    let m = peaqos_stream::dataset::build_dataset(&tmp.path().join("stream"), "/cam", 0, 5, &k.default_did(), 1, &sign)
+        .unwrap();
+    assert_eq!(m.chunk_ids.len(), 6);
+    let mut c3: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("3.json")).unwrap()).unwrap();
+    c3["encryptedDataHash"] = serde_json::Value::String(format!("0x{}", "ab".repeat(32)));
+    std::fs::write(dir.join("3.json"), serde_json::to_vec(&c3).unwrap()).unwrap();
+    assert!(peaqos_stream::verify::verify_dir(&dir, None).is_err(), "a forged envelope of a pruned chunk");
 }
 
 #[test]
