@@ -9,8 +9,12 @@ durably consumed is deleted:
   (ciphertexts from the chain directory or, once pruned there, from their storageRef).
 * /rt/beat has an event rule (windows of 10 messages, chain client disabled: events stay
   pending): its log goes only behind the rule's checkpoint; every window of the run became an
-  event, none was cut short.
-* The node restarts on the pruned state and continues both (stream and rules) without a gap.
+  event, none was cut short. Its messages are larger than the events hand-over bound
+  (events.queue_max_bytes 64 KiB), so every hand-over is dropped, counted, and read back from
+  the package log by the rules.
+* The node is killed (-9: the open chunk, held in memory only, is lost) and restarts on the
+  pruned state: the stream replays the open chunk's packages from the log (retention kept them)
+  and both consumers continue without a gap.
 The retention parameters are declared (`ros2 param list` sees them) and the deletions are
 counted on ~/status."""
 from __future__ import annotations
@@ -46,6 +50,7 @@ CHUNKS_MAX = 512 << 10     # retention.chunks_max_bytes
 # chunk, one event window) and the segment being written.
 SLACK = 1536 << 10
 MSG = 20_000
+BEAT_MSG = 70_000  # above events.queue_max_bytes: every hand-over to the rules is dropped
 RETENTION_PARAMS = {
     "retention.log_max_bytes", "retention.log_max_age", "retention.log_segment_max_bytes",
     "retention.chunks_max_bytes", "retention.chunks_max_age", "retention.grants_max_age",
@@ -154,8 +159,9 @@ class Robot:
             while time.monotonic() < target:
                 import rclpy
                 rclpy.spin_once(self.n, timeout_sec=0.005)
-            for p in self.pubs.values():
-                p.publish(String(data=f"{self.i:08d}" + "x" * MSG))
+            self.pubs[CAM].publish(String(data=f"{self.i:08d}" + "x" * MSG))
+            if self.i % 5 == 0:  # /rt/beat at a fifth of the rate, larger messages
+                self.pubs[BEAT].publish(String(data=f"{self.i:08d}" + "x" * BEAT_MSG))
             self.i += 1
             if self.i % 10 == 0:
                 sample()
@@ -175,6 +181,7 @@ def test_disk_use_stays_under_the_bounds_and_nothing_unconsumed_is_deleted(tmp_p
         "policy_file": str(tmp_path / "policy.yaml"), "data_dir": str(data), "chain.enabled": "false",
         "retention.log_max_bytes": str(LOG_MAX), "retention.log_segment_max_bytes": str(SEGMENT),
         "retention.chunks_max_bytes": str(CHUNKS_MAX), "retention.interval": "0.5",
+        "events.queue_max_bytes": "65536",
     }
     node = NodeProcess(tmp_path, params).start()
     robot = Robot(ros_node)
@@ -199,32 +206,40 @@ def test_disk_use_stays_under_the_bounds_and_nothing_unconsumed_is_deleted(tmp_p
         st = robot.status(node)
         cam, beat = (next(t for t in st.topics if t.topic == x) for x in (CAM, BEAT))
         written = cam.packaged * MSG
-        assert written > 10 * LOG_MAX, f"only {written} bytes packaged"
+        assert written > 10 * LOG_MAX and beat.packaged * BEAT_MSG > 10 * LOG_MAX, (cam, beat)
         assert cam.log_segments_removed > 0 and beat.log_segments_removed > 0, (cam, beat)
         assert st.streams[0].chunks_pruned > 0, st.streams[0]
+        assert st.events_handover_dropped >= beat.packaged and st.events_handover_dropped_bytes > 0, st
         print(f"\npeak disk use: {peaks}; cam packaged {cam.packaged} ({written >> 20} MiB), "
               f"log segments removed cam {cam.log_segments_removed} beat {beat.log_segments_removed}, "
               f"chunks pruned {st.streams[0].chunks_pruned}")
         assert peaks["cam log"] <= LOG_MAX + SLACK, peaks
         assert peaks["beat log"] <= LOG_MAX + SLACK, peaks
         assert peaks["cam chunks"] <= CHUNKS_MAX + SLACK, peaks
-        # Stop cleanly: the open chunk is sealed, the rules flush.
-        assert node.stop() == 0
+        # Let the rules catch up with the log (every hand-over was dropped), then kill -9: the
+        # open chunk (memory only) is lost, the rules' open window too.
+        last_beat = beat.last_sequence
+        wait_until(lambda: len(event_windows(data)) == (last_beat + 1) // 10, 30, "the rules to catch up",
+                   nodes=node, spin=ros_node)
+        node.kill9()
         sample()
 
-        # Nothing a consumer had not durably consumed was deleted.
+        # Nothing a consumer had not durably consumed was deleted: the sealed chain is a gap-free
+        # prefix, and the package log still holds everything after it.
         seqs, from_remote = chain_sequences(data)
         assert from_remote > 0
         assert seqs == list(range(len(seqs))), "the chunk chain has a gap or a duplicate"
-        assert robot.acked[CAM] <= set(seqs), "an acknowledged package is not in the chunk chain"
         log_cam = log_seqs(data, CAM)
-        assert log_cam[0] > 0 and log_cam == list(range(log_cam[0], log_cam[-1] + 1)) and log_cam[-1] == seqs[-1]
+        assert 0 < log_cam[0] <= seqs[-1] + 1, (log_cam[0], seqs[-1])
+        assert log_cam == list(range(log_cam[0], log_cam[-1] + 1)) and log_cam[-1] == cam.last_sequence
+        assert robot.acked[CAM] <= set(seqs) | set(log_cam), "an acknowledged package is in neither"
         windows = event_windows(data)
         log_beat = log_seqs(data, BEAT)
         assert log_beat[0] > 0 and log_beat == list(range(log_beat[0], log_beat[-1] + 1))
         assert windows == [(10 * k, 10 * k + 9) for k in range(len(windows))], "an event window was cut short"
         assert len(windows) == (log_beat[-1] + 1) // 10, (len(windows), log_beat[-1])
         assert robot.acked[BEAT] <= set(range(log_beat[-1] + 1))
+        assert windows[-1][1] >= log_beat[0] - 1, "the log lost packages of the rules' open window"
 
         # Restart on the pruned state: both consumers continue without a gap.
         node = NodeProcess(tmp_path, params, name="node2").start()
@@ -232,6 +247,7 @@ def test_disk_use_stays_under_the_bounds_and_nothing_unconsumed_is_deleted(tmp_p
         robot.wait_matched(node)
         robot.run(4, 50, sample)
         robot.settle(node, {CAM: len(robot.acked[CAM]), BEAT: len(robot.acked[BEAT])})
+        assert "replayed packages from the package log" in node.output(), node.tail()
         assert node.stop() == 0
         seqs2, _ = chain_sequences(data)
         assert seqs2 == list(range(len(seqs2))) and len(seqs2) > len(seqs)

@@ -221,7 +221,9 @@ pub fn start(
                         }
                     }
                 };
-                match rx.recv_timeout(Duration::from_millis(500)) {
+                // Dropped hand-overs waiting to be read back from the log: look again soon.
+                let behind = thread_hand.dropped.load(Ordering::Relaxed) > caught_up_to;
+                match rx.recv_timeout(Duration::from_millis(if behind { 50 } else { 500 })) {
                     Ok(Some(batch)) => {
                         take(&batch, &mut processor);
                         // Drain what queued meanwhile before the (fsync'ing) flush.
