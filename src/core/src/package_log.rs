@@ -355,6 +355,85 @@ impl PackageLog {
     }
 }
 
+/// A segment as retention sees it: first sequence, path, length, last write.
+type SegmentInfo = (u64, PathBuf, u64, Option<SystemTime>);
+
+impl PackageLog {
+    /// Apply a bound on all topics' logs together: while they hold more than `max_total`
+    /// bytes, delete the segment last written longest ago among each topic's oldest deletable
+    /// one (never a topic's segment being written, only segments every consumer of the topic
+    /// has passed — `consumed(topic)` — and each topic's log stays a contiguous tail). Returns
+    /// the segments and bytes removed per topic, and the bytes left in all.
+    pub fn prune_total(
+        &mut self,
+        max_total: u64,
+        consumed: &dyn Fn(&str) -> Consumed,
+    ) -> Result<(Vec<(String, PruneReport)>, u64), LogError> {
+        // Per topic: its deletable segments, oldest first (first, path, len, mtime).
+        let mut cands: Vec<(String, std::collections::VecDeque<SegmentInfo>)> = Vec::new();
+        let mut total: u64 = 0;
+        for (topic, t) in &self.topics {
+            let segs = list_segments(&t.dir)?;
+            let mut sized = Vec::with_capacity(segs.len());
+            for (first, path) in segs {
+                let m = fs::metadata(&path).map_err(io_err(&path))?;
+                total += m.len();
+                sized.push((first, path, m.len(), m.modified().ok()));
+            }
+            let c = consumed(topic);
+            let n = sized.len().saturating_sub(1);
+            let mut q = std::collections::VecDeque::new();
+            for i in 0..n {
+                if !c.allows_segment_before(sized[i + 1].0) {
+                    break;
+                }
+                q.push_back(sized[i].clone());
+            }
+            cands.push((topic.clone(), q));
+        }
+        let mut reports: Vec<(String, PruneReport)> =
+            cands.iter().map(|(t, _)| (t.clone(), PruneReport::default())).collect();
+        let mut touched = vec![false; cands.len()];
+        while max_total > 0 && total > max_total {
+            // The oldest candidate across topics (a missing time sorts first).
+            let pick = cands
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, q))| q.front().map(|s| (s.3, i)))
+                .min_by_key(|(m, _)| *m)
+                .map(|(_, i)| i);
+            let Some(i) = pick else { break };
+            let Some((first, path, len, _)) = cands[i].1.pop_front() else { break };
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            touched[i] = true;
+            total -= len;
+            reports[i].1.removed_segments += 1;
+            reports[i].1.removed_bytes += len;
+            tracing::info!(
+                topic = %cands[i].0,
+                segment = %path.display(),
+                first_sequence = first,
+                bytes = len,
+                reason = "total bytes",
+                "package log retention: segment deleted"
+            );
+        }
+        if total > max_total && max_total > 0 {
+            for r in &mut reports {
+                r.1.held_for_consumers = true;
+            }
+        }
+        for (i, (topic, _)) in cands.iter().enumerate() {
+            if touched[i] {
+                if let Some(t) = self.topics.get(topic) {
+                    sync_dir(&t.dir)?;
+                }
+            }
+        }
+        Ok((reports, total))
+    }
+}
+
 fn commit_topic(t: &mut TopicLog, max: u64) -> Result<(), LogError> {
     let first = t.pending_first.unwrap_or(0);
     let need_new = match &t.file {

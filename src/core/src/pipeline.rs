@@ -629,6 +629,22 @@ impl Worker {
                 Err(e) => tracing::warn!(topic = %t.topic, error = %e, "package log retention failed"),
             }
         }
+        if self.retention.max_total_bytes > 0 {
+            let consumers = &self.consumers;
+            match self.log.prune_total(self.retention.max_total_bytes, &|topic| consumers.consumed(topic)) {
+                Ok((reports, _)) => {
+                    for (topic, r) in reports {
+                        if let Some(t) = self.shared.topics.iter().find(|t| *t.topic == *topic) {
+                            t.retention_removed_segments.fetch_add(r.removed_segments, Ordering::Relaxed);
+                            t.retention_removed_bytes.fetch_add(r.removed_bytes, Ordering::Relaxed);
+                            t.log_bytes
+                                .fetch_sub(r.removed_bytes.min(t.log_bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "package log retention (total bound) failed"),
+            }
+        }
     }
 
     /// Move up to `batch_max - batch.len()` messages (and about `batch_max_bytes`) from the

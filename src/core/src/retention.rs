@@ -8,7 +8,9 @@
 //!   consumer always finds its last package in the log at its next start;
 //! * the topic's log is over a retention bound: more than [`LogRetention::max_bytes`] bytes
 //!   (oldest segments go first), or the segment's last write is older than
-//!   [`LogRetention::max_age`].
+//!   [`LogRetention::max_age`]; or all topics' logs together hold more than
+//!   [`LogRetention::max_total_bytes`] (the segment last written longest ago among the topics'
+//!   deletable ones goes first).
 //!
 //! The segment being written is never deleted. A consumer registered but not yet reporting
 //! (still opening) blocks every deletion of its topic; a topic with no registered consumer is
@@ -32,18 +34,21 @@ pub struct LogRetention {
     pub max_bytes: u64,
     /// Delete consumed segments whose last write is older than this.
     pub max_age: Duration,
+    /// Keep at most about this many bytes of all topics' logs together (the oldest consumed
+    /// segments across topics go first).
+    pub max_total_bytes: u64,
 }
 
 impl Default for LogRetention {
     fn default() -> Self {
-        LogRetention { max_bytes: DEFAULT_LOG_MAX_BYTES, max_age: DEFAULT_LOG_MAX_AGE }
+        LogRetention { max_bytes: DEFAULT_LOG_MAX_BYTES, max_age: DEFAULT_LOG_MAX_AGE, max_total_bytes: 0 }
     }
 }
 
 impl LogRetention {
     /// No bound at all: nothing is ever deleted.
     pub fn is_off(&self) -> bool {
-        self.max_bytes == 0 && self.max_age.is_zero()
+        self.max_bytes == 0 && self.max_age.is_zero() && self.max_total_bytes == 0
     }
 }
 

@@ -64,7 +64,7 @@ fn bytes_bound_without_consumer_keeps_a_contiguous_tail_and_the_current_segment(
     let before = segments(dir.path());
     assert!(before.len() >= 8, "{before:?}");
     let total = log_bytes(dir.path());
-    let bound = LogRetention { max_bytes: total / 3, max_age: Duration::ZERO };
+    let bound = LogRetention { max_bytes: total / 3, max_age: Duration::ZERO, max_total_bytes: 0 };
     let r = log.prune(T, &bound, Consumed::NoConsumer, SystemTime::now()).unwrap();
     assert!(r.removed_segments > 0);
     assert!(log_bytes(dir.path()) <= total / 3, "kept {} > {}", log_bytes(dir.path()), total / 3);
@@ -89,7 +89,7 @@ fn bytes_bound_without_consumer_keeps_a_contiguous_tail_and_the_current_segment(
 fn a_bound_of_one_byte_still_keeps_the_current_segment() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = log_with(dir.path(), 10);
-    let bound = LogRetention { max_bytes: 1, max_age: Duration::ZERO };
+    let bound = LogRetention { max_bytes: 1, max_age: Duration::ZERO, max_total_bytes: 0 };
     log.prune(T, &bound, Consumed::NoConsumer, SystemTime::now()).unwrap();
     assert_eq!(segments(dir.path()).len(), 1);
     assert_eq!(last_logged_sequence(dir.path(), T).unwrap(), Some(9));
@@ -99,7 +99,7 @@ fn a_bound_of_one_byte_still_keeps_the_current_segment() {
 fn nothing_unconsumed_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = log_with(dir.path(), 20);
-    let bound = LogRetention { max_bytes: 1, max_age: Duration::ZERO };
+    let bound = LogRetention { max_bytes: 1, max_age: Duration::ZERO, max_total_bytes: 0 };
     let consumers = LogConsumers::new();
     consumers.register(T, "stream");
     consumers.register(T, "events");
@@ -131,7 +131,7 @@ fn age_bound_deletes_only_old_consumed_segments() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = log_with(dir.path(), 12);
     let n = segments(dir.path()).len();
-    let bound = LogRetention { max_bytes: 0, max_age: Duration::from_secs(3600) };
+    let bound = LogRetention { max_bytes: 0, max_age: Duration::from_secs(3600), max_total_bytes: 0 };
     let r = log.prune(T, &bound, Consumed::NoConsumer, SystemTime::now()).unwrap();
     assert_eq!(r.removed_segments, 0, "nothing is an hour old yet");
     let later = SystemTime::now() + Duration::from_secs(7200);
@@ -141,5 +141,51 @@ fn age_bound_deletes_only_old_consumed_segments() {
     assert_eq!(seqs_from(dir.path(), 5).first(), Some(&5));
     let r = log.prune(T, &bound, Consumed::NoConsumer, later).unwrap();
     assert_eq!(segments(dir.path()).len(), 1, "{n} segments, every old one gone but the current: {r:?}");
-    assert!(LogRetention { max_bytes: 0, max_age: Duration::ZERO }.is_off());
+    assert!(LogRetention { max_bytes: 0, max_age: Duration::ZERO, max_total_bytes: 0 }.is_off());
+}
+
+#[test]
+fn total_bound_across_topics_takes_the_oldest_consumed_segments_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MachineKey::from_hex(SK).unwrap();
+    let mut log = PackageLog::open(dir.path(), LogOptions { segment_max_bytes: 1500 }).unwrap();
+    // /cam first (older segments), then /imu.
+    for (topic, n) in [(T, 12u64), ("/imu", 12)] {
+        for s in 0..n {
+            log.append(topic, s, &pkg(&key, s)).unwrap();
+            log.commit().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bytes_of = |t: &str| -> u64 {
+        let d = dir.path().join("packages").join(&t[1..]);
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    let (cam0, imu0) = (bytes_of(T), bytes_of("/imu"));
+    // /imu's consumer has passed nothing: only /cam's segments may go.
+    let consumers = LogConsumers::new();
+    consumers.register("/imu", "stream");
+    let bound = cam0 / 2 + imu0;
+    let (reports, total) = log.prune_total(bound, &|t| consumers.consumed(t)).unwrap();
+    assert!(total <= bound, "{total} > {bound}");
+    assert_eq!(bytes_of("/imu"), imu0, "unconsumed: kept");
+    assert!(bytes_of(T) < cam0);
+    let cam = reports.iter().find(|(t, _)| t == T).unwrap();
+    assert!(cam.1.removed_segments > 0);
+    // Over a bound nothing may satisfy: /cam keeps its current segment, /imu everything.
+    let (_, total) = log.prune_total(1, &|t| consumers.consumed(t)).unwrap();
+    assert_eq!(total, bytes_of(T) + imu0);
+    assert_eq!(segments(dir.path()).len(), 1);
+    assert_eq!(first_logged_sequence(dir.path(), "/imu").unwrap(), Some(0));
+    // Once /imu's consumer is past them, its old segments go too.
+    consumers.advance("/imu", "stream", Some(11));
+    let (_, total) = log.prune_total(1, &|t| consumers.consumed(t)).unwrap();
+    assert!(total < bytes_of(T) + imu0);
+    assert_eq!(last_logged_sequence(dir.path(), "/imu").unwrap(), Some(11));
+    assert_eq!(seqs_from(dir.path(), 11).first(), Some(&11), "the consumer's last package stays");
 }

@@ -61,6 +61,11 @@ impl Retention {
                 DEFAULT_LOG_MAX_AGE,
                 "Seconds: package log segments last written longer ago are deleted once every consumer has passed them. 0 = no age bound.",
             )?,
+            max_total_bytes: bytes(
+                "retention.log_total_max_bytes",
+                0,
+                "All topics together: keep about this many bytes of package log; the oldest segments every consumer has passed go first, across topics. 0 = no total bound (the per-topic bound and disk.min_free_bytes still apply).",
+            )?,
         };
         let segment_max_bytes = bytes(
             "retention.log_segment_max_bytes",

@@ -180,7 +180,7 @@ fn sealed_position_is_safe_for_log_retention() {
     assert_eq!(feed.sealed_upto(), Some(7));
     feed.sync().unwrap();
     drop(feed);
-    let bound = LogRetention { max_bytes: 1, max_age: Duration::ZERO };
+    let bound = LogRetention { max_bytes: 1, max_age: Duration::ZERO, max_total_bytes: 0 };
     let mut log = PackageLog::open(data, LogOptions { segment_max_bytes: 200 }).unwrap();
     log.prune(TOPIC, &bound, Consumed::UpTo(7), std::time::SystemTime::now()).unwrap();
     let first = peaqos_core::package_log::first_logged_sequence(data, TOPIC).unwrap().unwrap();
