@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from peaqos_harness import NodeProcess, call_service, wait_until
+from peaqos_harness import NodeProcess, call_service, run_node_expecting_failure, wait_until
 
 from rcl_interfaces.srv import ListParameters  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -54,7 +54,7 @@ BEAT_MSG = 70_000  # above events.queue_max_bytes: every hand-over to the rules 
 RETENTION_PARAMS = {
     "retention.log_max_bytes", "retention.log_max_age", "retention.log_segment_max_bytes",
     "retention.chunks_max_bytes", "retention.chunks_max_age", "retention.grants_max_age",
-    "retention.events_max_age", "retention.interval",
+    "retention.events_max_age", "retention.interval", "retention.log_total_max_bytes", "retention.chunks_local_only",
 }
 
 
@@ -258,3 +258,12 @@ def test_disk_use_stays_under_the_bounds_and_nothing_unconsumed_is_deleted(tmp_p
     finally:
         if node.proc and node.proc.poll() is None:
             node.stop()
+
+
+def test_a_bad_retention_parameter_stops_the_node_naming_it(tmp_path):
+    for name, value, want in [("retention.chunks_local_only", "sometimes", "must be keep or delete_oldest"),
+                              ("retention.log_segment_max_bytes", "1024", "at least 65536"),
+                              ("retention.interval", "0.0", "above 0")]:
+        code, out = run_node_expecting_failure(tmp_path, {"data_dir": str(tmp_path / "d"), "chain.enabled": "false",
+                                                          name: value})
+        assert code != 0 and name in out and want in out, (name, out[-2000:])

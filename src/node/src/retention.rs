@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use peaqos_core::retention::{LogConsumers, LogRetention, DEFAULT_LOG_MAX_AGE, DEFAULT_LOG_MAX_BYTES};
 use peaqos_stream::retention::{
-    ChunkRetention, DEFAULT_CHUNKS_MAX_AGE, DEFAULT_CHUNKS_MAX_BYTES, DEFAULT_GRANTS_MAX_AGE,
+    ChunkRetention, LocalOnly, DEFAULT_CHUNKS_MAX_AGE, DEFAULT_CHUNKS_MAX_BYTES, DEFAULT_GRANTS_MAX_AGE,
 };
 use rclrs::ParameterRange;
 
@@ -86,6 +86,16 @@ impl Retention {
                 DEFAULT_CHUNKS_MAX_AGE,
                 "Seconds: local ciphertexts of chunks sealed longer ago and stored at every destination are deleted (envelopes stay). 0 = no age bound.",
             )?,
+            local_only: {
+                let name = "retention.chunks_local_only";
+                let v: Arc<str> = d.read_only(
+                    name,
+                    Arc::from("keep"),
+                    "Chains whose destinations include plain `local` (the chain directory is the stored copy): keep = never delete their ciphertexts; delete_oldest = apply retention.chunks_max_bytes/max_age to them too, deleting the oldest ciphertexts for good (envelopes stay, the chain of chunk ids still verifies).",
+                )?;
+                LocalOnly::parse(&v)
+                    .ok_or_else(|| param_err(name, format!("must be keep or delete_oldest, got {v:?}")))?
+            },
         };
         let grants_max_age = secs(
             "retention.grants_max_age",

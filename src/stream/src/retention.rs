@@ -3,7 +3,8 @@
 //! **Chunks.** A sealed chunk's ciphertext `<index>.bin` is the bulk of a chain on disk. It is
 //! deleted locally only when
 //! * the topic has destinations and none of them is the chain directory itself (`local` without
-//!   `dir` means "the local copy is the stored copy": such a chain is never pruned), and every
+//!   `dir` means "the local copy is the stored copy": such a chain is pruned only with
+//!   [`LocalOnly::DeleteOldest`], and then its oldest ciphertexts are gone for good), and every
 //!   destination's durable upload cursor is past the chunk (a confirmed upload everywhere), and
 //! * the topic's local ciphertexts are over [`ChunkRetention::max_bytes`] (oldest first) or the
 //!   chunk was sealed more than [`ChunkRetention::max_age`] ago, and
@@ -37,16 +38,44 @@ pub const DEFAULT_CHUNKS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Default age of a grant directory: 30 days.
 pub const DEFAULT_GRANTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// What happens to a chain whose chain directory is one of its destinations (plain `local`):
+/// there the local ciphertext is the stored copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LocalOnly {
+    /// Never delete its ciphertexts (the default).
+    #[default]
+    Keep,
+    /// Apply the bounds to it too: the oldest ciphertexts go for good (once every other
+    /// destination has them); the envelopes stay, so the chain of chunk ids still verifies.
+    DeleteOldest,
+}
+
+impl LocalOnly {
+    /// `keep` or `delete_oldest`.
+    pub fn parse(s: &str) -> Option<LocalOnly> {
+        match s {
+            "keep" => Some(LocalOnly::Keep),
+            "delete_oldest" => Some(LocalOnly::DeleteOldest),
+            _ => None,
+        }
+    }
+}
+
 /// Bounds of one topic's local chunk ciphertexts (0 / zero duration: that bound is off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkRetention {
     pub max_bytes: u64,
     pub max_age: Duration,
+    pub local_only: LocalOnly,
 }
 
 impl Default for ChunkRetention {
     fn default() -> Self {
-        ChunkRetention { max_bytes: DEFAULT_CHUNKS_MAX_BYTES, max_age: DEFAULT_CHUNKS_MAX_AGE }
+        ChunkRetention {
+            max_bytes: DEFAULT_CHUNKS_MAX_BYTES,
+            max_age: DEFAULT_CHUNKS_MAX_AGE,
+            local_only: LocalOnly::Keep,
+        }
     }
 }
 
@@ -60,7 +89,7 @@ pub struct ChunkPruneReport {
     pub kept_bytes: u64,
     /// Over the bound, but the oldest candidate is not stored at every destination yet.
     pub held_for_upload: bool,
-    /// The chain directory is a destination: nothing is ever pruned.
+    /// The chain directory is a destination (its ciphertexts are the stored copy).
     pub local_only: bool,
 }
 
@@ -86,7 +115,8 @@ pub fn prune_local_chunks(
     let mut total: u64 = sizes.iter().filter_map(|(_, l)| *l).sum();
     rep.kept_bytes = total;
     rep.local_only = dests.is_empty() || dests.iter().any(|d| d.is_chain_dir());
-    if rep.local_only || (bound.max_bytes == 0 && bound.max_age.is_zero()) {
+    let keep = rep.local_only && (dests.is_empty() || bound.local_only == LocalOnly::Keep);
+    if keep || (bound.max_bytes == 0 && bound.max_age.is_zero()) {
         return Ok(rep);
     }
     // Every chunk below this is stored at every destination (confirmed: the cursor moves only
@@ -118,13 +148,12 @@ pub fn prune_local_chunks(
         total -= len;
         rep.removed_chunks += 1;
         rep.removed_bytes += len;
-        info!(
-            chunk = %bin.display(),
-            index = i,
-            bytes = len,
-            reason = if over_bytes { "bytes" } else { "age" },
-            "chunk retention: local ciphertext deleted (stored at every destination)"
-        );
+        let reason = if over_bytes { "bytes" } else { "age" };
+        if rep.local_only {
+            info!(chunk = %bin.display(), index = i, bytes = len, reason, "chunk retention: ciphertext deleted for good (chunks_local_only: delete_oldest; the envelope stays)");
+        } else {
+            info!(chunk = %bin.display(), index = i, bytes = len, reason, "chunk retention: local ciphertext deleted (stored at every destination)");
+        }
     }
     if removed_any {
         store::sync_dir(topic_dir)?;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use peaqos_stream::chain::verify_chain_from;
 use peaqos_stream::keys::MachineStreamKeys;
-use peaqos_stream::retention::{prune_grants, prune_local_chunks, ChunkRetention};
+use peaqos_stream::retention::{prune_grants, prune_local_chunks, ChunkRetention, LocalOnly};
 use peaqos_stream::storage::{destination, upload_pending_slot, Destination, DestinationConfig};
 use peaqos_stream::store;
 use peaqos_stream::writer::{ChunkPolicy, ChunkWriter, Recipients};
@@ -53,7 +53,7 @@ fn uploaded_chunks_go_oldest_first_and_the_chain_still_verifies() {
     let dir = chain(&tmp.path().join("stream"), 10);
     let remote = tmp.path().join("remote");
     let dests = vec![local_copy(&remote)];
-    let bound = ChunkRetention { max_bytes: 1, max_age: Duration::ZERO };
+    let bound = ChunkRetention { max_bytes: 1, max_age: Duration::ZERO, local_only: LocalOnly::Keep };
     // Nothing uploaded yet: nothing goes.
     let r = prune_local_chunks(&dir, &dests, &bound, SystemTime::now()).unwrap();
     assert_eq!(r.removed_chunks, 0);
@@ -100,11 +100,11 @@ fn bytes_bound_keeps_the_newest_within_it_and_age_bound_takes_old_ones() {
     let dests = vec![local_copy(&tmp.path().join("remote"))];
     upload_pending_slot(&dir, dests[0].as_ref(), 100, 0).unwrap();
     let one = std::fs::metadata(store::chunk_paths(&dir, 0).1).unwrap().len();
-    let bound = ChunkRetention { max_bytes: one * 3 + 64, max_age: Duration::ZERO };
+    let bound = ChunkRetention { max_bytes: one * 3 + 64, max_age: Duration::ZERO, local_only: LocalOnly::Keep };
     let r = prune_local_chunks(&dir, &dests, &bound, SystemTime::now()).unwrap();
     assert!(r.kept_bytes <= one * 3 + 64, "{r:?}");
     assert_eq!(bins(&dir), vec![5, 6, 7]);
-    let bound = ChunkRetention { max_bytes: 0, max_age: Duration::from_secs(60) };
+    let bound = ChunkRetention { max_bytes: 0, max_age: Duration::from_secs(60), local_only: LocalOnly::Keep };
     let r = prune_local_chunks(&dir, &dests, &bound, SystemTime::now()).unwrap();
     assert_eq!(r.removed_chunks, 0, "none is a minute old");
     let r = prune_local_chunks(&dir, &dests, &bound, SystemTime::now() + Duration::from_secs(120)).unwrap();
@@ -116,7 +116,7 @@ fn bytes_bound_keeps_the_newest_within_it_and_age_bound_takes_old_ones() {
 fn every_destination_must_have_it_and_the_chain_dir_as_destination_is_never_pruned() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = chain(&tmp.path().join("stream"), 5);
-    let bound = ChunkRetention { max_bytes: 1, max_age: Duration::ZERO };
+    let bound = ChunkRetention { max_bytes: 1, max_age: Duration::ZERO, local_only: LocalOnly::Keep };
     // A second destination that is down: nothing is stored everywhere, nothing goes.
     let dests = vec![local_copy(&tmp.path().join("remote")), down_walrus()];
     upload_pending_slot(&dir, dests[0].as_ref(), 100, 0).unwrap();
@@ -134,6 +134,23 @@ fn every_destination_must_have_it_and_the_chain_dir_as_destination_is_never_prun
     assert!(r.local_only);
     assert_eq!(r.removed_chunks, 0);
     assert_eq!(bins(&dir2).len(), 5);
+    // Unless the policy says so: then the oldest go for good, the newest and every envelope stay,
+    // and the chain of chunk ids still verifies from the first chunk.
+    let delete = ChunkRetention { local_only: LocalOnly::DeleteOldest, ..bound };
+    let r = prune_local_chunks(&dir2, &dests, &delete, SystemTime::now()).unwrap();
+    assert_eq!(r.removed_chunks, 4);
+    assert_eq!(bins(&dir2), vec![4]);
+    let v = peaqos_stream::verify::verify_dir(&dir2, None).unwrap();
+    assert_eq!((v.chunks, v.stored_elsewhere), (5, 4));
+    // It still waits for every other destination.
+    let dir3 = chain(&tmp.path().join("stream3"), 5);
+    let dests = vec![destination(&DestinationConfig::Local { dir: None }), down_walrus()];
+    upload_pending_slot(&dir3, dests[0].as_ref(), 100, 0).unwrap();
+    let r = prune_local_chunks(&dir3, &dests, &delete, SystemTime::now()).unwrap();
+    assert_eq!(r.removed_chunks, 0);
+    assert!(r.held_for_upload);
+    assert_eq!(LocalOnly::parse("delete_oldest"), Some(LocalOnly::DeleteOldest));
+    assert_eq!(LocalOnly::parse("sometimes"), None);
 }
 
 #[test]
