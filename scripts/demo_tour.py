@@ -8,6 +8,9 @@ summary line per second.
   ✓ rule       the event rule of the demo policy firing on robot data, with its block
   ✓ chunk      the encrypted chunk chain of the topic, verified by the peaq SDK
   ✓ grant      ~/grant_access to a fresh buyer key, which then opens the chunk (SDK decrypt)
+  ✓ sale       the topic's chunk sold on the (local) Machine Markets server: the peaq SDK as buyer pairs
+               an agent, buys it, pays the node's quote with an ERC-20 transfer, decrypts its delivery;
+               the node checked the payment on chain itself and recorded the sale as a revenue event
 
 With --once the tour exits 0 after the last capability (non-interactive runs, the demo test);
 without it, the summary line continues until Ctrl-C. Any step that fails ends the tour with
@@ -32,6 +35,7 @@ from peaqos_node.srv import Activate, GetStatus, GrantAccess, SubmitEvent
 NODE = "/peaqos_node"
 TOPIC = "/battery_state"
 RULE = "battery_readings"
+LISTING = "lst_battery_state"
 STEP_TIMEOUT = 120.0
 
 
@@ -40,8 +44,9 @@ class TourFailed(Exception):
 
 
 class Tour:
-    def __init__(self, node, data_dir: Path, node_log: str):
+    def __init__(self, node, data_dir: Path, node_log: str, market: dict | None = None):
         self.node = node
+        self.market = market
         self.data_dir = data_dir
         self.node_log = node_log
         self.t0 = time.monotonic()
@@ -214,13 +219,115 @@ class Tour:
                  f" the buyer's own key opens it (peaq SDK decrypt_chunk): {len(lines)} signed packages,"
                  f" #{seqs[0]}..#{seqs[-1]}")
 
+    def sale(self, index: int) -> None:
+        """The buyer's side of a sale, with the real SDK; the node (seller) does the rest by itself."""
+        from eth_account import Account
+        from eth_account.messages import encode_defunct
+        from nacl.public import PrivateKey
+        from peaq_os_sdk import PeaqosClient
+        from peaq_os_sdk.orchestration.agent_pairings import create_agent_pairing, create_agent_pairing_challenge
+        from peaq_os_sdk.orchestration.errors import OrchestrationApiError
+        from peaq_os_sdk.orchestration.machines import list_machines
+        from peaq_os_sdk.orchestration.purchases import (create_purchase, create_purchase_payment_intent,
+                                                         get_purchase_delivery, submit_purchase_payment_proof)
+        from peaq_os_sdk.orchestration.types.agent_pairing import (AgentProofInput, CreateAgentPairingChallengeRequest,
+                                                                   CreateAgentPairingRequest)
+        from peaq_os_sdk.orchestration.types.purchases import (BuyerPublicKey, PurchaseBuyerInput, PurchaseResource,
+                                                               PurchaseResourceSelection, TransferPaymentIntentRail,
+                                                               TransferRailDestination)
+        from peaq_os_sdk.stream.chunking import decrypt_chunk
+        from peaq_os_sdk.stream.payment import transfer_token
+        from peaq_os_sdk.stream.types.payment import TokenPaymentRequest
+
+        # the listing's transfer rail (config/data_event_map.demo.yaml): test USDT to test account #5
+        SALE_RAIL = TransferRailDestination(pay_to="0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc", chain="peaq",
+                                            token="USDT", token_address="0xf4d9235269a96aadafc9adae454a0618ebe37949")
+        m = self.market
+        sdk = PeaqosClient(rpc_url=m["rpc_url"], private_key=m["buyer_key"], orchestration_url=m["url"],
+                           api_key=m["api_key"])
+        buyer_addr = Account.from_key(m["buyer_key"]).address
+
+        def retry(call, what: str, codes: tuple[str, ...]):
+            def attempt():
+                try:
+                    return call()
+                except OrchestrationApiError as e:
+                    if e.code in codes:
+                        return None
+                    raise TourFailed(f"{what}: {e.code} {e}") from None
+            return self.wait(attempt, what)
+
+        machine = self.wait(lambda: next((x for x in list_machines(sdk).items if x.status == "active"), None),
+                            "the node's machine record on the Machine Markets server (onboarding)")
+        ch = create_agent_pairing_challenge(sdk, machine.id, CreateAgentPairingChallengeRequest(
+            agent_address=buyer_addr, agent_provider="demo-buyer", agent_role="buyer")).item
+        sig = Account.sign_message(encode_defunct(text=ch.message), m["buyer_key"]).signature.hex()
+        tok = create_agent_pairing(sdk, machine.id, CreateAgentPairingRequest(
+            agent_address=buyer_addr, agent_provider="demo-buyer", agent_role="buyer",
+            agent_proof=AgentProofInput(challenge_id=ch.challenge_id, signature="0x" + sig.removeprefix("0x")))
+        ).item.pairing_token
+        chunks, data = self.load_chunks(index)
+        chunk = chunks[index]
+        buyer = PrivateKey.generate()
+        purchase = retry(lambda: create_purchase(
+            sdk, pairing_token=tok,
+            resource=PurchaseResource(type="stream.listing", listing_id=LISTING,
+                                      selection=PurchaseResourceSelection(chunk_ids=(chunk.chunk_id,))),
+            buyer=PurchaseBuyerInput(id="demo-buyer", public_key=BuyerPublicKey(
+                type="x25519", public_key_hex=bytes(buyer.public_key).hex()))),
+            f"listing {LISTING} on the Machine Markets server", ("NOT_FOUND",))
+        intent = retry(lambda: create_purchase_payment_intent(sdk, purchase.id, pairing_token=tok,
+                                                              rail=TransferPaymentIntentRail(
+                                                                  type="transfer", destination=SALE_RAIL)),
+                       "the node's quote", ("PURCHASE_NOT_QUOTED",))
+        ins = intent.instructions
+        paid = transfer_token(sdk, TokenPaymentRequest(seller_address=ins["pay_to"], amount=intent.amount.value,
+                                                       token_address=ins["token_address"], chain="peaq",
+                                                       order_id=purchase.id))
+        self.wait(lambda: self._receipt(sdk, paid.tx_hash), f"payment {paid.tx_hash} mined")
+        retry(lambda: submit_purchase_payment_proof(
+            sdk, purchase.id, rail="transfer", pairing_token=tok, transaction_hash=paid.tx_hash, chain="peaq",
+            token=intent.amount.token, payer_address=buyer_addr, payee_address=ins["pay_to"],
+            token_address=ins["token_address"], amount=intent.amount.value, raw_amount=ins["raw_amount"],
+            verification_mode="rpc"), "the server to verify the payment", ("PAYMENT_NOT_MINED",))
+        d = retry(lambda: get_purchase_delivery(sdk, purchase.id, tok) or None, "the delivery",
+                  ("STREAM_DELIVERY_NOT_READY",))
+        [access] = d.access
+        plain = decrypt_chunk(chunk=chunk, recipient_private_key_hex=bytes(buyer).hex(), recipient_entry=access.buyer,
+                              encrypted_data=data[chunk.index])
+        rec_file = self.data_dir / "market" / "purchases" / f"{purchase.id}.json"
+
+        def recorded():
+            r = json.loads(rec_file.read_text()) if rec_file.exists() else {}
+            intent_id = r.get("revenueIntentId")
+            if not intent_id:
+                return None
+            s = self.tx.get(intent_id)
+            return (r, s) if s is not None and s.state == "included" else None
+
+        r, s = self.wait(recorded, "the sale's revenue event included on chain")
+        self.say(f"✓ sale      {TOPIC} chunk {index} sold as listing {LISTING}: quote {intent.amount.value}"
+                 f" {intent.amount.token}, paid by {buyer_addr[:10]}… in tx {paid.tx_hash[:10]}… (the node found it"
+                 f" on chain: {r['paymentCheck']}); the buyer decrypted it ({len(plain.splitlines())} signed packages);"
+                 f" revenue event in block {s.block_number}, tx {s.tx_hash}")
+
+    @staticmethod
+    def _receipt(sdk, tx_hash: str):
+        try:
+            return sdk.web3.eth.get_transaction_receipt(tx_hash)
+        except Exception:  # noqa: BLE001 - not mined yet
+            return None
+
     def run(self) -> None:
         self.say(f"tour: watching {NODE} (its log: {self.node_log})")
         self.package()
         machine_id = self.identity()
         self.event(machine_id)
         self.rule()
-        self.grant(self.chunk())
+        index = self.chunk()
+        self.grant(index)
+        if self.market:
+            self.sale(index)
         self.say("tour: done — every capability above was checked by the peaq SDK or read back from the chain")
 
 
@@ -229,14 +336,17 @@ def main() -> int:
     ap.add_argument("--once", action="store_true", help="exit 0 after the tour instead of summarizing until Ctrl-C")
     ap.add_argument("--data-dir", required=True, type=Path, help="the node's data_dir")
     ap.add_argument("--node-log", default="(the node's output)", help="where the node logs, for error messages")
+    ap.add_argument("--market", type=Path,
+                    help="JSON {url, api_key, rpc_url, buyer_key} of the local Machine Markets server: adds the sale step")
     args = ap.parse_args()
+    market = json.loads(args.market.read_text()) if args.market else None
     # Ctrl-C is ours to handle (KeyboardInterrupt, then a clean shutdown): rclpy's own handler
     # would be triggered again by the second SIGINT scripts/demo sends on exit and print
     # "rcl_trigger_guard_condition() failed".
     signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("demo_tour")
-    tour = Tour(node, args.data_dir, args.node_log)
+    tour = Tour(node, args.data_dir, args.node_log, market)
     code = 0
     try:
         tour.run()

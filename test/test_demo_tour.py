@@ -7,8 +7,9 @@ import os
 import re
 import signal
 import subprocess
+from pathlib import Path
 
-from peaqos_harness import ROOT, free_port, scaled
+from peaqos_harness import DEMO_KEY, ROOT, free_port, scaled
 
 CAPABILITIES = {
     "package": "peaq SDK verify_data_package: valid",
@@ -17,6 +18,7 @@ CAPABILITIES = {
     "rule": "became an activity event on chain in block",
     "chunk": "peaq SDK verify_chunk_chain: valid",
     "grant": "the buyer's own key opens it (peaq SDK decrypt_chunk)",
+    "sale": "the node found it on chain: chain: block",
 }
 
 
@@ -63,9 +65,29 @@ def test_ctrl_c_stops_the_demo_without_an_error(tmp_path):
         lines.append(line)
         if line.startswith("demo running") or line.startswith("✗"):
             break
+    # the node runs on the keystore: the key's bytes are nowhere in the data dir or its environment
+    key = bytes.fromhex(DEMO_KEY.removeprefix("0x"))
+    needles = [key, key.hex().encode(), key.hex().upper().encode()]
+    data = tmp_path / "demo" / "data"
+    pids = [d.name for d in Path("/proc").iterdir() if d.name.isdigit() and _is_demo_node(d, data)]
+    assert pids, "the demo's node process"
+    for pid in pids:
+        assert not any(n in Path(f"/proc/{pid}/environ").read_bytes() for n in needles), "key in the environment"
+    for f in data.rglob("*"):
+        if f.is_file():
+            assert not any(n in f.read_bytes() for n in needles), f"plaintext machine key in {f}"
+    assert (tmp_path / "demo" / "keys" / "machine.json").exists()
     os.killpg(proc.pid, signal.SIGINT)
     out, report = finish(proc, tmp_path, 60)
     out = "".join(lines) + out
     assert "demo running (Ctrl-C stops)" in out, report
     assert "demo stopped" in out, report
     assert "[ERROR]" not in out and "Traceback" not in out and "rcl_trigger_guard_condition" not in out, report
+
+
+def _is_demo_node(d: Path, data: Path) -> bool:
+    try:
+        cmd = (d / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"peaqos_node" in cmd and b"--ros-args" in cmd and str(data).encode() in cmd

@@ -117,3 +117,66 @@ def test_a_plaintext_key_other_than_the_demo_is_warned_about(tmp_path):
         assert "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d" not in node.output()
     finally:
         assert node.stop() == 0, node.output()
+
+
+def test_the_operator_key_from_a_keystore(tmp_path):
+    """Legacy proxy flows' operator key: chain.operator_keystore_file (+ its passphrase file) is loaded
+    at start (its address logged, never its key); a wrong passphrase stops the node naming the parameter."""
+    ks, pw, address = make_keystore(tmp_path)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    params = {"policy_file": str(tmp_path / "policy.yaml"), "data_dir": str(tmp_path / "d"),
+              "chain.operator_keystore_file": str(ks), "chain.operator_keystore_passphrase_file": str(pw),
+              "chain.rpc_urls": "['http://127.0.0.1:9']"}
+    node = NodeProcess(tmp_path, params, env={"PEAQOS_OPERATOR_PRIVATE_KEY": ""}).start()
+    try:
+        node.wait_for_log(f"operator key {address} loaded for legacy proxy flows")
+        assert secret_of(ks).hex() not in node.output()
+    finally:
+        assert node.stop() == 0, node.output()
+    bad = tmp_path / "bad"
+    bad.write_text("not it")
+    bad.chmod(0o600)
+    code, out = run_node_expecting_failure(tmp_path, {**params, "chain.operator_keystore_passphrase_file": str(bad)})
+    assert code != 0 and "chain.operator_keystore_file" in out and "wrong passphrase" in out, out
+
+
+def test_on_a_terminal_the_node_asks_for_the_passphrase(tmp_path):
+    """No passphrase file and no PEAQOS_KEYSTORE_PASSWORD: on a terminal the node asks (no echo), and
+    runs on the key once answered."""
+    import pty
+    import select
+    import signal
+    ks, _, address = make_keystore(tmp_path)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    node = NodeProcess(tmp_path, {"policy_file": str(tmp_path / "policy.yaml"), "data_dir": str(tmp_path / "d"),
+                                  "keystore_file": str(ks), "chain.enabled": "false"})
+    env = {k: v for k, v in node.env.items() if k not in ("PEAQOS_PRIVATE_KEY", "PEAQOS_KEYSTORE_PASSWORD")}
+    argv = node.argv()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the node on the pty
+        os.execve(argv[0], argv, env)
+    seen = b""
+
+    def read_until(text: bytes, timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            assert time.monotonic() < deadline, f"no {text!r} on the terminal; it showed:\n{seen.decode(errors='replace')}"
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(fd, 4096)
+                except OSError:
+                    break
+    try:
+        read_until(b"passphrase of " + str(ks).encode(), 20)
+        time.sleep(0.5)  # as a person types: after the prompt has turned echo off
+        os.write(fd, b"robot passphrase\n")
+        read_until(b"subscribed to /ks/battery", 30)
+        assert f"machine {address}".encode() in seen
+        assert b"robot passphrase" not in seen, "the passphrase is not echoed"
+    finally:
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+            time.sleep(0.1)
+        os.close(fd)

@@ -367,7 +367,7 @@ topics:
 
 
 def test_a_paid_purchase_gets_exactly_its_chunks_and_an_unpaid_one_nothing(tmp_path, orch, ros_node):
-    """Control socket → purchase seen → paid → access prepared → delivered → recorded; the buyer
+    """Control socket → purchase seen → quoted → paid → access prepared → delivered → recorded; the buyer
     decrypts exactly the purchased chunk with the real SDK; an unpaid purchase gets nothing; the node
     is killed (-9) with a purchase open and serves it after its restart."""
     sys.path.insert(0, str(ROOT / "test" / "stream"))
@@ -426,17 +426,18 @@ def test_a_paid_purchase_gets_exactly_its_chunks_and_an_unpaid_one_nothing(tmp_p
                                      "buyerPublicKeyHex": buyer_pk, "selection": sel})["item"]["id"]
         control(f"purchases/{paid}/pay", {})
         p = wait_status(paid, "completed")
-        assert p["prepareCount"] == 1 and [e["type"] for e in p["events"]] == ["delivery.completed"]
+        assert p["prepareCount"] == 1 and [e["type"] for e in p["events"]] == ["seller.ready", "delivery.completed"]
+        assert p["quote"] == {"amount": "0.1", "currency": "USDC", "chunkIds": [wanted.chunk_id]}
         [item] = p["access"]
         assert item["chunkId"] == wanted.chunk_id and item["buyer"]["publicKeyHex"] == buyer_pk
         pt = decrypt_chunk(chunk=wanted, recipient_private_key_hex=bytes(buyer).hex(),
                            recipient_entry=kr_from_wire(item["buyer"]), encrypted_data=blobs[wanted.index])
         assert b"frame" in pt
-        # the unpaid purchase was seen and got nothing
+        # the unpaid purchase was seen and quoted, and got nothing
+        diags.wait("purchase counts", lambda lvl, v, m: "recorded=1" in v["purchases"]
+                   and "quoted=1" in v["purchases"], node)
         rec = json.loads((data_dir / "market" / "purchases" / f"{unpaid}.json").read_text())
-        assert rec["state"] == "seen" and purchase(unpaid)["access"] is None
-        diags.wait("purchase counts", lambda lvl, v, m: "recorded=1" in v["purchases"] and "seen=1" in v["purchases"],
-                   node)
+        assert rec["state"] == "quoted" and purchase(unpaid)["access"] is None
     finally:
         node.kill9()
 
@@ -451,3 +452,28 @@ def test_a_paid_purchase_gets_exactly_its_chunks_and_an_unpaid_one_nothing(tmp_p
     token = (data_dir / "market" / "agent_token").read_text().strip()
     for nd in (node, node2):
         assert_no_secrets(nd, data_dir, [API_KEY, token])
+
+
+@pytest.mark.parametrize("min_free,status", [("0", "active"), (str(2**62), "degraded")])
+def test_the_runtime_endpoint_reports_the_nodes_health(tmp_path, orch, ros_node, min_free, status):
+    """market.runtime_endpoint.upsert: the heartbeat's endpoint is upserted as the machine's runtime
+    endpoint, its status the node's own health (degraded while the disk is below disk.min_free_bytes)."""
+    diags = Diagnostics(ros_node)
+    params = market_params(tmp_path, orch, **{"chain.machine_id": "4250", "market.runtime_endpoint.upsert": "true",
+                                              "market.runtime_endpoint.label": "robot runtime",
+                                              "market.heartbeat.endpoint_url": "http://10.0.0.7:8080",
+                                              "market.heartbeat.network_scope": "lan", "disk.min_free_bytes": min_free})
+    node = NodeProcess(tmp_path, params).start()
+    try:
+        _, v, _ = diags.wait("runtime endpoint upserted", lambda lvl, v, m: v["runtime_endpoint_status"] == status,
+                             node)
+        [ep] = orch.state()["runtimeEndpoints"]
+        assert (ep["machineId"], ep["providerKey"], ep["status"]) == (v["machine_id"], "qvac", status)
+        assert (ep["endpointBaseUrl"], ep["networkScope"], ep["label"], ep["authType"], ep["hasAuthToken"]) == (
+            "http://10.0.0.7:8080", "lan", "robot runtime", "none", False)
+        assert v["runtime_endpoint_error"] == ""
+        upserts = ep["upserts"]
+        diags.wait("more heartbeats", lambda lvl, v2, m: int(v2["heartbeats"]) >= int(v["heartbeats"]) + 2, node)
+        assert orch.state()["runtimeEndpoints"][0]["upserts"] == upserts, "not again while nothing changed"
+    finally:
+        assert node.stop() == 0, node.output()[-4000:]

@@ -425,6 +425,17 @@ class TestChain:
         token = self.contract("PeaqToken", PRECOMPILES["peaq_token"])
         self._admin_tx(token.functions.harnessSetBalance(Web3.to_checksum_address(address), amount_wei))
 
+    def place_token(self, address: str, holders: dict[str, int] | None = None) -> Any:
+        """A test ERC-20 (the PeaqToken stand-in: transfer, balanceOf, ``Transfer`` logs) at ``address`` — e.g.
+        peaq's USDT address, so the SDK's well-known token registry applies — with ``holders`` balances."""
+        address = Web3.to_checksum_address(address)
+        self._rpc("anvil_setCode", [address, load_artifact("PeaqToken")["deployedBytecode"]])
+        token = self.contract("PeaqToken", address)
+        self._admin_tx(token.functions.harnessInit(self.admin))
+        for holder, amount in (holders or {}).items():
+            self._admin_tx(token.functions.harnessSetBalance(Web3.to_checksum_address(holder), amount))
+        return token
+
     def set_native_balance(self, address: str, amount_wei: int) -> None:
         self._rpc("anvil_setBalance", [Web3.to_checksum_address(address), hex(amount_wei)])
 
@@ -501,6 +512,9 @@ if pytest is not None:
 
 
 # ---------------------------------------------------------------------- CLI
+TOKEN_FUNDING_UNITS = 1_000_000 * 10**6  # of a --token ERC-20 (6 decimals like USDT / USDC)
+
+
 def _emit(obj: dict[str, Any]) -> bool:
     """Print one JSON line; False when nobody reads stdout any more."""
     try:
@@ -514,6 +528,7 @@ def _emit(obj: dict[str, Any]) -> bool:
 def _serve(args: argparse.Namespace) -> int:
     """``serve``: see the module docstring and README.md ("Control while serving")."""
     chain = TestChain(chain_id=args.chain_id, port=args.port, block_time=args.block_time)
+    tokens = list(args.token or [])
     requests: "queue.Queue[str]" = queue.Queue()
 
     signal.signal(signal.SIGTERM, lambda *_: requests.put("quit"))
@@ -529,7 +544,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         chain.start()
-        if not _emit(chain.describe()):
+        for address in tokens:  # test ERC-20s (e.g. peaq's USDT address), 1,000,000 units each for #0…#8
+            chain.place_token(address, {a.address: TOKEN_FUNDING_UNITS for a in chain.accounts})
+        desc = chain.describe()
+        desc["tokens"] = tokens
+        if not _emit(desc):
             return 0
         if args.stdin_control:
             threading.Thread(target=_read_stdin, daemon=True).start()
@@ -571,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="default: a free port")
     serve.add_argument("--block-time", type=int, default=None,
                        help="whole seconds between blocks (default: anvil automine, one block per transaction)")
+    serve.add_argument("--token", action="append", metavar="ADDRESS",
+                       help="also place a test ERC-20 at ADDRESS, giving each test account 1,000,000 × 10^6 units")
     serve.add_argument("--stdin-control", action="store_true",
                        help="read commands stop|restart|describe|quit from stdin, one per line; EOF = quit")
     args = parser.parse_args(argv)

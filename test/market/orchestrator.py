@@ -43,6 +43,11 @@ try:
 except ImportError:  # pragma: no cover - reported at start
     Account = None  # type: ignore[assignment]
 
+# buyer_side imports this module by name: run as a script, this module is __main__, and one copy of
+# ApiError must serve both
+sys.modules.setdefault("orchestrator", sys.modules[__name__])
+from buyer_side import BuyerSide  # noqa: E402
+
 API = "/api/v1"
 UINT256_MAX = 2**256 - 1
 MACHINE_STATUSES = ("draft", "active", "degraded", "blocked", "archived")
@@ -112,7 +117,7 @@ def _only(body: dict, allowed: set[str]) -> None:
             raise validation(k, "unknown field")
 
 
-class Orchestrator:
+class Orchestrator(BuyerSide):
     """All server state, behind one lock. Times come from :meth:`now` (real time + a test offset)."""
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, controllers: dict[str, list[str]] | None = None,
@@ -137,9 +142,15 @@ class Orchestrator:
         self.faults: list[dict] = []
         self.requests: list[dict] = []
         self.state_file: str | None = None  # --state-file: records survive a restart (kill -9 tests)
+        self.runtime_endpoints: dict[str, dict] = {}  # "<machineId>/<providerKey>" -> endpoint
+        self.pairings: dict[str, dict] = {}  # buyer side (buyer_side.py)
+        self.pairing_tokens: dict[str, str] = {}
+        self.pairing_challenges: dict[str, dict] = {}
+        self.rpc_url: str | None = None  # --rpc-url: payment proofs with verificationMode "rpc"
 
     # ---- persistence (test support: a restarted server keeps its records) ---------------------
-    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities", "purchases")
+    _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities", "purchases",
+                  "pairings", "pairing_tokens", "pairing_challenges", "runtime_endpoints")
 
     def load(self, path: str) -> None:
         self.state_file = path
@@ -493,6 +504,55 @@ class Orchestrator:
         self.listings[key] = listing
         return 200, {"item": listing}
 
+    # ---- runtime endpoints (§2.1 #17-20, §3.6) -------------------------------------------------------
+    RUNTIME_ENUMS = {"authType": ("none", "api-key", "bearer"), "networkScope": ("loopback", "lan", "vpn", "public"),
+                     "status": ("active", "degraded", "unreachable")}
+
+    def put_runtime_endpoint(self, mid: str, key: str, body: dict) -> tuple[int, dict]:
+        self.machine(mid)
+        _only(body, {"endpointBaseUrl", "label", "authType", "authToken", "modelAlias", "networkScope", "probePath",
+                     "status"})
+        url = (_str(body, "endpointBaseUrl", non_blank=True) or "").strip()
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("http", "https") or not rest or rest.startswith("/"):
+            raise validation("endpointBaseUrl", "must be an http(s) URL with a host")
+        for k, allowed in self.RUNTIME_ENUMS.items():
+            if k in body and body[k] not in allowed:
+                raise validation(k, f"must be one of {', '.join(allowed)}")
+        now = self.iso()
+        ep = self.runtime_endpoints.get(f"{mid}/{key}") or {
+            "id": "rte_" + secrets.token_hex(6), "machineId": mid, "providerKey": key, "source": "manual",
+            "createdAt": now}
+        ep.update({"label": body.get("label") or key, "endpointBaseUrl": url,
+                   "authType": body.get("authType", "none"), "hasAuthToken": bool(body.get("authToken")),
+                   "networkScope": body.get("networkScope", "loopback"), "status": body.get("status", "active"),
+                   "probePath": body.get("probePath"), "modelAlias": body.get("modelAlias"), "updatedAt": now})
+        ep["_upserts"] = ep.get("_upserts", 0) + 1
+        self.runtime_endpoints[f"{mid}/{key}"] = ep
+        return 200, {"item": self.public_purchase(ep)}
+
+    def route_runtime(self, method: str, parts: list[str], query: dict, body: Any) -> tuple[int, Any] | None:
+        if len(parts) < 3 or parts[0] != "machines" or parts[2] != "runtime-endpoints":
+            return None
+        mid = parts[1]
+        if len(parts) == 3 and method == "GET":
+            self.machine(mid)
+            items = [self.public_purchase(e) for k, e in self.runtime_endpoints.items() if k.startswith(mid + "/")]
+            return self.list_page(items, query)
+        if len(parts) != 4:
+            return None
+        key = f"{mid}/{parts[3]}"
+        if method == "PUT":
+            return self.put_runtime_endpoint(mid, parts[3], self.need_body(body))
+        if key not in self.runtime_endpoints:
+            raise ApiError(404, "NOT_FOUND", f"runtime endpoint {parts[3]} not found")
+        if method == "GET":
+            return 200, {"item": self.public_purchase(self.runtime_endpoints[key])}
+        if method == "DELETE":
+            del self.runtime_endpoints[key]
+            return 204, None
+        return None
+
     # ---- stream purchases, seller side (§2.2) -------------------------------------------------------
     PURCHASE_EVENT_TYPES = ("delivery.started", "delivery.completed", "delivery.failed", "buyer.connected",
                             "seller.ready", "seller.offline")
@@ -534,8 +594,9 @@ class Orchestrator:
 
     def mock_pay(self, pid: str, body: dict) -> dict:
         p = self.purchase(pid)
-        p["payment"] = {"status": "verified", "rail": "transfer", "reference": "0x" + secrets.token_hex(32),
-                        "recordedAt": self.iso()}
+        ref = body.get("reference") or "0x" + secrets.token_hex(32)  # a real transaction, for benchmarks
+        p["payment"] = {"status": "verified", "rail": "transfer", "reference": ref, "recordedAt": self.iso()}
+        p["_paidAt"] = time.time()
         p["delivery"] = {"status": body.get("deliveryStatus", "releasable")}
         p["status"], p["updatedAt"] = "paid", self.iso()
         if body.get("notify", True):
@@ -593,6 +654,7 @@ class Orchestrator:
                         "status": "ready", "updatedAt": now})
         p["_session"], p["_access"] = session, items
         p["_prepareCount"] = p.get("_prepareCount", 0) + 1
+        p.setdefault("_preparedAt", time.time())
         p["status"], p["updatedAt"] = "access_prepared", now
         item = {"id": pid, "listingId": p["resource"]["listingId"], "machineId": mid, "buyerId": p["buyer"]["id"],
                 "chunkIds": chunk_ids, "amount": price["amount"], "currency": price["currency"],
@@ -613,8 +675,13 @@ class Orchestrator:
         _only(actor, {"type", "id", "machineId", "agentId"})
         ev = {"id": "pev_" + secrets.token_hex(6), "purchaseId": pid, "type": body["type"], "createdAt": self.iso()}
         p["_events"].append({**ev, "actor": actor, "payload": body.get("payload")})
+        payload = body.get("payload")
+        if body["type"] == "seller.ready" and isinstance(payload, dict) and isinstance(payload.get("amount"), str):
+            p["_quote"] = {"amount": payload["amount"], "currency": payload.get("currency"),
+                           "chunkIds": payload.get("chunkIds")}
         if body["type"] == "delivery.completed":
             p["delivery"]["status"], p["status"] = "completed", "completed"
+            p.setdefault("_completedAt", time.time())
         return 201, {"item": ev}
 
     # ---- routing ------------------------------------------------------------------------------
@@ -628,7 +695,16 @@ class Orchestrator:
             return 200, {"status": "ready", "checks": [{"name": "store", "status": "pass", "message": None}]}
         if method == "POST" and parts == ["machine-agents", "heartbeat"]:  # auth: token in body only
             return self.heartbeat(self.need_body(body))
+        buyer = self.route_buyer(method, parts, headers, body)  # auth: x-agent-pairing-token
+        if buyer is not None:
+            return buyer
         self.require_platform(headers)
+        pairing = self.route_pairing(method, parts, body)
+        if pairing is not None:
+            return pairing
+        runtime = self.route_runtime(method, parts, query, body)
+        if runtime is not None:
+            return runtime
         if method == "POST" and parts == ["machine-identity", "challenges"]:
             return self.create_challenge(self.need_body(body))
         if parts == ["machines"]:
@@ -691,10 +767,14 @@ class Orchestrator:
                                     for a in self.agents.values()],
                          "challenges": len(self.challenges), "requests": self.requests,
                          "listings": list(self.listings.values()),
+                         "runtimeEndpoints": [{**self.public_purchase(e), "upserts": e.get("_upserts", 0)}
+                                              for e in self.runtime_endpoints.values()],
                          "deliveryCapabilities": list(self.delivery_capabilities.values()),
                          "sockets": [m for m, _ in self.sockets], "socketConnects": self.socket_connects,
                          "purchases": [{**self.public_purchase(p), "access": p.get("_access"),
-                                        "events": p.get("_events", []), "prepareCount": p.get("_prepareCount", 0)}
+                                        "events": p.get("_events", []), "prepareCount": p.get("_prepareCount", 0),
+                                        "quote": p.get("_quote"), "intent": p.get("_intent"),
+                                        "timing": {k: p.get(f"_{k}At") for k in ("paid", "prepared", "completed")}}
                                        for p in self.purchases.values()],
                          "now": self.iso()}
         body = body if isinstance(body, dict) else {}
@@ -921,6 +1001,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--challenge-ttl", type=float, default=300.0)
     p.add_argument("--lease-ttl", type=int, default=60)
     p.add_argument("--state-file", help="keep machines, agents and challenges in this JSON file across restarts")
+    p.add_argument("--rpc-url", help="EVM JSON-RPC that payment proofs with verificationMode rpc are checked on")
     p.add_argument("--enroll-token-field", choices=("provisioningToken", "agentToken", "both"),
                    default="provisioningToken")
     args = p.parse_args(argv)
@@ -932,11 +1013,15 @@ def main(argv: list[str] | None = None) -> int:
     for ref, addr in args.controller:
         controllers.setdefault(ref, []).append(addr)
     orch = Orchestrator(args.api_key, controllers, args.challenge_ttl, args.lease_ttl, args.enroll_token_field)
+    orch.rpc_url = args.rpc_url
     if args.state_file:
         orch.load(args.state_file)
     server = make_server(orch, args.port)
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    # SIGINT too, explicitly: a background job of a non-interactive shell (scripts/demo) starts with
+    # SIGINT ignored, so Python's KeyboardInterrupt would never come
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     print(json.dumps({"url": url, "apiBase": url + API, "apiKey": args.api_key, "pid": os.getpid()}),
           flush=True)
     try:

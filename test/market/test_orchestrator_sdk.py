@@ -436,3 +436,76 @@ def test_program_prints_one_json_line_and_serves_loopback_only():
     finally:
         p.terminate()
         assert p.wait(timeout=5) == 0
+
+
+def test_runtime_endpoints_through_the_sdk(orch):
+    from peaq_os_sdk.orchestration.runtime_endpoints import (delete_runtime_endpoint, get_runtime_endpoint,
+                                                             list_runtime_endpoints, upsert_runtime_endpoint)
+    from peaq_os_sdk.orchestration.types.runtime_endpoint import UpsertRuntimeEndpointRequest
+    c = sdk(orch)
+    m = register(c)
+    ep = upsert_runtime_endpoint(c, m.id, "qvac", UpsertRuntimeEndpointRequest(
+        endpoint_base_url="http://127.0.0.1:8080", label="robot", network_scope="lan", status="degraded")).item
+    assert (ep.provider_key, ep.status, ep.network_scope, ep.has_auth_token) == ("qvac", "degraded", "lan", False)
+    assert get_runtime_endpoint(c, m.id, "qvac").item.endpoint_base_url == "http://127.0.0.1:8080"
+    assert [e.provider_key for e in list_runtime_endpoints(c, m.id).items] == ["qvac"]
+    e = api_error(upsert_runtime_endpoint, c, m.id, "qvac", UpsertRuntimeEndpointRequest(
+        endpoint_base_url="http://127.0.0.1:8080", status="sleeping"))
+    assert (e.code, e.status_code) == ("VALIDATION_ERROR", 400)
+    assert delete_runtime_endpoint(c, m.id, "qvac") is None
+    assert api_error(get_runtime_endpoint, c, m.id, "qvac").code == "NOT_FOUND"
+
+
+def test_the_buyer_side_through_the_sdk(orch):
+    """Pairing (challenge → EIP-191 proof → token, a new session replacing the token), a purchase, the
+    intent refused until the seller quoted, a recorded proof, the delivery refused until access is prepared."""
+    from peaq_os_sdk.orchestration.agent_pairings import (create_agent_pairing, create_agent_pairing_challenge,
+                                                          create_agent_pairing_session)
+    from peaq_os_sdk.orchestration.types.agent_pairing import (AgentProofInput, CreateAgentPairingChallengeRequest,
+                                                               CreateAgentPairingRequest,
+                                                               CreateAgentPairingSessionRequest, DelegationPolicy)
+    from peaq_os_sdk.orchestration.purchases import (create_purchase, create_purchase_payment_intent,
+                                                     get_purchase_delivery, submit_purchase_payment_proof)
+    from peaq_os_sdk.orchestration.types.purchases import (BuyerPublicKey, PurchaseBuyerInput, PurchaseResource,
+                                                           TransferPaymentIntentRail, TransferRailDestination)
+    c = sdk(orch)
+    m = register(c)
+    buyer = Account.create()
+    ask = CreateAgentPairingChallengeRequest(agent_address=buyer.address, agent_provider="p", agent_role="buyer")
+    ch = create_agent_pairing_challenge(c, m.id, ask).item
+    assert ch.verification_method == "eip191" and ch.agent_address == buyer.address
+    bad = api_error(create_agent_pairing, c, m.id, CreateAgentPairingRequest(
+        agent_address=buyer.address, agent_provider="p", agent_role="buyer",
+        agent_proof=AgentProofInput(challenge_id=ch.challenge_id, signature=sign(ch.message, OTHER_KEY))))
+    assert (bad.code, bad.status_code) == ("AGENT_PAIRING_PROOF_INVALID", 400)
+    policy = DelegationPolicy(allowed_skill_keys=(), denied_skill_keys=(), allowed_service_ids=(),
+                              denied_service_ids=(), per_transaction_limit=5.0, daily_spend_limit=20.0, currency="USDT")
+    p = create_agent_pairing(c, m.id, CreateAgentPairingRequest(
+        agent_address=buyer.address, agent_provider="p", agent_role="buyer", delegation_policy=policy,
+        agent_proof=AgentProofInput(challenge_id=ch.challenge_id, signature=sign(ch.message, buyer.key.hex())))).item
+    assert p.pairing_token and p.status == "active" and p.delegation_policy.daily_spend_limit == 20.0
+    ch2 = create_agent_pairing_challenge(c, m.id, ask).item
+    s = create_agent_pairing_session(c, m.id, p.id, CreateAgentPairingSessionRequest(
+        agent_proof=AgentProofInput(challenge_id=ch2.challenge_id, signature=sign(ch2.message, buyer.key.hex())))).item
+    assert s.pairing_token != p.pairing_token and s.session_expires_at
+    tok = s.pairing_token
+    orch.listings[f"{m.id}/lst_1"] = {"id": "lst_1", "machineId": m.id, "paymentRails": [
+        {"type": "transfer", "destination": {"chain": "peaq", "token": "USDT", "payTo": buyer.address}}]}
+    resource = PurchaseResource(type="stream.listing", listing_id="lst_1")
+    who = PurchaseBuyerInput(id="b", public_key=BuyerPublicKey(type="x25519", public_key_hex="22" * 32))
+    assert api_error(create_purchase, c, resource=resource, buyer=who, pairing_token=p.pairing_token).code \
+        == "AUTH_INVALID", "the old session's token is replaced"
+    pur = create_purchase(c, resource=resource, buyer=who, pairing_token=tok)
+    assert pur.status == "pending_payment" and pur.payment.status == "pending"
+    rail = TransferPaymentIntentRail(type="transfer", destination=TransferRailDestination(pay_to=buyer.address))
+    e = api_error(create_purchase_payment_intent, c, pur.id, rail=rail, pairing_token=tok)
+    assert (e.code, e.status_code) == ("PURCHASE_NOT_QUOTED", 409)
+    orch.purchase_event(pur.id, {"actor": {"type": "seller"}, "type": "seller.ready",
+                                 "payload": {"chunkIds": ["c1", "c2"], "amount": "0.5", "currency": "USDT"}})
+    it = create_purchase_payment_intent(c, pur.id, rail=rail, pairing_token=tok)
+    assert (it.amount.value, it.amount.token, it.instructions["raw_amount"]) == ("0.5", "USDT", "500000")
+    proof = submit_purchase_payment_proof(c, pur.id, rail="transfer", pairing_token=tok,
+                                          transaction_hash="0x" + "ab" * 32, verification_mode="recorded")
+    assert (proof.payment_status, proof.delivery_status) == ("verified", "releasable")
+    e = api_error(get_purchase_delivery, c, pur.id, tok)
+    assert e.code == "STREAM_DELIVERY_NOT_READY"

@@ -112,6 +112,23 @@ pub fn keystore_passphrase(keystore: &Path, file: Option<&Path>) -> Result<Zeroi
     }
 }
 
+/// [`keystore_passphrase`], else asked on the terminal when the process has one (stdin is a TTY;
+/// the answer is read from `/dev/tty` without echo).
+pub fn keystore_passphrase_or_ask(
+    keystore: &Path,
+    file: Option<&Path>,
+    prompt: &str,
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    match keystore_passphrase(keystore, file) {
+        Err(KeyError::NoPassphrase { path }) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            rpassword::prompt_password(prompt)
+                .map(|s| Zeroizing::new(s.into_bytes()))
+                .map_err(|_| KeyError::NoPassphrase { path })
+        }
+        r => r,
+    }
+}
+
 /// Parse 64 hex digits (optional `0x`, surrounding whitespace) into 32 bytes.
 fn parse_hex32(text: &str, source_name: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let t = text.trim();

@@ -31,9 +31,22 @@ fn main() {
         let secret = std::env::var("PEAQOS_PRIVATE_KEY").expect("PEAQOS_PRIVATE_KEY");
         let keys = MachineStreamKeys::from_secret_hex(&secret).expect("machine key");
         let store = PurchaseStore::open(dir)?;
-        let listings = [(listing.clone(), topic.clone())].into();
-        let desk =
-            Desk { client: &client, store: &store, stream_dir: dir, keys: &keys, creds: &creds, listings: &listings };
+        // the listing as the tests make it: 0.1 USDC a chunk, x402 (no on-chain check here)
+        let cfg = peaqos_stream::topic_config::TopicStreamConfig::from_value(&serde_json::json!({"sale": {
+            "price": "0.1", "currency": "USDC", "listing_id": listing,
+            "payment_rails": [{"type": "x402", "chain": "base", "token": "USDC"}]}}))
+        .expect("sale config");
+        let l = peaqos_market::offers::listing(topic, cfg.sale.as_ref().expect("sale"), "local").expect("listing");
+        let listings = [(listing.clone(), l)].into();
+        let desk = Desk {
+            client: &client,
+            store: &store,
+            stream_dir: dir,
+            keys: &keys,
+            creds: &creds,
+            listings: &listings,
+            chain: None,
+        };
         let mut hook = |s: &str| {
             if s == pause {
                 println!("paused {s}");

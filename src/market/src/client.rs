@@ -388,6 +388,26 @@ impl OrchestrationClient {
         Ok(r)
     }
 
+    /// `PUT /machines/{m}/runtime-endpoints/{providerKey}` (upsert).
+    pub async fn upsert_runtime_endpoint(
+        &self,
+        machine_id: &str,
+        provider_key: &str,
+        req: &wire::RuntimeEndpointUpsert,
+    ) -> Result<wire::RuntimeEndpoint> {
+        const OP: &str = "upsert runtime endpoint";
+        let path = format!(
+            "/machines/{}/runtime-endpoints/{}",
+            path_id("machineId", machine_id)?,
+            path_id("providerKey", provider_key)?
+        );
+        let r: wire::RuntimeEndpoint = self.call(OP, Method::PUT, &path, Auth::Platform, Some(req)).await?;
+        if r.machine_id != machine_id || r.provider_key != provider_key {
+            return Err(MarketError::shape(OP, "item.machineId/providerKey do not match the request"));
+        }
+        Ok(r)
+    }
+
     /// `GET /purchases/{id}`.
     pub async fn get_purchase(&self, purchase_id: &str) -> Result<wire::Purchase> {
         let path = format!("/purchases/{}", path_id("purchaseId", purchase_id)?);

@@ -126,6 +126,10 @@ pub enum MarketError {
     /// Onboarding needs the on-chain machine id, and it is not known yet.
     #[error("the on-chain machine id is not known yet: configure it or activate the machine first")]
     MachineIdUnknown,
+    /// The chain could not be read or written (a payment check, a sale's revenue event): the
+    /// chain client's code (`CHAIN_UNREACHABLE`, `BAD_CHAIN_ANSWER`, `VALIDATION_ERROR`, …).
+    #[error("chain {code}: {message}")]
+    Chain { code: String, message: String },
 }
 
 pub type Result<T, E = MarketError> = std::result::Result<T, E>;
@@ -152,6 +156,7 @@ impl MarketError {
             MarketError::State { .. } => "STATE_ERROR",
             MarketError::Interrupted(_) => "INTERRUPTED",
             MarketError::MachineIdUnknown => "MACHINE_ID_UNKNOWN",
+            MarketError::Chain { code, .. } => code,
         }
     }
 
@@ -174,6 +179,7 @@ impl MarketError {
     pub fn is_retryable(&self) -> bool {
         match self {
             MarketError::Network { .. } => true,
+            MarketError::Chain { code, .. } => code == "CHAIN_UNREACHABLE" || code == "BAD_CHAIN_ANSWER",
             MarketError::Api { code, status, .. } => {
                 *status >= 500
                     || *status == 429
@@ -191,6 +197,14 @@ impl MarketError {
 
     pub(crate) fn shape(op: &'static str, message: impl Into<String>) -> MarketError {
         MarketError::api(op, ApiCode::InvalidResponseShape, 0, format!("invalid response: {}", message.into()))
+    }
+
+    pub(crate) fn bad_chain_answer(message: String) -> MarketError {
+        MarketError::Chain { code: "BAD_CHAIN_ANSWER".into(), message }
+    }
+
+    pub(crate) fn from_chain(e: peaqos_chain::ChainError) -> MarketError {
+        MarketError::Chain { code: e.code().to_string(), message: e.to_string() }
     }
 
     pub(crate) fn validation(field: impl Into<String>, message: impl Into<String>) -> MarketError {

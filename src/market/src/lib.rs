@@ -10,21 +10,26 @@
 //!   idempotent and resumable.
 //! * [`agent`] — agent enrollment (once) and the lease-driven heartbeat with backoff.
 //! * [`offers`] — one stream listing per topic for sale, and the delivery capabilities behind them.
-//! * [`purchases`] — the durable purchase state machine: seen → paid → access prepared →
-//!   delivered → recorded, grants for exactly the purchased chunks, never before payment.
+//! * [`purchases`] — the durable purchase state machine: seen → quoted → paid → access
+//!   prepared → delivered → recorded, grants for exactly the purchased chunks, never before
+//!   payment.
+//! * [`settle`] — the seller's own on-chain check of a payment, and one revenue event per sale
+//!   through the chain client's outbox; [`money`] — exact decimal amounts.
 //! * [`seller`] — the life cycle a node runs: onboarding at start or on request, heartbeat,
 //!   recovery, and a health snapshot.
 //!
-//! Not here yet: on-chain payment checks, runtime endpoint upserts.
+//! Not here yet: runtime endpoint upserts.
 pub mod agent;
 pub mod client;
 pub mod control;
 pub mod error;
+pub mod money;
 pub mod offers;
 pub mod onboard;
 pub mod purchases;
 pub mod secret;
 pub mod seller;
+pub mod settle;
 pub mod state;
 pub mod wire;
 

@@ -10,7 +10,9 @@
 use peaqos_stream::storage::DestinationConfig;
 use peaqos_stream::topic_config::{PaymentRailConfig, SaleConfig, TopicStreamConfig};
 
+use crate::money::Amount;
 use crate::seller::{Listing, Offers};
+use crate::settle::{SaleTerms, TransferTerms};
 use crate::wire::{
     DeliveryCapabilityInput, DeliveryOptionInput, ListingPrice, ListingRail, ListingResource, ListingUpdate,
     TransferDestination,
@@ -42,7 +44,7 @@ pub fn default_listing_id(topic: &str) -> String {
 
 fn rail(r: &PaymentRailConfig) -> ListingRail {
     match r {
-        PaymentRailConfig::Transfer { chain, token, pay_to, token_address } => ListingRail::Transfer {
+        PaymentRailConfig::Transfer { chain, token, pay_to, token_address, .. } => ListingRail::Transfer {
             destination: TransferDestination {
                 chain: chain.clone(),
                 token: token.clone(),
@@ -56,15 +58,41 @@ fn rail(r: &PaymentRailConfig) -> ListingRail {
     }
 }
 
+/// What a payment is checked against: the price, and each transfer rail with its token's
+/// decimals (errors name the key: a price finer than a token's base unit, unknown decimals).
+pub fn terms(sale: &SaleConfig) -> Result<SaleTerms, String> {
+    let price = Amount::parse(&sale.price, "sale.price")?;
+    let mut transfer_rails = Vec::new();
+    for (i, r) in sale.payment_rails.iter().enumerate() {
+        let PaymentRailConfig::Transfer { chain, token, pay_to, token_address, token_decimals } = r else { continue };
+        let key = format!("sale.payment_rails[{i}]");
+        let decimals = token_decimals
+            .or_else(|| TransferTerms::default_decimals(token, token_address.as_deref()))
+            .ok_or_else(|| format!("{key}.token_decimals: required for token {token} (USDC/USDT: 6, native: 18)"))?;
+        if price.in_units_of(decimals).is_none() {
+            return Err(format!("sale.price: {} is finer than {token}'s base unit ({decimals} decimals)", sale.price));
+        }
+        transfer_rails.push(TransferTerms {
+            chain: chain.clone(),
+            token: token.clone(),
+            pay_to: pay_to.clone(),
+            token_address: token_address.clone(),
+            token_decimals: decimals,
+        });
+    }
+    Ok(SaleTerms { price, currency: sale.currency.clone(), minor_units: sale.currency_minor_units, transfer_rails })
+}
+
 /// The listing of one streamed topic for sale.
-pub fn listing(topic: &str, sale: &SaleConfig, storage_provider: &str) -> Listing {
+pub fn listing(topic: &str, sale: &SaleConfig, storage_provider: &str) -> Result<Listing, String> {
     let params = serde_json::json!({
         "topic": topic,
         "chunkFormat": "peaq.stream.chunks.v1",
         "storageProvider": storage_provider,
         "storageRef": "chunk-envelope",
     });
-    Listing {
+    Ok(Listing {
+        terms: terms(sale)?,
         listing_id: sale.listing_id.clone().unwrap_or_else(|| default_listing_id(topic)),
         topic: topic.to_string(),
         update: ListingUpdate {
@@ -84,7 +112,7 @@ pub fn listing(topic: &str, sale: &SaleConfig, storage_provider: &str) -> Listin
             }],
             price: ListingPrice { amount: sale.price.clone(), currency: sale.currency.clone() },
         },
-    }
+    })
 }
 
 /// The offers of every streamed topic with a `sale:` block (`(topic, stream config)` pairs);
@@ -98,7 +126,7 @@ pub fn offers<'a>(
     for (topic, cfg) in topics {
         let Some(sale) = &cfg.sale else { continue };
         let p = cfg.destinations.first().map_or("local", provider);
-        let l = listing(topic, sale, p);
+        let l = listing(topic, sale, p).map_err(|e| format!("{topic}: {e}"))?;
         if let Some(other) = listings.iter().find(|o| o.listing_id == l.listing_id) {
             return Err(format!("topics {} and {topic} have the same sale.listing_id {}", other.topic, l.listing_id));
         }

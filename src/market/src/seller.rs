@@ -21,7 +21,13 @@ use crate::client::OrchestrationClient;
 use crate::error::{ApiCode, MarketError, Result};
 use crate::onboard::{self, MachineProfile};
 use crate::state::MarketStore;
-use crate::wire::{DeliveryCapabilitiesRequest, DeliveryCapabilityInput, HeartbeatEndpoint, ListingUpdate, Machine};
+use crate::wire::{
+    DeliveryCapabilitiesRequest, DeliveryCapabilityInput, HeartbeatEndpoint, ListingUpdate, Machine,
+    RuntimeEndpointUpsert,
+};
+
+/// Purchases served at once.
+pub const PURCHASES_IN_FLIGHT: usize = 8;
 
 /// The on-chain machine id (decimal) when known: a setting, or what activation persisted.
 pub type MachineIdSource = Box<dyn Fn() -> Option<String> + Send + Sync>;
@@ -42,6 +48,31 @@ pub struct SellerConfig {
     pub offers: Offers,
     /// Serving purchases of the listings (`None`: listings only, purchases not served).
     pub sales: Option<SalesConfig>,
+    /// The runtime endpoint upserted for this machine (`None`: none).
+    pub runtime_endpoint: Option<RuntimeEndpointConfig>,
+}
+
+/// The node's own health as a runtime endpoint status: `active` or `degraded`.
+pub type HealthSource = Arc<dyn Fn() -> &'static str + Send + Sync>;
+
+/// The machine's runtime endpoint (`PUT /machines/{m}/runtime-endpoints/{providerKey}`),
+/// upserted after the first heartbeat of an agent, whenever the node's health changes, and every
+/// `refresh`; its `status` is the node's health.
+#[derive(Clone)]
+pub struct RuntimeEndpointConfig {
+    pub provider_key: String,
+    pub upsert: RuntimeEndpointUpsert,
+    pub refresh: Duration,
+    pub health: HealthSource,
+}
+
+impl std::fmt::Debug for RuntimeEndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeEndpointConfig")
+            .field("provider_key", &self.provider_key)
+            .field("upsert", &self.upsert)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What serving purchases needs: the chunk chains and the keys that open them.
@@ -54,6 +85,9 @@ pub struct SalesConfig {
     pub keys: Arc<peaqos_stream::keys::MachineStreamKeys>,
     /// How often open purchases are polled besides the control socket's notifications.
     pub poll_interval: Duration,
+    /// Where payments are checked and sales recorded (`None`: the server's word on payments,
+    /// no revenue events).
+    pub chain: Option<crate::settle::SaleChain>,
 }
 
 impl std::fmt::Debug for SalesConfig {
@@ -79,6 +113,8 @@ pub struct Listing {
     pub listing_id: String,
     pub topic: String,
     pub update: ListingUpdate,
+    /// Price, currency and the transfer rails a payment is checked against.
+    pub terms: crate::settle::SaleTerms,
 }
 
 impl Offers {
@@ -151,6 +187,10 @@ pub struct Snapshot {
     pub purchases: BTreeMap<String, u64>,
     /// The last failure serving a purchase (purchase id and message).
     pub purchase_error: Option<(String, String)>,
+    /// The runtime endpoint's status as last upserted (`active`, `degraded`).
+    pub runtime_endpoint_status: Option<String>,
+    /// The last runtime endpoint upsert failure (code, message), cleared by a success.
+    pub runtime_endpoint_error: Option<(String, String)>,
 }
 
 /// The result of a successful [`Seller::onboard`].
@@ -289,6 +329,8 @@ impl Seller {
         let mut offers_done: Option<(String, DateTime<Utc>)> = None;
         // stops the control socket and purchase worker of the current agent
         let mut sales_stop: Option<watch::Sender<bool>> = None;
+        // (machine, status, when) of the last runtime endpoint upsert
+        let mut runtime_done: Option<(String, &'static str, DateTime<Utc>)> = None;
         loop {
             if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 return;
@@ -373,11 +415,12 @@ impl Seller {
                     });
                     let agent = h.agent_id().to_string();
                     let due = offers_done.as_ref().is_none_or(|(a, at)| *a != agent || Utc::now() >= *at);
-                    if due && !self.cfg.offers.is_empty() {
-                        let creds = self.creds.lock().await.clone();
-                        if let Some(c) = creds.filter(|c| c.agent_id == agent) {
-                            offers_done = self.publish_offers(&c).await.map(|next| (agent, next));
+                    let creds = self.creds.lock().await.clone().filter(|c| c.agent_id == agent);
+                    if let Some(c) = &creds {
+                        if due && !self.cfg.offers.is_empty() {
+                            offers_done = self.publish_offers(c).await.map(|next| (agent, next));
                         }
+                        self.publish_runtime_endpoint(c, &mut runtime_done).await;
                     }
                 }
                 Err(e) if e.is_retryable() => {
@@ -422,8 +465,8 @@ impl Seller {
         let creds = c.clone();
         let mut stop_rx = stop_rx;
         tokio::spawn(async move {
-            let listings: BTreeMap<String, String> =
-                me.cfg.offers.listings.iter().map(|l| (l.listing_id.clone(), l.topic.clone())).collect();
+            let listings: BTreeMap<String, Listing> =
+                me.cfg.offers.listings.iter().map(|l| (l.listing_id.clone(), l.clone())).collect();
             let store = match crate::purchases::PurchaseStore::open(&sales.data_dir) {
                 Ok(s) => s,
                 Err(e) => {
@@ -438,6 +481,7 @@ impl Seller {
                 keys: &sales.keys,
                 creds: &creds,
                 listings: &listings,
+                chain: sales.chain.as_ref(),
             };
             loop {
                 use crate::control::Signal;
@@ -450,7 +494,7 @@ impl Seller {
                     _ = tokio::time::sleep(sales.poll_interval) => None,
                     _ = stop_rx.changed() => return,
                 };
-                let ids: Vec<String> = match signal {
+                let mut ids: Vec<String> = match signal {
                     Some(Signal::Disconnected(_)) => {
                         me.update(|v| v.control_connected = false);
                         continue;
@@ -466,20 +510,79 @@ impl Seller {
                             .unwrap_or_default()
                     }
                 };
-                for id in ids {
-                    match desk.advance(&id, None).await {
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(purchase = %id, error = %e, "market: serving a purchase failed; retried later");
-                            me.update(|v| v.purchase_error = Some((id.clone(), e.to_string())));
+                // Notifications that queued up meanwhile join this round (each purchase once).
+                while let Ok(more) = rx.try_recv() {
+                    match more {
+                        Signal::Purchase { purchase_id, .. } if !ids.contains(&purchase_id) => ids.push(purchase_id),
+                        Signal::Disconnected(_) => me.update(|v| v.control_connected = false),
+                        Signal::Connected => {
+                            me.update(|v| v.control_connected = true);
+                            for r in store.open_purchases().unwrap_or_default() {
+                                if !ids.contains(&r.purchase_id) {
+                                    ids.push(r.purchase_id);
+                                }
+                            }
                         }
+                        Signal::Purchase { .. } => {}
+                    }
+                    if ids.len() >= 256 {
+                        break;
                     }
                 }
+                // Purchases are independent (each its own record; a payment is claimed under the
+                // store's lock), so several are served at once: most of a step is waiting for the
+                // server or the chain.
+                use futures_util::StreamExt as _;
+                futures_util::stream::iter(ids)
+                    .for_each_concurrent(PURCHASES_IN_FLIGHT, |id| {
+                        let (desk, me) = (&desk, &me);
+                        async move {
+                            if let Err(e) = desk.advance(&id, None).await {
+                                tracing::warn!(purchase = %id, error = %e, "market: serving a purchase failed; retried later");
+                                me.update(|v| v.purchase_error = Some((id.clone(), e.to_string())));
+                            }
+                        }
+                    })
+                    .await;
                 let counts = purchase_counts(&store);
                 me.update(|v| v.purchases = counts);
             }
         });
         Some(stop)
+    }
+
+    /// Upsert the runtime endpoint when it is configured and due: not yet done for this machine,
+    /// the node's health changed, or `refresh` passed. A failure is reported in the snapshot and
+    /// retried after the next heartbeat.
+    async fn publish_runtime_endpoint(
+        &self,
+        c: &AgentCredentials,
+        done: &mut Option<(String, &'static str, DateTime<Utc>)>,
+    ) {
+        let Some(rt) = &self.cfg.runtime_endpoint else { return };
+        let status = (rt.health)();
+        let refresh = chrono::Duration::from_std(rt.refresh).unwrap_or(chrono::Duration::minutes(10));
+        let due =
+            done.as_ref().is_none_or(|(m, s, at)| *m != c.machine_id || *s != status || Utc::now() >= *at + refresh);
+        if !due {
+            return;
+        }
+        let mut req = rt.upsert.clone();
+        req.status = Some(status.to_string());
+        match self.client.upsert_runtime_endpoint(&c.machine_id, &rt.provider_key, &req).await {
+            Ok(ep) => {
+                tracing::info!(provider = %ep.provider_key, status, "market: runtime endpoint upserted");
+                *done = Some((c.machine_id.clone(), status, Utc::now()));
+                self.update(|v| {
+                    v.runtime_endpoint_status = Some(status.to_string());
+                    v.runtime_endpoint_error = None;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "market: upserting the runtime endpoint failed; retrying after the next heartbeat");
+                self.update(|v| v.runtime_endpoint_error = Some((e.error_code().to_string(), e.to_string())));
+            }
+        }
     }
 
     /// Register the delivery capabilities and upsert every listing; on success, when to do it

@@ -556,6 +556,9 @@ pub struct PurchaseStatus {
     pub status: String,
     #[serde(default)]
     pub reference: Option<String>,
+    /// The payment's rail (`transfer`, `x402`); absent on the delivery state.
+    #[serde(default)]
+    pub rail: Option<String>,
 }
 
 /// `Purchase` (`GET /purchases/{id}`).
@@ -715,4 +718,38 @@ mod tests {
         assert_eq!(a.token().unwrap().expose(), "tok-secret-1");
         assert!(!format!("{a:?}").contains("tok-secret-1"));
     }
+}
+
+/// `UpsertRuntimeEndpointRequest` of `PUT /machines/{m}/runtime-endpoints/{providerKey}`
+/// (ORCHESTRATION.md §2.1 #19, §3.6). No auth token is ever sent from here (`authType: none`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeEndpointUpsert {
+    pub endpoint_base_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_path: Option<String>,
+    /// `active`, `degraded` or `unreachable`: the node's own health.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// `RuntimeEndpoint` (the fields this node reads; the SDK requires all of these).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeEndpoint {
+    pub id: String,
+    pub machine_id: String,
+    pub provider_key: String,
+    pub endpoint_base_url: String,
+    pub status: String,
+    pub network_scope: String,
+    pub auth_type: String,
+    pub has_auth_token: bool,
+    pub updated_at: String,
 }

@@ -11,6 +11,7 @@ use common::{key, profile, Server};
 use peaqos_market::agent::{ensure_enrolled, AgentCredentials, EnrollConfig};
 use peaqos_market::onboard::onboard;
 use peaqos_market::purchases::{Desk, PurchaseState, PurchaseStore};
+use peaqos_market::seller::Listing;
 use peaqos_market::state::MarketStore;
 use peaqos_market::OrchestrationClient;
 use peaqos_stream::envelope::BuyerAccessEntry;
@@ -43,7 +44,7 @@ struct Fixture {
     creds: AgentCredentials,
     dir: tempfile::TempDir,
     chunk_ids: Vec<String>,
-    listings: BTreeMap<String, String>,
+    listings: BTreeMap<String, Listing>,
 }
 
 async fn fixture() -> Fixture {
@@ -58,10 +59,10 @@ async fn fixture() -> Fixture {
         "price": "0.1", "currency": "USDC", "listing_id": LISTING,
         "payment_rails": [{"type": "x402", "chain": "base", "token": "USDC"}]}}))
     .unwrap();
-    let l = peaqos_market::offers::listing(TOPIC, sale.sale.as_ref().unwrap(), "local");
+    let l = peaqos_market::offers::listing(TOPIC, sale.sale.as_ref().unwrap(), "local").unwrap();
     client.update_listing(&m.id, &l.listing_id, &l.update).await.unwrap();
     let chunk_ids = seal_chunks(dir.path());
-    let listings = [(LISTING.to_string(), TOPIC.to_string())].into();
+    let listings = [(LISTING.to_string(), l)].into();
     Fixture { srv, client, creds, dir, chunk_ids, listings }
 }
 
@@ -92,6 +93,7 @@ impl Fixture {
             keys: &keys,
             creds: &self.creds,
             listings: &self.listings,
+            chain: None,
         };
         match desk.advance(id, hook).await {
             Ok(s) => s,
@@ -121,17 +123,23 @@ fn buyer_pk() -> String {
 async fn nothing_before_payment_then_exactly_the_purchased_chunks() {
     let f = fixture().await;
     let id = f.purchase(&buyer_pk(), json!({"chunkIds": [f.chunk_ids[0], f.chunk_ids[2]]}));
-    assert_eq!(f.advance(&id, None).await, PurchaseState::Seen);
-    assert_eq!(f.advance(&id, None).await, PurchaseState::Seen, "still unpaid");
+    assert_eq!(f.advance(&id, None).await, PurchaseState::Quoted);
+    assert_eq!(f.advance(&id, None).await, PurchaseState::Quoted, "still unpaid");
     let p = f.server_purchase(&id);
     assert!(p["access"].is_null() && p["prepareCount"] == 0, "nothing granted before payment: {p}");
+    // the quote: exactly the selected chunks, price × 2
+    assert_eq!(p["events"][0]["type"], "seller.ready");
+    assert_eq!(
+        p["events"][0]["payload"],
+        json!({"chunkIds": [f.chunk_ids[0], f.chunk_ids[2]], "amount": "0.2", "currency": "USDC"})
+    );
 
     f.pay(&id);
     assert_eq!(f.advance(&id, None).await, PurchaseState::Recorded);
     let p = f.server_purchase(&id);
     assert_eq!(p["prepareCount"], 1);
-    assert_eq!(p["events"][0]["type"], "delivery.completed");
-    assert_eq!(p["events"][0]["actor"]["agentId"], json!(f.creds.agent_id));
+    assert_eq!(p["events"][1]["type"], "delivery.completed");
+    assert_eq!(p["events"][1]["actor"]["agentId"], json!(f.creds.agent_id));
     let got = f.buyer_decrypts(&id);
     assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 2]);
     assert!(got[0].1.contains("\"n\":0") && got[1].1.contains("\"n\":2"));
@@ -146,7 +154,7 @@ async fn nothing_before_payment_then_exactly_the_purchased_chunks() {
     let text = std::fs::read_to_string(PurchaseStore::open(f.dir.path()).unwrap().dir().join(format!("{id}.json")));
     assert!(!text.unwrap().contains(f.creds.token.expose()));
 
-    // no selection: every chunk sealed when the payment was seen
+    // no selection: every chunk sealed when the purchase was seen
     let all = f.purchase(&buyer_pk(), Value::Null);
     f.pay(&all);
     assert_eq!(f.advance(&all, None).await, PurchaseState::Recorded);
@@ -179,6 +187,7 @@ async fn refusals_grant_nothing() {
         keys: &keys,
         creds: &f.creds,
         listings: &other,
+        chain: None,
     };
     let id = f.purchase(&buyer_pk(), Value::Null);
     f.pay(&id);
@@ -189,7 +198,7 @@ async fn refusals_grant_nothing() {
 #[tokio::test]
 async fn a_stop_after_any_step_is_finished_by_a_rerun() {
     let f = fixture().await;
-    for at in ["seen", "paid", "prepare-access accepted", "access_prepared", "delivered", "recorded"] {
+    for at in ["seen", "quoted", "paid", "prepare-access accepted", "access_prepared", "delivered", "recorded"] {
         let id = f.purchase(&buyer_pk(), json!({"chunkIds": [f.chunk_ids[1]]}));
         f.pay(&id);
         let mut stop = |s: &str| if s == at { ControlFlow::Break(()) } else { ControlFlow::Continue(()) };
@@ -211,7 +220,7 @@ async fn a_kill_9_at_any_step_is_finished_by_a_rerun() {
     use std::process::{Command, Stdio};
     let f = fixture().await;
     let child = peaqos_testkit::example_bin("market_purchase_child");
-    for at in ["seen", "paid", "prepare-access accepted", "access_prepared", "delivered", "recorded"] {
+    for at in ["seen", "quoted", "paid", "prepare-access accepted", "access_prepared", "delivered", "recorded"] {
         let id = f.purchase(&buyer_pk(), json!({"chunkIds": [f.chunk_ids[2]]}));
         f.pay(&id);
         let mut p = Command::new(&child)
@@ -231,7 +240,8 @@ async fn a_kill_9_at_any_step_is_finished_by_a_rerun() {
         let sp = f.server_purchase(&id);
         let expect = if at == "prepare-access accepted" { 2 } else { 1 };
         assert_eq!(sp["prepareCount"].as_u64().unwrap(), expect, "killed at {at}");
-        assert_eq!(sp["events"].as_array().unwrap().len(), 1, "killed at {at}: one delivery.completed");
+        let kinds: Vec<&str> = sp["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["seller.ready", "delivery.completed"], "killed at {at}: one quote, one delivery");
         assert_eq!(f.buyer_decrypts(&id).iter().map(|(i, _)| *i).collect::<Vec<_>>(), [2], "killed at {at}");
         let leftovers: Vec<_> = std::fs::read_dir(PurchaseStore::open(f.dir.path()).unwrap().dir())
             .unwrap()

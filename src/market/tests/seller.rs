@@ -28,6 +28,7 @@ fn config(onboard_at_start: bool) -> SellerConfig {
         machine_id_poll: Duration::from_millis(100),
         offers: Default::default(),
         sales: None,
+        runtime_endpoint: None,
     }
 }
 

@@ -142,7 +142,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
-    let market = market::start(&node, &params, &map, &machine_id, params.machine_key()?)?;
+    let market = market::start(&node, &params, &map, &machine_id, params.machine_key()?, chain_services.as_ref())?;
     let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs, &retention)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);

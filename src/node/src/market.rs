@@ -16,9 +16,9 @@ use peaqos_core::policy::{DataEventMap, PolicyError};
 use peaqos_events::submit::{current_machine_id, machine_id_file};
 use peaqos_market::agent::{EnrollConfig, HeartbeatPolicy};
 use peaqos_market::onboard::MachineProfile;
-use peaqos_market::seller::{Phase, Seller, SellerConfig, Snapshot};
+use peaqos_market::seller::{Phase, RuntimeEndpointConfig, Seller, SellerConfig, Snapshot};
 use peaqos_market::state::MarketStore;
-use peaqos_market::wire::HeartbeatEndpoint;
+use peaqos_market::wire::{HeartbeatEndpoint, RuntimeEndpointUpsert};
 use peaqos_market::{ClientConfig, MarketError, OrchestrationClient};
 use rclrs::{IntoPrimitiveOptions, Node, ParameterRange, Service};
 use ros_env::diagnostic_msgs::msg::{DiagnosticStatus, KeyValue};
@@ -81,6 +81,7 @@ struct MarketParams {
     cfg: SellerConfig,
     capabilities_ttl: Duration,
     purchase_poll: Duration,
+    payment_confirmations: u64,
 }
 
 fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartError> {
@@ -140,6 +141,27 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
         10.0,
         "Seconds between polls of open purchases, besides the control socket's notifications.",
     )?;
+    let payment_confirmations = p.read_only_in::<i64>(
+        "market.payment_confirmations",
+        2,
+        "Blocks a transfer payment needs (its own included) before a purchase is served; the node checks it on chain itself.",
+        ParameterRange { lower: Some(1), upper: Some(10_000), step: None },
+    )?;
+    let runtime_upsert = p.read_only::<bool>(
+        "market.runtime_endpoint.upsert",
+        false,
+        "Also upsert the heartbeat's endpoint as the machine's runtime endpoint (status: the node's health).",
+    )?;
+    let runtime_label =
+        string(p, "market.runtime_endpoint.label", "", "Runtime endpoint label. Empty: the provider key.")?;
+    let runtime_probe =
+        string(p, "market.runtime_endpoint.probe_path", "", "Runtime endpoint probePath. Empty: none.")?;
+    let runtime_refresh = seconds(
+        p,
+        "market.runtime_endpoint.refresh",
+        600.0,
+        "Seconds after which the runtime endpoint is upserted again even when the node's health is unchanged.",
+    )?;
     let capabilities_ttl = seconds(
         p,
         "market.capabilities_ttl",
@@ -175,6 +197,19 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
     if backoff_max < backoff_base {
         return Err(param_err("market.heartbeat.backoff_max", "must not be below market.heartbeat.backoff_base"));
     }
+    let runtime_endpoint = runtime_upsert.then(|| RuntimeEndpointConfig {
+        provider_key: provider_key.clone(),
+        upsert: RuntimeEndpointUpsert {
+            endpoint_base_url: endpoint_url.clone(),
+            label: (!runtime_label.is_empty()).then_some(runtime_label),
+            auth_type: Some("none".into()),
+            network_scope: Some(network_scope.clone()),
+            probe_path: (!runtime_probe.is_empty()).then_some(runtime_probe),
+            status: None,
+        },
+        refresh: runtime_refresh,
+        health: Arc::new(|| "active"), // replaced in `start` by the node's own
+    });
     let mut endpoint = HeartbeatEndpoint::new(provider_key.clone(), endpoint_url);
     endpoint.network_scope = Some(network_scope);
     let cfg = SellerConfig {
@@ -200,9 +235,11 @@ fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams>, StartErr
         machine_id_poll: Duration::from_secs(1),
         offers: Default::default(),
         sales: None,
+        runtime_endpoint,
     };
     Ok(Some(MarketParams {
         purchase_poll,
+        payment_confirmations: u64::try_from(payment_confirmations).unwrap_or(2),
         url,
         api_key_file: (!api_key_file.is_empty()).then(|| PathBuf::from(api_key_file)),
         cfg,
@@ -235,6 +272,7 @@ pub fn start(
     map: &DataEventMap,
     chain_machine_id: &str,
     key: MachineKey,
+    chain: Option<&crate::chain::ChainServices>,
 ) -> Result<Option<MarketSubsystem>, StartError> {
     let Some(mut mp) = declare(&params.declared, key.address())? else { return Ok(None) };
     let policy_file = if params.policy_file.is_empty() {
@@ -245,18 +283,39 @@ pub fn start(
     let specs = crate::stream::topic_specs(map, &policy_file)?;
     mp.cfg.offers =
         peaqos_market::offers::offers(specs.iter().map(|s| (s.topic.as_str(), &s.cfg)), mp.capabilities_ttl).map_err(
-            |reason| PolicyError { file: policy_file.clone(), path: "topics[*].stream.sale.listing_id".into(), reason },
+            |reason| PolicyError { file: policy_file.clone(), path: "topics[*].stream.sale".into(), reason },
         )?;
     for l in &mp.cfg.offers.listings {
         tracing::info!("market: {} is for sale as listing {}", l.topic, l.listing_id);
     }
     let stream_keys = peaqos_stream::keys::MachineStreamKeys::from_secp256k1_secret(&key.secret_bytes())
         .map_err(|e| param_err("key_file", format!("stream keys: {e}")))?;
+    let fixed = (!chain_machine_id.is_empty()).then(|| chain_machine_id.to_owned());
+    let file = machine_id_file(&params.data_dir);
+    let machine_id = move || current_machine_id(fixed.as_deref(), &file);
+    let sale_chain = chain.map(|c| peaqos_market::settle::SaleChain {
+        client: c.client().clone(),
+        confirmations: mp.payment_confirmations,
+        machine_id: Arc::new(machine_id.clone()),
+    });
+    if sale_chain.is_none() && !mp.cfg.offers.listings.is_empty() {
+        tracing::warn!("market: the chain client is off: payments are taken on the server's word and sales are not recorded on chain");
+    }
+    if let Some(rt) = mp.cfg.runtime_endpoint.as_mut() {
+        // The node's health as the endpoint reports it: degraded while the data dir's file system
+        // is below `disk.min_free_bytes` (new messages refused).
+        let (dir, min_free) = (params.data_dir.clone(), params.min_free_bytes);
+        rt.health = Arc::new(move || match peaqos_base::fsio::free_bytes(&dir) {
+            Ok(free) if free >= min_free => "active",
+            _ => "degraded",
+        });
+    }
     mp.cfg.sales = Some(peaqos_market::seller::SalesConfig {
         data_dir: params.data_dir.clone(),
         stream_dir: peaqos_base::layout::stream_dir(&params.data_dir),
         keys: Arc::new(stream_keys),
         poll_interval: mp.purchase_poll,
+        chain: sale_chain,
     });
     let api_key = peaqos_market::secret::load_api_key(mp.api_key_file.as_deref()).map_err(config_err)?;
     if api_key.is_none() {
@@ -266,9 +325,7 @@ pub fn start(
     }
     let client = OrchestrationClient::new(ClientConfig::new(mp.url, api_key)).map_err(config_err)?;
     let store = MarketStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?;
-    let fixed = (!chain_machine_id.is_empty()).then(|| chain_machine_id.to_owned());
-    let file = machine_id_file(&params.data_dir);
-    let source = Box::new(move || current_machine_id(fixed.as_deref(), &file));
+    let source = Box::new(machine_id);
     tracing::info!("market: orchestration API {}", client.api_base());
     let seller = Seller::new(client, store, Arc::new(key), mp.cfg, source).map_err(config_err)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -386,6 +443,14 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
                 s.purchase_error
                     .as_ref()
                     .map(|(id, e)| peaqos_core::text::one_line(&format!("{id}: {e}"), 500))
+                    .unwrap_or_default(),
+            ),
+            kv("runtime_endpoint_status", s.runtime_endpoint_status.clone().unwrap_or_default()),
+            kv(
+                "runtime_endpoint_error",
+                s.runtime_endpoint_error
+                    .as_ref()
+                    .map(|e| peaqos_core::text::one_line(&format!("{}: {}", e.0, e.1), 500))
                     .unwrap_or_default(),
             ),
             kv("listings", s.listings_total),

@@ -299,7 +299,11 @@ impl Params {
                 if env_key || self.key_file.is_some() {
                     tracing::warn!("keystore_file is set: {} and key_file are ignored", keys::PRIVATE_KEY_ENV);
                 }
-                let pass = keys::keystore_passphrase(ks, self.keystore_passphrase_file.as_deref())?;
+                let pass = keys::keystore_passphrase_or_ask(
+                    ks,
+                    self.keystore_passphrase_file.as_deref(),
+                    &format!("passphrase of {}: ", ks.display()),
+                )?;
                 let key = MachineKey::from_keystore(ks, &pass)?;
                 tracing::info!("machine key from keystore {}", ks.display());
                 key

@@ -90,7 +90,15 @@ pub struct SaleConfig {
     /// The topic is also sold live (new chunks as they are sealed); default true.
     #[serde(default = "default_true")]
     pub supports_live: bool,
+    /// Decimals of the currency's minor unit, in which the sale's revenue event carries its
+    /// value (ISO 4217: USD, EUR 2; JPY 0); default 2. The price must be whole in it.
+    #[serde(default = "default_minor_units")]
+    pub currency_minor_units: u32,
     pub payment_rails: Vec<PaymentRailConfig>,
+}
+
+fn default_minor_units() -> u32 {
+    2
 }
 
 /// One way a buyer may pay (the listing rails of ORCHESTRATION.md §2.2 / the SDK's
@@ -105,6 +113,10 @@ pub enum PaymentRailConfig {
         pay_to: String,
         #[serde(default)]
         token_address: Option<String>,
+        /// Decimals of the token's base unit; default 6 for USDC/USDT, 18 for a native
+        /// transfer (no `token_address`), required otherwise.
+        #[serde(default)]
+        token_decimals: Option<u32>,
     },
     /// An x402 payment, optionally through a facilitator.
     X402 {
@@ -152,6 +164,20 @@ impl SaleConfig {
         if !(1..=16).contains(&self.currency.len()) || !self.currency.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(err("currency", format!("must be 1..16 letters or digits, got {:?}", self.currency)));
         }
+        if self.currency_minor_units > 18 {
+            return Err(err("currency_minor_units", format!("must be 0..=18, got {}", self.currency_minor_units)));
+        }
+        if let Some((_, frac)) = self.price.split_once('.') {
+            if frac.len() > self.currency_minor_units as usize {
+                return Err(err(
+                    "price",
+                    format!(
+                        "{} has more decimals than the currency's minor unit ({}; set sale.currency_minor_units)",
+                        self.price, self.currency_minor_units
+                    ),
+                ));
+            }
+        }
         if let Some(id) = &self.listing_id {
             if !is_listing_id(id) {
                 return Err(err("listing_id", format!("must be 1..128 of A-Z a-z 0-9 _ - . ~, got {id:?}")));
@@ -169,12 +195,18 @@ impl SaleConfig {
                 }
             };
             match r {
-                PaymentRailConfig::Transfer { chain, token, pay_to, token_address } => {
+                PaymentRailConfig::Transfer { chain, token, pay_to, token_address, token_decimals } => {
                     non_empty("chain", chain)?;
                     non_empty("token", token)?;
                     non_empty("pay_to", pay_to)?;
                     if let Some(a) = token_address {
                         non_empty("token_address", a)?;
+                    }
+                    if let Some(d) = token_decimals.filter(|d| *d > 36) {
+                        return Err(err(
+                            &format!("payment_rails[{i}].token_decimals"),
+                            format!("must be 0..=36, got {d}"),
+                        ));
                     }
                 }
                 PaymentRailConfig::X402 { chain, token, facilitator_url } => {

@@ -112,3 +112,82 @@ pub fn example_bin(name: &str) -> PathBuf {
     assert!(p.exists(), "{}: not built (cargo test builds the crate's examples)", p.display());
     p
 }
+
+/// Stop a child the way a terminal would (SIGTERM: anvil dumps its state, the harness cleans
+/// up), and kill it after 10 s.
+pub fn terminate(child: &mut std::process::Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) on the pid of a child we own and have not reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `python test/chain/harness.py serve` (the team's anvil + peaqOS stand-in contracts at their
+/// real addresses), stopped on drop. `desc` is the JSON line it printed (accounts, addresses).
+pub struct ChainHarness {
+    pub child: std::process::Child,
+    pub desc: serde_json::Value,
+}
+
+impl ChainHarness {
+    pub fn spawn() -> ChainHarness {
+        Self::spawn_with(&[])
+    }
+
+    /// With extra `serve` arguments (e.g. `["--token", "0x…"]`).
+    pub fn spawn_with(args: &[&str]) -> ChainHarness {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let script = repo_root().join("test/chain/harness.py");
+        let mut child = Command::new(sdk_python())
+            .env("PEAQOS_TEST_ANVIL_CHECKED", anvil())
+            .arg(script)
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn test/chain/harness.py");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).expect("read the harness line");
+        match serde_json::from_str(&line) {
+            Ok(desc) => ChainHarness { child, desc },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("test/chain/harness.py printed no JSON line: {line:?}");
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.desc["rpc_url"].as_str().expect("rpc_url").to_string()
+    }
+
+    /// Test account `i`'s private key, hex without `0x`.
+    pub fn key(&self, i: usize) -> String {
+        self.desc["accounts"][i]["private_key"].as_str().expect("private_key").trim_start_matches("0x").to_string()
+    }
+
+    /// Test account `i`'s address (EIP-55).
+    pub fn address(&self, i: usize) -> String {
+        self.desc["accounts"][i]["address"].as_str().expect("address").to_string()
+    }
+}
+
+impl Drop for ChainHarness {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}

@@ -58,6 +58,11 @@ impl ChainClient {
 
     /// Limits + durable enqueue of validated events as `kind` (one `submitEvent`, or `batchAll`).
     fn enqueue_events(&self, kind: &str, events: &[ValidEvent]) -> Result<String> {
+        self.enqueue_events_keyed(kind, events, None).map(|(id, _)| id)
+    }
+
+    /// [`Self::enqueue_events`], at most once per idempotency key when one is given.
+    fn enqueue_events_keyed(&self, kind: &str, events: &[ValidEvent], key: Option<&str>) -> Result<(String, bool)> {
         let registry = self.inner.cfg.event_registry()?;
         let reservation = self.inner.limiter.reserve(events)?;
         let mut j = Map::new();
@@ -71,10 +76,20 @@ impl ChainClient {
             j.insert("method".into(), json!("batchAll"));
             (self.inner.cfg.batch(), encoding::batch_submit_events(registry, events))
         };
-        match self.enqueue(kind, self.inner.default_signer, to, U256::ZERO, input, self.events_scope(), j) {
-            Ok(id) => {
+        let req = self.tx_request(kind, self.inner.default_signer, to, U256::ZERO, input, self.events_scope(), j);
+        let stored = match key {
+            Some(k) => self.inner.outbox.enqueue_once(k, req),
+            None => self.inner.outbox.enqueue(req).map(|id| (id, true)),
+        };
+        match stored {
+            Ok((id, true)) => {
                 self.track_reservation(&id, reservation);
-                Ok(id)
+                Ok((id, true))
+            }
+            Ok((id, false)) => {
+                // already stored under this key: its reservation was taken then
+                self.inner.limiter.release(reservation);
+                Ok((id, false))
             }
             Err(err) => {
                 self.inner.limiter.release(reservation);
@@ -89,6 +104,15 @@ impl ChainClient {
         let e = validation::resolve_single(p)?;
         let id = self.enqueue_events("submit_event", std::slice::from_ref(&e))?;
         Ok((id, e.data_hash))
+    }
+
+    /// [`ChainClient::enqueue_event`] at most once per idempotency `key` (see
+    /// [`crate::outbox::Outbox::enqueue_once`]): a repeated call, also after a crash, returns the
+    /// intent stored first. Returns (intent id, data hash, newly stored).
+    pub fn enqueue_event_once(&self, key: &str, p: &SubmitEventParams) -> Result<(String, B256, bool)> {
+        let e = validation::resolve_single(p)?;
+        let (id, new) = self.enqueue_events_keyed("submit_event", std::slice::from_ref(&e), Some(key))?;
+        Ok((id, e.data_hash, new))
     }
 
     /// Batch variant of [`ChainClient::enqueue_event`]; returns (intent id, data hashes).

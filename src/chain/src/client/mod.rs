@@ -227,7 +227,21 @@ impl ChainClient {
         scope: RevertScope,
         journal: Map<String, Value>,
     ) -> Result<String> {
-        self.inner.outbox.enqueue(TxRequest {
+        self.inner.outbox.enqueue(self.tx_request(kind, signer, to, value, input, scope, journal))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tx_request(
+        &self,
+        kind: &str,
+        signer: Address,
+        to: Address,
+        value: U256,
+        input: Bytes,
+        scope: RevertScope,
+        journal: Map<String, Value>,
+    ) -> TxRequest {
+        TxRequest {
             // Only the service's event batches share transactions: each is a batchAll of
             // submitEvent calls, all-or-nothing on its own.
             mergeable: kind == "batch_submit_events",
@@ -238,7 +252,7 @@ impl ChainClient {
             input,
             scope,
             journal,
-        })
+        }
     }
 
     async fn wait(&self, id: &str) -> Result<Outcome> {

@@ -91,7 +91,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::{broadcast, Notify};
 use tracing::{debug, info, warn};
 
@@ -224,6 +224,54 @@ impl Outbox {
         self.inner.publish(&intent);
         self.inner.notify.notify_one();
         Ok(intent.id)
+    }
+
+    /// [`Outbox::enqueue`] at most once per idempotency `key` (a sale, a caller's request id):
+    /// the first call stores the intent, every later call (also after a crash or restart)
+    /// returns the id of that same intent, which is never sent twice. Returns (id, newly stored).
+    ///
+    /// Two phases on disk: `keys/<keccak256(key)>.json` names the id first, then the intent is
+    /// saved, then the key record is marked committed. A crash before the intent was saved leaves
+    /// an uncommitted key whose intent does not exist: nothing was sent, so the key is free again.
+    /// A committed key keeps its id even after the intent's record is gone (pruned).
+    pub fn enqueue_once(&self, key: &str, mut req: TxRequest) -> Result<(String, bool)> {
+        if key.is_empty() || key.len() > 512 {
+            return Err(ChainError::validation("idempotency_key", "length", "must be 1..512 bytes"));
+        }
+        let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((id, committed)) = self.inner.store.read_key(key)? {
+            let exists = st.by_id.contains_key(&id)
+                || st.done.contains_key(&id)
+                || self.inner.store.intent_path(&id).exists()
+                || self.inner.store.root.join("done").join(format!("{id}.json")).exists();
+            if exists || committed {
+                if exists && !committed {
+                    self.inner.store.write_key(key, &id, true)?;
+                }
+                return Ok((id, false));
+            }
+        }
+        if !self.inner.signers.contains_key(&req.signer) {
+            return Err(ChainError::config(
+                ErrorCode::SignerUnavailable,
+                "signer",
+                format!("no key configured for signer {:#x}", req.signer),
+            ));
+        }
+        req.journal.insert("idempotency_key".into(), Value::String(key.into()));
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let intent = queued_intent(seq, self.inner.settings.chain_id, req);
+        let id = intent.id.clone();
+        self.inner.store.write_key(key, &id, false)?;
+        self.inner.store.save(&intent)?;
+        self.inner.store.write_key(key, &id, true)?;
+        st.by_id.insert(id.clone(), seq);
+        st.live.insert(seq, intent.clone());
+        drop(st);
+        self.inner.publish(&intent);
+        self.inner.notify.notify_one();
+        Ok((id, true))
     }
 
     /// Current record of an intent (live or recently finished).

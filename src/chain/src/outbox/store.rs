@@ -24,7 +24,7 @@ pub(super) fn io_err(p: &Path, e: impl std::fmt::Display) -> ChainError {
 impl Store {
     pub(super) fn open(data_dir: &Path) -> Result<Self> {
         let root = peaqos_base::layout::chain_dir(data_dir);
-        for d in ["intents", "done", "nonces"] {
+        for d in ["intents", "done", "nonces", "keys"] {
             let p = root.join(d);
             let mut b = fs::DirBuilder::new();
             b.recursive(true);
@@ -80,6 +80,34 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// `keys/<keccak256(key)>.json`: the intent an idempotency key names.
+    pub(super) fn key_path(&self, key: &str) -> PathBuf {
+        let h = alloy::primitives::keccak256(key.as_bytes());
+        self.root.join("keys").join(format!("{}.json", alloy::hex::encode(h)))
+    }
+
+    /// The intent id stored for `key`, and whether the intent was saved after it (phase 2).
+    pub(super) fn read_key(&self, key: &str) -> Result<Option<(String, bool)>> {
+        let p = self.key_path(key);
+        let bytes = match fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&p, e)),
+        };
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| io_err(&p, e))?;
+        match (v["id"].as_str(), v["committed"].as_bool()) {
+            (Some(id), Some(c)) if v["key"].as_str() == Some(key) => Ok(Some((id.to_string(), c))),
+            _ => Err(io_err(&p, "not an idempotency key record of this key")),
+        }
+    }
+
+    pub(super) fn write_key(&self, key: &str, id: &str, committed: bool) -> Result<()> {
+        let p = self.key_path(key);
+        let bytes =
+            serde_json::to_vec(&json!({"key": key, "id": id, "committed": committed})).map_err(|e| io_err(&p, e))?;
+        self.write_atomic(&p, &bytes)
     }
 
     pub(super) fn load_all(&self) -> Result<Vec<Intent>> {

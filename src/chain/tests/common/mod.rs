@@ -53,19 +53,7 @@ pub async fn storage0(url: &str, a: Address) -> U256 {
 }
 
 fn kill_term(child: &mut Child) {
-    // SIGTERM so anvil dumps --state; then wait.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    peaqos_testkit::terminate(child);
 }
 
 /// One anvil process.
@@ -156,48 +144,7 @@ pub fn harness_event(machine_id: U256, ts: i64) -> SubmitEventParams {
 }
 
 /// `python test/chain/harness.py serve` (the team's anvil + stand-in contracts).
-pub struct Harness {
-    pub child: Child,
-    pub desc: Value,
-}
-
-impl Harness {
-    pub fn spawn() -> Harness {
-        let script = repo_root().join("test/chain/harness.py");
-        let mut child = Command::new(peaqos_testkit::sdk_python())
-            .env("PEAQOS_TEST_ANVIL_CHECKED", peaqos_testkit::anvil())
-            .arg(script)
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn harness");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let desc: Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("harness printed no JSON line: {line:?}");
-            }
-        };
-        Harness { child, desc }
-    }
-    pub fn url(&self) -> String {
-        self.desc["rpc_url"].as_str().unwrap().to_string()
-    }
-    pub fn key(&self, i: usize) -> String {
-        self.desc["accounts"][i]["private_key"].as_str().unwrap().trim_start_matches("0x").to_string()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        kill_term(&mut self.child);
-    }
-}
+pub use peaqos_testkit::ChainHarness as Harness;
 
 /// A JSON-RPC proxy on 127.0.0.1 in front of `upstream` that counts the methods it forwards, so
 /// a test can say which calls the client made (stopped when dropped).

@@ -59,17 +59,19 @@ fn parse(argv: &[String]) -> Result<Args, String> {
 
 /// The passphrase: file, environment, or the terminal (asked twice when creating).
 fn passphrase(a: &Args, creating: bool) -> Result<Zeroizing<Vec<u8>>, String> {
-    match keys::keystore_passphrase(&a.keystore, a.passphrase_file.as_deref()) {
-        Ok(p) => return Ok(p),
-        Err(keys::KeyError::NoPassphrase { .. }) => {}
-        Err(e) => return Err(e.to_string()),
-    }
-    let ask = |prompt: &str| rpassword::prompt_password(prompt).map(|s| Zeroizing::new(s.into_bytes()));
-    let first = ask("keystore passphrase: ").map_err(|e| {
-        format!("no passphrase: set {KEYSTORE_PASSWORD_ENV}, pass --passphrase-file, or run on a terminal ({e})")
-    })?;
-    if creating && *ask("again: ").map_err(|e| e.to_string())? != *first {
-        return Err("the passphrases differ".into());
+    let asked = keys::keystore_passphrase(&a.keystore, a.passphrase_file.as_deref()).is_err();
+    let first = keys::keystore_passphrase_or_ask(&a.keystore, a.passphrase_file.as_deref(), "keystore passphrase: ")
+        .map_err(|e| match e {
+            keys::KeyError::NoPassphrase { .. } => {
+                format!("no passphrase: set {KEYSTORE_PASSWORD_ENV}, pass --passphrase-file, or run on a terminal")
+            }
+            e => e.to_string(),
+        })?;
+    if creating && asked {
+        let again = rpassword::prompt_password("again: ").map_err(|e| e.to_string())?;
+        if again.as_bytes() != first.as_slice() {
+            return Err("the passphrases differ".into());
+        }
     }
     Ok(first)
 }

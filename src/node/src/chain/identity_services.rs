@@ -53,7 +53,7 @@ pub(super) fn register(reg: &mut Registrar, operator: Option<Address>) -> Result
                 ChainError::validation(
                     "proxy_address",
                     "operator key",
-                    format!("no operator key is configured: set {OPERATOR_KEY_ENV} or chain.operator_key_file"),
+                    format!("no operator key is configured: set chain.operator_keystore_file, {OPERATOR_KEY_ENV} or chain.operator_key_file"),
                 )
             })?,
         };

@@ -81,6 +81,29 @@ fn signer_of(key: &MachineKey) -> Result<PrivateKeySigner, StartError> {
         .map_err(|_| param_err("key_file", "the machine key is not a valid secp256k1 key"))
 }
 
+/// The operator key for legacy proxy flows, when one is configured: a keystore
+/// (`chain.operator_keystore_file`), else `PEAQOS_OPERATOR_PRIVATE_KEY` or `chain.operator_key_file`.
+fn operator_key(params: &ChainParams) -> Result<Option<MachineKey>, StartError> {
+    if let Some(ks) = &params.operator_keystore_file {
+        let prompt = format!("passphrase of the operator keystore {}: ", ks.display());
+        let pass = peaqos_core::keys::keystore_passphrase_or_ask(
+            ks,
+            params.operator_keystore_passphrase_file.as_deref(),
+            &prompt,
+        )
+        .map_err(|e| param_err("chain.operator_keystore_passphrase_file", e))?;
+        let key = MachineKey::from_keystore(ks, &pass).map_err(|e| param_err("chain.operator_keystore_file", e))?;
+        return Ok(Some(key));
+    }
+    let operator_env = std::env::var(OPERATOR_KEY_ENV).ok().filter(|v| !v.trim().is_empty());
+    if operator_env.is_none() && params.operator_key_file.is_none() {
+        return Ok(None);
+    }
+    MachineKey::load_from(operator_env.as_deref(), params.operator_key_file.as_deref())
+        .map(Some)
+        .map_err(|e| param_err("chain.operator_key_file", e))
+}
+
 /// Keeps the services, the status forwarder and the runtime alive.
 pub struct ChainServices {
     _services: Vec<Box<dyn std::any::Any>>,
@@ -135,10 +158,7 @@ pub fn serve(
         return Ok(None);
     }
     let mut signers = vec![signer_of(machine_key)?];
-    let operator_env = std::env::var(OPERATOR_KEY_ENV).ok().filter(|v| !v.trim().is_empty());
-    if operator_env.is_some() || params.operator_key_file.is_some() {
-        let op = MachineKey::load_from(operator_env.as_deref(), params.operator_key_file.as_deref())
-            .map_err(|e| param_err("chain.operator_key_file", e))?;
+    if let Some(op) = operator_key(&params)? {
         tracing::info!("operator key {} loaded for legacy proxy flows", op.address());
         signers.push(signer_of(&op)?);
     }

@@ -15,6 +15,9 @@ pub struct ChainParams {
     pub enabled: bool,
     pub config: ChainConfig,
     pub operator_key_file: Option<PathBuf>,
+    /// The operator key as a V3 keystore (wins over the two plaintext sources).
+    pub operator_keystore_file: Option<PathBuf>,
+    pub operator_keystore_passphrase_file: Option<PathBuf>,
 }
 
 fn declare_str(node: &ParamSet, name: &str, default: &str, description: &str) -> Result<String, StartError> {
@@ -152,6 +155,18 @@ impl ChainParams {
             "",
             "Legacy proxy flows: the operator's key file (mode 0600); empty = PEAQOS_OPERATOR_PRIVATE_KEY if set.",
         )?;
+        let operator_keystore_file = declare_str(
+            node,
+            "chain.operator_keystore_file",
+            "",
+            "Legacy proxy flows: the operator's key as a V3 keystore (wins over chain.operator_key_file).",
+        )?;
+        let operator_keystore_passphrase_file = declare_str(
+            node,
+            "chain.operator_keystore_passphrase_file",
+            "",
+            "The operator keystore's passphrase file (mode 0600); empty = PEAQOS_KEYSTORE_PASSWORD.",
+        )?;
         let mut addresses = AddressOverrides::default();
         for name in CONTRACT_PARAMS {
             if let Some(a) = declare_contract_address(node, name)? {
@@ -192,6 +207,9 @@ impl ChainParams {
             enabled,
             config,
             operator_key_file: (!operator_key_file.is_empty()).then(|| PathBuf::from(operator_key_file)),
+            operator_keystore_file: (!operator_keystore_file.is_empty()).then(|| PathBuf::from(operator_keystore_file)),
+            operator_keystore_passphrase_file: (!operator_keystore_passphrase_file.is_empty())
+                .then(|| PathBuf::from(operator_keystore_passphrase_file)),
         })
     }
 }
