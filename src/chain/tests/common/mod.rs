@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -144,6 +143,7 @@ pub fn harness_event(machine_id: U256, ts: i64) -> SubmitEventParams {
 }
 
 /// `python test/chain/harness.py serve` (the team's anvil + stand-in contracts).
+#[allow(unused_imports)] // not every test crate that includes this module uses it
 pub use peaqos_testkit::ChainHarness as Harness;
 
 /// A JSON-RPC proxy on 127.0.0.1 in front of `upstream` that counts the methods it forwards, so
