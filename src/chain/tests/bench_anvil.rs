@@ -8,13 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{address, Address, U256};
+use alloy::primitives::U256;
 use common::*;
-use peaqos_chain::config::BATCH_PRECOMPILE;
 use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use peaqos_chain::ChainClient;
-
-const REGISTRY: Address = address!("A1e7F1d7B24dAb55Dc92491e6d9B89F6E925Ad1e");
 
 fn ev(i: u64) -> SubmitEventParams {
     SubmitEventParams {
@@ -41,8 +38,7 @@ async fn bench_latency_and_batch_throughput() {
     let bin = peaqos_testkit::anvil();
     let anvil = Anvil::spawn(&bin, free_port(), None, false);
     let url = anvil.url();
-    set_code(&url, REGISTRY, COUNTER_CODE).await;
-    set_code(&url, BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
+    install_counters(&url).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&url, dir.path());
     c.poll_interval_ms = 20;

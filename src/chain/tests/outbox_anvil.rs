@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,7 +16,6 @@ use peaqos_chain::outbox::IntentState;
 use peaqos_chain::validation::{Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use peaqos_chain::ChainClient;
 
-const REGISTRY: Address = address!("A1e7F1d7B24dAb55Dc92491e6d9B89F6E925Ad1e");
 const SIGNER0: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
 
 fn ev(i: u64) -> SubmitEventParams {
@@ -34,12 +33,28 @@ fn ev(i: u64) -> SubmitEventParams {
     }
 }
 
-async fn setup(no_mining: bool, state: Option<&Path>) -> Option<Anvil> {
-    let bin = peaqos_testkit::anvil();
-    let a = Anvil::spawn(&bin, free_port(), state, no_mining);
-    set_code(&a.url(), REGISTRY, COUNTER_CODE).await;
-    set_code(&a.url(), BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
-    Some(a)
+/// A test's chain: a fresh anvil with the counter stand-ins, its URL, the client's store
+/// directory and the file anvil keeps its chain in across a stop (used with `keep_state`;
+/// `_state_dir` holds it). Destructured by each test.
+struct TestChain {
+    anvil: Anvil,
+    url: String,
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    _state_dir: tempfile::TempDir,
+}
+
+impl TestChain {
+    /// `no_mining`: transactions wait in the pool until a test mines; `keep_state`: anvil dumps
+    /// its chain to `state` when stopped (and a restart on the same port loads it).
+    async fn start(no_mining: bool, keep_state: bool) -> Option<TestChain> {
+        let state_dir = tempfile::tempdir().unwrap();
+        let state = state_dir.path().join("anvil-state.json");
+        let anvil = Anvil::spawn(&peaqos_testkit::anvil(), free_port(), keep_state.then_some(&*state), no_mining);
+        install_counters(&anvil.url()).await;
+        let dir = tempfile::tempdir().unwrap();
+        Some(TestChain { url: anvil.url(), anvil, dir, state, _state_dir: state_dir })
+    }
 }
 
 /// A chain client on `url` with its store in `dir`, signing with anvil's key #0.
@@ -61,10 +76,9 @@ async fn wait_until(client: &ChainClient, pred: impl Fn(&ChainClient) -> bool, s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_and_batch_exactly_once() {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let cfg = config(&anvil.url(), dir.path()).resolve_with(|_| None).unwrap();
     let client = ChainClient::start(cfg, vec![signer(KEY0)]).unwrap();
     let mut status = client.subscribe_status();
@@ -101,10 +115,9 @@ async fn submit_and_batch_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_refuse_before_store_or_send() {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let mut c = config(&anvil.url(), dir.path());
     c.limits.rate_limit_max_events = 2;
     c.limits.rate_limit_window_seconds = 3600;
@@ -130,12 +143,11 @@ async fn limits_refuse_before_store_or_send() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revert_is_decoded_before_signing() {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
     // EventRegistry that always reverts NotOwnerOrController() (0xfce354b2)
     set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
-    let dir = tempfile::tempdir().unwrap();
     let client = client_at(&anvil.url(), dir.path());
     let e = client.submit_event(&ev(1)).await.unwrap_err();
     assert_eq!(e.code(), "NOT_OWNER_OR_CONTROLLER");
@@ -149,13 +161,9 @@ async fn revert_is_decoded_before_signing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_down_then_anvil_restarted_with_state() {
-    let state_dir = tempfile::tempdir().unwrap();
-    let state = state_dir.path().join("anvil-state.json");
-    let Some(mut anvil) = setup(false, Some(&state)).await else {
+    let Some(TestChain { mut anvil, url, dir, state, _state_dir }) = TestChain::start(false, true).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     // two URLs: the first is never up, fallback order is exercised on every call
     let dead = "http://127.0.0.1:1".to_string(); // nothing listens on port 1
     let mut c = config(&url, dir.path());
@@ -188,13 +196,9 @@ async fn rpc_down_then_anvil_restarted_with_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_lost_rebroadcasts_same_raw_transaction() {
-    let state_dir = tempfile::tempdir().unwrap();
-    let state = state_dir.path().join("anvil-state.json");
-    let Some(mut anvil) = setup(true, Some(&state)).await else {
+    let Some(TestChain { mut anvil, url, dir, state, _state_dir }) = TestChain::start(true, true).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
     let ids: Vec<String> = (0..2).map(|i| client.enqueue_event(&ev(i)).unwrap().0).collect();
     wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
@@ -214,11 +218,9 @@ async fn pool_lost_rebroadcasts_same_raw_transaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nonce_consumed_elsewhere_is_signed_again_never_resent() {
-    let Some(anvil) = setup(true, None).await else {
+    let Some(TestChain { anvil: _anvil, url, dir, .. }) = TestChain::start(true, false).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     {
         let client = client_at(&url, dir.path());
         client.enqueue_event(&ev(0)).unwrap();
@@ -275,11 +277,9 @@ fn run_aborting_child(fault: &str, url: &str, dir: &Path) -> peaqos_chain::outbo
 }
 
 async fn abort_then_restart(fault: &str, expect_state: IntentState) {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil: _anvil, url, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     // The stored record is in the state the child died in.
     let rec = run_aborting_child(fault, &url, dir.path());
     assert_eq!(rec.state, expect_state);
@@ -310,10 +310,9 @@ async fn abort_after_broadcast_then_restart_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_material_in_journal_store_or_errors() {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let client = client_at(&anvil.url(), dir.path());
     client.submit_event(&ev(1)).await.unwrap();
     let mut errors = vec![];
@@ -343,11 +342,9 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_for_fees_is_replaced_at_same_nonce() {
-    let Some(anvil) = setup(true, None).await else {
+    let Some(TestChain { anvil: _anvil, url, dir, .. }) = TestChain::start(true, false).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
     let (id, _) = client.enqueue_event(&ev(0)).unwrap();
     wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
@@ -369,11 +366,10 @@ async fn dropped_for_fees_is_replaced_at_same_nonce() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_intent_gives_its_rate_slot_back() {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
     set_code(&anvil.url(), REGISTRY, "0x63fce354b260e01b60005260046000fd").await;
-    let dir = tempfile::tempdir().unwrap();
     let mut c = config(&anvil.url(), dir.path());
     c.limits.rate_limit_max_events = 1;
     c.limits.rate_limit_window_seconds = 3600;
@@ -389,11 +385,9 @@ async fn failed_intent_gives_its_rate_slot_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverted_on_chain_after_submission_is_failed_with_receipt() {
-    let Some(anvil) = setup(true, None).await else {
+    let Some(TestChain { anvil: _anvil, url, dir, .. }) = TestChain::start(true, false).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
     let (id, _) = client.enqueue_event(&ev(0)).unwrap();
     wait_until(&client, |c| c.outbox().pending().iter().all(|i| i.state == IntentState::Broadcast), 20).await;
@@ -460,13 +454,9 @@ fn done_records(dir: &Path) -> Vec<peaqos_chain::outbox::Intent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_batches_share_one_transaction() {
-    let state_dir = tempfile::tempdir().unwrap();
-    let state = state_dir.path().join("anvil-state.json");
-    let Some(mut anvil) = setup(false, Some(&state)).await else {
+    let Some(TestChain { mut anvil, url, dir, state, _state_dir }) = TestChain::start(false, true).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
     let (ids, _anvil2) =
         queue_while_down(&mut anvil, &state, &client, &[batch(0, 2), batch(10, 3), batch(20, 4)]).await;
@@ -504,14 +494,10 @@ async fn queued_batches_share_one_transaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_merge_is_split_and_only_the_bad_batch_fails() {
-    let state_dir = tempfile::tempdir().unwrap();
-    let state = state_dir.path().join("anvil-state.json");
-    let Some(mut anvil) = setup(false, Some(&state)).await else {
+    let Some(TestChain { mut anvil, url, dir, state, _state_dir }) = TestChain::start(false, true).await else {
         return;
     };
-    set_code(&anvil.url(), BATCH_PRECOMPILE, BATCH_AT_MOST_5_CODE).await;
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
+    set_code(&url, BATCH_PRECOMPILE, BATCH_AT_MOST_5_CODE).await;
     let client = client_at(&url, dir.path());
     // 2 + 3 + 7 subcalls: the merged 12 reverts; alone, the 7 reverts and the others pass
     let (ids, _anvil2) =
@@ -552,11 +538,9 @@ async fn child_merge_abort_process() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_after_merge_then_restart_sends_each_batch_once() {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil: _anvil, url, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_merge_abort_process", "--nocapture", "--test-threads=1"])
         .env("PEAQOS_CHAIN_FAULT", "abort_after_merge")
@@ -593,11 +577,9 @@ async fn abort_after_merge_then_restart_sends_each_batch_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_chain_started_afresh_does_not_strand_the_nonce() {
-    let Some(mut anvil) = setup(false, None).await else {
+    let Some(TestChain { mut anvil, url, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     {
         let client = client_at(&url, dir.path());
         for i in 0..3 {
@@ -613,8 +595,7 @@ async fn dev_chain_started_afresh_does_not_strand_the_nonce() {
     anvil.stop();
     tokio::time::sleep(Duration::from_millis(1500)).await; // new genesis time; old worker gone
     let fresh = Anvil::spawn(&anvil.bin, anvil.port, None, false);
-    set_code(&url, REGISTRY, COUNTER_CODE).await;
-    set_code(&url, BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
+    install_counters(&url).await;
     let client = client_at(&url, dir.path());
     let r = client.submit_event(&ev(9)).await.unwrap();
     assert!(r.block_number > 0);
@@ -624,11 +605,9 @@ async fn dev_chain_started_afresh_does_not_strand_the_nonce() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_rebroadcast_waits_says_why_and_is_never_resigned() {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil: _anvil, url, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     let rec = run_aborting_child("abort_after_sign", &url, dir.path());
     let stored_hash = rec.attempts[0].tx_hash;
     // The signer can no longer pay: the node refuses the stored transaction.
@@ -667,8 +646,7 @@ async fn batch_larger_than_a_block_fails_by_name_and_a_merge_is_split() {
     let state = state_dir.path().join("anvil-state.json");
     let small = ["--gas-limit", "400000"];
     let mut anvil = Anvil::spawn_with(&bin, free_port(), Some(&state), false, &small);
-    set_code(&anvil.url(), REGISTRY, COUNTER_CODE).await;
-    set_code(&anvil.url(), BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
+    install_counters(&anvil.url()).await;
     let url = anvil.url();
     let dir = tempfile::tempdir().unwrap();
     let client = client_at(&url, dir.path());
@@ -714,11 +692,9 @@ async fn batch_larger_than_a_block_fails_by_name_and_a_merge_is_split() {
 /// included exactly once; the superseded hash is kept in the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_taken_by_another_transaction_is_signed_again_once() {
-    let Some(anvil) = setup(false, None).await else {
+    let Some(TestChain { anvil: _anvil, url, dir, .. }) = TestChain::start(false, false).await else {
         return;
     };
-    let url = anvil.url();
-    let dir = tempfile::tempdir().unwrap();
     let rec = run_aborting_child("abort_after_sign", &url, dir.path());
     assert_eq!((rec.state, rec.nonce), (IntentState::Signed, Some(0)));
     let superseded = rec.attempts[0].tx_hash;

@@ -300,94 +300,86 @@ impl DataEventMap {
             return Err(err("topics".into(), "at least one topic is required".into()));
         }
         for (i, t) in self.topics.iter().enumerate() {
-            if let Err(reason) = check_topic_name(&t.topic) {
-                return Err(err(
-                    format!("topics[{i}].topic"),
-                    format!("invalid topic name {}: {reason}", crate::text::quoted(&t.topic)),
-                ));
-            }
-            if let Some(j) = self.topics[..i].iter().position(|o| o.topic == t.topic) {
-                return Err(err(
-                    format!("topics[{i}].topic"),
-                    format!("duplicate topic {} (also topics[{j}])", crate::text::quoted(&t.topic)),
-                ));
-            }
-            if let Err(reason) = check_type_name(&t.msg_type) {
-                return Err(err(
-                    format!("topics[{i}].type"),
-                    format!("invalid message type {}: {reason}", crate::text::quoted(&t.msg_type)),
-                ));
-            }
-            if !(1..=MAX_QUEUE_SIZE).contains(&t.queue_size) {
-                return Err(err(
-                    format!("topics[{i}].queue_size"),
-                    format!("must be at least 1 and at most {MAX_QUEUE_SIZE}"),
-                ));
-            }
-            if t.queue_max_bytes.is_some_and(|b| b < MIN_QUEUE_MAX_BYTES) {
-                return Err(err(
-                    format!("topics[{i}].queue_max_bytes"),
-                    format!("must be at least {MIN_QUEUE_MAX_BYTES}"),
-                ));
-            }
-            if let Qos::Custom(p) = t.qos {
-                if !(1..=MAX_QOS_DEPTH).contains(&p.depth) {
-                    return Err(err(
-                        format!("topics[{i}].qos.depth"),
-                        format!("must be at least 1 and at most {MAX_QOS_DEPTH}"),
-                    ));
-                }
-            }
-            if t.default_action == Some(Action::Anonymize) {
-                return Err(err(
-                    format!("topics[{i}].default_action"),
-                    "anonymize cannot be a default action (it needs a strategy); use include, exclude or encrypt"
-                        .into(),
-                ));
-            }
+            check_topic(i, t, &self.topics[..i]).map_err(|(path, reason)| err(path, reason))?;
             for (k, f) in t.fields.iter().enumerate() {
-                if f.path.is_empty() {
-                    return Err(err(format!("topics[{i}].fields[{k}].path"), "must not be empty".into()));
-                }
-                if f.path.len() > MAX_NAME_LEN {
-                    return Err(err(
-                        format!("topics[{i}].fields[{k}].path"),
-                        format!("longer than {MAX_NAME_LEN} bytes"),
-                    ));
-                }
-                if f.path.split('.').any(str::is_empty) {
-                    return Err(err(
-                        format!("topics[{i}].fields[{k}].path"),
-                        format!("{} has an empty segment (dot paths like gps.latitude)", crate::text::quoted(&f.path)),
-                    ));
-                }
-                if let Some(seg) = f.path.split('.').find(|s| !is_field_name(s)) {
-                    return Err(err(
-                        format!("topics[{i}].fields[{k}].path"),
-                        format!(
-                            "segment {} is not a ROS field name (letters, digits and '_', starting with a letter)",
-                            crate::text::quoted(seg)
-                        ),
-                    ));
-                }
-                match (f.action, f.strategy) {
-                    (Action::Anonymize, None) => {
-                        return Err(err(
-                            format!("topics[{i}].fields[{k}].strategy"),
-                            "required when action is anonymize (hash, generalize or redact)".into(),
-                        ))
-                    }
-                    (a, Some(_)) if a != Action::Anonymize => {
-                        return Err(err(
-                            format!("topics[{i}].fields[{k}].strategy"),
-                            "only allowed when action is anonymize".into(),
-                        ))
-                    }
-                    _ => {}
-                }
+                check_field_rule(f).map_err(|(key, reason)| err(format!("topics[{i}].fields[{k}].{key}"), reason))?;
             }
         }
         Ok(())
+    }
+}
+
+/// One topic's own keys (`topics[i]`: name, no duplicate among `earlier`, type, queue and QoS
+/// bounds, default action); errors as (key path, reason).
+fn check_topic(i: usize, t: &TopicPolicy, earlier: &[TopicPolicy]) -> Result<(), (String, String)> {
+    if let Err(reason) = check_topic_name(&t.topic) {
+        return Err((
+            format!("topics[{i}].topic"),
+            format!("invalid topic name {}: {reason}", crate::text::quoted(&t.topic)),
+        ));
+    }
+    if let Some(j) = earlier.iter().position(|o| o.topic == t.topic) {
+        return Err((
+            format!("topics[{i}].topic"),
+            format!("duplicate topic {} (also topics[{j}])", crate::text::quoted(&t.topic)),
+        ));
+    }
+    if let Err(reason) = check_type_name(&t.msg_type) {
+        return Err((
+            format!("topics[{i}].type"),
+            format!("invalid message type {}: {reason}", crate::text::quoted(&t.msg_type)),
+        ));
+    }
+    if !(1..=MAX_QUEUE_SIZE).contains(&t.queue_size) {
+        return Err((format!("topics[{i}].queue_size"), format!("must be at least 1 and at most {MAX_QUEUE_SIZE}")));
+    }
+    if t.queue_max_bytes.is_some_and(|b| b < MIN_QUEUE_MAX_BYTES) {
+        return Err((format!("topics[{i}].queue_max_bytes"), format!("must be at least {MIN_QUEUE_MAX_BYTES}")));
+    }
+    if let Qos::Custom(p) = t.qos {
+        if !(1..=MAX_QOS_DEPTH).contains(&p.depth) {
+            return Err((format!("topics[{i}].qos.depth"), format!("must be at least 1 and at most {MAX_QOS_DEPTH}")));
+        }
+    }
+    if t.default_action == Some(Action::Anonymize) {
+        return Err((
+            format!("topics[{i}].default_action"),
+            "anonymize cannot be a default action (it needs a strategy); use include, exclude or encrypt".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One field rule (`topics[i].fields[k]`): a dot path of ROS field names, and a strategy iff
+/// the action is anonymize; errors as (key, reason).
+fn check_field_rule(f: &FieldRuleSpec) -> Result<(), (&'static str, String)> {
+    if f.path.is_empty() {
+        return Err(("path", "must not be empty".into()));
+    }
+    if f.path.len() > MAX_NAME_LEN {
+        return Err(("path", format!("longer than {MAX_NAME_LEN} bytes")));
+    }
+    if f.path.split('.').any(str::is_empty) {
+        return Err((
+            "path",
+            format!("{} has an empty segment (dot paths like gps.latitude)", crate::text::quoted(&f.path)),
+        ));
+    }
+    if let Some(seg) = f.path.split('.').find(|s| !is_field_name(s)) {
+        return Err((
+            "path",
+            format!(
+                "segment {} is not a ROS field name (letters, digits and '_', starting with a letter)",
+                crate::text::quoted(seg)
+            ),
+        ));
+    }
+    match (f.action, f.strategy) {
+        (Action::Anonymize, None) => {
+            Err(("strategy", "required when action is anonymize (hash, generalize or redact)".into()))
+        }
+        (a, Some(_)) if a != Action::Anonymize => Err(("strategy", "only allowed when action is anonymize".into())),
+        _ => Ok(()),
     }
 }
 

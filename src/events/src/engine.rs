@@ -515,7 +515,7 @@ impl Engine {
                     first_seq: o.first_seq,
                     last_seq: o.last_seq,
                 };
-                let m = t.render(payload, &facts).map_err(|f| ("metadata_field_missing", format!("{f} is missing")))?;
+                let m = t.render(payload, &facts).map_err(|e| ("metadata_field_missing", e.to_string()))?;
                 if m.len() > MAX_METADATA_SIZE {
                     return Err(("metadata_too_large", format!("{} bytes > {MAX_METADATA_SIZE}", m.len())));
                 }

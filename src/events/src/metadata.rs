@@ -25,6 +25,22 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
+/// Why a template cannot be parsed or filled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("a `$` must start a placeholder `${{...}}` (write `$$` for a literal `$`)")]
+    BareDollar,
+    #[error("unclosed `${{`")]
+    Unclosed,
+    #[error("unknown placeholder ${{{name}}} (known: $rule, $topic, $count, $first_seq, $last_seq)")]
+    UnknownPlaceholder { name: String },
+    #[error("empty placeholder `${{}}`")]
+    EmptyPlaceholder,
+    /// The payload has no scalar at the field path `field`.
+    #[error("{field} is missing")]
+    FieldMissing { field: String },
+}
+
 /// What fills the `$` placeholders.
 pub struct EventFacts<'a> {
     pub rule: &'a str,
@@ -39,7 +55,7 @@ fn escape_into(s: &str, out: &mut String) {
 }
 
 impl Template {
-    pub fn parse(t: &str) -> Result<Template, String> {
+    pub fn parse(t: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut rest = t;
@@ -52,9 +68,9 @@ impl Template {
                 continue;
             }
             let Some(r) = rest.strip_prefix('{') else {
-                return Err("a `$` must start a placeholder `${...}` (write `$$` for a literal `$`)".into());
+                return Err(TemplateError::BareDollar);
             };
-            let end = r.find('}').ok_or("unclosed `${`")?;
+            let end = r.find('}').ok_or(TemplateError::Unclosed)?;
             let name = &r[..end];
             rest = &r[end + 1..];
             if !text.is_empty() {
@@ -66,12 +82,8 @@ impl Template {
                 "$count" => Part::Count,
                 "$first_seq" => Part::FirstSeq,
                 "$last_seq" => Part::LastSeq,
-                n if n.starts_with('$') => {
-                    return Err(format!(
-                        "unknown placeholder ${{{n}}} (known: $rule, $topic, $count, $first_seq, $last_seq)"
-                    ))
-                }
-                "" => return Err("empty placeholder `${}`".into()),
+                n if n.starts_with('$') => return Err(TemplateError::UnknownPlaceholder { name: n.to_owned() }),
+                "" => return Err(TemplateError::EmptyPlaceholder),
                 n => Part::Field(n.to_owned()),
             });
         }
@@ -95,8 +107,8 @@ impl Template {
         self.parts.iter().map(|p| if let Part::Text(t) = p { t.len() } else { 0 }).sum()
     }
 
-    /// Fill the template. `Err(path)` when a field is missing from the payload.
-    pub fn render(&self, payload: &Map<String, Value>, facts: &EventFacts) -> Result<Vec<u8>, String> {
+    /// Fill the template; a field missing from the payload (or not a scalar) is an error naming it.
+    pub fn render(&self, payload: &Map<String, Value>, facts: &EventFacts) -> Result<Vec<u8>, TemplateError> {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -118,7 +130,7 @@ impl Template {
                     match v {
                         Some(Value::String(s)) => escape_into(s, &mut out),
                         Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
-                        _ => return Err(f.clone()),
+                        _ => return Err(TemplateError::FieldMissing { field: f.clone() }),
                     }
                 }
             }
@@ -148,9 +160,17 @@ mod tests {
         assert!(Template::parse("a $ b").is_err());
         assert!(Template::parse("${x").is_err());
         assert!(Template::parse("${$nope}").is_err());
+        assert_eq!(
+            Template::parse("${$nope}").unwrap_err().to_string(),
+            "unknown placeholder ${$nope} (known: $rule, $topic, $count, $first_seq, $last_seq)"
+        );
+        assert_eq!(
+            Template::parse("a $ b").unwrap_err().to_string(),
+            "a `$` must start a placeholder `${...}` (write `$$` for a literal `$`)"
+        );
         assert!(Template::parse("${}").is_err());
         let t = Template::parse("${missing}").unwrap();
         let facts = EventFacts { rule: "r", topic: "/t", count: 1, first_seq: 0, last_seq: 0 };
-        assert_eq!(t.render(&Map::new(), &facts), Err("missing".into()));
+        assert_eq!(t.render(&Map::new(), &facts), Err(TemplateError::FieldMissing { field: "missing".into() }));
     }
 }

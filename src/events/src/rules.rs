@@ -411,6 +411,28 @@ fn parse_value_spec(v: &serde_yaml_ng::Value) -> Result<ValueSpec, (String, Stri
     })
 }
 
+/// A rule's topic as its field checks see it: where errors point, the topic's field rules and
+/// (when known) its message type's field catalog.
+struct Fields<'a> {
+    ctx: &'a Ctx<'a>,
+    topic: &'a TopicPolicy,
+    catalog: Option<&'a FieldCatalog>,
+}
+
+impl Fields<'_> {
+    fn check(
+        &self,
+        key: &str,
+        text: &str,
+        want: fn(FieldKind) -> bool,
+        want_name: &str,
+    ) -> Result<FieldPath, RuleError> {
+        check_field(self.ctx, key, text, self.topic, self.catalog, want, want_name)
+    }
+}
+
+/// Check a rule in the order its errors are reported: name, value, scale, rounding, constant,
+/// currency, trust and source chain, window, min_interval, condition, metadata.
 fn compile(
     ctx: &Ctx,
     s: RuleSpec,
@@ -421,186 +443,21 @@ fn compile(
     if !valid_name(&s.name) {
         return Err(ctx.err("name", "must be 1-64 characters of [A-Za-z0-9_-]"));
     }
-    let num = |k: FieldKind| k.numeric();
-    let field = |key: &str, p: &str| check_field(ctx, key, p, topic, catalog, num, "a number");
-    let value_spec = parse_value_spec(&s.value).map_err(|(k, r)| ctx.err(&k, r))?;
-    let value = match &value_spec {
-        ValueSpec::Field(p) => ValueSource::Field(field("value.field", p)?),
-        ValueSpec::Sum(p) => ValueSource::Sum(field("value.sum", p)?),
-        ValueSpec::Min(p) => ValueSource::Min(field("value.min", p)?),
-        ValueSpec::Max(p) => ValueSource::Max(field("value.max", p)?),
-        ValueSpec::Last(p) => ValueSource::Last(field("value.last", p)?),
-        ValueSpec::Mean(p) => ValueSource::Mean(field("value.mean", p)?),
-        ValueSpec::Increase(p) => ValueSource::Increase(field("value.increase", p)?),
-        ValueSpec::Count => ValueSource::Count,
-        ValueSpec::Constant(v) => {
-            let d = yaml_number(v).ok_or_else(|| ctx.err("value.constant", "must be a finite number"))?;
-            if d.is_negative() {
-                return Err(ctx.err("value.constant", "must be >= 0 (event values are never negative)"));
-            }
-            ValueSource::Constant(d)
-        }
-    };
+    let fields = Fields { ctx, topic, catalog };
+    let value = compile_value(&fields, &s.value)?;
     let from_field = value.field().is_some();
-    let scale = match &s.scale {
-        Some(v) => {
-            let d = yaml_number(v).ok_or_else(|| ctx.err("scale", "must be a finite number"))?;
-            if d.m <= 0 {
-                return Err(
-                    ctx.err("scale", format!("must be > 0, got {d} (a scale of zero or below can never give a value)"))
-                );
-            }
-            d
-        }
-        None if from_field => return Err(ctx.err(
-            "scale",
-            "is required for a value read from a field: the factor to integer minor units (e.g. 100 for euros → cents)",
-        )),
-        None => Dec::from_i128(1),
-    };
-    let rounding = match s.rounding {
-        Some(r) => r,
-        None if from_field => {
-            return Err(ctx.err(
-                "rounding",
-                "is required for a value read from a field: down, up, half_up, half_down or half_even",
-            ))
-        }
-        None => Rounding::HalfEven,
-    };
+    let scale = compile_scale(ctx, s.scale.as_ref(), from_field)?;
+    let rounding = compile_rounding(ctx, s.rounding, from_field)?;
     if let ValueSource::Constant(c) = value {
-        let x = c.checked_mul(scale).ok_or_else(|| ctx.err("value.constant", "too large"))?;
-        if x.e < 0 {
-            return Err(ctx.err("value.constant", format!("{c} × scale {scale} is not a whole number of units")));
-        }
-        x.to_units(Dec::from_i128(1), 1, Rounding::Down).map_err(|_| ctx.err("value.constant", "too large"))?;
+        check_constant_units(ctx, c, scale)?;
     }
-    let currency = match (s.event_type, s.currency.as_deref()) {
-        (EventType::Revenue, None) => {
-            return Err(ctx.err(
-                "currency",
-                "is required for revenue events (the SDK's batch submit requires it): 3-10 of [A-Z0-9], e.g. EUR",
-            ))
-        }
-        (EventType::Revenue, Some(c)) => {
-            let ok = (3..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-            if !ok {
-                return Err(ctx.err(
-                    "currency",
-                    format!("{c:?} must match ^[A-Z0-9]{{3,10}}$ (the SDK's and contract's currency shape)"),
-                ));
-            }
-            c.to_owned()
-        }
-        (EventType::Activity, None | Some("")) => String::new(),
-        (EventType::Activity, Some(c)) => {
-            return Err(
-                ctx.err("currency", format!("activity events carry no currency; got {c:?} (omit it or use \"\")"))
-            )
-        }
-    };
-    if s.trust_level > 2 {
-        return Err(ctx.err(
-            "trust_level",
-            format!("must be 0 (self-reported), 1 (on-chain verifiable) or 2 (hardware-signed), got {}", s.trust_level),
-        ));
-    }
-    let source_tx_hash_field = match (s.trust_level, &s.source_tx_hash_field) {
-        (1, Some(p)) => {
-            Some(check_field(ctx, "source_tx_hash_field", p, topic, catalog, |k| k == FieldKind::Text, "a string")?)
-        }
-        (1, None) => {
-            return Err(
-                ctx.err("source_tx_hash_field", "trust_level 1 needs the field holding the source transaction hash")
-            )
-        }
-        (_, Some(_)) => {
-            return Err(ctx.err("source_tx_hash_field", "only trust_level 1 events carry a source transaction hash"))
-        }
-        (_, None) => None,
-    };
-    if !peaqos_chain::validation::VALID_SOURCE_CHAIN_IDS.contains(&i128::from(s.source_chain_id)) {
-        return Err(ctx.err(
-            "source_chain_id",
-            format!("{} is not a supported chain (0, 3338, 1, 8453, 137, 42161, 10)", s.source_chain_id),
-        ));
-    }
-    let window = match &s.window {
-        None => Window::Messages(1),
-        Some(WindowSpec { messages: Some(n), seconds: None }) if (1..=MAX_WINDOW_MESSAGES).contains(n) => {
-            Window::Messages(*n)
-        }
-        Some(WindowSpec { messages: Some(_), seconds: None }) => {
-            return Err(ctx.err("window.messages", format!("must be 1..={MAX_WINDOW_MESSAGES}")))
-        }
-        Some(WindowSpec { messages: None, seconds: Some(t) }) => {
-            Window::Seconds(peaqos_core::duration::whole_seconds(*t).map_err(|e| ctx.err("window.seconds", e))?)
-        }
-        Some(_) => return Err(ctx.err("window", "give exactly one of messages: N or seconds: T")),
-    };
-    let min_interval = match &s.min_interval {
-        None => Dec::ZERO,
-        Some(v) => {
-            let d = yaml_number(v).ok_or_else(|| ctx.err("min_interval", "must be a number of seconds"))?;
-            if d.is_negative()
-                || d.cmp_num(Dec::from_i128(i128::from(peaqos_core::duration::MAX_SECONDS)))
-                    == Some(std::cmp::Ordering::Greater)
-            {
-                return Err(
-                    ctx.err("min_interval", format!("must be 0..={} seconds", peaqos_core::duration::MAX_SECONDS))
-                );
-            }
-            d
-        }
-    };
-    let condition = match &s.condition {
-        None => None,
-        Some(c) => {
-            let value = match &c.value {
-                serde_yaml_ng::Value::Bool(b) => Literal::Bool(*b),
-                serde_yaml_ng::Value::String(t) => Literal::Text(t.clone()),
-                v @ serde_yaml_ng::Value::Number(_) => Literal::Number(
-                    yaml_number(v).ok_or_else(|| ctx.err("condition.value", "must be a finite number"))?,
-                ),
-                _ => return Err(ctx.err("condition.value", "must be a number, a string or a bool")),
-            };
-            let ordered = matches!(c.op, Op::Gt | Op::Ge | Op::Lt | Op::Le);
-            if ordered && !matches!(value, Literal::Number(_)) {
-                return Err(ctx.err("condition.op", "gt/ge/lt/le compare numbers; the value is not a number"));
-            }
-            let want: fn(FieldKind) -> bool = match value {
-                Literal::Number(_) => |k| k.numeric(),
-                Literal::Text(_) => |k| k == FieldKind::Text,
-                Literal::Bool(_) => |k| k == FieldKind::Bool,
-            };
-            let kind_name = match value {
-                Literal::Number(_) => "a number (the condition value is a number)",
-                Literal::Text(_) => "a string (the condition value is a string)",
-                Literal::Bool(_) => "a bool (the condition value is a bool)",
-            };
-            let field = check_field(ctx, "condition.field", &c.field, topic, catalog, want, kind_name)?;
-            Some(Condition { field, op: c.op, value })
-        }
-    };
-    let metadata = match &s.metadata {
-        None => None,
-        Some(t) => {
-            let tpl = Template::parse(t).map_err(|r| ctx.err("metadata", r))?;
-            for p in tpl.fields() {
-                check_field(ctx, "metadata", p, topic, catalog, |k| k.scalar(), "a number, string or bool")?;
-            }
-            if tpl.static_len() > MAX_METADATA_SIZE {
-                return Err(ctx.err(
-                    "metadata",
-                    format!(
-                        "the template alone is {} bytes; the contract takes at most {MAX_METADATA_SIZE}",
-                        tpl.static_len()
-                    ),
-                ));
-            }
-            Some(tpl)
-        }
-    };
+    let currency = compile_currency(ctx, s.event_type, s.currency.as_deref())?;
+    let source_tx_hash_field =
+        compile_source(&fields, s.trust_level, s.source_chain_id, s.source_tx_hash_field.as_deref())?;
+    let window = compile_window(ctx, s.window.as_ref())?;
+    let min_interval = compile_min_interval(ctx, s.min_interval.as_ref())?;
+    let condition = s.condition.as_ref().map(|c| compile_condition(&fields, c)).transpose()?;
+    let metadata = s.metadata.as_deref().map(|t| compile_metadata(&fields, t)).transpose()?;
     Ok(Rule {
         name: s.name,
         topic: topic.topic.clone(),
@@ -618,4 +475,205 @@ fn compile(
         condition,
         metadata,
     })
+}
+
+/// `value:`: a numeric field of the topic, a count, or a constant >= 0.
+fn compile_value(fields: &Fields, spec: &serde_yaml_ng::Value) -> Result<ValueSource, RuleError> {
+    let ctx = fields.ctx;
+    let field = |key: &str, p: &str| fields.check(key, p, |k| k.numeric(), "a number");
+    let value_spec = parse_value_spec(spec).map_err(|(k, r)| ctx.err(&k, r))?;
+    Ok(match &value_spec {
+        ValueSpec::Field(p) => ValueSource::Field(field("value.field", p)?),
+        ValueSpec::Sum(p) => ValueSource::Sum(field("value.sum", p)?),
+        ValueSpec::Min(p) => ValueSource::Min(field("value.min", p)?),
+        ValueSpec::Max(p) => ValueSource::Max(field("value.max", p)?),
+        ValueSpec::Last(p) => ValueSource::Last(field("value.last", p)?),
+        ValueSpec::Mean(p) => ValueSource::Mean(field("value.mean", p)?),
+        ValueSpec::Increase(p) => ValueSource::Increase(field("value.increase", p)?),
+        ValueSpec::Count => ValueSource::Count,
+        ValueSpec::Constant(v) => {
+            let d = yaml_number(v).ok_or_else(|| ctx.err("value.constant", "must be a finite number"))?;
+            if d.is_negative() {
+                return Err(ctx.err("value.constant", "must be >= 0 (event values are never negative)"));
+            }
+            ValueSource::Constant(d)
+        }
+    })
+}
+
+/// `scale:` > 0; required for a value read from a field, 1 otherwise.
+fn compile_scale(ctx: &Ctx, scale: Option<&serde_yaml_ng::Value>, from_field: bool) -> Result<Dec, RuleError> {
+    match scale {
+        Some(v) => {
+            let d = yaml_number(v).ok_or_else(|| ctx.err("scale", "must be a finite number"))?;
+            if d.m <= 0 {
+                return Err(
+                    ctx.err("scale", format!("must be > 0, got {d} (a scale of zero or below can never give a value)"))
+                );
+            }
+            Ok(d)
+        }
+        None if from_field => Err(ctx.err(
+            "scale",
+            "is required for a value read from a field: the factor to integer minor units (e.g. 100 for euros → cents)",
+        )),
+        None => Ok(Dec::from_i128(1)),
+    }
+}
+
+/// `rounding:`; required for a value read from a field, half-even otherwise.
+fn compile_rounding(ctx: &Ctx, rounding: Option<Rounding>, from_field: bool) -> Result<Rounding, RuleError> {
+    match rounding {
+        Some(r) => Ok(r),
+        None if from_field => Err(
+            ctx.err("rounding", "is required for a value read from a field: down, up, half_up, half_down or half_even")
+        ),
+        None => Ok(Rounding::HalfEven),
+    }
+}
+
+/// A constant × scale must be a whole number of units that fits.
+fn check_constant_units(ctx: &Ctx, c: Dec, scale: Dec) -> Result<(), RuleError> {
+    let x = c.checked_mul(scale).ok_or_else(|| ctx.err("value.constant", "too large"))?;
+    if x.e < 0 {
+        return Err(ctx.err("value.constant", format!("{c} × scale {scale} is not a whole number of units")));
+    }
+    x.to_units(Dec::from_i128(1), 1, Rounding::Down).map_err(|_| ctx.err("value.constant", "too large"))?;
+    Ok(())
+}
+
+/// `currency:`: required (SDK shape) for revenue, none for activity.
+fn compile_currency(ctx: &Ctx, event_type: EventType, currency: Option<&str>) -> Result<String, RuleError> {
+    match (event_type, currency) {
+        (EventType::Revenue, None) => Err(ctx.err(
+            "currency",
+            "is required for revenue events (the SDK's batch submit requires it): 3-10 of [A-Z0-9], e.g. EUR",
+        )),
+        (EventType::Revenue, Some(c)) => {
+            let ok = (3..=10).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            if !ok {
+                return Err(ctx.err(
+                    "currency",
+                    format!("{c:?} must match ^[A-Z0-9]{{3,10}}$ (the SDK's and contract's currency shape)"),
+                ));
+            }
+            Ok(c.to_owned())
+        }
+        (EventType::Activity, None | Some("")) => Ok(String::new()),
+        (EventType::Activity, Some(c)) => {
+            Err(ctx.err("currency", format!("activity events carry no currency; got {c:?} (omit it or use \"\")")))
+        }
+    }
+}
+
+/// `trust_level:`, `source_tx_hash_field:` (trust 1 only, a string field) and
+/// `source_chain_id:`; returns the source transaction hash field.
+fn compile_source(
+    fields: &Fields,
+    trust_level: u8,
+    source_chain_id: u64,
+    source_tx_hash_field: Option<&str>,
+) -> Result<Option<FieldPath>, RuleError> {
+    let ctx = fields.ctx;
+    if trust_level > 2 {
+        return Err(ctx.err(
+            "trust_level",
+            format!("must be 0 (self-reported), 1 (on-chain verifiable) or 2 (hardware-signed), got {trust_level}"),
+        ));
+    }
+    let field = match (trust_level, source_tx_hash_field) {
+        (1, Some(p)) => Some(fields.check("source_tx_hash_field", p, |k| k == FieldKind::Text, "a string")?),
+        (1, None) => {
+            return Err(
+                ctx.err("source_tx_hash_field", "trust_level 1 needs the field holding the source transaction hash")
+            )
+        }
+        (_, Some(_)) => {
+            return Err(ctx.err("source_tx_hash_field", "only trust_level 1 events carry a source transaction hash"))
+        }
+        (_, None) => None,
+    };
+    if !peaqos_chain::validation::VALID_SOURCE_CHAIN_IDS.contains(&i128::from(source_chain_id)) {
+        return Err(ctx.err(
+            "source_chain_id",
+            format!("{source_chain_id} is not a supported chain (0, 3338, 1, 8453, 137, 42161, 10)"),
+        ));
+    }
+    Ok(field)
+}
+
+/// `window:`: one message by default, `{messages: N}` or `{seconds: T}`.
+fn compile_window(ctx: &Ctx, window: Option<&WindowSpec>) -> Result<Window, RuleError> {
+    Ok(match window {
+        None => Window::Messages(1),
+        Some(WindowSpec { messages: Some(n), seconds: None }) if (1..=MAX_WINDOW_MESSAGES).contains(n) => {
+            Window::Messages(*n)
+        }
+        Some(WindowSpec { messages: Some(_), seconds: None }) => {
+            return Err(ctx.err("window.messages", format!("must be 1..={MAX_WINDOW_MESSAGES}")))
+        }
+        Some(WindowSpec { messages: None, seconds: Some(t) }) => {
+            Window::Seconds(peaqos_core::duration::whole_seconds(*t).map_err(|e| ctx.err("window.seconds", e))?)
+        }
+        Some(_) => return Err(ctx.err("window", "give exactly one of messages: N or seconds: T")),
+    })
+}
+
+/// `min_interval:` seconds, 0 by default, at most `peaqos_core::duration::MAX_SECONDS`.
+fn compile_min_interval(ctx: &Ctx, min_interval: Option<&serde_yaml_ng::Value>) -> Result<Dec, RuleError> {
+    let Some(v) = min_interval else { return Ok(Dec::ZERO) };
+    let d = yaml_number(v).ok_or_else(|| ctx.err("min_interval", "must be a number of seconds"))?;
+    if d.is_negative()
+        || d.cmp_num(Dec::from_i128(i128::from(peaqos_core::duration::MAX_SECONDS)))
+            == Some(std::cmp::Ordering::Greater)
+    {
+        return Err(ctx.err("min_interval", format!("must be 0..={} seconds", peaqos_core::duration::MAX_SECONDS)));
+    }
+    Ok(d)
+}
+
+/// `condition:`: a literal, an operator that fits it and a field of the literal's kind.
+fn compile_condition(fields: &Fields, c: &ConditionSpec) -> Result<Condition, RuleError> {
+    let ctx = fields.ctx;
+    let value = match &c.value {
+        serde_yaml_ng::Value::Bool(b) => Literal::Bool(*b),
+        serde_yaml_ng::Value::String(t) => Literal::Text(t.clone()),
+        v @ serde_yaml_ng::Value::Number(_) => {
+            Literal::Number(yaml_number(v).ok_or_else(|| ctx.err("condition.value", "must be a finite number"))?)
+        }
+        _ => return Err(ctx.err("condition.value", "must be a number, a string or a bool")),
+    };
+    let ordered = matches!(c.op, Op::Gt | Op::Ge | Op::Lt | Op::Le);
+    if ordered && !matches!(value, Literal::Number(_)) {
+        return Err(ctx.err("condition.op", "gt/ge/lt/le compare numbers; the value is not a number"));
+    }
+    let want: fn(FieldKind) -> bool = match value {
+        Literal::Number(_) => |k| k.numeric(),
+        Literal::Text(_) => |k| k == FieldKind::Text,
+        Literal::Bool(_) => |k| k == FieldKind::Bool,
+    };
+    let kind_name = match value {
+        Literal::Number(_) => "a number (the condition value is a number)",
+        Literal::Text(_) => "a string (the condition value is a string)",
+        Literal::Bool(_) => "a bool (the condition value is a bool)",
+    };
+    let field = fields.check("condition.field", &c.field, want, kind_name)?;
+    Ok(Condition { field, op: c.op, value })
+}
+
+/// `metadata:`: a template whose fields are scalars of the topic and whose fixed text fits the
+/// contract's metadata size.
+fn compile_metadata(fields: &Fields, t: &str) -> Result<Template, RuleError> {
+    let ctx = fields.ctx;
+    let tpl = Template::parse(t).map_err(|r| ctx.err("metadata", r.to_string()))?;
+    for p in tpl.fields() {
+        fields.check("metadata", p, |k| k.scalar(), "a number, string or bool")?;
+    }
+    if tpl.static_len() > MAX_METADATA_SIZE {
+        return Err(ctx.err(
+            "metadata",
+            format!("the template alone is {} bytes; the contract takes at most {MAX_METADATA_SIZE}", tpl.static_len()),
+        ));
+    }
+    Ok(tpl)
 }

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use peaqos_chain::error::ErrorCode as ChainCode;
 use peaqos_chain::outbox::{Intent, IntentState};
 use peaqos_chain::validation::{self, Currency, MachineIdInput, SubmitEventParams, ValueInput};
 use peaqos_chain::{ChainClient, ChainError};
@@ -240,7 +241,7 @@ impl Submitter {
             let take = n.min(rest.len());
             match self.enqueue(&rest[..take], machine_id, block_ts) {
                 Ok(()) => rest = &rest[take..],
-                Err(e) if e.code() == "RATE_LIMITED" || e.code() == "VALUE_CAP_EXCEEDED" => {
+                Err(e) if matches!(e.error_code(), ChainCode::RateLimited | ChainCode::ValueCapExceeded) => {
                     if take > 1 {
                         n = take / 2;
                         continue;
@@ -296,7 +297,7 @@ impl Submitter {
             calldata_hash: calldata_hash(&self.client, &items)?,
         };
         self.store.set_inflight(Some(&inflight)).map_err(|e| ChainError::Store {
-            code: "STORE_IO".into(),
+            code: ChainCode::StoreIo,
             path: String::new(),
             message: e.to_string(),
         })?;

@@ -46,6 +46,7 @@ fn main() {
             creds: &creds,
             listings: &listings,
             chain: None,
+            http: None,
         };
         let mut hook = |s: &str| {
             if s == pause {

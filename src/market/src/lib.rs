@@ -4,6 +4,8 @@
 //! * [`wire`] — every request/response shape used, in one module (the API is a draft contract).
 //! * [`client`] — the one HTTP client: auth modes, timeouts, envelopes, typed [`error`]s.
 //! * [`control`] — the control socket (WebSocket, agent headers), reconnecting with backoff.
+//! * [`delivery`] — the optional local delivery endpoint: bought ciphertexts over HTTP, bearer
+//!   token per purchase, HTTP Range.
 //! * [`secret`] — API key and agent token: from env or a 0600 file, never logged.
 //! * [`state`] — durable state under the node's data dir (via `peaqos_base::fsio`).
 //! * [`onboard`] — identity challenge → EIP-191 proof → `POST /machines` → `PATCH active`,
@@ -22,6 +24,7 @@
 pub mod agent;
 pub mod client;
 pub mod control;
+pub mod delivery;
 pub mod error;
 pub mod money;
 pub mod offers;

@@ -33,7 +33,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use peaqos_base::fsio::{self, FsError};
-use peaqos_stream::grant::{chunk_ids_of, grant_chunk_ids, GrantRange};
+use peaqos_stream::grant::{grant_chunk_ids, GrantRange};
 use peaqos_stream::keys::MachineStreamKeys;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +104,13 @@ pub struct PurchaseRecord {
     /// The outbox intent of the sale's revenue event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revenue_intent_id: Option<String>,
+    /// The chain indices of `chunk_ids`, in the same order (for the local delivery endpoint).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_indices: Vec<u64>,
+    /// Until when (Unix ms) the local delivery endpoint serves this purchase (its bearer token's
+    /// lifetime), when the purchase is delivered that way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_expires_ms: Option<u64>,
 }
 
 /// `<data_dir>/market/purchases/`.
@@ -241,6 +248,8 @@ pub struct Desk<'a> {
     /// The chain payments are checked on and sales recorded on (`None`: neither; the server's
     /// word on payments is taken and no revenue event is written).
     pub chain: Option<&'a SaleChain>,
+    /// The local delivery endpoint purchases are handed over through (`None`: storage mode).
+    pub http: Option<&'a crate::delivery::HttpDelivery>,
 }
 
 /// Where a step leaves a purchase: go on with the next state, or stop here for now.
@@ -279,8 +288,9 @@ impl Desk<'_> {
         Ok(PurchaseState::Refused)
     }
 
-    /// The chunks a purchase buys (fixed once, stored before anything is granted).
-    fn chunks_sold(&self, topic: &str, p: &Purchase) -> std::result::Result<Vec<String>, String> {
+    /// The chunks a purchase buys, (index, id) in chain order (fixed once, stored before anything
+    /// is granted).
+    fn chunks_sold(&self, topic: &str, p: &Purchase) -> std::result::Result<Vec<(u64, String)>, String> {
         let sel = p.resource.selection.clone().unwrap_or_default();
         if let Some(t) = sel.topic.as_deref().filter(|t| *t != topic) {
             return Err(format!("selection.topic {t:?} is not the listing's topic {topic:?}"));
@@ -289,8 +299,8 @@ impl Desk<'_> {
         if let Some(ids) = sel.chunk_ids.filter(|v| !v.is_empty()) {
             // every id must be a sealed chunk of this topic
             let dir = peaqos_stream::store::topic_dir(self.stream_dir, topic).map_err(stream_err)?;
-            peaqos_stream::grant::select_chunk_ids(&dir, &ids).map_err(stream_err)?;
-            return Ok(ids);
+            let indices = peaqos_stream::grant::select_chunk_ids(&dir, &ids).map_err(stream_err)?;
+            return Ok(indices.into_iter().zip(ids).collect());
         }
         let range = match (sel.start_time.as_deref(), sel.end_time.as_deref()) {
             (None, None) => GrantRange::TimeMs { from: 0, to: u64::MAX },
@@ -300,11 +310,15 @@ impl Desk<'_> {
                 GrantRange::TimeMs { from: from.transpose()?.unwrap_or(0), to: to.transpose()?.unwrap_or(u64::MAX) }
             }
         };
-        let ids = chunk_ids_of(self.stream_dir, topic, &range).map_err(stream_err)?;
-        if ids.is_empty() {
+        let dir = peaqos_stream::store::topic_dir(self.stream_dir, topic).map_err(stream_err)?;
+        let indices = peaqos_stream::grant::select_indices(&dir, &range).map_err(stream_err)?;
+        if indices.is_empty() {
             return Err("the selection holds no sealed chunk".into());
         }
-        Ok(ids)
+        indices
+            .into_iter()
+            .map(|i| Ok((i, peaqos_stream::store::load_chunk(&dir, i).map_err(stream_err)?.chunk_id)))
+            .collect()
     }
 
     /// Move purchase `id` as far as it goes now; returns where it stands.
@@ -362,6 +376,8 @@ impl Desk<'_> {
             payment_rail: None,
             payment_check: None,
             revenue_intent_id: None,
+            chunk_indices: vec![],
+            delivery_expires_ms: None,
         };
         let Some(listing) = self.listings.get(&p.resource.listing_id) else {
             // not ours (or not listed any more): remember that, grant nothing
@@ -377,7 +393,7 @@ impl Desk<'_> {
             return self.refuse(r, e.to_string()).map(Err);
         }
         match self.chunks_sold(&r.topic, &p) {
-            Ok(ids) => r.chunk_ids = ids,
+            Ok(sold) => (r.chunk_indices, r.chunk_ids) = sold.into_iter().unzip(),
             Err(why) => return self.refuse(r, why).map(Err),
         }
         let n = u64::try_from(r.chunk_ids.len()).unwrap_or(u64::MAX);
@@ -502,21 +518,38 @@ impl Desk<'_> {
                 },
             })
             .collect();
-        let expires = chrono::Utc::now() + chrono::Duration::hours(1);
-        let req = PrepareAccessRequest {
-            machine_id: self.creds.machine_id.clone(),
-            agent_id: self.creds.agent_id.clone(),
-            agent_token: self.creds.token.clone(),
-            items,
-            delivery: PrepareDelivery {
+        let delivery = match self.http {
+            Some(http) => {
+                // the endpoint's bearer token is derived, not stored: a repeated prepare-access
+                // hands over the same one, valid until the first expiry stored here
+                let expires_ms = *r.delivery_expires_ms.get_or_insert_with(|| http.expires_ms_from_now());
+                PrepareDelivery {
+                    mode: "p2p".into(),
+                    transport_id: crate::delivery::TRANSPORT_ID.into(),
+                    connect: DeliveryConnect {
+                        kind: crate::delivery::CONNECT_TYPE.into(),
+                        url: http.connect_url(&r.purchase_id),
+                        expires_at: crate::delivery::rfc3339_ms(expires_ms),
+                    },
+                }
+            }
+            None => PrepareDelivery {
                 mode: "storage".into(),
                 transport_id: crate::offers::TRANSPORT_ID.into(),
                 connect: DeliveryConnect {
                     kind: "storage-ref".into(),
                     url: format!("peaqos-storage:{}", r.listing_id),
-                    expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    expires_at: (chrono::Utc::now() + chrono::Duration::hours(1))
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 },
             },
+        };
+        let req = PrepareAccessRequest {
+            machine_id: self.creds.machine_id.clone(),
+            agent_id: self.creds.agent_id.clone(),
+            agent_token: self.creds.token.clone(),
+            items,
+            delivery,
         };
         let resp = self.client.prepare_access(&r.purchase_id, &req).await?;
         hook_at(hook, "prepare-access accepted")?;

@@ -88,6 +88,9 @@ pub struct SalesConfig {
     /// Where payments are checked and sales recorded (`None`: the server's word on payments,
     /// no revenue events).
     pub chain: Option<crate::settle::SaleChain>,
+    /// The local delivery endpoint purchases are handed over through (`None`: storage mode);
+    /// served by [`crate::delivery::serve`], which the caller runs.
+    pub http: Option<crate::delivery::HttpDelivery>,
 }
 
 impl std::fmt::Debug for SalesConfig {
@@ -482,6 +485,7 @@ impl Seller {
                 creds: &creds,
                 listings: &listings,
                 chain: sales.chain.as_ref(),
+                http: sales.http.as_ref(),
             };
             loop {
                 use crate::control::Signal;

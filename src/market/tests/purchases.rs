@@ -94,6 +94,7 @@ impl Fixture {
             creds: &self.creds,
             listings: &self.listings,
             chain: None,
+            http: None,
         };
         match desk.advance(id, hook).await {
             Ok(s) => s,
@@ -188,6 +189,7 @@ async fn refusals_grant_nothing() {
         creds: &f.creds,
         listings: &other,
         chain: None,
+        http: None,
     };
     let id = f.purchase(&buyer_pk(), Value::Null);
     f.pay(&id);

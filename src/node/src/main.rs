@@ -5,6 +5,7 @@
 //! packaging pipeline through bounded queues and never block or sign; the pipeline signs,
 //! writes each package durably, then calls back here to publish it.
 mod access;
+mod answer;
 mod catalog;
 mod chain;
 mod convert;
@@ -26,7 +27,10 @@ use std::time::{Duration, SystemTime};
 use peaqos_core::keys::FieldKey;
 use peaqos_core::pipeline::{Pipeline, PipelineConfig, Published, RawMessage};
 use peaqos_core::policy::{self, DataEventMap};
-use rclrs::{Context, CreateBasicExecutor, DynamicMessage, IntoPrimitiveOptions, MessageInfo, SpinOptions};
+use rclrs::{
+    Context, CreateBasicExecutor, DynamicMessage, DynamicSubscription, Executor, IntoPrimitiveOptions, MessageInfo,
+    Node, Publisher, SpinOptions,
+};
 use ros_env::peaqos_node::msg::DataPackage;
 
 /// The policy used when `policy_file` is empty: the demo robot's battery topic.
@@ -68,11 +72,10 @@ fn main() -> ExitCode {
 
 /// The policy and the name its errors use for its file.
 fn load_policy(params: &params::Params) -> Result<(DataEventMap, std::path::PathBuf), StartError> {
+    let file = params.policy_file_name();
     if params.policy_file.is_empty() {
-        let file = std::path::PathBuf::from("<embedded default policy>");
         Ok((DataEventMap::from_yaml_str(DEFAULT_POLICY, &file)?, file))
     } else {
-        let file = std::path::PathBuf::from(&params.policy_file);
         Ok((policy::load(&file)?, file))
     }
 }
@@ -105,22 +108,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     );
 
     // Resolve every topic's type before anything starts: an unknown type is a start error.
-    let mut types = Vec::with_capacity(map.topics.len());
-    for t in &map.topics {
-        let type_name: rclrs::MessageTypeName = t.msg_type.as_str().try_into().map_err(|e| StartError::TopicType {
-            topic: t.topic.clone(),
-            type_name: t.msg_type.clone(),
-            reason: format!("{e}"),
-        })?;
-        if let Err(e) = rclrs::DynamicMessageMetadata::new(type_name.clone()) {
-            return Err(StartError::TopicType {
-                topic: t.topic.clone(),
-                type_name: t.msg_type.clone(),
-                reason: format!("is not installed on this machine ({e}); source the workspace that provides it"),
-            });
-        }
-        types.push(type_name);
-    }
+    let types = resolve_types(&map)?;
     // Every field rule must be able to match: a mistyped path would publish in clear.
     let catalogs = catalog::catalogs(&map);
     map.check_field_paths(&policy_file, &catalogs)?;
@@ -158,21 +146,6 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     )?;
     let depth = u32::try_from(depth).map_err(|_| params::param_err("data_packages.depth", "must be 1..10000"))?;
     let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(depth))?;
-    let sink = Box::new(move |batch: Vec<Published>| {
-        for p in &batch {
-            let msg = DataPackage {
-                topic: p.topic.to_string(),
-                sequence_number: p.sequence_number,
-                package_json: p.package_json.clone(),
-            };
-            if let Err(e) = publisher.publish(msg) {
-                tracing::warn!("publishing a data package failed: {e}");
-            }
-        }
-        for tap in taps.iter_mut() {
-            tap(&batch);
-        }
-    });
     let pipeline = Arc::new(Pipeline::start(
         PipelineConfig {
             batch_max: params.batch_max,
@@ -189,9 +162,85 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         key,
         field_key,
         &map,
-        sink,
+        package_sink(publisher, taps),
     )?);
+    let subscriptions = subscribe(&node, &map, types, &pipeline)?;
+    let sources = status::Sources {
+        stream: stream.as_ref().map(stream::StreamSubsystem::status),
+        events: events.as_ref().map(events::EventsSubsystem::status),
+    };
+    let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map, sources)?;
 
+    spin_until_stopped(&mut executor, &context, &stop);
+    drop(subscriptions);
+    drop(status);
+    tracing::info!("shutting down: packaging what was accepted and flushing the package log");
+    // The status handlers only hold weak references, so this is the last one; dropping the
+    // pipeline also drains and flushes it (and runs the taps on the last batches).
+    if let Ok(mut p) = Arc::try_unwrap(pipeline) {
+        p.shutdown();
+    }
+    // -- subsystem shutdown: flush what the taps were handed --
+    if let Some(s) = stream {
+        s.shutdown();
+    }
+    if let Some(e) = events {
+        e.shutdown();
+    }
+    if let Some(m) = market {
+        m.shutdown();
+    }
+    drop(chain_services);
+    Ok(())
+}
+
+/// Each topic's message type, checked to be installed on this machine.
+fn resolve_types(map: &DataEventMap) -> Result<Vec<rclrs::MessageTypeName>, StartError> {
+    let mut types = Vec::with_capacity(map.topics.len());
+    for t in &map.topics {
+        let type_name: rclrs::MessageTypeName = t.msg_type.as_str().try_into().map_err(|e| StartError::TopicType {
+            topic: t.topic.clone(),
+            type_name: t.msg_type.clone(),
+            reason: format!("{e}"),
+        })?;
+        if let Err(e) = rclrs::DynamicMessageMetadata::new(type_name.clone()) {
+            return Err(StartError::TopicType {
+                topic: t.topic.clone(),
+                type_name: t.msg_type.clone(),
+                reason: format!("is not installed on this machine ({e}); source the workspace that provides it"),
+            });
+        }
+        types.push(type_name);
+    }
+    Ok(types)
+}
+
+/// Where the pipeline hands each durable batch: `~/data_packages`, then every tap.
+fn package_sink(publisher: Publisher<DataPackage>, mut taps: Vec<Tap>) -> Box<dyn FnMut(Vec<Published>) + Send> {
+    Box::new(move |batch: Vec<Published>| {
+        for p in &batch {
+            let msg = DataPackage {
+                topic: p.topic.to_string(),
+                sequence_number: p.sequence_number,
+                package_json: p.package_json.clone(),
+            };
+            if let Err(e) = publisher.publish(msg) {
+                tracing::warn!("publishing a data package failed: {e}");
+            }
+        }
+        for tap in taps.iter_mut() {
+            tap(&batch);
+        }
+    })
+}
+
+/// One subscription per topic, handing converted messages to the topic's packaging queue.
+fn subscribe(
+    node: &Node,
+    map: &DataEventMap,
+    types: Vec<rclrs::MessageTypeName>,
+    pipeline: &Pipeline,
+) -> Result<Vec<DynamicSubscription>, StartError> {
     let mut subscriptions = Vec::new();
     for (i, (t, type_name)) in map.topics.iter().zip(types).enumerate() {
         let Some(submitter) = pipeline.submitter(i) else {
@@ -213,10 +262,11 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         tracing::info!("subscribed to {} ({})", t.topic, t.msg_type);
         subscriptions.push(sub);
     }
+    Ok(subscriptions)
+}
 
-    let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map)?;
-
-    // SIGINT/SIGTERM: stop spinning, then drain and flush the pipeline.
+/// Spin until SIGINT/SIGTERM (or the context ends).
+fn spin_until_stopped(executor: &mut Executor, context: &Context, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) && context.ok() {
         for e in executor.spin(SpinOptions::default().timeout(Duration::from_millis(100))) {
             if !matches!(e, rclrs::RclrsError::RclError { code: rclrs::RclReturnCode::Timeout, .. }) {
@@ -224,24 +274,4 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
             }
         }
     }
-    drop(subscriptions);
-    drop(status);
-    tracing::info!("shutting down: packaging what was accepted and flushing the package log");
-    // The status handlers only hold weak references, so this is the last one; dropping the
-    // pipeline also drains and flushes it (and runs the taps on the last batches).
-    if let Ok(mut p) = Arc::try_unwrap(pipeline) {
-        p.shutdown();
-    }
-    // -- subsystem shutdown: flush what the taps were handed --
-    if let Some(s) = stream {
-        s.shutdown();
-    }
-    if let Some(e) = events {
-        e.shutdown();
-    }
-    if let Some(m) = market {
-        m.shutdown();
-    }
-    drop(chain_services);
-    Ok(())
 }

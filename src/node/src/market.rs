@@ -316,6 +316,9 @@ pub fn start(
         keys: Arc::new(stream_keys),
         poll_interval: mp.purchase_poll,
         chain: sale_chain,
+        // No local HTTP delivery endpoint yet: main's market work adds the field and wires it
+        // next; `None` keeps the behaviour from before it, so the node builds.
+        http: None,
     });
     let api_key = peaqos_market::secret::load_api_key(mp.api_key_file.as_deref()).map_err(config_err)?;
     if api_key.is_none() {

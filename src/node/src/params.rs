@@ -287,6 +287,15 @@ impl Params {
 const DEMO_ADDRESS: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 
 impl Params {
+    /// The policy file as its errors name it: `policy_file`, or `<embedded default policy>`.
+    pub fn policy_file_name(&self) -> PathBuf {
+        if self.policy_file.is_empty() {
+            PathBuf::from("<embedded default policy>")
+        } else {
+            PathBuf::from(&self.policy_file)
+        }
+    }
+
     /// The machine key: from `keystore_file` (decrypted once, then kept only in zeroized memory),
     /// else `PEAQOS_PRIVATE_KEY` / `key_file`. A plaintext key other than the demo's is warned about.
     pub fn machine_key(&self) -> Result<MachineKey, StartError> {

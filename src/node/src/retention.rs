@@ -138,57 +138,6 @@ pub fn report_stream(consumers: &LogConsumers, feed: &peaqos_stream::feed::Topic
     consumers.advance(feed.writer().topic(), STREAM_CONSUMER, feed.sealed_upto());
 }
 
-type StreamCounters = Arc<std::sync::Mutex<Vec<(String, crate::stream::Counters)>>>;
-
-/// Chunk and grant retention, run by the upload thread (the one that moves upload cursors) at
-/// most once per `retention.interval`.
-pub struct ChunkPruner {
-    bound: ChunkRetention,
-    grants_max_age: Duration,
-    interval: Duration,
-    stream_dir: std::path::PathBuf,
-    counters: StreamCounters,
-    last: Option<std::time::Instant>,
-}
-
-impl ChunkPruner {
-    pub fn new(r: &Retention, stream_dir: &std::path::Path, counters: StreamCounters) -> ChunkPruner {
-        ChunkPruner {
-            bound: r.chunks,
-            grants_max_age: r.grants_max_age,
-            interval: r.interval,
-            stream_dir: stream_dir.to_owned(),
-            counters,
-            last: None,
-        }
-    }
-
-    /// One pass over every streamed topic (rate-limited).
-    pub fn run(&mut self, topics: &[crate::stream::UploadTopic]) {
-        if self.last.is_some_and(|t| t.elapsed() < self.interval) {
-            return;
-        }
-        self.last = Some(std::time::Instant::now());
-        let now = std::time::SystemTime::now();
-        for (t, (topic, dir, dests)) in topics.iter().enumerate() {
-            match peaqos_stream::retention::prune_local_chunks(dir, dests, &self.bound, now) {
-                Ok(r) => {
-                    if let Ok(mut c) = self.counters.lock() {
-                        let c = &mut c[t].1;
-                        c.chunks_pruned += r.removed_chunks;
-                        c.chunks_pruned_bytes += r.removed_bytes;
-                        c.local_chunk_bytes = r.kept_bytes;
-                    }
-                }
-                Err(e) => tracing::warn!("stream {topic}: chunk retention failed: {e}"),
-            }
-        }
-        if let Err(e) = peaqos_stream::retention::prune_grants(&self.stream_dir, self.grants_max_age, now) {
-            tracing::warn!("stream: grant retention failed: {e}");
-        }
-    }
-}
-
 /// The event rules read the package log of each topic with rules.
 pub fn register_events<'a>(consumers: &LogConsumers, topics: impl IntoIterator<Item = &'a String>) {
     for t in topics {

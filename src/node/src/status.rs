@@ -15,6 +15,14 @@ use ros_env::std_msgs::msg::Header;
 use crate::params::Params;
 use crate::StartError;
 
+/// What `~/status` reports besides the pipeline, handed over by the subsystems that started
+/// (`None`: the subsystem is off).
+#[derive(Default)]
+pub struct Sources {
+    pub stream: Option<Arc<crate::stream::StatusView>>,
+    pub events: Option<Arc<crate::events::StatusView>>,
+}
+
 /// Keeps the service and the diagnostics timer alive.
 pub struct StatusHandles {
     _service: Service<GetStatus>,
@@ -50,9 +58,15 @@ fn kv(key: &str, value: impl ToString) -> KeyValue {
 }
 
 /// One DiagnosticStatus per topic: OK, WARN once drops or errors are counted, ERROR while new
-/// messages are refused (disk full); one for the pipeline's memory and disk; and the market's
+/// messages are refused (disk full); one for the pipeline's memory and disk; the events
+/// hand-over's (WARN once a hand-over was dropped) when there are event rules; and the market's
 /// ("peaqos_node: market") when it is enabled.
-fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticArray {
+fn diagnostics(
+    pipeline: &Pipeline,
+    types: &[String],
+    did: &str,
+    events: Option<&crate::events::StatusView>,
+) -> DiagnosticArray {
     let refusing = pipeline.refusing();
     let (queued, max_queued) = pipeline.queued_bytes();
     let mut status: Vec<DiagnosticStatus> = pipeline
@@ -110,7 +124,7 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
             kv("accepting", refusing.is_none()),
         ],
     });
-    if let Some(h) = crate::events::hand_over() {
+    if let Some(h) = events.map(|e| &e.hand_over) {
         let dropped = h.dropped.load(Ordering::Relaxed);
         status.push(DiagnosticStatus {
             level: if dropped > 0 { DiagnosticStatus::WARN } else { DiagnosticStatus::OK },
@@ -138,16 +152,21 @@ pub fn serve(
     pipeline: Weak<Pipeline>,
     params: &Params,
     map: &DataEventMap,
+    sources: Sources,
 ) -> Result<StatusHandles, StartError> {
     let types: Arc<Vec<String>> = Arc::new(map.topics.iter().map(|t| t.msg_type.clone()).collect());
     let data_dir = params.data_dir.display().to_string();
 
     let (p, ty) = (Weak::clone(&pipeline), Arc::clone(&types));
+    let diag_events = sources.events.clone();
     let service = node.create_service::<GetStatus, _>("~/status", move |_req: GetStatus_Request| {
         crate::ros_log::request("~/status");
         let Some(p) = p.upgrade() else {
             return GetStatus_Response::default();
         };
+        let stream = sources.stream.as_deref();
+        let (event_rules, events_machine_id) = sources.events.as_ref().map(|v| v.report()).unwrap_or_default();
+        let hand = sources.events.as_deref().map(|v| &*v.hand_over);
         GetStatus_Response {
             address: p.address().to_owned(),
             did: p.did().to_owned(),
@@ -157,20 +176,14 @@ pub fn serve(
             max_queued_bytes: p.queued_bytes().1,
             accepting: p.refusing().is_none(),
             refusing_reason: p.refusing().unwrap_or_default(),
-            ed25519_public_key_hex: crate::stream::status_view()
-                .map(|v| v.ed25519_public_key_hex.clone())
-                .unwrap_or_default(),
-            x25519_public_key_hex: crate::stream::status_view()
-                .map(|v| v.x25519_public_key_hex.clone())
-                .unwrap_or_default(),
-            streams: crate::stream::status_view().map(|v| v.streams()).unwrap_or_default(),
-            event_rules: crate::events::status().0,
-            events_handover_queued_bytes: crate::events::hand_over()
-                .map_or(0, |h| h.queued_bytes.load(Ordering::Relaxed) as u64),
-            events_handover_dropped: crate::events::hand_over().map_or(0, |h| h.dropped.load(Ordering::Relaxed)),
-            events_handover_dropped_bytes: crate::events::hand_over()
-                .map_or(0, |h| h.dropped_bytes.load(Ordering::Relaxed)),
-            events_machine_id: crate::events::status().1,
+            ed25519_public_key_hex: stream.map(|v| v.ed25519_public_key_hex.clone()).unwrap_or_default(),
+            x25519_public_key_hex: stream.map(|v| v.x25519_public_key_hex.clone()).unwrap_or_default(),
+            streams: stream.map(|v| v.streams()).unwrap_or_default(),
+            event_rules,
+            events_machine_id,
+            events_handover_queued_bytes: hand.map_or(0, |h| h.queued_bytes.load(Ordering::Relaxed) as u64),
+            events_handover_dropped: hand.map_or(0, |h| h.dropped.load(Ordering::Relaxed)),
+            events_handover_dropped_bytes: hand.map_or(0, |h| h.dropped_bytes.load(Ordering::Relaxed)),
         }
     })?;
 
@@ -187,7 +200,7 @@ pub fn serve(
         }
         last = std::time::Instant::now();
         let Some(pipeline) = pipeline.upgrade() else { return };
-        if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did)) {
+        if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did, diag_events.as_deref())) {
             tracing::warn!("publishing /diagnostics failed: {e}");
         }
     })?;

@@ -187,6 +187,15 @@ impl Chunk {
     pub fn recipient(&self, t: RecipientType) -> Option<&KeyRecipient> {
         self.encryption.key_recipients.iter().find(|r| r.recipient_type == t)
     }
+    /// The machine's own key entry: a `Machine` recipient with the X25519 public key
+    /// `machine_x25519_public` (its hex compared case-insensitively). `None` when the chunk has none.
+    pub fn machine_recipient(&self, machine_x25519_public: &[u8; 32]) -> Option<&KeyRecipient> {
+        let machine_pk = hex::encode(machine_x25519_public);
+        self.encryption
+            .key_recipients
+            .iter()
+            .find(|r| r.recipient_type == RecipientType::Machine && r.public_key_hex.eq_ignore_ascii_case(&machine_pk))
+    }
 }
 
 impl BuyerAccessEntry {

@@ -68,3 +68,91 @@ impl StreamError {
         StreamError::Json { what: what.into(), source }
     }
 }
+
+/// The codes the stream's service answers carry (`error_code`), each spelled once: those of a
+/// [`StreamError`] ([`StreamError::error_code`]) and the refusals of the node's stream services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A request field or a value is malformed or out of range.
+    InvalidArgument,
+    /// A chunk, dataset or file the request names is not there.
+    NotFound,
+    /// A chunk or chain failed a check.
+    ChainInvalid,
+    /// A file could not be read, written or synced.
+    IoError,
+    /// A JSON file or document could not be parsed.
+    InvalidJson,
+    /// A storage destination failed.
+    StorageError,
+    /// The topic has no `stream:` block.
+    UnknownTopic,
+    /// Anchoring was asked for without a chain client.
+    ChainDisabled,
+}
+
+impl ErrorCode {
+    /// The string in `error_code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::ChainInvalid => "CHAIN_INVALID",
+            ErrorCode::IoError => "IO_ERROR",
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::StorageError => "STORAGE_ERROR",
+            ErrorCode::UnknownTopic => "UNKNOWN_TOPIC",
+            ErrorCode::ChainDisabled => "CHAIN_DISABLED",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl StreamError {
+    /// This error's code.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            StreamError::Invalid { .. } => ErrorCode::InvalidArgument,
+            StreamError::NotFound(_) => ErrorCode::NotFound,
+            StreamError::Check { .. } | StreamError::Chain { .. } => ErrorCode::ChainInvalid,
+            StreamError::Io { .. } => ErrorCode::IoError,
+            StreamError::Json { .. } => ErrorCode::InvalidJson,
+            StreamError::Storage { .. } => ErrorCode::StorageError,
+        }
+    }
+
+    /// This error's code as the string in `error_code`.
+    pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
+    }
+
+    /// The request field this error is about (only [`StreamError::Invalid`] names one; empty
+    /// otherwise).
+    pub fn field(&self) -> &str {
+        match self {
+            StreamError::Invalid { field, .. } => field,
+            _ => "",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_fields() {
+        let e = StreamError::invalid("buyer_public_key_hex", "not 32 bytes");
+        assert_eq!((e.code(), e.field()), ("INVALID_ARGUMENT", "buyer_public_key_hex"));
+        let e = StreamError::NotFound("chunk 3".into());
+        assert_eq!((e.code(), e.field()), ("NOT_FOUND", ""));
+        let e = StreamError::check("c1", "aead", "tag mismatch");
+        assert_eq!(e.error_code(), ErrorCode::ChainInvalid);
+        assert_eq!(ErrorCode::UnknownTopic.to_string(), "UNKNOWN_TOPIC");
+    }
+}

@@ -42,7 +42,6 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::chain::decrypt_chunk;
-use crate::envelope::RecipientType;
 use crate::error::{Result, StreamError};
 use crate::keys::MachineStreamKeys;
 use crate::store;
@@ -114,15 +113,9 @@ const ORIGIN_FILE: &str = "origin.json";
 pub fn chain_last_sequence(w: &ChunkWriter, keys: &MachineStreamKeys) -> Result<Option<u64>> {
     let Some(last) = w.next_index().checked_sub(1) else { return Ok(None) };
     let c = store::load_chunk(w.dir(), last)?;
-    let machine_pk = hex::encode(keys.x25519_public);
-    let entry = c
-        .encryption
-        .key_recipients
-        .iter()
-        .find(|r| r.recipient_type == RecipientType::Machine && r.public_key_hex.eq_ignore_ascii_case(&machine_pk))
-        .ok_or_else(|| {
-            StreamError::check(&c.chunk_id, "resume", "last chunk has no key entry for this machine's X25519 key")
-        })?;
+    let entry = c.machine_recipient(&keys.x25519_public).ok_or_else(|| {
+        StreamError::check(&c.chunk_id, "resume", "last chunk has no key entry for this machine's X25519 key")
+    })?;
     let ct = store::read(&store::chunk_paths(w.dir(), last).1)?;
     let pt = decrypt_chunk(&c, entry, keys.x25519_secret(), &ct)?;
     let body = pt.strip_suffix(b"\n").unwrap_or(&pt);

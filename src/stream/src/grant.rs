@@ -213,19 +213,13 @@ fn grant_indices(
     topic: &str,
 ) -> Result<Vec<BuyerAccessEntry>> {
     crate::crypto::check_x25519_public(buyer_public_key, "buyer_public_key")?;
-    let machine_pk = hex::encode(keys.x25519_public);
     let mut rng = OsRandom;
     let mut out = Vec::new();
     for &i in indices {
         let c = store::load_chunk(dir, i)?;
-        let entry = c
-            .encryption
-            .key_recipients
-            .iter()
-            .find(|r| r.recipient_type == RecipientType::Machine && r.public_key_hex.eq_ignore_ascii_case(&machine_pk))
-            .ok_or_else(|| {
-                StreamError::check(&c.chunk_id, "grant", "chunk has no key entry for this machine's X25519 key")
-            })?;
+        let entry = c.machine_recipient(&keys.x25519_public).ok_or_else(|| {
+            StreamError::check(&c.chunk_id, "grant", "chunk has no key entry for this machine's X25519 key")
+        })?;
         out.push(create_buyer_access_entry(
             &c,
             entry,

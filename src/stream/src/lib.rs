@@ -58,4 +58,4 @@ pub mod topic_config;
 pub mod verify;
 pub mod writer;
 
-pub use error::{Result, StreamError};
+pub use error::{ErrorCode, Result, StreamError};

@@ -25,6 +25,15 @@ fn fails(o: &Output, code: i32, needle: &str) {
     assert!(e.contains(needle), "stderr {e:?} should contain {needle:?}");
 }
 
+/// `peaqos-stream grant` of `range` of `/cam/info` under `data` to `buyer_pk`, then `extra`.
+fn grant(data: &str, buyer_pk: &str, range: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["grant", "--data-dir", data, "--topic", "/cam/info", "--buyer-pk", buyer_pk, "--range", range];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+/// One chain of 18 packages in chunks of 4, checked through the CLI in three steps: grant and
+/// decrypt, dataset and proofs, tampering and usage errors (the last step damages the chain).
 #[test]
 fn grant_decrypt_dataset_prove_verify() {
     let tmp = tempfile::tempdir().unwrap();
@@ -42,37 +51,30 @@ fn grant_decrypt_dataset_prove_verify() {
     w.close_now().unwrap();
     let tdir = w.dir().to_path_buf();
     drop(w);
-    let tdir_s = tdir.to_str().unwrap();
-    let data_s = data.to_str().unwrap();
 
-    let v = ok(&cli(&["verify", data_s, "--signer-pk", &hex::encode(k.ed25519_public)]));
+    let v = ok(&cli(&["verify", data.to_str().unwrap(), "--signer-pk", &hex::encode(k.ed25519_public)]));
     assert!(v.contains("\"chunks\": 5"), "{v}");
+    grant_then_decrypt(tmp.path(), &data, &tdir, &lines);
+    dataset_then_prove(tmp.path(), &data);
+    tamper_and_misuse(&data, &tdir);
+}
 
-    // grant chunks 1..3 to a buyer, decrypt them with the buyer key
+/// Grant chunks 1..3 to a buyer and decrypt them with the buyer key; refusals of another key,
+/// low-order buyer keys and a range beyond the chain.
+fn grant_then_decrypt(tmp: &Path, data: &Path, tdir: &Path, lines: &[String]) {
+    let (data_s, tdir_s) = (data.to_str().unwrap(), tdir.to_str().unwrap());
     let buyer_sk = [0x42u8; 32];
-    let skf = tmp.path().join("buyer.key");
+    let skf = tmp.join("buyer.key");
     std::fs::write(&skf, format!("0x{}\n", hex::encode(buyer_sk))).unwrap();
-    let gout = tmp.path().join("grants");
-    ok(&cli(&[
-        "grant",
-        "--data-dir",
-        data_s,
-        "--topic",
-        "/cam/info",
-        "--buyer-pk",
-        &hex::encode(x25519_public(&buyer_sk)),
-        "--range",
-        "1..3",
-        "--out",
-        gout.to_str().unwrap(),
-    ]));
+    let gout = tmp.join("grants");
+    ok(&grant(data_s, &hex::encode(x25519_public(&buyer_sk)), "1..3", &["--out", gout.to_str().unwrap()]));
     let gfile = gout.join(format!("{}-1.json", hex::encode(x25519_public(&buyer_sk))));
     assert!(gfile.exists());
     let pt =
         ok(&cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", skf.to_str().unwrap(), tdir_s]));
     assert_eq!(pt.lines().collect::<Vec<_>>(), lines[4..16].iter().map(String::as_str).collect::<Vec<_>>());
     // grant for another key
-    let other = tmp.path().join("other.key");
+    let other = tmp.join("other.key");
     std::fs::write(&other, hex::encode([7u8; 32])).unwrap();
     fails(
         &cli(&["decrypt", "--grant", gfile.to_str().unwrap(), "--secret-key-file", other.to_str().unwrap(), tdir_s]),
@@ -86,40 +88,20 @@ fn grant_decrypt_dataset_prove_verify() {
         "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800".to_string(),
         format!("ec{}7f", "ff".repeat(30)),
     ] {
-        fails(
-            &cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &low, "--range", "1..3"]),
-            1,
-            "--buyer-pk",
-        );
-        fails(
-            &cli(&["grant", "--data-dir", data_s, "--topic", "/cam/info", "--buyer-pk", &low, "--range", "1..3"]),
-            1,
-            "low-order",
-        );
+        fails(&grant(data_s, &low, "1..3", &[]), 1, "--buyer-pk");
+        fails(&grant(data_s, &low, "1..3", &[]), 1, "low-order");
     }
     // range beyond the chain
-    fails(
-        &cli(&[
-            "grant",
-            "--data-dir",
-            data_s,
-            "--topic",
-            "/cam/info",
-            "--buyer-pk",
-            &"11".repeat(32),
-            "--range",
-            "3..9",
-        ]),
-        1,
-        "not found",
-    );
+    fails(&grant(data_s, &"11".repeat(32), "3..9", &[]), 1, "not found");
+}
 
-    // dataset over 0..4, proof for chunk 2
-    let ds = tmp.path().join("ds.json");
+/// A dataset over chunks 0..4, a proof for chunk 2; a tampered proof and dataset are refused.
+fn dataset_then_prove(tmp: &Path, data: &Path) {
+    let ds = tmp.join("ds.json");
     ok(&cli(&[
         "dataset",
         "--data-dir",
-        data_s,
+        data.to_str().unwrap(),
         "--topic",
         "/cam/info",
         "--range",
@@ -129,36 +111,38 @@ fn grant_decrypt_dataset_prove_verify() {
     ]));
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&ds).unwrap()).unwrap();
     let c2 = m["chunkIds"][2].as_str().unwrap().to_string();
-    let proof = tmp.path().join("proof.json");
+    let proof = tmp.join("proof.json");
     ok(&cli(&["prove", "--dataset", ds.to_str().unwrap(), "--chunk", &c2, "--out", proof.to_str().unwrap()]));
     let r = ok(&cli(&["verify-proof", "--proof", proof.to_str().unwrap(), "--dataset", ds.to_str().unwrap()]));
     assert!(r.contains("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"), "{r}");
     // tampered proof / dataset
     let mut p: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof).unwrap()).unwrap();
     p["leafIndex"] = 3.into();
-    let bad = tmp.path().join("bad-proof.json");
+    let bad = tmp.join("bad-proof.json");
     std::fs::write(&bad, serde_json::to_vec(&p).unwrap()).unwrap();
     fails(&cli(&["verify-proof", "--proof", bad.to_str().unwrap()]), 1, "audit path does not lead to merkleRoot");
     let mut md = m.clone();
     md["topic"] = "/other".into();
-    let badds = tmp.path().join("bad-ds.json");
+    let badds = tmp.join("bad-ds.json");
     std::fs::write(&badds, serde_json::to_vec(&md).unwrap()).unwrap();
     fails(
         &cli(&["verify-proof", "--proof", proof.to_str().unwrap(), "--dataset", badds.to_str().unwrap()]),
         1,
         "signature",
     );
+}
 
-    // tampered chunk → verify names chunk and check
+/// A tampered chunk: verify names the chunk and the check; usage errors exit with 2.
+fn tamper_and_misuse(data: &Path, tdir: &Path) {
+    let tdir_s = tdir.to_str().unwrap();
     let mut b = std::fs::read(tdir.join("3.bin")).unwrap();
     b[1] ^= 4;
     std::fs::write(tdir.join("3.bin"), b).unwrap();
     fails(&cli(&["verify", tdir_s]), 1, "chunk index 3");
     fails(&cli(&["verify", tdir_s]), 1, "hash_mismatch");
     // usage errors
-    fails(&cli(&["grant", "--data-dir", data_s]), 2, "missing --topic");
+    fails(&cli(&["grant", "--data-dir", data.to_str().unwrap()]), 2, "missing --topic");
     fails(&cli(&["frobnicate"]), 2, "unknown command");
-    let _ = Path::new("");
 }
 
 /// A chain in the node's layout, `<data_dir>/stream/<topic dir>`, of `n` packages in chunks of 4.

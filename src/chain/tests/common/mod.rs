@@ -116,6 +116,17 @@ pub async fn set_code(url: &str, a: Address, code: &str) {
     rpc_value(url, "anvil_setCode", json!([a, code])).await;
 }
 
+/// The gen-2 EventRegistry address of the test deployment (where [`install_counters`] puts its
+/// counter).
+pub const REGISTRY: Address = alloy::primitives::address!("A1e7F1d7B24dAb55Dc92491e6d9B89F6E925Ad1e");
+
+/// The counter stand-ins at the EventRegistry and the Batch precompile, so their storage slot 0
+/// counts the events that reached the chain.
+pub async fn install_counters(url: &str) {
+    set_code(url, REGISTRY, COUNTER_CODE).await;
+    set_code(url, peaqos_chain::config::BATCH_PRECOMPILE, BATCH_COUNTER_CODE).await;
+}
+
 pub fn config(url: &str, dir: &Path) -> ChainConfig {
     let mut c = ChainConfig::new(Network::Peaq, Generation::Economics2, dir);
     c.rpc_urls = vec![url.to_string()];
@@ -143,7 +154,7 @@ pub fn harness_event(machine_id: U256, ts: i64) -> SubmitEventParams {
 }
 
 /// `python test/chain/harness.py serve` (the team's anvil + stand-in contracts).
-#[allow(unused_imports)] // not every test crate that includes this module uses it
+#[allow(unused_imports)] // not every test file spawns the harness
 pub use peaqos_testkit::ChainHarness as Harness;
 
 /// A JSON-RPC proxy on 127.0.0.1 in front of `upstream` that counts the methods it forwards, so

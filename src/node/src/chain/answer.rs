@@ -1,19 +1,25 @@
-//! How a chain call's outcome becomes a ROS response: a `ChainError` becomes `success: false`,
-//! the SDK's `error_code`, the request field it is about (spelled as in the `.srv`) and a
-//! message; and the parsers of request fields (canonical decimals, addresses, hex).
+//! How a chain call's outcome becomes a ROS response: a `ChainError` becomes a
+//! [`Refusal`] (`success: false`, the SDK's `error_code`, the request field it is about, spelled
+//! as in the `.srv`, and a message); and the parsers of request fields (canonical decimals,
+//! addresses, hex).
 use std::future::Future;
 use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
 use peaqos_chain::validation::MachineIdInput;
 use peaqos_chain::ChainError;
-use ros_env::peaqos_node::srv::*;
 use tokio::runtime::Runtime;
 
-/// What each response type needs to report a failure; `field` is the request field concerned
-/// ([`request_field`]).
-pub(super) trait Fail: Default {
-    fn fail(e: &ChainError, field: String) -> Self;
+use crate::answer::{Refusal, Refuse};
+
+/// A chain call's failed answer: `field` is the request field concerned ([`request_field`]); a
+/// failed submit also names its intent and transaction ([`Refuse::with_intent`]).
+fn fail<R: Default + Refuse>(e: &ChainError, field: String) -> R {
+    let r = match e {
+        ChainError::Tx { intent_id, tx_hash, .. } => R::default().with_intent(intent_id.clone(), tx_hash.clone()),
+        _ => R::default(),
+    };
+    r.refused(Refusal::chain(e, field))
 }
 
 /// How one service's request spells the fields the chain client names: `(from, to)`, where
@@ -39,76 +45,19 @@ pub(super) fn request_field(e: &ChainError, renames: Renames) -> String {
     renames.iter().find(|(from, _)| *from == key).map_or(field, |(_, to)| *to).to_owned()
 }
 
-macro_rules! impl_fail {
-    ($($t:ty),* $(,)?) => {$(
-        impl Fail for $t {
-            fn fail(e: &ChainError, field: String) -> Self {
-                Self {
-                    success: false,
-                    error_code: e.code().to_owned(),
-                    error_field: field,
-                    message: e.to_string(),
-                    ..Default::default()
-                }
-            }
-        }
-    )*};
-}
-
-/// Responses that also report the intent and transaction a failure is about (a receipt wait
-/// that timed out leaves the intent queued and tracked).
-macro_rules! impl_fail_with_intent {
-    ($($t:ty),* $(,)?) => {$(
-        impl Fail for $t {
-            fn fail(e: &ChainError, field: String) -> Self {
-                let (intent_id, tx_hash) = match e {
-                    ChainError::Tx { intent_id, tx_hash, .. } => (intent_id.clone(), tx_hash.clone()),
-                    _ => (String::new(), String::new()),
-                };
-                Self {
-                    success: false,
-                    error_code: e.code().to_owned(),
-                    error_field: field,
-                    message: e.to_string(),
-                    intent_id,
-                    tx_hash,
-                    ..Default::default()
-                }
-            }
-        }
-    )*};
-}
-
-impl_fail_with_intent!(SubmitEvent_Response, BatchSubmitEvents_Response);
-
-impl_fail!(
-    ValidateEvent_Response,
-    Activate_Response,
-    Register_Response,
-    RegisterFor_Response,
-    MintNft_Response,
-    TokenIdOf_Response,
-    WriteMachineDidAttributes_Response,
-    WriteProxyDidAttributes_Response,
-    ReadDidAttribute_Response,
-    QueryMcr_Response,
-    QueryMachine_Response,
-    QueryOperatorMachines_Response,
-);
-
 /// Run `f` on the tokio runtime; the returned future can be awaited by rclrs's executor.
 pub(super) fn on_runtime<R, F>(rt: &Arc<Runtime>, renames: Renames, f: F) -> impl Future<Output = R> + Send + 'static
 where
-    R: Fail + Send + 'static,
+    R: Default + Refuse + Send + 'static,
     F: Future<Output = Result<R, ChainError>> + Send + 'static,
 {
     let handle = rt.spawn(f);
     async move {
         match handle.await {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => R::fail(&e, request_field(&e, renames)),
+            Ok(Err(e)) => fail(&e, request_field(&e, renames)),
             Err(e) => {
-                R::fail(&ChainError::validation("", "internal", format!("the request task failed: {e}")), String::new())
+                fail(&ChainError::validation("", "internal", format!("the request task failed: {e}")), String::new())
             }
         }
     }
