@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ sys.path.insert(0, str(ROOT / "test" / "chain"))
 sys.path.insert(0, str(ROOT / "test" / "stream"))
 
 import harness  # noqa: E402
-from peaqos_harness import DEMO_KEY, NodeProcess, wait_until  # noqa: E402
+from peaqos_harness import DEMO_KEY, NodeProcess, free_port, wait_until  # noqa: E402
 from test_chain_services_e2e import Caller, activate_gen2  # noqa: E402
 from test_events_e2e import chain_events  # noqa: E402
 from test_market_e2e import API_KEY, OK, Diagnostics, Orchestrator, assert_no_secrets, market_params  # noqa: E402
@@ -55,6 +57,17 @@ def value_of(fn, timeout: float, what: str, node: NodeProcess):
 
     wait_until(pred, timeout, what, nodes=node)
     return box[-1]
+
+
+def http_get(url: str, token: str | None, headers: dict | None = None, method: str = "GET"):
+    """(status, lower-cased headers, body) of one request to the node's delivery endpoint."""
+    req = urllib.request.Request(url, method=method, headers={**(headers or {}),
+                                                             **({"authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
 
 
 def iso_ms(ms: int) -> str:
@@ -108,7 +121,8 @@ def test_the_sdk_buys_pays_on_chain_and_decrypts_and_the_sale_is_one_revenue_eve
     policy.write_text(SALE_POLICY.format(pay_to=payee, token=USDT))
     params = market_params(tmp_path, orch, **{
         "chain.enabled": "true", "chain.rpc_urls": f"['{chain.rpc_url}']", "chain.receipt_timeout": "30.0",
-        "policy_file": str(policy), "market.purchase_poll_interval": "0.3", "market.payment_confirmations": "1"})
+        "policy_file": str(policy), "market.purchase_poll_interval": "0.3", "market.payment_confirmations": "1",
+        "market.delivery.http_listen": f"127.0.0.1:{free_port()}"})
     data_dir = Path(params["data_dir"])
     diags = Diagnostics(ros_node)
     node = NodeProcess(tmp_path, params).start()
@@ -212,6 +226,30 @@ def test_the_sdk_buys_pays_on_chain_and_decrypts_and_the_sale_is_one_revenue_eve
                                recipient_entry=a.buyer, encrypted_data=blobs[chunk.index])
             assert b"bought frame" in pt or b"frame" in pt
 
+        # --- the same ciphertexts straight from the robot: the local delivery endpoint ---------------
+        assert (d.delivery.mode, d.delivery.transport_id) == ("p2p", "peaqos-http")
+        base, _, frag = d.delivery.connect.url.partition("#bearer=")
+        assert frag and len(frag) == 64 and base == f"http://{params['market.delivery.http_listen']}/purchases/{purchase.id}"
+        got = http_get(base, frag)
+        assert got[0] == 200 and sorted(c["chunkId"] for c in json.loads(got[2])["chunks"]) == sorted(expected)
+        for cid in expected:
+            ch = by_id[cid]
+            blob = blobs[ch.index]
+            half = len(blob) // 2
+            a = http_get(f"{base}/chunks/{cid}", frag, {"range": f"bytes=0-{half - 1}"})
+            b = http_get(f"{base}/chunks/{cid}", frag, {"range": f"bytes={half}-"})
+            assert (a[0], b[0]) == (206, 206) and a[1]["content-range"] == f"bytes 0-{half - 1}/{len(blob)}"
+            assert a[2] + b[2] == blob, "the two ranges are the ciphertext"
+            env = http_get(f"{base}/chunks/{cid}/envelope", frag)
+            assert env[0] == 200 and json.loads(env[2])["chunkId"] == cid
+            assert http_get(f"{base}/chunks/{cid}", frag, {"range": f"bytes={len(blob)}-"})[0] == 416
+            head = http_get(f"{base}/chunks/{cid}", frag, method="HEAD")
+            assert head[0] == 200 and int(head[1]["content-length"]) == len(blob) and head[2] == b""
+        not_bought = next(ch.chunk_id for ch in chunks if ch.chunk_id not in expected)
+        assert http_get(f"{base}/chunks/{not_bought}", frag)[0] == 403
+        assert http_get(base, "0" * 64)[0] == 401 and http_get(base, None)[0] == 401
+        assert http_get(base.rsplit("/", 1)[0] + "/pur_unknown", frag)[0] in (401, 404)
+
         # --- the sale, recorded on chain once; keccak256(raw_data) is the receipt --------------------
         rec_path = data_dir / "market" / "purchases" / f"{purchase.id}.json"
         rec = value_of(lambda: (r := json.loads(rec_path.read_text()))["state"] == "recorded" and r,
@@ -245,6 +283,8 @@ def test_the_sdk_buys_pays_on_chain_and_decrypts_and_the_sale_is_one_revenue_eve
         with pytest.raises(OrchestrationApiError) as e:
             get_purchase_delivery(sdk, second.id, tok)
         assert e.value.code == "STREAM_DELIVERY_NOT_READY"
+        # the first purchase's token does not open the second one
+        assert http_get(base.rsplit("/", 1)[0] + f"/{second.id}", frag)[0] == 401
     finally:
         node.kill9()
 

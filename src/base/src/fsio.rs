@@ -67,6 +67,21 @@ pub fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Create `dir` and its missing parents with mode 0700 (only the node's user reads its state),
+/// and fsync the parent, so the new directory is durable; nothing to do when it exists.
+pub fn create_private_dir(dir: &Path) -> Result<(), FsError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| FsError::new("create directory", dir, e))?;
+    sync_dir(parent(dir))
+}
+
 /// fsync a directory, so the renames and creations in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| FsError::new("fsync directory", dir, e))

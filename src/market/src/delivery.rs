@@ -198,7 +198,11 @@ impl Server {
     fn chunk_file(&self, rec: &PurchaseRecord, chunk_id: &str, envelope: bool) -> Result<PathBuf, Refusal> {
         let pos = rec.chunk_ids.iter().position(|c| c.eq_ignore_ascii_case(chunk_id));
         let Some(index) = pos.and_then(|p| rec.chunk_indices.get(p).copied()) else {
-            return Err(Refusal(StatusCode::FORBIDDEN, "AGENT_POLICY_DENIED", "this chunk is not part of the purchase"));
+            return Err(Refusal(
+                StatusCode::FORBIDDEN,
+                "AGENT_POLICY_DENIED",
+                "this chunk is not part of the purchase",
+            ));
         };
         let dir = peaqos_stream::store::topic_dir(&self.stream_dir, &rec.topic)
             .map_err(|_| Refusal(StatusCode::NOT_FOUND, "NOT_FOUND", "the topic has no chunk chain here"))?;
@@ -289,14 +293,16 @@ async fn serve_file(path: &Path, range: Option<&str>, envelope: bool) -> Answer 
     }
 }
 
-/// Serve until `shutdown` turns true. Binding errors are returned (they name the address).
+/// Serve on `listener` (bound by the caller, non-blocking, so that an address in use is a start
+/// error) until `shutdown` turns true.
 pub async fn serve(
     cfg: HttpDelivery,
+    listener: std::net::TcpListener,
     store: PurchaseStore,
     stream_dir: PathBuf,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(listen = %cfg.listen, url = %cfg.public_url, "market: local delivery endpoint listening");
     let server = Arc::new(Server { cfg, store, stream_dir });
     loop {
@@ -329,6 +335,7 @@ pub async fn serve(
             });
             let io = hyper_util::rt::TokioIo::new(tcp);
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(io, svc);
             if let Err(e) = conn.await {
@@ -355,6 +362,42 @@ mod tests {
             assert_eq!(byte_range(Some(bad), 10), Err(()), "{bad}");
         }
         assert_eq!(byte_range(Some("bytes=0-0"), 0), Err(()));
+    }
+
+    fn record(id: &str, state: PurchaseState, expires_ms: Option<u64>) -> PurchaseRecord {
+        serde_json::from_value(json!({
+            "version": 1, "purchaseId": id, "listingId": "lst_1", "topic": "/cam", "buyerId": "b",
+            "buyerPublicKeyHex": "22".repeat(32), "state": state, "chunkIds": ["0xaa"], "chunkIndices": [0],
+            "deliveryExpiresMs": expires_ms}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_token_opens_its_prepared_unexpired_purchase_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PurchaseStore::open(dir.path()).unwrap();
+        let cfg = HttpDelivery {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: "http://robot".into(),
+            token_ttl: Duration::from_secs(60),
+            token_key: Arc::new(Zeroizing::new([9; 32])),
+        };
+        let later = now_ms() + 60_000;
+        store.save(&record("p_ok", PurchaseState::Delivered, Some(later))).unwrap();
+        store.save(&record("p_old", PurchaseState::Recorded, Some(now_ms() - 1))).unwrap();
+        store.save(&record("p_paid", PurchaseState::Paid, Some(later))).unwrap();
+        let server = Server { cfg: cfg.clone(), store, stream_dir: dir.path().join("stream") };
+        let bearer = |id: &str| format!("Bearer {}", cfg.token(id).as_str());
+        let code = |r: Result<PurchaseRecord, Refusal>| r.map(|_| "ok").unwrap_or_else(|Refusal(_, c, _)| c);
+        assert_eq!(code(server.authorize("p_ok", Some(&bearer("p_ok")))), "ok");
+        assert_eq!(code(server.authorize("p_ok", Some(&bearer("p_old")))), "AUTH_INVALID");
+        assert_eq!(code(server.authorize("p_ok", None)), "AUTH_REQUIRED");
+        assert_eq!(code(server.authorize("p_old", Some(&bearer("p_old")))), "DELIVERY_EXPIRED");
+        assert_eq!(code(server.authorize("p_paid", Some(&bearer("p_paid")))), "STREAM_DELIVERY_NOT_READY");
+        assert_eq!(code(server.authorize("nope", Some(&bearer("nope")))), "NOT_FOUND");
+        let rec = server.authorize("p_ok", Some(&bearer("p_ok"))).unwrap();
+        assert!(matches!(server.chunk_file(&rec, "0xbb", false), Err(Refusal(StatusCode::FORBIDDEN, ..))));
+        assert!(server.chunk_file(&rec, "0xAA", false).unwrap().ends_with("cam/0.bin"));
     }
 
     #[test]

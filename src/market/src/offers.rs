@@ -154,6 +154,33 @@ pub fn offers<'a>(
     })
 }
 
+/// Offer the local delivery endpoint too (`market.delivery.http_listen`): one more delivery
+/// capability (transport [`crate::delivery::TRANSPORT_ID`]) and one more delivery option per
+/// listing, whose `params` name the endpoint's public URL.
+pub fn with_http_delivery(offers: &mut Offers, public_url: &str) {
+    if offers.listings.is_empty() {
+        return;
+    }
+    let features: Vec<String> = crate::delivery::FEATURES.iter().map(|f| f.to_string()).collect();
+    offers.capabilities.push(DeliveryCapabilityInput {
+        transport_id: crate::delivery::TRANSPORT_ID.into(),
+        version: "1".into(),
+        features: features.clone(),
+        protocols: Some(vec!["http/1.1".into()]),
+        encoding: None,
+    });
+    for l in &mut offers.listings {
+        l.update.delivery_options.push(DeliveryOptionInput {
+            transport_id: crate::delivery::TRANSPORT_ID.into(),
+            version: "1".into(),
+            features: features.clone(),
+            protocols: Some(vec!["http/1.1".into()]),
+            encoding: None,
+            params: Some(serde_json::json!({"topic": l.topic, "baseUrl": public_url, "auth": "bearer"})),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

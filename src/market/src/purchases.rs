@@ -134,15 +134,7 @@ fn safe_id(id: &str) -> Result<&str> {
 impl PurchaseStore {
     pub fn open(data_dir: &Path) -> Result<PurchaseStore> {
         let dir = peaqos_base::layout::market_dir(data_dir).join("purchases");
-        if !dir.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| FsError::new("create directory", &dir, e))?;
-            fsio::sync_dir(dir.parent().unwrap_or(data_dir))?;
-        }
+        fsio::create_private_dir(&dir)?;
         Ok(PurchaseStore { dir, claims: Default::default() })
     }
 
@@ -195,14 +187,7 @@ impl PurchaseStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(FsError::new("read", path, e).into()),
         }
-        if !dir.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| FsError::new("create directory", &dir, e))?;
-        }
+        fsio::create_private_dir(&dir)?;
         let body = serde_json::to_vec(&serde_json::json!({"purchaseId": id, "reference": name})).expect("json");
         fsio::write_atomic(&path, &body)?;
         Ok(None)
@@ -417,19 +402,24 @@ impl Desk<'_> {
 
     /// seen → quoted: tell the server (and so the buyer) what the purchase buys and costs.
     async fn quote(&self, r: &mut PurchaseRecord) -> Result<Step> {
-        let req = PurchaseEventRequest {
-            actor: self.actor(),
-            kind: "seller.ready".into(),
-            payload: Some(serde_json::json!({
-                "chunkIds": r.chunk_ids,
-                "amount": r.amount,
-                "currency": r.currency,
-            })),
-        };
+        let quote = serde_json::json!({"chunkIds": r.chunk_ids, "amount": r.amount, "currency": r.currency});
+        self.announce(r, "seller.ready", quote, PurchaseState::Quoted, "quoted").await
+    }
+
+    /// Post purchase event `kind` as the seller, then store the purchase in state `next`.
+    async fn announce(
+        &self,
+        r: &mut PurchaseRecord,
+        kind: &str,
+        payload: serde_json::Value,
+        next: PurchaseState,
+        at: &'static str,
+    ) -> Result<Step> {
+        let req = PurchaseEventRequest { actor: self.actor(), kind: kind.into(), payload: Some(payload) };
         self.client.purchase_event(&r.purchase_id, &req).await?;
-        r.state = PurchaseState::Quoted;
+        r.state = next;
         self.store.save(r)?;
-        Ok(Step::Next("quoted"))
+        Ok(Step::Next(at))
     }
 
     /// quoted → paid, once the server says so and, where the node can, the chain agrees.
@@ -562,15 +552,9 @@ impl Desk<'_> {
 
     /// access_prepared → delivered.
     async fn deliver(&self, r: &mut PurchaseRecord) -> Result<Step> {
-        let req = PurchaseEventRequest {
-            actor: self.actor(),
-            kind: "delivery.completed".into(),
-            payload: Some(serde_json::json!({"chunkIds": r.chunk_ids, "mode": "storage"})),
-        };
-        self.client.purchase_event(&r.purchase_id, &req).await?;
-        r.state = PurchaseState::Delivered;
-        self.store.save(r)?;
-        Ok(Step::Next("delivered"))
+        let mode = if r.delivery_expires_ms.is_some() { "p2p" } else { "storage" };
+        let done = serde_json::json!({"chunkIds": r.chunk_ids, "mode": mode});
+        self.announce(r, "delivery.completed", done, PurchaseState::Delivered, "delivered").await
     }
 
     /// delivered → recorded: the server shows the delivery completed; the revenue event is in

@@ -324,6 +324,74 @@ impl Seller {
             || self.store.load_agent().ok().flatten().is_some()
     }
 
+    /// No agent yet: onboard when wanted (at start, on request, or a previous run enrolled one),
+    /// backing off on retryable failures; otherwise wait.
+    async fn onboard_step(&self, setup_failures: &mut u32, shutdown: &mut watch::Receiver<bool>) {
+        if !self.wants_onboarding() {
+            self.update(|v| v.phase = Phase::Idle);
+            self.pause(None, shutdown).await;
+            return;
+        }
+        match self.ensure_ready().await {
+            Ok(o) => {
+                *setup_failures = 0;
+                tracing::info!(machine = %o.machine.id, agent = %o.agent_id, "market: onboarded");
+            }
+            Err(MarketError::MachineIdUnknown) => {
+                self.update(|v| v.phase = Phase::WaitingForMachineId);
+                self.pause(Some(self.cfg.machine_id_poll), shutdown).await;
+            }
+            Err(e) if e.is_retryable() => {
+                *setup_failures = setup_failures.saturating_add(1);
+                let d = backoff_delay(&self.cfg.heartbeat, *setup_failures);
+                tracing::warn!(failures = *setup_failures, retry_in_ms = d.as_millis() as u64, error = %e,
+                    "market onboarding failed");
+                self.fail(Phase::Retrying, &e, *setup_failures, Some(d));
+                self.pause(Some(d), shutdown).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "market onboarding failed; waiting for a new ~/market_onboard request");
+                self.requested.store(false, Ordering::Relaxed);
+                self.fail(Phase::Failed, &e, 0, None);
+                self.pause(None, shutdown).await;
+            }
+        }
+    }
+
+    /// A heartbeat was accepted: the snapshot says online.
+    fn online(&self, agent: &str, now: DateTime<Utc>, lease_expires_at: DateTime<Utc>) {
+        if self.snapshot().phase != Phase::Online {
+            tracing::info!(agent = %agent, lease_expires_at = %lease_expires_at.to_rfc3339(), "market: heartbeat accepted; online");
+        }
+        self.update(|v| {
+            v.phase = Phase::Online;
+            v.heartbeats += 1;
+            v.last_heartbeat = Some(now);
+            v.lease_expires_at = Some(lease_expires_at);
+            v.failures = 0;
+            v.retry_at = None;
+            v.backoff = None;
+            v.last_error = None;
+        });
+    }
+
+    /// After an accepted heartbeat: publish the offers when due, upsert the runtime endpoint when due.
+    async fn after_heartbeat(
+        &self,
+        agent: &str,
+        offers_done: &mut Option<(String, DateTime<Utc>)>,
+        runtime_done: &mut Option<(String, &'static str, DateTime<Utc>)>,
+    ) {
+        let due = offers_done.as_ref().is_none_or(|(a, at)| a != agent || Utc::now() >= *at);
+        let creds = self.creds.lock().await.clone().filter(|c| c.agent_id == agent);
+        if let Some(c) = &creds {
+            if due && !self.cfg.offers.is_empty() {
+                *offers_done = self.publish_offers(c).await.map(|next| (agent.to_string(), next));
+            }
+            self.publish_runtime_endpoint(c, runtime_done).await;
+        }
+    }
+
     /// The supervisor: runs until `shutdown` turns true (or its sender is dropped).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut hb: Option<Heartbeat> = None;
@@ -361,35 +429,7 @@ impl Seller {
                     if let Some(stop) = sales_stop.take() {
                         let _ = stop.send(true); // no agent: no control socket, no purchases served
                     }
-                    if !self.wants_onboarding() {
-                        self.update(|v| v.phase = Phase::Idle);
-                        self.pause(None, &mut shutdown).await;
-                        continue;
-                    }
-                    match self.ensure_ready().await {
-                        Ok(o) => {
-                            setup_failures = 0;
-                            tracing::info!(machine = %o.machine.id, agent = %o.agent_id, "market: onboarded");
-                        }
-                        Err(MarketError::MachineIdUnknown) => {
-                            self.update(|v| v.phase = Phase::WaitingForMachineId);
-                            self.pause(Some(self.cfg.machine_id_poll), &mut shutdown).await;
-                        }
-                        Err(e) if e.is_retryable() => {
-                            setup_failures = setup_failures.saturating_add(1);
-                            let d = backoff_delay(&self.cfg.heartbeat, setup_failures);
-                            tracing::warn!(failures = setup_failures, retry_in_ms = d.as_millis() as u64, error = %e,
-                                "market onboarding failed");
-                            self.fail(Phase::Retrying, &e, setup_failures, Some(d));
-                            self.pause(Some(d), &mut shutdown).await;
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "market onboarding failed; waiting for a new ~/market_onboard request");
-                            self.requested.store(false, Ordering::Relaxed);
-                            self.fail(Phase::Failed, &e, 0, None);
-                            self.pause(None, &mut shutdown).await;
-                        }
-                    }
+                    self.onboard_step(&mut setup_failures, &mut shutdown).await;
                     continue;
                 }
             }
@@ -401,30 +441,8 @@ impl Seller {
             let now = Utc::now();
             match h.beat(&self.client, now).await {
                 Ok(rep) => {
-                    let was = self.snapshot().phase;
-                    if was != Phase::Online {
-                        tracing::info!(agent = %h.agent_id(), lease_expires_at = %rep.lease_expires_at.to_rfc3339(),
-                            "market: heartbeat accepted; online");
-                    }
-                    self.update(|v| {
-                        v.phase = Phase::Online;
-                        v.heartbeats += 1;
-                        v.last_heartbeat = Some(now);
-                        v.lease_expires_at = Some(rep.lease_expires_at);
-                        v.failures = 0;
-                        v.retry_at = None;
-                        v.backoff = None;
-                        v.last_error = None;
-                    });
-                    let agent = h.agent_id().to_string();
-                    let due = offers_done.as_ref().is_none_or(|(a, at)| *a != agent || Utc::now() >= *at);
-                    let creds = self.creds.lock().await.clone().filter(|c| c.agent_id == agent);
-                    if let Some(c) = &creds {
-                        if due && !self.cfg.offers.is_empty() {
-                            offers_done = self.publish_offers(c).await.map(|next| (agent, next));
-                        }
-                        self.publish_runtime_endpoint(c, &mut runtime_done).await;
-                    }
+                    self.online(h.agent_id(), now, rep.lease_expires_at);
+                    self.after_heartbeat(h.agent_id(), &mut offers_done, &mut runtime_done).await;
                 }
                 Err(e) if e.is_retryable() => {
                     let backoff = (h.next_due() - now).to_std().ok();

@@ -60,15 +60,7 @@ impl MarketStore {
     /// Open (creating, mode 0700) `<data_dir>/market`.
     pub fn open(data_dir: &Path) -> Result<MarketStore> {
         let dir = peaqos_base::layout::market_dir(data_dir);
-        if !dir.is_dir() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| FsError::new("create directory", &dir, e))?;
-            fsio::sync_dir(data_dir)?;
-        }
+        fsio::create_private_dir(&dir)?;
         Ok(MarketStore { dir })
     }
 

@@ -132,6 +132,12 @@ async fn garbage_answers_are_bad_response_or_invalid_shape_naming_the_field() {
     let extra = machine(json!({"somethingNew": {"x": 1}, "capabilities": null, "policyIds": null}));
     srv.fault(json!({"method": "GET", "path": MACHINE_PATH, "status": 200, "json": {"item": extra}}));
     assert!(client.get_machine("mach_x").await.unwrap().capabilities.is_empty());
+}
+
+#[tokio::test]
+async fn challenges_lists_and_huge_bodies_are_checked_like_the_sdk_does() {
+    let srv = Server::start(&[]);
+    let client = srv.client();
     // identity challenges: the SDK's strict checks
     let ch = json!({"challengeId": "mic_1", "identityRef": "did:peaq:1", "message": "m", "expiresAt": "t",
                     "verificationMethod": "eip191", "controllerAddresses": ["0x1"]});

@@ -101,6 +101,32 @@ fn set_override(o: &mut AddressOverrides, name: &str, a: Address) {
     *slot = Some(a);
 }
 
+/// The operator key's sources for legacy proxy flows (each `None` when empty): the plaintext key
+/// file, the keystore, the keystore's passphrase file.
+fn operator_key_params(node: &ParamSet) -> Result<[Option<PathBuf>; 3], StartError> {
+    let path = |s: String| (!s.is_empty()).then(|| PathBuf::from(s));
+    Ok([
+        path(declare_str(
+            node,
+            "chain.operator_key_file",
+            "",
+            "Legacy proxy flows: the operator's key file (mode 0600); empty = PEAQOS_OPERATOR_PRIVATE_KEY if set.",
+        )?),
+        path(declare_str(
+            node,
+            "chain.operator_keystore_file",
+            "",
+            "Legacy proxy flows: the operator's key as a V3 keystore (wins over chain.operator_key_file).",
+        )?),
+        path(declare_str(
+            node,
+            "chain.operator_keystore_passphrase_file",
+            "",
+            "The operator keystore's passphrase file (mode 0600); empty = PEAQOS_KEYSTORE_PASSWORD.",
+        )?),
+    ])
+}
+
 impl ChainParams {
     pub fn declare(params: &crate::params::Params) -> Result<ChainParams, StartError> {
         let (node, data_dir) = (&params.declared, params.data_dir.as_path());
@@ -149,24 +175,7 @@ impl ChainParams {
             200,
             "Most events one transaction carries when queued ~/batch_submit_events calls are sent together (0 = never merge; at most 512).",
         )?;
-        let operator_key_file = declare_str(
-            node,
-            "chain.operator_key_file",
-            "",
-            "Legacy proxy flows: the operator's key file (mode 0600); empty = PEAQOS_OPERATOR_PRIVATE_KEY if set.",
-        )?;
-        let operator_keystore_file = declare_str(
-            node,
-            "chain.operator_keystore_file",
-            "",
-            "Legacy proxy flows: the operator's key as a V3 keystore (wins over chain.operator_key_file).",
-        )?;
-        let operator_keystore_passphrase_file = declare_str(
-            node,
-            "chain.operator_keystore_passphrase_file",
-            "",
-            "The operator keystore's passphrase file (mode 0600); empty = PEAQOS_KEYSTORE_PASSWORD.",
-        )?;
+        let [operator_key_file, operator_keystore_file, operator_keystore_passphrase_file] = operator_key_params(node)?;
         let mut addresses = AddressOverrides::default();
         for name in CONTRACT_PARAMS {
             if let Some(a) = declare_contract_address(node, name)? {
@@ -206,10 +215,9 @@ impl ChainParams {
         Ok(ChainParams {
             enabled,
             config,
-            operator_key_file: (!operator_key_file.is_empty()).then(|| PathBuf::from(operator_key_file)),
-            operator_keystore_file: (!operator_keystore_file.is_empty()).then(|| PathBuf::from(operator_keystore_file)),
-            operator_keystore_passphrase_file: (!operator_keystore_passphrase_file.is_empty())
-                .then(|| PathBuf::from(operator_keystore_passphrase_file)),
+            operator_key_file,
+            operator_keystore_file,
+            operator_keystore_passphrase_file,
         })
     }
 }

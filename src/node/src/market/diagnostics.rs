@@ -1,0 +1,90 @@
+//! The seller's health as one `/diagnostics` status ("peaqos_node: market").
+
+use peaqos_market::seller::{Phase, Snapshot};
+use ros_env::diagnostic_msgs::msg::{DiagnosticStatus, KeyValue};
+
+use super::SELLER;
+
+fn kv(key: &str, value: impl ToString) -> KeyValue {
+    KeyValue { key: key.to_owned(), value: value.to_string() }
+}
+
+fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
+/// The market's `/diagnostics` status: OK while online, WARN while waiting or retrying (with the
+/// backoff), ERROR after a failure that waiting will not fix. `None` while the market is disabled.
+pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
+    let s: Snapshot = SELLER.get()?.snapshot();
+    let (level, message) = match s.phase {
+        Phase::Online => (DiagnosticStatus::OK, "online: heartbeat accepted".to_owned()),
+        Phase::Idle => (DiagnosticStatus::OK, "not onboarded (call ~/market_onboard)".to_owned()),
+        Phase::Onboarding => (DiagnosticStatus::OK, "onboarding".to_owned()),
+        Phase::WaitingForMachineId => {
+            (DiagnosticStatus::WARN, "waiting for the machine id (chain.machine_id or ~/activate)".to_owned())
+        }
+        Phase::Retrying => (
+            DiagnosticStatus::WARN,
+            format!("unreachable or refused; retrying ({})", s.last_error.as_ref().map_or("", |e| e.0.as_str())),
+        ),
+        Phase::Failed => (
+            DiagnosticStatus::ERROR,
+            format!("failed ({}); call ~/market_onboard", s.last_error.as_ref().map_or("", |e| e.0.as_str())),
+        ),
+    };
+    let (level, message) = match &s.offers_error {
+        Some((code, _)) if level == DiagnosticStatus::OK => {
+            (DiagnosticStatus::WARN, format!("{message}; publishing the listings failed ({code}), retrying"))
+        }
+        _ => (level, message),
+    };
+    let (code, err) = s.last_error.clone().unwrap_or_default();
+    Some(DiagnosticStatus {
+        level,
+        name: "peaqos_node: market".into(),
+        message,
+        hardware_id: hardware_id.to_owned(),
+        values: vec![
+            kv("phase", s.phase.as_str()),
+            kv("chain_machine_id", s.chain_machine_id.unwrap_or_default()),
+            kv("machine_id", s.machine_id.unwrap_or_default()),
+            kv("agent_id", s.agent_id.unwrap_or_default()),
+            kv("heartbeats", s.heartbeats),
+            kv("last_heartbeat", time(s.last_heartbeat)),
+            kv("lease_expires_at", time(s.lease_expires_at)),
+            kv("failures", s.failures),
+            kv("backoff_seconds", s.backoff.map(|d| format!("{:.3}", d.as_secs_f64())).unwrap_or_default()),
+            kv("next_attempt", time(s.retry_at)),
+            kv("error_code", code),
+            kv("error", peaqos_core::text::one_line(&err, 500)),
+            kv("control_connected", s.control_connected),
+            kv("purchases", s.purchases.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(",")),
+            kv(
+                "purchase_error",
+                s.purchase_error
+                    .as_ref()
+                    .map(|(id, e)| peaqos_core::text::one_line(&format!("{id}: {e}"), 500))
+                    .unwrap_or_default(),
+            ),
+            kv("runtime_endpoint_status", s.runtime_endpoint_status.clone().unwrap_or_default()),
+            kv(
+                "runtime_endpoint_error",
+                s.runtime_endpoint_error
+                    .as_ref()
+                    .map(|e| peaqos_core::text::one_line(&format!("{}: {}", e.0, e.1), 500))
+                    .unwrap_or_default(),
+            ),
+            kv("listings", s.listings_total),
+            kv("listings_published", s.listings_published),
+            kv("capabilities_expires_at", time(s.capabilities_expires_at)),
+            kv(
+                "offers_error",
+                s.offers_error
+                    .as_ref()
+                    .map(|e| peaqos_core::text::one_line(&format!("{}: {}", e.0, e.1), 500))
+                    .unwrap_or_default(),
+            ),
+        ],
+    })
+}
