@@ -97,9 +97,14 @@ fn write_renamed(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
         .mode(FILE_MODE)
         .open(&tmp)
         .map_err(|e| FsError::new("create", &tmp, e))?;
-    f.write_all(bytes).map_err(|e| FsError::new("write", &tmp, e))?;
-    f.sync_all().map_err(|e| FsError::new("fsync", &tmp, e))?;
+    // A failed write (a full disk) must not leave a partial temporary file taking space.
+    let written = f.write_all(bytes).map_err(|e| FsError::new("write", &tmp, e));
+    let synced = written.and_then(|()| f.sync_all().map_err(|e| FsError::new("fsync", &tmp, e)));
     drop(f);
+    if let Err(e) = synced {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path).map_err(|e| FsError::new("rename", path, e))
 }
 

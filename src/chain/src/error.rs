@@ -70,6 +70,9 @@ error_codes! {
     StoreIo => "STORE_IO",
     StoreCorrupt => "STORE_CORRUPT",
     StoreLocked => "STORE_LOCKED",
+    /// The store's file system is full (ENOSPC/EDQUOT): new intents are refused until space is
+    /// freed; stored intents are intact and go on once it is.
+    StoreFull => "STORE_FULL",
     // Outcome of a submitted transaction
     TxReverted => "TX_REVERTED",
     TxFailed => "TX_FAILED",

@@ -51,6 +51,7 @@ pub mod package;
 pub mod package_log;
 pub mod pipeline;
 pub mod policy;
+pub mod retention;
 pub mod text;
 pub mod value;
 

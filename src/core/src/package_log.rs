@@ -26,8 +26,11 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::Deserialize;
+
+use crate::retention::{Consumed, LogRetention, PruneReport};
 
 /// Default maximum segment size.
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -292,6 +295,145 @@ impl PackageLog {
     }
 }
 
+impl PackageLog {
+    /// Apply retention to `topic`'s log (see [`crate::retention`]): delete its oldest segments,
+    /// never the one being written, while the log is over `bound.max_bytes` or a segment's last
+    /// write is older than `bound.max_age` at `now`, and only segments every consumer has
+    /// passed (`consumed`). Deletion stops at the first segment that must stay, so what is kept
+    /// is always a contiguous tail of the log. Each deletion is logged.
+    pub fn prune(
+        &mut self,
+        topic: &str,
+        bound: &LogRetention,
+        consumed: Consumed,
+        now: SystemTime,
+    ) -> Result<PruneReport, LogError> {
+        let mut rep = PruneReport::default();
+        let Some(t) = self.topics.get(topic) else { return Ok(rep) };
+        let segs = list_segments(&t.dir)?;
+        let mut sized = Vec::with_capacity(segs.len());
+        for (first, path) in segs {
+            let m = fs::metadata(&path).map_err(io_err(&path))?;
+            sized.push((first, path, m.len(), m.modified().ok()));
+        }
+        let mut total: u64 = sized.iter().map(|s| s.2).sum();
+        let mut removed_any = false;
+        // The last segment is the one being written: never a candidate.
+        for i in 0..sized.len().saturating_sub(1) {
+            let (first, path, len, mtime) = &sized[i];
+            let next_first = sized[i + 1].0;
+            let over_bytes = bound.max_bytes > 0 && total > bound.max_bytes;
+            let too_old = !bound.max_age.is_zero()
+                && mtime.and_then(|m| now.duration_since(m).ok()).is_some_and(|age| age > bound.max_age);
+            if !over_bytes && !too_old {
+                break;
+            }
+            if !consumed.allows_segment_before(next_first) {
+                rep.held_for_consumers = over_bytes;
+                break;
+            }
+            fs::remove_file(path).map_err(io_err(path))?;
+            removed_any = true;
+            total -= len;
+            rep.removed_segments += 1;
+            rep.removed_bytes += len;
+            tracing::info!(
+                topic,
+                segment = %path.display(),
+                first_sequence = first,
+                last_sequence = next_first.saturating_sub(1),
+                bytes = len,
+                reason = if over_bytes { "bytes" } else { "age" },
+                "package log retention: segment deleted"
+            );
+        }
+        if removed_any {
+            sync_dir(&t.dir)?;
+        }
+        rep.kept_bytes = total;
+        Ok(rep)
+    }
+}
+
+/// A segment as retention sees it: first sequence, path, length, last write.
+type SegmentInfo = (u64, PathBuf, u64, Option<SystemTime>);
+
+impl PackageLog {
+    /// Apply a bound on all topics' logs together: while they hold more than `max_total`
+    /// bytes, delete the segment last written longest ago among each topic's oldest deletable
+    /// one (never a topic's segment being written, only segments every consumer of the topic
+    /// has passed — `consumed(topic)` — and each topic's log stays a contiguous tail). Returns
+    /// the segments and bytes removed per topic, and the bytes left in all.
+    pub fn prune_total(
+        &mut self,
+        max_total: u64,
+        consumed: &dyn Fn(&str) -> Consumed,
+    ) -> Result<(Vec<(String, PruneReport)>, u64), LogError> {
+        // Per topic: its deletable segments, oldest first (first, path, len, mtime).
+        let mut cands: Vec<(String, std::collections::VecDeque<SegmentInfo>)> = Vec::new();
+        let mut total: u64 = 0;
+        for (topic, t) in &self.topics {
+            let segs = list_segments(&t.dir)?;
+            let mut sized = Vec::with_capacity(segs.len());
+            for (first, path) in segs {
+                let m = fs::metadata(&path).map_err(io_err(&path))?;
+                total += m.len();
+                sized.push((first, path, m.len(), m.modified().ok()));
+            }
+            let c = consumed(topic);
+            let n = sized.len().saturating_sub(1);
+            let mut q = std::collections::VecDeque::new();
+            for i in 0..n {
+                if !c.allows_segment_before(sized[i + 1].0) {
+                    break;
+                }
+                q.push_back(sized[i].clone());
+            }
+            cands.push((topic.clone(), q));
+        }
+        let mut reports: Vec<(String, PruneReport)> =
+            cands.iter().map(|(t, _)| (t.clone(), PruneReport::default())).collect();
+        let mut touched = vec![false; cands.len()];
+        while max_total > 0 && total > max_total {
+            // The oldest candidate across topics (a missing time sorts first).
+            let pick = cands
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, q))| q.front().map(|s| (s.3, i)))
+                .min_by_key(|(m, _)| *m)
+                .map(|(_, i)| i);
+            let Some(i) = pick else { break };
+            let Some((first, path, len, _)) = cands[i].1.pop_front() else { break };
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            touched[i] = true;
+            total -= len;
+            reports[i].1.removed_segments += 1;
+            reports[i].1.removed_bytes += len;
+            tracing::info!(
+                topic = %cands[i].0,
+                segment = %path.display(),
+                first_sequence = first,
+                bytes = len,
+                reason = "total bytes",
+                "package log retention: segment deleted"
+            );
+        }
+        if total > max_total && max_total > 0 {
+            for r in &mut reports {
+                r.1.held_for_consumers = true;
+            }
+        }
+        for (i, (topic, _)) in cands.iter().enumerate() {
+            if touched[i] {
+                if let Some(t) = self.topics.get(topic) {
+                    sync_dir(&t.dir)?;
+                }
+            }
+        }
+        Ok((reports, total))
+    }
+}
+
 fn commit_topic(t: &mut TopicLog, max: u64) -> Result<(), LogError> {
     let first = t.pending_first.unwrap_or(0);
     let need_new = match &t.file {
@@ -479,6 +621,16 @@ pub fn last_logged_sequence(data_dir: &Path, topic: &str) -> Result<Option<u64>,
     Ok(None)
 }
 
+/// First sequence number still in `topic`'s log (the first segment's name), `None` for an empty
+/// or absent log. Above 0 once retention has deleted the oldest segments.
+pub fn first_logged_sequence(data_dir: &Path, topic: &str) -> Result<Option<u64>, LogError> {
+    let dir = data_dir.join("packages").join(topic_dir_name(topic));
+    if !dir.exists() {
+        return Ok(None);
+    }
+    Ok(list_segments(&dir)?.first().map(|(first, _)| *first))
+}
+
 /// All package lines of a topic, oldest first (for tools and tests).
 pub fn iter_topic(data_dir: &Path, topic: &str) -> Result<TopicIter, LogError> {
     let dir = data_dir.join("packages").join(topic_dir_name(topic));
@@ -501,6 +653,8 @@ impl Iterator for TopicIter {
                 let path = self.segs.pop_front()?;
                 match File::open(&path) {
                     Ok(f) => self.current = Some((BufReader::new(f), path)),
+                    // Deleted by retention since it was listed: every consumer was past it.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Some(Err(LogError::Io { path, source: e })),
                 }
             }

@@ -43,6 +43,7 @@ use crate::keys::{FieldKey, MachineKey};
 use crate::package::build_signed_package_json;
 use crate::package_log::{LogError, LogOptions, PackageLog};
 use crate::policy::DataEventMap;
+use crate::retention::{LogConsumers, LogRetention};
 use crate::value::{iso8601_utc, Timestamp};
 
 /// Pipeline settings.
@@ -66,6 +67,12 @@ pub struct PipelineConfig {
     pub min_free_bytes: u64,
     /// How often free space is checked (and a full disk retried).
     pub disk_check_interval: Duration,
+    /// Retention bounds of every topic's package log ([`crate::retention`]).
+    pub retention: LogRetention,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+    /// The log's consumers and their durable positions: segments they have not passed stay.
+    pub consumers: Arc<LogConsumers>,
 }
 
 impl PipelineConfig {
@@ -83,6 +90,9 @@ impl PipelineConfig {
             batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
             disk_check_interval: Duration::from_secs(1),
+            retention: LogRetention::default(),
+            retention_interval: Duration::from_secs(5),
+            consumers: Arc::new(LogConsumers::new()),
         }
     }
 }
@@ -184,6 +194,11 @@ pub struct TopicStats {
     pub last_sequence: Option<u64>,
     /// Messages that failed rules/signing/logging.
     pub errors: u64,
+    /// Package log segments deleted by retention since start, and their bytes.
+    pub retention_removed_segments: u64,
+    pub retention_removed_bytes: u64,
+    /// Bytes of the topic's package log after the last retention pass.
+    pub log_bytes: u64,
 }
 
 const NO_SEQ: u64 = u64::MAX;
@@ -202,6 +217,9 @@ struct TopicShared {
     dropped_bytes: AtomicU64,
     errors: AtomicU64,
     last_sequence: AtomicU64,
+    retention_removed_segments: AtomicU64,
+    retention_removed_bytes: AtomicU64,
+    log_bytes: AtomicU64,
 }
 
 struct Shared {
@@ -334,6 +352,10 @@ struct Worker {
     /// Bytes of the batch whose commit found the disk full.
     failed_batch_bytes: u64,
     last_disk_check: Option<Instant>,
+    retention: LogRetention,
+    retention_interval: Duration,
+    consumers: Arc<LogConsumers>,
+    last_retention: Option<Instant>,
 }
 
 impl Pipeline {
@@ -368,6 +390,9 @@ impl Pipeline {
                 dropped_bytes: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 last_sequence: AtomicU64::new(log.last_sequence(&t.topic).unwrap_or(NO_SEQ)),
+                retention_removed_segments: AtomicU64::new(0),
+                retention_removed_bytes: AtomicU64::new(0),
+                log_bytes: AtomicU64::new(0),
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -398,6 +423,10 @@ impl Pipeline {
             disk_full: false,
             failed_batch_bytes: 0,
             last_disk_check: None,
+            retention: cfg.retention,
+            retention_interval: cfg.retention_interval,
+            consumers: cfg.consumers.clone(),
+            last_retention: None,
         };
         let handle = std::thread::Builder::new()
             .name("peaqos-packager".into())
@@ -430,6 +459,9 @@ impl Pipeline {
                     queued_bytes: t.queued_bytes.load(Ordering::Relaxed),
                     last_sequence: (last != NO_SEQ).then_some(last),
                     errors: t.errors.load(Ordering::Relaxed),
+                    retention_removed_segments: t.retention_removed_segments.load(Ordering::Relaxed),
+                    retention_removed_bytes: t.retention_removed_bytes.load(Ordering::Relaxed),
+                    log_bytes: t.log_bytes.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -545,6 +577,7 @@ impl Worker {
     /// Every `disk_check_interval`: refuse new messages while free space is under the floor or
     /// the last commit found the disk full; accept again once free space is above the floor.
     fn check_disk(&mut self) {
+        self.apply_retention();
         if self.last_disk_check.is_some_and(|t| t.elapsed() < self.disk_check_interval) {
             return;
         }
@@ -571,6 +604,46 @@ impl Worker {
         } else {
             self.disk_full = false;
             self.shared.set_refusing(None);
+        }
+    }
+
+    /// Every `retention_interval`: delete the package log segments retention allows (see
+    /// [`crate::retention`]); before the free-space check, so what it frees counts at once.
+    fn apply_retention(&mut self) {
+        if self.retention.is_off() || self.last_retention.is_some_and(|t| t.elapsed() < self.retention_interval) {
+            return;
+        }
+        self.last_retention = Some(Instant::now());
+        let now = SystemTime::now();
+        for t in &self.shared.topics {
+            let consumed = self.consumers.consumed(&t.topic);
+            match self.log.prune(&t.topic, &self.retention, consumed, now) {
+                Ok(r) => {
+                    t.retention_removed_segments.fetch_add(r.removed_segments, Ordering::Relaxed);
+                    t.retention_removed_bytes.fetch_add(r.removed_bytes, Ordering::Relaxed);
+                    t.log_bytes.store(r.kept_bytes, Ordering::Relaxed);
+                    if r.held_for_consumers {
+                        tracing::debug!(topic = %t.topic, ?consumed, bytes = r.kept_bytes, "package log over its retention bound, kept for a consumer");
+                    }
+                }
+                Err(e) => tracing::warn!(topic = %t.topic, error = %e, "package log retention failed"),
+            }
+        }
+        if self.retention.max_total_bytes > 0 {
+            let consumers = &self.consumers;
+            match self.log.prune_total(self.retention.max_total_bytes, &|topic| consumers.consumed(topic)) {
+                Ok((reports, _)) => {
+                    for (topic, r) in reports {
+                        if let Some(t) = self.shared.topics.iter().find(|t| *t.topic == *topic) {
+                            t.retention_removed_segments.fetch_add(r.removed_segments, Ordering::Relaxed);
+                            t.retention_removed_bytes.fetch_add(r.removed_bytes, Ordering::Relaxed);
+                            t.log_bytes
+                                .fetch_sub(r.removed_bytes.min(t.log_bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "package log retention (total bound) failed"),
+            }
         }
     }
 

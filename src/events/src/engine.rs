@@ -125,6 +125,8 @@ pub struct Engine {
     /// topic name → rule indexes.
     by_topic: HashMap<String, Vec<usize>>,
     dirty: bool,
+    /// Newest sequence number handed to [`Engine::on_package`], per topic.
+    seen: HashMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -228,7 +230,7 @@ impl Engine {
             })
             .collect::<Vec<_>>();
         let dirty = states.iter().any(|s| s.fresh);
-        Engine { rules, states, by_topic, dirty }
+        Engine { rules, states, by_topic, dirty, seen: HashMap::new() }
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -244,6 +246,26 @@ impl Engine {
     pub fn replay_from(&self, topic: &str) -> Option<u64> {
         let idx = self.by_topic.get(topic)?;
         idx.iter().map(|&i| self.states[i].cp.consumed_upto.map_or(0, |c| c + 1)).min()
+    }
+
+    /// Every package of `topic` up to the returned sequence number can leave the package log
+    /// without changing what the rules produce: per rule, everything before its open window
+    /// (or, with none open, everything seen: packages that did not meet its condition never
+    /// enter a window and have no effect). `None`: a rule still needs the log from its start.
+    /// Valid as a retention position only while the checkpoints are durable (see
+    /// `Processor::checkpoints_durable`): a window closed after the stored checkpoint would be
+    /// replayed from the log after a crash.
+    pub fn log_needed_after(&self, topic: &str) -> Option<u64> {
+        let idx = self.by_topic.get(topic)?;
+        let seen = self.seen.get(topic).copied();
+        let mut min: Option<u64> = None;
+        for &i in idx {
+            let st = &self.states[i];
+            let p = if st.open.count > 0 { st.open.first_seq.checked_sub(1) } else { seen.max(st.cp.consumed_upto) };
+            let p = p?;
+            min = Some(min.map_or(p, |m| m.min(p)));
+        }
+        min
     }
 
     /// Rules without a stored checkpoint (new in the policy) start after the existing log's
@@ -278,6 +300,8 @@ impl Engine {
     pub fn on_package(&mut self, topic: &str, seq: u64, package_json: &str, out: &mut Vec<Outcome>) {
         let Some(idx) = self.by_topic.get(topic) else { return };
         let idx = idx.clone();
+        let seen = self.seen.entry(topic.to_owned()).or_insert(seq);
+        *seen = (*seen).max(seq);
         let wanted = idx.iter().any(|&i| {
             let s = &self.states[i];
             s.cp.consumed_upto.is_none_or(|c| seq > c) && (s.open.count == 0 || seq > s.open.last_seq)

@@ -25,6 +25,10 @@ pub struct Processor {
     pub new_events: usize,
     /// An event could not be persisted: checkpoints stay where they are until restart.
     frozen: bool,
+    /// The stored checkpoints equal the engine's (the last flush saved them, or nothing changed).
+    durable: bool,
+    /// Newest sequence number handled, per topic (replay included).
+    handled: std::collections::HashMap<String, u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +53,14 @@ impl Processor {
         let cps = store.load_checkpoints()?;
         let mut engine = Engine::new(rules, &cps);
         let topics: Vec<String> = engine.topics().map(str::to_owned).collect();
+        let mut handled = std::collections::HashMap::new();
         for t in &topics {
             let last = crate::log_reader::last_sequence(data_dir, t)?;
             engine.start_fresh_rules_after(t, last);
+            // The replay below covers the log up to here: live hand-overs continue after it.
+            if let Some(l) = last {
+                handled.insert(t.clone(), l);
+            }
         }
         let mut p = Processor {
             engine,
@@ -61,6 +70,8 @@ impl Processor {
             out: Vec::new(),
             new_events: 0,
             frozen: false,
+            durable: false,
+            handled,
         };
         p.replay()?;
         Ok(p)
@@ -85,8 +96,63 @@ impl Processor {
         &self.engine
     }
 
+    /// True after a [`flush`](Self::flush) that left the stored checkpoints equal to the
+    /// engine's: only then may [`Processor::log_positions`] go to the package log's retention.
+    pub fn checkpoints_durable(&self) -> bool {
+        self.durable && !self.frozen
+    }
+
+    /// Per topic with rules: every package up to this sequence number may leave the package log
+    /// (`None`: none yet); `None` for every topic while the checkpoints are not durable.
+    pub fn log_positions(&self) -> Vec<(String, Option<u64>)> {
+        let durable = self.checkpoints_durable();
+        let mut v: Vec<(String, Option<u64>)> = self
+            .engine
+            .topics()
+            .map(|t| (t.to_owned(), if durable { self.engine.log_needed_after(t) } else { None }))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Evaluate the next durable package of `topic` as handed over live: one already handled
+    /// (read from the log after a dropped hand-over) is skipped; a gap before it (hand-overs
+    /// dropped for the byte bound) is filled from the package log first. Returns how many
+    /// packages were read from the log.
+    pub fn handle_next(
+        &mut self,
+        topic: &str,
+        seq: u64,
+        package_json: &str,
+    ) -> Result<u64, crate::log_reader::ReadError> {
+        let handled = self.handled.get(topic).copied();
+        if handled.is_some_and(|h| seq <= h) {
+            return Ok(0);
+        }
+        let expected = handled.map_or(0, |h| h + 1);
+        let mut filled = 0;
+        if seq > expected {
+            filled = self.catch_up(topic)?;
+            if self.handled.get(topic).is_some_and(|&h| seq <= h) {
+                return Ok(filled);
+            }
+        }
+        self.handle(topic, seq, package_json);
+        Ok(filled)
+    }
+
+    /// Evaluate every package of `topic` in the log after the newest one handled (after
+    /// hand-overs were dropped and nothing newer arrived to reveal the gap).
+    pub fn catch_up(&mut self, topic: &str) -> Result<u64, crate::log_reader::ReadError> {
+        let from = self.handled.get(topic).map_or(0, |h| h + 1);
+        let dir = self.data_dir.clone();
+        crate::log_reader::for_each_from(&dir, topic, from, |seq, line| self.handle(topic, seq, line))
+    }
+
     /// Evaluate one durable package.
     pub fn handle(&mut self, topic: &str, seq: u64, package_json: &str) {
+        let h = self.handled.entry(topic.to_owned()).or_insert(seq);
+        *h = (*h).max(seq);
         let mut out = std::mem::take(&mut self.out);
         self.engine.on_package(topic, seq, package_json, &mut out);
         self.apply(&mut out);
@@ -148,14 +214,22 @@ impl Processor {
     /// Make the checkpoints durable (after the events they cover) and save the counters.
     pub fn flush(&mut self) {
         if self.frozen {
+            self.durable = false;
             self.counters.save();
             return;
         }
         if let Some(cps) = self.engine.take_checkpoints() {
-            if let Err(e) = self.store.save_checkpoints(&cps) {
-                // Replay covers it: the next start re-evaluates from the older checkpoint.
-                tracing::warn!("events: checkpoint not saved: {e}");
+            match self.store.save_checkpoints(&cps) {
+                Ok(()) => self.durable = true,
+                Err(e) => {
+                    // Replay covers it: the next start re-evaluates from the older checkpoint.
+                    tracing::warn!("events: checkpoint not saved: {e}");
+                    self.durable = false;
+                }
             }
+        } else if !self.durable {
+            // Nothing changed since a failed save: still not durable until a save succeeds.
+            self.durable = self.store.save_checkpoints(&self.engine.checkpoints()).is_ok();
         }
         self.counters.save();
         self.new_events = 0;

@@ -8,7 +8,15 @@
 //! dropped/<id>.json      refused for good (e.g. over the value cap), with the reason
 //! inflight.json          ids + calldata hash of a batch being handed to the outbox
 //! counters.json          per-rule counters for ~/status
+//! pruned.json            per-rule counts of submitted records removed by retention, and the
+//!                        ids of the last removal batch (so a recount never loses or doubles them)
 //! ```
+//!
+//! Retention ([`EventStore::prune_submitted`]): a `submitted/` record whose transaction was
+//! included, whose file was last written more than an age bound ago, and whose window lies
+//! entirely at or before its rule's *stored* checkpoint (so a replay can never produce that
+//! event again) is removed, with its raw data file unless another record refers to it. Its
+//! counts move to `pruned.json` first.
 //!
 //! Every file is written as `<file>.tmp`, fsync'ed, renamed, and its directory fsync'ed. An
 //! event is persisted (raw data first, then the pending record) before its checkpoint moves
@@ -86,6 +94,25 @@ pub struct EventStore {
     dir: PathBuf,
 }
 
+/// Counts of one rule's pruned `submitted/` records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrunedCounts {
+    pub submitted: u64,
+    pub included: u64,
+}
+
+/// `pruned.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrunedTally {
+    /// By rule name.
+    pub rules: std::collections::BTreeMap<String, PrunedCounts>,
+    /// Ids of the last batch: counted in `rules` already, their files may still exist (a crash
+    /// during the removal); a recount skips them and the next pass finishes their removal.
+    pub last_batch: Vec<String>,
+}
+
 /// Durable writes of the event store: the one helper every crate uses ([`peaqos_base::fsio`]).
 pub use peaqos_base::fsio::{sync_dir, write_atomic};
 
@@ -102,6 +129,14 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Sto
             .map_err(|e| StoreError::Corrupt { path: path.to_owned(), reason: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::Io { path: path.to_owned(), source: e }),
+    }
+}
+
+fn remove_if_exists(p: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Io { path: p.to_owned(), source: e }),
     }
 }
 
@@ -220,6 +255,89 @@ impl EventStore {
         let pp = self.file("pending", &ev.id);
         let _ = fs::remove_file(&pp);
         Ok(sync_dir(&self.dir.join("pending"))?)
+    }
+
+    /// Counts of the records removed by retention.
+    pub fn pruned_tally(&self) -> Result<PrunedTally, StoreError> {
+        Ok(read_json(&self.dir.join("pruned.json"))?.unwrap_or_default())
+    }
+
+    /// Remove `submitted/` records of included transactions last written more than `max_age`
+    /// before `now` whose window is at or before their rule's stored checkpoint (see the module
+    /// documentation). Returns how many went. `max_age` zero: nothing is removed.
+    pub fn prune_submitted(&self, max_age: std::time::Duration, now: std::time::SystemTime) -> Result<u64, StoreError> {
+        if max_age.is_zero() {
+            return Ok(0);
+        }
+        let sub = self.dir.join("submitted");
+        let mut tally = self.pruned_tally()?;
+        // Finish a batch a crash interrupted (already counted).
+        for id in std::mem::take(&mut tally.last_batch) {
+            remove_if_exists(&self.file("submitted", &id))?;
+        }
+        let cps = self.load_checkpoints()?;
+        let mut batch: Vec<SubmittedRecord> = Vec::new();
+        for e in fs::read_dir(&sub).map_err(io(&sub))? {
+            let e = e.map_err(io(&sub))?;
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > max_age);
+            if !old {
+                continue;
+            }
+            let Some(r) = read_json::<SubmittedRecord>(&p)? else { continue };
+            let behind_checkpoint =
+                cps.get(&r.event.rule).and_then(|c| c.consumed_upto).is_some_and(|c| c >= r.event.last_seq);
+            if r.state == "included" && behind_checkpoint {
+                batch.push(r);
+            }
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        for r in &batch {
+            let c = tally.rules.entry(r.event.rule.clone()).or_default();
+            c.submitted += 1;
+            c.included += 1;
+        }
+        tally.last_batch = batch.iter().map(|r| r.event.id.clone()).collect();
+        let b = serde_json::to_vec(&tally)
+            .map_err(|e| StoreError::Corrupt { path: self.dir.join("pruned.json"), reason: e.to_string() })?;
+        write_atomic(&self.dir.join("pruned.json"), &b)?;
+        for r in &batch {
+            remove_if_exists(&self.file("submitted", &r.event.id))?;
+        }
+        sync_dir(&sub)?;
+        // Raw data nobody refers to any more.
+        let mut live: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for r in self.submitted()? {
+            live.insert(r.event.data_hash);
+        }
+        for r in self.pending()? {
+            live.insert(r.event.data_hash);
+        }
+        for r in list_json::<DroppedRecord>(&self.dir.join("dropped"))? {
+            live.insert(r.event.data_hash);
+        }
+        for r in &batch {
+            if !live.contains(&r.event.data_hash) {
+                remove_if_exists(&self.raw_path(&r.event.data_hash))?;
+                live.insert(r.event.data_hash.clone());
+            }
+        }
+        sync_dir(&self.dir.join("raw"))?;
+        tracing::info!(
+            removed = batch.len(),
+            "event retention: included events' records removed (counted in pruned.json)"
+        );
+        Ok(batch.len() as u64)
     }
 
     pub fn inflight(&self) -> Result<Option<Inflight>, StoreError> {

@@ -407,11 +407,19 @@ impl Submitter {
     /// The durable records are the truth. The counters file is flushed on a timer, so after a
     /// kill -9 it may lag behind them (the crash campaign saw 284 of 302 included events counted);
     /// at start `submitted`, `included` and `failed` are recounted from `submitted/`, and
-    /// `produced` is at least what `submitted/` and `pending/` hold.
+    /// `produced` is at least what `submitted/` and `pending/` hold. Records removed by
+    /// retention are counted from `pruned.json`.
     fn recount(&self) {
         let Ok(recs) = self.store.submitted() else { return };
+        let tally = self.store.pruned_tally().unwrap_or_default();
         let mut per: HashMap<String, [u64; 4]> = HashMap::new();
-        for r in &recs {
+        // Records removed by retention count through pruned.json.
+        for (rule, c) in &tally.rules {
+            let e = per.entry(rule.clone()).or_default();
+            e[0] += c.submitted;
+            e[1] += c.included;
+        }
+        for r in recs.iter().filter(|r| !tally.last_batch.contains(&r.event.id)) {
             let c = per.entry(r.event.rule.clone()).or_default();
             c[0] += 1;
             match r.state.as_str() {

@@ -447,3 +447,73 @@ fn replayed_skips_and_resets_are_not_counted_twice() {
     assert_eq!((c.skipped.get("not_finite").copied(), c.resets, c.produced), (Some(1), 1, 1));
     assert_eq!(store.pending().unwrap()[0].event.value, "8"); // 10 → reset to 5 (+5) → 8 (+3)
 }
+
+/// What the event rules report to the package log's retention: everything before the oldest
+/// open window (or, with none open, everything seen); packages that do not meet a rule's
+/// condition never hold the log; nothing while the checkpoints are not on disk.
+#[test]
+fn log_position_for_retention() {
+    let rules = "      - {name: dist, event_type: activity, value: {sum: distance}, scale: 1000, rounding: down, window: {messages: 3}}\n      - {name: done, event_type: activity, value: count, condition: {field: status, op: eq, value: delivered}, window: {messages: 2}}";
+    let mut e = engine("      []", rules);
+    let mut out = Vec::new();
+    assert_eq!(e.log_needed_after("/odom"), None, "nothing seen");
+    let pk = |i: u64, status: &str| package(i, i as i64, json!({"distance": 1.0, "status": status}));
+    e.on_package("/odom", 0, &pk(0, "moving"), &mut out);
+    assert_eq!(e.log_needed_after("/odom"), None, "window of `dist` open from 0");
+    e.on_package("/odom", 1, &pk(1, "moving"), &mut out);
+    e.on_package("/odom", 2, &pk(2, "moving"), &mut out);
+    assert_eq!(events(&out).len(), 1);
+    assert_eq!(e.log_needed_after("/odom"), Some(2), "`done` never matched: it holds nothing");
+    e.on_package("/odom", 3, &pk(3, "delivered"), &mut out);
+    e.on_package("/odom", 4, &pk(4, "moving"), &mut out);
+    assert_eq!(e.log_needed_after("/odom"), Some(2), "both windows open from 3");
+    for i in 5..9 {
+        e.on_package("/odom", i, &pk(i, "moving"), &mut out);
+    }
+    // dist: windows 3-5 and 6-8 closed; done: window open from 3 (one of two deliveries).
+    assert_eq!(e.log_needed_after("/odom"), Some(2));
+    e.on_package("/odom", 9, &pk(9, "delivered"), &mut out);
+    assert_eq!(e.log_needed_after("/odom"), Some(8), "`done` closed 3-9; `dist` open from 9");
+    assert_eq!(e.log_needed_after("/fare"), None, "no rules on /fare here");
+
+    // The processor hands a position out only once its checkpoints are durable.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rules = load(&policy(FARE, "      []")).unwrap();
+    let store = Arc::new(EventStore::open(d).unwrap());
+    let counters = Arc::new(Counters::load(store.dir().join("counters.json"), &names(&rules)));
+    let mut p = Processor::open(d, rules, Arc::clone(&store), Arc::clone(&counters)).unwrap();
+    assert!(p.checkpoints_durable(), "open flushes");
+    let f: Vec<(u64, String)> = (0..3).map(|i| (i, package(i, i as i64, json!({"data": 1.5})))).collect();
+    write_log(d, "/fare", &f);
+    for (s, j) in &f {
+        p.handle("/fare", *s, j);
+    }
+    p.flush();
+    assert_eq!(p.log_positions(), vec![("/fare".to_string(), Some(2))]);
+}
+
+/// Hand-overs dropped for the byte bound lose nothing: the gap is read from the package log,
+/// a package already read from there is not evaluated twice.
+#[test]
+fn dropped_hand_overs_are_filled_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let yaml = policy("      []", "      - {name: dist, event_type: activity, value: {sum: distance}, scale: 1, rounding: down, window: {messages: 3}}");
+    let rules = load(&yaml).unwrap();
+    let store = Arc::new(EventStore::open(d).unwrap());
+    let counters = Arc::new(Counters::load(store.dir().join("counters.json"), &names(&rules)));
+    let pk: Vec<(u64, String)> = (0..9u64).map(|i| (i, package(i, i as i64, json!({"distance": 1.0})))).collect();
+    let mut p = Processor::open(d, rules, Arc::clone(&store), Arc::clone(&counters)).unwrap();
+    write_log(d, "/odom", &pk);
+    // Live: 0, then 1..=4 dropped, 5 arrives (gap filled from the log: 1..=8 read), then 6 and
+    // 7 arrive late (already read): skipped.
+    assert_eq!(p.handle_next("/odom", 0, &pk[0].1).unwrap(), 0);
+    assert_eq!(p.handle_next("/odom", 5, &pk[5].1).unwrap(), 8);
+    assert_eq!(p.handle_next("/odom", 6, &pk[6].1).unwrap(), 0);
+    assert_eq!(p.catch_up("/odom").unwrap(), 0, "nothing newer in the log");
+    p.flush();
+    let mut ids: Vec<String> = store.pending().unwrap().into_iter().map(|r| r.event.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["dist-0-2", "dist-3-5", "dist-6-8"]);
+}

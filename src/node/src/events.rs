@@ -9,12 +9,17 @@
 //!
 //! Parameters: `chain.machine_id` (decimal; empty = the id `~/activate` persisted),
 //! `events.batch_max` (events per batchAll, default 50), `events.max_age` (seconds an event
-//! waits to be coalesced, default 2.0).
+//! waits to be coalesced, default 2.0), `events.queue_max_bytes` (the tap's hand-over, bounded
+//! by bytes: a hand-over over it is dropped, counted, and read back from the package log).
+//!
+//! Retention: the rules report their durable position in the package log after each flush
+//! ([`crate::retention`]) and prune `submitted/` records of included events by age.
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use peaqos_core::pipeline::Published;
 use peaqos_core::policy::{DataEventMap, PolicyError};
@@ -33,12 +38,26 @@ use crate::StartError;
 type Tap = Box<dyn FnMut(&[Published]) + Send>;
 type Batch = Vec<(Arc<str>, u64, String)>;
 
+/// Default of `events.queue_max_bytes`: the packaging thread → events thread hand-over.
+const DEFAULT_QUEUE_MAX_BYTES: i64 = 16 << 20;
+
+/// The hand-over's bytes in flight and its counted drops (`~/status`, `/diagnostics`).
+#[derive(Default)]
+pub struct HandOver {
+    pub queued_bytes: AtomicUsize,
+    pub max_bytes: AtomicUsize,
+    pub dropped: AtomicU64,
+    pub dropped_bytes: AtomicU64,
+}
+
 /// Rules (name, topic, event type) and their counters, for `~/status`.
 pub struct StatusView {
     rules: Vec<(String, String, &'static str)>,
     counters: Arc<Counters>,
     machine_id: Option<String>,
     machine_id_file: PathBuf,
+    /// The tap's hand-over to the events thread.
+    pub hand_over: Arc<HandOver>,
 }
 
 impl StatusView {
@@ -91,8 +110,10 @@ pub fn start(
     chain: Option<&ChainServices>,
     machine_id: &str,
     catalogs: &HashMap<String, FieldCatalog>,
+    retention: &crate::retention::Retention,
 ) -> Result<Option<EventsSubsystem>, StartError> {
     let (batch_max, max_age) = declare_params(params)?;
+    let queue_max_bytes = declare_queue_max_bytes(params)?;
     if map.topics.iter().all(|t| t.events.is_empty()) {
         return Ok(None);
     }
@@ -100,6 +121,7 @@ pub fn start(
     let store = Arc::new(EventStore::open(&params.data_dir).map_err(|e| param_err("data_dir", e))?);
     let names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
     let counters = Arc::new(Counters::load(store.dir().join("counters.json"), &names));
+    let hand_over = Arc::new(HandOver { max_bytes: AtomicUsize::new(queue_max_bytes), ..HandOver::default() });
     let status = Arc::new(StatusView {
         rules: rules
             .iter()
@@ -108,9 +130,11 @@ pub fn start(
         counters: Arc::clone(&counters),
         machine_id: (!machine_id.is_empty()).then(|| machine_id.to_owned()),
         machine_id_file: machine_id_file(&params.data_dir),
+        hand_over: Arc::clone(&hand_over),
     });
     let n_rules = rules.len();
     let topics: Vec<String> = rules.iter().map(|r| r.topic.clone()).collect();
+    crate::retention::register_events(&retention.consumers, &topics);
     let processor = Processor::open(&params.data_dir, rules, Arc::clone(&store), Arc::clone(&counters))
         .map_err(|e| param_err("data_dir", format!("events: {e}")))?;
 
@@ -138,11 +162,22 @@ pub fn start(
     }
     // `None` asks the thread to flush and stop.
     let (tx, rx) = mpsc::channel::<Option<Batch>>();
+    crate::retention::report_events(&retention.consumers, &processor);
+    let upkeep = Upkeep {
+        hand_over: Arc::clone(&hand_over),
+        caught_up_to: 0,
+        topics: topics.clone(),
+        consumers: Arc::clone(&retention.consumers),
+        store: Arc::clone(&store),
+        events_max_age: retention.events_max_age,
+        interval: retention.interval,
+        last_prune: Instant::now(),
+    };
     let thread = std::thread::Builder::new()
         .name("peaqos-events".into())
-        .spawn(move || events_loop(processor, rx, waker, held_store))
+        .spawn(move || events_loop(processor, rx, waker, held_store, upkeep))
         .map_err(|e| param_err("events", format!("cannot start the events thread: {e}")))?;
-    let tap = tap(topics, tx.clone());
+    let tap = tap(topics, tx.clone(), hand_over, queue_max_bytes);
     tracing::info!("events: {n_rules} rule(s) loaded");
     Ok(Some(EventsSubsystem { tap: Some(tap), tx: Some(tx), thread: Some(thread), stop, submit, status }))
 }
@@ -164,6 +199,75 @@ fn declare_params(params: &Params) -> Result<(usize, Duration), StartError> {
     }
     let max_age = peaqos_core::duration::seconds(max_age, true).map_err(|e| param_err("events.max_age", e))?;
     Ok((batch_max as usize, max_age))
+}
+
+/// `events.queue_max_bytes`: the most package bytes handed to the events thread and not yet
+/// evaluated.
+fn declare_queue_max_bytes(params: &Params) -> Result<usize, StartError> {
+    let v = params.declared.read_only_in::<i64>(
+        "events.queue_max_bytes",
+        DEFAULT_QUEUE_MAX_BYTES,
+        "Most package bytes handed from the packaging thread to the event rules and not yet evaluated; beyond it a hand-over is dropped and counted (the rules then read those packages back from the package log: nothing is lost).",
+        rclrs::ParameterRange { lower: Some(65_536), upper: Some(i64::MAX), step: None },
+    )?;
+    usize::try_from(v).map_err(|_| param_err("events.queue_max_bytes", "out of range"))
+}
+
+/// The events thread's housekeeping besides evaluation: dropped hand-overs read back from the
+/// log, the rules' log position for retention, pruning of `submitted/`.
+struct Upkeep {
+    hand_over: Arc<HandOver>,
+    /// The dropped hand-overs the last catch-up covered.
+    caught_up_to: u64,
+    topics: Vec<String>,
+    consumers: Arc<peaqos_core::retention::LogConsumers>,
+    store: Arc<EventStore>,
+    events_max_age: Duration,
+    interval: Duration,
+    last_prune: Instant,
+}
+
+impl Upkeep {
+    /// Evaluate a handed-over batch in sequence order (gaps filled from the log).
+    fn take(&self, batch: &Batch, processor: &mut Processor) {
+        for (topic, seq, json) in batch {
+            self.hand_over.queued_bytes.fetch_sub(json.len(), Ordering::Relaxed);
+            if let Err(e) = processor.handle_next(topic, *seq, json) {
+                tracing::error!("events: reading {topic} from the package log failed: {e}");
+            }
+        }
+    }
+
+    /// Dropped hand-overs wait to be read back from the log.
+    fn behind(&self) -> bool {
+        self.hand_over.dropped.load(Ordering::Relaxed) > self.caught_up_to
+    }
+
+    /// Dropped hand-overs with nothing newer arriving: read them back from the log (every drop
+    /// counted before this read is in the log: the tap runs after the commit).
+    fn catch_up(&mut self, processor: &mut Processor) {
+        let dropped = self.hand_over.dropped.load(Ordering::Relaxed);
+        if dropped <= self.caught_up_to || self.hand_over.queued_bytes.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        self.caught_up_to = dropped;
+        for t in &self.topics {
+            if let Err(e) = processor.catch_up(t) {
+                tracing::error!("events: reading {t} from the package log failed: {e}");
+            }
+        }
+    }
+
+    /// After a flush: report the durable log position; prune `submitted/` now and then.
+    fn after_flush(&mut self, processor: &Processor) {
+        crate::retention::report_events(&self.consumers, processor);
+        if self.last_prune.elapsed() >= self.interval {
+            self.last_prune = Instant::now();
+            if let Err(e) = self.store.prune_submitted(self.events_max_age, std::time::SystemTime::now()) {
+                tracing::warn!("events: retention of submitted records failed: {e}");
+            }
+        }
+    }
 }
 
 /// The policy's event rules, checked; a bad rule is a policy error naming the rule.
@@ -204,22 +308,19 @@ fn events_loop(
     rx: mpsc::Receiver<Option<Batch>>,
     waker: Option<Arc<Notify>>,
     held_store: Option<(Arc<EventStore>, Arc<Counters>)>,
+    mut upkeep: Upkeep,
 ) {
     loop {
         let mut stopping = false;
-        match rx.recv_timeout(Duration::from_millis(500)) {
+        // Dropped hand-overs waiting to be read back from the log: look again soon.
+        let wait = Duration::from_millis(if upkeep.behind() { 50 } else { 500 });
+        match rx.recv_timeout(wait) {
             Ok(Some(batch)) => {
-                for (topic, seq, json) in &batch {
-                    processor.handle(topic, *seq, json);
-                }
+                upkeep.take(&batch, &mut processor);
                 // Drain what queued meanwhile before the (fsync'ing) flush.
                 while let Ok(more) = rx.try_recv() {
                     match more {
-                        Some(more) => {
-                            for (topic, seq, json) in &more {
-                                processor.handle(topic, *seq, json);
-                            }
-                        }
+                        Some(more) => upkeep.take(&more, &mut processor),
                         None => stopping = true,
                     }
                 }
@@ -227,6 +328,7 @@ fn events_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
         }
+        upkeep.catch_up(&mut processor);
         if stopping {
             processor.flush();
             return;
@@ -236,6 +338,7 @@ fn events_loop(
         processor.tick(now);
         let new = processor.new_events;
         processor.flush();
+        upkeep.after_flush(&processor);
         if new > 0 {
             if let Some(w) = &waker {
                 w.notify_one();
@@ -247,16 +350,31 @@ fn events_loop(
     }
 }
 
-/// The tap: hand the packages of the rules' topics to the events thread, never block.
-fn tap(topics: Vec<String>, tx: mpsc::Sender<Option<Batch>>) -> Tap {
+/// The tap: hand the packages of the rules' topics to the events thread, never block. Bounded
+/// by bytes: a package over `max_bytes` in flight is dropped and counted; the events thread
+/// reads it back from the package log.
+fn tap(topics: Vec<String>, tx: mpsc::Sender<Option<Batch>>, hand: Arc<HandOver>, max_bytes: usize) -> Tap {
+    let mut last_warn: Option<Instant> = None;
     Box::new(move |batch: &[Published]| {
-        let v: Batch = batch
-            .iter()
-            .filter(|p| topics.iter().any(|t| **t == *p.topic))
-            .map(|p| (Arc::clone(&p.topic), p.sequence_number, p.package_json.clone()))
-            .collect();
+        let mut v: Batch = Vec::new();
+        for p in batch.iter().filter(|p| topics.iter().any(|t| **t == *p.topic)) {
+            let n = p.package_json.len();
+            if hand.queued_bytes.load(Ordering::Relaxed) + n > max_bytes {
+                hand.dropped.fetch_add(1, Ordering::Relaxed);
+                hand.dropped_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    last_warn = Some(Instant::now());
+                    tracing::warn!(
+                        "events: hand-over over events.queue_max_bytes ({max_bytes}): {} dropped so far, read back from the package log",
+                        hand.dropped.load(Ordering::Relaxed)
+                    );
+                }
+                continue;
+            }
+            hand.queued_bytes.fetch_add(n, Ordering::Relaxed);
+            v.push((Arc::clone(&p.topic), p.sequence_number, p.package_json.clone()));
+        }
         if !v.is_empty() {
-            // Unbounded: never blocks the packaging thread (evaluation is far faster than signing).
             let _ = tx.send(Some(v));
         }
     })

@@ -14,6 +14,7 @@ mod events;
 mod market;
 mod params;
 mod qos;
+mod retention;
 mod ros_log;
 mod status;
 mod stream;
@@ -116,6 +117,8 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     let chain_params = chain::ChainParams::declare(&params)?;
     let chain_services = chain::serve(&node, chain_params, &chain_key, &params.services)?;
     let machine_id = chain::declare_machine_id(&params)?;
+    // Retention: consumers of the package log register before the pipeline starts deleting.
+    let retention = retention::Retention::declare(&params)?;
 
     // Taps: subsystems that consume every durable package batch after it is published (the
     // chunk stream, the event rules). Each must return at once (hand the batch to its own
@@ -123,17 +126,26 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     #[allow(unused_mut)]
     let mut taps: Vec<Tap> = Vec::new();
     // -- tap registration: new subsystems push their tap here --
-    let mut stream = stream::start(&node, &params, &map, chain_services.as_ref(), &machine_id)?;
+    let mut stream = stream::start(&node, &params, &map, chain_services.as_ref(), &machine_id, &retention)?;
     if let Some(tap) = stream.as_mut().and_then(stream::StreamSubsystem::take_tap) {
         taps.push(tap);
     }
     let market = market::start(&node, &params, &map, &machine_id, params.machine_key()?, chain_services.as_ref())?;
-    let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs)?;
+    let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs, &retention)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);
     }
 
-    let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(1000))?;
+    // Reliable keep-last: what DDS may hold for a slow subscriber is this many packages (each at
+    // most about its topic's queue byte bound, base64 included).
+    let depth: i64 = params.declared.read_only_in(
+        "data_packages.depth",
+        1000,
+        "History depth of the reliable ~/data_packages publisher (1..10000): the most packages DDS keeps for a slow subscriber. Lower it for large messages: DDS holds up to depth × the largest package.",
+        rclrs::ParameterRange { lower: Some(1), upper: Some(10_000), step: None },
+    )?;
+    let depth = u32::try_from(depth).map_err(|_| params::param_err("data_packages.depth", "must be 1..10000"))?;
+    let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(depth))?;
     let pipeline = Arc::new(Pipeline::start(
         PipelineConfig {
             batch_max: params.batch_max,
@@ -141,6 +153,10 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
             max_queued_bytes: params.max_queued_bytes,
             topic_max_queued_bytes: params.topic_max_queued_bytes,
             min_free_bytes: params.min_free_bytes,
+            retention: retention.log,
+            segment_max_bytes: retention.segment_max_bytes,
+            retention_interval: retention.interval,
+            consumers: Arc::clone(&retention.consumers),
             ..PipelineConfig::new(params.data_dir.clone())
         },
         key,

@@ -1,4 +1,5 @@
 //! `~/status` (peaqos_node/srv/GetStatus) and the 1 Hz `/diagnostics` report.
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +42,9 @@ fn topic_status(s: &TopicStats, type_name: &str) -> TopicStatus {
         errors: s.errors,
         queue_depth: s.queue_depth as u64,
         last_sequence: s.last_sequence.map(|n| n as i64).unwrap_or(-1),
+        log_bytes: s.log_bytes,
+        log_segments_removed: s.retention_removed_segments,
+        log_bytes_removed: s.retention_removed_bytes,
     }
 }
 
@@ -54,9 +58,15 @@ fn kv(key: &str, value: impl ToString) -> KeyValue {
 }
 
 /// One DiagnosticStatus per topic: OK, WARN once drops or errors are counted, ERROR while new
-/// messages are refused (disk full); one for the pipeline's memory and disk; and the market's
+/// messages are refused (disk full); one for the pipeline's memory and disk; the events
+/// hand-over's (WARN once a hand-over was dropped) when there are event rules; and the market's
 /// ("peaqos_node: market") when it is enabled.
-fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticArray {
+fn diagnostics(
+    pipeline: &Pipeline,
+    types: &[String],
+    did: &str,
+    events: Option<&crate::events::StatusView>,
+) -> DiagnosticArray {
     let refusing = pipeline.refusing();
     let (queued, max_queued) = pipeline.queued_bytes();
     let mut status: Vec<DiagnosticStatus> = pipeline
@@ -92,6 +102,9 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
                     kv("queue_depth", s.queue_depth),
                     kv("queued_bytes", s.queued_bytes),
                     kv("last_sequence", s.last_sequence.map(|n| n as i64).unwrap_or(-1)),
+                    kv("log_bytes", s.log_bytes),
+                    kv("log_segments_removed", s.retention_removed_segments),
+                    kv("log_bytes_removed", s.retention_removed_bytes),
                 ],
             }
         })
@@ -111,6 +124,25 @@ fn diagnostics(pipeline: &Pipeline, types: &[String], did: &str) -> DiagnosticAr
             kv("accepting", refusing.is_none()),
         ],
     });
+    if let Some(h) = events.map(|e| &e.hand_over) {
+        let dropped = h.dropped.load(Ordering::Relaxed);
+        status.push(DiagnosticStatus {
+            level: if dropped > 0 { DiagnosticStatus::WARN } else { DiagnosticStatus::OK },
+            name: "peaqos_node: events hand-over".to_owned(),
+            message: if dropped > 0 {
+                format!("{dropped} hand-overs dropped for events.queue_max_bytes (read back from the package log)")
+            } else {
+                "ok".to_owned()
+            },
+            hardware_id: did.to_owned(),
+            values: vec![
+                kv("queued_bytes", h.queued_bytes.load(Ordering::Relaxed)),
+                kv("max_bytes", h.max_bytes.load(Ordering::Relaxed)),
+                kv("dropped", dropped),
+                kv("dropped_bytes", h.dropped_bytes.load(Ordering::Relaxed)),
+            ],
+        });
+    }
     status.extend(crate::market::diagnostic_status(did));
     DiagnosticArray { header: Header { stamp: now(), frame_id: String::new() }, status }
 }
@@ -126,6 +158,7 @@ pub fn serve(
     let data_dir = params.data_dir.display().to_string();
 
     let (p, ty) = (Weak::clone(&pipeline), Arc::clone(&types));
+    let diag_events = sources.events.clone();
     let service = node.create_service::<GetStatus, _>("~/status", move |_req: GetStatus_Request| {
         crate::ros_log::request("~/status");
         let Some(p) = p.upgrade() else {
@@ -133,6 +166,7 @@ pub fn serve(
         };
         let stream = sources.stream.as_deref();
         let (event_rules, events_machine_id) = sources.events.as_ref().map(|v| v.report()).unwrap_or_default();
+        let hand = sources.events.as_deref().map(|v| &*v.hand_over);
         GetStatus_Response {
             address: p.address().to_owned(),
             did: p.did().to_owned(),
@@ -147,6 +181,9 @@ pub fn serve(
             streams: stream.map(|v| v.streams()).unwrap_or_default(),
             event_rules,
             events_machine_id,
+            events_handover_queued_bytes: hand.map_or(0, |h| h.queued_bytes.load(Ordering::Relaxed) as u64),
+            events_handover_dropped: hand.map_or(0, |h| h.dropped.load(Ordering::Relaxed)),
+            events_handover_dropped_bytes: hand.map_or(0, |h| h.dropped_bytes.load(Ordering::Relaxed)),
         }
     })?;
 
@@ -163,7 +200,7 @@ pub fn serve(
         }
         last = std::time::Instant::now();
         let Some(pipeline) = pipeline.upgrade() else { return };
-        if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did)) {
+        if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did, diag_events.as_deref())) {
             tracing::warn!("publishing /diagnostics failed: {e}");
         }
     })?;

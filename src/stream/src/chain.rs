@@ -266,7 +266,21 @@ pub fn verify_chain_from(
     chunks: &[Chunk],
     first_index: u64,
     expected_previous: Option<&str>,
+    ciphertext: impl FnMut(u64) -> Option<Vec<u8>>,
+) -> ChainVerification {
+    verify_chain_stored_elsewhere(chunks, first_index, expected_previous, ciphertext, |_| false)
+}
+
+/// [`verify_chain_from`] where a chunk for which `stored_elsewhere` is true may lack its
+/// ciphertext (deleted locally by retention once stored at its destinations): its links,
+/// `chunk_id` and signature are still checked from the envelope (they cover
+/// `encrypted_data_hash`), only the hash of the ciphertext itself is not.
+pub fn verify_chain_stored_elsewhere(
+    chunks: &[Chunk],
+    first_index: u64,
+    expected_previous: Option<&str>,
     mut ciphertext: impl FnMut(u64) -> Option<Vec<u8>>,
+    stored_elsewhere: impl Fn(&Chunk) -> bool,
 ) -> ChainVerification {
     use reasons::*;
     if chunks.is_empty() {
@@ -284,10 +298,11 @@ pub fn verify_chain_from(
         } else if c.previous_chunk_id != expected_prev {
             return ChainVerification::fail(LINK, pos);
         }
-        let Some(ct) = ciphertext(c.index) else {
-            return ChainVerification::fail(MISSING_DATA, pos);
+        let h = match ciphertext(c.index) {
+            Some(ct) => crypto::hash_hex0x(&ct),
+            None if stored_elsewhere(c) => c.encrypted_data_hash.clone(),
+            None => return ChainVerification::fail(MISSING_DATA, pos),
         };
-        let h = crypto::hash_hex0x(&ct);
         if c.encrypted_data_hash != h {
             return ChainVerification::fail(HASH_MISMATCH, pos);
         }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::chain::verify_chain_from;
+use crate::chain::verify_chain_stored_elsewhere;
 use crate::crypto::{self, sha256};
 use crate::error::{Result, StreamError};
 use crate::keys::{checksum_address, eip191_recover};
@@ -263,7 +263,15 @@ pub fn build_dataset(
         chunks.push(store::load_chunk(&dir, i)?);
     }
     let prev = if first == 0 { None } else { Some(store::load_chunk(&dir, first - 1)?.chunk_id) };
-    let v = verify_chain_from(&chunks, first, prev.as_deref(), |i| std::fs::read(store::chunk_paths(&dir, i).1).ok());
+    // A ciphertext deleted by retention (stored at its destinations, `storageRef` set): the
+    // manifest commits to chunk ids, which the envelope's links and signature still prove.
+    let v = verify_chain_stored_elsewhere(
+        &chunks,
+        first,
+        prev.as_deref(),
+        |i| std::fs::read(store::chunk_paths(&dir, i).1).ok(),
+        |c| c.storage_ref.is_some() && !store::chunk_paths(&dir, c.index).1.exists(),
+    );
     if !v.valid {
         let pos = v.failed_at_index.unwrap_or(0);
         return Err(StreamError::Chain {

@@ -8,9 +8,14 @@
 //! gap-free, duplicate-free prefix of the log by sequence number:
 //!
 //! * The feed knows `last_sequence`, the `sequenceNumber` of the newest package in the chain.
-//!   At open it is read from the chain itself: [`ChunkWriter::open`] first seals whatever the
+//!   At open it is read from the chain itself: [`ChunkWriter::open`] first seals whatever a
 //!   previous run left in `open.jsonl` (recovery), then the last sealed chunk is decrypted with
 //!   the machine's own X25519 key entry and the `sequenceNumber` of its last line is taken.
+//! * The open chunk is kept in memory only ([`ChunkWriter::set_log_backed`]): every streamed
+//!   byte is written once to the package log and once in its sealed chunk, not a third time to
+//!   `open.jsonl`. The log keeps each package until a sealed chunk holds it (the feed reports
+//!   [`TopicFeed::sealed_upto`] to the log's retention), so after a crash the open chunk's
+//!   packages are replayed from the log like any others.
 //! * At open, every package of the topic in the log with a sequence above `last_sequence` is
 //!   appended (replay) and group-committed — packages that were logged but never reached the
 //!   chain before a crash.
@@ -21,6 +26,10 @@
 //! * The chain's newest package must still be in the log; if it is not, the log was reset
 //!   (numbering restarted) and [`TopicFeed::open`] refuses, naming both directories, instead
 //!   of skipping the new packages as already streamed.
+//!   Unless retention deleted it: the package log keeps the segment holding the newest
+//!   *sealed* package ([`TopicFeed::sealed_upto`], what the feed reports to the log's
+//!   retention), so this happens only if the stream was not configured while retention ran;
+//!   then the log's first package is above it and the chain continues (logged).
 //!
 //! Reading the log uses its documented layout (`<data_dir>/packages/<topic dir>/seg-<first
 //! sequence, 20 digits>.jsonl`, one package per line) and starts at the segment holding
@@ -129,6 +138,9 @@ pub struct TopicFeed {
     writer: ChunkWriter,
     package_data_dir: PathBuf,
     last_sequence: Option<u64>,
+    /// Newest sequence number in a *sealed* chunk (or before the chain's origin): what the
+    /// package log's retention may consider consumed.
+    sealed_upto: Option<u64>,
     /// Packages skipped as already in the chain.
     pub duplicates: u64,
     /// Packages read from the log to fill gaps after open.
@@ -161,14 +173,24 @@ impl TopicFeed {
         recipients: &Recipients,
         backfill: bool,
     ) -> Result<(TopicFeed, FeedOpened)> {
-        let (writer, recovery) = ChunkWriter::open(stream_dir, topic, policy, keys, machine_did, key_id, recipients)?;
+        let (mut writer, recovery) =
+            ChunkWriter::open(stream_dir, topic, policy, keys, machine_did, key_id, recipients)?;
+        // The package log keeps every package not yet sealed (the feed's retention position is
+        // its newest sealed package): the open chunk need not be written a second time.
+        writer.set_log_backed(true);
         let last_sequence = chain_last_sequence(&writer, keys)?;
         // The chain is a prefix of the log, so the log holds the chain's newest package. If it
         // does not, the log was reset (numbering restarted): new packages would be skipped as
         // already streamed, so refuse to start rather than lose them silently.
         if let Some(last) = last_sequence {
             let found = replay_log(package_data_dir, topic, last.checked_sub(1), Some(last + 1), &mut |_, _| Ok(()))?;
-            if found == 0 {
+            let pruned = peaqos_core::package_log::first_logged_sequence(package_data_dir, topic)
+                .map_err(log_err)?
+                .is_some_and(|first| first > last);
+            if found == 0 && pruned {
+                // Retention deleted it (the chain had consumed it); the log continues after it.
+                warn!(topic, last, "stream: the chain's newest package is no longer in the package log (retention)");
+            } else if found == 0 {
                 return Err(StreamError::invalid(
                     package_log_dir(package_data_dir, topic).display().to_string(),
                     format!(
@@ -201,6 +223,7 @@ impl TopicFeed {
             writer,
             package_data_dir: package_data_dir.to_owned(),
             last_sequence,
+            sealed_upto: last_sequence,
             duplicates: 0,
             gap_filled: 0,
         };
@@ -226,9 +249,12 @@ impl TopicFeed {
         let (dir, topic) = (self.package_data_dir.clone(), self.writer.topic().to_owned());
         let after = self.last_sequence;
         let writer = &mut self.writer;
-        let last = &mut self.last_sequence;
+        let (last, sealed_upto) = (&mut self.last_sequence, &mut self.sealed_upto);
         replay_log(&dir, &topic, after, before, &mut |seq, line| {
-            sealed.extend(writer.append(line)?);
+            if let Some(s) = writer.append(line)? {
+                sealed.push(s);
+                *sealed_upto = Some(seq);
+            }
             *last = Some(seq);
             Ok(())
         })
@@ -253,7 +279,10 @@ impl TopicFeed {
                 warn!(topic = %self.writer.topic(), sequence, last = ?self.last_sequence, "stream: packages missing from the package log");
             }
         }
-        sealed.extend(self.writer.append(line)?);
+        if let Some(s) = self.writer.append(line)? {
+            sealed.push(s);
+            self.sealed_upto = Some(sequence);
+        }
         self.last_sequence = Some(sequence);
         Ok(sealed)
     }
@@ -273,12 +302,27 @@ impl TopicFeed {
 
     /// Age-based sealing.
     pub fn poll(&mut self, now: SystemTime) -> Result<Option<SealedChunk>> {
-        self.writer.poll(now)
+        let s = self.writer.poll(now)?;
+        if s.is_some() {
+            self.sealed_upto = self.last_sequence;
+        }
+        Ok(s)
     }
 
     /// Seal the open chunk now.
     pub fn close_now(&mut self) -> Result<Option<SealedChunk>> {
-        self.writer.close_now()
+        let s = self.writer.close_now()?;
+        if s.is_some() {
+            self.sealed_upto = self.last_sequence;
+        }
+        Ok(s)
+    }
+
+    /// Newest sequence number in a sealed chunk (every package up to it is in the chain for
+    /// good, whatever happens to the open chunk): the position the package log's retention may
+    /// delete up to. `None` while nothing is sealed.
+    pub fn sealed_upto(&self) -> Option<u64> {
+        self.sealed_upto
     }
 
     /// The chain writer.

@@ -17,6 +17,7 @@
 //! * [`dataset`] — signed dataset manifests (RFC 6962 Merkle root over chunk ids), inclusion
 //!   proofs.
 //! * [`storage`] — local / S3 / Walrus destinations and the in-order durable upload queue.
+//! * [`retention`] — local chunk copies deleted once stored at every destination, old grants.
 //! * [`verify`] — whole-directory verification (`peaqos-stream verify`).
 //! * [`streams`] — [`streams::StreamSet`]: all topics of a machine from one [`streams::StreamConfig`].
 //! * [`topic_config`] — the Data Event Map's per-topic `stream:` block; [`feed`] —
@@ -49,6 +50,7 @@ pub mod error;
 pub mod feed;
 pub mod grant;
 pub mod keys;
+pub mod retention;
 pub mod storage;
 pub mod store;
 pub mod streams;

@@ -107,6 +107,11 @@ pub trait Destination: Send {
     fn put(&self, topic_dir: &Path, chunk: &Chunk, ciphertext: &[u8]) -> Result<String>;
     /// Fetch the ciphertext behind a storage reference.
     fn get(&self, storage_ref: &str) -> Result<Vec<u8>>;
+    /// True when the chain directory's own `<index>.bin` *is* this destination's copy (`local`
+    /// without `dir`): chunk retention never deletes what such a destination stores.
+    fn is_chain_dir(&self) -> bool {
+        false
+    }
 }
 
 /// Instantiate a destination.
@@ -205,6 +210,9 @@ pub struct LocalDestination {
 impl Destination for LocalDestination {
     fn name(&self) -> String {
         "local".into()
+    }
+    fn is_chain_dir(&self) -> bool {
+        self.dir.is_none()
     }
     fn put(&self, topic_dir: &Path, chunk: &Chunk, ciphertext: &[u8]) -> Result<String> {
         let path = match &self.dir {
@@ -457,6 +465,17 @@ pub struct UploadReport {
 /// The primary destination: its reference goes into the envelope's `storageRef`.
 pub fn upload_pending(topic_dir: &Path, dest: &dyn Destination, max: usize) -> Result<UploadReport> {
     upload_pending_slot(topic_dir, dest, max, 0)
+}
+
+/// Index of the next chunk destination `slot` will upload (its durable cursor): every chunk
+/// below it is stored there (or was already, for the primary slot). 0 before the first upload.
+pub fn slot_next_index(topic_dir: &Path, slot: usize) -> Result<u64> {
+    let cpath = if slot == 0 { topic_dir.join(UPLOAD_FILE) } else { topic_dir.join(format!("upload-{slot}.json")) };
+    if !cpath.exists() {
+        return Ok(0);
+    }
+    let c: UploadCursor = store::load_json(&cpath)?;
+    Ok(c.next_index)
 }
 
 /// Name of the sidecar of chunk `index` listing every destination's storage reference.

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use crate::chain::{verify_chain, ChainVerification};
+use crate::chain::{verify_chain_stored_elsewhere, ChainVerification};
 use crate::envelope::{Chunk, CHUNK_CIPHER, CHUNK_SCHEMA_VERSION, KEY_WRAP_ALGORITHM, SIGNATURE_ALGORITHM};
 use crate::error::{Result, StreamError};
 use crate::store;
@@ -25,6 +25,10 @@ pub struct DirReport {
     pub last_chunk_id: Option<String>,
     /// Ed25519 key that signed the chain (hex).
     pub signer_public_key_hex: Option<String>,
+    /// Chunks whose ciphertext is no longer local (deleted by retention after it was stored at
+    /// every destination; the envelope names it in `storageRef`): their links, ids and
+    /// signatures were checked, the ciphertext hash was not.
+    pub stored_elsewhere: usize,
 }
 
 /// Verify every sealed chunk of a topic directory. `expected_signer_hex`: the machine's Ed25519
@@ -38,7 +42,7 @@ pub fn verify_dir(dir: &Path, expected_signer_hex: Option<&str>) -> Result<DirRe
         chunks.push(store::load_chunk(dir, i)?);
     }
     if chunks.is_empty() {
-        return Ok(DirReport { chunks: 0, last_chunk_id: None, signer_public_key_hex: None });
+        return Ok(DirReport { chunks: 0, last_chunk_id: None, signer_public_key_hex: None, stored_elsewhere: 0 });
     }
     // Missing files are detected by the index sequence check; a file whose envelope index differs
     // from its file name is a replayed/renamed chunk.
@@ -50,7 +54,19 @@ pub fn verify_dir(dir: &Path, expected_signer_hex: Option<&str>) -> Result<DirRe
             ));
         }
     }
-    let v: ChainVerification = verify_chain(&chunks, |i| std::fs::read(store::chunk_paths(dir, i).1).ok());
+    // A ciphertext deleted by retention: its envelope has a storageRef and it is not the newest
+    // chunk (retention never deletes that one).
+    let newest = chunks.last().map(|c| c.index);
+    let elsewhere =
+        |c: &Chunk| c.storage_ref.is_some() && Some(c.index) != newest && !store::chunk_paths(dir, c.index).1.exists();
+    let stored_elsewhere = chunks.iter().filter(|c| elsewhere(c)).count();
+    let v: ChainVerification = verify_chain_stored_elsewhere(
+        &chunks,
+        0,
+        None,
+        |i| std::fs::read(store::chunk_paths(dir, i).1).ok(),
+        elsewhere,
+    );
     if !v.valid {
         let pos = v.failed_at_index.unwrap_or(0);
         let idx = chunks.get(pos).map_or(pos as u64, |c| c.index);
@@ -102,5 +118,5 @@ pub fn verify_dir(dir: &Path, expected_signer_hex: Option<&str>) -> Result<DirRe
             ));
         }
     }
-    Ok(DirReport { chunks: chunks.len(), last_chunk_id: last, signer_public_key_hex: Some(signer) })
+    Ok(DirReport { chunks: chunks.len(), last_chunk_id: last, signer_public_key_hex: Some(signer), stored_elsewhere })
 }

@@ -188,7 +188,8 @@ struct OpenHeader {
 const OPEN_SCHEMA: &str = "peaqos.stream.open.v1";
 
 struct OpenChunk {
-    file: File,
+    /// `open.jsonl`; `None` for a log-backed writer (see [`ChunkWriter::set_log_backed`]).
+    file: Option<File>,
     /// Length of the header line (the file is `header_len + buf.len()` bytes).
     header_len: u64,
     buf: Vec<u8>,
@@ -210,6 +211,10 @@ pub struct ChunkWriter {
     last_chunk_id: Option<String>,
     open: Option<OpenChunk>,
     dir_needs_sync: bool,
+    /// The open chunk lives in memory only (see [`ChunkWriter::set_log_backed`]).
+    log_backed: bool,
+    /// After a failed seal (a full disk) the next try waits until then.
+    seal_retry_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for ChunkWriter {
@@ -265,6 +270,8 @@ impl ChunkWriter {
             last_chunk_id: None,
             open: None,
             dir_needs_sync: false,
+            log_backed: false,
+            seal_retry_at: None,
         };
         let report = w.recover()?;
         Ok((w, report))
@@ -286,6 +293,17 @@ impl ChunkWriter {
     pub fn last_chunk_id(&self) -> Option<&str> {
         self.last_chunk_id.as_deref()
     }
+    /// Keep the open chunk in memory only, never in `open.jsonl`, from the next chunk on: for a
+    /// writer fed from a durable log that keeps every package not yet in a sealed chunk (the
+    /// node's [`crate::feed::TopicFeed`], whose retention position is the newest *sealed*
+    /// package). A crash then loses nothing: the next start replays the open chunk's packages
+    /// from the log. This saves writing every streamed byte a second time (`open.jsonl`) before
+    /// the sealed chunk; `sync` has nothing to make durable. An open chunk adopted by recovery
+    /// (a previous run's `open.jsonl` kept open on a full disk) keeps its file.
+    pub fn set_log_backed(&mut self, on: bool) {
+        self.log_backed = on;
+    }
+
     /// Messages in the open chunk.
     pub fn open_messages(&self) -> u64 {
         self.open.as_ref().map_or(0, |o| o.messages)
@@ -432,7 +450,7 @@ impl ChunkWriter {
         }
         let first = SystemTime::UNIX_EPOCH + Duration::from_millis(header.first_append_ms);
         let last = fs::metadata(path).and_then(|m| m.modified()).unwrap_or(first);
-        let s = match self.seal(lines.to_vec(), messages, first, last, CloseReason::Recovery) {
+        let s = match self.seal(lines, messages, first, last, CloseReason::Recovery) {
             Ok(s) => s,
             Err(e) if e.is_disk_full() => {
                 // Starting on a full disk must not fail: keep the open chunk open as it is.
@@ -471,7 +489,7 @@ impl ChunkWriter {
         file.set_len(len).map_err(|e| StreamError::io("truncate", path, e))?;
         file.seek(std::io::SeekFrom::Start(len)).map_err(|e| StreamError::io("seek", path, e))?;
         self.open = Some(OpenChunk {
-            file,
+            file: Some(file),
             header_len,
             buf: lines.to_vec(),
             messages,
@@ -530,16 +548,18 @@ impl ChunkWriter {
         }
         let path = self.dir.join(OPEN_FILE);
         let o = self.open.as_mut().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
-        let mut rec = Vec::with_capacity(line.len() + 1);
-        rec.extend_from_slice(line);
-        rec.push(b'\n');
-        if let Err(e) = o.file.write_all(&rec) {
-            // A short write (disk full) must not leave a partial line for the next one to follow.
-            let good = o.header_len + o.buf.len() as u64;
-            let _ = o.file.set_len(good).and_then(|_| o.file.seek(std::io::SeekFrom::Start(good)));
-            return Err(StreamError::io("append", &path, e));
+        let start = o.buf.len();
+        o.buf.extend_from_slice(line);
+        o.buf.push(b'\n');
+        if let Some(file) = o.file.as_mut() {
+            if let Err(e) = file.write_all(&o.buf[start..]) {
+                // A short write (disk full) must not leave a partial line for the next one to follow.
+                o.buf.truncate(start);
+                let good = o.header_len + o.buf.len() as u64;
+                let _ = file.set_len(good).and_then(|_| file.seek(std::io::SeekFrom::Start(good)));
+                return Err(StreamError::io("append", &path, e));
+            }
         }
-        o.buf.extend_from_slice(&rec);
         o.messages += 1;
         o.last_append = now;
         o.dirty = true;
@@ -551,12 +571,33 @@ impl ChunkWriter {
             None
         };
         match reason {
-            Some(r) => self.seal_open(r).map(Some),
+            Some(_) if self.seal_retry_at.is_some_and(|t| std::time::Instant::now() < t) => Ok(None),
+            // The line is in the open chunk whatever happens to the seal: a failed seal (a full
+            // disk) is logged and retried later, the append itself succeeded.
+            Some(r) => match self.seal_open(r) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => {
+                    warn!(topic = %self.topic, error = %e, "sealing a full chunk failed; the chunk stays open, retried in 1 s");
+                    Ok(None)
+                }
+            },
             None => Ok(None),
         }
     }
 
     fn start_open(&mut self, now: SystemTime) -> Result<()> {
+        if self.log_backed {
+            self.open = Some(OpenChunk {
+                file: None,
+                header_len: 0,
+                buf: Vec::new(),
+                messages: 0,
+                first_append: now,
+                last_append: now,
+                dirty: false,
+            });
+            return Ok(());
+        }
         let path = self.dir.join(OPEN_FILE);
         let header = OpenHeader {
             open_chunk: OPEN_SCHEMA.into(),
@@ -575,7 +616,7 @@ impl ChunkWriter {
         file.write_all(&h).map_err(|e| StreamError::io("write", &path, e))?;
         self.dir_needs_sync = true;
         self.open = Some(OpenChunk {
-            file,
+            file: Some(file),
             header_len: h.len() as u64,
             buf: Vec::new(),
             messages: 0,
@@ -591,11 +632,11 @@ impl ChunkWriter {
     /// once this returns.
     pub fn sync(&mut self) -> Result<()> {
         if let Some(o) = &mut self.open {
-            if o.dirty {
+            if let (true, Some(file)) = (o.dirty, o.file.as_mut()) {
                 let path = self.dir.join(OPEN_FILE);
-                o.file.sync_data().map_err(|e| StreamError::io("fsync", &path, e))?;
-                o.dirty = false;
+                file.sync_data().map_err(|e| StreamError::io("fsync", &path, e))?;
             }
+            o.dirty = false;
         }
         if self.dir_needs_sync {
             store::sync_dir(&self.dir)?;
@@ -609,7 +650,7 @@ impl ChunkWriter {
         let due = match &self.open {
             Some(o) if o.messages > 0 => now.duration_since(o.first_append).unwrap_or_default() >= self.policy.max_age,
             _ => false,
-        };
+        } && self.seal_retry_at.is_none_or(|t| std::time::Instant::now() >= t);
         if due {
             self.seal_open(CloseReason::MaxAge).map(Some)
         } else {
@@ -626,28 +667,42 @@ impl ChunkWriter {
     }
 
     fn seal_open(&mut self, reason: CloseReason) -> Result<SealedChunk> {
-        let o = self.open.take().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
-        let OpenChunk { file, buf, messages, first_append, last_append, .. } = o;
-        drop(file);
-        let s = self.seal(buf, messages, first_append, last_append, reason)?;
-        let path = self.dir.join(OPEN_FILE);
-        self.remove_open(&path)?;
+        let mut o = self.open.take().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
+        let mut buf = std::mem::take(&mut o.buf);
+        let s = match self.seal(&buf, o.messages, o.first_append, o.last_append, reason) {
+            Ok(s) => s,
+            Err(e) => {
+                // Not sealed (a full disk): the chunk stays open as it was, sealing is retried by
+                // the next append or poll after a second. Nothing appended is dropped.
+                o.buf = buf;
+                self.open = Some(o);
+                self.seal_retry_at = Some(std::time::Instant::now() + Duration::from_secs(1));
+                return Err(e);
+            }
+        };
+        self.seal_retry_at = None;
+        zeroize::Zeroize::zeroize(&mut buf);
+        let had_file = o.file.is_some();
+        drop(o);
+        if had_file {
+            let path = self.dir.join(OPEN_FILE);
+            self.remove_open(&path)?;
+        }
         self.dir_needs_sync = false;
         Ok(s)
     }
 
     fn seal(
         &mut self,
-        plaintext: Vec<u8>,
+        plaintext: &[u8],
         messages: u64,
         first: SystemTime,
         last: SystemTime,
         reason: CloseReason,
     ) -> Result<SealedChunk> {
-        let plaintext = zeroize::Zeroizing::new(plaintext);
         let index = self.next_index;
         let (chunk, ct) = seal_chunk(
-            &plaintext,
+            plaintext,
             index,
             self.last_chunk_id.as_deref(),
             &self.signer,

@@ -51,7 +51,17 @@ impl Store {
     }
 
     pub(super) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        peaqos_base::fsio::write_atomic(path, bytes).map_err(|e| io_err(&e.path.clone(), e))
+        peaqos_base::fsio::write_atomic(path, bytes).map_err(|e| {
+            if e.is_disk_full() {
+                ChainError::store(
+                    ErrorCode::StoreFull,
+                    &e.path.clone(),
+                    format!("disk full ({e}): the outbox takes no new intent until space is freed; stored intents are intact"),
+                )
+            } else {
+                io_err(&e.path.clone(), e)
+            }
+        })
     }
 
     pub(super) fn intent_path(&self, id: &str) -> PathBuf {

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use peaqos_core::pipeline::Published;
+use peaqos_core::retention::LogConsumers;
 use peaqos_stream::feed::TopicFeed;
 use peaqos_stream::writer::SealedChunk;
 use rclrs::Publisher;
@@ -74,6 +75,7 @@ pub(super) fn tap(
 }
 
 /// Start the stream thread ([`StreamThread::run`]).
+#[allow(clippy::too_many_arguments)] // the thread's state, each argument a different handle
 pub(super) fn spawn(
     feeds: Vec<TopicFeed>,
     rx: Receiver<Cmd>,
@@ -82,8 +84,10 @@ pub(super) fn spawn(
     dropped: Arc<Vec<AtomicU64>>,
     publisher: Publisher<ChunkManifest>,
     upload_tx: Sender<()>,
+    consumers: Arc<LogConsumers>,
 ) -> Result<JoinHandle<()>, StartError> {
     let s = StreamThread {
+        consumers,
         caught_up_to: vec![0u64; feeds.len()],
         feeds,
         queued,
@@ -110,6 +114,8 @@ struct StreamThread {
     last_catch_up: Instant,
     /// Per topic: the dropped hand-overs the last catch-up covered.
     caught_up_to: Vec<u64>,
+    /// The package log's consumers: each feed reports its sealed position (retention).
+    consumers: Arc<LogConsumers>,
 }
 
 /// What one turn of the loop did: the chunks it sealed (topic, chunk) and the topics it wrote.
@@ -148,6 +154,9 @@ impl StreamThread {
             self.catch_up(&mut round);
             self.commit_and_seal(stopping, &mut round);
             self.update_counters(&round.sealed);
+            for f in &self.feeds {
+                crate::retention::report_stream(&self.consumers, f);
+            }
             self.publish(&round.sealed);
         }
         tracing::info!("stream: open chunks sealed, chunk stream stopped");

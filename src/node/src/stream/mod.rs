@@ -18,7 +18,8 @@
 //!
 //! **Nothing lost, nothing twice** (see `peaqos_stream::feed`): the package log is the source of
 //! truth and the chain a gap-free, duplicate-free prefix of it by sequence number. At start the
-//! writer's recovery seals what the previous run left open (logged, manifests published), the
+//! writer's recovery seals an older run's `open.jsonl` (logged, manifests published; the open
+//! chunk now lives in memory and is replayed from the log after a crash), the
 //! newest sequence in the chain is read back from its last chunk (decrypted with the machine's
 //! own key entry), and every logged package above it is replayed into the chain before the tap's
 //! first batch is taken. A package the tap hands over again is skipped; a package missing
@@ -31,9 +32,11 @@
 //! Files: `config` (the `stream:` blocks and `stream.*` parameters), `feeding` (tap hand-overs →
 //! the stream thread), `upload` (the upload thread), `status` (the `~/status` counters),
 //! `services` (`~/grant_access`, `~/seal_dataset`; a dataset's on-chain anchor is
-//! `peaqos_events::anchor`).
+//! `peaqos_events::anchor`), `retention` (local chunk ciphertexts and grants, on the upload
+//! thread; each feed reports its sealed position to the package log's retention).
 mod config;
 mod feeding;
+mod retention;
 mod services;
 mod status;
 mod upload;
@@ -94,6 +97,7 @@ pub fn start(
     map: &DataEventMap,
     chain: Option<&ChainServices>,
     machine_id: &str,
+    retention: &crate::retention::Retention,
 ) -> Result<Option<StreamSubsystem>, StartError> {
     let policy_file = params.policy_file_name();
     let specs = topic_specs(map, &policy_file)?;
@@ -111,13 +115,23 @@ pub fn start(
         Arc::new(Mutex::new(specs.iter().map(|s| (s.topic.clone(), Counters::default())).collect::<Vec<_>>()));
     // Hand-overs the tap dropped, per topic (atomics: the tap never waits for a lock).
     let dropped: Arc<Vec<AtomicU64>> = Arc::new(specs.iter().map(|_| AtomicU64::new(0)).collect());
-    let feeds =
-        open_feeds(&specs, &policy_file, &stream_dir, params, &keys, machine_key.did(), &counters, &chunks_pub)?;
+    let feeds = open_feeds(
+        &specs,
+        &policy_file,
+        &stream_dir,
+        params,
+        &keys,
+        machine_key.did(),
+        &counters,
+        &chunks_pub,
+        &retention.consumers,
+    )?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Cmd>();
     let queued = Arc::new(AtomicUsize::new(0));
-    let upload = upload::spawn(&specs, &stream_dir, &stop, &counters, &chunks_pub, shutdown_upload_timeout)?;
+    let pruner = retention::ChunkPruner::new(retention, &stream_dir, Arc::clone(&counters));
+    let upload = upload::spawn(&specs, &stream_dir, &stop, &counters, &chunks_pub, shutdown_upload_timeout, pruner)?;
     let stream_thread = feeding::spawn(
         feeds,
         rx,
@@ -126,6 +140,7 @@ pub fn start(
         Arc::clone(&dropped),
         chunks_pub,
         upload.wake,
+        Arc::clone(&retention.consumers),
     )?;
     let tap = feeding::tap(&specs, tx.clone(), queued, Arc::clone(&dropped), queue_max_bytes);
 
@@ -189,11 +204,13 @@ fn open_feeds(
     did: &str,
     counters: &TopicCounters,
     chunks_pub: &Publisher<ChunkManifest>,
+    consumers: &peaqos_core::retention::LogConsumers,
 ) -> Result<Vec<TopicFeed>, StartError> {
     let key_id = format!("{did}#stream-ed25519");
     let mut feeds = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         let recipients = s.cfg.recipients().map_err(|(k, r)| policy_err(policy_file, format!("stream.{k}"), r))?;
+        crate::retention::register_stream(consumers, &s.topic);
         let (feed, opened) = TopicFeed::open(
             stream_dir,
             &params.data_dir,
@@ -227,6 +244,7 @@ fn open_feeds(
             feed.last_sequence(),
             opened.replayed
         );
+        crate::retention::report_stream(consumers, &feed);
         feeds.push(feed);
     }
     Ok(feeds)

@@ -7,6 +7,11 @@ use ros_env::peaqos_node::msg::StreamStatus;
 /// Live counters of one streamed topic (for `~/status`).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Counters {
+    /// Local ciphertexts deleted by retention, and their bytes.
+    pub(super) chunks_pruned: u64,
+    pub(super) chunks_pruned_bytes: u64,
+    /// Local ciphertext bytes after the last retention pass.
+    pub(super) local_chunk_bytes: u64,
     pub(super) chunks_sealed: u64,
     pub(super) last_chunk_index: Option<u64>,
     pub(super) last_sequence: Option<u64>,
@@ -42,6 +47,9 @@ impl StatusView {
                 upload_backlog: c.upload_backlog,
                 replayed: c.replayed,
                 handover_dropped: d.load(Ordering::Relaxed),
+                chunks_pruned: c.chunks_pruned,
+                chunks_pruned_bytes: c.chunks_pruned_bytes,
+                local_chunk_bytes: c.local_chunk_bytes,
                 last_error: c.last_error,
             })
             .collect()

@@ -13,13 +13,14 @@ use rclrs::Publisher;
 use ros_env::peaqos_node::msg::ChunkManifest;
 
 use super::config::{stream_err, TopicSpec};
+use super::retention::ChunkPruner;
 use super::status::TopicCounters;
 use crate::StartError;
 
 const UPLOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// One streamed topic's upload queues: topic, topic directory, destinations (slot order).
-type UploadTopic = (String, PathBuf, Vec<Box<dyn Destination>>);
+pub(super) type UploadTopic = (String, PathBuf, Vec<Box<dyn Destination>>);
 
 /// The running upload thread.
 pub(super) struct UploadThread {
@@ -39,6 +40,7 @@ pub(super) fn spawn(
     counters: &Arc<TopicCounters>,
     publisher: &Publisher<ChunkManifest>,
     shutdown_upload_timeout: Duration,
+    mut pruner: ChunkPruner,
 ) -> Result<UploadThread, StartError> {
     let (wake, upload_rx) = mpsc::channel::<()>();
     let uploads: Vec<UploadTopic> = specs
@@ -53,7 +55,7 @@ pub(super) fn spawn(
     let thread = std::thread::Builder::new()
         .name("peaqos-upload".into())
         .spawn(move || {
-            upload_loop(&uploads, upload_rx, &stop, counters, &pubr);
+            upload_loop(&uploads, upload_rx, &stop, counters, &pubr, &mut pruner);
             upload_at_stop(&uploads, &pubr, shutdown_upload_timeout);
             let _ = done_tx.send(());
         })
@@ -67,6 +69,7 @@ fn upload_loop(
     stop: &AtomicBool,
     counters: Arc<TopicCounters>,
     publisher: &Publisher<ChunkManifest>,
+    pruner: &mut ChunkPruner,
 ) {
     // Per destination: consecutive failures and when to try again (backoff 2, 4, … 30 s).
     let mut retry: Vec<Vec<(u32, Instant)>> =
@@ -117,6 +120,7 @@ fn upload_loop(
                 }
             }
         }
+        pruner.run(topics);
         // Sleep until something is sealed or the retry interval passed (not while a healthy
         // destination still has a backlog).
         if !busy {

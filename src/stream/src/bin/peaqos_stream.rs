@@ -171,7 +171,7 @@ fn cmd_verify(a: &Args) -> R<()> {
     let mut out = Vec::new();
     for d in dirs {
         let r = verify_dir(&d, a.one("signer-pk"))?;
-        out.push(serde_json::json!({"dir": d, "valid": true, "chunks": r.chunks, "lastChunkId": r.last_chunk_id, "signerPublicKeyHex": r.signer_public_key_hex}));
+        out.push(serde_json::json!({"dir": d, "valid": true, "chunks": r.chunks, "lastChunkId": r.last_chunk_id, "signerPublicKeyHex": r.signer_public_key_hex, "storedElsewhere": r.stored_elsewhere}));
     }
     print_json(&serde_json::Value::Array(out));
     Ok(())
