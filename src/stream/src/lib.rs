@@ -46,6 +46,7 @@ pub mod crypto;
 pub mod dataset;
 pub mod envelope;
 pub mod error;
+pub mod export;
 pub mod feed;
 pub mod grant;
 pub mod keys;

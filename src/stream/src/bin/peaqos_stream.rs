@@ -27,6 +27,11 @@ peaqos-stream: offline tool for the node's encrypted chunk streams
       <dir> is the node's data_dir, a folder of topic directories (<data_dir>/stream),
       or one topic directory.
   peaqos-stream decrypt --grant F [--grant F...] --secret-key-file F <topic_dir> [--out DIR]
+  peaqos-stream export --secret-key-file F [--grant F...] [--storage F.json] [--dataset F]
+                       [--signer-pk HEX] [--ros-type TOPIC=TYPE...] [--allow-unverified]
+                       [--no-compression] --out F.mcap <dir>...
+      verifies everything, then writes one MCAP file (one JSON channel per topic); <dir> as
+      for verify; --storage reads the ciphertexts through the envelopes' storage references
   peaqos-stream grant --data-dir D --topic T --buyer-pk HEX --range A..B|t:MS..MS
                       [--buyer-id ID] [--out DIR] [--max-file-size BYTES] [--key-file F]
   peaqos-stream dataset --data-dir D --topic T --range A..B [--did DID] [--key-file F] [--out F]
@@ -59,6 +64,9 @@ impl From<StreamError> for CliError {
 
 type R<T> = Result<T, CliError>;
 
+/// Options that take no value.
+const BOOL_FLAGS: &[&str] = &["allow-unverified", "no-compression"];
+
 struct Args {
     pos: Vec<String>,
     opts: HashMap<String, Vec<String>>,
@@ -75,6 +83,10 @@ impl Args {
                     Some((n, v)) => (n.to_string(), Some(v.to_string())),
                     None => (name.to_string(), None),
                 };
+                if BOOL_FLAGS.contains(&name.as_str()) && flags_with_value.contains(&name.as_str()) {
+                    opts.entry(name).or_default().push("true".into());
+                    continue;
+                }
                 if !flags_with_value.contains(&name.as_str()) {
                     return Err(CliError::Usage(format!("unknown option --{name}")));
                 }
@@ -94,6 +106,9 @@ impl Args {
     }
     fn req(&self, n: &str) -> R<&str> {
         self.one(n).ok_or_else(|| CliError::Usage(format!("missing --{n}")))
+    }
+    fn flag(&self, n: &str) -> bool {
+        self.opts.contains_key(n)
     }
     fn all(&self, n: &str) -> Vec<&str> {
         self.opts.get(n).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default()
@@ -210,6 +225,53 @@ fn cmd_decrypt(a: &Args) -> R<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn read_secret_key(path: &str) -> R<Zeroizing<[u8; 32]>> {
+    let txt = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| CliError::Failed(format!("read {path}: {e}")))?);
+    Ok(Zeroizing::new(crypto::parse_hex_n::<32>(txt.trim(), "secret key file")?))
+}
+
+fn cmd_export(a: &Args) -> R<()> {
+    use peaqos_stream::export::{export_mcap, CiphertextSource, ExportOptions, NoProgress};
+    if a.pos.is_empty() {
+        return Err(CliError::Usage("export <dir>...: give at least one chain directory".into()));
+    }
+    let mut dirs = Vec::new();
+    for d in &a.pos {
+        dirs.extend(chain_dirs(Path::new(d))?);
+    }
+    let sk = read_secret_key(a.req("secret-key-file")?)?;
+    let mut entries = Vec::new();
+    for g in a.all("grant") {
+        entries.extend(load_grant_file(Path::new(g))?.entries);
+    }
+    let source = match a.one("storage") {
+        Some(f) => CiphertextSource::Storage(store::load_json(Path::new(f))?),
+        None => CiphertextSource::Local,
+    };
+    let dataset: Option<DatasetManifest> = a.one("dataset").map(|d| store::load_json(Path::new(d))).transpose()?;
+    let mut ros_types = std::collections::BTreeMap::new();
+    for t in a.all("ros-type") {
+        let (topic, ty) =
+            t.split_once('=').ok_or_else(|| CliError::Usage(format!("--ros-type {t:?}: expected TOPIC=TYPE")))?;
+        ros_types.insert(topic.to_string(), ty.to_string());
+    }
+    let o = ExportOptions {
+        topic_dirs: dirs,
+        secret_key: &sk,
+        grants: &entries,
+        source,
+        dataset: dataset.as_ref(),
+        signer_public_key_hex: a.one("signer-pk"),
+        ros_types,
+        allow_unverified: a.flag("allow-unverified"),
+        compress: !a.flag("no-compression"),
+    };
+    let out = PathBuf::from(a.req("out")?);
+    let r = export_mcap(&o, &out, &mut NoProgress).map_err(|e| CliError::Failed(e.to_string()))?;
+    print_json(&serde_json::to_value(&r).map_err(|e| CliError::Failed(e.to_string()))?);
     Ok(())
 }
 
@@ -346,7 +408,7 @@ fn cmd_upload(a: &Args) -> R<()> {
 }
 
 const USAGE: &str =
-    "usage: peaqos-stream <verify|decrypt|grant|dataset|prove|verify-proof|keys|append|upload> … (see --help)";
+    "usage: peaqos-stream <verify|decrypt|export|grant|dataset|prove|verify-proof|keys|append|upload> … (see --help)";
 
 fn run(argv: &[String]) -> R<()> {
     let (cmd, rest) = argv.split_first().ok_or_else(|| CliError::Usage(USAGE.into()))?;
@@ -354,6 +416,17 @@ fn run(argv: &[String]) -> R<()> {
     match cmd.as_str() {
         "verify" => cmd_verify(&f(&["signer-pk"])?),
         "decrypt" => cmd_decrypt(&f(&["grant", "secret-key-file", "out"])?),
+        "export" => cmd_export(&f(&[
+            "secret-key-file",
+            "grant",
+            "storage",
+            "dataset",
+            "signer-pk",
+            "ros-type",
+            "allow-unverified",
+            "no-compression",
+            "out",
+        ])?),
         "grant" => {
             cmd_grant(&f(&["data-dir", "topic", "buyer-pk", "range", "buyer-id", "out", "max-file-size", "key-file"])?)
         }
