@@ -366,7 +366,7 @@ fn the_cli_exports_and_names_a_tampered_chunk_with_exit_1() {
     let out = tmp.path().join("cli.mcap");
     let run = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_peaqos-stream"))
-            .args(["export", "--secret-key-file", skf.to_str().unwrap(), "--out", out.to_str().unwrap()])
+            .args(["export", "--json", "--secret-key-file", skf.to_str().unwrap(), "--out", out.to_str().unwrap()])
             .args(["--ros-type", "/imu/data=sensor_msgs/msg/Imu"])
             .args(extra)
             .arg(data_dir.to_str().unwrap())
