@@ -28,7 +28,8 @@
 //! Output, per topic: one channel named with the topic (from `head.json` / `<n>.meta.json`),
 //! message encoding `json`, schema encoding `jsonschema` (a JSON Schema derived from the first
 //! payload; schema name = the ROS type when given, else `peaqos.payload`). Each message is the
-//! package's `payload` exactly as signed (encrypted and anonymized fields stay as they are);
+//! package's `payload` as its canonical JSON, the very bytes its signature covers (encrypted and
+//! anonymized fields stay as they are; a marked message is the payload with the mark added);
 //! log time = the package `timestamp`, publish time = the payload's `header.stamp` when it has
 //! one (the capture time; the node takes `timestamp` from it), else `timestamp`; sequence = the
 //! package `sequenceNumber` (low 32 bits). Metadata records: `peaqos.export` (machine DID, tool,
@@ -479,6 +480,7 @@ pub fn export_mcap(
     {
         let opts = mcap::WriteOptions::new()
             .compression(if o.compress { Some(mcap::Compression::Zstd) } else { None })
+            .compression_level(1)
             .profile("")
             .library(format!("peaqos-stream {}", env!("CARGO_PKG_VERSION")));
         let mut w = opts.create(BufWriter::with_capacity(1 << 20, af.file())).map_err(|e| mcap_err(out, e))?;
@@ -572,8 +574,11 @@ pub fn export_mcap(
                         }
                     };
                     let mut errs: Vec<(&'static str, String)> = Vec::new();
-                    if let Err(e) = pkg.verify() {
-                        errs.push(("package signature", e.to_string()));
+                    // The canonical payload the signature covers becomes the message as it is.
+                    let mut canonical: Option<(Vec<u8>, std::ops::Range<usize>)> = None;
+                    match pkg.verify_with_signable() {
+                        Ok((_, bytes, range)) => canonical = Some((bytes, range)),
+                        Err(e) => errs.push(("package signature", e.to_string())),
                     }
                     if pkg.did != c.signature.machine_did {
                         errs.push((
@@ -611,6 +616,10 @@ pub fn export_mcap(
                     let log_time = ts.unwrap_or(0);
                     let publish_time = header_stamp_ns(&pkg.payload).unwrap_or(log_time);
                     let mut payload = pkg.payload;
+                    let data = match (&mark, canonical) {
+                        (None, Some((bytes, range))) => bytes.get(range).map(<[u8]>::to_vec),
+                        _ => None,
+                    };
                     if let Some(m) = &mark {
                         payload.insert(UNVERIFIED_FIELD.into(), Value::String(m.clone()));
                         unverified
@@ -640,7 +649,10 @@ pub fn export_mcap(
                     if report.machine_did.is_none() {
                         report.machine_did = Some(pkg.did.clone());
                     }
-                    let data = serde_json::to_vec(&payload).map_err(|e| mcap_err(out, e))?;
+                    let data = match data {
+                        Some(d) => d,
+                        None => serde_json::to_vec(&payload).map_err(|e| mcap_err(out, e))?,
+                    };
                     let header = mcap::records::MessageHeader {
                         channel_id: ch,
                         sequence: pkg.sequence_number as u32,
