@@ -391,3 +391,64 @@ fn the_cli_exports_and_names_a_tampered_chunk_with_exit_1() {
     let o = run(&["--allow-unverified"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn progress_is_plain_lines_off_a_terminal_and_nothing_with_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("stream");
+    let imu = chain(&data, "/imu/data", 12, |i| package("/imu/data", i));
+    let k = keys();
+    let skf = tmp.path().join("machine.x25519");
+    std::fs::write(&skf, hex::encode(k.x25519_secret())).unwrap();
+    let run = |extra: &[&str], out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_peaqos-stream"))
+            .args(extra)
+            .args(["export", "--secret-key-file", skf.to_str().unwrap(), "--out"])
+            .arg(tmp.path().join(out))
+            .arg(&imu)
+            .env("PEAQOS_STREAM_PROGRESS_MS", "0")
+            .output()
+            .unwrap()
+    };
+    // stderr is a pipe here: one plain line per chunk, then the human summary; stdout stays empty.
+    let o = run(&[], "a.mcap");
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    for i in 1..=3 {
+        assert!(err.contains(&format!("peaqos-stream export: {i}/3 chunks")), "{err}");
+    }
+    assert!(
+        err.contains("exported 12 messages of 3 chunks (1 topics)") && err.contains("everything verified"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    // --quiet: nothing on stderr; --json: the summary on stdout.
+    let o = run(&["--quiet", "--json"], "b.mcap");
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["messages"].as_u64(), v["chunks"].as_u64()), (Some(12), Some(3)));
+}
+
+#[test]
+fn progress_is_a_bar_on_a_terminal() {
+    // util-linux `script` runs the tool on a pseudo-terminal; what the terminal showed comes back on stdout.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("stream");
+    let imu = chain(&data, "/imu/data", 12, |i| package("/imu/data", i));
+    let skf = tmp.path().join("machine.x25519");
+    std::fs::write(&skf, hex::encode(keys().x25519_secret())).unwrap();
+    let cmd = format!(
+        "{} export --secret-key-file {} --out {} {}",
+        env!("CARGO_BIN_EXE_peaqos-stream"),
+        skf.display(),
+        tmp.path().join("t.mcap").display(),
+        imu.display()
+    );
+    let o = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output();
+    let o = o.expect("util-linux `script` (apt-get install bsdutils) runs the tool on a terminal");
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{screen}");
+    assert!(screen.contains("export [00:00:0"), "a progress bar was drawn: {screen:?}");
+    assert!(!screen.contains("peaqos-stream export: "), "no plain lines on a terminal: {screen:?}");
+    assert!(screen.contains("exported 12 messages"), "{screen:?}");
+}

@@ -14,8 +14,8 @@ use peaqos_stream::dataset::{
 };
 use peaqos_stream::export::{export_mcap, CiphertextSource, ExportOptions};
 use peaqos_stream::grant::{
-    build_buyer_access_files, decrypt_with_grants, grant, load_grant_file, write_buyer_access_files, GrantRange,
-    DEFAULT_BUYER_RECIPIENT_ID,
+    build_buyer_access_files, decrypt_with_grants_progress, grant, load_grant_file, write_buyer_access_files,
+    GrantRange, DEFAULT_BUYER_RECIPIENT_ID,
 };
 use peaqos_stream::keys::MachineStreamKeys;
 use peaqos_stream::storage::{destination, upload_pending, DestinationConfig};
@@ -400,9 +400,8 @@ fn cmd_decrypt(a: &DecryptArgs, g: &Cli) -> R<()> {
         entries.extend(load_grant_file(f)?.entries);
     }
     let mut p = ui::Progress::new("decrypt", entries.len() as u64, "chunks", g.quiet);
-    let pts = decrypt_with_grants(&a.topic_dir, &entries, &sk)?;
+    let pts = decrypt_with_grants_progress(&a.topic_dir, &entries, &sk, &mut |done, bytes| p.step(done, bytes))?;
     let bytes: u64 = pts.iter().map(|(_, p)| p.len() as u64).sum();
-    p.step(pts.len() as u64, bytes);
     p.finish();
     match &a.out {
         Some(o) => {

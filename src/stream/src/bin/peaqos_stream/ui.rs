@@ -1,11 +1,17 @@
 //! Progress of long operations on stderr: an `indicatif` bar when stderr is a terminal, plain
-//! lines (at most one a second, and a last one for work that took longer than that) when it is
-//! not, nothing with `--quiet`.
+//! lines (at most one a second, and a last one for work that took longer than that; the interval
+//! is `PEAQOS_STREAM_PROGRESS_MS`) when it is not, nothing with `--quiet`.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{BinaryBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Time between plain progress lines: 1 s, or PEAQOS_STREAM_PROGRESS_MS (tests use 0: a line per step).
+fn plain_interval() -> Duration {
+    let ms = std::env::var("PEAQOS_STREAM_PROGRESS_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    Duration::from_millis(ms)
+}
 
 /// One operation's progress (`what`: verify, decrypt, export, dataset) counted in `unit`s.
 pub struct Progress {
@@ -18,6 +24,7 @@ pub struct Progress {
     done: u64,
     total: u64,
     bytes: u64,
+    interval: Duration,
 }
 
 impl Progress {
@@ -44,6 +51,7 @@ impl Progress {
             done: 0,
             total,
             bytes: 0,
+            interval: plain_interval(),
         }
     }
 
@@ -64,8 +72,8 @@ impl Progress {
             b.set_position(done);
             b.set_message(format!("{}{}", self.unit, self.rate()));
         } else if self.plain
-            && self.last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-            && self.start.elapsed() >= Duration::from_secs(1)
+            && self.last_line.is_none_or(|t| t.elapsed() >= self.interval)
+            && self.start.elapsed() >= self.interval
         {
             self.line();
             self.last_line = Some(Instant::now());
