@@ -97,6 +97,7 @@ fn main() {
         ros_types: Default::default(),
         allow_unverified: false,
         compress: true,
+        ros2msg_share_dirs: None,
     };
     let t = Instant::now();
     let r = export_mcap(&o, &out, &mut NoProgress).expect("export");

@@ -116,6 +116,10 @@ pub struct ExportOptions<'a> {
     pub allow_unverified: bool,
     /// zstd-compress the MCAP chunks.
     pub compress: bool,
+    /// `Some(share directories)`: a topic whose ROS type is given gets a `ros2msg` schema and
+    /// CDR messages (definitions read from `<dir>/<pkg>/msg/<Name>.msg`) for every payload that
+    /// holds all its fields; the others stay JSON on a second channel of the same topic.
+    pub ros2msg_share_dirs: Option<Vec<PathBuf>>,
 }
 
 /// Progress of a long export: called after each chunk.
@@ -412,6 +416,10 @@ fn record(allow: bool, topic: &str, f: Failure, unverified: &mut Vec<String>) ->
 /// Channel state of one topic while writing.
 struct TopicOut {
     channel: Option<u16>,
+    cdr_channel: Option<u16>,
+    /// Why the last payload could not be CDR (kept as JSON).
+    cdr_fallback: Option<String>,
+    cdr_messages: u64,
     report: TopicReport,
     last_seq: Option<u64>,
 }
@@ -485,10 +493,15 @@ pub fn export_mcap(
             .library(format!("peaqos-stream {}", env!("CARGO_PKG_VERSION")));
         let mut w = opts.create(BufWriter::with_capacity(1 << 20, af.file())).map_err(|e| mcap_err(out, e))?;
         let mut done = 0u64;
+        let mut ros2msg = o.ros2msg_share_dirs.clone().map(crate::ros2msg::MsgLibrary::new);
+        let mut cdr_counts: Vec<(u64, Option<String>)> = Vec::new();
         for (pi, p) in plans.iter().enumerate() {
             let ros_type = o.ros_types.get(&p.topic).cloned();
             let mut t = TopicOut {
                 channel: None,
+                cdr_channel: None,
+                cdr_fallback: None,
+                cdr_messages: 0,
                 report: TopicReport {
                     topic: p.topic.clone(),
                     dir: p.dir.clone(),
@@ -626,9 +639,33 @@ pub fn export_mcap(
                             .push(format!("{} sequenceNumber {}: exported marked: {m}", p.topic, pkg.sequence_number));
                     }
                     let payload = Value::Object(payload);
-                    let ch = match t.channel {
-                        Some(ch) => ch,
-                        None => {
+                    // CDR when asked for, the type is known, the message is verified and complete.
+                    let mut cdr = None;
+                    if let (Some(lib), Some(rt), None) = (ros2msg.as_mut(), ros_type.as_deref(), &mark) {
+                        match lib.encode(rt, &payload) {
+                            Ok(b) => cdr = Some(b),
+                            Err(e) => t.cdr_fallback = Some(e.to_string()),
+                        }
+                    }
+                    let cdr_ch = match (&cdr, t.cdr_channel, ros2msg.as_mut(), ros_type.as_deref()) {
+                        (None, ..) => None,
+                        (Some(_), Some(ch), ..) => Some(ch),
+                        (Some(_), None, Some(lib), Some(rt)) => {
+                            let schema = lib.schema(rt).map_err(|e| mcap_err(out, e))?;
+                            let sid = w.add_schema(rt, "ros2msg", schema.as_bytes()).map_err(|e| mcap_err(out, e))?;
+                            let mut meta = BTreeMap::new();
+                            meta.insert("peaqos.rosType".to_string(), rt.to_string());
+                            meta.insert("peaqos.machineDid".to_string(), pkg.did.clone());
+                            let ch = w.add_channel(sid, &p.topic, "cdr", &meta).map_err(|e| mcap_err(out, e))?;
+                            t.cdr_channel = Some(ch);
+                            Some(ch)
+                        }
+                        _ => None,
+                    };
+                    let ch = match (cdr_ch, t.channel) {
+                        (Some(ch), _) => ch,
+                        (None, Some(ch)) => ch,
+                        (None, None) => {
                             let mut schema = json_schema_of(&payload);
                             if let Value::Object(m) = &mut schema {
                                 m.insert("title".into(), Value::String(p.topic.clone()));
@@ -645,6 +682,13 @@ pub fn export_mcap(
                             t.channel = Some(ch);
                             ch
                         }
+                    };
+                    let data = match cdr {
+                        Some(b) => {
+                            t.cdr_messages += 1;
+                            Some(b)
+                        }
+                        None => data,
                     };
                     if report.machine_did.is_none() {
                         report.machine_did = Some(pkg.did.clone());
@@ -673,6 +717,7 @@ pub fn export_mcap(
                 done += 1;
                 progress.chunk_done(done, total, report.plaintext_bytes);
             }
+            cdr_counts.push((t.cdr_messages, t.cdr_fallback.take()));
             report.messages += t.report.messages;
             report.chunks += t.report.chunks;
             report.topics.push(t.report);
@@ -689,9 +734,14 @@ pub fn export_mcap(
         m.insert("verified".into(), s(&unverified.is_empty()));
         w.write_metadata(&mcap::records::Metadata { name: "peaqos.export".into(), metadata: m })
             .map_err(|e| mcap_err(out, e))?;
-        for (t, (_, notes)) in report.topics.iter().zip(&verification) {
+        for ((t, (_, notes)), (cdr_n, fallback)) in report.topics.iter().zip(&verification).zip(&cdr_counts) {
             let mut m = BTreeMap::new();
             m.insert("topic".into(), t.topic.clone());
+            m.insert("cdrMessages".into(), s(cdr_n));
+            m.insert("jsonMessages".into(), s(&(t.messages - cdr_n)));
+            if let Some(f) = fallback {
+                m.insert("jsonBecause".into(), f.clone());
+            }
             m.insert("rosType".into(), o.ros_types.get(&t.topic).cloned().unwrap_or_default());
             m.insert("firstChunkId".into(), t.first_chunk_id.clone().unwrap_or_default());
             m.insert("lastChunkId".into(), t.last_chunk_id.clone().unwrap_or_default());

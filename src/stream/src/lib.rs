@@ -50,6 +50,7 @@ pub mod export;
 pub mod feed;
 pub mod grant;
 pub mod keys;
+pub mod ros2msg;
 pub mod storage;
 pub mod store;
 pub mod streams;

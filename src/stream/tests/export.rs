@@ -72,6 +72,7 @@ fn opts<'a>(dirs: Vec<PathBuf>, sk: &'a [u8; 32]) -> ExportOptions<'a> {
         ros_types: BTreeMap::new(),
         allow_unverified: false,
         compress: true,
+        ros2msg_share_dirs: None,
     }
 }
 
@@ -451,4 +452,78 @@ fn progress_is_a_bar_on_a_terminal() {
     assert!(screen.contains("export [00:00:0"), "a progress bar was drawn: {screen:?}");
     assert!(!screen.contains("peaqos-stream export: "), "no plain lines on a terminal: {screen:?}");
     assert!(screen.contains("exported 12 messages"), "{screen:?}");
+}
+
+#[test]
+fn ros2msg_channels_carry_cdr_for_complete_payloads_and_json_for_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    for (f, t) in [
+        ("builtin_interfaces/msg/Time.msg", "int32 sec\nuint32 nanosec\n"),
+        ("std_msgs/msg/Header.msg", "builtin_interfaces/Time stamp\nstring frame_id\n"),
+        ("geometry_msgs/msg/Vector3.msg", "float64 x\nfloat64 y\nfloat64 z\n"),
+        ("t/msg/ImuLite.msg", "std_msgs/Header header\ngeometry_msgs/Vector3 linear_acceleration\n"),
+        (
+            "t/msg/Cam.msg",
+            "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8[] data\nstring serial\n",
+        ),
+    ] {
+        let p = share.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, t).unwrap();
+    }
+    let data = tmp.path().join("stream");
+    let imu = chain(&data, "/imu/data", 5, |i| package("/imu/data", i));
+    let cam = chain(&data, "/camera/image_raw", 3, |i| package("/camera/image_raw", i));
+    let k = keys();
+    let out = tmp.path().join("cdr.mcap");
+    let mut o = opts(vec![imu, cam], k.x25519_secret());
+    o.ros_types.insert("/imu/data".into(), "t/msg/ImuLite".into());
+    o.ros_types.insert("/camera/image_raw".into(), "t/msg/Cam".into());
+    o.ros2msg_share_dirs = Some(vec![share]);
+    export_mcap(&o, &out, &mut NoProgress).unwrap();
+    let buf = std::fs::read(&out).unwrap();
+    let mut imu_n = 0;
+    for m in mcap::MessageStream::new(&buf).unwrap() {
+        let m = m.unwrap();
+        let s = m.channel.schema.as_ref().unwrap();
+        if m.channel.topic == "/imu/data" {
+            assert_eq!((m.channel.message_encoding.as_str(), s.encoding.as_str()), ("cdr", "ros2msg"));
+            assert!(String::from_utf8_lossy(&s.data).contains("MSG: geometry_msgs/Vector3"));
+            let i = m.sequence as u64;
+            // header: sec, nanosec, frame_id "imu"; then x, y, z at offset 16 (aligned to 8).
+            let d = &m.data;
+            assert_eq!(&d[..4], &[0, 1, 0, 0]);
+            assert_eq!(i32::from_le_bytes(d[4..8].try_into().unwrap()) as i64, T0 + i as i64);
+            assert_eq!(u32::from_le_bytes(d[8..12].try_into().unwrap()), 250_000_000);
+            assert_eq!(&d[12..20], &[4, 0, 0, 0, b'i', b'm', b'u', 0]);
+            let f = |o: usize| f64::from_le_bytes(d[o..o + 8].try_into().unwrap());
+            assert_eq!((f(20), f(28), f(36)), (0.5, i as f64, 9.81));
+            imu_n += 1;
+        } else {
+            // The camera payload's `serial` is encrypted by the rules: JSON, with the reason recorded.
+            assert_eq!(m.channel.message_encoding, "json");
+            assert_eq!(
+                serde_json::from_slice::<Value>(&m.data).unwrap(),
+                Value::Object(payload("/camera/image_raw", m.sequence as u64))
+            );
+        }
+    }
+    assert_eq!(imu_n, 5);
+    let read = read_mcap_meta(&buf);
+    let cam_meta = &read.iter().find(|(n, m)| n == "peaqos.topic" && m["topic"] == "/camera/image_raw").unwrap().1;
+    assert_eq!((cam_meta["cdrMessages"].as_str(), cam_meta["jsonMessages"].as_str()), ("0", "3"));
+    assert!(cam_meta["jsonBecause"].contains("serial"), "{cam_meta:?}");
+}
+
+fn read_mcap_meta(buf: &[u8]) -> Vec<(String, BTreeMap<String, String>)> {
+    let summary = mcap::Summary::read(buf).unwrap().unwrap();
+    summary
+        .metadata_indexes
+        .iter()
+        .map(|i| {
+            let m = mcap::read::metadata(buf, i).unwrap();
+            (m.name, m.metadata)
+        })
+        .collect()
 }

@@ -36,7 +36,7 @@ Forms:
   peaqos-stream decrypt --grant F [--grant F...] --secret-key-file F <topic_dir> [--out DIR]
   peaqos-stream export --secret-key-file F [--grant F...] [--storage F.json] [--dataset F]
                        [--signer-pk HEX] [--ros-type TOPIC=TYPE...] [--allow-unverified]
-                       --out F.mcap <dir>...
+                       [--ros2msg [--msg-path DIR...]] --out F.mcap <dir>...
   peaqos-stream grant --data-dir D --topic T --buyer-pk HEX --range A..B|t:MS..MS
                       [--buyer-id ID] [--out DIR] [--max-file-size BYTES] [--key-file F]
   peaqos-stream dataset --data-dir D --topic T --range A..B [--did DID] [--key-file F] [--out F]
@@ -177,6 +177,12 @@ struct ExportArgs {
     /// Write uncompressed MCAP chunks (default: zstd).
     #[arg(long)]
     no_compression: bool,
+    /// Topics with a --ros-type get a ros2msg schema and CDR messages (Foxglove's image and 3D panels, ros2 bag) for every payload that holds all its fields; the others stay JSON on a second channel of the topic.
+    #[arg(long)]
+    ros2msg: bool,
+    /// Where the .msg definitions are: share directories holding <pkg>/msg/<Name>.msg (repeatable; default: every AMENT_PREFIX_PATH entry's share).
+    #[arg(long, value_name = "DIR", requires = "ros2msg")]
+    msg_path: Vec<PathBuf>,
     /// The MCAP file to write (appears only when the export succeeded).
     #[arg(long, value_name = "F.mcap")]
     out: PathBuf,
@@ -453,6 +459,18 @@ fn cmd_export(a: &ExportArgs, g: &Cli) -> R<()> {
         ros_types: a.ros_type.iter().cloned().collect::<BTreeMap<_, _>>(),
         allow_unverified: a.allow_unverified,
         compress: !a.no_compression,
+        ros2msg_share_dirs: a.ros2msg.then(|| {
+            if a.msg_path.is_empty() {
+                std::env::var("AMENT_PREFIX_PATH")
+                    .unwrap_or_default()
+                    .split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Path::new(p).join("share"))
+                    .collect()
+            } else {
+                a.msg_path.clone()
+            }
+        }),
     };
     let mut p = ui::Progress::new("export", 0, "chunks", g.quiet);
     let r = export_mcap(&o, &a.out, &mut p).map_err(|e| CliError::Failed(e.to_string()))?;
