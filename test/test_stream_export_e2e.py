@@ -6,6 +6,7 @@ counts and time ranges match. Also: the export from S3 (no local ciphertext), fr
 (exactly the granted chunks), and a tampered chunk that stops the export naming it."""
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image, Imu
 
 from peaqos_harness import DEMO_DID, NodeProcess, free_port
@@ -24,10 +25,12 @@ from test_stream_e2e import OWNER_PK_HEX, OWNER_SK_HEX, Graph, plaintext_lines, 
 
 try:
     from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
 except ImportError as e:  # a test that cannot check fails, saying how to fix it
     raise ImportError(
-        f"the export tests read MCAP files with the Python `mcap` package ({e}): install it with "
-        "`pip install mcap` into the Python that runs the tests (scripts/setup --tests does)") from e
+        f"the export tests read MCAP files with the Python `mcap` and `mcap-ros2-support` packages ({e}): "
+        "install them with `pip install mcap mcap-ros2-support` into the Python that runs the tests "
+        "(scripts/setup --tests does)") from e
 
 import boto3  # noqa: E402  (moto[server], installed by scripts/setup --tests)
 from nacl.public import PrivateKey  # noqa: E402
@@ -238,3 +241,36 @@ topics:
     _, _, b_meta, _ = read(out_bad)
     unv = next(m for n, m in b_meta if n == "peaqos.unverified")
     assert any("chunk 2" in v and "ciphertext hash failed" in v for v in unv.values()), unv
+
+    # 5. --ros2msg: the ros2msg schema and CDR messages, decoded by ROS 2's own deserializer
+    # (rclpy) and by the independent mcap_ros2 decoder; every field equals the payload.
+    out_cdr = tmp_path / "cdr.mcap"
+    p = export(["--secret-key-file", str(owner_key), "--ros2msg", str(data)], out_cdr)
+    assert p.returncode == 0, p.stderr
+    by_seq = {t: {pkg["sequenceNumber"]: pkg["payload"] for pkg in expected[t]} for t in (CAM, IMU)}
+
+    def check(topic, msg, pl):
+        assert msg.header.frame_id == pl["header"]["frame_id"]
+        assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (pl["header"]["stamp"]["sec"], pl["header"]["stamp"]["nanosec"])
+        if topic == CAM:
+            assert (msg.height, msg.width, msg.encoding, msg.step) == (pl["height"], pl["width"], pl["encoding"], pl["step"])
+            assert bytes(msg.data) == base64.b64decode(pl["data"]) and len(msg.data) == 64 * 1024
+        else:
+            a = msg.linear_acceleration
+            assert (a.x, a.y, a.z) == tuple(float(pl["linear_acceleration"][k]) for k in "xyz")
+            assert msg.orientation.w == 1.0 and list(msg.orientation_covariance) == [float(x) for x in pl["orientation_covariance"]]
+
+    seen = {CAM: 0, IMU: 0}
+    with open(out_cdr, "rb") as f:
+        for schema, channel, m in make_reader(f).iter_messages():
+            assert (schema.name, schema.encoding, channel.message_encoding) == (TYPES[channel.topic], "ros2msg", "cdr")
+            check(channel.topic, deserialize_message(m.data, Image if channel.topic == CAM else Imu),
+                  by_seq[channel.topic][m.sequence])
+            seen[channel.topic] += 1
+    assert seen == {CAM: cam_n, IMU: imu_n}
+    decoded_n = 0
+    with open(out_cdr, "rb") as f:
+        for _, channel, m, decoded in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+            check(channel.topic, decoded, by_seq[channel.topic][m.sequence])
+            decoded_n += 1
+    assert decoded_n == cam_n + imu_n
