@@ -1,9 +1,10 @@
 """End to end in a real ROS 2 graph: peaqos_node streams a sensor_msgs/msg/Image topic and a
 sensor_msgs/msg/Imu topic into encrypted chunk chains (the camera's also to S3, a real
-moto_server); `peaqos-stream export` turns them into one MCAP file, read back with the
+moto_server, and to a local Walrus publisher); `peaqos-stream export` turns them into one MCAP file, read back with the
 independent Python `mcap` reader: every message equals the package payload the peaq SDK decrypts,
-counts and time ranges match. Also: the export from S3 (no local ciphertext), from a buyer grant
-(exactly the granted chunks), and a tampered chunk that stops the export naming it."""
+counts and time ranges match. Also: the export from S3 and from Walrus (no local ciphertext),
+from a buyer grant (exactly the granted chunks), a tampered chunk that stops the export naming
+it, and --ros2msg (CDR decoded by rclpy and by mcap_ros2)."""
 from __future__ import annotations
 
 import base64
@@ -21,7 +22,8 @@ from peaqos_harness import DEMO_DID, NodeProcess, free_port
 from peaqos_node.srv import GrantAccess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_stream_e2e import OWNER_PK_HEX, OWNER_SK_HEX, Graph, plaintext_lines, start_moto, stream_cli, topic_dir  # noqa: E402
+from test_stream_e2e import (OWNER_PK_HEX, OWNER_SK_HEX, Graph, WalrusServer, plaintext_lines, start_moto,  # noqa: E402
+                             stream_cli, topic_dir)
 
 try:
     from mcap.reader import make_reader
@@ -79,6 +81,7 @@ def test_node_stream_exports_to_mcap_read_back_independently(tmp_path, ros_node)
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="testing",
                       aws_secret_access_key="testing", region_name="us-east-1")
     s3.create_bucket(Bucket="peaq-chunks")
+    walrus = WalrusServer()
     pol = tmp_path / "policy.yaml"
     pol.write_text(f"""\
 schema_version: 1
@@ -90,7 +93,8 @@ topics:
       chunk: {{max_bytes: 300000, max_age: 1}}
       recipients: {{owner: "{OWNER_PK_HEX}"}}
       destinations: [{{kind: s3, endpoint: "http://127.0.0.1:{port}", bucket: peaq-chunks, prefix: robot1,
-                       access_key_id: testing, secret_access_key: testing, timeout_secs: 5}}]
+                       access_key_id: testing, secret_access_key: testing, timeout_secs: 5}},
+                     {{kind: walrus, publisher_url: "{walrus.url}", aggregator_url: "{walrus.url}", epochs: 3}}]
   - topic: {IMU}
     type: {TYPES[IMU]}
     qos: {{reliability: reliable, durability: volatile, depth: 1000}}
@@ -192,6 +196,15 @@ topics:
     assert p.returncode == 0, p.stderr
     s3_msgs, *_ = read(out_s3)
     assert [m[3] for m in s3_msgs[CAM]] == [pkg["payload"] for pkg in expected[CAM]]
+    # The same from Walrus (the second destination: its references are in <n>.refs.json).
+    wal_cfg = tmp_path / "walrus.json"
+    wal_cfg.write_text(json.dumps({"kind": "walrus", "publisher_url": walrus.url, "aggregator_url": walrus.url}))
+    out_w = tmp_path / "walrus.mcap"
+    p = export(["--secret-key-file", str(owner_key), "--storage", str(wal_cfg), str(cam_dir)], out_w)
+    walrus.close()
+    assert p.returncode == 0, p.stderr
+    w_msgs, *_ = read(out_w)
+    assert [m[3] for m in w_msgs[CAM]] == [pkg["payload"] for pkg in expected[CAM]]
     # Without S3 and without local ciphertexts there is nothing to verify: named, no file.
     out_none = tmp_path / "none.mcap"
     p = export(["--secret-key-file", str(owner_key), str(cam_dir)], out_none)
