@@ -145,10 +145,86 @@ impl<'a> AtomicBatch<'a> {
     }
 }
 
+/// A file written in pieces (a `Write + Seek` stream too large to hold in memory) and made
+/// durable and visible under its name at once, as [`write_atomic`] does for bytes: it is written
+/// as `<path>.tmp` (mode 0600); [`commit`](AtomicFile::commit) fsyncs it, renames it over `path`
+/// and fsyncs the directory. Dropped without a commit (an error on the way), the `.tmp` is
+/// removed, so `path` never holds a partial file.
+#[must_use = "the file appears under its name only after commit()"]
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+impl AtomicFile {
+    /// Create `<path>.tmp` (truncating a leftover one).
+    pub fn create(path: &Path) -> Result<AtomicFile, FsError> {
+        let tmp = tmp_path(path);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(|e| FsError::new("create", &tmp, e))?;
+        Ok(AtomicFile { path: path.to_path_buf(), tmp, file, committed: false })
+    }
+
+    /// The temporary file to write (and seek) in.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The name the file gets at [`commit`](AtomicFile::commit).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// fsync the file, rename it over its name and fsync the directory.
+    pub fn commit(mut self) -> Result<(), FsError> {
+        self.file.sync_all().map_err(|e| FsError::new("fsync", &self.tmp, e))?;
+        fs::rename(&self.tmp, &self.path).map_err(|e| FsError::new("rename", &self.path, e))?;
+        self.committed = true;
+        sync_dir(parent(&self.path))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_file_appears_only_at_commit_and_leaves_nothing_when_dropped() {
+        use std::io::{Seek, SeekFrom};
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("out.mcap");
+        let mut f = AtomicFile::create(&p).unwrap();
+        f.file().write_all(b"hello world").unwrap();
+        f.file().seek(SeekFrom::Start(0)).unwrap();
+        f.file().write_all(b"J").unwrap();
+        assert!(!p.exists());
+        f.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"Jello world");
+        assert!(!tmp_path(&p).exists());
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut g = AtomicFile::create(&p).unwrap();
+        g.file().write_all(b"partial").unwrap();
+        drop(g);
+        assert_eq!(fs::read(&p).unwrap(), b"Jello world", "a dropped write leaves the old file");
+        assert!(!tmp_path(&p).exists());
+    }
 
     #[test]
     fn replaces_whole_with_mode_0600_and_no_tmp_left() {

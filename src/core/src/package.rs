@@ -234,14 +234,37 @@ impl DataPackage {
 
     /// Verify as the SDK's `verify_data_package` does; returns the checksummed signer address.
     pub fn verify(&self) -> Result<String, PackageError> {
+        self.verify_signable(&self.signable_bytes()?)
+    }
+
+    /// [`verify`](Self::verify), also returning the signed bytes and where the payload's
+    /// canonical JSON lies in them (exactly the bytes the signature covers), so a caller that
+    /// needs the payload as JSON does not serialize it again.
+    pub fn verify_with_signable(&self) -> Result<(String, Vec<u8>, std::ops::Range<usize>), PackageError> {
+        let bytes = self.signable_bytes()?;
+        let signer = self.verify_signable(&bytes)?;
+        let mut did = Vec::with_capacity(self.did.len() + 2);
+        canonical_json::write_str(&self.did, &mut did);
+        let start = b"{\"did\":".len() + did.len() + b",\"payload\":".len();
+        // Only the schema version, sequence number and timestamp follow the payload, and no
+        // canonical string holds a bare quote: the last `,"schemaVersion":` is the top-level key.
+        let key = b",\"schemaVersion\":";
+        let end = bytes
+            .windows(key.len())
+            .rposition(|w| w == key)
+            .filter(|&e| e >= start)
+            .ok_or_else(|| PackageError::Malformed("signed bytes without a top-level schemaVersion".into()))?;
+        Ok((signer, bytes, start..end))
+    }
+
+    fn verify_signable(&self, bytes: &[u8]) -> Result<String, PackageError> {
         let addr = self
             .did
             .strip_prefix("did:peaq:")
             .filter(|a| a.len() == 42 && a.starts_with("0x") && a[2..].bytes().all(|c| c.is_ascii_hexdigit()))
             .ok_or_else(|| PackageError::BadDid(self.did.clone()))?;
-        let bytes = self.signable_bytes()?;
         let recovered =
-            keys::recover_eip191(&bytes, &self.signature).map_err(|e| PackageError::BadSignature(e.to_string()))?;
+            keys::recover_eip191(bytes, &self.signature).map_err(|e| PackageError::BadSignature(e.to_string()))?;
         let recovered = keys::checksum_address(&recovered);
         if !recovered.eq_ignore_ascii_case(addr) {
             return Err(PackageError::SignerMismatch { did: self.did.clone(), recovered });

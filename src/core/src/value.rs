@@ -117,6 +117,51 @@ pub fn iso8601_utc(ts: Timestamp) -> String {
     s
 }
 
+/// The inverse of [`iso8601_utc`]: `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` → timestamp (`None` for any
+/// other form or an impossible date).
+pub fn parse_iso8601_utc(s: &str) -> Option<Timestamp> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let rest = s.get(19..)?.strip_suffix('Z')?;
+    let nanosec = match rest.strip_prefix('.') {
+        None if rest.is_empty() => 0,
+        Some(f) if (1..=9).contains(&f.len()) && f.bytes().all(|c| c.is_ascii_digit()) => {
+            f.parse::<u32>().ok()? * 10u32.pow(9 - f.len() as u32)
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo) || d < 1 || h > 23 || mi > 59 || se > 59 {
+        return None;
+    }
+    let days = days_from_civil(y, mo as u32, d as u32);
+    if civil_from_days(days) != (y, mo as u32, d as u32) {
+        return None;
+    }
+    Some(Timestamp { sec: days * 86_400 + h * 3600 + mi * 60 + se, nanosec })
+}
+
+/// Day count since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -135,6 +180,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use crate::canonical_json::to_canonical_string;
+
+    #[test]
+    fn iso8601_round_trip() {
+        for ts in [
+            Timestamp { sec: 1_767_225_600, nanosec: 0 },
+            Timestamp { sec: 1_735_000_000, nanosec: 5 },
+            Timestamp { sec: 951_782_400, nanosec: 123_456_789 },
+            Timestamp { sec: 0, nanosec: 0 },
+        ] {
+            assert_eq!(parse_iso8601_utc(&iso8601_utc(ts)), Some(ts));
+        }
+        assert_eq!(
+            parse_iso8601_utc("2026-01-01T00:00:00.5Z"),
+            Some(Timestamp { sec: 1_767_225_600, nanosec: 500_000_000 })
+        );
+        for bad in ["2026-02-30T00:00:00Z", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00", "x", "2026-01-01T00:00:00.Z"]
+        {
+            assert_eq!(parse_iso8601_utc(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn floats() {

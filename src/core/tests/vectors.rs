@@ -118,3 +118,21 @@ fn data_package_vector() {
     let ct = signed.package.payload["operator_name"]["ciphertext"].as_str().unwrap();
     assert_eq!(cipher.open(ct).unwrap(), br#""alice""#);
 }
+
+#[test]
+fn verify_with_signable_gives_the_canonical_payload_the_signature_covers() {
+    let key = MachineKey::from_hex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80").unwrap();
+    // A nested key named like the top-level one, non-ASCII text and floats: the slice is still the payload.
+    let payload = json!({"b": {"x": 1, "schemaVersion": "no"}, "a": "é,\"schemaVersion\":", "f": 1.0});
+    let Value::Object(p) = payload.clone() else { unreachable!() };
+    let line = build_signed_package_json(key.did(), &key, "2026-01-01T00:00:00Z", "1.0.0", 3, p).unwrap().json;
+    let pkg = package::DataPackage::from_json(&line).unwrap();
+    let (signer, bytes, range) = pkg.verify_with_signable().unwrap();
+    assert_eq!(signer, pkg.verify().unwrap());
+    assert_eq!(bytes, pkg.signable_bytes().unwrap());
+    let slice = std::str::from_utf8(&bytes[range]).unwrap();
+    assert_eq!(slice, to_canonical_string(&payload).unwrap());
+    assert_eq!(serde_json::from_str::<Value>(slice).unwrap(), payload);
+    let forged = package::DataPackage::from_json(&line.replace("1.0.0", "1.0.1")).unwrap();
+    assert!(forged.verify_with_signable().is_err());
+}

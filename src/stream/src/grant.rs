@@ -279,6 +279,16 @@ pub fn decrypt_with_grants(
     entries: &[BuyerAccessEntry],
     buyer_sk: &[u8; 32],
 ) -> Result<Vec<(u64, zeroize::Zeroizing<Vec<u8>>)>> {
+    decrypt_with_grants_progress(topic_dir, entries, buyer_sk, &mut |_, _| {})
+}
+
+/// [`decrypt_with_grants`], calling `progress(chunks done, plaintext bytes so far)` after each chunk.
+pub fn decrypt_with_grants_progress(
+    topic_dir: &Path,
+    entries: &[BuyerAccessEntry],
+    buyer_sk: &[u8; 32],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<(u64, zeroize::Zeroizing<Vec<u8>>)>> {
     let my_pk = hex::encode(crate::crypto::x25519_public(buyer_sk));
     let mut by_id: HashMap<String, u64> = HashMap::new();
     for i in store::sealed_indices(topic_dir)? {
@@ -286,6 +296,7 @@ pub fn decrypt_with_grants(
         by_id.insert(c.chunk_id, i);
     }
     let mut out = Vec::new();
+    let mut bytes = 0u64;
     for e in entries {
         let i = *by_id.get(&e.chunk_id).ok_or_else(|| {
             StreamError::NotFound(format!("chunk {} (named by a grant) in {}", e.chunk_id, topic_dir.display()))
@@ -300,6 +311,8 @@ pub fn decrypt_with_grants(
         let c = store::load_chunk(topic_dir, i)?;
         let ct = store::read(&store::chunk_paths(topic_dir, i).1)?;
         out.push((i, decrypt_chunk(&c, &e.buyer, buyer_sk, &ct)?));
+        bytes += out.last().map_or(0, |(_, p)| p.len() as u64);
+        progress(out.len() as u64, bytes);
     }
     out.sort_by_key(|(i, _)| *i);
     Ok(out)
