@@ -147,7 +147,17 @@ fn tamper_and_misuse(data: &Path, tdir: &Path) {
     fails(&cli(&["grant", "--data-dir", data.to_str().unwrap()]), 2, "--topic <T>");
     fails(&cli(&["frobnicate"]), 2, "unrecognized subcommand 'frobnicate'");
     fails(
-        &cli(&["grant", "--data-dir", data.to_str().unwrap(), "--topic", "/cam/info", "--buyer-pk", "aa", "--range", "9..1"]),
+        &cli(&[
+            "grant",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--topic",
+            "/cam/info",
+            "--buyer-pk",
+            "aa",
+            "--range",
+            "9..1",
+        ]),
         2,
         "--range",
     );
