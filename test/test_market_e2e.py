@@ -19,7 +19,8 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 
-from peaqos_harness import DEMO_ADDRESS, DEMO_DID, DEMO_KEY, ROOT, NodeProcess, call_service, run_node_expecting_failure
+from peaqos_harness import (DEMO_ADDRESS, DEMO_DID, DEMO_KEY, ROOT, NodeProcess, call_service,
+                            run_node_expecting_failure, scaled, wait_until)
 
 from peaqos_node.srv import MarketOnboard
 
@@ -272,6 +273,10 @@ def test_a_refusal_is_an_error_status_and_a_named_answer(tmp_path, ros_node):
     ({"market.heartbeat.network_scope": "galaxy"}, {}, "market.heartbeat.network_scope"),
     ({"market.heartbeat.min_interval": "-1.0"}, {}, "market.heartbeat.min_interval"),
     ({"market.api_key_file": "LOOSE"}, {}, "market.api_key_file"),
+    ({"market.purchase_retention": "-5.0"}, {}, "market.purchase_retention"),
+    ({"market.delivery.http_listen": "robot:80"}, {}, "market.delivery.http_listen"),
+    ({"market.delivery.http_listen": "127.0.0.1:9", "market.delivery.http_url": "ftp://x"}, {},
+     "market.delivery.http_url"),
 ])
 def test_bad_market_parameters_stop_the_node_naming_them(tmp_path, extra, env, expect):
     class _O:
@@ -477,3 +482,66 @@ def test_the_runtime_endpoint_reports_the_nodes_health(tmp_path, orch, ros_node,
         assert orch.state()["runtimeEndpoints"][0]["upserts"] == upserts, "not again while nothing changed"
     finally:
         assert node.stop() == 0, node.output()[-4000:]
+
+
+def test_the_orchestrator_down_mid_purchase_delays_the_sale_and_loses_nothing(tmp_path, ros_node):
+    """The server dies (kill -9) while the node's prepare-access is in flight and stays down for a
+    while; after its restart (same records) the paid purchase is prepared and delivered exactly once."""
+    from std_msgs.msg import String
+    o = Orchestrator(tmp_path, "--lease-ttl", "2").start()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SELL_POLICY)
+    diags = Diagnostics(ros_node)
+    params = market_params(tmp_path, o, **{"chain.machine_id": "4251", "policy_file": str(policy),
+                                           "market.purchase_poll_interval": "0.5"})
+    node = NodeProcess(tmp_path, params).start()
+    try:
+        _, v, _ = diags.wait("listed and connected", lambda lvl, v, m: v["listings_published"] == "1"
+                             and v["control_connected"] == "true", node)
+        [listing] = o.state()["listings"]
+        pub = ros_node.create_publisher(String, "/market_cam", 10)
+        cam_dir = Path(params["data_dir"]) / "stream" / "market_cam"
+        deadline = time.monotonic() + 30
+        n = 0
+        while not (cam_dir / "1.bin").exists():
+            assert time.monotonic() < deadline, f"chunks not sealed; node log:\n{node.output()[-4000:]}"
+            pub.publish(String(data=f"frame {n}"))
+            n += 1
+            rclpy.spin_once(ros_node, timeout_sec=0.1)
+        chunk = json.loads((cam_dir / "0.json").read_text())["chunkId"]
+
+        def control(name: str, body: dict) -> dict:
+            req = urllib.request.Request(f"{o.url}/__mock__/{name}", data=json.dumps(body).encode(),
+                                         headers={"content-type": "application/json"}, method="POST")
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.load(r)
+
+        pid = control("purchases", {"machineId": v["machine_id"], "listingId": listing["id"],
+                                    "buyerPublicKeyHex": "33" * 32, "selection": {"chunkIds": [chunk]}})["item"]["id"]
+        wait_until(lambda: any(p["id"] == pid and p.get("quote") for p in o.state()["purchases"]), 30,
+                   "the quote", nodes=node)
+        # the node's prepare-access will hang on the server; the server dies meanwhile
+        control("faults", {"method": "POST", "path": f"/api/v1/stream/orders/{pid}/prepare-access",
+                           "delaySeconds": 30, "times": 1})
+        control(f"purchases/{pid}/pay", {})
+        wait_until(lambda: o.count("POST", f"/api/v1/stream/orders/{pid}/prepare-access") >= 1, 30,
+                   "the node's prepare-access", nodes=node)
+        o.kill9()
+        diags.wait("the failure reported", lambda lvl, v2, m: pid in v2["purchase_error"], node)
+        time.sleep(3)
+        o.start()
+        deadline = time.monotonic() + scaled(60)
+        while True:
+            p = next(x for x in o.state()["purchases"] if x["id"] == pid)
+            if p["delivery"]["status"] == "completed":
+                break
+            assert time.monotonic() < deadline, f"never completed: {p}\n{node.output()[-4000:]}"
+            time.sleep(0.2)
+        assert [e["type"] for e in p["events"]] == ["seller.ready", "delivery.completed"], p["events"]
+        assert [a["chunkId"] for a in p["access"]] == [chunk] and p["prepareCount"] == 1
+        rec_file = Path(params["data_dir"]) / "market" / "purchases" / f"{pid}.json"
+        wait_until(lambda: json.loads(rec_file.read_text())["state"] == "recorded", 30, "the purchase recorded",
+                   nodes=node)
+    finally:
+        assert node.stop() == 0, node.output()[-4000:]
+        o.stop()

@@ -193,6 +193,33 @@ impl PurchaseStore {
         Ok(None)
     }
 
+    /// Delete the records of final purchases (recorded or refused) last written more than
+    /// `older_than` ago; returns how many. Open purchases are never touched, and the payment
+    /// claims (`market/payments/`, a few bytes each) stay, so a pruned sale's payment still cannot
+    /// settle another purchase.
+    pub fn prune_final(&self, older_than: std::time::Duration) -> Result<u64> {
+        let now = std::time::SystemTime::now();
+        let mut pruned = 0;
+        for e in std::fs::read_dir(&self.dir).map_err(|e| FsError::new("read directory", &self.dir, e))? {
+            let e = e.map_err(|e| FsError::new("read directory", &self.dir, e))?;
+            let name = e.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else { continue };
+            let age = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| now.duration_since(t).ok());
+            if age.is_none_or(|a| a <= older_than) {
+                continue;
+            }
+            if self.load(id)?.is_some_and(|r| r.state.is_final()) {
+                let path = e.path();
+                std::fs::remove_file(&path).map_err(|e| FsError::new("remove", &path, e))?;
+                pruned += 1;
+            }
+        }
+        if pruned > 0 {
+            fsio::sync_dir(&self.dir)?;
+        }
+        Ok(pruned)
+    }
+
     /// Every stored purchase that is not final (to poll after a restart or reconnect).
     pub fn open_purchases(&self) -> Result<Vec<PurchaseRecord>> {
         let mut out = Vec::new();
@@ -603,5 +630,48 @@ impl Desk<'_> {
             verified_payment: r.payment_reference.as_deref().filter(|_| on_chain),
         };
         chain.record_sale(&sale).await
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    fn record(id: &str, state: PurchaseState) -> PurchaseRecord {
+        serde_json::from_value(serde_json::json!({
+            "version": VERSION, "purchaseId": id, "listingId": "lst_1", "topic": "/cam", "buyerId": "b",
+            "buyerPublicKeyHex": "22".repeat(32), "state": state}))
+        .expect("record")
+    }
+
+    fn age(store: &PurchaseStore, id: &str, by: std::time::Duration) {
+        let f = std::fs::File::options().write(true).open(store.dir().join(format!("{id}.json"))).unwrap();
+        f.set_modified(std::time::SystemTime::now() - by).unwrap();
+    }
+
+    #[test]
+    fn only_old_final_records_are_pruned_and_payment_claims_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PurchaseStore::open(dir.path()).unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        for (id, state) in [
+            ("old_recorded", PurchaseState::Recorded),
+            ("old_refused", PurchaseState::Refused),
+            ("old_open", PurchaseState::Paid),
+            ("new_recorded", PurchaseState::Recorded),
+        ] {
+            store.save(&record(id, state)).unwrap();
+        }
+        for id in ["old_recorded", "old_refused", "old_open"] {
+            age(&store, id, 3 * day);
+        }
+        let tx = format!("0x{}", "ab".repeat(32));
+        assert_eq!(store.claim_payment(&tx, "old_recorded").unwrap(), None);
+        assert_eq!(store.prune_final(2 * day).unwrap(), 2);
+        assert!(store.load("old_recorded").unwrap().is_none() && store.load("old_refused").unwrap().is_none());
+        assert!(store.load("old_open").unwrap().is_some(), "an open purchase is never pruned");
+        assert!(store.load("new_recorded").unwrap().is_some(), "a recent one stays");
+        assert_eq!(store.claim_payment(&tx, "another").unwrap().as_deref(), Some("old_recorded"));
+        assert_eq!(store.prune_final(2 * day).unwrap(), 0);
     }
 }

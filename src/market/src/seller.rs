@@ -29,6 +29,9 @@ use crate::wire::{
 /// Purchases served at once.
 pub const PURCHASES_IN_FLIGHT: usize = 8;
 
+/// How often final purchase records are looked at for pruning.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// The on-chain machine id (decimal) when known: a setting, or what activation persisted.
 pub type MachineIdSource = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
@@ -91,6 +94,8 @@ pub struct SalesConfig {
     /// The local delivery endpoint purchases are handed over through (`None`: storage mode);
     /// served by [`crate::delivery::serve`], which the caller runs.
     pub http: Option<crate::delivery::HttpDelivery>,
+    /// How long a final (recorded or refused) purchase record is kept (`None`: forever).
+    pub retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for SalesConfig {
@@ -194,6 +199,8 @@ pub struct Snapshot {
     pub runtime_endpoint_status: Option<String>,
     /// The last runtime endpoint upsert failure (code, message), cleared by a success.
     pub runtime_endpoint_error: Option<(String, String)>,
+    /// Final purchase records deleted for `market.purchase_retention` since start.
+    pub purchases_pruned: u64,
 }
 
 /// The result of a successful [`Seller::onboard`].
@@ -505,6 +512,8 @@ impl Seller {
                 chain: sales.chain.as_ref(),
                 http: sales.http.as_ref(),
             };
+            // the first pass prunes at once (records kept past their retention by a stopped node)
+            let mut last_prune = std::time::Instant::now() - PRUNE_EVERY;
             loop {
                 use crate::control::Signal;
                 // None: the poll timer (not a socket event)
@@ -566,6 +575,20 @@ impl Seller {
                         }
                     })
                     .await;
+                if let Some(keep) = sales.retention.filter(|_| last_prune.elapsed() >= PRUNE_EVERY) {
+                    last_prune = std::time::Instant::now();
+                    match store.prune_final(keep) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(
+                                pruned = n,
+                                "market: final purchase records past market.purchase_retention deleted"
+                            );
+                            me.update(|v| v.purchases_pruned += n);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "market: pruning purchase records failed"),
+                    }
+                }
                 let counts = purchase_counts(&store);
                 me.update(|v| v.purchases = counts);
             }

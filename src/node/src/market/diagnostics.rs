@@ -67,6 +67,7 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
                     .map(|(id, e)| peaqos_core::text::one_line(&format!("{id}: {e}"), 500))
                     .unwrap_or_default(),
             ),
+            kv("purchases_pruned", s.purchases_pruned),
             kv("runtime_endpoint_status", s.runtime_endpoint_status.clone().unwrap_or_default()),
             kv(
                 "runtime_endpoint_error",

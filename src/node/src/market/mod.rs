@@ -128,6 +128,7 @@ fn prepare_sales(
         poll_interval: mp.purchase_poll,
         chain: sale_chain,
         http,
+        retention: mp.purchase_retention,
     });
     Ok(())
 }

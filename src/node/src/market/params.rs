@@ -74,6 +74,7 @@ pub(super) struct MarketParams {
     pub purchase_poll: Duration,
     pub payment_confirmations: u64,
     pub delivery: Option<DeliveryParams>,
+    pub purchase_retention: Option<Duration>,
 }
 
 /// The machine record (`market.display_name`, `.owner_id`, `.machine_type`, ...).
@@ -263,6 +264,13 @@ pub(super) fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams
         "Blocks a transfer payment needs (its own included) before a purchase is served; the node checks it on chain itself.",
         ParameterRange { lower: Some(1), upper: Some(10_000), step: None },
     )?;
+    let purchase_retention = p.read_only::<f64>(
+        "market.purchase_retention",
+        30.0 * 86_400.0,
+        "Seconds a final (recorded or refused) purchase record is kept; 0 = forever. Payment claims always stay.",
+    )?;
+    let purchase_retention = peaqos_core::duration::seconds(purchase_retention, true)
+        .map_err(|e| param_err("market.purchase_retention", e))?;
     let runtime_endpoint = runtime_endpoint(p, &endpoint)?;
     let capabilities_ttl = seconds(
         p,
@@ -298,5 +306,6 @@ pub(super) fn declare(p: &ParamSet, address: &str) -> Result<Option<MarketParams
         cfg,
         capabilities_ttl,
         delivery,
+        purchase_retention: (!purchase_retention.is_zero()).then_some(purchase_retention),
     }))
 }
