@@ -480,6 +480,13 @@ def test_the_runtime_endpoint_reports_the_nodes_health(tmp_path, orch, ros_node,
         upserts = ep["upserts"]
         diags.wait("more heartbeats", lambda lvl, v2, m: int(v2["heartbeats"]) >= int(v["heartbeats"]) + 2, node)
         assert orch.state()["runtimeEndpoints"][0]["upserts"] == upserts, "not again while nothing changed"
+        # ~/status says the same as /diagnostics
+        from peaqos_node.srv import GetStatus
+        st = call_service(ros_node, ros_node.create_client(GetStatus, "/peaqos_node/status"), GetStatus.Request(),
+                          proc=node)
+        assert (st.market_phase, st.market_machine_id, st.market_agent_id) == ("online", v["machine_id"],
+                                                                             v["agent_id"])
+        assert st.market_heartbeats >= 2 and st.market_error == ""
     finally:
         assert node.stop() == 0, node.output()[-4000:]
 

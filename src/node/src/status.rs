@@ -167,6 +167,8 @@ pub fn serve(
         let stream = sources.stream.as_deref();
         let (event_rules, events_machine_id) = sources.events.as_ref().map(|v| v.report()).unwrap_or_default();
         let hand = sources.events.as_deref().map(|v| &*v.hand_over);
+        let market = crate::market::status();
+        let m = market.as_ref();
         GetStatus_Response {
             address: p.address().to_owned(),
             did: p.did().to_owned(),
@@ -184,6 +186,13 @@ pub fn serve(
             events_handover_queued_bytes: hand.map_or(0, |h| h.queued_bytes.load(Ordering::Relaxed) as u64),
             events_handover_dropped: hand.map_or(0, |h| h.dropped.load(Ordering::Relaxed)),
             events_handover_dropped_bytes: hand.map_or(0, |h| h.dropped_bytes.load(Ordering::Relaxed)),
+            market_phase: m.map(|m| m.phase.clone()).unwrap_or_default(),
+            market_machine_id: m.map(|m| m.machine_id.clone()).unwrap_or_default(),
+            market_agent_id: m.map(|m| m.agent_id.clone()).unwrap_or_default(),
+            market_control_connected: m.is_some_and(|m| m.control_connected),
+            market_heartbeats: m.map_or(0, |m| m.heartbeats),
+            market_purchases: m.map(|m| m.purchases.clone()).unwrap_or_default(),
+            market_error: m.map(|m| m.error.clone()).unwrap_or_default(),
         }
     })?;
 

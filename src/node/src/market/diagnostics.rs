@@ -15,8 +15,44 @@ fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 
 /// The market's `/diagnostics` status: OK while online, WARN while waiting or retrying (with the
 /// backoff), ERROR after a failure that waiting will not fix. `None` while the market is disabled.
+/// The seller's state as `~/status` reports it (`None` while the market is off).
+pub struct MarketStatus {
+    pub phase: String,
+    pub machine_id: String,
+    pub agent_id: String,
+    pub control_connected: bool,
+    pub heartbeats: u64,
+    pub purchases: String,
+    pub error: String,
+}
+
+fn purchase_counts(s: &Snapshot) -> String {
+    s.purchases.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(",")
+}
+
+/// What `~/status` says of the market.
+pub fn status() -> Option<MarketStatus> {
+    let s: Snapshot = SELLER.get()?.snapshot();
+    let error = s
+        .last_error
+        .as_ref()
+        .or(s.purchase_error.as_ref())
+        .map(|(c, e)| peaqos_core::text::one_line(&format!("{c}: {e}"), 500))
+        .unwrap_or_default();
+    Some(MarketStatus {
+        phase: s.phase.as_str().to_string(),
+        machine_id: s.machine_id.clone().unwrap_or_default(),
+        agent_id: s.agent_id.clone().unwrap_or_default(),
+        control_connected: s.control_connected,
+        heartbeats: s.heartbeats,
+        purchases: purchase_counts(&s),
+        error,
+    })
+}
+
 pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
     let s: Snapshot = SELLER.get()?.snapshot();
+    let purchases = purchase_counts(&s);
     let (level, message) = match s.phase {
         Phase::Online => (DiagnosticStatus::OK, "online: heartbeat accepted".to_owned()),
         Phase::Idle => (DiagnosticStatus::OK, "not onboarded (call ~/market_onboard)".to_owned()),
@@ -59,7 +95,7 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
             kv("error_code", code),
             kv("error", peaqos_core::text::one_line(&err, 500)),
             kv("control_connected", s.control_connected),
-            kv("purchases", s.purchases.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(",")),
+            kv("purchases", purchases),
             kv(
                 "purchase_error",
                 s.purchase_error

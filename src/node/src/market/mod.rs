@@ -13,7 +13,7 @@
 mod diagnostics;
 mod params;
 
-pub use diagnostics::diagnostic_status;
+pub use diagnostics::{diagnostic_status, status};
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
