@@ -38,6 +38,9 @@ use crate::purchases::{PurchaseRecord, PurchaseState, PurchaseStore};
 pub const TRANSPORT_ID: &str = "peaqos-http";
 /// `connect.type` handed to the buyer.
 pub const CONNECT_TYPE: &str = "peaqos-http-url";
+/// Connections served at once; further ones wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 16;
+
 /// What the transport offers.
 pub const FEATURES: [&str; 4] = ["chunks.v1", "buyer-access.v1", "http-range", "bearer-token"];
 
@@ -305,7 +308,17 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(listen = %cfg.listen, url = %cfg.public_url, "market: local delivery endpoint listening");
     let server = Arc::new(Server { cfg, store, stream_dir });
+    // Each connection reads at most one chunk into memory at a time: bounding the connections
+    // bounds the endpoint's memory by bytes (MAX_CONNECTIONS × the largest chunk).
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return Ok(()),
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
         let (tcp, _) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
@@ -319,6 +332,7 @@ pub async fn serve(
         };
         let server = Arc::clone(&server);
         tokio::spawn(async move {
+            let _slot = slot; // released when the connection ends
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let server = Arc::clone(&server);
                 async move {
@@ -398,6 +412,41 @@ mod tests {
         let rec = server.authorize("p_ok", Some(&bearer("p_ok"))).unwrap();
         assert!(matches!(server.chunk_file(&rec, "0xbb", false), Err(Refusal(StatusCode::FORBIDDEN, ..))));
         assert!(server.chunk_file(&rec, "0xAA", false).unwrap().ends_with("cam/0.bin"));
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_bound_wait_for_a_free_slot() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cfg = HttpDelivery {
+            listen: addr,
+            public_url: format!("http://{addr}"),
+            token_ttl: Duration::from_secs(60),
+            token_key: Arc::new(Zeroizing::new([1; 32])),
+        };
+        let (_stop, stop_rx) = watch::channel(false);
+        let store = PurchaseStore::open(dir.path()).unwrap();
+        tokio::spawn(serve(cfg, listener, store, dir.path().join("stream"), stop_rx));
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap()); // each holds a slot
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ask = move || async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET /purchases/p HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+            let mut buf = Vec::new();
+            c.read_to_end(&mut buf).await.map(|_| String::from_utf8_lossy(&buf).into_owned())
+        };
+        let waiting = tokio::spawn(ask());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "a connection beyond the bound is not served while all slots are taken");
+        drop(idle.pop());
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     }
 
     #[test]
