@@ -22,6 +22,7 @@
 //!
 //! Not here yet: runtime endpoint upserts.
 pub mod agent;
+pub mod buyer;
 pub mod client;
 pub mod control;
 pub mod delivery;
