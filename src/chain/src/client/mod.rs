@@ -23,6 +23,7 @@
 mod activate;
 mod events;
 mod identity;
+mod payments;
 mod queries;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use tokio::sync::broadcast;
 pub use activate::{ActivateParams, ActivationResult, LegacyActivateParams, LegacyActivation};
 pub use events::{BatchReceipt, EventReceipt};
 pub use identity::{MintResult, RegisterResult, StepResult};
+pub use payments::{erc20_transfer_calldata, Payment};
 
 use crate::config::{Generation, ResolvedConfig};
 use crate::error::{ChainError, ErrorCode, Result};
