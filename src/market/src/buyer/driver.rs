@@ -239,6 +239,11 @@ impl Buyer {
         self.inner.rt.spawn(async move { me.run(key).await });
     }
 
+    /// The buyer agent's address.
+    pub fn agent_address(&self) -> &str {
+        self.inner.pairing.agent_address()
+    }
+
     /// The stored record of an order.
     pub fn record(&self, key: &str) -> Option<OrderRecord> {
         self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).get(key).map(|s| s.rec.clone())

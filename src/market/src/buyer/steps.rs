@@ -56,17 +56,21 @@ impl Buyer {
         self.update(next)
     }
 
-    async fn search(&self, mut rec: OrderRecord) -> Result<OrderRecord> {
+    /// `POST /market/search` as this agent.
+    pub(super) async fn run_search(
+        &self,
+        service_type: &str,
+        operation: &str,
+        budget: Option<Amount>,
+        currency: &str,
+    ) -> Result<wire::MarketSearch> {
         let s = self.session().await?;
-        let g = &rec.goal;
-        let budget = (!g.budget.is_empty()).then(|| Amount::parse(&g.budget, "budget")).transpose();
-        let budget = budget.map_err(|m| MarketError::validation("budget", m))?;
-        let currency = if g.currency.is_empty() { self.inner.policy.currency.clone() } else { g.currency.clone() };
+        let currency = if currency.is_empty() { self.inner.policy.currency.clone() } else { currency.to_string() };
         let req = wire::MarketSearchRequest {
             machine_id: Some(s.machine_id.clone()),
             agent_pairing_id: Some(s.pairing_id.clone()),
-            operation: Some(g.operation.clone()),
-            service_type: (!g.service_type.is_empty()).then(|| g.service_type.clone()),
+            operation: (!operation.is_empty()).then(|| operation.to_string()),
+            service_type: (!service_type.is_empty()).then(|| service_type.to_string()),
             max_results: Some(20),
             budget: budget.map(|b| wire::BudgetWire {
                 max: Some(b.to_number()),
@@ -74,7 +78,46 @@ impl Buyer {
                 ..Default::default()
             }),
         };
-        let found = self.inner.client.market_search(&s.token, &req).await?;
+        self.inner.client.market_search(&s.token, &req).await
+    }
+
+    /// Search without ordering (`~/market_search`): the search id and its quotes, best first,
+    /// each marked whether the delegation policy allows it.
+    pub async fn search_quotes(
+        &self,
+        service_type: &str,
+        operation: &str,
+        budget: &str,
+        currency: &str,
+    ) -> Result<(String, Vec<Value>)> {
+        let budget = (!budget.is_empty()).then(|| Amount::parse(budget, "budget")).transpose();
+        let budget = budget.map_err(|m| MarketError::validation("budget", m))?;
+        if service_type.trim().is_empty() {
+            return Err(MarketError::validation("service_type", "must not be empty"));
+        }
+        let mut found = self.run_search(service_type, operation, budget, currency).await?;
+        found.quotes.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let quotes = found
+            .quotes
+            .iter()
+            .map(|q| {
+                serde_json::json!({
+                    "quoteId": q.id, "serviceId": q.service_id, "skillKey": q.skill_key,
+                    "providerKey": q.provider_key, "executionMode": q.execution_mode, "operation": q.operation,
+                    "score": q.score, "amount": q.pricing.amount, "currency": q.pricing.currency,
+                    "rail": q.payment.default_rail,
+                    "allowed": self.inner.policy.check_service(&q.service_id, &q.skill_key).is_ok(),
+                })
+            })
+            .collect();
+        Ok((found.id, quotes))
+    }
+
+    async fn search(&self, mut rec: OrderRecord) -> Result<OrderRecord> {
+        let g = &rec.goal;
+        let budget = (!g.budget.is_empty()).then(|| Amount::parse(&g.budget, "budget")).transpose();
+        let budget = budget.map_err(|m| MarketError::validation("budget", m))?;
+        let found = self.run_search(&g.service_type, &g.operation, budget, &g.currency).await?;
         self.announce(&rec, Step::Searched, format!("search {}: {} quote(s)", found.id, found.quotes.len()));
         let mut quotes: Vec<_> =
             found.quotes.into_iter().filter(|q| g.service_id.is_empty() || q.service_id == g.service_id).collect();
