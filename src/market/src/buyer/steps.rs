@@ -209,6 +209,14 @@ impl Buyer {
             rec.state = OrderState::Executing;
             return Ok(rec);
         }
+        // Refuse what the limits cannot allow before the server even prepares a payment (checked
+        // again, exactly, before the payment is signed).
+        if let (Some(q), Some(c)) = (&rec.quote_amount, &rec.quote_currency) {
+            let quoted = Amount::parse(q, "quote").map_err(|m| MarketError::validation("quote", m))?;
+            let budget =
+                (!rec.goal.budget.is_empty()).then(|| Amount::parse(&rec.goal.budget, "budget").ok()).flatten();
+            self.inner.policy.check_spend(quoted, c, self.spent_today(c), budget)?;
+        }
         let s = self.session().await?;
         let order_id = rec.order_id.clone().unwrap_or_default();
         let payer = self.inner.chain.signer_address().to_checksum(None);
