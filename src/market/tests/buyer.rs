@@ -118,6 +118,49 @@ impl Fixture {
     }
 }
 
+/// For the inputs of `test/fixtures/sdk/market_order_vectors.json` (made by peaq-os-sdk 0.12.1),
+/// the node's proof body and ERC-20 calldata are the SDK's.
+#[test]
+fn proof_body_and_transfer_calldata_are_the_sdks() {
+    use peaqos_market::buyer::pay;
+    let path = peaqos_testkit::fixture("sdk/market_order_vectors.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let i = &v["inputs"];
+    let s = |k: &str| i[k].as_str().unwrap().to_string();
+    let payment: peaqos_market::wire::MarketPayment = serde_json::from_value(json!({
+        "id": "pay", "orderId": s("order_id"), "status": "intent_created", "amount": 1.5, "currency": s("token"),
+        "rail": {"type": "wallet", "chain": s("chain"), "token": s("token"), "tokenAddress": s("token_address"),
+                 "payeeAddress": s("payee_address"), "metadata": {"tokenDecimals": i["token_decimals"]}}}))
+    .unwrap();
+    let mut rec = peaqos_market::buyer::OrderRecord::new("ord-0000000000000001".into(), OrderGoal::default(), "t");
+    rec.quote_amount = Some(s("amount"));
+    let plan = pay::plan(&payment, &rec, 3338, &s("payer_address"), "2026-12-06").unwrap();
+    let body = serde_json::to_string(&pay::proof(&plan, &s("transaction_hash"))).unwrap();
+    let sdk = &v["payment_proof_request"]["body"];
+    assert_eq!(&serde_json::from_str::<Value>(&body).unwrap(), sdk);
+    // same keys in the same order as the SDK's body text
+    let keys = |t: &str| {
+        t.split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|k| k.chars().next().is_some_and(char::is_alphabetic))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let order: Vec<String> = keys(&body).into_iter().filter(|k| sdk.get(k).is_some()).collect();
+    let sdk_order: Vec<String> = keys(v["payment_proof_request"]["body_text"].as_str().unwrap())
+        .into_iter()
+        .filter(|k| sdk.get(k).is_some())
+        .collect();
+    assert_eq!(order, sdk_order);
+    let t = pay::transfer(&plan).unwrap();
+    let data = peaqos_chain::client::erc20_transfer_calldata(t.to, t.amount);
+    let hex: String = data.iter().map(|x| format!("{x:02x}")).collect();
+    assert_eq!(format!("0x{hex}"), v["erc20_transfer"]["data"].as_str().unwrap());
+    assert_eq!(t.token.unwrap(), s("token_address").parse::<Address>().unwrap());
+    assert_eq!(v["erc20_transfer"]["value"], 0);
+}
+
 fn goal(service_id: &str) -> OrderGoal {
     OrderGoal {
         service_type: "inference".into(),
@@ -261,7 +304,11 @@ async fn handoff_escrow_and_a_flaky_orchestrator() {
     assert_eq!(c.payment_status.as_deref(), Some("released"));
     // the orchestrator runs the next executes but answers 503 (the answer is lost): the order waits,
     // re-sends, and gets the saved execution: one run
-    f.srv.control("POST", "market/faults", json!({"path": "/api/v1/market/orders/*/execute", "status": 503, "times": 3, "after": true}));
+    f.srv.control(
+        "POST",
+        "market/faults",
+        json!({"path": "/api/v1/market/orders/*/execute", "status": 503, "times": 3, "after": true}),
+    );
     let w = b
         .place(OrderGoal { service_type: "charging".into(), operation: "reserve-slot".into(), ..Default::default() })
         .unwrap();

@@ -19,11 +19,15 @@ fn refuse(code: &'static str, field: &str, message: String) -> MarketError {
     MarketError::Refused { code, field: field.to_string(), message }
 }
 
-fn address(text: Option<&str>, field: &str) -> Result<Address> {
+/// An address of the rail, checked, kept as the server spelled it (the proof repeats it as given,
+/// as the SDK does).
+fn address(text: Option<&str>, field: &str) -> Result<String> {
     let t = text
         .filter(|t| !t.trim().is_empty())
         .ok_or_else(|| refuse("PAYMENT_RAIL_INVALID", field, format!("{field} is missing")))?;
-    t.parse::<Address>().map_err(|_| refuse("PAYMENT_RAIL_INVALID", field, format!("{field} {t:?} is not an address")))
+    t.parse::<Address>()
+        .map_err(|_| refuse("PAYMENT_RAIL_INVALID", field, format!("{field} {t:?} is not an address")))?;
+    Ok(t.to_string())
 }
 
 /// The plan of `payment` for order `rec`, paid by `payer` from chain `chain_id` on UTC day `day`.
@@ -63,7 +67,7 @@ pub fn plan(payment: &MarketPayment, rec: &OrderRecord, chain_id: u64, payer: &s
     let decimals = match meta_decimals {
         Some(d) if d <= 36 => d as u32,
         Some(d) => return Err(refuse("PAYMENT_RAIL_INVALID", "rail.metadata.tokenDecimals", format!("{d} decimals"))),
-        None => TransferTerms::default_decimals(&token, token_address.map(|_| "erc20")).ok_or_else(|| {
+        None => TransferTerms::default_decimals(&token, token_address.as_ref().map(|_| "erc20")).ok_or_else(|| {
             refuse("PAYMENT_RAIL_INVALID", "rail.metadata.tokenDecimals", format!("decimals of {token:?} unknown"))
         })?,
     };
@@ -105,9 +109,9 @@ pub fn plan(payment: &MarketPayment, rec: &OrderRecord, chain_id: u64, payer: &s
         rail_type: rail.rail_type.clone(),
         chain,
         token,
-        token_address: token_address.map(|a| a.to_checksum(None)),
+        token_address,
         token_decimals: decimals,
-        pay_to: pay_to.to_checksum(None),
+        pay_to,
         escrow,
         payer: payer.to_string(),
         amount: amount.to_string(),
