@@ -106,4 +106,8 @@ impl_refuse!(
     GrantAccess_Response,
     SealDataset_Response,
     MarketOrder_Result,
+    MarketSearch_Response,
+    MarketOrderStatus_Response,
+    MarketOrderReceived_Response,
+    MarketOrderDispute_Response,
 );
