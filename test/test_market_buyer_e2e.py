@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from rclpy.action import ActionClient
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test" / "chain"))
@@ -27,6 +28,11 @@ from test_market_e2e import OK, Diagnostics, Orchestrator, assert_no_secrets, ma
 from peaqos_node.action import MarketOrder  # noqa: E402
 from peaqos_node.srv import MarketOrderDispute, MarketOrderReceived, MarketOrderStatus, MarketSearch  # noqa: E402
 
+# A planner that sends goals in bursts needs deeper queues than a service's default 10 on its side too
+# (the node's action keeps 1000): a reply that finds the client's queue full is lost.
+DEEP = {f"{k}_qos_profile": QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                      durability=DurabilityPolicy.VOLATILE)
+        for k in ("goal_service", "result_service", "cancel_service")}
 USDT = "0xf4d9235269a96aadafc9adae454a0618ebe37949"  # peaq USDT in the SDK's token registry (6 decimals)
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
@@ -57,7 +63,7 @@ class Planner:
 
     def __init__(self, ros_node, node: NodeProcess):
         self.ros_node, self.node = ros_node, node
-        self.client = ActionClient(ros_node, MarketOrder, "/peaqos_node/market_order")
+        self.client = ActionClient(ros_node, MarketOrder, "/peaqos_node/market_order", **DEEP)
 
     def order(self, timeout: float = 90.0, **goal):
         assert self.client.wait_for_server(timeout_sec=20), "~/market_order not available"
@@ -171,6 +177,16 @@ def test_a_planner_orders_through_the_action_pays_once_and_confirms(tmp_path, bu
         over, _ = planner.order(service_type="inference", operation="classify")
         assert (over.success, over.error_code) == (False, "AGENT_DAILY_LIMIT_EXCEEDED"), over.message
         assert len(transfers_to(chain, payee)) == paid and len(m.requests("POST", "/payment-intent")) == intents
+
+        # a burst of goals at once (more than a service's default queue of 10): every one is answered
+        m.seed(id="svc_time", serviceType="time", operation="now", price=0, result={"t": 1})
+        futs = [planner.client.send_goal_async(MarketOrder.Goal(service_type="time", operation="now",
+                                                                client_key=f"burst-{i}")) for i in range(25)]
+        wait_until(lambda: all(f.done() for f in futs), 60, "25 goals answered", nodes=node, spin=ros_node)
+        results = [f.result().get_result_async() for f in futs]
+        wait_until(lambda: all(r.done() for r in results), 90, "25 results", nodes=node, spin=ros_node)
+        assert all(r.result().result.success for r in results)
+        assert len({r.result().result.order_key for r in results}) == 25
 
         token_file = Path(params["data_dir"]) / "market" / "pairing_token"
         assert token_file.stat().st_mode & 0o777 == 0o600
