@@ -76,6 +76,7 @@ fn config(policy: DelegationPolicy) -> BuyerConfig {
         max_open_orders: 100,
         retention: Duration::from_secs(86_400),
         payment_wait: Duration::from_secs(5),
+        concurrency: 8,
     }
 }
 
@@ -383,8 +384,8 @@ async fn the_session_is_renewed_when_it_ends_before_it_ends_and_after_a_policy_c
     assert_eq!(f.count("PATCH", "/agent-pairings/"), 1);
     assert_eq!(f.count("POST", "/sessions"), sessions + 1);
     assert_eq!(
-        f.count("POST", "/agent-pairings/challenges") as u64,
-        1 + f.count("POST", "/sessions") as u64,
+        f.count("POST", "/agent-pairings/challenges"),
+        1 + f.count("POST", "/sessions"),
         "one pairing, then only sessions"
     );
 }

@@ -34,6 +34,9 @@ pub struct BuyerConfig {
     pub retention: Duration,
     /// How long one wait for the payment's inclusion lasts before the order reports it still waits.
     pub payment_wait: Duration,
+    /// Most orders doing a step (a request, a payment) at once; the others wait their turn, so a
+    /// thousand open orders are a thousand records, not a thousand requests at the orchestrator.
+    pub concurrency: usize,
 }
 
 /// What the buyer uses, all through their public APIs.
@@ -63,6 +66,8 @@ pub(super) struct Inner {
     slots: Mutex<HashMap<String, Slot>>,
     /// Limits check and the move to `Paying`, one order at a time.
     pub(super) spend: tokio::sync::Mutex<()>,
+    /// One permit per order doing a step ([`BuyerConfig::concurrency`]).
+    gate: tokio::sync::Semaphore,
     rt: tokio::runtime::Handle,
 }
 
@@ -201,6 +206,7 @@ impl Buyer {
             orders,
             chain: parts.chain,
             policy: cfg.pairing.policy.clone(),
+            gate: tokio::sync::Semaphore::new(cfg.concurrency.max(1)),
             cfg,
             slots: Mutex::new(HashMap::new()),
             spend: tokio::sync::Mutex::new(()),
@@ -357,7 +363,11 @@ impl Buyer {
                 self.end(&key, OrderState::Cancelled, Some(&e));
                 return;
             }
-            match self.step(rec.clone()).await {
+            let stepped = {
+                let Ok(_turn) = self.inner.gate.acquire().await else { return };
+                self.step(rec.clone()).await
+            };
+            match stepped {
                 Ok(()) => delay = self.inner.cfg.retry_base,
                 Err(e) if session_lost(&e) => {
                     tracing::info!(order = %key, code = e.error_code(), "market: agent session refused; opening a new one");

@@ -109,6 +109,12 @@ pub(super) fn declare(p: &ParamSet) -> Result<Option<BuyerParams>, StartError> {
         "Most orders open at once; more are refused with ORDER_LIMIT.",
         ParameterRange { lower: Some(1), upper: Some(100_000), step: None },
     )?;
+    let concurrency = p.read_only_in::<i64>(
+        "market.buyer.concurrency",
+        8,
+        "Most orders doing a step (a request to the orchestrator, a payment) at once; the others wait their turn.",
+        ParameterRange { lower: Some(1), upper: Some(256), step: None },
+    )?;
     if !enabled {
         return Ok(None);
     }
@@ -128,6 +134,7 @@ pub(super) fn declare(p: &ParamSet) -> Result<Option<BuyerParams>, StartError> {
             max_open_orders: usize::try_from(max_open).unwrap_or(1000),
             retention,
             payment_wait,
+            concurrency: usize::try_from(concurrency).unwrap_or(8),
         },
     }))
 }
