@@ -11,6 +11,9 @@ summary line per second.
   ✓ sale       the topic's chunk sold on the (local) Machine Markets server: the peaq SDK as buyer pairs
                an agent, buys it, pays the node's quote with an ERC-20 transfer, decrypts its delivery;
                the node checked the payment on chain itself and recorded the sale as a revenue event
+  ✓ buy        the robot as a buyer: a planner asks ~/market_order for a service; the node searches,
+               orders, pays the quote once with an ERC-20 transfer from the machine's account, proves it
+               and returns the service's outcome
 
 With --once the tour exits 0 after the last capability (non-interactive runs, the demo test);
 without it, the summary line continues until Ctrl-C. Any step that fails ends the tour with
@@ -311,6 +314,40 @@ class Tour:
                  f" on chain: {r['paymentCheck']}); the buyer decrypted it ({len(plain.splitlines())} signed packages);"
                  f" revenue event in block {s.block_number}, tx {s.tx_hash}")
 
+    def buy(self) -> None:
+        """The node as a buyer: a service offered on the (local) Machine Markets server, bought through
+        the ~/market_order action the way a planner node would."""
+        import urllib.request
+
+        from rclpy.action import ActionClient
+
+        from peaqos_node.action import MarketOrder
+
+        m = self.market
+        service = {"id": "svc_demo_classify", "serviceType": "inference", "operation": "classify", "price": "0.5",
+                   "currency": "USDT", "tokenAddress": "0xf4d9235269a96aadafc9adae454a0618ebe37949",
+                   "payeeAddress": "0x976EA74026E726554dB657fA54763abd0C3a0aa9", "chain": "peaq",
+                   "result": {"label": "charging dock", "confidence": 0.97}}
+        req = urllib.request.Request(f"{m['url']}/__mock__/market/services", data=json.dumps(service).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+        client = ActionClient(self.node, MarketOrder, f"{NODE}/market_order")
+        self.wait(client.server_is_ready, "the ~/market_order action")
+        steps: list[str] = []
+        goal = MarketOrder.Goal(service_type="inference", operation="classify", input_json='{"frame": 1}',
+                                budget="1", client_key="demo-buy-1")
+        fut = client.send_goal_async(goal, feedback_callback=lambda f: steps.append(f.feedback.step))
+        handle = self.wait(lambda: fut.result() if fut.done() else None, "~/market_order to take the goal")
+        res = handle.get_result_async()
+        r = self.wait(lambda: res.result() if res.done() else None, "the order's outcome").result
+        if not r.success:
+            raise TourFailed(f"the order failed: {r.error_code} {r.message}")
+        outcome = json.loads(r.outcome_json)
+        seen = " → ".join(dict.fromkeys(steps))
+        self.say(f"✓ buy       ~/market_order bought inference/classify ({seen}): {r.amount} {r.currency} paid once"
+                 f" from the machine's account in tx {r.payment_reference[:10]}…, proof accepted on chain;"
+                 f" outcome {json.dumps(outcome.get('result'))}")
+
     @staticmethod
     def _receipt(sdk, tx_hash: str):
         try:
@@ -328,6 +365,7 @@ class Tour:
         self.grant(index)
         if self.market:
             self.sale(index)
+            self.buy()
         self.say("tour: done — every capability above was checked by the peaq SDK or read back from the chain")
 
 
