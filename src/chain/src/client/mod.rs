@@ -8,6 +8,8 @@
 //! Flows:
 //! * both generations: [`ChainClient::submit_event`], [`ChainClient::batch_submit_events`] (one
 //!   `batchAll`), [`ChainClient::validate_event`] (no chain access);
+//! * gas: [`ChainClient::gas_report`] (the balance against the queued work and a reserve) and
+//!   [`ChainClient::fund_from_gas_station`] (an operator's 2FA-coded funding, never twice);
 //! * gen 2: [`ChainClient::activate`] — SDK 0.12.1 `activate_machine` steps (SPEC §3.6);
 //! * gen 1: [`ChainClient::register`], [`ChainClient::register_for`], [`ChainClient::mint_nft`],
 //!   [`ChainClient::token_id_of`], [`ChainClient::write_machine_did_attributes`],
@@ -16,12 +18,13 @@
 //!   chain first so a rerun finishes a half-done activation and repeats nothing).
 
 //!
-//! Modules: `events` (submit/batch/validate), `identity` (gen-1 register, mint, DID attributes),
+//! Modules: `events` (submit/batch/validate), `gas` (balance report, Gas Station funding), `identity` (gen-1 register, mint, DID attributes),
 //! `activate` (gen-2 and gen-1 activation), `queries` (reads); this one holds [`ChainClient`], its
 //! construction and the helpers they share (views, enqueue + wait, journal lines).
 
 mod activate;
 mod events;
+mod gas;
 mod identity;
 mod queries;
 
@@ -37,6 +40,7 @@ use tokio::sync::broadcast;
 
 pub use activate::{ActivateParams, ActivationResult, LegacyActivateParams, LegacyActivation};
 pub use events::{BatchReceipt, EventReceipt};
+pub use gas::{Funding, GasPolicy, GasReport, GasStationSettings};
 pub use identity::{MintResult, RegisterResult, StepResult};
 
 use crate::config::{Generation, ResolvedConfig};
@@ -56,6 +60,8 @@ struct Inner {
     reservations: Mutex<HashMap<String, Reservation>>,
     journal: Arc<Journal>,
     default_signer: Address,
+    /// Gas Station fundings, one at a time (each holds the one pending request id).
+    funding: tokio::sync::Mutex<()>,
 }
 
 /// Cheap-to-clone, `Send + Sync` chain client.
@@ -128,6 +134,7 @@ impl ChainClient {
             reservations: Mutex::new(HashMap::new()),
             journal,
             default_signer,
+            funding: tokio::sync::Mutex::new(()),
         });
         // Release the rate-limit slots of intents that end failed/conflicting (SDK: reservation
         // released on failure, committed on success). Missed messages only delay the release
