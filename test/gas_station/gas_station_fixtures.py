@@ -14,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import server as gs  # noqa: E402
+import gas_station_server as gs  # noqa: E402
 
 ANVIL_BIN = HERE.parent / "chain" / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 
@@ -69,17 +69,17 @@ class Anvil:
 
 
 class StationProcess:
-    """server.py as a child process (the way the node tests use it)."""
+    """gas_station_server.py as a child process (the way the node tests use it)."""
 
     def __init__(self, rpc_url: str, *args: str):
-        self.argv = [sys.executable, str(HERE / "server.py"), "--rpc-url", rpc_url, *args]
+        self.argv = [sys.executable, str(HERE / "gas_station_server.py"), "--rpc-url", rpc_url, *args]
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
     def __enter__(self) -> "StationProcess":
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
-        assert line, f"server.py did not start ({self.argv})"
+        assert line, f"gas_station_server.py did not start ({self.argv})"
         self.url = json.loads(line)["url"]
         return self
 

@@ -1,4 +1,4 @@
-"""Keeps test/gas_station/server.py honest: peaq-os-sdk 0.12.1's own gas-station functions
+"""Keeps test/gas_station/gas_station_server.py honest: peaq-os-sdk 0.12.1's own gas-station functions
 (`setup_faucet_2fa`, `confirm_faucet_2fa`, `fund_from_gas_station`) must accept every answer it
 gives and surface every refusal with the documented code. The server funds through a real anvil.
 """
@@ -19,7 +19,7 @@ os.environ.setdefault("PEAQOS_TELEMETRY", "0")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import server as gs  # noqa: E402
+import gas_station_server as gs  # noqa: E402
 
 import requests  # noqa: E402  (installed with the SDK)
 from peaq_os_sdk.exceptions import ApiError, ValidationError  # noqa: E402
@@ -157,7 +157,7 @@ def test_every_refusal_reaches_the_sdk_with_its_code(anvil, station):
 
 
 def test_runs_as_a_program_printing_one_json_line(anvil):
-    p = subprocess.Popen([sys.executable, str(HERE / "server.py"), "--rpc-url", anvil.url],
+    p = subprocess.Popen([sys.executable, str(HERE / "gas_station_server.py"), "--rpc-url", anvil.url],
                          stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(p.stdout.readline())

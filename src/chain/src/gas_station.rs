@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use alloy::primitives::Address;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::error::{redact_url, ChainError, ErrorCode, Result};
@@ -163,6 +163,17 @@ pub struct FundRequest<'a> {
     pub request_id: &'a str,
 }
 
+/// The wire body of `/faucet/fund`, in the SDK's key order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FundBody<'a> {
+    owner_address: &'a str,
+    target_wallet_address: &'a str,
+    chain_id: &'a str,
+    two_factor_code: &'a str,
+    request_id: &'a str,
+}
+
 /// The Gas Station client (one base URL).
 #[derive(Debug, Clone)]
 pub struct GasStation {
@@ -199,16 +210,16 @@ impl GasStation {
         check_text("request_id", req.request_id)?;
         let url = format!("{}/faucet/fund", self.base);
         let shown = format!("{}/faucet/fund", redact_url(&self.base));
-        let body = json!({
-            "ownerAddress": req.owner_address,
-            "targetWalletAddress": req.target_wallet_address.to_checksum(None),
-            "chainId": req.chain_id,
-            "twoFactorCode": req.two_factor_code.expose(),
-            "requestId": req.request_id,
-        });
-        // The body holds the code: serialize it into zeroized bytes and drop the JSON value.
+        let target = req.target_wallet_address.to_checksum(None);
+        let body = FundBody {
+            owner_address: req.owner_address,
+            target_wallet_address: &target,
+            chain_id: req.chain_id,
+            two_factor_code: req.two_factor_code.expose(),
+            request_id: req.request_id,
+        };
+        // The body holds the code: its bytes are wiped once sent (the HTTP stack's copy is not ours).
         let bytes = Zeroizing::new(serde_json::to_vec(&body).unwrap_or_default());
-        drop(body);
         let network =
             || faucet(ErrorCode::NetworkError, 0, format!("fund_from_gas_station: network request to {shown} failed"));
         let mut resp = self

@@ -21,6 +21,7 @@ pub const PRIVILEGED: &[&str] = &[
     "grant_access",
     "seal_dataset",
     "market_onboard",
+    "fund_from_gas_station",
 ];
 
 /// Services that only read or validate (`~/status` cannot be switched off).

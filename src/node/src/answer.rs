@@ -54,6 +54,23 @@ pub(crate) trait Refuse {
     {
         self
     }
+
+    /// The Gas Station request id a failure is about, for the response that reports it.
+    fn with_request(self, _request_id: String) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
+}
+
+impl Refuse for FundFromGasStation_Response {
+    fn refused(self, r: Refusal) -> Self {
+        Self { success: false, error_code: r.code.to_owned(), error_field: r.field, message: r.message, ..self }
+    }
+    fn with_request(self, request_id: String) -> Self {
+        Self { request_id, ..self }
+    }
 }
 
 macro_rules! impl_refuse {

@@ -15,7 +15,7 @@ Funding is real: ``/faucet/fund`` sends a native transfer on the EVM chain at ``
 
 Usage::
 
-    python3 test/gas_station/server.py --rpc-url URL [--port N] [--funder-key 0x..]
+    python3 test/gas_station/gas_station_server.py --rpc-url URL [--port N] [--funder-key 0x..]
         [--fund-amount-wei N] [--min-gas-balance-wei N] [--chain peaq]
 
 prints ONE JSON line ``{"url", "pid"}`` and serves on 127.0.0.1 until SIGTERM/SIGINT. Test controls (not
@@ -234,11 +234,18 @@ class Station:
             if "unlock" in body:  # clear an owner's lock and failure count
                 o = self._owner(body["unlock"])
                 o.update(locked=False, invalid=0)
+            if "forget" in body:  # the owner's 2FA was never set up
+                self.owners.pop(body["forget"].lower(), None)
+            if "deactivate" in body:  # set up, not confirmed yet
+                self._owner(body["deactivate"])["active"] = False
+            if "activate" in body:
+                self._owner(body["activate"])["active"] = True
             return 200, {"ok": True}
         if path == "/__mock__/faults" and method == "POST":
             # {"path": "/faucet/fund", "drop": true}: handle the request, then close the connection
             # without answering (a lost answer). {"path", "status", "body"|"json"}: answer this instead
-            # of handling it. {"path", "delaySeconds"}: handle it, answer late.
+            # of handling it. {"path", "delaySeconds"}: a funding waits this long between its checks
+            # and its transfer (the request id is "processing" meanwhile), other calls answer late.
             self.faults.append(dict(body))
             return 200, {"queued": len(self.faults)}
         return 404, {"code": "NOT_FOUND", "message": path}
@@ -325,6 +332,8 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     result = (404, {"code": "NOT_FOUND", "message": self.path})
             if result[0] == "transfer":
+                if fault is not None and fault.get("delaySeconds"):
+                    time.sleep(float(fault.pop("delaySeconds")))
                 result = st.finish_transfer(result[1])
             status, payload = result
         except Refusal as e:
