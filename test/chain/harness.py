@@ -127,12 +127,14 @@ GEN1_RECORDS: dict[int, dict[str, str]] = {
         "identity_staking": "0x11c05A650704136786253e8685f56879A202b1C7",
         "event_registry": "0x43c6AF2E14dc1327dc3cc6c7117D1CD72fffEcbA",
         "machine_nft": "0x2943F80e9DdB11B9Dd275499C661Df78F5F691F9",
+        "machine_account_factory": "0x4A808d5A90A2c91739E92C70aF19924e0B3D527f",
     },
     AGUNG_CHAIN_ID: {
         "identity_registry": "0x9E9463a65c7B74623b3b6Cdc39F71be7274e5971",
         "identity_staking": "0x55f336714aDb0749DbFE33b057a1702405564E3d",
         "event_registry": "0x2DAD8905380993940e340C5cE6d313d5c2780040",
         "machine_nft": "0xB41C2A4f1c19b6B06beaAce0F5CD8439e77C4b1c",
+        "machine_account_factory": "0x65a4DfEB799dFf8CF15f13816d648a7805d6b1F9",
     },
 }
 
@@ -376,6 +378,7 @@ class TestChain:
             ("IdentityStaking", g1["identity_staking"]),
             ("MachineNFT", g1["machine_nft"]),
             ("EventRegistryV1", g1["event_registry"]),
+            ("MachineAccountFactory", g1["machine_account_factory"]),
         ]
 
     def _place_code(self) -> None:

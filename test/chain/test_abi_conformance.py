@@ -38,6 +38,8 @@ REFERENCE = {
     "IdentityRegistry": GEN1 / "IdentityRegistry.json",
     "IdentityStaking": GEN1 / "IdentityStaking.json",
     "MachineNFT": GEN1 / "MachineNFT.json",
+    "MachineAccountFactory": GEN1 / "MachineAccountFactory.json",
+    "MachineSmartAccount": GEN1 / "MachineSmartAccount.json",
 }
 
 # Members that exist only on the test chain, with the reason.
@@ -90,6 +92,8 @@ REQUIRED = {
     "IdentityStaking": ["getStake", "isStaked", "getStakeInfo", "Staked"],
     "MachineNFT": ["mint", "tokenIdOf", "machineIdOf", "ownerOf", "MachineMinted", "MachineNotBonded", "AlreadyMinted",
                    "RecipientMustBeMachineOwner"],
+    "MachineAccountFactory": ["createAccount", "getAddress", "AccountCreated", "FailedDeployment", "InvalidAddress"],
+    "MachineSmartAccount": ["initialize", "owner", "machine"],
 }
 
 

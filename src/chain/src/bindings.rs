@@ -99,6 +99,18 @@ sol! {
         error RecipientMustBeMachineOwner();
     }
 
+    /// Gen-1 MachineAccountFactory (SDK 0.11.2 smart accounts; subset).
+    #[derive(Debug)]
+    interface IMachineAccountFactory {
+        function createAccount(address owner, address machine, uint256 salt) external returns (address account);
+        function getAddress(address owner, address machine, uint256 salt) external view returns (address account);
+        event AccountCreated(address indexed account, address indexed owner, address indexed machine);
+        error Create2EmptyBytecode();
+        error FailedDeployment();
+        error InsufficientBalance(uint256 balance, uint256 needed);
+        error InvalidAddress();
+    }
+
     /// Gen-2 DID document types (MachineStateAndSync / MachineRegistry).
     #[derive(Debug, PartialEq, Eq)]
     struct VerificationMethod { string id; string methodType; address controller; string publicKeyMultibase; }

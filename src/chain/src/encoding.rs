@@ -8,6 +8,7 @@
 //! * Machine-DID attributes (SPEC §3.4), in this order: `machineId`, `nftTokenId`, `operator`,
 //!   `documentation_url`, `data_api`, `data_visibility`; proxy DID: `machineId`, `machines` where
 //!   `machines` is Python `json.dumps(list)` = `"[42, 43, 44]"`.
+//! * gen 1 smart accounts: `createAccount(address,address,uint256)` / `getAddress(...)`.
 //! * gen 2: `activateMachine(DIDDocument,string,bytes,address,uint8)` (`0xda3802f6`) and the
 //!   off-chain machine id `uint256(keccak256(abi.encode(string,bytes)))`.
 
@@ -217,4 +218,16 @@ pub fn compute_machine_id(machine_type: &str, credential_subject: &[u8]) -> U256
 
 pub fn approve(spender: Address, amount: U256) -> Bytes {
     IPeaqToken::approveCall { spender, amount }.abi_encode().into()
+}
+
+/// Gen 1: `MachineAccountFactory.createAccount(owner, machine, salt)` (`0x1230aea2`), as SDK 0.11.2
+/// `deploy_smart_account` sends it.
+pub fn create_account(owner: Address, machine: Address, salt: U256) -> Bytes {
+    IMachineAccountFactory::createAccountCall { owner, machine, salt }.abi_encode().into()
+}
+
+/// Gen 1: `MachineAccountFactory.getAddress(owner, machine, salt)` (`0x08a6354e`), the CREATE2
+/// prediction SDK 0.11.2 `get_smart_account_address` reads.
+pub fn get_account_address(owner: Address, machine: Address, salt: U256) -> Bytes {
+    IMachineAccountFactory::getAddressCall { owner, machine, salt }.abi_encode().into()
 }

@@ -85,6 +85,10 @@ error_codes! {
     RegisteredEventMissing => "REGISTERED_EVENT_MISSING",
     RegisteredEventMalformed => "REGISTERED_EVENT_MALFORMED",
     MintOwnerMismatch => "MINT_OWNER_MISMATCH",
+    // Gen-1 smart accounts (SDK 0.11.2 `smart_account`)
+    AccountCreatedEventMissing => "ACCOUNT_CREATED_EVENT_MISSING",
+    AccountCreatedEventMalformed => "ACCOUNT_CREATED_EVENT_MALFORMED",
+    InvalidAddressResult => "INVALID_ADDRESS_RESULT",
     // Decoded reverts (SDK `REVERT_CODES`, the DID precompile's reasons)
     NotOwnerOrController => "NOT_OWNER_OR_CONTROLLER",
     SubscriptionNotEligible => "SUBSCRIPTION_NOT_ELIGIBLE",

@@ -93,6 +93,9 @@ pub fn declared_error_signatures() -> Vec<&'static str> {
         U::TierChangeWhileActive,
         U::NotActivated,
         IDid::EntryNotFound,
+        IMachineAccountFactory::Create2EmptyBytecode,
+        IMachineAccountFactory::FailedDeployment,
+        IMachineAccountFactory::InsufficientBalance,
     )
 }
 

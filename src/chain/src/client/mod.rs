@@ -8,6 +8,9 @@
 //! Flows:
 //! * both generations: [`ChainClient::submit_event`], [`ChainClient::batch_submit_events`] (one
 //!   `batchAll`), [`ChainClient::validate_event`] (no chain access);
+//! * gen 1 smart accounts: [`ChainClient::smart_account_address`] (the factory's CREATE2
+//!   prediction) and [`ChainClient::deploy_smart_account`] (idempotent: an existing account is
+//!   reported, not deployed again);
 //! * gas: [`ChainClient::gas_report`] (the balance against the queued work and a reserve) and
 //!   [`ChainClient::fund_from_gas_station`] (an operator's 2FA-coded funding, never twice);
 //! * gen 2: [`ChainClient::activate`] — SDK 0.12.1 `activate_machine` steps (SPEC §3.6);
@@ -27,6 +30,7 @@ mod events;
 mod gas;
 mod identity;
 mod queries;
+mod smart_account;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,6 +46,7 @@ pub use activate::{ActivateParams, ActivationResult, LegacyActivateParams, Legac
 pub use events::{BatchReceipt, EventReceipt};
 pub use gas::{Funding, GasPolicy, GasReport, GasStationSettings};
 pub use identity::{MintResult, RegisterResult, StepResult};
+pub use smart_account::{SmartAccount, SmartAccountParams};
 
 use crate::config::{Generation, ResolvedConfig};
 use crate::error::{ChainError, ErrorCode, Result};
