@@ -22,11 +22,19 @@ pub const PRIVILEGED: &[&str] = &[
     "seal_dataset",
     "market_onboard",
     "fund_from_gas_station",
+    "deploy_smart_account",
 ];
 
 /// Services that only read or validate (`~/status` cannot be switched off).
-pub const UNPRIVILEGED: &[&str] =
-    &["validate_event", "token_id_of", "read_did_attribute", "query_mcr", "query_machine", "query_operator_machines"];
+pub const UNPRIVILEGED: &[&str] = &[
+    "validate_event",
+    "token_id_of",
+    "read_did_attribute",
+    "query_mcr",
+    "query_machine",
+    "query_operator_machines",
+    "smart_account_address",
+];
 
 /// Which of the node's services exist.
 #[derive(Debug, Clone, Default)]

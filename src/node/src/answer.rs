@@ -93,7 +93,9 @@ macro_rules! impl_refuse {
 
 impl_refuse!(
     intent: SubmitEvent_Response,
-    intent: BatchSubmitEvents_Response;
+    intent: BatchSubmitEvents_Response,
+    intent: DeploySmartAccount_Response;
+    SmartAccountAddress_Response,
     ValidateEvent_Response,
     Activate_Response,
     Register_Response,

@@ -75,6 +75,11 @@ impl ChainClient {
         Ok(a)
     }
 
+    /// Whether `a` holds contract code now.
+    pub async fn has_code(&self, a: Address) -> Result<bool> {
+        Ok(!self.inner.rpc.code(a).await.map_err(|f| read_err("eth_getCode", f))?.is_empty())
+    }
+
     /// Deploy the account with `createAccount(owner, machine, salt)` (signed by the machine key,
     /// SDK 0.11.2 calldata) unless it exists: an account with code at the predicted address is
     /// reported, not deployed again. The transaction goes through the outbox once per
@@ -84,8 +89,7 @@ impl ChainClient {
     pub async fn deploy_smart_account(&self, p: &SmartAccountParams) -> Result<SmartAccount> {
         let factory = self.account_factory()?;
         let predicted = self.smart_account_address(p).await?;
-        let code = self.inner.rpc.code(predicted).await.map_err(|f| read_err("eth_getCode", f))?;
-        if !code.is_empty() {
+        if self.has_code(predicted).await? {
             return Ok(SmartAccount {
                 address: predicted,
                 deployed: false,

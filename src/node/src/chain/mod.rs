@@ -9,7 +9,7 @@
 //!
 //! Layout: `params` (the `chain.*` parameters), `answer` (how a `ChainError` becomes a response
 //! naming the request field, and the request-field parsers), one file per service group
-//! (`event_services`, `identity_services`, `did_services`, `query_services`, `gas_services`); this file starts the client and
+//! (`event_services`, `identity_services`, `did_services`, `query_services`, `gas_services`, `account_services`); this file starts the client and
 //! its runtime, publishes `~/tx_status` and registers the groups.
 use std::sync::Arc;
 
@@ -67,6 +67,7 @@ macro_rules! service {
     }};
 }
 
+mod account_services;
 mod answer;
 mod did_services;
 mod event_services;
@@ -221,6 +222,7 @@ pub fn serve(
     identity_services::register(&mut reg, operator)?;
     did_services::register(&mut reg, operator)?;
     query_services::register(&mut reg)?;
+    account_services::register(&mut reg)?;
     let gas = gas_services::register(&mut reg, params.gas)?;
     Ok(Some(ChainServices { _services: reg.services, _runtime: runtime, client, gas }))
 }
