@@ -9,6 +9,7 @@ rclrs 0.8 finds interface bindings through its `ros-env` crate, which includes e
         pub mod msg { use crate::<dep>; include!("<dir>/src/msg.rs");
                       pub mod rmw { use crate::<dep>; include!("<dir>/src/msg/rmw.rs"); } }
         pub mod srv { ... }
+        pub mod action { ... }
     }
 
 Those crates are normally produced by rosidl_generator_rs, which neither the package
@@ -19,11 +20,19 @@ spelled `FooRequest` where rclrs expects `Foo_Request`. This script runs that ge
 each package (and, transitively, every interface package it depends on) and rewrites the
 result into the ros-env layout under `<output>/share/<pkg>/rust/`.
 
+Actions come out of the generator whole: for `Foo.action` the goal, result and feedback
+messages, `Foo_SendGoal` and `Foo_GetResult` (services), `FooFeedbackMessage`, and `Foo`
+implementing `rosidl_runtime_rs::Action` (the functions that build and split the goal request,
+goal response, feedback message, result request and result response), in both layers; their
+goal ids and stamps refer to unique_identifier_msgs and builtin_interfaces, and the cancel
+service is action_msgs' `CancelGoal`, so those packages are generated too. The rewrite is the
+same as for msg/srv, plus the `Foo_Goal`-style names rclrs uses (see `action_type_aliases`).
+
 Usage:
     gen_rust_bindings.py --output PREFIX [--package-path PKG=DIR ...] PKG [PKG ...]
 
 `--package-path` points the generator at a package that is not installed yet (this
-package's own msg/srv during its CMake build). The output prefix is then put in front of
+package's own msg/srv/action during its CMake build). The output prefix is then put in front of
 AMENT_PREFIX_PATH when cargo builds the node.
 """
 
@@ -171,6 +180,18 @@ def rmw_service_aliases(rmw_body: str) -> str:
     return rmw_body + "\n" + "\n".join(aliases) + "\n"
 
 
+def action_type_aliases(module_body: str) -> str:
+    """rclrs (like rosidl_generator_rs) names an action's parts `Foo_Goal`, `Foo_Result`,
+    `Foo_Feedback` and, in the rmw layer, `Foo_FeedbackMessage`; the generator says `FooGoal`.
+    Alias every part the module re-exports, in either layer."""
+    aliases = []
+    parts = "FeedbackMessage|Feedback|Result|Goal"
+    for m in re.finditer(rf"pub use [a-z0-9_]+::([A-Za-z0-9]+?)({parts});", module_body):
+        base, part = m.group(1), m.group(2)
+        aliases.append(f"#[allow(non_camel_case_types)] pub type {base}_{part} = {base}{part};")
+    return module_body + "\n" + "\n".join(aliases) + "\n"
+
+
 def convert(crate_dir: Path, pkg: str, deps: list[str], dest: Path, version: str) -> None:
     if dest.exists():
         shutil.rmtree(dest)
@@ -213,10 +234,13 @@ rosidl_runtime_rs = "0.7"
             (out_kind / f.name).write_text(text)
         rmw_body, rest = split_rmw_block(rewrite_refs((src_kind / "mod.rs").read_text(), pkg, deps))
         rmw_body = absolutize_includes(rmw_body, out_kind.resolve())
+        rest = absolutize_includes(rest, out_kind.resolve())
         if kind == "srv":
             rmw_body = rmw_service_aliases(rmw_body)
+        if kind == "action":
+            rmw_body, rest = action_type_aliases(rmw_body), action_type_aliases(rest)
         (out_kind / "rmw.rs").write_text(rmw_body)
-        (dest / "src" / f"{kind}.rs").write_text(absolutize_includes(rest, out_kind.resolve()))
+        (dest / "src" / f"{kind}.rs").write_text(rest)
 
 
 def main() -> None:

@@ -57,3 +57,38 @@ def test_own_interfaces_are_named_after_the_package(out):
     rmw = (out / "peaqos_node" / "rust" / "src" / "msg" / "data_package_rmw.rs").read_text()
     assert '"peaqos_node/msg/DataPackage"' in rmw
     assert "peaqos_node__rosidl_typesupport_c" in rmw
+
+
+def test_actions_get_their_implicit_types_and_rclrs_names(out):
+    # action/MarketOrder.action: goal, result and feedback, the SendGoal and GetResult services,
+    # the feedback message and the Action impl that builds and splits them, in both layers.
+    src = out / "peaqos_node" / "rust" / "src"
+    rmw = (src / "action" / "rmw.rs").read_text()
+    for name in ("MarketOrder_SendGoal", "MarketOrder_SendGoal_Request", "MarketOrder_SendGoal_Response",
+                 "MarketOrder_GetResult", "MarketOrder_GetResult_Request", "MarketOrder_GetResult_Response"):
+        assert f"pub use market_order::{name};" in rmw, name
+    for part in ("Goal", "Result", "Feedback", "FeedbackMessage"):
+        assert f"pub type MarketOrder_{part} = MarketOrder{part};" in rmw, part
+    idiomatic = (src / "action.rs").read_text()
+    for part in ("Goal", "Result", "Feedback"):
+        assert f"pub type MarketOrder_{part} = MarketOrder{part};" in idiomatic, part
+    impl = (src / "action" / "market_order_rmw.rs").read_text()
+    assert "impl rosidl_runtime_rs::Action for MarketOrder {" in impl
+    for fn in ("create_goal_request", "split_goal_request", "create_goal_response", "get_goal_response_accepted",
+               "get_goal_response_stamp", "create_feedback_message", "split_feedback_message",
+               "create_result_request", "get_result_request_uuid", "create_result_response",
+               "split_result_response"):
+        assert f"fn {fn}(" in impl, fn
+    # Goal ids, stamps and the cancel service come from the dependencies, through ros-env.
+    assert "crate::unique_identifier_msgs::msg::rmw::UUID" in impl
+    assert "crate::builtin_interfaces::msg::rmw::Time" in impl
+    assert "type CancelGoalService = crate::action_msgs::srv::rmw::CancelGoal;" in impl
+    assert '"peaqos_node/action/MarketOrder_FeedbackMessage"' in impl
+    assert "rosidl_typesupport_c__get_action_type_support_handle__peaqos_node__action__MarketOrder" in impl
+    toml = (out / "peaqos_node" / "rust" / "Cargo.toml").read_text()
+    for dep in ("action_msgs", "unique_identifier_msgs", "builtin_interfaces"):
+        assert f'{dep} = "*"' in toml, dep
+        assert "[package.metadata.ros-env]\ninclude = true" in (out / dep / "rust" / "Cargo.toml").read_text()
+    for f in src.rglob("*.rs"):
+        text = f.read_text()
+        assert "crate::action::" not in text and "crate::rosidl_runtime_rs" not in text, f

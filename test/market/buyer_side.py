@@ -128,7 +128,10 @@ class BuyerSide:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise validation(f"delegationPolicy.{k}", "must be a non-negative number")
             out[k] = v
-        out["currency"] = raw.get("currency")
+        cur = raw.get("currency")
+        if cur is not None and (not isinstance(cur, str) or not cur.strip()):
+            raise validation("delegationPolicy.currency", "must be a non-empty string")
+        out["currency"] = cur
         return out
 
     def public_pairing(self, p: dict, token: str | None = None) -> dict:

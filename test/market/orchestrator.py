@@ -8,13 +8,16 @@ by driving the real SDK's orchestration functions against it.
 Usage::
 
     python3 test/market/orchestrator.py [--port N] [--api-key K] [--controller 42=0xADDR ...]
+        [--rpc-url URL] [--market-services FILE] [--quote-ttl S]
 
 prints ONE JSON line ``{"url", "apiBase", "apiKey", "pid"}`` and serves on 127.0.0.1 until SIGTERM/SIGINT.
 Needs ``eth_account`` (installed with peaq-os-sdk) to verify EIP-191 identity proofs.
 
 Served under ``/api/v1`` (SDK): health, readiness, machine identity challenges, machines (list/create/get/
-patch/archive), machine agents (list/enroll/revoke), agent heartbeat. Test controls (never part of the real
-API) under ``/__mock__/``: ``controllers``, ``faults``, ``clock``, ``config``, ``state``.
+patch/archive), machine agents (list/enroll/revoke), agent heartbeat; the buyer's pairing and stream purchases
+(``buyer_side.py``) and market orders (``market_orders.py``: services, search, orders, payment, execute,
+confirm, dispute, settlement). Test controls (never part of the real API) under ``/__mock__/``:
+``controllers``, ``faults``, ``clock``, ``config``, ``state``, and ``market/…`` (see test/market/README.md).
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ except ImportError:  # pragma: no cover - reported at start
 # ApiError must serve both
 sys.modules.setdefault("orchestrator", sys.modules[__name__])
 from buyer_side import BuyerSide  # noqa: E402
+from market_orders import MarketOrders  # noqa: E402
 
 API = "/api/v1"
 UINT256_MAX = 2**256 - 1
@@ -60,6 +64,35 @@ _ENDPOINT_KEYS = {  # heartbeat endpoints[]: the SDK sends snake_case with nulls
     "authType": "auth_type", "authToken": "auth_token", "modelAlias": "model_alias",
     "networkScope": "network_scope", "probePath": "probe_path",
 }
+
+
+JSON_MAX_DEPTH = 100
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """``json.loads`` for client input, refusing (ValueError) nesting deeper than JSON_MAX_DEPTH first:
+    eth_account raises the recursion limit to 100000, so the C decoder would overflow a server thread's
+    stack on a deeply nested body and kill the process instead of raising RecursionError."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") > JSON_MAX_DEPTH:
+        depth, in_str, esc = 0, False, False
+        for b in data:
+            if in_str:
+                if esc:
+                    esc = False
+                elif b == 0x5C:  # backslash
+                    esc = True
+                elif b == 0x22:
+                    in_str = False
+            elif b == 0x22:
+                in_str = True
+            elif b in (0x5B, 0x7B):
+                depth += 1
+                if depth > JSON_MAX_DEPTH:
+                    raise ValueError(f"nested deeper than {JSON_MAX_DEPTH} levels")
+            elif b in (0x5D, 0x7D):
+                depth -= 1
+    return json.loads(raw)
 
 
 class ApiError(Exception):
@@ -117,7 +150,7 @@ def _only(body: dict, allowed: set[str]) -> None:
             raise validation(k, "unknown field")
 
 
-class Orchestrator(BuyerSide):
+class Orchestrator(MarketOrders, BuyerSide):
     """All server state, behind one lock. Times come from :meth:`now` (real time + a test offset)."""
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, controllers: dict[str, list[str]] | None = None,
@@ -147,10 +180,13 @@ class Orchestrator(BuyerSide):
         self.pairing_tokens: dict[str, str] = {}
         self.pairing_challenges: dict[str, dict] = {}
         self.rpc_url: str | None = None  # --rpc-url: payment proofs with verificationMode "rpc"
+        self.init_market()  # market services, searches, orders, payments (market_orders.py)
 
     # ---- persistence (test support: a restarted server keeps its records) ---------------------
     _PERSISTED = ("machines", "agents", "agent_tokens", "challenges", "listings", "delivery_capabilities", "purchases",
-                  "pairings", "pairing_tokens", "pairing_challenges", "runtime_endpoints")
+                  "pairings", "pairing_tokens", "pairing_challenges", "runtime_endpoints",
+                  "market_services", "market_searches", "market_orders", "market_payments", "market_disputes",
+                  "market_used_txs")
 
     def load(self, path: str) -> None:
         self.state_file = path
@@ -698,6 +734,9 @@ class Orchestrator(BuyerSide):
         buyer = self.route_buyer(method, parts, headers, body)  # auth: x-agent-pairing-token
         if buyer is not None:
             return buyer
+        market = self.route_market(method, parts, query, headers, body)  # auth: per route (P, A or either)
+        if market is not None:
+            return market
         self.require_platform(headers)
         pairing = self.route_pairing(method, parts, body)
         if pairing is not None:
@@ -777,6 +816,8 @@ class Orchestrator(BuyerSide):
                                         "timing": {k: p.get(f"_{k}At") for k in ("paid", "prepared", "completed")}}
                                        for p in self.purchases.values()],
                          "now": self.iso()}
+        if name.startswith("market/"):
+            return self.market_control(method, name[len("market/"):], body)
         body = body if isinstance(body, dict) else {}
         if method == "POST" and name == "controllers":
             self.controllers[body.get("identityRef", "*")] = list(body["addresses"])
@@ -915,28 +956,43 @@ class Handler(BaseHTTPRequestHandler):
                 and parts[1:4] == ["api", "v1", "machines"] and parts[5] == "control-socket"):
             self._control_socket(parts[4])
             return
-        length = int(self.headers.get("content-length") or 0)
+        try:
+            length = int(self.headers.get("content-length") or 0)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            self._send(400, {"error": {"code": "VALIDATION_ERROR", "message": "content-length: must be a byte count",
+                                       "details": {"field": "content-length"}}})
+            return
         raw = self.rfile.read(length) if length else b""
         orch = self.orch
         if path.startswith("/__mock__/"):
             with orch.lock:
                 try:
-                    body = json.loads(raw) if raw else None
+                    body = loads_json(raw) if raw else None
                     status, payload = orch.control(self.command, path, body)
                     payload = json.loads(json.dumps(payload))  # a snapshot, taken under the lock
                     if self.command != "GET":
                         orch.save()
                 except ApiError as e:
                     status, payload = e.status, {"error": {"code": e.code, "message": e.message}}
-                except (ValueError, KeyError, TypeError) as e:
+                except (ValueError, KeyError, TypeError, RecursionError) as e:
                     status, payload = 400, {"error": {"code": "VALIDATION_ERROR", "message": str(e)}}
             self._send(status, payload)
             return
         hdrs = {k.lower(): v for k, v in self.headers.items()}
+        market = path.startswith(API + "/market/")  # market_orders.py: own request log and faults
         with orch.lock:
             orch.requests.append({"method": self.command, "path": path, "query": split.query,
                                   "headers": hdrs, "body": raw.decode("utf-8", "replace")})
             fault = orch.take_fault(self.command, path)
+            mfault = orch.take_market_fault(self.command, path) if market and fault is None else None
+            if market and fault is not None:
+                orch.log_market(self.command, path, split.query, hdrs, raw, int(fault.get("status", 200)), "fault")
+        if mfault is not None and not (mfault["mode"] == "hang" and mfault["after"]):
+            self._act_market_fault(mfault, path, split.query, hdrs, raw)
+            return
         if fault is not None:  # acted out without the lock: a slow answer must not stall the others
             if fault.get("delaySeconds"):
                 time.sleep(float(fault["delaySeconds"]))
@@ -956,9 +1012,9 @@ class Handler(BaseHTTPRequestHandler):
                 if "application/json" not in hdrs.get("content-type", ""):
                     raise validation("content-type", "a request body must be application/json")
                 try:
-                    body = json.loads(raw)
-                except ValueError:
-                    raise validation("body", "is not valid JSON") from None
+                    body = loads_json(raw)
+                except (ValueError, RecursionError) as e:
+                    raise validation("body", f"is not valid JSON ({e})") from None
             elif "application/json" in hdrs.get("content-type", ""):
                 raise validation("body", "content-type application/json without a body")
             with orch.lock:
@@ -973,7 +1029,35 @@ class Handler(BaseHTTPRequestHandler):
             if e.details is not None:
                 err["details"] = e.details
             status, payload = e.status, {"error": err}
+        except Exception as e:  # noqa: BLE001 - a bug here must still answer, never leave the client hanging
+            status, payload = 500, {"error": {"code": "INTERNAL", "message": f"{type(e).__name__}: {e}"}}
+        if market:
+            with orch.lock:
+                orch.log_market(self.command, path, split.query, hdrs, raw, status,
+                                "hang-after" if mfault is not None else None)
+        if mfault is not None:  # a hang after the work: the request took effect, its answer is lost
+            time.sleep(float(mfault["seconds"]))
+            self._drop()
+            return
         self._send(status, payload)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(2)
+        except OSError:
+            pass
+
+    def _act_market_fault(self, f: dict, path: str, query: str, hdrs: dict, raw: bytes) -> None:
+        """A market fault before the work: ``fail`` answers an error at once, ``hang`` waits then drops."""
+        with self.orch.lock:
+            self.orch.log_market(self.command, path, query, hdrs, raw,
+                                 f["status"] if f["mode"] == "fail" else None, f["mode"])
+        if f["mode"] == "fail":
+            self._send(int(f["status"]), {"error": {"code": f["code"], "message": f["message"]}})
+            return
+        time.sleep(float(f["seconds"]))
+        self._drop()
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
@@ -1004,6 +1088,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rpc-url", help="EVM JSON-RPC that payment proofs with verificationMode rpc are checked on")
     p.add_argument("--enroll-token-field", choices=("provisioningToken", "agentToken", "both"),
                    default="provisioningToken")
+    p.add_argument("--market-services", metavar="FILE",
+                   help="a JSON array of market services to seed at start (each as POST /__mock__/market/services)")
+    p.add_argument("--quote-ttl", type=float, default=300.0, help="seconds a market search quote stays valid")
     args = p.parse_args(argv)
     if Account is None:
         print("orchestrator: eth_account is missing; it comes with `pip install peaq-os-sdk==0.12.1`",
@@ -1014,8 +1101,23 @@ def main(argv: list[str] | None = None) -> int:
         controllers.setdefault(ref, []).append(addr)
     orch = Orchestrator(args.api_key, controllers, args.challenge_ttl, args.lease_ttl, args.enroll_token_field)
     orch.rpc_url = args.rpc_url
+    orch.quote_ttl = args.quote_ttl
     if args.state_file:
         orch.load(args.state_file)
+    if args.market_services:
+        try:
+            with open(args.market_services, encoding="utf-8") as f:
+                seeds = json.load(f)
+            if not isinstance(seeds, list):
+                raise ValueError("expected a JSON array of services")
+            for i, seed in enumerate(seeds):
+                try:
+                    orch.seed_service(seed)
+                except ApiError as e:
+                    raise ValueError(f"service [{i}]: {e.message}") from None
+        except (OSError, ValueError) as e:
+            print(f"orchestrator: --market-services {args.market_services}: {e}", file=sys.stderr)
+            return 2
     server = make_server(orch, args.port)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     # SIGINT too, explicitly: a background job of a non-interactive shell (scripts/demo) starts with

@@ -7,6 +7,13 @@
 use alloy::sol;
 
 sol! {
+    /// An ERC-20 token: what a Machine Markets payment calls.
+    #[derive(Debug)]
+    interface IERC20 {
+        function transfer(address to, uint256 amount) external returns (bool);
+        function balanceOf(address owner) external view returns (uint256);
+    }
+
     /// Batch precompile `0x…0805`.
     #[derive(Debug)]
     interface IBatch {

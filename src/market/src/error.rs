@@ -130,6 +130,10 @@ pub enum MarketError {
     /// chain client's code (`CHAIN_UNREACHABLE`, `BAD_CHAIN_ANSWER`, `VALIDATION_ERROR`, …).
     #[error("chain {code}: {message}")]
     Chain { code: String, message: String },
+    /// The node itself refused (a delegation limit, a budget, a cancel after payment), before
+    /// anything was signed or sent; `code` is the server's code for the same case where one exists.
+    #[error("{code}: {message}")]
+    Refused { code: &'static str, field: String, message: String },
 }
 
 pub type Result<T, E = MarketError> = std::result::Result<T, E>;
@@ -157,6 +161,7 @@ impl MarketError {
             MarketError::Interrupted(_) => "INTERRUPTED",
             MarketError::MachineIdUnknown => "MACHINE_ID_UNKNOWN",
             MarketError::Chain { code, .. } => code,
+            MarketError::Refused { code, .. } => code,
         }
     }
 
@@ -165,6 +170,7 @@ impl MarketError {
         match self {
             MarketError::Config { field, .. } => field,
             MarketError::Validation { field, .. } => field,
+            MarketError::Refused { field, .. } => field,
             _ => "",
         }
     }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// `units × 10^-scale`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Amount {
     units: u128,
     scale: u32,
@@ -55,6 +55,69 @@ impl Amount {
     }
 }
 
+impl Amount {
+    pub const ZERO: Amount = Amount { units: 0, scale: 0 };
+
+    /// An amount the server sent as a JSON number (`1.5`, `2`, `2.0`): its shortest decimal text,
+    /// trailing fractional zeros dropped; an exponent or a negative number is refused.
+    pub fn from_number(n: &serde_json::Number, field: &str) -> Result<Amount, String> {
+        let text = n.to_string();
+        let trimmed = match text.split_once('.') {
+            Some((i, f)) if f.bytes().all(|b| b == b'0') => i.to_string(),
+            Some((i, f)) => format!("{i}.{}", f.trim_end_matches('0')),
+            None => text.clone(),
+        };
+        Amount::parse(&trimmed, field).map_err(|_| format!("{field}: {text} is not a plain non-negative decimal"))
+    }
+
+    /// The amount as a JSON number, for the wire (exact for every amount with ≤ 15 significant digits).
+    pub fn to_number(self) -> serde_json::Number {
+        if self.scale == 0 {
+            if let Ok(u) = u64::try_from(self.units) {
+                return serde_json::Number::from(u);
+            }
+        }
+        let f: f64 = self.to_string().parse().unwrap_or(f64::MAX);
+        serde_json::Number::from_f64(f).unwrap_or_else(|| serde_json::Number::from(0u64))
+    }
+
+    /// `self + other`, or `None` on overflow.
+    pub fn checked_add(self, other: Amount) -> Option<Amount> {
+        let scale = self.scale.max(other.scale);
+        let a = self.units.checked_mul(10u128.checked_pow(scale - self.scale)?)?;
+        let b = other.units.checked_mul(10u128.checked_pow(scale - other.scale)?)?;
+        Some(Amount { units: a.checked_add(b)?, scale })
+    }
+}
+
+impl PartialEq for Amount {
+    fn eq(&self, other: &Amount) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Amount {}
+
+impl PartialOrd for Amount {
+    fn partial_cmp(&self, other: &Amount) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Amount {
+    /// By value (`0.5 == 0.50`), exact; an amount too large to rescale compares as the larger.
+    fn cmp(&self, other: &Amount) -> std::cmp::Ordering {
+        let scale = self.scale.max(other.scale);
+        let up = |a: &Amount| 10u128.checked_pow(scale - a.scale).and_then(|m| a.units.checked_mul(m));
+        match (up(self), up(other)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, None) => self.units.cmp(&other.units),
+        }
+    }
+}
+
 impl fmt::Display for Amount {
     /// The canonical decimal text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,6 +150,23 @@ mod tests {
         assert_eq!(Amount::parse("12", "x").unwrap().in_units_of(18), Some(12 * 10u128.pow(18)));
         assert_eq!(Amount::parse("0", "x").unwrap().to_string(), "0");
         assert_eq!(Amount::parse("1.5", "x").unwrap().times(0).unwrap().to_string(), "0");
+    }
+
+    #[test]
+    fn adds_compares_and_reads_wire_numbers() {
+        let a = Amount::parse("1.5", "a").unwrap();
+        let b = Amount::parse("0.25", "b").unwrap();
+        assert_eq!(a.checked_add(b).unwrap().to_string(), "1.75");
+        assert!(a > b && Amount::ZERO < b);
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Greater);
+        assert_eq!(
+            Amount::parse("2", "x").unwrap(),
+            Amount::from_number(&serde_json::Number::from_f64(2.0).unwrap(), "x").unwrap()
+        );
+        assert_eq!(Amount::from_number(&serde_json::Number::from_f64(1.5).unwrap(), "x").unwrap().to_string(), "1.5");
+        assert!(Amount::from_number(&serde_json::Number::from_f64(-1.0).unwrap(), "x").unwrap_err().starts_with("x:"));
+        assert_eq!(a.to_number().to_string(), "1.5");
+        assert_eq!(Amount::parse("3", "x").unwrap().to_number().to_string(), "3");
     }
 
     #[test]

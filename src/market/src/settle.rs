@@ -110,6 +110,12 @@ fn topic_address(t: &str) -> Option<String> {
     (h.len() == 64).then(|| format!("0x{}", h[24..].to_ascii_lowercase()))
 }
 
+/// Whether a rail's `chain` names chain `id`: `eip155:<id>`, or `peaq` / `agung` for peaq
+/// mainnet (3338) / the agung testnet (9990).
+pub fn chain_is(id: u64, chain: &str) -> bool {
+    chain == format!("eip155:{id}") || (chain == "peaq" && id == 3338) || (chain == "agung" && id == 9990)
+}
+
 /// A transaction hash: `0x` + 64 hex digits.
 pub fn is_tx_hash(s: &str) -> bool {
     s.len() == 66 && s.starts_with("0x") && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
@@ -124,8 +130,7 @@ impl SaleChain {
     /// Whether a rail's `chain` names the chain this node reads: `eip155:<id>`, or `peaq` /
     /// `agung` for peaq mainnet (3338) / the agung testnet (9990).
     pub fn reads(&self, chain: &str) -> bool {
-        let id = self.chain_id();
-        chain == format!("eip155:{id}") || (chain == "peaq" && id == 3338) || (chain == "agung" && id == 9990)
+        chain_is(self.chain_id(), chain)
     }
 
     async fn rpc(&self, method: &str, params: Value) -> std::result::Result<Value, MarketError> {

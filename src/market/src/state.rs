@@ -50,6 +50,21 @@ pub struct PendingEnrollment {
     pub known_agent_ids: Vec<String>,
 }
 
+/// The buyer's agent pairing (its session token is kept apart, in `pairing_token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PairingRecord {
+    pub version: u32,
+    pub machine_id: String,
+    pub pairing_id: String,
+    pub agent_address: String,
+    /// The session's end as the server said it (RFC 3339), when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_expires_at: Option<String>,
+    /// The delegation policy the session was opened under.
+    pub policy_fingerprint: String,
+}
+
 /// The `market/` directory of a node's data dir.
 #[derive(Debug, Clone)]
 pub struct MarketStore {
@@ -153,6 +168,34 @@ impl MarketStore {
     pub fn clear_agent(&self) -> Result<()> {
         self.remove("agent_token")?;
         self.remove("agent.json")
+    }
+
+    /// The buyer's pairing and its session token; `None` unless both files are present.
+    pub fn load_pairing(&self) -> Result<Option<(PairingRecord, Secret)>> {
+        let Some(r) = self.read::<PairingRecord>("pairing.json")? else { return Ok(None) };
+        self.check_version("pairing.json", r.version)?;
+        let token_path = self.path("pairing_token");
+        if !token_path.exists() {
+            return Ok(None);
+        }
+        let token = read_secret_file("pairing_token", &token_path)?;
+        Ok(Some((r, token)))
+    }
+
+    /// Store the pairing and its session token together (one directory fsync).
+    pub fn save_pairing(&self, mut r: PairingRecord, token: &Secret) -> Result<()> {
+        r.version = VERSION;
+        let mut batch = AtomicBatch::new(&self.dir);
+        batch.write(&self.path("pairing_token"), token.expose().as_bytes())?;
+        batch.write(&self.path("pairing.json"), &serde_json::to_vec_pretty(&r).expect("state serializes"))?;
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Forget the pairing (revoked, paused, or for another machine record).
+    pub fn clear_pairing(&self) -> Result<()> {
+        self.remove("pairing_token")?;
+        self.remove("pairing.json")
     }
 
     pub fn load_pending(&self) -> Result<Option<PendingEnrollment>> {

@@ -1,17 +1,20 @@
 //! How every service of the node answers a refusal: `success: false`, the code in
-//! `error_code` (the SDK's for chain calls, the stream crate's for grants and datasets), the
-//! request field it is about in `error_field` (spelled as in the `.srv`) and a message. The
-//! chain services ([`crate::chain`]) and the stream services ([`crate::stream`]) build their
+//! `error_code` (the SDK's for chain calls, the stream crate's for grants and datasets, the
+//! market's for orders), the request field it is about in `error_field` (spelled as in the
+//! `.srv` or `.action`) and a message. The chain services ([`crate::chain`]), the stream services
+//! ([`crate::stream`]) and the `~/market_order` action's results ([`crate::market`]) build their
 //! failed answers only through [`Refuse::refused`].
 use peaqos_chain::ChainError;
 use peaqos_events::anchor::AnchorError;
+use peaqos_market::MarketError;
 use peaqos_stream::{ErrorCode, StreamError};
+use ros_env::peaqos_node::action::MarketOrder_Result;
 use ros_env::peaqos_node::srv::*;
 
 /// A refused request: its code, the request field it names (empty: none) and the message.
 #[derive(Debug)]
 pub(crate) struct Refusal {
-    pub(crate) code: &'static str,
+    pub(crate) code: String,
     pub(crate) field: String,
     pub(crate) message: String,
 }
@@ -19,24 +22,35 @@ pub(crate) struct Refusal {
 impl Refusal {
     /// A refusal the node makes itself (a stream service's own check).
     pub(crate) fn new(code: ErrorCode, field: &str, message: impl Into<String>) -> Refusal {
-        Refusal { code: code.as_str(), field: field.into(), message: message.into() }
+        Refusal { code: code.as_str().to_owned(), field: field.into(), message: message.into() }
     }
 
     /// A chain client's error, about the request field `field`.
     pub(crate) fn chain(e: &ChainError, field: String) -> Refusal {
-        Refusal { code: e.error_code().as_str(), field, message: e.to_string() }
+        Refusal { code: e.error_code().as_str().to_owned(), field, message: e.to_string() }
+    }
+
+    /// A failure of the node itself (a task that died), named `INTERNAL` as the services do.
+    pub(crate) fn internal(message: impl Into<String>) -> Refusal {
+        Refusal { code: "INTERNAL".to_owned(), field: String::new(), message: message.into() }
     }
 }
 
 impl From<StreamError> for Refusal {
     fn from(e: StreamError) -> Self {
-        Refusal { code: e.code(), field: e.field().to_owned(), message: e.to_string() }
+        Refusal { code: e.code().to_owned(), field: e.field().to_owned(), message: e.to_string() }
     }
 }
 
 impl From<AnchorError> for Refusal {
     fn from(e: AnchorError) -> Self {
-        Refusal { code: e.code(), field: e.field().to_owned(), message: e.to_string() }
+        Refusal { code: e.code().to_owned(), field: e.field().to_owned(), message: e.to_string() }
+    }
+}
+
+impl From<&MarketError> for Refusal {
+    fn from(e: &MarketError) -> Self {
+        Refusal { code: e.error_code().to_owned(), field: e.field().to_owned(), message: e.to_string() }
     }
 }
 
@@ -77,7 +91,7 @@ macro_rules! impl_refuse {
     ($(intent: $i:ty),* ; $($t:ty),* $(,)?) => {
         $(impl Refuse for $i {
             fn refused(self, r: Refusal) -> Self {
-                Self { success: false, error_code: r.code.to_owned(), error_field: r.field, message: r.message, ..self }
+                Self { success: false, error_code: r.code, error_field: r.field, message: r.message, ..self }
             }
             fn with_intent(self, intent_id: String, tx_hash: String) -> Self {
                 Self { intent_id, tx_hash, ..self }
@@ -85,7 +99,7 @@ macro_rules! impl_refuse {
         })*
         $(impl Refuse for $t {
             fn refused(self, r: Refusal) -> Self {
-                Self { success: false, error_code: r.code.to_owned(), error_field: r.field, message: r.message, ..self }
+                Self { success: false, error_code: r.code, error_field: r.field, message: r.message, ..self }
             }
         })*
     };
@@ -110,4 +124,5 @@ impl_refuse!(
     QueryOperatorMachines_Response,
     GrantAccess_Response,
     SealDataset_Response,
+    MarketOrder_Result,
 );

@@ -29,6 +29,7 @@ mod activate;
 mod events;
 mod gas;
 mod identity;
+mod payments;
 mod queries;
 mod smart_account;
 
@@ -46,6 +47,7 @@ pub use activate::{ActivateParams, ActivationResult, LegacyActivateParams, Legac
 pub use events::{BatchReceipt, EventReceipt};
 pub use gas::{Funding, GasPolicy, GasReport, GasStationSettings};
 pub use identity::{MintResult, RegisterResult, StepResult};
+pub use payments::{erc20_transfer_calldata, Payment};
 pub use smart_account::{SmartAccount, SmartAccountParams};
 
 use crate::config::{Generation, ResolvedConfig};

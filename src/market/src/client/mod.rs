@@ -16,6 +16,8 @@ use crate::error::{redact_details, ApiCode, MarketError, Result};
 use crate::secret::Secret;
 use crate::wire::{self, Page};
 
+mod buyer;
+
 /// `GET` timeout (SDK `DEFAULT_READ_TIMEOUT_MS`).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of every other method (SDK `DEFAULT_WRITE_TIMEOUT_MS`).
@@ -34,20 +36,20 @@ pub enum Auth {
 
 /// Envelope expected of a 2xx answer (§1.6).
 #[derive(Debug, Clone, Copy)]
-enum Shape {
+pub(crate) enum Shape {
     Item,
     List,
     Raw,
 }
 
 /// One request's fixed parts.
-struct Call<'a> {
-    op: &'static str,
-    method: Method,
-    path: &'a str,
-    query: &'a [(&'a str, String)],
-    auth: Auth,
-    shape: Shape,
+pub(crate) struct Call<'a> {
+    pub(crate) op: &'static str,
+    pub(crate) method: Method,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a [(&'a str, String)],
+    pub(crate) auth: Auth,
+    pub(crate) shape: Shape,
 }
 
 /// Client settings.
@@ -149,6 +151,11 @@ impl OrchestrationClient {
 
     /// One request; returns the 2xx JSON body (checked against `shape`), or `Value::Null` for 204.
     async fn send(&self, call: Call<'_>, body: Option<Vec<u8>>) -> Result<Value> {
+        self.send_as(call, body, None).await
+    }
+
+    /// [`Self::send`], with the agent-pairing token in `x-agent-pairing-token` when given (§1.2).
+    pub(crate) async fn send_as(&self, call: Call<'_>, body: Option<Vec<u8>>, agent: Option<&Secret>) -> Result<Value> {
         let Call { op, method, path, query, auth, shape } = call;
         let shown = format!("{}{}", self.shown, path);
         let mut url = reqwest::Url::parse(&format!("{}{}", self.api, path))
@@ -163,6 +170,14 @@ impl OrchestrationClient {
                 .map_err(|_| MarketError::Config { field: "api_key", message: "not a valid header value".into() })?;
             v.set_sensitive(true);
             req = req.header("x-api-key", v);
+        }
+        if let Some(token) = agent {
+            let mut v = reqwest::header::HeaderValue::from_str(token.expose()).map_err(|_| MarketError::Config {
+                field: "pairing_token",
+                message: "not a valid header value".into(),
+            })?;
+            v.set_sensitive(true);
+            req = req.header("x-agent-pairing-token", v);
         }
         // content-type only with a body: the server rejects a bodyless request that claims one.
         req = match body {
@@ -472,7 +487,7 @@ impl OrchestrationClient {
 
 /// A path segment: non-blank and free of characters that would change the path (ids are
 /// interpolated raw by the SDK; we refuse instead of encoding).
-fn path_id<'a>(field: &str, id: &'a str) -> Result<&'a str> {
+pub(crate) fn path_id<'a>(field: &str, id: &'a str) -> Result<&'a str> {
     let ok = !id.trim().is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.~".contains(&b));
     if ok {
         Ok(id)
@@ -533,7 +548,7 @@ fn check_envelope(op: &'static str, v: &Value, shape: Shape) -> Result<()> {
 }
 
 /// Decode `v` as `T`; a mismatch is `INVALID_RESPONSE_SHAPE` naming the field (`where.a.b[2]`).
-fn decode<T: DeserializeOwned>(op: &'static str, at: &str, v: Value) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(op: &'static str, at: &str, v: Value) -> Result<T> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { at.to_string() } else { format!("{at}.{path}") };
@@ -541,7 +556,7 @@ fn decode<T: DeserializeOwned>(op: &'static str, at: &str, v: Value) -> Result<T
     })
 }
 
-fn decode_page<T: DeserializeOwned>(op: &'static str, v: Value) -> Result<Page<T>> {
+pub(crate) fn decode_page<T: DeserializeOwned>(op: &'static str, v: Value) -> Result<Page<T>> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Raw {

@@ -17,6 +17,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::error::{MarketError, Result};
 use crate::secret::Secret;
 
+mod buyer;
+pub use buyer::*;
+
 const UINT256_MAX: &str = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
 
 /// True for a canonical decimal `uint256`: ASCII digits, no sign or leading zero (except `"0"`).
