@@ -1,4 +1,5 @@
-"""Make test/fixtures/sdk/vectors/v1_smart_account_bridge.json by running peaq-os-sdk 0.11.2.
+"""Make test/fixtures/sdk/vectors/v1_smart_account_bridge.json by running peaq-os-sdk 0.11.2
+(`get_smart_account_address`, `deploy_smart_account`, `bridge_nft` peaq → Base).
 
 Needs the SDK 0.11.2 venv (SDK 0.11.2 and 0.12.1 share an import name)::
 
@@ -107,6 +108,41 @@ def smart_accounts(chain: harness.TestChain, rec: Recorder) -> list[dict]:
     return out
 
 
+# (anvil key index of the bridging machine, recipient on Base, raw LayerZero extraOptions)
+BRIDGE_CASES = [
+    (7, "0x976EA74026E726554dB657fA54763abd0C3a0aa9", b""),
+    (8, "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955", bytes.fromhex("0003010011010000000000000000000000000000ea60")),
+]
+
+
+def bridges(chain: harness.TestChain, rec: Recorder) -> list[dict]:
+    """Register and mint a Machine NFT for a machine, then bridge it to Base with the SDK."""
+    adapter, nft = chain.gen1["machine_nft_adapter"], chain.gen1["machine_nft"]
+    out = []
+    for index, recipient, options in BRIDGE_CASES:
+        client = client_for(chain, rec, index)
+        machine_id = client.register_machine()
+        client.mint_nft(machine_id, client.address)
+        token_id = chain.contract("MachineNFT", nft).functions.tokenIdOf(machine_id).call()
+        rec.take()
+        tx_hash = client.bridge_nft(token_id, "peaq", "base", recipient, options=options)
+        calls = rec.take()
+        sent = sent_inputs(chain, calls)
+        approve = [t for t in sent if t["to"].lower() == nft.lower()]
+        send = [t for t in sent if t["to"].lower() == adapter.lower()]
+        assert len(approve) == 1 and len(send) == 1, sent
+        get_approved = eth_calls(calls, nft)
+        quote = eth_calls(calls, adapter)
+        assert len(quote) == 1 and len(get_approved) == 1, (quote, get_approved)
+        out.append({"machine": client.address, "token_id": str(token_id), "destination": "base",
+                    "dst_eid": harness.LAYERZERO_EIDS["base"], "recipient": recipient,
+                    "extra_options": "0x" + options.hex(), "adapter": adapter, "machine_nft": nft,
+                    "getApproved_calldata": get_approved[0], "approve_calldata": approve[0]["input"],
+                    "quoteSend_calldata": quote[0], "send_calldata": send[0]["input"], "send_value": send[0]["value"]})
+        assert tx_hash.removeprefix("0x") == chain.w3.eth.get_block("latest")["transactions"][-1].hex().removeprefix("0x")
+    return out
+
+
 def client_for(chain: harness.TestChain, rec: Recorder, index: int) -> PeaqosClient:
     g1 = chain.gen1
     return PeaqosClient(
@@ -119,6 +155,7 @@ def client_for(chain: harness.TestChain, rec: Recorder, index: int) -> PeaqosCli
         did_registry=harness.PRECOMPILES["did"],
         batch_precompile=harness.PRECOMPILES["batch"],
         machine_account_factory=g1["machine_account_factory"],
+        machine_nft_adapter=g1["machine_nft_adapter"],
     )
 
 
@@ -131,6 +168,7 @@ def make() -> dict:
                 "sdk": "peaq-os-sdk 0.11.2",
                 "how": "test/chain/sdk011_vectors.py: the SDK against the test chain through a recording RPC proxy",
                 "smart_account": smart_accounts(chain, rec),
+                "bridge": bridges(chain, rec),
             }
         finally:
             rec.server.shutdown()

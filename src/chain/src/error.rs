@@ -89,6 +89,11 @@ error_codes! {
     AccountCreatedEventMissing => "ACCOUNT_CREATED_EVENT_MISSING",
     AccountCreatedEventMalformed => "ACCOUNT_CREATED_EVENT_MALFORMED",
     InvalidAddressResult => "INVALID_ADDRESS_RESULT",
+    // Gen-1 NFT bridge (SDK 0.11.2 `bridge`) and the node's own refusals around it
+    InvalidFeeResult => "INVALID_FEE_RESULT",
+    NotTokenOwner => "NOT_TOKEN_OWNER",
+    ArrivalTimeout => "ARRIVAL_TIMEOUT",
+    Cancelled => "CANCELLED",
     // Decoded reverts (SDK `REVERT_CODES`, the DID precompile's reasons)
     NotOwnerOrController => "NOT_OWNER_OR_CONTROLLER",
     SubscriptionNotEligible => "SUBSCRIPTION_NOT_ELIGIBLE",

@@ -133,6 +133,13 @@ fn declared_members_match_sdk_abis() {
         IMachineAccountFactory::IMachineAccountFactoryEvents::SIGNATURES,
         IMachineAccountFactory::IMachineAccountFactoryErrors::SIGNATURES,
     );
+    check(
+        "IMachineNftAdapter",
+        &[&g1("MachineNFTAdapter")],
+        IMachineNftAdapter::IMachineNftAdapterCalls::SIGNATURES,
+        IMachineNftAdapter::IMachineNftAdapterEvents::SIGNATURES,
+        IMachineNftAdapter::IMachineNftAdapterErrors::SIGNATURES,
+    );
     check("IInfoDesk", &[&g2("InfoDesk")], IInfoDesk::IInfoDeskCalls::SIGNATURES, &[], &[]);
     check(
         "IPeaqToken",

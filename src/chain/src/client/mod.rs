@@ -11,6 +11,8 @@
 //! * gen 1 smart accounts: [`ChainClient::smart_account_address`] (the factory's CREATE2
 //!   prediction) and [`ChainClient::deploy_smart_account`] (idempotent: an existing account is
 //!   reported, not deployed again);
+//! * gen 1 NFT bridge: [`ChainClient::bridge_nft`] (quote, approval pre-flight, send through the
+//!   outbox, arrival on the destination chain; never sent twice) and [`ChainClient::quote_bridge`];
 //! * gas: [`ChainClient::gas_report`] (the balance against the queued work and a reserve) and
 //!   [`ChainClient::fund_from_gas_station`] (an operator's 2FA-coded funding, never twice);
 //! * gen 2: [`ChainClient::activate`] — SDK 0.12.1 `activate_machine` steps (SPEC §3.6);
@@ -26,6 +28,7 @@
 //! construction and the helpers they share (views, enqueue + wait, journal lines).
 
 mod activate;
+mod bridge;
 mod events;
 mod gas;
 mod identity;
@@ -44,6 +47,10 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 pub use activate::{ActivateParams, ActivationResult, LegacyActivateParams, LegacyActivation};
+pub use bridge::{
+    BridgeDestination, BridgeOutcome, BridgeParams, BridgeStep, DEFAULT_ARRIVAL_TIMEOUT, DEFAULT_POLL_INTERVAL,
+    LAYERZERO_EIDS,
+};
 pub use events::{BatchReceipt, EventReceipt};
 pub use gas::{Funding, GasPolicy, GasReport, GasStationSettings};
 pub use identity::{MintResult, RegisterResult, StepResult};
