@@ -8,7 +8,7 @@ use peaqos_chain::ChainError;
 use peaqos_events::anchor::AnchorError;
 use peaqos_market::MarketError;
 use peaqos_stream::{ErrorCode, StreamError};
-use ros_env::peaqos_node::action::MarketOrder_Result;
+use ros_env::peaqos_node::action::{BridgeNft_Result, MarketOrder_Result};
 use ros_env::peaqos_node::srv::*;
 
 /// A refused request: its code, the request field it names (empty: none) and the message.
@@ -125,4 +125,5 @@ impl_refuse!(
     GrantAccess_Response,
     SealDataset_Response,
     MarketOrder_Result,
+    BridgeNft_Result,
 );

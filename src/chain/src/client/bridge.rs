@@ -256,7 +256,7 @@ impl ChainClient {
             if balance < fee {
                 return Err(bridge_err(
                     ErrorCode::InsufficientBalance,
-                    "native_fee",
+                    "",
                     format!("balance {balance} wei of {me:#x} is below the LayerZero fee {fee} wei"),
                 ));
             }

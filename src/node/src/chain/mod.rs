@@ -9,7 +9,8 @@
 //!
 //! Layout: `params` (the `chain.*` parameters), `answer` (how a `ChainError` becomes a response
 //! naming the request field, and the request-field parsers), one file per service group
-//! (`event_services`, `identity_services`, `did_services`, `query_services`, `gas_services`, `account_services`); this file starts the client and
+//! (`event_services`, `identity_services`, `did_services`, `query_services`, `gas_services`, `account_services`), the `~/bridge_nft` action
+//! (`bridge_action`); this file starts the client and
 //! its runtime, publishes `~/tx_status` and registers the groups.
 use std::sync::Arc;
 
@@ -69,6 +70,7 @@ macro_rules! service {
 
 mod account_services;
 mod answer;
+mod bridge_action;
 mod did_services;
 mod event_services;
 mod gas_services;
@@ -76,6 +78,7 @@ mod identity_services;
 mod params;
 mod query_services;
 
+pub use bridge_action::BridgeParamsSet;
 pub use gas_services::{GasParams, GasView};
 pub use params::{declare_machine_id, ChainParams};
 
@@ -118,6 +121,7 @@ pub struct ChainServices {
     _runtime: Arc<Runtime>,
     client: ChainClient,
     gas: Arc<GasView>,
+    _bridge: Option<bridge_action::BridgeActionServer>,
 }
 
 impl ChainServices {
@@ -224,5 +228,10 @@ pub fn serve(
     query_services::register(&mut reg)?;
     account_services::register(&mut reg)?;
     let gas = gas_services::register(&mut reg, params.gas)?;
-    Ok(Some(ChainServices { _services: reg.services, _runtime: runtime, client, gas }))
+    let bridge = if services.enabled(bridge_action::ACTION_NAME) {
+        Some(bridge_action::serve(node, Arc::clone(&runtime), client.clone(), params.bridge)?)
+    } else {
+        None
+    };
+    Ok(Some(ChainServices { _services: reg.services, _runtime: runtime, client, gas, _bridge: bridge }))
 }

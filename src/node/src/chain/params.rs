@@ -20,6 +20,8 @@ pub struct ChainParams {
     pub operator_keystore_passphrase_file: Option<PathBuf>,
     /// `gas.*` (the low-balance watch) and `gas_station.*` (`~/fund_from_gas_station`).
     pub gas: super::GasParams,
+    /// `bridge.*` (`~/bridge_nft`'s destination chain).
+    pub bridge: super::BridgeParamsSet,
 }
 
 fn declare_str(node: &ParamSet, name: &str, default: &str, description: &str) -> Result<String, StartError> {
@@ -215,6 +217,7 @@ impl ChainParams {
             n => return Err(param_err("chain.merge_max_events", format!("must be 0..512, got {n}"))),
         };
         let gas = super::GasParams::declare(node)?;
+        let bridge = super::BridgeParamsSet::declare(node)?;
         Ok(ChainParams {
             enabled,
             config,
@@ -222,6 +225,7 @@ impl ChainParams {
             operator_keystore_file,
             operator_keystore_passphrase_file,
             gas,
+            bridge,
         })
     }
 }
