@@ -319,7 +319,7 @@ def test_without_a_station_configured_the_service_names_the_parameter(ros_node, 
     g = Gas(ros_node, tmp_path, anvil, station, secret, **{"gas_station.url": "''"}).start()
     try:
         r = g.fund()
-        assert (r.success, r.error_code, r.error_field) == (False, "VALIDATION_ERROR", "gas_station.url"), r
+        assert (r.success, r.error_code, r.error_field) == (False, "CONFIG_INVALID", "gas_station.url"), r
         assert r.request_id == "" and not (tmp_path / "data/gas_station/pending.json").exists()
     finally:
         g.stop()

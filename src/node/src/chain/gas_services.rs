@@ -248,7 +248,11 @@ async fn fund(
         ("gas_station.owner_address", &s.owner_address, "the 2FA-enrolled owner's address"),
     ] {
         if v.is_empty() {
-            return Err(ChainError::validation(field, "set", format!("set the parameter {field} to {what}")));
+            return Err(ChainError::Config {
+                code: peaqos_chain::ErrorCode::ConfigInvalid,
+                field: field.into(),
+                message: format!("no Gas Station is configured: set the parameter {field} to {what}"),
+            });
         }
     }
     let result = c.fund_from_gas_station(s, code).await;
