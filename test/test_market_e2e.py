@@ -138,9 +138,9 @@ def assert_no_secrets(node: NodeProcess, data_dir: Path, secrets: list[str]) -> 
     log = node.output()
     for s in secrets:
         assert s not in log, "a secret reached the node log"
-    token_file = data_dir / "market" / "agent_token"
+    homes = {data_dir / "market" / "agent_token", data_dir / "market" / "pairing_token"}  # each secret's 0600 file
     for f in data_dir.rglob("*"):
-        if f.is_file() and f != token_file:
+        if f.is_file() and f not in homes:
             data = f.read_bytes()
             for s in secrets:
                 assert s.encode() not in data, f"a secret is in {f}"

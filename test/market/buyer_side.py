@@ -169,6 +169,32 @@ class BuyerSide:
         token = self._session(p)
         return 201, {"item": self.public_pairing(p, token)}
 
+    def update_pairing(self, mid: str, pid: str, body: dict) -> tuple[int, dict]:
+        """#15 PATCH: ``agentProvider``, ``agentRole``, ``description``, ``status``, ``delegationPolicy``. A new
+        policy ends the current session (SEED: the session token carries the policy's hash), so the agent must
+        open a new one (#14)."""
+        from orchestrator import ApiError, _only, validation  # noqa: PLC0415
+        p = self.pairings.get(pid)
+        if p is None or p["machineId"] != mid:
+            raise ApiError(404, "NOT_FOUND", f"pairing {pid} not found", {"pairingId": pid})
+        _only(body, {"agentProvider", "agentRole", "description", "status", "delegationPolicy"})
+        for k in ("agentProvider", "agentRole", "description"):
+            if k in body:
+                if not isinstance(body[k], str) or (k != "description" and not body[k].strip()):
+                    raise validation(k, "must be a non-empty string")
+                p[k] = body[k]
+        if "status" in body:
+            if body["status"] not in ("active", "paused", "revoked"):
+                raise validation("status", "must be active, paused or revoked")
+            p["status"] = body["status"]
+        if "delegationPolicy" in body:
+            policy = self._policy(body["delegationPolicy"])
+            if policy != p["delegationPolicy"]:
+                p["delegationPolicy"] = policy
+                p["_sessionExpires"] = 0  # the old session's token no longer matches the policy
+        p["updatedAt"] = self.iso()
+        return 200, {"item": self.public_pairing(p)}
+
     def require_pairing(self, headers) -> dict:
         from orchestrator import ApiError  # noqa: PLC0415
         token = headers.get("x-agent-pairing-token")
@@ -336,6 +362,8 @@ class BuyerSide:
         if len(parts) == 5 and parts[0] == "machines" and parts[2] == "agent-pairings" and parts[4] == "sessions" \
                 and method == "POST":
             return self.pairing_session(parts[1], parts[3], need(body))
+        if len(parts) == 4 and parts[0] == "machines" and parts[2] == "agent-pairings" and method == "PATCH":
+            return self.update_pairing(parts[1], parts[3], need(body))
         return None
 
     def route_buyer(self, method: str, parts: list[str], headers, body: Any) -> tuple[int, Any] | None:

@@ -491,6 +491,21 @@ def test_the_buyer_side_through_the_sdk(orch):
         agent_proof=AgentProofInput(challenge_id=ch2.challenge_id, signature=sign(ch2.message, buyer.key.hex())))).item
     assert s.pairing_token != p.pairing_token and s.session_expires_at
     tok = s.pairing_token
+    # a policy update (#15) ends the session: the agent opens a new one (#14)
+    from peaq_os_sdk.orchestration.agent_pairings import update_agent_pairing
+    from peaq_os_sdk.orchestration.types.agent_pairing import UpdateAgentPairingRequest
+    from peaq_os_sdk.orchestration.market_search import search_market
+    from peaq_os_sdk.orchestration.types.market_search import MarketSearchRequest
+    tighter = DelegationPolicy(allowed_skill_keys=(), denied_skill_keys=(), allowed_service_ids=(),
+                               denied_service_ids=(), per_transaction_limit=1.0, daily_spend_limit=20.0, currency="USDT")
+    u = update_agent_pairing(c, m.id, p.id, UpdateAgentPairingRequest(delegation_policy=tighter)).item
+    assert u.delegation_policy.per_transaction_limit == 1.0
+    assert api_error(search_market, c, MarketSearchRequest(), tok).code == "AGENT_AUTH_EXPIRED"
+    ch3 = create_agent_pairing_challenge(c, m.id, ask).item
+    tok = create_agent_pairing_session(c, m.id, p.id, CreateAgentPairingSessionRequest(
+        agent_proof=AgentProofInput(challenge_id=ch3.challenge_id, signature=sign(ch3.message, buyer.key.hex())))
+    ).item.pairing_token
+    assert search_market(c, MarketSearchRequest(), tok).item.status in ("completed", "no_match")
     orch.listings[f"{m.id}/lst_1"] = {"id": "lst_1", "machineId": m.id, "paymentRails": [
         {"type": "transfer", "destination": {"chain": "peaq", "token": "USDT", "payTo": buyer.address}}]}
     resource = PurchaseResource(type="stream.listing", listing_id="lst_1")

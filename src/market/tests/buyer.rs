@@ -81,13 +81,17 @@ fn config(policy: DelegationPolicy) -> BuyerConfig {
 
 impl Fixture {
     fn buyer(&self, policy: DelegationPolicy) -> Buyer {
+        self.buyer_with(config(policy))
+    }
+
+    fn buyer_with(&self, cfg: BuyerConfig) -> Buyer {
         let parts = BuyerParts {
             client: self.srv.client(),
             market: MarketStore::open(self.dir.path()).unwrap(),
             chain: self.chain.clone(),
             agent: Arc::new(key()),
         };
-        Buyer::start(parts, self.dir.path(), config(policy), tokio::runtime::Handle::current()).unwrap()
+        Buyer::start(parts, self.dir.path(), cfg, tokio::runtime::Handle::current()).unwrap()
     }
 
     fn seed(&self, id: &str, extra: Value) {
@@ -103,6 +107,17 @@ impl Fixture {
 
     async fn balance(&self, who: &str) -> U256 {
         self.chain.erc20_balance(USDT.parse().unwrap(), who.parse::<Address>().unwrap()).await.unwrap()
+    }
+
+    /// Requests of any endpoint whose path contains `part` (the server's general request log).
+    fn count(&self, method: &str, part: &str) -> usize {
+        let st = self.srv.state();
+        st["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["method"] == method && r["path"].as_str().unwrap_or("").contains(part))
+            .count()
     }
 
     /// Requests of this method and path the server logged.
@@ -335,4 +350,41 @@ async fn handoff_escrow_and_a_flaky_orchestrator() {
     let (r, _) = finish(&b, &p).await;
     assert!(r.success, "{r:?}");
     assert_eq!(f.logged("POST", "/payment/escrow-lock").len(), 2 + 5, "re-submitted until accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_is_renewed_when_it_ends_before_it_ends_and_after_a_policy_change() {
+    let f = fixture().await;
+    f.seed("svc_free", json!({"price": 0, "serviceType": "time", "operation": "now"}));
+    let free = || OrderGoal { service_type: "time".into(), operation: "now".into(), ..Default::default() };
+    let b = f.buyer(policy(None, None));
+    let (r, _) = finish(&b, &b.place(free()).unwrap()).await;
+    assert!(r.success && r.payment_reference.is_empty(), "a free service is not paid: {r:?}");
+    assert_eq!((f.count("POST", "/agent-pairings/challenges"), f.count("POST", "/sessions")), (1, 0));
+    // the server's clock passes the session's end: the token is refused, a new session is opened
+    f.srv.advance_clock(3601.0);
+    let (r, _) = finish(&b, &b.place(free()).unwrap()).await;
+    assert!(r.success, "{r:?}");
+    assert_eq!(f.count("POST", "/sessions"), 1);
+    // a session with less than `renew_before` left is renewed before it is used
+    drop(b);
+    let mut cfg = config(policy(None, None));
+    cfg.pairing.renew_before = Duration::from_secs(4 * 3600); // longer than is left (the server clock runs 1 h ahead)
+    let b = f.buyer_with(cfg);
+    let (r, _) = finish(&b, &b.place(free()).unwrap()).await;
+    assert!(r.success, "{r:?}");
+    assert!(f.count("POST", "/sessions") >= 2, "renewed ahead of its end");
+    // another delegation policy (a restart with new parameters): PATCH, then a new session
+    drop(b);
+    let sessions = f.count("POST", "/sessions");
+    let b = f.buyer(policy(Some("5"), None));
+    let (r, _) = finish(&b, &b.place(free()).unwrap()).await;
+    assert!(r.success, "{r:?}");
+    assert_eq!(f.count("PATCH", "/agent-pairings/"), 1);
+    assert_eq!(f.count("POST", "/sessions"), sessions + 1);
+    assert_eq!(
+        f.count("POST", "/agent-pairings/challenges") as u64,
+        1 + f.count("POST", "/sessions") as u64,
+        "one pairing, then only sessions"
+    );
 }

@@ -126,4 +126,8 @@ impl_refuse!(
     SealDataset_Response,
     MarketOrder_Result,
     BridgeNft_Result,
+    MarketSearch_Response,
+    MarketOrderStatus_Response,
+    MarketOrderReceived_Response,
+    MarketOrderDispute_Response,
 );

@@ -257,6 +257,18 @@ impl Buyer {
         v
     }
 
+    /// Orders by state (`state=n`, sorted), and how many open ones wait on a transient failure.
+    pub fn counts(&self) -> (String, usize) {
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        let mut waiting = 0;
+        for s in slots.values() {
+            *by.entry(s.rec.state.as_str()).or_default() += 1;
+            waiting += usize::from(!s.rec.state.is_end() && s.rec.waiting.is_some());
+        }
+        (by.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(","), waiting)
+    }
+
     /// Write `rec` (durably, first) and publish it.
     pub(super) fn update(&self, rec: OrderRecord) -> Result<()> {
         self.inner.orders.save(&rec)?;

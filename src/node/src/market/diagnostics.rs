@@ -3,7 +3,7 @@
 use peaqos_market::seller::{Phase, Snapshot};
 use ros_env::diagnostic_msgs::msg::{DiagnosticStatus, KeyValue};
 
-use super::SELLER;
+use super::{BUYER, SELLER};
 
 fn kv(key: &str, value: impl ToString) -> KeyValue {
     KeyValue { key: key.to_owned(), value: value.to_string() }
@@ -76,6 +76,13 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
         _ => (level, message),
     };
     let (code, err) = s.last_error.clone().unwrap_or_default();
+    let (orders, orders_waiting) = BUYER.get().map(|b| b.counts()).unwrap_or_default();
+    let (level, message) = match orders_waiting {
+        n if n > 0 && level == DiagnosticStatus::OK => {
+            (DiagnosticStatus::WARN, format!("{message}; {n} order(s) waiting on the orchestrator or the chain"))
+        }
+        _ => (level, message),
+    };
     Some(DiagnosticStatus {
         level,
         name: "peaqos_node: market".into(),
@@ -115,6 +122,9 @@ pub fn diagnostic_status(hardware_id: &str) -> Option<DiagnosticStatus> {
             kv("listings", s.listings_total),
             kv("listings_published", s.listings_published),
             kv("capabilities_expires_at", time(s.capabilities_expires_at)),
+            kv("buyer", BUYER.get().is_some()),
+            kv("orders", orders),
+            kv("orders_waiting", orders_waiting),
             kv(
                 "offers_error",
                 s.offers_error

@@ -8,13 +8,12 @@
 //! lives only in `<data_dir>/market/agent_token` (0600).
 //!
 //! One file per job: [`params`] (the `market.*` parameters), [`diagnostics`] (the status),
-//! [`order_action`] (the buyer's `~/market_order` action over an `OrderDesk`), this file (start,
-//! the service, the subsystem).
+//! [`buyer`] (the `market.buyer.*` parameters and the buyer's services), [`order_action`] (the
+//! buyer's `~/market_order` action over an `OrderDesk`), this file (start, the service, the
+//! subsystem).
 
+mod buyer;
 mod diagnostics;
-// Not wired yet: the buyer's desk (peaqos_market::buyer) is written alongside; `serve` is
-// called from `start` once it exists. Until then only the tests use it.
-#[cfg_attr(not(test), expect(dead_code, reason = "served once the buyer's desk is wired"))]
 pub mod order_action;
 mod params;
 
@@ -44,10 +43,12 @@ use params::{config_err, declare, MarketParams};
 pub const URL_ENV: &str = "PEAQOS_ORCHESTRATION_URL";
 
 pub(crate) static SELLER: OnceLock<Arc<Seller>> = OnceLock::new();
+pub(crate) static BUYER: OnceLock<peaqos_market::buyer::Buyer> = OnceLock::new();
 
 /// The running market subsystem (service, runtime, supervisor).
 pub struct MarketSubsystem {
     _service: Option<Service<MarketOnboard>>,
+    _buyer: Option<buyer::BuyerEndpoints>,
     runtime: Option<Runtime>,
     stop: watch::Sender<bool>,
 }
@@ -166,7 +167,13 @@ pub fn start(
     key: MachineKey,
     chain: Option<&crate::chain::ChainServices>,
 ) -> Result<Option<MarketSubsystem>, StartError> {
-    let Some(mut mp) = declare(&params.declared, key.address())? else { return Ok(None) };
+    let buyer_params = buyer::declare(&params.declared)?;
+    let Some(mut mp) = declare(&params.declared, key.address())? else {
+        if buyer_params.is_some() {
+            return Err(param_err("market.buyer.enabled", "needs market.enabled"));
+        }
+        return Ok(None);
+    };
     let machine_id = machine_id_source(params, chain_machine_id);
     prepare_sales(params, map, &key, chain, &machine_id, &mut mp)?;
     let api_key = peaqos_market::secret::load_api_key(mp.api_key_file.as_deref()).map_err(config_err)?;
@@ -180,7 +187,9 @@ pub fn start(
     let source = Box::new(machine_id);
     tracing::info!("market: orchestration API {}", client.api_base());
     let sales = mp.cfg.sales.clone();
-    let seller = Seller::new(client, store, Arc::new(key), mp.cfg, source).map_err(config_err)?;
+    let key = Arc::new(key);
+    let buyer_parts = (client.clone(), store.clone(), Arc::clone(&key));
+    let seller = Seller::new(client, store, key, mp.cfg, source).map_err(config_err)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("peaqos-market")
@@ -195,7 +204,14 @@ pub fn start(
     let _ = SELLER.set(Arc::clone(&seller));
 
     let service = onboard_service(node, params, &runtime, seller)?;
-    Ok(Some(MarketSubsystem { _service: service, runtime: Some(runtime), stop }))
+    let buyer = match buyer_params {
+        Some(bp) => {
+            let (client, store, key) = buyer_parts;
+            Some(buyer::start(node, params, bp, client, store, key, chain, runtime.handle().clone())?)
+        }
+        None => None,
+    };
+    Ok(Some(MarketSubsystem { _service: service, _buyer: buyer, runtime: Some(runtime), stop }))
 }
 
 /// `~/market_onboard` (unless switched off): runs on the market runtime; the executor never waits

@@ -56,7 +56,15 @@ pub struct OrderActionServer {
 /// Serve `~/market_order` on `node` over `desk`; the desk's calls run on `runtime`'s blocking
 /// pool.
 pub fn serve(node: &Node, runtime: &Handle, desk: Arc<dyn OrderDesk>) -> Result<OrderActionServer, RclrsError> {
-    let receiver = node.create_goal_receiver::<MarketOrder>(ACTION_NAME)?;
+    // Services default to a queue of 10 requests: a planner that sends a burst of goals (or asks
+    // for many results at once) would lose the rest. Keep as many as the node's other services.
+    let depth = crate::chain::SERVICE_QUEUE_DEPTH;
+    let mut options = rclrs::ActionServerOptions::new(ACTION_NAME);
+    options.goal_service_qos = rclrs::QoSProfile::services_default().keep_last(depth);
+    options.result_service_qos = rclrs::QoSProfile::services_default().keep_last(depth);
+    options.cancel_service_qos = rclrs::QoSProfile::services_default().keep_last(depth);
+    options.feedback_topic_qos = rclrs::QoSProfile::topics_default().keep_last(depth);
+    let receiver = node.create_goal_receiver::<MarketOrder>(options)?;
     let commands = Arc::clone(node.commands());
     let goals = node.commands().query(take_goals(receiver, commands, runtime.clone(), desk));
     Ok(OrderActionServer { _goals: goals })
