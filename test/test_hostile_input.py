@@ -16,6 +16,7 @@ import math
 import random
 import re
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,9 @@ from std_msgs.msg import Header  # noqa: E402
 
 from peaqos_node.msg import Event  # noqa: E402
 from peaqos_node.srv import (  # noqa: E402
-    Activate, BatchSubmitEvents, GetStatus, GrantAccess, MintNft, QueryMachine, ReadDidAttribute, RegisterFor,
-    SealDataset, SubmitEvent, TokenIdOf, ValidateEvent, WriteMachineDidAttributes, WriteProxyDidAttributes,
+    Activate, BatchSubmitEvents, DeploySmartAccount, FundFromGasStation, GetStatus, GrantAccess, MintNft, QueryMachine,
+    ReadDidAttribute, RegisterFor, SealDataset, SmartAccountAddress, SubmitEvent, TokenIdOf, ValidateEvent,
+    WriteMachineDidAttributes, WriteProxyDidAttributes,
 )
 
 SEED = 0x14
@@ -43,7 +45,7 @@ MAX_LOG_LINE = 4000
 # Refusals for conditions outside the request (no chain reachable, no MCR API configured, ...).
 CONDITIONS = {"RPC_UNAVAILABLE", "RPC_ERROR", "RPC_RATE_LIMITED", "SERVICE_UNAVAILABLE", "DEPLOYMENT_UNAVAILABLE",
               "SIGNER_UNAVAILABLE", "CONTRACT_NOT_DEPLOYED", "CHAIN_DISABLED", "IO_ERROR", "STORAGE_ERROR",
-              "GENERATION_UNSUPPORTED"}
+              "GENERATION_UNSUPPORTED", "CONFIG_INVALID"}
 
 ADDR = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 LOW_ORDER = ["00" * 32, "01" + "00" * 31, "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
@@ -94,6 +96,17 @@ def is_decimal(v: str, empty_ok: bool = False) -> bool:
     return (empty_ok and v == "") or DECIMAL_RE.fullmatch(v) is not None
 
 
+def is_totp_code(v: str) -> bool:
+    """What the node takes as a 2FA code: 1..64 bytes, no control or space characters. A ROS string
+    ends at its first NUL (C strings), so the node sees only what precedes it."""
+    v = v.split("\x00", 1)[0]
+    return 0 < len(v.encode()) <= 64 and not any(unicodedata.category(c) == "Cc" or c.isspace() for c in v)
+
+
+ACCOUNT_RULES = {"owner": lambda v: is_address(v, empty_ok=True), "machine": lambda v: is_address(v, empty_ok=True),
+                 "salt": lambda v: is_decimal(v, empty_ok=True)}
+
+
 def is_buyer_key(v: str) -> bool:
     h = v[2:] if v.startswith("0x") else v
     return re.fullmatch(r"[0-9a-fA-F]{64}", h) is not None and h.lower() not in LOW_ORDER
@@ -132,6 +145,11 @@ SERVICES = {
                      {"topic": lambda v: v == "/h/battery", "buyer_public_key_hex": is_buyer_key}),
     "seal_dataset": (SealDataset, dict(topic="/h/battery", first_index=0, last_index=0),
                      {"topic": lambda v: v == "/h/battery"}),
+    # economics2 node: valid requests reach GENERATION_UNSUPPORTED (the legacy factory), invalid ones are refused first
+    "smart_account_address": (SmartAccountAddress, {}, ACCOUNT_RULES),
+    "deploy_smart_account": (DeploySmartAccount, {}, ACCOUNT_RULES),
+    # no Gas Station configured here: a well-formed code reaches CONFIG_INVALID, a malformed one is refused first
+    "fund_from_gas_station": (FundFromGasStation, dict(two_factor_code="123456"), {"two_factor_code": is_totp_code}),
 }
 EVENT_RULES = {"machine_id": is_decimal, "value": is_decimal}
 BASE_EVENT = dict(machine_id="1", event_type=0, value="5", currency="USD", timestamp=1_735_000_000)

@@ -37,6 +37,12 @@ def access_lists() -> tuple[list[str], list[str]]:
     return names("PRIVILEGED"), names("UNPRIVILEGED")
 
 
+def privileged_actions() -> list[str]:
+    src = (ROOT / "src/node/src/access.rs").read_text()
+    body = re.search(r"pub const PRIVILEGED_ACTIONS: &\[&str\] =\s*&\[(.*?)\];", src, re.S).group(1)
+    return re.findall(r'"([a-z_]+)"', body)
+
+
 def advertised(ros_node, timeout: float = 20.0) -> set[str]:
     """The node's services as the graph shows them, once they have stopped appearing."""
     seen: set[str] = set()
@@ -69,12 +75,16 @@ def test_privileged_services_are_off_and_unadvertised_in_production(ros_node, tm
         node.wait_for_log("subscribed to /lp/battery")
         names = advertised(ros_node)
         assert {"status", *unprivileged} <= names, names
+        # an action is advertised through its hidden services (<name>/_action/send_goal, ...)
+        actions = {a for a in privileged_actions() if f"{a}/_action/send_goal" in names}
         if production:
             assert not names & set(privileged), f"advertised in production: {names & set(privileged)}"
+            assert not actions, f"actions advertised in production: {actions}"
             assert "services switched off (not advertised)" in node.output()
         else:
             # ~/market_onboard exists only with market.enabled (test_market_e2e.py)
             assert set(privileged) - {"market_onboard"} <= names, set(privileged) - names
+            assert actions == set(privileged_actions()), actions
     finally:
         assert node.stop() == 0, node.output()
 
@@ -108,5 +118,11 @@ def test_sros2_policy_gives_privileged_services_to_the_operator_only():
     apps = {n.removeprefix("/peaqos_node/") for n in services("/peaqos/robot_apps", "request")}
     assert not apps & set(privileged), apps & set(privileged)
     assert apps <= {"status", *unprivileged}
+    def actions(enclave: str, attr: str) -> set[str]:
+        return {e.text.strip() for a in enclaves[enclave].iter("actions") if attr in a.attrib for e in a.iter("action")}
+
+    assert {f"~{a}" for a in privileged_actions()} <= actions("/peaqos/peaqos_node", "execute")
+    assert {f"/peaqos_node/{a}" for a in privileged_actions()} <= actions("/peaqos/operator", "call")
+    assert not list(enclaves["/peaqos/robot_apps"].iter("actions"))
     for profile in root.iter("profile"):
         assert profile.get("ns") == "/" and profile.get("node")

@@ -127,12 +127,15 @@ GEN1_RECORDS: dict[int, dict[str, str]] = {
         "identity_staking": "0x11c05A650704136786253e8685f56879A202b1C7",
         "event_registry": "0x43c6AF2E14dc1327dc3cc6c7117D1CD72fffEcbA",
         "machine_nft": "0x2943F80e9DdB11B9Dd275499C661Df78F5F691F9",
+        "machine_account_factory": "0x4A808d5A90A2c91739E92C70aF19924e0B3D527f",
+        "machine_nft_adapter": "0x9AD5408702EC204441A88589B99ADfC2514AFAE6",
     },
     AGUNG_CHAIN_ID: {
         "identity_registry": "0x9E9463a65c7B74623b3b6Cdc39F71be7274e5971",
         "identity_staking": "0x55f336714aDb0749DbFE33b057a1702405564E3d",
         "event_registry": "0x2DAD8905380993940e340C5cE6d313d5c2780040",
         "machine_nft": "0xB41C2A4f1c19b6B06beaAce0F5CD8439e77C4b1c",
+        "machine_account_factory": "0x65a4DfEB799dFf8CF15f13816d648a7805d6b1F9",
     },
 }
 
@@ -145,6 +148,12 @@ PEER_KEY_NAMES = {
     "machine_bridge_adapter": "MACHINE_BRIDGE_ADAPTER",
     "subscription_token_provision_pool": "SUBSCRIPTION_TOKEN_PROVISION_POOL",
 }
+
+# Gen-1 NFT bridge (SDK 0.11.2 `constants.LAYERZERO_EIDS`); the stand-in adapter's LayerZero fee, and
+# the peer it names for Base (the address a test places MachineNFTBase at on its destination chain).
+LAYERZERO_EIDS = {"peaq": 30302, "base": 30184}
+BRIDGE_FEE_WEI = 10**15
+BASE_NFT_PEER = "0x000000000000000000000000000000000000ba5e"
 
 EVENT_LIMITS = {"max_metadata_size": 1024, "currency_min_len": 3, "currency_max_len": 10, "max_query_limit": 100}
 
@@ -376,6 +385,8 @@ class TestChain:
             ("IdentityStaking", g1["identity_staking"]),
             ("MachineNFT", g1["machine_nft"]),
             ("EventRegistryV1", g1["event_registry"]),
+            ("MachineAccountFactory", g1["machine_account_factory"]),
+            *([("MachineNFTAdapter", g1["machine_nft_adapter"])] if "machine_nft_adapter" in g1 else []),
         ]
 
     def _place_code(self) -> None:
@@ -422,6 +433,12 @@ class TestChain:
         self._admin_tx(ir.functions.setDIDPrecompile(Web3.to_checksum_address(PRECOMPILES["did"])))
         self._admin_tx(self.contract("MachineNFT", g1["machine_nft"]).functions.initialize(registry, staking, admin))
         self._admin_tx(self.contract("EventRegistryV1", g1["event_registry"]).functions.initialize(registry, staking, admin))
+        if "machine_nft_adapter" in g1:  # peaq only: SDK 0.11.2 records no adapter on agung
+            adapter = self.contract("MachineNFTAdapter", g1["machine_nft_adapter"])
+            self._admin_tx(adapter.functions.harnessInit(Web3.to_checksum_address(g1["machine_nft"]), admin))
+            self._admin_tx(adapter.functions.harnessSetFee(BRIDGE_FEE_WEI))
+            self._admin_tx(adapter.functions.harnessSetPeer(LAYERZERO_EIDS["base"], b"\x00" * 12 + bytes.fromhex(
+                BASE_NFT_PEER.removeprefix("0x"))))
 
     def _fund_accounts(self) -> None:
         token = self.contract("PeaqToken", PRECOMPILES["peaq_token"])

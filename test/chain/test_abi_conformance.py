@@ -38,6 +38,10 @@ REFERENCE = {
     "IdentityRegistry": GEN1 / "IdentityRegistry.json",
     "IdentityStaking": GEN1 / "IdentityStaking.json",
     "MachineNFT": GEN1 / "MachineNFT.json",
+    "MachineAccountFactory": GEN1 / "MachineAccountFactory.json",
+    "MachineSmartAccount": GEN1 / "MachineSmartAccount.json",
+    "MachineNFTAdapter": GEN1 / "MachineNFTAdapter.json",
+    "MachineNFTBase": GEN1 / "MachineNFTBase.json",
 }
 
 # Members that exist only on the test chain, with the reason.
@@ -56,6 +60,9 @@ EXTRAS = {
     },
     # Registry -> staking wiring for the native bond (the real path is not public).
     "IdentityStaking": {"function stakeNative(uint256,address)"},
+    # HarnessOwnable's one-shot set-up (the real contracts take their owner in a constructor).
+    "MachineNFTAdapter": {"error InvalidInitialization()"},
+    "MachineNFTBase": {"error InvalidInitialization()"},
 }
 
 # Event declarations that intentionally differ in `indexed` from the SDK ABI (topic0 equal).
@@ -89,7 +96,11 @@ REQUIRED = {
                          "IncorrectBondAmount", "AlreadyRegistered"],
     "IdentityStaking": ["getStake", "isStaked", "getStakeInfo", "Staked"],
     "MachineNFT": ["mint", "tokenIdOf", "machineIdOf", "ownerOf", "MachineMinted", "MachineNotBonded", "AlreadyMinted",
-                   "RecipientMustBeMachineOwner"],
+                   "RecipientMustBeMachineOwner", "approve", "getApproved", "transferFrom", "Approval"],
+    "MachineAccountFactory": ["createAccount", "getAddress", "AccountCreated", "FailedDeployment", "InvalidAddress"],
+    "MachineSmartAccount": ["initialize", "owner", "machine"],
+    "MachineNFTAdapter": ["quoteSend", "send", "token", "ONFTSent", "NoPeer", "NotEnoughNative", "OnlyNFTOwner"],
+    "MachineNFTBase": ["ownerOf", "ERC721NonexistentToken", "Transfer"],
 }
 
 

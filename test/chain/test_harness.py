@@ -59,7 +59,7 @@ def test_serve_prints_one_json_line_and_stops_on_sigterm():
                      "cross_chain_mirror", "machine_bridge_adapter", "subscription_token_provision_pool",
                      "event_registry"):
             assert w3.eth.get_code(info["gen2"][role]), role
-        for role in ("identity_registry", "identity_staking", "event_registry", "machine_nft"):
+        for role in ("identity_registry", "identity_staking", "event_registry", "machine_nft", "machine_account_factory"):
             assert w3.eth.get_code(info["gen1"][role]), role
         for address in info["precompiles"].values():
             assert w3.eth.get_code(address)

@@ -8,6 +8,7 @@
 //! <data_dir>/events/                            event windows and pending events (peaqos_events)
 //! <data_dir>/keys/                              keys the node made at first start
 //! <data_dir>/market/                            Machine Markets state: machine, agent, purchases/ (peaqos_market)
+//! <data_dir>/gas_station/                      Gas Station funding requests: pending.json, done/ (peaqos_chain)
 //! <data_dir>/machine_id                         the machine id ~/activate answered
 //! <data_dir>/peaqos.log                         the CLI-shaped journal
 //! ```
@@ -32,6 +33,11 @@ pub fn events_dir(data_dir: &Path) -> PathBuf {
 /// Machine Markets state (`machine.json`, `agent.json`, `agent_token`, `purchases/`).
 pub fn market_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("market")
+}
+
+/// Gas Station funding requests (`pending.json`: the request id in flight; `done/`).
+pub fn gas_station_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("gas_station")
 }
 
 pub fn keys_dir(data_dir: &Path) -> PathBuf {

@@ -98,12 +98,47 @@ sol! {
         function mint(uint256 machineId, address recipient) external;
         function tokenIdOf(uint256 machineId) external view returns (uint256 tokenId);
         function ownerOf(uint256 tokenId) external view returns (address owner);
+        function approve(address to, uint256 tokenId) external;
+        function getApproved(uint256 tokenId) external view returns (address approved);
         event MachineMinted(uint256 indexed tokenId, uint256 indexed machineId, address indexed recipient);
+        event Approval(address indexed owner, address indexed approved, uint256 indexed tokenId);
+        error ERC721InsufficientApproval(address operator, uint256 tokenId);
+        error ERC721IncorrectOwner(address sender, uint256 tokenId, address owner);
+        error ERC721InvalidApprover(address approver);
         error AlreadyMinted();
         error MachineNotBonded();
         error MachineNotFound();
         error NotMachineOwner();
         error RecipientMustBeMachineOwner();
+    }
+
+    /// Gen-1 MachineAccountFactory (SDK 0.11.2 smart accounts; subset).
+    #[derive(Debug)]
+    interface IMachineAccountFactory {
+        function createAccount(address owner, address machine, uint256 salt) external returns (address account);
+        function getAddress(address owner, address machine, uint256 salt) external view returns (address account);
+        event AccountCreated(address indexed account, address indexed owner, address indexed machine);
+        error Create2EmptyBytecode();
+        error FailedDeployment();
+        error InsufficientBalance(uint256 balance, uint256 needed);
+        error InvalidAddress();
+    }
+
+    /// Gen-1 MachineNFTAdapter (LayerZero v2 ONFT adapter on peaq, SDK 0.11.2 `bridge`; subset).
+    #[derive(Debug)]
+    interface IMachineNftAdapter {
+        struct SendParam { uint32 dstEid; bytes32 to; uint256 tokenId; bytes extraOptions; bytes composeMsg; bytes onftCmd; }
+        struct MessagingFee { uint256 nativeFee; uint256 lzTokenFee; }
+        struct MessagingReceipt { bytes32 guid; uint64 nonce; MessagingFee fee; }
+        function quoteSend(SendParam _sendParam, bool _payInLzToken) external view returns (MessagingFee fee);
+        function send(SendParam _sendParam, MessagingFee _fee, address _refundAddress) external payable returns (MessagingReceipt receipt);
+        event ONFTSent(bytes32 indexed guid, uint32 dstEid, address indexed fromAddress, uint256 tokenId);
+        error NoPeer(uint32 eid);
+        error NotEnoughNative(uint256 msgValue);
+        error OnlyNFTOwner(address caller, address owner);
+        error InvalidReceiver();
+        error LzTokenUnavailable();
+        error InvalidOptions(bytes options);
     }
 
     /// Gen-2 DID document types (MachineStateAndSync / MachineRegistry).

@@ -8,6 +8,8 @@
 //! * Machine-DID attributes (SPEC §3.4), in this order: `machineId`, `nftTokenId`, `operator`,
 //!   `documentation_url`, `data_api`, `data_visibility`; proxy DID: `machineId`, `machines` where
 //!   `machines` is Python `json.dumps(list)` = `"[42, 43, 44]"`.
+//! * gen 1 smart accounts: `createAccount(address,address,uint256)` / `getAddress(...)`.
+//! * gen 1 bridge: MachineNFT `getApproved` / `approve`, MachineNFTAdapter `quoteSend` / `send`.
 //! * gen 2: `activateMachine(DIDDocument,string,bytes,address,uint8)` (`0xda3802f6`) and the
 //!   off-chain machine id `uint256(keccak256(abi.encode(string,bytes)))`.
 
@@ -217,4 +219,63 @@ pub fn compute_machine_id(machine_type: &str, credential_subject: &[u8]) -> U256
 
 pub fn approve(spender: Address, amount: U256) -> Bytes {
     IPeaqToken::approveCall { spender, amount }.abi_encode().into()
+}
+
+/// Gen 1: `MachineAccountFactory.createAccount(owner, machine, salt)` (`0x1230aea2`), as SDK 0.11.2
+/// `deploy_smart_account` sends it.
+pub fn create_account(owner: Address, machine: Address, salt: U256) -> Bytes {
+    IMachineAccountFactory::createAccountCall { owner, machine, salt }.abi_encode().into()
+}
+
+/// Gen 1: `MachineAccountFactory.getAddress(owner, machine, salt)` (`0x08a6354e`), the CREATE2
+/// prediction SDK 0.11.2 `get_smart_account_address` reads.
+pub fn get_account_address(owner: Address, machine: Address, salt: U256) -> Bytes {
+    IMachineAccountFactory::getAddressCall { owner, machine, salt }.abi_encode().into()
+}
+
+/// Gen-1 bridge: SDK 0.11.2 `build_send_param(dst_eid, recipient, token_id, options)`: the
+/// recipient left-padded to 32 bytes, empty compose message and ONFT command.
+pub fn bridge_send_param(
+    dst_eid: u32,
+    recipient: Address,
+    token_id: U256,
+    options: &[u8],
+) -> IMachineNftAdapter::SendParam {
+    let mut to = [0u8; 32];
+    to[12..].copy_from_slice(recipient.as_slice());
+    IMachineNftAdapter::SendParam {
+        dstEid: dst_eid,
+        to: to.into(),
+        tokenId: token_id,
+        extraOptions: options.to_vec().into(),
+        composeMsg: Bytes::new(),
+        onftCmd: Bytes::new(),
+    }
+}
+
+/// Gen-1 bridge: `quoteSend(sendParam, false)` (`0xc6414e7b`).
+pub fn quote_send(p: &IMachineNftAdapter::SendParam) -> Bytes {
+    IMachineNftAdapter::quoteSendCall { _sendParam: p.clone(), _payInLzToken: false }.abi_encode().into()
+}
+
+/// Gen-1 bridge: `send(sendParam, (nativeFee, 0), refundAddress)` (`0x21eb730b`), sent with
+/// `nativeFee` as value.
+pub fn send_nft(p: &IMachineNftAdapter::SendParam, native_fee: U256, refund: Address) -> Bytes {
+    IMachineNftAdapter::sendCall {
+        _sendParam: p.clone(),
+        _fee: IMachineNftAdapter::MessagingFee { nativeFee: native_fee, lzTokenFee: U256::ZERO },
+        _refundAddress: refund,
+    }
+    .abi_encode()
+    .into()
+}
+
+/// Gen-1 MachineNFT `approve(spender, tokenId)` (the bridge's approval pre-flight).
+pub fn approve_nft(spender: Address, token_id: U256) -> Bytes {
+    IMachineNft::approveCall { to: spender, tokenId: token_id }.abi_encode().into()
+}
+
+/// Gen-1 MachineNFT `getApproved(tokenId)`.
+pub fn get_approved(token_id: U256) -> Bytes {
+    IMachineNft::getApprovedCall { tokenId: token_id }.abi_encode().into()
 }

@@ -85,6 +85,15 @@ error_codes! {
     RegisteredEventMissing => "REGISTERED_EVENT_MISSING",
     RegisteredEventMalformed => "REGISTERED_EVENT_MALFORMED",
     MintOwnerMismatch => "MINT_OWNER_MISMATCH",
+    // Gen-1 smart accounts (SDK 0.11.2 `smart_account`)
+    AccountCreatedEventMissing => "ACCOUNT_CREATED_EVENT_MISSING",
+    AccountCreatedEventMalformed => "ACCOUNT_CREATED_EVENT_MALFORMED",
+    InvalidAddressResult => "INVALID_ADDRESS_RESULT",
+    // Gen-1 NFT bridge (SDK 0.11.2 `bridge`) and the node's own refusals around it
+    InvalidFeeResult => "INVALID_FEE_RESULT",
+    NotTokenOwner => "NOT_TOKEN_OWNER",
+    ArrivalTimeout => "ARRIVAL_TIMEOUT",
+    Cancelled => "CANCELLED",
     // Decoded reverts (SDK `REVERT_CODES`, the DID precompile's reasons)
     NotOwnerOrController => "NOT_OWNER_OR_CONTROLLER",
     SubscriptionNotEligible => "SUBSCRIPTION_NOT_ELIGIBLE",
@@ -132,6 +141,21 @@ error_codes! {
     ServiceUnavailable => "SERVICE_UNAVAILABLE",
     ServerError => "SERVER_ERROR",
     HttpError => "HTTP_ERROR",
+    // Gas Station (SDK 0.12.1 `gas_station`: the faucet's codes its `_FUND_ERRORS` and
+    // `_SETUP_ERRORS` name, and its client-side codes; `RATE_LIMITED` and `NETWORK_ERROR` above)
+    Invalid2fa => "INVALID_2FA",
+    TwoFactorNotConfigured => "2FA_NOT_CONFIGURED",
+    TwoFactorNotActive => "2FA_NOT_ACTIVE",
+    TwoFactorLocked => "2FA_LOCKED",
+    DuplicateRequest => "DUPLICATE_REQUEST",
+    RequestAlreadyProcessed => "REQUEST_ALREADY_PROCESSED",
+    CapExceededOwner => "CAP_EXCEEDED_OWNER",
+    CapExceededWallet => "CAP_EXCEEDED_WALLET",
+    TransferFailed => "TRANSFER_FAILED",
+    InvalidOwnerAddress => "INVALID_OWNER_ADDRESS",
+    QrGenerationFailed => "QR_GENERATION_FAILED",
+    InvalidResponse => "INVALID_RESPONSE",
+    UnexpectedResponse => "UNEXPECTED_RESPONSE",
 }
 
 impl ErrorCode {
@@ -236,6 +260,11 @@ pub enum ChainError {
     /// MCR API error (SDK `ApiError.code`).
     #[error("{message}")]
     Api { code: ErrorCode, status: u16, message: String },
+    /// Gas Station refusal or failure (SDK 0.12.1 `ApiError.code` of `fund_from_gas_station`),
+    /// about `field` (`two_factor_code`, `owner_address`, `request_id`, `faucet_base_url`, ...).
+    #[error("{message}")]
+    /// `request_id` names the funding request concerned (empty: none was sent).
+    Faucet { code: ErrorCode, field: String, status: u16, message: String, request_id: String },
 }
 
 impl ChainError {
@@ -257,7 +286,8 @@ impl ChainError {
             | ChainError::Tx { code, .. }
             | ChainError::Activation { code, .. }
             | ChainError::Store { code, .. }
-            | ChainError::Api { code, .. } => *code,
+            | ChainError::Api { code, .. }
+            | ChainError::Faucet { code, .. } => *code,
         }
     }
 
@@ -267,7 +297,8 @@ impl ChainError {
             ChainError::Validation { field, .. }
             | ChainError::Type { field, .. }
             | ChainError::Config { field, .. }
-            | ChainError::Activation { field, .. } => field,
+            | ChainError::Activation { field, .. }
+            | ChainError::Faucet { field, .. } => field,
             ChainError::ValueCapExceeded { .. } => "value",
             ChainError::RateLimited { .. } => "machine_id",
             ChainError::Store { path, .. } => path,

@@ -16,6 +16,7 @@
 //! * [`client`] — [`ChainClient`], the async flows the ROS node calls: events, gen-1 identity,
 //!   activation (both generations), queries.
 //! * [`mcr`] — MCR API client.
+//! * [`gas_station`] — the Gas Station's funding call (SDK 0.12.1) and its durable request id.
 //! * [`error`] — [`ChainError`] with `code()`/`field()`, and [`ErrorCode`], the SDK code strings.
 //!
 //! ## Use from the ROS node
@@ -51,6 +52,7 @@ pub mod client;
 pub mod config;
 pub mod encoding;
 pub mod error;
+pub mod gas_station;
 pub mod journal;
 pub mod limits;
 pub mod mcr;

@@ -93,6 +93,18 @@ pub fn declared_error_signatures() -> Vec<&'static str> {
         U::TierChangeWhileActive,
         U::NotActivated,
         IDid::EntryNotFound,
+        IMachineAccountFactory::Create2EmptyBytecode,
+        IMachineAccountFactory::FailedDeployment,
+        IMachineAccountFactory::InsufficientBalance,
+        N::ERC721InsufficientApproval,
+        N::ERC721IncorrectOwner,
+        N::ERC721InvalidApprover,
+        IMachineNftAdapter::NoPeer,
+        IMachineNftAdapter::NotEnoughNative,
+        IMachineNftAdapter::OnlyNFTOwner,
+        IMachineNftAdapter::InvalidReceiver,
+        IMachineNftAdapter::LzTokenUnavailable,
+        IMachineNftAdapter::InvalidOptions,
     )
 }
 

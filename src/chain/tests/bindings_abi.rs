@@ -126,6 +126,20 @@ fn declared_members_match_sdk_abis() {
         IMachineSubscription::IMachineSubscriptionEvents::SIGNATURES,
         IMachineSubscription::IMachineSubscriptionErrors::SIGNATURES,
     );
+    check(
+        "IMachineAccountFactory",
+        &[&g1("MachineAccountFactory")],
+        IMachineAccountFactory::IMachineAccountFactoryCalls::SIGNATURES,
+        IMachineAccountFactory::IMachineAccountFactoryEvents::SIGNATURES,
+        IMachineAccountFactory::IMachineAccountFactoryErrors::SIGNATURES,
+    );
+    check(
+        "IMachineNftAdapter",
+        &[&g1("MachineNFTAdapter")],
+        IMachineNftAdapter::IMachineNftAdapterCalls::SIGNATURES,
+        IMachineNftAdapter::IMachineNftAdapterEvents::SIGNATURES,
+        IMachineNftAdapter::IMachineNftAdapterErrors::SIGNATURES,
+    );
     check("IInfoDesk", &[&g2("InfoDesk")], IInfoDesk::IInfoDeskCalls::SIGNATURES, &[], &[]);
     check(
         "IPeaqToken",

@@ -228,3 +228,45 @@ fn validation_outcomes_match_sdk() {
         }
     }
 }
+
+/// Gen-1 smart accounts: the calldata SDK 0.11.2 sent for `get_smart_account_address` and
+/// `deploy_smart_account` (recorded by `test/chain/sdk011_vectors.py`).
+#[test]
+fn smart_account_calldata_equals_sdk_0_11_2() {
+    let v = load("v1_smart_account_bridge.json").unwrap();
+    assert_eq!(v["sdk"], "peaq-os-sdk 0.11.2");
+    let cases = v["smart_account"].as_array().unwrap();
+    assert!(cases.len() >= 2);
+    for c in cases {
+        let a = |k: &str| c[k].as_str().unwrap().parse::<Address>().unwrap();
+        let salt: U256 = c["salt"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            encoding::create_account(a("owner"), a("machine"), salt),
+            Bytes::from(hexs(&c["createAccount_calldata"]))
+        );
+        assert_eq!(
+            encoding::get_account_address(a("owner"), a("machine"), salt),
+            Bytes::from(hexs(&c["getAddress_calldata"]))
+        );
+    }
+}
+
+/// Gen-1 bridge: the calldata SDK 0.11.2 `bridge_nft` sent (peaq → Base) for the approval
+/// pre-flight, the quote and the send (recorded by `test/chain/sdk011_vectors.py`).
+#[test]
+fn bridge_calldata_equals_sdk_0_11_2() {
+    let v = load("v1_smart_account_bridge.json").unwrap();
+    let cases = v["bridge"].as_array().unwrap();
+    assert!(cases.len() >= 2);
+    for c in cases {
+        let a = |k: &str| c[k].as_str().unwrap().parse::<Address>().unwrap();
+        let token: U256 = c["token_id"].as_str().unwrap().parse().unwrap();
+        let options = hexs(&c["extra_options"]);
+        let p = encoding::bridge_send_param(c["dst_eid"].as_u64().unwrap() as u32, a("recipient"), token, &options);
+        assert_eq!(encoding::get_approved(token), Bytes::from(hexs(&c["getApproved_calldata"])));
+        assert_eq!(encoding::approve_nft(a("adapter"), token), Bytes::from(hexs(&c["approve_calldata"])));
+        assert_eq!(encoding::quote_send(&p), Bytes::from(hexs(&c["quoteSend_calldata"])));
+        let fee: U256 = c["send_value"].as_str().unwrap().parse().unwrap();
+        assert_eq!(encoding::send_nft(&p, fee, a("machine")), Bytes::from(hexs(&c["send_calldata"])));
+    }
+}

@@ -21,11 +21,24 @@ pub const PRIVILEGED: &[&str] = &[
     "grant_access",
     "seal_dataset",
     "market_onboard",
+    "fund_from_gas_station",
+    "deploy_smart_account",
 ];
 
+/// Actions that spend or move property (`~/bridge_nft`: the LayerZero fee, the Machine NFT);
+/// switched off by `services.disabled` like the services.
+pub const PRIVILEGED_ACTIONS: &[&str] = &["bridge_nft"];
+
 /// Services that only read or validate (`~/status` cannot be switched off).
-pub const UNPRIVILEGED: &[&str] =
-    &["validate_event", "token_id_of", "read_did_attribute", "query_mcr", "query_machine", "query_operator_machines"];
+pub const UNPRIVILEGED: &[&str] = &[
+    "validate_event",
+    "token_id_of",
+    "read_did_attribute",
+    "query_mcr",
+    "query_machine",
+    "query_operator_machines",
+    "smart_account_address",
+];
 
 /// Which of the node's services exist.
 #[derive(Debug, Clone, Default)]
@@ -44,10 +57,11 @@ impl Services {
         let mut disabled = HashSet::new();
         for n in names {
             let n = n.trim().trim_start_matches("~/").to_owned();
-            if !PRIVILEGED.contains(&n.as_str()) && !UNPRIVILEGED.contains(&n.as_str()) {
+            let known = [PRIVILEGED, PRIVILEGED_ACTIONS, UNPRIVILEGED];
+            if !known.iter().any(|l| l.contains(&n.as_str())) {
                 return Err(param_err(
                     "services.disabled",
-                    format!("unknown service {n:?}: one of {}", [PRIVILEGED, UNPRIVILEGED].concat().join(", ")),
+                    format!("unknown service {n:?}: one of {}", known.concat().join(", ")),
                 ));
             }
             disabled.insert(n);

@@ -8,7 +8,7 @@ use peaqos_chain::ChainError;
 use peaqos_events::anchor::AnchorError;
 use peaqos_market::MarketError;
 use peaqos_stream::{ErrorCode, StreamError};
-use ros_env::peaqos_node::action::MarketOrder_Result;
+use ros_env::peaqos_node::action::{BridgeNft_Result, MarketOrder_Result};
 use ros_env::peaqos_node::srv::*;
 
 /// A refused request: its code, the request field it names (empty: none) and the message.
@@ -68,6 +68,23 @@ pub(crate) trait Refuse {
     {
         self
     }
+
+    /// The Gas Station request id a failure is about, for the response that reports it.
+    fn with_request(self, _request_id: String) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
+}
+
+impl Refuse for FundFromGasStation_Response {
+    fn refused(self, r: Refusal) -> Self {
+        Self { success: false, error_code: r.code.to_owned(), error_field: r.field, message: r.message, ..self }
+    }
+    fn with_request(self, request_id: String) -> Self {
+        Self { request_id, ..self }
+    }
 }
 
 macro_rules! impl_refuse {
@@ -90,7 +107,9 @@ macro_rules! impl_refuse {
 
 impl_refuse!(
     intent: SubmitEvent_Response,
-    intent: BatchSubmitEvents_Response;
+    intent: BatchSubmitEvents_Response,
+    intent: DeploySmartAccount_Response;
+    SmartAccountAddress_Response,
     ValidateEvent_Response,
     Activate_Response,
     Register_Response,
@@ -106,6 +125,7 @@ impl_refuse!(
     GrantAccess_Response,
     SealDataset_Response,
     MarketOrder_Result,
+    BridgeNft_Result,
     MarketSearch_Response,
     MarketOrderStatus_Response,
     MarketOrderReceived_Response,

@@ -168,6 +168,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     let sources = status::Sources {
         stream: stream.as_ref().map(stream::StreamSubsystem::status),
         events: events.as_ref().map(events::EventsSubsystem::status),
+        gas: chain_services.as_ref().map(chain::ChainServices::gas),
     };
     let status = status::serve(&node, Arc::downgrade(&pipeline), &params, &map, sources)?;
 

@@ -21,6 +21,7 @@ use crate::StartError;
 pub struct Sources {
     pub stream: Option<Arc<crate::stream::StatusView>>,
     pub events: Option<Arc<crate::events::StatusView>>,
+    pub gas: Option<Arc<crate::chain::GasView>>,
 }
 
 /// Keeps the service and the diagnostics timer alive.
@@ -59,13 +60,16 @@ fn kv(key: &str, value: impl ToString) -> KeyValue {
 
 /// One DiagnosticStatus per topic: OK, WARN once drops or errors are counted, ERROR while new
 /// messages are refused (disk full); one for the pipeline's memory and disk; the events
-/// hand-over's (WARN once a hand-over was dropped) when there are event rules; and the market's
+/// hand-over's (WARN once a hand-over was dropped) when there are event rules; the gas watch's
+/// (WARN while the balance is below what the queued transactions and the reserve need) with the
+/// chain client on; and the market's
 /// ("peaqos_node: market") when it is enabled.
 fn diagnostics(
     pipeline: &Pipeline,
     types: &[String],
     did: &str,
     events: Option<&crate::events::StatusView>,
+    gas: Option<&crate::chain::GasView>,
 ) -> DiagnosticArray {
     let refusing = pipeline.refusing();
     let (queued, max_queued) = pipeline.queued_bytes();
@@ -143,6 +147,7 @@ fn diagnostics(
             ],
         });
     }
+    status.extend(gas.map(|g| g.diagnostic_status(did)));
     status.extend(crate::market::diagnostic_status(did));
     DiagnosticArray { header: Header { stamp: now(), frame_id: String::new() }, status }
 }
@@ -159,6 +164,7 @@ pub fn serve(
 
     let (p, ty) = (Weak::clone(&pipeline), Arc::clone(&types));
     let diag_events = sources.events.clone();
+    let diag_gas = sources.gas.clone();
     let service = node.create_service::<GetStatus, _>("~/status", move |_req: GetStatus_Request| {
         crate::ros_log::request("~/status");
         let Some(p) = p.upgrade() else {
@@ -169,6 +175,7 @@ pub fn serve(
         let hand = sources.events.as_deref().map(|v| &*v.hand_over);
         let market = crate::market::status();
         let m = market.as_ref();
+        let gas = sources.gas.as_ref().map(|g| g.status()).unwrap_or_default();
         GetStatus_Response {
             address: p.address().to_owned(),
             did: p.did().to_owned(),
@@ -193,6 +200,11 @@ pub fn serve(
             market_heartbeats: m.map_or(0, |m| m.heartbeats),
             market_purchases: m.map(|m| m.purchases.clone()).unwrap_or_default(),
             market_error: m.map(|m| m.error.clone()).unwrap_or_default(),
+            gas_balance_wei: gas.balance_wei,
+            gas_required_wei: gas.required_wei,
+            gas_low: gas.low,
+            gas_pending_intents: gas.pending_intents,
+            gas_error: gas.error,
         }
     })?;
 
@@ -209,7 +221,8 @@ pub fn serve(
         }
         last = std::time::Instant::now();
         let Some(pipeline) = pipeline.upgrade() else { return };
-        if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did, diag_events.as_deref())) {
+        if let Err(e) = diag.publish(diagnostics(&pipeline, &types, &did, diag_events.as_deref(), diag_gas.as_deref()))
+        {
             tracing::warn!("publishing /diagnostics failed: {e}");
         }
     })?;

@@ -19,7 +19,8 @@ interface IIdentityStakingView {
 /// `NotMachineOwner()` unless the caller is the machine's owner or operator,
 /// `RecipientMustBeMachineOwner()` unless recipient == registry owner. Token ids count from 1.
 /// Emits `Transfer(0, recipient, tokenId)` and `MachineMinted(tokenId, machineId, recipient)`.
-/// Transfers are not implemented (subset).
+/// ERC-721 `approve` / `getApproved` / `transferFrom` (what the ONFT adapter of a bridge needs:
+/// the owner approves it, it pulls the token); no operators, no safe transfers (subset).
 contract MachineNFT is HarnessOwnable {
     error AlreadyMinted();
     error MachineNotBonded();
@@ -29,8 +30,13 @@ contract MachineNFT is HarnessOwnable {
     error InvalidAddress();
     error ERC721NonexistentToken(uint256 tokenId);
     error ERC721InvalidOwner(address owner);
+    error ERC721InvalidApprover(address approver);
+    error ERC721IncorrectOwner(address sender, uint256 tokenId, address owner);
+    error ERC721InsufficientApproval(address operator, uint256 tokenId);
+    error ERC721InvalidReceiver(address receiver);
 
     event Transfer(address indexed from, address indexed to, uint256 indexed tokenId);
+    event Approval(address indexed owner, address indexed approved, uint256 indexed tokenId);
     event MachineMinted(uint256 indexed tokenId, uint256 indexed machineId, address indexed recipient);
     event IdentityRegistrySet(address indexed registry);
     event IdentityStakingSet(address indexed staking);
@@ -42,6 +48,7 @@ contract MachineNFT is HarnessOwnable {
     mapping(uint256 => uint256) private _machineIdOf;
     mapping(uint256 => address) private _owners;
     mapping(address => uint256) private _balances;
+    mapping(uint256 => address) private _approvals;
 
     function initialize(address _identityRegistry, address _identityStaking, address _owner) external {
         if (_identityRegistry == address(0) || _identityStaking == address(0)) revert InvalidAddress();
@@ -67,6 +74,34 @@ contract MachineNFT is HarnessOwnable {
         _balances[recipient] += 1;
         emit Transfer(address(0), recipient, tokenId);
         emit MachineMinted(tokenId, machineId, recipient);
+    }
+
+    function approve(address to, uint256 tokenId) external {
+        address o = _owners[tokenId];
+        if (o == address(0)) revert ERC721NonexistentToken(tokenId);
+        address caller = _sender();
+        if (caller != o) revert ERC721InvalidApprover(caller);
+        _approvals[tokenId] = to;
+        emit Approval(o, to, tokenId);
+    }
+
+    function getApproved(uint256 tokenId) external view returns (address) {
+        if (_owners[tokenId] == address(0)) revert ERC721NonexistentToken(tokenId);
+        return _approvals[tokenId];
+    }
+
+    function transferFrom(address from, address to, uint256 tokenId) external {
+        address o = _owners[tokenId];
+        if (o == address(0)) revert ERC721NonexistentToken(tokenId);
+        if (o != from) revert ERC721IncorrectOwner(from, tokenId, o);
+        if (to == address(0)) revert ERC721InvalidReceiver(address(0));
+        address caller = _sender();
+        if (caller != o && _approvals[tokenId] != caller) revert ERC721InsufficientApproval(caller, tokenId);
+        delete _approvals[tokenId];
+        _balances[from] -= 1;
+        _balances[to] += 1;
+        _owners[tokenId] = to;
+        emit Transfer(from, to, tokenId);
     }
 
     function tokenIdOf(uint256 machineId) external view returns (uint256) {

@@ -8,6 +8,13 @@
 //! Flows:
 //! * both generations: [`ChainClient::submit_event`], [`ChainClient::batch_submit_events`] (one
 //!   `batchAll`), [`ChainClient::validate_event`] (no chain access);
+//! * gen 1 smart accounts: [`ChainClient::smart_account_address`] (the factory's CREATE2
+//!   prediction) and [`ChainClient::deploy_smart_account`] (idempotent: an existing account is
+//!   reported, not deployed again);
+//! * gen 1 NFT bridge: [`ChainClient::bridge_nft`] (quote, approval pre-flight, send through the
+//!   outbox, arrival on the destination chain; never sent twice) and [`ChainClient::quote_bridge`];
+//! * gas: [`ChainClient::gas_report`] (the balance against the queued work and a reserve) and
+//!   [`ChainClient::fund_from_gas_station`] (an operator's 2FA-coded funding, never twice);
 //! * gen 2: [`ChainClient::activate`] — SDK 0.12.1 `activate_machine` steps (SPEC §3.6);
 //! * gen 1: [`ChainClient::register`], [`ChainClient::register_for`], [`ChainClient::mint_nft`],
 //!   [`ChainClient::token_id_of`], [`ChainClient::write_machine_did_attributes`],
@@ -16,15 +23,18 @@
 //!   chain first so a rerun finishes a half-done activation and repeats nothing).
 
 //!
-//! Modules: `events` (submit/batch/validate), `identity` (gen-1 register, mint, DID attributes),
+//! Modules: `events` (submit/batch/validate), `gas` (balance report, Gas Station funding), `identity` (gen-1 register, mint, DID attributes),
 //! `activate` (gen-2 and gen-1 activation), `queries` (reads); this one holds [`ChainClient`], its
 //! construction and the helpers they share (views, enqueue + wait, journal lines).
 
 mod activate;
+mod bridge;
 mod events;
+mod gas;
 mod identity;
 mod payments;
 mod queries;
+mod smart_account;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,9 +47,15 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 pub use activate::{ActivateParams, ActivationResult, LegacyActivateParams, LegacyActivation};
+pub use bridge::{
+    BridgeDestination, BridgeOutcome, BridgeParams, BridgeStep, DEFAULT_ARRIVAL_TIMEOUT, DEFAULT_POLL_INTERVAL,
+    LAYERZERO_EIDS,
+};
 pub use events::{BatchReceipt, EventReceipt};
+pub use gas::{Funding, GasPolicy, GasReport, GasStationSettings};
 pub use identity::{MintResult, RegisterResult, StepResult};
 pub use payments::{erc20_transfer_calldata, Payment};
+pub use smart_account::{SmartAccount, SmartAccountParams};
 
 use crate::config::{Generation, ResolvedConfig};
 use crate::error::{ChainError, ErrorCode, Result};
@@ -58,6 +74,8 @@ struct Inner {
     reservations: Mutex<HashMap<String, Reservation>>,
     journal: Arc<Journal>,
     default_signer: Address,
+    /// Gas Station fundings, one at a time (each holds the one pending request id).
+    funding: tokio::sync::Mutex<()>,
 }
 
 /// Cheap-to-clone, `Send + Sync` chain client.
@@ -130,6 +148,7 @@ impl ChainClient {
             reservations: Mutex::new(HashMap::new()),
             journal,
             default_signer,
+            funding: tokio::sync::Mutex::new(()),
         });
         // Release the rate-limit slots of intents that end failed/conflicting (SDK: reservation
         // released on failure, committed on success). Missed messages only delay the release

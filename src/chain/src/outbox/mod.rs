@@ -274,6 +274,18 @@ impl Outbox {
         Ok((id, true))
     }
 
+    /// The intent an idempotency `key` of [`Outbox::enqueue_once`] names, if it names one that
+    /// exists or was committed; `None` when the key is free.
+    pub fn key_intent(&self, key: &str) -> Result<Option<String>> {
+        let st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((id, committed)) = self.inner.store.read_key(key)? else { return Ok(None) };
+        let exists = st.by_id.contains_key(&id)
+            || st.done.contains_key(&id)
+            || self.inner.store.intent_path(&id).exists()
+            || self.inner.store.root.join("done").join(format!("{id}.json")).exists();
+        Ok((exists || committed).then_some(id))
+    }
+
     /// Current record of an intent (live or recently finished).
     pub fn get(&self, id: &str) -> Option<Intent> {
         let st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -17,6 +17,7 @@ use crate::answer::{Refusal, Refuse};
 fn fail<R: Default + Refuse>(e: &ChainError, field: String) -> R {
     let r = match e {
         ChainError::Tx { intent_id, tx_hash, .. } => R::default().with_intent(intent_id.clone(), tx_hash.clone()),
+        ChainError::Faucet { request_id, .. } => R::default().with_request(request_id.clone()),
         _ => R::default(),
     };
     r.refused(Refusal::chain(e, field))

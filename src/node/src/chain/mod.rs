@@ -9,7 +9,8 @@
 //!
 //! Layout: `params` (the `chain.*` parameters), `answer` (how a `ChainError` becomes a response
 //! naming the request field, and the request-field parsers), one file per service group
-//! (`event_services`, `identity_services`, `did_services`, `query_services`); this file starts the client and
+//! (`event_services`, `identity_services`, `did_services`, `query_services`, `gas_services`, `account_services`), the `~/bridge_nft` action
+//! (`bridge_action`); this file starts the client and
 //! its runtime, publishes `~/tx_status` and registers the groups.
 use std::sync::Arc;
 
@@ -42,9 +43,13 @@ pub(crate) struct Registrar<'a> {
 /// chain runtime, and an error becomes the response's `error_code` / `error_field` / `message`.
 macro_rules! service {
     ($reg:expr, $name:literal, $srv:ty, |$c:ident, $req:ident| $body:expr) => {
-        service!($reg, $name, $srv, renames: &[], |$c, $req| $body)
+        service!($reg, $name, $srv, renames: &[], clone: (), |$c, $req| $body)
     };
-    ($reg:expr, $name:literal, $srv:ty, renames: $renames:expr, |$c:ident, $req:ident| $body:expr) => {{
+    ($reg:expr, $name:literal, $srv:ty, renames: $renames:expr, |$c:ident, $req:ident| $body:expr) => {
+        service!($reg, $name, $srv, renames: $renames, clone: (), |$c, $req| $body)
+    };
+    // `clone: (a, b)`: values (`Arc`s) the body uses, cloned for each request.
+    ($reg:expr, $name:literal, $srv:ty, renames: $renames:expr, clone: ($($cl:ident),*), |$c:ident, $req:ident| $body:expr) => {{
         use rclrs::IntoPrimitiveOptions as _;
         let reg: &mut $crate::chain::Registrar = $reg;
         if reg.enabled.enabled($name) {
@@ -54,6 +59,7 @@ macro_rules! service {
             move |$req: <$srv as rosidl_runtime_rs::Service>::Request| {
                 $crate::ros_log::request($name);
                 let $c = client.clone();
+                $(let $cl = $cl.clone();)*
                 $crate::chain::answer::on_runtime(&rt, $renames, async move { $body })
             },
         )?;
@@ -62,13 +68,18 @@ macro_rules! service {
     }};
 }
 
+mod account_services;
 mod answer;
+mod bridge_action;
 mod did_services;
 mod event_services;
+mod gas_services;
 mod identity_services;
 mod params;
 mod query_services;
 
+pub use bridge_action::BridgeParamsSet;
+pub use gas_services::{GasParams, GasView};
 pub use params::{declare_machine_id, ChainParams};
 
 /// Requests a chain service holds before the executor takes them: the ROS default of 10 loses
@@ -109,12 +120,18 @@ pub struct ChainServices {
     _services: Vec<Box<dyn std::any::Any>>,
     _runtime: Arc<Runtime>,
     client: ChainClient,
+    gas: Arc<GasView>,
+    _bridge: Option<bridge_action::BridgeActionServer>,
 }
 
 impl ChainServices {
     /// The chain client, for subsystems that submit through it (the event rules).
     pub fn client(&self) -> &ChainClient {
         &self.client
+    }
+    /// The balance watch (`~/status`, `/diagnostics`).
+    pub fn gas(&self) -> Arc<GasView> {
+        Arc::clone(&self.gas)
     }
     /// The tokio runtime the client runs on.
     pub fn runtime(&self) -> tokio::runtime::Handle {
@@ -209,5 +226,12 @@ pub fn serve(
     identity_services::register(&mut reg, operator)?;
     did_services::register(&mut reg, operator)?;
     query_services::register(&mut reg)?;
-    Ok(Some(ChainServices { _services: reg.services, _runtime: runtime, client }))
+    account_services::register(&mut reg)?;
+    let gas = gas_services::register(&mut reg, params.gas)?;
+    let bridge = if services.enabled(bridge_action::ACTION_NAME) {
+        Some(bridge_action::serve(node, Arc::clone(&runtime), client.clone(), params.bridge)?)
+    } else {
+        None
+    };
+    Ok(Some(ChainServices { _services: reg.services, _runtime: runtime, client, gas, _bridge: bridge }))
 }

@@ -18,6 +18,10 @@ pub struct ChainParams {
     /// The operator key as a V3 keystore (wins over the two plaintext sources).
     pub operator_keystore_file: Option<PathBuf>,
     pub operator_keystore_passphrase_file: Option<PathBuf>,
+    /// `gas.*` (the low-balance watch) and `gas_station.*` (`~/fund_from_gas_station`).
+    pub gas: super::GasParams,
+    /// `bridge.*` (`~/bridge_nft`'s destination chain).
+    pub bridge: super::BridgeParamsSet,
 }
 
 fn declare_str(node: &ParamSet, name: &str, default: &str, description: &str) -> Result<String, StartError> {
@@ -212,12 +216,16 @@ impl ChainParams {
             n @ 0..=512 => n as usize,
             n => return Err(param_err("chain.merge_max_events", format!("must be 0..512, got {n}"))),
         };
+        let gas = super::GasParams::declare(node)?;
+        let bridge = super::BridgeParamsSet::declare(node)?;
         Ok(ChainParams {
             enabled,
             config,
             operator_key_file,
             operator_keystore_file,
             operator_keystore_passphrase_file,
+            gas,
+            bridge,
         })
     }
 }
