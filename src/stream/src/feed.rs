@@ -257,7 +257,9 @@ impl TopicFeed {
             if let Some((action, r)) = writer.enable_direct(keys, &mut keep)? {
                 recovery.actions.push(action);
                 if let Some(l) = r.last_line {
-                    open_last = Some(line_sequence(&l, "open chunk's last line")?);
+                    let s = line_sequence(&l, "open chunk's last line")?;
+                    writer.note_last_sequence(s);
+                    open_last = Some(s);
                 }
             }
         } else {
@@ -361,6 +363,7 @@ impl TopicFeed {
                     ),
                 });
             }
+            writer.note_last_sequence(seq);
             if let Some(s) = writer.append(line)? {
                 sealed.push(s);
                 *sealed_upto = Some(seq);
@@ -389,6 +392,7 @@ impl TopicFeed {
                 warn!(topic = %self.writer.topic(), sequence, last = ?self.last_sequence, "stream: packages missing from the package log");
             }
         }
+        self.writer.note_last_sequence(sequence);
         if let Some(s) = self.writer.append(line)? {
             sealed.push(s);
             self.sealed_upto = Some(sequence);
@@ -412,6 +416,9 @@ impl TopicFeed {
 
     /// Age-based sealing.
     pub fn poll(&mut self, now: SystemTime) -> Result<Option<SealedChunk>> {
+        if self.unsettled() {
+            return Ok(None);
+        }
         let s = self.writer.poll(now)?;
         if s.is_some() {
             self.sealed_upto = self.last_sequence;
@@ -421,6 +428,9 @@ impl TopicFeed {
 
     /// Seal the open chunk now.
     pub fn close_now(&mut self) -> Result<Option<SealedChunk>> {
+        if self.unsettled() {
+            return Ok(None);
+        }
         let s = self.writer.close_now()?;
         if s.is_some() {
             self.sealed_upto = self.last_sequence;
@@ -437,6 +447,12 @@ impl TopicFeed {
             return self.acked.max(self.sealed_upto);
         }
         self.sealed_upto
+    }
+
+    /// Written once: packages appended whose group commit has not settled yet. A seal must wait
+    /// for it (a sealed chunk can no longer be cut if the package log does not take them).
+    fn unsettled(&self) -> bool {
+        self.direct && self.last_sequence != self.acked
     }
 
     /// Written once: append package `sequence` (the next one) to the open chunk as ciphertext;
@@ -461,6 +477,7 @@ impl TopicFeed {
         }
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let (chunk, offset) = self.writer.append_direct(line, SystemTime::now())?;
+        self.writer.note_last_sequence(sequence);
         self.last_sequence = Some(sequence);
         Ok(peaqos_core::payload::PayloadRef {
             chunk,

@@ -31,6 +31,13 @@
 //!    anything else is kept aside as `open.jsonl.orphan-<ms>` and reported.
 //!
 //! Every decision is in the returned [`RecoveryReport`].
+//!
+//! **Written as it grows** ([`ChunkWriter::enable_direct`], what the node does): the open chunk
+//! is `<index>.bin` encrypted line by line plus `<index>.key.json` ([`crate::open_chunk`]);
+//! [`ChunkWriter::append_direct`] never seals (the caller seals with
+//! [`ChunkWriter::seal_due`] once the lines are acknowledged); sealing appends the tag and
+//! writes `<index>.meta.json` and `<index>.json`, then removes the key file. Recovery keeps such
+//! a `.bin` (step 3) and `enable_direct` reopens it, cut to the lines the caller accepts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, Write};
@@ -227,6 +234,8 @@ pub struct ChunkWriter {
     direct: Option<([u8; 32], Zeroizing<[u8; 32]>)>,
     /// The open chunk written as ciphertext.
     direct_open: Option<OpenChunkFile>,
+    /// Sequence number of the open chunk's last package, when told ([`ChunkWriter::note_last_sequence`]).
+    open_last_sequence: Option<u64>,
 }
 
 impl std::fmt::Debug for ChunkWriter {
@@ -286,6 +295,7 @@ impl ChunkWriter {
             seal_retry_at: None,
             direct: None,
             direct_open: None,
+            open_last_sequence: None,
         };
         let report = w.recover()?;
         Ok((w, report))
@@ -368,6 +378,12 @@ impl ChunkWriter {
         info!(topic = %self.topic, ?action, "open chunk reopened");
         self.direct_open = Some(f);
         Ok(Some((action, r)))
+    }
+
+    /// The sequence number of the package just appended (kept in the sealed chunk's metadata,
+    /// for chunk retention).
+    pub fn note_last_sequence(&mut self, sequence: u64) {
+        self.open_last_sequence = Some(sequence);
     }
 
     /// True when the open chunk (if any) is written as ciphertext.
@@ -476,6 +492,7 @@ impl ChunkWriter {
             last_append_ms: store::unix_ms(o.last_append()),
             sealed_at_ms: store::unix_ms(SystemTime::now()),
             close_reason: reason,
+            last_sequence: self.open_last_sequence,
         };
         let messages = meta.messages;
         let (j, b, m) = store::chunk_paths(&self.dir, index);
@@ -485,6 +502,7 @@ impl ChunkWriter {
         batch.commit()?;
         // Sealed: the envelope holds the key now (a leftover key file is removed at the next open).
         self.direct_open = None;
+        self.open_last_sequence = None;
         self.last_chunk_id = Some(chunk.chunk_id.clone());
         self.next_index = index + 1;
         let kp = open_chunk::key_path(&self.dir, index);
@@ -935,6 +953,7 @@ impl ChunkWriter {
             last_append_ms: store::unix_ms(last),
             sealed_at_ms: store::unix_ms(SystemTime::now()),
             close_reason: reason,
+            last_sequence: self.open_last_sequence.take(),
         };
         let (j, b, m) = store::chunk_paths(&self.dir, index);
         let mut batch = store::AtomicBatch::new(&self.dir);
