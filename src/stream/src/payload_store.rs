@@ -39,17 +39,20 @@ fn payload_err(topic: &str, e: &StreamError) -> PayloadError {
     PayloadError { message: format!("topic {topic}: {e}"), disk_full: e.is_disk_full() }
 }
 
+/// Called with `(topic, chunk)` for each chunk the packaging thread sealed.
+pub type OnSealed = Box<dyn FnMut(&str, SealedChunk) + Send>;
+
 /// The packaging thread's payload store over the streamed topics' chains.
 pub struct ChainStore {
     feeds: HashMap<String, SharedFeed>,
     touched: Vec<String>,
-    on_sealed: Box<dyn FnMut(&str, SealedChunk) + Send>,
+    on_sealed: OnSealed,
 }
 
 impl ChainStore {
     /// Over `feeds` (each opened with [`TopicFeed::open_stored`]); `on_sealed(topic, chunk)` for
     /// every chunk sealed in the packaging thread.
-    pub fn new(feeds: HashMap<String, SharedFeed>, on_sealed: Box<dyn FnMut(&str, SealedChunk) + Send>) -> ChainStore {
+    pub fn new(feeds: HashMap<String, SharedFeed>, on_sealed: OnSealed) -> ChainStore {
         ChainStore { feeds, touched: Vec::new(), on_sealed }
     }
 

@@ -280,3 +280,50 @@ fn kill_9_loses_no_acknowledged_package_and_duplicates_none() {
     // Not every kill lands between a chunk write and the log's commit (about a third do).
     eprintln!("rounds that reopened the open chunk: {reopened_rounds}, that cut an unacknowledged tail: {cut_rounds}");
 }
+
+/// A data directory of an older version (the log holds whole packages, the open chunk was in
+/// memory): opened written-once, the log's packages after the chain are replayed into the new
+/// open chunk, then the pipeline continues with references; everything resolves and is in the
+/// chain once.
+#[test]
+fn an_older_log_of_whole_packages_is_replayed_then_written_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let k = keys();
+    let out: Arc<Mutex<Vec<Published>>> = Arc::default();
+    // The older version: no payload store, whole packages in the log.
+    {
+        let map = DataEventMap::from_yaml_str(POLICY, Path::new("inline.yaml")).unwrap();
+        let o = out.clone();
+        let mut p = Pipeline::start(
+            PipelineConfig::new(data.to_owned()),
+            MachineKey::from_hex(SK).unwrap(),
+            FieldKey::from_bytes([7; 32]),
+            &map,
+            Box::new(move |b| o.lock().unwrap().extend(b)),
+        )
+        .unwrap();
+        let s = p.submitter(0).unwrap();
+        for i in 0..9 {
+            assert!(s.try_submit(msg(i)));
+        }
+        p.shutdown();
+    }
+    let (feed, opened) = open_feed(data, &k);
+    assert_eq!(opened.replayed, 9);
+    assert_eq!(lock(&feed).last_sequence(), Some(8));
+    let o = out.clone();
+    let mut p = start(data, feed.clone(), Box::new(move |b| o.lock().unwrap().extend(b)));
+    let s = p.submitter(0).unwrap();
+    for i in 9..20 {
+        assert!(s.try_submit(msg(i)));
+    }
+    p.shutdown();
+    let want: Vec<String> = out.lock().unwrap().iter().map(|p| p.package_json.clone()).collect();
+    assert_eq!(want.len(), 20);
+    let raw: Vec<String> = iter_topic(data, TOPIC).unwrap().map(Result::unwrap).collect();
+    assert_eq!(raw.iter().filter(|l| is_ref_line(l)).count(), 11, "the new packages are references");
+    let resolver = ChainResolver::new(&data.join("stream"), k.clone());
+    assert_eq!(log_lines(data, &resolver), want);
+    assert_eq!(chain_lines(data, &k), want);
+}
