@@ -85,6 +85,12 @@ pub trait PayloadStore: Send {
     /// After the log's commit: `committed` says whether the topic's references of this batch are
     /// durable. If not, everything appended since the last settled commit is cut off again.
     fn settle(&mut self, topic: &str, committed: bool);
+    /// True when `topic`'s store wants the batch committed now (a chunk is full and can only be
+    /// sealed once its lines are acknowledged): the pipeline commits what it has and goes on
+    /// with a new group.
+    fn commit_due(&self, _topic: &str) -> bool {
+        false
+    }
 }
 
 /// Reads a stored package's line back.

@@ -782,7 +782,12 @@ impl Worker {
                 continue;
             }
             largest = largest.max(signed.json.len());
+            let commit_now = stored && self.store.as_ref().is_some_and(|s| s.commit_due(&topic));
             out.push(Published { topic, sequence_number: seq, package_json: signed.json });
+            if commit_now {
+                // The store's chunk is full: commit so it can be sealed before it grows further.
+                self.publish(std::mem::take(&mut out));
+            }
         }
         self.publish(out);
         // The batch's messages, packages and their conversions are freed by now.

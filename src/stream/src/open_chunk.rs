@@ -279,14 +279,16 @@ impl OpenChunkFile {
         self.saved = (self.stream.clone(), self.messages);
     }
 
-    /// Cut everything appended since the last checkpoint.
+    /// Cut everything appended since the last checkpoint. The next append continues at the
+    /// checkpoint even if the file could not be shortened (writes go to explicit offsets, and
+    /// [`finish`](Self::finish) sets the file's length; recovery cuts a stale tail too).
     pub fn rollback(&mut self) -> Result<()> {
         let (stream, messages) = self.saved.clone();
-        self.file.set_len(stream.len()).map_err(|e| StreamError::io("truncate", &self.path, e))?;
-        self.file.sync_data().map_err(|e| StreamError::io("fsync", &self.path, e))?;
+        let len = stream.len();
         self.stream = stream;
         self.messages = messages;
-        Ok(())
+        self.file.set_len(len).map_err(|e| StreamError::io("truncate", &self.path, e))?;
+        self.file.sync_data().map_err(|e| StreamError::io("fsync", &self.path, e))
     }
 
     /// The plaintext at `offset..offset + length`.
@@ -299,7 +301,11 @@ impl OpenChunkFile {
     pub fn finish(&mut self) -> Result<Finished> {
         let f = self.stream.finish();
         let end = self.stream.len();
-        let res = self.file.write_all_at(&f.tag, end).and_then(|()| self.file.sync_all());
+        let res = self
+            .file
+            .write_all_at(&f.tag, end)
+            .and_then(|()| self.file.set_len(end + f.tag.len() as u64))
+            .and_then(|()| self.file.sync_all());
         if let Err(e) = res {
             let _ = self.file.set_len(end);
             return Err(StreamError::io("seal", &self.path, e));

@@ -85,6 +85,10 @@ impl PayloadStore for ChainStore {
         Ok(())
     }
 
+    fn commit_due(&self, topic: &str) -> bool {
+        self.feed(topic).is_ok_and(|f| lock_feed(f).writer().open_full())
+    }
+
     fn settle(&mut self, topic: &str, committed: bool) {
         self.touched.retain(|t| t != topic);
         let Ok(f) = self.feed(topic) else { return };

@@ -432,6 +432,13 @@ impl ChunkWriter {
         }
     }
 
+    /// True when the open chunk written as ciphertext is full by size or count.
+    pub fn open_full(&self) -> bool {
+        self.direct_open
+            .as_ref()
+            .is_some_and(|o| o.messages() >= self.policy.max_messages as u64 || o.len() >= self.policy.max_bytes as u64)
+    }
+
     /// Seal the open chunk if it is full by size or count (after a group commit).
     pub fn seal_due(&mut self) -> Result<Option<SealedChunk>> {
         let reason = match &self.direct_open {

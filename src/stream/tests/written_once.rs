@@ -151,6 +151,13 @@ fn streamed_packages_are_written_once_and_resolve_from_the_log() {
     let dir = store::topic_dir(&data.join("stream"), TOPIC).unwrap();
     let sealed = store::sealed_indices(&dir).unwrap();
     assert!(sealed.len() >= 4, "chunks sealed by size: {sealed:?}");
+    // A full chunk makes the pipeline commit at once, so it is sealed after one line too many at
+    // most (the lines are at most about 5 KB), never after a whole batch.
+    for &i in &sealed {
+        let m = store::load_meta(&dir, i).unwrap();
+        assert!(m.plaintext_bytes < 40_000 + 5_500, "chunk {i}: {} bytes", m.plaintext_bytes);
+        assert!(m.last_sequence.is_some(), "chunk {i} has no last sequence");
+    }
     assert_eq!(verify_dir(&dir, None).unwrap().chunks, sealed.len());
     // Sealing the open chunk: the SDK's ct || tag; its lines still resolve through the envelope.
     let last = lock(&feed).close_now().unwrap().expect("open chunk sealed");
