@@ -127,33 +127,39 @@ impl ChunkCipherStream {
         self.absorb_ciphertext(buf);
     }
 
-    fn absorb_ciphertext(&mut self, mut ct: &[u8]) {
-        self.ct_hash.update(ct);
-        self.len += ct.len() as u64;
-        if self.pending_len > 0 {
-            let take = (BLOCK - self.pending_len).min(ct.len());
-            self.pending[self.pending_len..self.pending_len + take].copy_from_slice(&ct[..take]);
-            self.pending_len += take;
-            ct = &ct[take..];
-            if self.pending_len < BLOCK {
-                return;
-            }
-            self.mac.update(&[self.pending.into()]);
-            self.pending_len = 0;
+    /// Encrypt one package line and its `\n`: returns the ciphertext and `sha256(line)` (what a
+    /// reference to the line carries). For a large line the two plaintext hashes run on a helper
+    /// thread while this one encrypts and authenticates, so the packaging thread is not held up
+    /// by six passes over the bytes in a row.
+    pub fn encrypt_line(&mut self, line: &[u8]) -> (Zeroizing<Vec<u8>>, [u8; 32]) {
+        let mut buf = Zeroizing::new(Vec::with_capacity(line.len() + 1));
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        if line.len() < PARALLEL_FROM {
+            let digest = crate::crypto::sha256(line);
+            self.encrypt_in_place(&mut buf);
+            return (buf, digest);
         }
-        let full = ct.len() / BLOCK * BLOCK;
-        // Poly1305 takes blocks: copied through a small reused buffer, never the whole input.
-        let mut blocks = [poly1305::Block::default(); 64];
-        for group in ct[..full].chunks(BLOCK * blocks.len()) {
-            let n = group.len() / BLOCK;
-            for (dst, src) in blocks.iter_mut().zip(group.chunks_exact(BLOCK)) {
-                dst.copy_from_slice(src);
-            }
-            self.mac.update(&blocks[..n]);
+        let pt_hash = &mut self.pt_hash;
+        let digest = std::thread::scope(|s| {
+            let h = s.spawn(move || {
+                pt_hash.update(line);
+                pt_hash.update(b"\n");
+                crate::crypto::sha256(line)
+            });
+            self.cipher.apply_keystream(&mut buf);
+            absorb(&mut self.mac, &mut self.ct_hash, &mut self.pending, &mut self.pending_len, &mut self.len, &buf);
+            h.join()
+        });
+        match digest {
+            Ok(d) => (buf, d),
+            // The helper only hashes; should it panic all the same, hash here instead.
+            Err(_) => (buf, crate::crypto::sha256(line)),
         }
-        let rest = &ct[full..];
-        self.pending[..rest.len()].copy_from_slice(rest);
-        self.pending_len = rest.len();
+    }
+
+    fn absorb_ciphertext(&mut self, ct: &[u8]) {
+        absorb(&mut self.mac, &mut self.ct_hash, &mut self.pending, &mut self.pending_len, &mut self.len, ct);
     }
 
     /// The tag and hashes of the ciphertext so far (the stream itself is left as it is, so a seal
@@ -176,6 +182,47 @@ impl ChunkCipherStream {
             ciphertext_len: self.len,
         }
     }
+}
+
+/// Lines from this size on are hashed on a helper thread ([`ChunkCipherStream::encrypt_line`]).
+const PARALLEL_FROM: usize = 256 * 1024;
+
+/// Feed ciphertext to the tag and the ciphertext hash (the stream's fields, borrowed apart so the
+/// plaintext hash can be updated on another thread meanwhile).
+fn absorb(
+    mac: &mut Poly1305,
+    ct_hash: &mut ring::digest::Context,
+    pending: &mut [u8; BLOCK],
+    pending_len: &mut usize,
+    len: &mut u64,
+    mut ct: &[u8],
+) {
+    ct_hash.update(ct);
+    *len += ct.len() as u64;
+    if *pending_len > 0 {
+        let take = (BLOCK - *pending_len).min(ct.len());
+        pending[*pending_len..*pending_len + take].copy_from_slice(&ct[..take]);
+        *pending_len += take;
+        ct = &ct[take..];
+        if *pending_len < BLOCK {
+            return;
+        }
+        mac.update(&[(*pending).into()]);
+        *pending_len = 0;
+    }
+    let full = ct.len() / BLOCK * BLOCK;
+    // Poly1305 takes blocks: copied through a small reused buffer, never the whole input.
+    let mut blocks = [poly1305::Block::default(); 64];
+    for group in ct[..full].chunks(BLOCK * blocks.len()) {
+        let n = group.len() / BLOCK;
+        for (dst, src) in blocks.iter_mut().zip(group.chunks_exact(BLOCK)) {
+            dst.copy_from_slice(src);
+        }
+        mac.update(&blocks[..n]);
+    }
+    let rest = &ct[full..];
+    pending[..rest.len()].copy_from_slice(rest);
+    *pending_len = rest.len();
 }
 
 fn digest32(d: ring::digest::Digest) -> [u8; 32] {
@@ -210,8 +257,8 @@ mod tests {
     fn incremental_equals_one_shot() {
         let key = [0x41u8; 32];
         let nonce = [0x42u8; 24];
-        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 1000, 70_001] {
-            let pt: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 1000, 70_001, 300_007] {
+            let pt: Vec<u8> = (0..len).map(|i| (i % 200 + 32) as u8).collect();
             let one = crypto::xchacha_encrypt(&key, &nonce, &pt).unwrap();
             for step in [1usize, 5, 16, 33, 4096] {
                 let mut s = ChunkCipherStream::new(&key, &nonce);
@@ -227,6 +274,17 @@ mod tests {
                 assert_eq!(f.encrypted_data_hash, crypto::sha256(&one));
                 assert_eq!(f.plaintext_hash, crypto::sha256(&pt));
                 assert_eq!(f.ciphertext_len, len as u64);
+            }
+            if len > 0 && !pt[..len - 1].contains(&b'\n') {
+                // encrypt_line: the line and its '\n' (small lines inline, large on two threads).
+                let mut s = ChunkCipherStream::new(&key, &nonce);
+                let mut line_pt = pt.clone();
+                line_pt[len - 1] = b'\n';
+                let (ct, digest) = s.encrypt_line(&line_pt[..len - 1]);
+                assert_eq!(digest, crypto::sha256(&line_pt[..len - 1]));
+                let one_line = crypto::xchacha_encrypt(&key, &nonce, &line_pt).unwrap();
+                assert_eq!(&ct[..], &one_line[..len]);
+                assert_eq!(s.finish().tag, one_line[len..]);
             }
             let cut = len / 3;
             let (mut r, head) = ChunkCipherStream::resume(&key, &nonce, &one[..cut]);

@@ -476,14 +476,14 @@ impl TopicFeed {
             }
         }
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let (chunk, offset) = self.writer.append_direct(line, SystemTime::now())?;
+        let (chunk, offset, digest) = self.writer.append_direct(line, SystemTime::now())?;
         self.writer.note_last_sequence(sequence);
         self.last_sequence = Some(sequence);
         Ok(peaqos_core::payload::PayloadRef {
             chunk,
             offset,
             length: line.len() as u64,
-            sha256: crate::crypto::hash_hex0x(line),
+            sha256: format!("0x{}", hex::encode(digest)),
         })
     }
 

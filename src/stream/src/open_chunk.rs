@@ -242,15 +242,12 @@ impl OpenChunkFile {
         self.last_append
     }
 
-    /// Encrypt and write one line and its `\n`; returns its offset. Not durable before
-    /// [`sync`](Self::sync). A failed write (a full disk) is cut off again.
-    pub fn append(&mut self, line: &[u8], now: SystemTime) -> Result<u64> {
+    /// Encrypt and write one line and its `\n`; returns its offset and `sha256(line)`. Not
+    /// durable before [`sync`](Self::sync). A failed write (a full disk) is cut off again.
+    pub fn append(&mut self, line: &[u8], now: SystemTime) -> Result<(u64, [u8; 32])> {
         let offset = self.stream.len();
         let before = self.stream.clone();
-        let mut buf = Zeroizing::new(Vec::with_capacity(line.len() + 1));
-        buf.extend_from_slice(line);
-        buf.push(b'\n');
-        self.stream.encrypt_in_place(&mut buf);
+        let (buf, digest) = self.stream.encrypt_line(line);
         if let Err(e) = self.file.write_all_at(&buf, offset) {
             let _ = self.file.set_len(offset);
             self.stream = before;
@@ -262,7 +259,7 @@ impl OpenChunkFile {
         self.messages += 1;
         self.last_append = now;
         self.dirty = true;
-        Ok(offset)
+        Ok((offset, digest))
     }
 
     /// `fdatasync` what was appended.

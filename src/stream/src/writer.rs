@@ -397,9 +397,9 @@ impl ChunkWriter {
     }
 
     /// Append one line to the open chunk written as ciphertext (a chunk opened first if none is):
-    /// returns `(chunk index, offset)` of the line in the chunk's plaintext. Never seals (see
-    /// [`seal_due`](Self::seal_due)); durable after [`sync`](Self::sync).
-    pub fn append_direct(&mut self, package_line: &[u8], now: SystemTime) -> Result<(u64, u64)> {
+    /// returns `(chunk index, offset, sha256(line))` of the line in the chunk's plaintext. Never
+    /// seals (see [`seal_due`](Self::seal_due)); durable after [`sync`](Self::sync).
+    pub fn append_direct(&mut self, package_line: &[u8], now: SystemTime) -> Result<(u64, u64, [u8; 32])> {
         let line = check_line(package_line)?;
         let Some((pk, _)) = &self.direct else {
             return Err(StreamError::invalid("chunk writer", "append_direct before enable_direct"));
@@ -413,8 +413,8 @@ impl ChunkWriter {
             self.direct_open = Some(f);
         }
         let o = self.direct_open.as_mut().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
-        let off = o.append(line, now)?;
-        Ok((o.index(), off))
+        let (off, digest) = o.append(line, now)?;
+        Ok((o.index(), off, digest))
     }
 
     /// Remember the open chunk's current end (the lines appended so far are acknowledged).
