@@ -346,6 +346,12 @@ impl TopicFeed {
 
     /// Append log packages after `last_sequence` and below `before`.
     fn fill(&mut self, before: Option<u64>, sealed: &mut Vec<SealedChunk>) -> Result<u64> {
+        self.fill_sealing(before, sealed, true)
+    }
+
+    /// [`fill`](Self::fill); `seal: false` never seals (written once, inside a group commit whose
+    /// lines are not acknowledged yet: the settle seals).
+    fn fill_sealing(&mut self, before: Option<u64>, sealed: &mut Vec<SealedChunk>, seal: bool) -> Result<u64> {
         let (dir, topic) = (self.package_data_dir.clone(), self.writer.topic().to_owned());
         let after = self.last_sequence;
         let writer = &mut self.writer;
@@ -364,7 +370,9 @@ impl TopicFeed {
                 });
             }
             writer.note_last_sequence(seq);
-            if let Some(s) = writer.append(line)? {
+            if !seal {
+                writer.append_direct(line, SystemTime::now())?;
+            } else if let Some(s) = writer.append(line)? {
                 sealed.push(s);
                 *sealed_upto = Some(seq);
             }
@@ -462,18 +470,28 @@ impl TopicFeed {
         if !self.direct {
             return Err(StreamError::invalid("stream feed", "append_stored on a feed not opened with open_stored"));
         }
+        if self.writer.open_messages() > 0 && !self.writer.is_direct_open() {
+            // A previous run's open.jsonl chunk, kept open on a full disk: sealed first.
+            if let Some(s) = self.writer.close_now()? {
+                self.pending_sealed.push(s);
+            }
+        }
+        if sequence > self.last_sequence.map_or(0, |l| l + 1) {
+            // Logged but not in the chain yet (a replay at open cut short by a full disk): read
+            // from the log first, in this same group commit.
+            let mut sealed = Vec::new();
+            let n = self.fill_sealing(Some(sequence), &mut sealed, false)?;
+            self.gap_filled += n;
+            if n > 0 {
+                info!(topic = %self.writer.topic(), filled = n, "stream: filled a gap from the package log");
+            }
+        }
         let expected = self.last_sequence.map_or(0, |l| l + 1);
         if sequence != expected {
             return Err(StreamError::invalid(
                 "package sequence",
                 format!("package {sequence} handed to the chain of {}, which expects {expected}", self.writer.topic()),
             ));
-        }
-        if self.writer.open_messages() > 0 && !self.writer.is_direct_open() {
-            // A previous run's open.jsonl chunk, kept open on a full disk: sealed first.
-            if let Some(s) = self.writer.close_now()? {
-                self.pending_sealed.push(s);
-            }
         }
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let (chunk, offset, digest) = self.writer.append_direct(line, SystemTime::now())?;

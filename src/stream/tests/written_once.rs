@@ -334,3 +334,40 @@ fn an_older_log_of_whole_packages_is_replayed_then_written_once() {
     assert_eq!(log_lines(data, &resolver), want);
     assert_eq!(chain_lines(data, &k), want);
 }
+
+/// Packages in the log but not in the chain when the packaging thread hands over the next one
+/// (a replay at open cut short by a full disk) are read from the log first, in the same group
+/// commit, without sealing lines the commit has not acknowledged yet.
+#[test]
+fn a_gap_before_a_stored_package_is_filled_from_the_log() {
+    use peaqos_core::package_log::{LogOptions, PackageLog};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let k = keys();
+    let line = |s: u64| format!("{{\"payload\":{{\"x\":{s}}},\"sequenceNumber\":{s}}}");
+    let log_lines_upto = |from: u64, to: u64| {
+        let mut log = PackageLog::open(data, LogOptions::default()).unwrap();
+        for s in from..to {
+            log.append(TOPIC, s, &line(s)).unwrap();
+        }
+        log.commit().unwrap();
+    };
+    log_lines_upto(0, 3);
+    let (feed, opened) = open_feed(data, &k);
+    assert_eq!(opened.replayed, 3);
+    log_lines_upto(3, 6);
+    let mut f = lock(&feed);
+    let r = f.append_stored(6, line(6).as_bytes()).unwrap();
+    assert_eq!((f.gap_filled, f.last_sequence()), (3, Some(6)));
+    f.sync().unwrap();
+    assert!(f.settle(true).unwrap().is_empty());
+    drop(f);
+    let want: Vec<String> = (0..7).map(line).collect();
+    assert_eq!(chain_lines(data, &k), want);
+    let dir = store::topic_dir(&data.join("stream"), TOPIC).unwrap();
+    let resolved = peaqos_stream::payload_store::read_ref(&dir, &r, &k).unwrap();
+    assert_eq!(resolved, line(6));
+    // A package the chain already holds (or one beyond a gap the log cannot fill) is refused.
+    let e = lock(&feed).append_stored(3, line(3).as_bytes()).unwrap_err().to_string();
+    assert!(e.contains("expects 7"), "{e}");
+}
