@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -44,6 +45,7 @@ def main() -> int:
     ap.add_argument("--hz", type=float, default=10.0)
     ap.add_argument("--mib", type=float, default=1.0)
     ap.add_argument("--no-stream", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the data directory (removed by default: a run writes GBs)")
     a = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_stream_"))
@@ -116,6 +118,10 @@ def main() -> int:
         n.destroy_node()
         rclpy.shutdown()
         node.stop()
+        if a.keep:
+            print(f"data kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

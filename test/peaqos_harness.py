@@ -240,12 +240,40 @@ def sdk_verify(package_json: str):
     return verify_data_package(pkg)
 
 
+def stream_bin() -> str:
+    """The peaqos-stream tool of this package ($PEAQOS_STREAM_BIN, else the colcon install)."""
+    env_bin = os.environ.get("PEAQOS_STREAM_BIN")
+    if env_bin and Path(env_bin).exists():
+        return env_bin
+    return str(ROOT / "install" / "peaqos_node" / "lib" / "peaqos_node" / "peaqos-stream")
+
+
+def is_ref_line(line: str) -> bool:
+    """A package log line of a streamed topic written once: a reference into its chunk."""
+    return line.startswith('{"payloadRef":')
+
+
+def package_log(data_dir: Path, topic: str, key: str = DEMO_KEY) -> list[str]:
+    """A topic's package log as the node's readers see it, oldest first: every line a signed
+    package, streamed packages (held in the log as references to their chunk) read back from
+    the chain by `peaqos-stream log` with the machine key."""
+    out = subprocess.run([stream_bin(), "log", "--data-dir", str(data_dir), "--topic", topic],
+                         env=dict(os.environ, PEAQOS_PRIVATE_KEY=key), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"peaqos-stream log {topic}: {out.stderr}"
+    return [x for x in out.stdout.splitlines() if x]
+
+
 def logged_package_lines(data_dir: Path) -> set[str]:
-    """Every package line in the node's package log, whatever its segment layout."""
+    """Every package line in the node's package log, whatever its segment layout (references to
+    streamed packages resolved, see package_log)."""
     lines: set[str] = set()
-    for f in (Path(data_dir) / "packages").rglob("*"):
-        if f.is_file() and f.suffix in (".jsonl", ".log"):
-            for line in f.read_text().splitlines():
-                if line.strip():
-                    lines.add(line.strip())
+    for d in (Path(data_dir) / "packages").iterdir() if (Path(data_dir) / "packages").is_dir() else []:
+        raw: list[str] = []
+        for f in sorted(d.glob("*")):
+            if f.is_file() and f.suffix in (".jsonl", ".log"):
+                raw += [x.strip() for x in f.read_text().splitlines() if x.strip()]
+        if any(is_ref_line(x) for x in raw):
+            lines.update(package_log(data_dir, (d / "topic").read_text().rstrip("\n")))
+        else:
+            lines.update(raw)
     return lines

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from peaqos_harness import NodeProcess, call_service, sdk_verify, wait_until
+from peaqos_harness import NodeProcess, call_service, package_log, sdk_verify, wait_until
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -66,12 +66,16 @@ def fill(mnt: Path, name: str) -> int:
 
 
 def log_lines(data_dir: Path) -> list[dict]:
-    """Every line of the package log; each must be a complete package (no torn record)."""
+    """Every line of the package log; each must be a complete line (no torn record). The
+    streamed topic's lines are references to its chunks (written once): read back through
+    `peaqos-stream log`, each a complete package."""
     out = []
     for f in sorted((data_dir / "packages").rglob("seg-*.jsonl")):
         data = f.read_bytes()
         assert not data or data.endswith(b"\n"), f"{f} ends in a torn line"
         out += [json.loads(line) for line in data.splitlines() if line.strip()]
+    if any("payloadRef" in p for p in out):
+        out = [json.loads(line) for line in package_log(data_dir, TOPIC)]
     return out
 
 

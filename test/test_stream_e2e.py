@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from peaqos_harness import DEMO_DID, NodeProcess, ROOT, free_port, log_tails, poll_until, scaled, sdk_verify, wait_until
+from peaqos_harness import (DEMO_DID, NodeProcess, ROOT, free_port, log_tails, package_log, poll_until, scaled, sdk_verify,
+                            wait_until)
 
 import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -76,11 +77,9 @@ def plaintext_lines(d: Path, sk_hex: str = OWNER_SK_HEX) -> list[str]:
 
 
 def logged(data_dir: Path, topic: str) -> list[str]:
-    d = Path(data_dir) / "packages" / topic.strip("/").replace("/", ".")
-    out = []
-    for f in sorted(d.glob("seg-*.jsonl")):
-        out += [x for x in f.read_text().splitlines() if x]
-    return out
+    """The topic's package log, streamed packages (references, written once) read back from
+    their chunks."""
+    return package_log(data_dir, topic)
 
 
 class Graph:
@@ -414,9 +413,9 @@ def start_moto(port: int) -> subprocess.Popen:
 def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
     """kill -9 with an open chunk, uploads pending (S3 down) and packages logged but not yet in
     the chain → restart: chain intact (SDK + CLI), every logged package once; then moto_server
-    receives the ciphertexts and the manifests record the storage references. The open chunk
-    lives in memory only (the package log keeps its packages until a sealed chunk holds them):
-    the restart replays it from the log."""
+    receives the ciphertexts and the manifests record the storage references. The open chunk is
+    on disk as ciphertext (written once, the package log holds references to it): the restart
+    reopens it, cut to what the log acknowledged."""
     boto3 = pytest.importorskip("boto3")
     port = free_port()
     walrus = WalrusServer()
@@ -442,8 +441,10 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
     finally:
         node.kill9()
     d = topic_dir(data, "/s/imu")
-    # Streamed bytes are not written a second time: no open chunk file.
+    # Streamed bytes are written once: the open chunk is ciphertext with its wrapped key, no
+    # open.jsonl; the log's references into it resolve.
     assert not (d / "open.jsonl").exists()
+    assert (d / "2.bin").exists() and (d / "2.key.json").exists() and not (d / "2.json").exists()
     assert len(logged(data, "/s/imu")) == imu_n
 
     moto = start_moto(port)
@@ -454,14 +455,14 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
         g.proc = node
         try:
             node.wait_for_log("subscribed to /s/imu")
-            assert "replayed packages from the package log" in node.output()
+            out = node.output()
+            assert "open chunk reopened" in out and f"messages: {imu_n - 200}, cut_bytes: 0" in out, node.tail()
             g.prime()
-            g.publish(cam_n=10, imu_hz_per_cam=10, image_bytes=1 << 16)  # 20 replayed + ~100 new: one more chunk
+            g.publish(cam_n=10, imu_hz_per_cam=10, image_bytes=1 << 16)  # ~50 reopened + ~100 new: one more chunk
             total = imu_n + g.settle("/s/imu")
             s = g.stream("/s/imu")
-            assert s.replayed >= imu_n - 200, s
             g.wait(lambda: any(m.event == "sealed" and m.topic == "/s/imu" and m.index == 2 for m in g.manifests),
-                   "the manifest of the chunk holding the replayed open chunk", 10)
+                   "the manifest of the chunk holding the reopened open chunk", 10)
             sealed = s.last_chunk_index + 1
             g.wait(lambda: g.stream("/s/imu").upload_backlog == 0
                    and all(json.loads((d / f"{i}.json").read_text()).get("storageRef") for i in range(sealed)),
@@ -508,10 +509,11 @@ def test_kill9_open_chunk_pending_upload_then_s3(tmp_path, ros_node):
 
 def test_dropped_handovers_are_read_back_from_the_package_log(tmp_path, ros_node):
     """With a 1-byte hand-over budget every batch the tap sees is dropped: the stream thread
-    still gets every package into the chain, from the package log, once and in order."""
+    still gets every package into the chain, from the package log, once and in order (the tap
+    path: stream.write_once false, where the package log holds the packages)."""
     data = tmp_path / "data"
     node = NodeProcess(tmp_path, {"policy_file": str(policy(tmp_path)), "data_dir": str(data),
-                                  "stream.queue_max_bytes": "1"}).start()
+                                  "stream.queue_max_bytes": "1", "stream.write_once": "false"}).start()
     g = Graph(ros_node, node)
     try:
         node.wait_for_log("subscribed to /s/imu")

@@ -49,6 +49,7 @@ pub mod keystore;
 pub mod memory;
 pub mod package;
 pub mod package_log;
+pub mod payload;
 pub mod pipeline;
 pub mod policy;
 pub mod retention;

@@ -72,6 +72,39 @@ pub enum LogError {
     },
 }
 
+/// A reference line whose payload could not be read back ([`resolve_line`]).
+#[derive(Debug, thiserror::Error)]
+#[error("package log topic {topic}: package {sequence}: {reason}")]
+pub struct UnresolvedPayload {
+    /// Topic.
+    pub topic: String,
+    /// Sequence number of the reference line.
+    pub sequence: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// A log line as its readers want it: a package line as it is, a reference line
+/// ([`crate::payload`]) resolved to the package's canonical line through `resolver`.
+pub fn resolve_line(
+    topic: &str,
+    sequence: u64,
+    line: String,
+    resolver: Option<&dyn crate::payload::PayloadResolver>,
+) -> Result<String, UnresolvedPayload> {
+    if !crate::payload::is_ref_line(&line) {
+        return Ok(line);
+    }
+    let fail = |reason: String| UnresolvedPayload { topic: topic.to_owned(), sequence, reason };
+    let Some((_, r)) = crate::payload::parse_ref_line(&line) else {
+        return Err(fail("malformed payload reference line".into()));
+    };
+    let Some(resolver) = resolver else {
+        return Err(fail(format!("the package is stored in chunk {} and no payload store can read it here", r.chunk)));
+    };
+    resolver.resolve(topic, &r).map_err(|e| fail(e.to_string()))
+}
+
 impl LogError {
     /// True when an I/O failure was for lack of space (ENOSPC) or quota (EDQUOT).
     pub fn is_disk_full(&self) -> bool {
@@ -266,6 +299,16 @@ impl PackageLog {
         t.pending_first.get_or_insert(seq);
         t.pending_last = Some(seq);
         Ok(())
+    }
+
+    /// Forget `topic`'s buffered packages (not committed, never acknowledged): its next sequence
+    /// is the committed one's successor again.
+    pub fn discard_pending(&mut self, topic: &str) {
+        if let Some(t) = self.topics.get_mut(topic) {
+            t.pending.clear();
+            t.pending_first = None;
+            t.pending_last = None;
+        }
     }
 
     /// Write all buffered packages and `fdatasync` each touched segment. On error the

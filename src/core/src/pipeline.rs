@@ -28,6 +28,11 @@
 //! fail is counted in `errors` and logged with its topic and field; the worker never panics
 //! on input. If a commit fails, that batch is counted in `errors`, nothing of it is
 //! published, and its sequence numbers are reused by the next batch (the log stays gap-free).
+//!
+//! **Written once** ([`crate::payload`]): with a payload store ([`Pipeline::start_with_store`]),
+//! a stored topic's package is written by the store (a streamed topic's chunk ciphertext) and the
+//! log gets a small reference line; the group commit syncs the store before the log, and a batch
+//! the log did not take is cut from the store again ([`PayloadStore::settle`]).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -42,6 +47,7 @@ use crate::field_rules::{self, FieldCipher, TopicRules};
 use crate::keys::{FieldKey, MachineKey};
 use crate::package::build_signed_package_json;
 use crate::package_log::{LogError, LogOptions, PackageLog};
+use crate::payload::{self, PayloadStore};
 use crate::policy::DataEventMap;
 use crate::retention::{LogConsumers, LogRetention};
 use crate::value::{iso8601_utc, Timestamp};
@@ -356,6 +362,8 @@ struct Worker {
     retention_interval: Duration,
     consumers: Arc<LogConsumers>,
     last_retention: Option<Instant>,
+    /// Where stored topics' packages go ([`crate::payload`]).
+    store: Option<Box<dyn PayloadStore>>,
 }
 
 impl Pipeline {
@@ -366,6 +374,20 @@ impl Pipeline {
         field_key: FieldKey,
         map: &DataEventMap,
         sink: Box<dyn FnMut(Vec<Published>) + Send>,
+    ) -> Result<Pipeline, PipelineError> {
+        Pipeline::start_with_store(cfg, key, field_key, map, sink, None)
+    }
+
+    /// [`start`](Self::start) with a payload store: the packages of the topics it
+    /// [stores](PayloadStore::stores) are written there and the log holds references
+    /// ([`crate::payload`]). The store must already agree with the log (recovered against it).
+    pub fn start_with_store(
+        cfg: PipelineConfig,
+        key: MachineKey,
+        field_key: FieldKey,
+        map: &DataEventMap,
+        sink: Box<dyn FnMut(Vec<Published>) + Send>,
+        store: Option<Box<dyn PayloadStore>>,
     ) -> Result<Pipeline, PipelineError> {
         if cfg.batch_max == 0 {
             return Err(PipelineError::Config("batch_max must be at least 1".into()));
@@ -427,6 +449,7 @@ impl Pipeline {
             retention_interval: cfg.retention_interval,
             consumers: cfg.consumers.clone(),
             last_retention: None,
+            store,
         };
         let handle = std::thread::Builder::new()
             .name("peaqos-packager".into())
@@ -722,13 +745,49 @@ impl Worker {
                     continue;
                 }
             };
-            if let Err(e) = self.log.append(&topic, seq, &signed.json) {
+            let stored = self.store.as_ref().is_some_and(|s| s.stores(&topic));
+            let ref_line;
+            let log_line = match self.store.as_mut() {
+                Some(store) if stored => match store.append(&topic, seq, &signed.json) {
+                    Ok(r) => {
+                        ref_line = payload::ref_line(seq, &r);
+                        &ref_line
+                    }
+                    Err(e) => {
+                        // The store cut the failed write off: the sequence number is reused.
+                        t.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(topic = %topic, error = %e, "message dropped: payload store append failed");
+                        if e.disk_full {
+                            self.note_disk_full(format!("disk full: {e}"), signed.json.len() as u64 + 1);
+                        }
+                        continue;
+                    }
+                },
+                _ => &signed.json,
+            };
+            if let Err(e) = self.log.append(&topic, seq, log_line) {
                 t.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(topic = %topic, error = %e, "message dropped: log append failed");
+                if stored {
+                    // The store holds lines the log does not: drop the topic's part of the batch
+                    // from both, so the store and the log stay one sequence.
+                    self.log.discard_pending(&topic);
+                    if let Some(store) = self.store.as_mut() {
+                        store.settle(&topic, false);
+                    }
+                    let before = out.len();
+                    out.retain(|p| p.topic != topic);
+                    t.errors.fetch_add((before - out.len()) as u64, Ordering::Relaxed);
+                }
                 continue;
             }
             largest = largest.max(signed.json.len());
+            let commit_now = stored && self.store.as_ref().is_some_and(|s| s.commit_due(&topic));
             out.push(Published { topic, sequence_number: seq, package_json: signed.json });
+            if commit_now {
+                // The store's chunk is full: commit so it can be sealed before it grows further.
+                self.publish(std::mem::take(&mut out));
+            }
         }
         self.publish(out);
         // The batch's messages, packages and their conversions are freed by now.
@@ -738,18 +797,60 @@ impl Worker {
         crate::memory::release_after_large(largest);
     }
 
+    /// A write found the disk full: refuse new messages until `bytes` (and the floor) are free.
+    fn note_disk_full(&mut self, why: String, bytes: u64) {
+        self.disk_full = true;
+        self.failed_batch_bytes = bytes;
+        self.last_disk_check = None;
+        self.shared.set_refusing(Some(why));
+    }
+
     fn publish(&mut self, mut out: Vec<Published>) {
         if out.is_empty() {
             return;
         }
-        if let Err(e) = self.log.commit() {
+        // The stored topics of the batch and their newest sequence: their payloads are made
+        // durable before the references (store sync, then the log's commit).
+        let mut stored: Vec<(Arc<str>, u64)> = Vec::new();
+        if let Some(store) = self.store.as_ref() {
+            for p in &out {
+                match stored.iter_mut().find(|(t, _)| *t == p.topic) {
+                    Some(e) => e.1 = e.1.max(p.sequence_number),
+                    None if store.stores(&p.topic) => stored.push((p.topic.clone(), p.sequence_number)),
+                    None => {}
+                }
+            }
+        }
+        let mut failed = false;
+        if let (Some(store), false) = (self.store.as_mut(), stored.is_empty()) {
+            if let Err(e) = store.sync() {
+                tracing::error!(error = %e, "payload store not durable: the stored topics' part of the batch is not published");
+                for (t, _) in &stored {
+                    self.log.discard_pending(t);
+                }
+                failed = true;
+                if e.disk_full {
+                    let bytes = out.iter().map(|p| p.package_json.len() as u64 + 1).sum();
+                    self.note_disk_full(format!("disk full: {e}"), bytes);
+                }
+            }
+        }
+        let commit = self.log.commit();
+        if let Some(store) = self.store.as_mut() {
+            for (t, last) in &stored {
+                let committed = self.log.last_sequence(t).is_some_and(|s| s >= *last);
+                store.settle(t, committed);
+            }
+        }
+        if let Err(e) = &commit {
             tracing::error!(error = %e, packages = out.len(), "batch not durable, not published");
             if e.is_disk_full() {
-                self.disk_full = true;
-                self.failed_batch_bytes = out.iter().map(|p| p.package_json.len() as u64 + 1).sum();
-                self.last_disk_check = None;
-                self.shared.set_refusing(Some(format!("disk full: {e}")));
+                let bytes = out.iter().map(|p| p.package_json.len() as u64 + 1).sum();
+                self.note_disk_full(format!("disk full: {e}"), bytes);
             }
+            failed = true;
+        }
+        if failed {
             // The log discarded the failing topics' pending lines; count those as errors
             // and publish what did get committed.
             let mut kept = Vec::with_capacity(out.len());

@@ -29,6 +29,8 @@ pub struct Processor {
     durable: bool,
     /// Newest sequence number handled, per topic (replay included).
     handled: std::collections::HashMap<String, u64>,
+    /// Reads streamed packages the log holds as references (`peaqos_core::payload`).
+    resolver: Option<Arc<dyn peaqos_core::payload::PayloadResolver>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,18 @@ impl Processor {
         rules: Vec<Rule>,
         store: Arc<EventStore>,
         counters: Arc<Counters>,
+    ) -> Result<Processor, OpenError> {
+        Processor::open_with_resolver(data_dir, rules, store, counters, None)
+    }
+
+    /// [`open`](Self::open) for a log whose streamed topics hold references to their chunks:
+    /// `resolver` reads those packages back.
+    pub fn open_with_resolver(
+        data_dir: &Path,
+        rules: Vec<Rule>,
+        store: Arc<EventStore>,
+        counters: Arc<Counters>,
+        resolver: Option<Arc<dyn peaqos_core::payload::PayloadResolver>>,
     ) -> Result<Processor, OpenError> {
         let cps = store.load_checkpoints()?;
         let mut engine = Engine::new(rules, &cps);
@@ -72,6 +86,7 @@ impl Processor {
             frozen: false,
             durable: false,
             handled,
+            resolver,
         };
         p.replay()?;
         Ok(p)
@@ -83,7 +98,10 @@ impl Processor {
             let Some(from) = self.engine.replay_from(&t) else { continue };
             // Streamed: a long backlog is never held in memory (open windows keep their packages).
             let dir = self.data_dir.clone();
-            let n = crate::log_reader::for_each_from(&dir, &t, from, |seq, line| self.handle(&t, seq, line))?;
+            let resolver = self.resolver.clone();
+            let n = crate::log_reader::for_each_from(&dir, &t, from, resolver.as_deref(), |seq, line| {
+                self.handle(&t, seq, line)
+            })?;
             if n > 0 {
                 tracing::info!("events: replayed {n} package(s) of {t} from #{from}");
             }
@@ -146,7 +164,10 @@ impl Processor {
     pub fn catch_up(&mut self, topic: &str) -> Result<u64, crate::log_reader::ReadError> {
         let from = self.handled.get(topic).map_or(0, |h| h + 1);
         let dir = self.data_dir.clone();
-        crate::log_reader::for_each_from(&dir, topic, from, |seq, line| self.handle(topic, seq, line))
+        let resolver = self.resolver.clone();
+        crate::log_reader::for_each_from(&dir, topic, from, resolver.as_deref(), |seq, line| {
+            self.handle(topic, seq, line)
+        })
     }
 
     /// Evaluate one durable package.

@@ -111,6 +111,7 @@ pub fn start(
     machine_id: &str,
     catalogs: &HashMap<String, FieldCatalog>,
     retention: &crate::retention::Retention,
+    resolver: Option<Arc<dyn peaqos_core::payload::PayloadResolver>>,
 ) -> Result<Option<EventsSubsystem>, StartError> {
     let (batch_max, max_age) = declare_params(params)?;
     let queue_max_bytes = declare_queue_max_bytes(params)?;
@@ -135,8 +136,9 @@ pub fn start(
     let n_rules = rules.len();
     let topics: Vec<String> = rules.iter().map(|r| r.topic.clone()).collect();
     crate::retention::register_events(&retention.consumers, &topics);
-    let processor = Processor::open(&params.data_dir, rules, Arc::clone(&store), Arc::clone(&counters))
-        .map_err(|e| param_err("data_dir", format!("events: {e}")))?;
+    let processor =
+        Processor::open_with_resolver(&params.data_dir, rules, Arc::clone(&store), Arc::clone(&counters), resolver)
+            .map_err(|e| param_err("data_dir", format!("events: {e}")))?;
 
     let (stop, stop_rx) = watch::channel(false);
     let (waker, submit) = match chain {

@@ -131,7 +131,11 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         taps.push(tap);
     }
     let market = market::start(&node, &params, &map, &machine_id, params.machine_key()?, chain_services.as_ref())?;
-    let mut events = events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs, &retention)?;
+    // Written once, streamed packages are read back from their chunks (the log holds references).
+    let resolver = stream.as_ref().and_then(stream::StreamSubsystem::resolver);
+    let payload_store = stream.as_mut().and_then(stream::StreamSubsystem::take_payload_store);
+    let mut events =
+        events::start(&params, &map, chain_services.as_ref(), &machine_id, &catalogs, &retention, resolver)?;
     if let Some(tap) = events.as_mut().and_then(events::EventsSubsystem::take_tap) {
         taps.push(tap);
     }
@@ -146,7 +150,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
     )?;
     let depth = u32::try_from(depth).map_err(|_| params::param_err("data_packages.depth", "must be 1..10000"))?;
     let publisher = node.create_publisher::<DataPackage>("~/data_packages".reliable().keep_last(depth))?;
-    let pipeline = Arc::new(Pipeline::start(
+    let pipeline = Arc::new(Pipeline::start_with_store(
         PipelineConfig {
             batch_max: params.batch_max,
             batch_max_wait: Duration::from_millis(2),
@@ -163,6 +167,7 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         field_key,
         &map,
         package_sink(publisher, taps),
+        payload_store,
     )?);
     let subscriptions = subscribe(&node, &map, types, &pipeline)?;
     let sources = status::Sources {

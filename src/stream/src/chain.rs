@@ -153,20 +153,49 @@ pub fn seal_chunk(
 
     let (encrypted, pt_digest) = crypto::xchacha_encrypt_and_hash(&key, &nonce, plaintext)?;
     let encrypted_data_hash = crypto::hash_hex0x(&encrypted);
-    let plaintext_hash = format!("0x{}", hex::encode(pt_digest));
+    let chunk = envelope_for(
+        &key,
+        &nonce,
+        &encrypted_data_hash,
+        &pt_digest,
+        index,
+        previous_chunk_id,
+        signer,
+        recipients,
+        rng,
+    )?;
+    Ok((chunk, encrypted))
+}
+
+/// The envelope of a chunk whose ciphertext is already made (by [`seal_chunk`], or written as it
+/// grew: [`crate::open_chunk`]): key commitment, signature over `encrypted_data_hash`, link,
+/// and the key wrapped for every recipient in order.
+#[allow(clippy::too_many_arguments)]
+pub fn envelope_for(
+    key: &[u8; CHUNK_KEY_LEN],
+    nonce: &[u8; XCHACHA_NONCE_LEN],
+    encrypted_data_hash: &str,
+    plaintext_digest: &[u8; 32],
+    index: u64,
+    previous_chunk_id: Option<&str>,
+    signer: &ChunkSigner,
+    recipients: &[RecipientSpec],
+    rng: &mut dyn ChunkRandom,
+) -> Result<Chunk> {
+    let plaintext_hash = format!("0x{}", hex::encode(plaintext_digest));
     let key_commitment = crypto::key_commitment(key.as_ref());
-    let value = signer.sign(&encrypted_data_hash);
-    let chunk_id = crypto::compute_chunk_id(previous_chunk_id, &encrypted_data_hash, index);
+    let value = signer.sign(encrypted_data_hash);
+    let chunk_id = crypto::compute_chunk_id(previous_chunk_id, encrypted_data_hash, index);
     let key_recipients = recipients
         .iter()
         .map(|r| wrap_key(key.as_ref(), &r.recipient_id, r.recipient_type, &r.public_key, rng))
         .collect::<Result<Vec<_>>>()?;
-    let chunk = Chunk {
+    Ok(Chunk {
         schema_version: CHUNK_SCHEMA_VERSION.to_string(),
         chunk_id,
         previous_chunk_id: previous_chunk_id.map(str::to_string),
         index,
-        encrypted_data_hash,
+        encrypted_data_hash: encrypted_data_hash.to_string(),
         plaintext_hash,
         storage_ref: None,
         encryption: ChunkEncryption {
@@ -182,8 +211,7 @@ pub fn seal_chunk(
             public_key_hex: hex::encode(signer.public_key),
             value,
         },
-    };
-    Ok((chunk, encrypted))
+    })
 }
 
 /// A built chain (the SDK's `ChunkChain` + the ciphertext sidecar, index-aligned).

@@ -31,6 +31,15 @@
 //!   retention), so this happens only if the stream was not configured while retention ran;
 //!   then the log's first package is above it and the chain continues (logged).
 //!
+//! **Written once** ([`TopicFeed::open_stored`], what the node runs): the packaging thread
+//! writes each package of the topic straight into the open chunk as ciphertext
+//! ([`crate::open_chunk`], through [`crate::payload_store::ChainStore`], the package log's
+//! payload store) and the log holds a reference to it; the chain's open chunk is then durable
+//! itself, so the feed's retention position is its newest package, sealed or not. At open, the
+//! open chunk is reopened and cut to what the log acknowledged (a line the log does not hold was
+//! never acknowledged); the log's package lines after it (logged before the stream was
+//! configured, or by an older version) are replayed into the chain as before.
+//!
 //! Reading the log uses its documented layout (`<data_dir>/packages/<topic dir>/seg-<first
 //! sequence, 20 digits>.jsonl`, one package per line) and starts at the segment holding
 //! `last_sequence + 1`; a torn last line (being written) is never read.
@@ -145,6 +154,13 @@ pub struct TopicFeed {
     pub duplicates: u64,
     /// Packages read from the log to fill gaps after open.
     pub gap_filled: u64,
+    /// Written once (see the module doc): the packaging thread appends through
+    /// [`append_stored`](Self::append_stored).
+    direct: bool,
+    /// Written once: the newest package the log acknowledged (the last settled commit).
+    acked: Option<u64>,
+    /// Chunks sealed by an append, handed out at the next settle.
+    pending_sealed: Vec<SealedChunk>,
 }
 
 impl std::fmt::Debug for TopicFeed {
@@ -173,12 +189,88 @@ impl TopicFeed {
         recipients: &Recipients,
         backfill: bool,
     ) -> Result<(TopicFeed, FeedOpened)> {
-        let (mut writer, recovery) =
+        Self::open_mode(
+            stream_dir,
+            package_data_dir,
+            topic,
+            policy,
+            keys,
+            machine_did,
+            key_id,
+            recipients,
+            backfill,
+            false,
+        )
+    }
+
+    /// [`open`](Self::open) for a topic whose packages the packaging thread writes into the chain
+    /// itself (see the module doc, "written once"): the open chunk is written as ciphertext and
+    /// reopened, cut to what the package log acknowledged.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_stored(
+        stream_dir: &Path,
+        package_data_dir: &Path,
+        topic: &str,
+        policy: ChunkPolicy,
+        keys: &MachineStreamKeys,
+        machine_did: &str,
+        key_id: &str,
+        recipients: &Recipients,
+        backfill: bool,
+    ) -> Result<(TopicFeed, FeedOpened)> {
+        Self::open_mode(
+            stream_dir,
+            package_data_dir,
+            topic,
+            policy,
+            keys,
+            machine_did,
+            key_id,
+            recipients,
+            backfill,
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_mode(
+        stream_dir: &Path,
+        package_data_dir: &Path,
+        topic: &str,
+        policy: ChunkPolicy,
+        keys: &MachineStreamKeys,
+        machine_did: &str,
+        key_id: &str,
+        recipients: &Recipients,
+        backfill: bool,
+        direct: bool,
+    ) -> Result<(TopicFeed, FeedOpened)> {
+        let (mut writer, mut recovery) =
             ChunkWriter::open(stream_dir, topic, policy, keys, machine_did, key_id, recipients)?;
-        // The package log keeps every package not yet sealed (the feed's retention position is
-        // its newest sealed package): the open chunk need not be written a second time.
-        writer.set_log_backed(true);
-        let last_sequence = chain_last_sequence(&writer, keys)?;
+        let mut open_last = None;
+        if direct {
+            // Keep the open chunk's lines the log acknowledged: a line above the log's newest
+            // package was written but its commit never finished (never acknowledged).
+            let log_last = log_next_sequence(package_data_dir, topic)?.checked_sub(1);
+            let mut keep =
+                |line: &[u8]| line_sequence(line, "open chunk line").is_ok_and(|s| log_last.is_some_and(|l| s <= l));
+            if let Some((action, r)) = writer.enable_direct(keys, &mut keep)? {
+                recovery.actions.push(action);
+                if let Some(l) = r.last_line {
+                    let s = line_sequence(&l, "open chunk's last line")?;
+                    writer.note_last_sequence(s);
+                    open_last = Some(s);
+                }
+            }
+        } else {
+            // The package log keeps every package not yet sealed (the feed's retention position
+            // is its newest sealed package): the open chunk need not be written a second time.
+            writer.set_log_backed(true);
+        }
+        let last_sequence = match open_last {
+            Some(s) => Some(s),
+            None => chain_last_sequence(&writer, keys)?,
+        };
         // The chain is a prefix of the log, so the log holds the chain's newest package. If it
         // does not, the log was reset (numbering restarted): new packages would be skipped as
         // already streamed, so refuse to start rather than lose them silently.
@@ -226,6 +318,9 @@ impl TopicFeed {
             sealed_upto: last_sequence,
             duplicates: 0,
             gap_filled: 0,
+            direct,
+            acked: last_sequence,
+            pending_sealed: Vec::new(),
         };
         let mut sealed: Vec<SealedChunk> = recovery.sealed.iter().cloned().collect();
         // A full disk must not stop the node from starting: what is not replayed now is filled
@@ -241,17 +336,43 @@ impl TopicFeed {
         if replayed > 0 {
             info!(topic, replayed, last_sequence = ?feed.last_sequence, "stream: replayed packages from the package log");
         }
+        if direct {
+            // What replay appended is synced (or, on a full disk, filled in later).
+            feed.writer.checkpoint();
+            feed.acked = feed.last_sequence;
+        }
         Ok((feed, FeedOpened { recovery, replayed, sealed }))
     }
 
     /// Append log packages after `last_sequence` and below `before`.
     fn fill(&mut self, before: Option<u64>, sealed: &mut Vec<SealedChunk>) -> Result<u64> {
+        self.fill_sealing(before, sealed, true)
+    }
+
+    /// [`fill`](Self::fill); `seal: false` never seals (written once, inside a group commit whose
+    /// lines are not acknowledged yet: the settle seals).
+    fn fill_sealing(&mut self, before: Option<u64>, sealed: &mut Vec<SealedChunk>, seal: bool) -> Result<u64> {
         let (dir, topic) = (self.package_data_dir.clone(), self.writer.topic().to_owned());
         let after = self.last_sequence;
         let writer = &mut self.writer;
         let (last, sealed_upto) = (&mut self.last_sequence, &mut self.sealed_upto);
         replay_log(&dir, &topic, after, before, &mut |seq, line| {
-            if let Some(s) = writer.append(line)? {
+            if std::str::from_utf8(line).is_ok_and(peaqos_core::payload::is_ref_line) {
+                // A reference is only ever logged after its chunk line was durable: the chain
+                // holds every one up to its newest package, so this one was lost.
+                return Err(StreamError::Chain {
+                    chain: writer.dir().display().to_string(),
+                    index: writer.next_index(),
+                    reason: format!(
+                        "the package log refers package {seq} to the chunk chain, which ends before it; \
+                         the chain was moved or damaged"
+                    ),
+                });
+            }
+            writer.note_last_sequence(seq);
+            if !seal {
+                writer.append_direct(line, SystemTime::now())?;
+            } else if let Some(s) = writer.append(line)? {
                 sealed.push(s);
                 *sealed_upto = Some(seq);
             }
@@ -279,6 +400,7 @@ impl TopicFeed {
                 warn!(topic = %self.writer.topic(), sequence, last = ?self.last_sequence, "stream: packages missing from the package log");
             }
         }
+        self.writer.note_last_sequence(sequence);
         if let Some(s) = self.writer.append(line)? {
             sealed.push(s);
             self.sealed_upto = Some(sequence);
@@ -302,6 +424,9 @@ impl TopicFeed {
 
     /// Age-based sealing.
     pub fn poll(&mut self, now: SystemTime) -> Result<Option<SealedChunk>> {
+        if self.unsettled() {
+            return Ok(None);
+        }
         let s = self.writer.poll(now)?;
         if s.is_some() {
             self.sealed_upto = self.last_sequence;
@@ -311,6 +436,9 @@ impl TopicFeed {
 
     /// Seal the open chunk now.
     pub fn close_now(&mut self) -> Result<Option<SealedChunk>> {
+        if self.unsettled() {
+            return Ok(None);
+        }
         let s = self.writer.close_now()?;
         if s.is_some() {
             self.sealed_upto = self.last_sequence;
@@ -322,7 +450,89 @@ impl TopicFeed {
     /// good, whatever happens to the open chunk): the position the package log's retention may
     /// delete up to. `None` while nothing is sealed.
     pub fn sealed_upto(&self) -> Option<u64> {
+        if self.direct {
+            // The open chunk is durable itself: every acknowledged package is consumed.
+            return self.acked.max(self.sealed_upto);
+        }
         self.sealed_upto
+    }
+
+    /// Written once: packages appended whose group commit has not settled yet. A seal must wait
+    /// for it (a sealed chunk can no longer be cut if the package log does not take them).
+    fn unsettled(&self) -> bool {
+        self.direct && self.last_sequence != self.acked
+    }
+
+    /// Written once: append package `sequence` (the next one) to the open chunk as ciphertext;
+    /// returns where it is. Durable after [`sync`](Self::sync); kept or cut by
+    /// [`settle`](Self::settle).
+    pub fn append_stored(&mut self, sequence: u64, line: &[u8]) -> Result<peaqos_core::payload::PayloadRef> {
+        if !self.direct {
+            return Err(StreamError::invalid("stream feed", "append_stored on a feed not opened with open_stored"));
+        }
+        if self.writer.open_messages() > 0 && !self.writer.is_direct_open() {
+            // A previous run's open.jsonl chunk, kept open on a full disk: sealed first.
+            if let Some(s) = self.writer.close_now()? {
+                self.pending_sealed.push(s);
+            }
+        }
+        if sequence > self.last_sequence.map_or(0, |l| l + 1) {
+            // Logged but not in the chain yet (a replay at open cut short by a full disk): read
+            // from the log first, in this same group commit.
+            let mut sealed = Vec::new();
+            let n = self.fill_sealing(Some(sequence), &mut sealed, false)?;
+            self.gap_filled += n;
+            if n > 0 {
+                info!(topic = %self.writer.topic(), filled = n, "stream: filled a gap from the package log");
+            }
+        }
+        let expected = self.last_sequence.map_or(0, |l| l + 1);
+        if sequence != expected {
+            return Err(StreamError::invalid(
+                "package sequence",
+                format!("package {sequence} handed to the chain of {}, which expects {expected}", self.writer.topic()),
+            ));
+        }
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let (chunk, offset, digest) = self.writer.append_direct(line, SystemTime::now())?;
+        self.writer.note_last_sequence(sequence);
+        self.last_sequence = Some(sequence);
+        Ok(peaqos_core::payload::PayloadRef {
+            chunk,
+            offset,
+            length: line.len() as u64,
+            sha256: format!("0x{}", hex::encode(digest)),
+        })
+    }
+
+    /// Written once, after the package log's commit: `committed` keeps what was appended since
+    /// the last settle (and seals the chunk if it is full), else cuts it off again. Returns the
+    /// chunks sealed (also one sealed before an append, [`append_stored`](Self::append_stored)).
+    pub fn settle(&mut self, committed: bool) -> Result<Vec<SealedChunk>> {
+        let mut sealed = std::mem::take(&mut self.pending_sealed);
+        if !committed {
+            self.last_sequence = self.acked;
+            self.writer.rollback()?;
+            return Ok(sealed);
+        }
+        self.writer.checkpoint();
+        self.acked = self.last_sequence;
+        match self.writer.seal_due() {
+            Ok(Some(s)) => {
+                self.sealed_upto = self.last_sequence;
+                sealed.push(s);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(topic = %self.writer.topic(), error = %e, "sealing a full chunk failed; the chunk stays open, retried in 1 s")
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// The plaintext line `r` refers to, if it is in the open chunk.
+    pub fn read_open(&self, r: &peaqos_core::payload::PayloadRef) -> Option<Result<Vec<u8>>> {
+        self.writer.read_open(r.chunk, r.offset, r.length).map(|x| x.map(|z| z.to_vec()))
     }
 
     /// The chain writer.

@@ -43,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 pub mod chain;
+pub mod cipher_stream;
 pub mod crypto;
 pub mod dataset;
 pub mod envelope;
@@ -51,6 +52,8 @@ pub mod export;
 pub mod feed;
 pub mod grant;
 pub mod keys;
+pub mod open_chunk;
+pub mod payload_store;
 pub mod retention;
 pub mod ros2msg;
 pub mod storage;

@@ -91,6 +91,9 @@ pub struct ChunkPruneReport {
     pub held_for_upload: bool,
     /// The chain directory is a destination (its ciphertexts are the stored copy).
     pub local_only: bool,
+    /// Over the bound, but the oldest candidate holds packages the package log's consumers
+    /// still read back from it ([`prune_local_chunks_held`]).
+    pub held_for_log: bool,
 }
 
 fn file_len(p: &Path) -> Option<u64> {
@@ -104,6 +107,20 @@ pub fn prune_local_chunks(
     dests: &[Box<dyn Destination>],
     bound: &ChunkRetention,
     now: SystemTime,
+) -> Result<ChunkPruneReport> {
+    prune_local_chunks_held(topic_dir, dests, bound, now, None)
+}
+
+/// [`prune_local_chunks`], also keeping every chunk holding a package at or after
+/// `log_needs_from`: a streamed topic written once has its packages' bytes only in the chunks,
+/// and the package log's consumers (the event rules) read them back from there until they have
+/// passed them (`ChunkMeta::last_sequence`; a chunk without one predates references).
+pub fn prune_local_chunks_held(
+    topic_dir: &Path,
+    dests: &[Box<dyn Destination>],
+    bound: &ChunkRetention,
+    now: SystemTime,
+    log_needs_from: Option<u64>,
 ) -> Result<ChunkPruneReport> {
     let mut rep = ChunkPruneReport::default();
     if !topic_dir.exists() {
@@ -141,6 +158,13 @@ pub fn prune_local_chunks(
         if i >= stored_below {
             rep.held_for_upload = true;
             break;
+        }
+        if let Some(from) = log_needs_from {
+            let last = store::load_meta(topic_dir, i).ok().and_then(|m| m.last_sequence);
+            if last.is_some_and(|l| l >= from) {
+                rep.held_for_log = true;
+                break;
+            }
         }
         let bin = store::chunk_paths(topic_dir, i).1;
         fs::remove_file(&bin).map_err(|e| StreamError::io("remove", &bin, e))?;

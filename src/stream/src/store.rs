@@ -6,7 +6,9 @@
 //!   open.jsonl         the open (unsealed) chunk: one header line
 //!                      {"openChunk":"peaqos.stream.open.v1","topic","index","firstAppendMs"}
 //!                      followed by the signed package lines, each terminated by "\n"
-//!   <index>.bin        ciphertext of a sealed chunk (ct || tag16)
+//!   <index>.bin        ciphertext of a sealed chunk (ct || tag16); for the open chunk written as
+//!                      ciphertext (crate::open_chunk) its ciphertext so far, without the tag
+//!   <index>.key.json   the open chunk's nonce and key wrapped to the machine (removed at seal)
 //!   <index>.json       its envelope (peaq.stream.chunks.v1, camelCase wire form)
 //!   <index>.meta.json  local metadata (ChunkMeta): message count, times, close reason
 //! ```
@@ -98,6 +100,10 @@ pub struct ChunkMeta {
     /// Unix ms of sealing.
     pub sealed_at_ms: u64,
     pub close_reason: CloseReason,
+    /// Sequence number of the chunk's last package, when the writer was told it (the node's
+    /// feed): chunk retention keeps what the package log's consumers still read back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sequence: Option<u64>,
 }
 
 /// Paths of a sealed chunk.

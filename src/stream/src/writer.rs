@@ -31,6 +31,13 @@
 //!    anything else is kept aside as `open.jsonl.orphan-<ms>` and reported.
 //!
 //! Every decision is in the returned [`RecoveryReport`].
+//!
+//! **Written as it grows** ([`ChunkWriter::enable_direct`], what the node does): the open chunk
+//! is `<index>.bin` encrypted line by line plus `<index>.key.json` ([`crate::open_chunk`]);
+//! [`ChunkWriter::append_direct`] never seals (the caller seals with
+//! [`ChunkWriter::seal_due`] once the lines are acknowledged); sealing appends the tag and
+//! writes `<index>.meta.json` and `<index>.json`, then removes the key file. Recovery keeps such
+//! a `.bin` (step 3) and `enable_direct` reopens it, cut to the lines the caller accepts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, Write};
@@ -39,12 +46,14 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
 
-use crate::chain::{seal_chunk, ChunkRandom, ChunkSigner, OsRandom, RecipientSpec};
+use crate::chain::{envelope_for, seal_chunk, ChunkRandom, ChunkSigner, OsRandom, RecipientSpec};
 use crate::crypto;
 use crate::envelope::{Chunk, RecipientType};
 use crate::error::{Result, StreamError};
 use crate::keys::MachineStreamKeys;
+use crate::open_chunk::{self, OpenChunkFile, RecoveredOpen};
 use crate::store::{self, ChunkMeta, CloseReason, Head, HEAD_FILE, HEAD_SCHEMA, META_SCHEMA, OPEN_FILE};
 
 /// When to close a chunk.
@@ -154,6 +163,11 @@ pub enum RecoveryAction {
     /// The disk was full when the open chunk was to be sealed: it stays open (appends continue,
     /// the seal is retried later); nothing was lost.
     KeptOpenChunkDiskFull { index: u64, messages: u64 },
+    /// The open chunk written as ciphertext (`<index>.bin` + `<index>.key.json`) was reopened;
+    /// `cut_bytes` (a torn or unacknowledged tail, or the tag of an unfinished seal) were cut off.
+    ReopenedOpenCiphertext { index: u64, messages: u64, cut_bytes: u64 },
+    /// The key file of a chunk already sealed was removed (the envelope holds the key).
+    RemovedStaleKeyFile { index: u64 },
 }
 
 /// Result of the recovery scan at open.
@@ -215,6 +229,13 @@ pub struct ChunkWriter {
     log_backed: bool,
     /// After a failed seal (a full disk) the next try waits until then.
     seal_retry_at: Option<std::time::Instant>,
+    /// The machine's X25519 key pair when the open chunk is written as ciphertext
+    /// ([`ChunkWriter::enable_direct`]).
+    direct: Option<([u8; 32], Zeroizing<[u8; 32]>)>,
+    /// The open chunk written as ciphertext.
+    direct_open: Option<OpenChunkFile>,
+    /// Sequence number of the open chunk's last package, when told ([`ChunkWriter::note_last_sequence`]).
+    open_last_sequence: Option<u64>,
 }
 
 impl std::fmt::Debug for ChunkWriter {
@@ -272,6 +293,9 @@ impl ChunkWriter {
             dir_needs_sync: false,
             log_backed: false,
             seal_retry_at: None,
+            direct: None,
+            direct_open: None,
+            open_last_sequence: None,
         };
         let report = w.recover()?;
         Ok((w, report))
@@ -306,7 +330,195 @@ impl ChunkWriter {
 
     /// Messages in the open chunk.
     pub fn open_messages(&self) -> u64 {
-        self.open.as_ref().map_or(0, |o| o.messages)
+        self.open.as_ref().map_or(0, |o| o.messages) + self.direct_open.as_ref().map_or(0, OpenChunkFile::messages)
+    }
+
+    /// Indices below the next one that still have a key file (sealed: the envelope holds it).
+    fn stale_key_files(&self) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(|e| StreamError::io("list", &self.dir, e))? {
+            let e = e.map_err(|e| StreamError::io("list", &self.dir, e))?;
+            let name = e.file_name();
+            let Some(i) = name.to_str().and_then(|n| n.strip_suffix(".key.json")).and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if i < self.next_index {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write the open chunk as ciphertext from now on (see [`crate::open_chunk`]): each line is
+    /// encrypted into `<index>.bin` as it is appended, the tag appended at seal, so a line is
+    /// written to disk once. `keys` must be the machine keys the chain was opened with. Reopens
+    /// the open chunk a previous run left: its complete lines are kept from the start while
+    /// `keep(line)` accepts them (the node keeps what the package log acknowledged); the rest is
+    /// cut off. A previous run's `open.jsonl` chunk still open (a full disk at recovery) stays
+    /// the open chunk until it is sealed.
+    pub fn enable_direct(
+        &mut self,
+        keys: &MachineStreamKeys,
+        keep: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<Option<(RecoveryAction, RecoveredOpen)>> {
+        self.direct = Some((keys.x25519_public, Zeroizing::new(*keys.x25519_secret())));
+        if !open_chunk::key_path(&self.dir, self.next_index).exists() {
+            return Ok(None);
+        }
+        let (f, r) = OpenChunkFile::recover(&self.dir, self.next_index, keys.x25519_secret(), keep)?;
+        if r.cut_bytes > 0 {
+            warn!(topic = %self.topic, index = self.next_index, cut_bytes = r.cut_bytes, "recovery: cut the unacknowledged tail of the open chunk");
+        }
+        let action = RecoveryAction::ReopenedOpenCiphertext {
+            index: self.next_index,
+            messages: r.messages,
+            cut_bytes: r.cut_bytes,
+        };
+        info!(topic = %self.topic, ?action, "open chunk reopened");
+        self.direct_open = Some(f);
+        Ok(Some((action, r)))
+    }
+
+    /// The sequence number of the package just appended (kept in the sealed chunk's metadata,
+    /// for chunk retention).
+    pub fn note_last_sequence(&mut self, sequence: u64) {
+        self.open_last_sequence = Some(sequence);
+    }
+
+    /// True when the open chunk (if any) is written as ciphertext.
+    pub fn is_direct_open(&self) -> bool {
+        self.open.is_none()
+    }
+
+    /// True once [`enable_direct`](Self::enable_direct) was called.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Append one line to the open chunk written as ciphertext (a chunk opened first if none is):
+    /// returns `(chunk index, offset, sha256(line))` of the line in the chunk's plaintext. Never
+    /// seals (see [`seal_due`](Self::seal_due)); durable after [`sync`](Self::sync).
+    pub fn append_direct(&mut self, package_line: &[u8], now: SystemTime) -> Result<(u64, u64, [u8; 32])> {
+        let line = check_line(package_line)?;
+        let Some((pk, _)) = &self.direct else {
+            return Err(StreamError::invalid("chunk writer", "append_direct before enable_direct"));
+        };
+        if self.open.is_some() {
+            return Err(StreamError::invalid("chunk writer", "a previous run's open chunk is still to be sealed"));
+        }
+        if self.direct_open.is_none() {
+            let pk = *pk;
+            let f = OpenChunkFile::create(&self.dir, &self.topic, self.next_index, &pk, self.rng.as_mut(), now)?;
+            self.direct_open = Some(f);
+        }
+        let o = self.direct_open.as_mut().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
+        let (off, digest) = o.append(line, now)?;
+        Ok((o.index(), off, digest))
+    }
+
+    /// Remember the open chunk's current end (the lines appended so far are acknowledged).
+    pub fn checkpoint(&mut self) {
+        if let Some(o) = &mut self.direct_open {
+            o.checkpoint();
+        }
+    }
+
+    /// Cut the open chunk back to the last [`checkpoint`](Self::checkpoint).
+    pub fn rollback(&mut self) -> Result<()> {
+        match &mut self.direct_open {
+            Some(o) => o.rollback(),
+            None => Ok(()),
+        }
+    }
+
+    /// True when the open chunk written as ciphertext is full by size or count.
+    pub fn open_full(&self) -> bool {
+        self.direct_open
+            .as_ref()
+            .is_some_and(|o| o.messages() >= self.policy.max_messages as u64 || o.len() >= self.policy.max_bytes as u64)
+    }
+
+    /// Seal the open chunk if it is full by size or count (after a group commit).
+    pub fn seal_due(&mut self) -> Result<Option<SealedChunk>> {
+        let reason = match &self.direct_open {
+            Some(o) if o.messages() >= self.policy.max_messages as u64 => CloseReason::MaxMessages,
+            Some(o) if o.len() >= self.policy.max_bytes as u64 => CloseReason::MaxBytes,
+            _ => return Ok(None),
+        };
+        if self.seal_retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+            return Ok(None);
+        }
+        self.seal_direct(reason).map(Some)
+    }
+
+    /// The plaintext `offset..offset + length` of the open chunk `index`; `None` if `index` is not
+    /// the open chunk.
+    pub fn read_open(&self, index: u64, offset: u64, length: u64) -> Option<Result<Zeroizing<Vec<u8>>>> {
+        self.direct_open.as_ref().filter(|o| o.index() == index).map(|o| o.read(offset, length))
+    }
+
+    fn seal_direct(&mut self, reason: CloseReason) -> Result<SealedChunk> {
+        let res = self.try_seal_direct(reason);
+        if res.is_err() {
+            if let Some(o) = &mut self.direct_open {
+                let _ = o.unfinish();
+            }
+            self.seal_retry_at = Some(std::time::Instant::now() + Duration::from_secs(1));
+        } else {
+            self.seal_retry_at = None;
+        }
+        res
+    }
+
+    fn try_seal_direct(&mut self, reason: CloseReason) -> Result<SealedChunk> {
+        let index = self.next_index;
+        let o = self.direct_open.as_mut().ok_or_else(|| StreamError::NotFound("open chunk".into()))?;
+        let fin = o.finish()?;
+        let (key, nonce) = o.key_nonce();
+        let encrypted_data_hash = format!("0x{}", hex::encode(fin.encrypted_data_hash));
+        let chunk = envelope_for(
+            key,
+            nonce,
+            &encrypted_data_hash,
+            &fin.plaintext_hash,
+            index,
+            self.last_chunk_id.as_deref(),
+            &self.signer,
+            &self.recipients,
+            self.rng.as_mut(),
+        )?;
+        let meta = ChunkMeta {
+            schema: META_SCHEMA.into(),
+            topic: self.topic.clone(),
+            index,
+            chunk_id: chunk.chunk_id.clone(),
+            messages: o.messages(),
+            plaintext_bytes: fin.ciphertext_len,
+            first_append_ms: store::unix_ms(o.first_append()),
+            last_append_ms: store::unix_ms(o.last_append()),
+            sealed_at_ms: store::unix_ms(SystemTime::now()),
+            close_reason: reason,
+            last_sequence: self.open_last_sequence,
+        };
+        let messages = meta.messages;
+        let (j, b, m) = store::chunk_paths(&self.dir, index);
+        let mut batch = store::AtomicBatch::new(&self.dir);
+        batch.write(&m, &store::to_json_bytes(&meta, "chunk meta")?)?;
+        batch.write(&j, &store::to_json_bytes(&chunk.to_wire_json()?, "chunk envelope")?)?;
+        batch.commit()?;
+        // Sealed: the envelope holds the key now (a leftover key file is removed at the next open).
+        self.direct_open = None;
+        self.open_last_sequence = None;
+        self.last_chunk_id = Some(chunk.chunk_id.clone());
+        self.next_index = index + 1;
+        let kp = open_chunk::key_path(&self.dir, index);
+        if let Err(e) = fs::remove_file(&kp) {
+            warn!(topic = %self.topic, index, error = %e, "cannot remove the sealed chunk's key file; removed at the next start");
+        }
+        self.write_head()?;
+        info!(topic = %self.topic, index, chunk_id = %chunk.chunk_id, messages, reason = ?reason, "chunk sealed");
+        Ok(SealedChunk { topic: self.topic.clone(), chunk, meta, envelope_path: j, ciphertext_path: b })
     }
 
     fn recover(&mut self) -> Result<RecoveryReport> {
@@ -361,15 +573,26 @@ impl ChunkWriter {
         if adopted {
             self.write_head()?;
         }
-        // 3. torn seal of next index.
+        // 3. torn seal of next index (an open chunk written as ciphertext keeps its `.bin`: it
+        // has a key file, see `enable_direct`); key files of sealed chunks.
         let (_, b, m) = store::chunk_paths(&self.dir, self.next_index);
-        let torn: Vec<PathBuf> = [b, m].into_iter().filter(|p| p.exists()).collect();
+        let open_ct = open_chunk::key_path(&self.dir, self.next_index).exists();
+        let torn: Vec<PathBuf> = [b, m]
+            .into_iter()
+            .filter(|p| p.exists() && !(open_ct && p.extension().is_some_and(|e| e == "bin")))
+            .collect();
         if !torn.is_empty() {
             for p in &torn {
                 fs::remove_file(p).map_err(|e| StreamError::io("remove", p, e))?;
             }
             store::sync_dir(&self.dir)?;
             actions.push(RecoveryAction::RemovedTornSeal { index: self.next_index, paths: torn });
+        }
+        for index in self.stale_key_files()? {
+            let p = open_chunk::key_path(&self.dir, index);
+            fs::remove_file(&p).map_err(|e| StreamError::io("remove", &p, e))?;
+            store::sync_dir(&self.dir)?;
+            actions.push(RecoveryAction::RemovedStaleKeyFile { index });
         }
         // 4. open chunk.
         let mut sealed = None;
@@ -533,15 +756,17 @@ impl ChunkWriter {
 
     /// [`append`](Self::append) with an explicit clock.
     pub fn append_at(&mut self, package_line: &[u8], now: SystemTime) -> Result<Option<SealedChunk>> {
-        let line = package_line.strip_suffix(b"\n").unwrap_or(package_line);
-        if line.is_empty() {
-            return Err(StreamError::invalid("package_line", "empty line"));
-        }
-        if line.contains(&b'\n') {
-            return Err(StreamError::invalid("package_line", "contains a newline; expected one canonical JSON line"));
-        }
-        if std::str::from_utf8(line).is_err() {
-            return Err(StreamError::invalid("package_line", "not UTF-8"));
+        let line = check_line(package_line)?;
+        if self.direct.is_some() && self.open.is_none() {
+            self.append_direct(line, now)?;
+            // The line is in the open chunk whatever happens to the seal (retried later).
+            return match self.seal_due() {
+                Ok(s) => Ok(s),
+                Err(e) => {
+                    warn!(topic = %self.topic, error = %e, "sealing a full chunk failed; the chunk stays open, retried in 1 s");
+                    Ok(None)
+                }
+            };
         }
         if self.open.is_none() {
             self.start_open(now)?;
@@ -631,6 +856,9 @@ impl ChunkWriter {
     /// after the file was created). Call after a group of appends; lines are acknowledged
     /// once this returns.
     pub fn sync(&mut self) -> Result<()> {
+        if let Some(o) = &mut self.direct_open {
+            o.sync()?;
+        }
         if let Some(o) = &mut self.open {
             if let (true, Some(file)) = (o.dirty, o.file.as_mut()) {
                 let path = self.dir.join(OPEN_FILE);
@@ -647,6 +875,15 @@ impl ChunkWriter {
 
     /// Seal the open chunk if its first line is at least `max_age` old at `now`.
     pub fn poll(&mut self, now: SystemTime) -> Result<Option<SealedChunk>> {
+        if self.open.is_none() {
+            let due = match &self.direct_open {
+                Some(o) if o.messages() > 0 => {
+                    now.duration_since(o.first_append()).unwrap_or_default() >= self.policy.max_age
+                }
+                _ => false,
+            } && self.seal_retry_at.is_none_or(|t| std::time::Instant::now() >= t);
+            return if due { self.seal_direct(CloseReason::MaxAge).map(Some) } else { Ok(None) };
+        }
         let due = match &self.open {
             Some(o) if o.messages > 0 => now.duration_since(o.first_append).unwrap_or_default() >= self.policy.max_age,
             _ => false,
@@ -662,7 +899,10 @@ impl ChunkWriter {
     pub fn close_now(&mut self) -> Result<Option<SealedChunk>> {
         match &self.open {
             Some(o) if o.messages > 0 => self.seal_open(CloseReason::CloseNow).map(Some),
-            _ => Ok(None),
+            _ => match &self.direct_open {
+                Some(o) if o.messages() > 0 => self.seal_direct(CloseReason::CloseNow).map(Some),
+                _ => Ok(None),
+            },
         }
     }
 
@@ -720,6 +960,7 @@ impl ChunkWriter {
             last_append_ms: store::unix_ms(last),
             sealed_at_ms: store::unix_ms(SystemTime::now()),
             close_reason: reason,
+            last_sequence: self.open_last_sequence.take(),
         };
         let (j, b, m) = store::chunk_paths(&self.dir, index);
         let mut batch = store::AtomicBatch::new(&self.dir);
@@ -733,4 +974,19 @@ impl ChunkWriter {
         info!(topic = %self.topic, index, chunk_id = %chunk.chunk_id, messages, reason = ?reason, "chunk sealed");
         Ok(SealedChunk { topic: self.topic.clone(), chunk, meta, envelope_path: j, ciphertext_path: b })
     }
+}
+
+/// One package line: without its optional trailing `\n`, non-empty, no newline inside, UTF-8.
+fn check_line(package_line: &[u8]) -> Result<&[u8]> {
+    let line = package_line.strip_suffix(b"\n").unwrap_or(package_line);
+    if line.is_empty() {
+        return Err(StreamError::invalid("package_line", "empty line"));
+    }
+    if line.contains(&b'\n') {
+        return Err(StreamError::invalid("package_line", "contains a newline; expected one canonical JSON line"));
+    }
+    if std::str::from_utf8(line).is_err() {
+        return Err(StreamError::invalid("package_line", "not UTF-8"));
+    }
+    Ok(line)
 }

@@ -58,6 +58,14 @@ pub(super) fn declare_queue_max_bytes(params: &Params) -> Result<usize, StartErr
     })
 }
 
+pub(super) fn declare_write_once(params: &Params) -> Result<bool, StartError> {
+    params.declared.read_only::<bool>(
+        "stream.write_once",
+        true,
+        "Write a streamed package once, as chunk ciphertext, in the packaging thread's group commit (the package log holds a reference to it). false: the package log holds the package and the chunk stream copies it (twice the bytes written).",
+    )
+}
+
 pub(super) fn declare_shutdown_upload_timeout(params: &Params) -> Result<Duration, StartError> {
     let name = "stream.shutdown_upload_timeout";
     let v = params.declared.read_only::<f64>(

@@ -1,5 +1,6 @@
 //! Feeding the chain: the tap's hand-overs → the stream thread's loop (append, group commit,
-//! catch-up from the package log, seal by size/count/age) → `~/chunks`.
+//! catch-up from the package log, seal by size/count/age) → `~/chunks`. Written once (no tap),
+//! the loop seals by age and publishes what the packaging thread sealed (`Cmd::Sealed`).
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use peaqos_core::pipeline::Published;
 use peaqos_core::retention::LogConsumers;
-use peaqos_stream::feed::TopicFeed;
+use peaqos_stream::payload_store::{lock_feed, SharedFeed};
 use peaqos_stream::writer::SealedChunk;
 use rclrs::Publisher;
 use ros_env::peaqos_node::msg::ChunkManifest;
@@ -30,6 +31,8 @@ pub(super) struct Item {
 
 pub(super) enum Cmd {
     Batch(Vec<Item>),
+    /// A chunk the packaging thread sealed (written once), to publish.
+    Sealed(usize, Box<SealedChunk>),
     Stop,
 }
 
@@ -77,7 +80,7 @@ pub(super) fn tap(
 /// Start the stream thread ([`StreamThread::run`]).
 #[allow(clippy::too_many_arguments)] // the thread's state, each argument a different handle
 pub(super) fn spawn(
-    feeds: Vec<TopicFeed>,
+    feeds: Vec<SharedFeed>,
     rx: Receiver<Cmd>,
     queued: Arc<AtomicUsize>,
     counters: Arc<TopicCounters>,
@@ -105,7 +108,7 @@ pub(super) fn spawn(
 
 /// The stream thread's state.
 struct StreamThread {
-    feeds: Vec<TopicFeed>,
+    feeds: Vec<SharedFeed>,
     queued: Arc<AtomicUsize>,
     counters: Arc<TopicCounters>,
     dropped: Arc<Vec<AtomicU64>>,
@@ -155,7 +158,7 @@ impl StreamThread {
             self.commit_and_seal(stopping, &mut round);
             self.update_counters(&round.sealed);
             for f in &self.feeds {
-                crate::retention::report_stream(&self.consumers, f);
+                crate::retention::report_stream(&self.consumers, &lock_feed(f));
             }
             self.publish(&round.sealed);
         }
@@ -168,6 +171,10 @@ impl StreamThread {
         for cmd in cmds {
             let items = match cmd {
                 Cmd::Batch(items) => items,
+                Cmd::Sealed(t, s) => {
+                    round.sealed.push((t, *s));
+                    continue;
+                }
                 Cmd::Stop => {
                     stopping = true;
                     continue;
@@ -175,12 +182,13 @@ impl StreamThread {
             };
             for it in items {
                 self.queued.fetch_sub(it.line.len(), Ordering::Relaxed);
-                match self.feeds[it.topic].push(it.sequence, it.line.as_bytes()) {
+                let mut feed = lock_feed(&self.feeds[it.topic]);
+                match feed.push(it.sequence, it.line.as_bytes()) {
                     Ok(s) => round.sealed.extend(s.into_iter().map(|s| (it.topic, s))),
                     Err(e) => {
                         tracing::error!(
                             "stream {}: appending package {} failed: {e}",
-                            self.feeds[it.topic].writer().topic(),
+                            feed.writer().topic(),
                             it.sequence
                         );
                         set_error(&self.counters, it.topic, &e);
@@ -208,7 +216,8 @@ impl StreamThread {
             // Drops counted before this read are in the log by now (the tap runs after the
             // log's commit), so one catch-up covers them.
             self.caught_up_to[t] = self.dropped[t].load(Ordering::Relaxed);
-            match self.feeds[t].catch_up() {
+            let caught = lock_feed(&self.feeds[t]).catch_up();
+            match caught {
                 Ok(s) => round.sealed.extend(s.into_iter().map(|s| (t, s))),
                 Err(e) => set_error(&self.counters, t, &e),
             }
@@ -220,7 +229,8 @@ impl StreamThread {
     /// open chunk when stopping.
     fn commit_and_seal(&mut self, stopping: bool, round: &mut Round) {
         let now = SystemTime::now();
-        for (t, f) in self.feeds.iter_mut().enumerate() {
+        for (t, f) in self.feeds.iter().enumerate() {
+            let mut f = lock_feed(f);
             if round.dirty[t] {
                 if let Err(e) = f.sync() {
                     tracing::error!("stream {}: group commit failed: {e}", f.writer().topic());
@@ -243,6 +253,7 @@ impl StreamThread {
     fn update_counters(&self, sealed: &[(usize, SealedChunk)]) {
         if let Ok(mut c) = self.counters.lock() {
             for (t, f) in self.feeds.iter().enumerate() {
+                let f = lock_feed(f);
                 let c = &mut c[t].1;
                 c.last_chunk_index = f.writer().next_index().checked_sub(1);
                 c.last_sequence = f.last_sequence();

@@ -2,6 +2,16 @@
 //! [`TopicFeed`] per topic (`peaqos_stream`), fed by a package tap; `~/chunks`,
 //! `~/grant_access`, `~/seal_dataset`.
 //!
+//! **Written once** (`stream.write_once`, the default; `peaqos_stream::payload_store`): the
+//! packaging thread writes each streamed package straight into its topic's open chunk as
+//! ciphertext, in its group commit (the chunk synced before the package log), and the package log
+//! holds a small reference to it; chunks full by size or count are sealed there too (their
+//! manifests handed to the stream thread). The event rules read those packages back through the
+//! chain ([`StreamSubsystem::resolver`]). The tap below is then not registered; the stream thread
+//! seals by age, publishes manifests and reports each feed's position (its newest acknowledged
+//! package: the open chunk is durable itself). At start the open chunk is reopened and cut to
+//! what the package log acknowledged. With `stream.write_once: false`, the tap path below.
+//!
 //! Threads:
 //! * the **tap** runs on the packaging thread after each durable batch: it copies the batch's
 //!   streamed packages into a channel and returns at once. The channel is accounted in bytes
@@ -49,11 +59,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use peaqos_core::keys::MachineKey;
+use peaqos_core::payload::{PayloadResolver, PayloadStore};
 use peaqos_core::pipeline::Published;
 use peaqos_core::policy::DataEventMap;
 use peaqos_events::anchor::{ChainAnchor, DatasetAnchor};
 use peaqos_stream::feed::TopicFeed;
 use peaqos_stream::keys::MachineStreamKeys;
+use peaqos_stream::payload_store::{ChainResolver, ChainStore, SharedFeed};
 use rclrs::{IntoPrimitiveOptions, Node, Publisher};
 use ros_env::peaqos_node::msg::ChunkManifest;
 
@@ -62,7 +74,9 @@ use crate::params::Params;
 use crate::StartError;
 
 pub(crate) use config::topic_specs;
-use config::{declare_queue_max_bytes, declare_shutdown_upload_timeout, policy_err, stream_err, TopicSpec};
+use config::{
+    declare_queue_max_bytes, declare_shutdown_upload_timeout, declare_write_once, policy_err, stream_err, TopicSpec,
+};
 use feeding::{manifest_msg, Cmd};
 use services::{serve, StreamServices};
 pub use status::StatusView;
@@ -85,6 +99,9 @@ pub struct StreamSubsystem {
     shutdown_upload_timeout: Duration,
     _services: StreamServices,
     tap: Option<Tap>,
+    /// Written once: the packaging thread's payload store (taken once, for the pipeline).
+    payload_store: Option<Box<dyn PayloadStore>>,
+    resolver: Option<Arc<dyn PayloadResolver>>,
     status: Arc<StatusView>,
 }
 
@@ -103,6 +120,7 @@ pub fn start(
     let specs = topic_specs(map, &policy_file)?;
     let queue_max_bytes = declare_queue_max_bytes(params)?;
     let shutdown_upload_timeout = declare_shutdown_upload_timeout(params)?;
+    let write_once = declare_write_once(params)?;
     if specs.is_empty() {
         return Ok(None);
     }
@@ -125,10 +143,28 @@ pub fn start(
         &counters,
         &chunks_pub,
         &retention.consumers,
+        write_once,
     )?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Cmd>();
+    let (payload_store, resolver) = if write_once {
+        let index: std::collections::HashMap<String, usize> =
+            specs.iter().enumerate().map(|(i, s)| (s.topic.clone(), i)).collect();
+        let sealed_tx = tx.clone();
+        let store = ChainStore::new(
+            specs.iter().zip(&feeds).map(|(s, f)| (s.topic.clone(), Arc::clone(f))).collect(),
+            Box::new(move |topic, chunk| {
+                if let Some(&t) = index.get(topic) {
+                    let _ = sealed_tx.send(Cmd::Sealed(t, Box::new(chunk)));
+                }
+            }),
+        );
+        let resolver: Arc<dyn PayloadResolver> = Arc::new(ChainResolver::new(&stream_dir, Arc::clone(&keys)));
+        (Some(Box::new(store) as Box<dyn PayloadStore>), Some(resolver))
+    } else {
+        (None, None)
+    };
     let queued = Arc::new(AtomicUsize::new(0));
     let pruner = retention::ChunkPruner::new(retention, &stream_dir, Arc::clone(&counters));
     let upload = upload::spawn(&specs, &stream_dir, &stop, &counters, &chunks_pub, shutdown_upload_timeout, pruner)?;
@@ -142,7 +178,8 @@ pub fn start(
         upload.wake,
         Arc::clone(&retention.consumers),
     )?;
-    let tap = feeding::tap(&specs, tx.clone(), queued, Arc::clone(&dropped), queue_max_bytes);
+    // Written once, the packaging thread writes the chunks itself: no hand-over.
+    let tap = (!write_once).then(|| feeding::tap(&specs, tx.clone(), queued, Arc::clone(&dropped), queue_max_bytes));
 
     let anchor: Option<Box<dyn DatasetAnchor>> = chain.map(|c| {
         Box::new(ChainAnchor::new(c.client().clone(), c.runtime(), machine_id, &params.data_dir))
@@ -163,7 +200,9 @@ pub fn start(
         upload_done: upload.done,
         shutdown_upload_timeout,
         _services: services,
-        tap: Some(tap),
+        tap,
+        payload_store,
+        resolver,
         status,
     }))
 }
@@ -205,24 +244,17 @@ fn open_feeds(
     counters: &TopicCounters,
     chunks_pub: &Publisher<ChunkManifest>,
     consumers: &peaqos_core::retention::LogConsumers,
-) -> Result<Vec<TopicFeed>, StartError> {
+    write_once: bool,
+) -> Result<Vec<SharedFeed>, StartError> {
     let key_id = format!("{did}#stream-ed25519");
     let mut feeds = Vec::new();
     for (i, s) in specs.iter().enumerate() {
         let recipients = s.cfg.recipients().map_err(|(k, r)| policy_err(policy_file, format!("stream.{k}"), r))?;
         crate::retention::register_stream(consumers, &s.topic);
-        let (feed, opened) = TopicFeed::open(
-            stream_dir,
-            &params.data_dir,
-            &s.topic,
-            s.cfg.chunk,
-            keys,
-            did,
-            &key_id,
-            &recipients,
-            s.cfg.backfill,
-        )
-        .map_err(|e| stream_err(&format!("topic {}", s.topic), e))?;
+        let open = if write_once { TopicFeed::open_stored } else { TopicFeed::open };
+        let (feed, opened) =
+            open(stream_dir, &params.data_dir, &s.topic, s.cfg.chunk, keys, did, &key_id, &recipients, s.cfg.backfill)
+                .map_err(|e| stream_err(&format!("topic {}", s.topic), e))?;
         if !opened.recovery.is_clean() {
             tracing::warn!("stream {}: recovery at start: {:?}", s.topic, opened.recovery.actions);
         }
@@ -245,7 +277,7 @@ fn open_feeds(
             opened.replayed
         );
         crate::retention::report_stream(consumers, &feed);
-        feeds.push(feed);
+        feeds.push(Arc::new(Mutex::new(feed)));
     }
     Ok(feeds)
 }
@@ -254,6 +286,18 @@ impl StreamSubsystem {
     /// The package tap (taken once, for `main.rs`'s tap list).
     pub fn take_tap(&mut self) -> Option<Tap> {
         self.tap.take()
+    }
+
+    /// Written once: the payload store the pipeline writes streamed packages through (taken
+    /// once, for `main.rs`); `None` with `stream.write_once: false`.
+    pub fn take_payload_store(&mut self) -> Option<Box<dyn PayloadStore>> {
+        self.payload_store.take()
+    }
+
+    /// Reads streamed packages back from the chain for the package log's other readers (the
+    /// event rules); `None` with `stream.write_once: false`.
+    pub fn resolver(&self) -> Option<Arc<dyn PayloadResolver>> {
+        self.resolver.clone()
     }
 
     /// The stream's part of `~/status`.

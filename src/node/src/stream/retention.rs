@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use peaqos_stream::retention::{prune_grants, prune_local_chunks, ChunkRetention};
+use peaqos_core::retention::{Consumed, LogConsumers};
+use peaqos_stream::retention::{prune_grants, prune_local_chunks_held, ChunkRetention};
 
 use super::status::TopicCounters;
 use super::upload::UploadTopic;
@@ -18,6 +19,9 @@ pub(super) struct ChunkPruner {
     stream_dir: PathBuf,
     counters: Arc<TopicCounters>,
     last: Option<Instant>,
+    /// The package log's consumers: a chunk whose packages the log still refers a consumer to
+    /// (written once) keeps its ciphertext.
+    consumers: Arc<LogConsumers>,
 }
 
 impl ChunkPruner {
@@ -29,6 +33,7 @@ impl ChunkPruner {
             stream_dir: stream_dir.to_owned(),
             counters,
             last: None,
+            consumers: Arc::clone(&r.consumers),
         }
     }
 
@@ -40,7 +45,12 @@ impl ChunkPruner {
         self.last = Some(Instant::now());
         let now = SystemTime::now();
         for (t, (topic, dir, dests)) in topics.iter().enumerate() {
-            match prune_local_chunks(dir, dests, &self.bound, now) {
+            let log_needs_from = match self.consumers.consumed(topic) {
+                Consumed::NoConsumer => None,
+                Consumed::Nothing => Some(0),
+                Consumed::UpTo(s) => Some(s.saturating_add(1)),
+            };
+            match prune_local_chunks_held(dir, dests, &self.bound, now, log_needs_from) {
                 Ok(r) => {
                     if let Ok(mut c) = self.counters.lock() {
                         let c = &mut c[t].1;

@@ -46,11 +46,12 @@ Forms:
   peaqos-stream append --data-dir D --topic T [--did DID] [--key-id ID] [--owner-pk HEX]
                        [--operator-pk HEX] [--max-messages N] [--max-bytes N] [--key-file F]
   peaqos-stream upload --data-dir D --topic T --destination F.json
+  peaqos-stream log --data-dir D --topic T [--from N] [--key-file F]
   peaqos-stream completions bash|zsh|fish|elvish|powershell
 
 --data-dir D is the node's data_dir (the node's parameter of that name): the chains are in
 D/stream/<topic dir>. D = <data_dir>/stream itself is accepted too.
-The machine key (grant, dataset, keys, append) is the secp256k1 secret in hex, from --key-file
+The machine key (grant, dataset, keys, append, log) is the secp256k1 secret in hex, from --key-file
 or the PEAQOS_PRIVATE_KEY environment variable. Secret key files hold hex (optional 0x).
 Long work (verify, decrypt, export, dataset) shows progress on stderr: a bar on a terminal,
 plain lines otherwise; --quiet turns it off.
@@ -98,6 +99,9 @@ enum Cmd {
     Append(AppendArgs),
     /// Upload a topic's pending sealed chunks to a destination.
     Upload(UploadArgs),
+    /// Print a topic's package log as JSON Lines of signed packages: a streamed package the log
+    /// holds as a reference (written once, in its chunk) is read back from the chain.
+    Log(LogArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -297,6 +301,17 @@ struct UploadArgs {
     destination: PathBuf,
 }
 
+#[derive(Args)]
+struct LogArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// First sequence number to print.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    from: u64,
+    #[command(flatten)]
+    key: KeyArgs,
+}
+
 enum CliError {
     Usage(String),
     Failed(String),
@@ -333,7 +348,10 @@ fn print_json(v: &serde_json::Value) {
 }
 
 fn is_topic_dir(d: &Path) -> bool {
-    d.join(store::HEAD_FILE).exists() || d.join("0.json").exists() || d.join(store::OPEN_FILE).exists()
+    d.join(store::HEAD_FILE).exists()
+        || d.join("0.json").exists()
+        || d.join(store::OPEN_FILE).exists()
+        || peaqos_stream::open_chunk::key_path(d, 0).exists()
 }
 
 /// `--data-dir D` is the node's `data_dir`: its chains are in `D/stream/<topic dir>`. The older
@@ -619,6 +637,24 @@ fn cmd_upload(a: &UploadArgs) -> R<()> {
     }
 }
 
+fn cmd_log(a: &LogArgs) -> R<()> {
+    use std::io::Write as _;
+    let keys = std::sync::Arc::new(machine_keys(&a.key)?);
+    let stream = peaqos_base::layout::stream_dir(&a.chain.data_dir);
+    let resolver = peaqos_stream::payload_store::ChainResolver::new(&stream, keys);
+    let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for item in
+        peaqos_core::package_log::iter_topic_from(&a.chain.data_dir, &a.chain.topic, a.from).map_err(|e| failed(&e))?
+    {
+        let (seq, line) = item.map_err(|e| failed(&e))?;
+        let line = peaqos_core::package_log::resolve_line(&a.chain.topic, seq, line, Some(&resolver))
+            .map_err(|e| failed(&e))?;
+        writeln!(out, "{line}").map_err(|e| failed(&e))?;
+    }
+    out.flush().map_err(|e| failed(&e))
+}
+
 fn run(cli: &Cli) -> R<()> {
     match &cli.cmd {
         Cmd::Verify(a) => cmd_verify(a, cli),
@@ -631,6 +667,7 @@ fn run(cli: &Cli) -> R<()> {
         Cmd::Keys(a) => cmd_keys(a),
         Cmd::Append(a) => cmd_append(a),
         Cmd::Upload(a) => cmd_upload(a),
+        Cmd::Log(a) => cmd_log(a),
         Cmd::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "peaqos-stream", &mut std::io::stdout());
             Ok(())
