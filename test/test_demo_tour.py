@@ -19,6 +19,7 @@ CAPABILITIES = {
     "chunk": "peaq SDK verify_chunk_chain: valid",
     "grant": "the buyer's own key opens it (peaq SDK decrypt_chunk)",
     "sale": "the node found it on chain: chain: block",
+    "buy": "paid once from the machine's account in tx",
 }
 
 
