@@ -194,9 +194,7 @@ async fn finish(b: &Buyer, key: &str) -> (OrderResult, Vec<String>) {
     let end = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let p = rx.borrow_and_update().clone();
-            if steps.last() != Some(&p.step.as_str().to_string()) {
-                steps.push(p.step.as_str().to_string());
-            }
+            steps = p.trail.iter().map(|(s, _)| s.as_str().to_string()).collect();
             if let Some(r) = p.result {
                 return r;
             }
@@ -318,6 +316,13 @@ async fn handoff_escrow_and_a_flaky_orchestrator() {
     assert_eq!(f.logged("POST", "/payment/escrow-lock").len(), 1);
     let c = b.confirm(&e).await.unwrap();
     assert_eq!(c.payment_status.as_deref(), Some("released"));
+    // escrow and a dispute: frozen, then refunded out of the escrow
+    let e2 =
+        b.place(OrderGoal { service_type: "maps".into(), operation: "tile".into(), ..Default::default() }).unwrap();
+    assert!(finish(&b, &e2).await.0.success);
+    let d = b.dispute(&e2, "tile missing", "").await.unwrap();
+    assert_eq!((d.state, d.payment_status.as_deref()), (OrderState::Disputed, Some("refunded")));
+    assert_eq!(f.logged("POST", "/payment/refund").len(), 1);
     // the orchestrator runs the next executes but answers 503 (the answer is lost): the order waits,
     // re-sends, and gets the saved execution: one run
     f.srv.control(
@@ -350,7 +355,7 @@ async fn handoff_escrow_and_a_flaky_orchestrator() {
     assert_eq!((e.error_code(), e.field()), ("PAYMENT_SENT", "order_key"));
     let (r, _) = finish(&b, &p).await;
     assert!(r.success, "{r:?}");
-    assert_eq!(f.logged("POST", "/payment/escrow-lock").len(), 2 + 5, "re-submitted until accepted");
+    assert_eq!(f.logged("POST", "/payment/escrow-lock").len(), 3 + 5, "re-submitted until accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

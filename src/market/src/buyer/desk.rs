@@ -86,6 +86,10 @@ pub struct OrderProgress {
     pub detail: String,
     /// `Some` once the order reached an end state (executed, handoff, failed, cancelled).
     pub result: Option<OrderResult>,
+    /// Every step this order reported since the node started, in order, with its detail: a
+    /// watch channel keeps only the latest value, so a watcher that was slower than two steps
+    /// finds the one it missed here (at most one entry per step; empty in a desk that keeps none).
+    pub trail: Vec<(Step, String)>,
 }
 
 /// The buyer as the node drives it.

@@ -53,6 +53,26 @@ struct Slot {
     rec: OrderRecord,
     tx: watch::Sender<OrderProgress>,
     wake: Arc<Notify>,
+    /// The steps published so far ([`OrderProgress::trail`]).
+    trail: Vec<(Step, String)>,
+}
+
+impl Slot {
+    fn new(rec: OrderRecord) -> Slot {
+        let first = progress_of(&rec);
+        let trail = vec![(first.step, first.detail.clone())];
+        let (tx, _) = watch::channel(OrderProgress { trail: trail.clone(), ..first });
+        Slot { rec, tx, wake: Arc::new(Notify::new()), trail }
+    }
+
+    /// Publish `p`, adding its step to the trail when it is a new one.
+    fn send(&mut self, mut p: OrderProgress) {
+        if self.trail.last().is_none_or(|(s, _)| *s != p.step) && self.trail.len() < 32 {
+            self.trail.push((p.step, p.detail.clone()));
+        }
+        p.trail.clone_from(&self.trail);
+        self.tx.send_replace(p);
+    }
 }
 
 pub(super) struct Inner {
@@ -115,6 +135,7 @@ fn progress_of(rec: &OrderRecord) -> OrderProgress {
         step: rec.state.step(),
         detail,
         result: rec.result.clone().filter(|_| rec.state.is_end()),
+        trail: Vec::new(),
     }
 }
 
@@ -235,9 +256,8 @@ impl Buyer {
     }
 
     fn insert(&self, rec: OrderRecord) {
-        let (tx, _) = watch::channel(progress_of(&rec));
-        let slot = Slot { rec: rec.clone(), tx, wake: Arc::new(Notify::new()) };
-        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).insert(rec.key, slot);
+        let key = rec.key.clone();
+        self.inner.slots.lock().unwrap_or_else(|p| p.into_inner()).insert(key, Slot::new(rec));
     }
 
     fn spawn(&self, key: String) {
@@ -280,7 +300,7 @@ impl Buyer {
         self.inner.orders.save(&rec)?;
         let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = slots.get_mut(&rec.key) {
-            slot.tx.send_replace(progress_of(&rec));
+            slot.send(progress_of(&rec));
             slot.rec = rec;
         }
         Ok(())
@@ -288,14 +308,15 @@ impl Buyer {
 
     /// Publish a step that is not a state of its own (searched).
     pub(super) fn announce(&self, rec: &OrderRecord, step: Step, detail: String) {
-        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = slots.get(&rec.key) {
-            slot.tx.send_replace(OrderProgress {
+        let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get_mut(&rec.key) {
+            slot.send(OrderProgress {
                 order_key: rec.key.clone(),
                 order_id: rec.order_id.clone().unwrap_or_default(),
                 step,
                 detail,
                 result: None,
+                trail: Vec::new(),
             });
         }
     }
@@ -309,7 +330,7 @@ impl Buyer {
             return Ok(false);
         }
         self.inner.orders.save(&rec)?;
-        slot.tx.send_replace(progress_of(&rec));
+        slot.send(progress_of(&rec));
         slot.rec = rec;
         Ok(true)
     }
@@ -437,8 +458,7 @@ impl OrderDesk for Buyer {
         let key = format!("ord-{:016x}", rand::thread_rng().gen::<u64>());
         let rec = OrderRecord::new(key.clone(), goal, &now());
         self.inner.orders.save(&rec)?;
-        let (tx, _) = watch::channel(progress_of(&rec));
-        slots.insert(key.clone(), Slot { rec, tx, wake: Arc::new(Notify::new()) });
+        slots.insert(key.clone(), Slot::new(rec));
         drop(slots);
         tracing::info!(order = %key, "market: order accepted");
         self.spawn(key.clone());

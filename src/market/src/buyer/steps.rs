@@ -353,7 +353,8 @@ impl Buyer {
         Ok(rec)
     }
 
-    /// Dispute a delivered order (`POST …/dispute`): the payment is frozen by the server.
+    /// Dispute a delivered order (`POST …/dispute`): the payment is frozen by the server; for an
+    /// escrow rail the node then asks for the refund (`…/payment/refund`).
     pub async fn dispute(&self, key: &str, reason: &str, evidence_json: &str) -> Result<OrderRecord> {
         if reason.trim().is_empty() {
             return Err(MarketError::validation("reason", "must not be blank"));
@@ -369,7 +370,12 @@ impl Buyer {
         let s = self.session().await?;
         let order_id = rec.order_id.clone().unwrap_or_default();
         let req = wire::DisputeRequest { reason: reason.to_string(), evidence };
-        let (_, payment) = self.inner.client.dispute_order(&s.token, &order_id, &req).await?;
+        let (_, mut payment) = self.inner.client.dispute_order(&s.token, &order_id, &req).await?;
+        if rec.payment.as_ref().is_some_and(|p| p.escrow) {
+            // The funds are still in escrow: ask for them back (the server decides; a refusal leaves
+            // the dispute open and frozen, and is reported).
+            payment = Some(self.inner.client.refund_payment(&s.token, &order_id).await?.status);
+        }
         rec.payment_status = payment;
         rec.state = OrderState::Disputed;
         rec.updated_at = now();

@@ -33,7 +33,7 @@
 //! ```
 use std::sync::Arc;
 
-use peaqos_market::buyer::{OrderDesk, OrderGoal, OrderProgress, OrderResult};
+use peaqos_market::buyer::{OrderDesk, OrderGoal, OrderProgress, OrderResult, Step};
 use rclrs::{
     ActionGoalReceiver, CancellingGoal, ExecutingGoal, ExecutorCommands, Node, Promise, RclrsError, RequestedGoal,
     TerminatedGoal,
@@ -187,8 +187,23 @@ async fn follow(
 ) {
     let mut last: Option<MarketOrder_Feedback> = None;
     let mut closed = false;
+    let mut sent = 0; // trail entries published
     loop {
         let now = progress.borrow_and_update().clone();
+        // every step reached, also one this task was too slow to see live
+        for (step, detail) in now.trail.iter().skip(sent) {
+            let feedback = MarketOrder_Feedback {
+                step: step.as_str().to_owned(),
+                order_key: now.order_key.clone(),
+                order_id: now.order_id.clone(),
+                detail: detail.clone(),
+            };
+            if last.as_ref() != Some(&feedback) && *step != Step::Done {
+                goal.publish(feedback.clone());
+                last = Some(feedback);
+            }
+        }
+        sent = sent.max(now.trail.len());
         if let Some(result) = now.result {
             tracing::info!("{ACTION_NAME}: {order_key} ended {} (success: {})", result.state, result.success);
             goal.end(result_msg(result));

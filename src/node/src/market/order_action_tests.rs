@@ -80,6 +80,7 @@ impl OrderDesk for ScriptedDesk {
             step: Step::Accepted,
             detail: goal.service_type,
             result: None,
+            trail: Vec::new(),
         };
         orders.insert(key.clone(), watch::channel(progress).0);
         self.placed.send_modify(|count| *count += 1);
