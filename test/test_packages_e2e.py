@@ -67,12 +67,13 @@ class Robot:
             "/t/arrays": node.create_publisher(UnboundedSequences, "/t/arrays", q),
         }
         self.packages: list[DataPackage] = []
-        node.create_subscription(DataPackage, "/peaqos_node/data_packages", self.packages.append, q)
+        self.sub = node.create_subscription(DataPackage, "/peaqos_node/data_packages", self.packages.append, q)
 
     def wait_matched(self, node: NodeProcess, timeout=15.0):
-        # every test topic subscribed, and the node's package publisher reached our subscriber
+        # every test topic subscribed, and the node's package publisher matched with our subscriber
+        # (in the graph is not enough: a package published before the match is not delivered)
         wait_until(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values())
-                   and self.node.count_publishers("/peaqos_node/data_packages") > 0,
+                   and self.sub.get_publisher_count() > 0,
                    timeout, "peaqos_node to subscribe to every test topic", nodes=node, spin=self.node)
 
     def spin_until(self, pred, timeout=20.0) -> bool:
