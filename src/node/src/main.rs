@@ -197,9 +197,6 @@ fn run(dds_profile: &dds_profile::Choice) -> Result<(), StartError> {
         m.shutdown();
     }
     drop(chain_services);
-    // Everything is flushed; what is left is dropping the ROS entities and the context. A thread
-    // that still logs from here on writes to stderr, not into the logging rcl is finalizing.
-    ros_log::close();
     Ok(())
 }
 

@@ -28,15 +28,6 @@ use crate::StartError;
 
 static LOGGER: OnceLock<CString> = OnceLock::new();
 
-/// False once the node is being torn down: a line from a thread still running then (a runtime's
-/// worker finishing a task) goes to stderr, never into rcutils logging the context is finalizing.
-static OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Stop handing log lines to ROS (before the executor, node and context are dropped).
-pub fn close() {
-    OPEN.store(false, std::sync::atomic::Ordering::SeqCst);
-}
-
 /// Longest log line, in characters (control characters are escaped, the rest cut with `…`).
 const MAX_LINE_CHARS: usize = 2000;
 
@@ -209,7 +200,7 @@ impl<S: Subscriber> Layer<S> for RosLogLayer {
         // start a forged log line, a 1 MB topic cannot write a 1 MB line.
         let line = peaqos_core::text::one_line(&msg.line(), MAX_LINE_CHARS);
         let meta = event.metadata();
-        let Some(logger) = LOGGER.get().filter(|_| OPEN.load(std::sync::atomic::Ordering::SeqCst)) else {
+        let Some(logger) = LOGGER.get() else {
             eprintln!("[{}] [peaqos_node]: {line}", meta.level());
             return;
         };
