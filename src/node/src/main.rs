@@ -62,28 +62,11 @@ fn main() -> ExitCode {
     peaqos_core::memory::map_large_allocations();
     ros_log::init();
     match run(&dds_profile) {
-        Ok(()) => exit_now(),
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("peaqos_node cannot start: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// End the process once `run` has shut everything down and flushed it: without running the C
-/// and C++ static destructors (rcl, Fast DDS) while threads that outlive `run` (a chain client's
-/// worker still polling a receipt, a runtime finishing a task) may log or touch them. That race
-/// aborted a node at shutdown (heap corruption, a panic in a destructor). What such a thread
-/// was doing is given up as under `kill -9`, which every durable store here is built for.
-fn exit_now() -> ExitCode {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    // SAFETY: fflush(NULL) flushes every C stdio stream (the ROS log's console output); _exit
-    // ends the process at once and takes no pointers.
-    unsafe {
-        libc::fflush(std::ptr::null_mut());
-        libc::_exit(0)
     }
 }
 
